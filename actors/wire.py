@@ -1,0 +1,629 @@
+"""The AllTick wire protocol: frames as msgspec Structs, codes per endpoint. Pure: no I/O, no clock.
+
+Rules of this module:
+
+1. Every frame in ../shared/PROTOCOL.md has one Struct here. Requests carry ``cmd_id`` (the tag),
+   ``seq_id``, ``trace`` (<= 64 chars) and ``data``; responses echo ``seq_id``/``trace`` and carry
+   ``ret``/``msg``; pushes carry only ``cmd_id`` and ``data``.
+2. A subscription request is always a whole set (PROTOCOL.md: every 22004 REPLACES the connection's
+   trade subscription). Encoders take a set of codes, dedupe and sort it, and refuse an empty one.
+3. Vendor quirks are decoded as sent (``seq`` and ``tick_time`` as int or numeric string; ``tick_time``
+   in seconds or milliseconds) and normalised in one place, ``_normalise_trade``, into our ``Tick``.
+4. Prices, volumes and turnovers stay the vendor's decimal strings: exact, and cheap on the hot path.
+   ``Tick.decimal_price()`` converts where arithmetic needs it. A price that is not a decimal string
+   makes the frame malformed.
+5. Decoding never raises anything but ``MalformedFrame`` for bad input. ``decode_batch`` never raises:
+   bad frames are returned in ``errors`` so that one bad frame does not stop the feed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import ClassVar, Final
+
+import msgspec
+
+from actors.errors import InvalidCode, MalformedFrame, SubscriptionRefused
+
+# --- commands (PROTOCOL.md "Commands") -------------------------------------------------------------
+
+CMD_HEARTBEAT: Final = 22000
+CMD_HEARTBEAT_ACK: Final = 22001
+CMD_SUBSCRIBE_BOOK: Final = 22002
+CMD_SUBSCRIBE_BOOK_ACK: Final = 22003
+CMD_SUBSCRIBE_TRADES: Final = 22004
+CMD_SUBSCRIBE_TRADES_ACK: Final = 22005
+CMD_CANCEL: Final = 22006
+CMD_CANCEL_ACK: Final = 22007
+CMD_TRADE_PUSH: Final = 22998
+CMD_BOOK_PUSH: Final = 22999
+#: Requests that count against the subscription rate limit (PROTOCOL.md "Limits").
+SUBSCRIPTION_CMDS: Final = frozenset({CMD_SUBSCRIBE_BOOK, CMD_SUBSCRIBE_TRADES, CMD_CANCEL})
+
+CANCEL_ALL: Final = 0
+CANCEL_BOOK: Final = 1
+CANCEL_TRADES: Final = 2
+
+TRACE_MAX_CHARS: Final = 64  # PROTOCOL.md "Frame envelope"
+UINT32_MAX: Final = 2**32 - 1
+#: tick_time values below this are seconds, at or above it milliseconds (1e11 ms is 1973, 1e11 s is 5138).
+SECONDS_BELOW: Final = 100_000_000_000
+
+
+class Endpoint(enum.StrEnum):
+    """The two AllTick endpoints (PROTOCOL.md "Endpoints"); the value is the config key."""
+
+    STOCK = "stock"
+    FOREX_CRYPTO = "forex_crypto"
+
+    @property
+    def path(self) -> str:
+        """The URL path of this endpoint."""
+        return ENDPOINT_PATHS[self]
+
+
+ENDPOINT_PATHS: Final = {
+    Endpoint.STOCK: "/quote-stock-b-ws-api",
+    Endpoint.FOREX_CRYPTO: "/quote-b-ws-api",
+}
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """Limits of one plan, per endpoint (PROTOCOL.md "Limits")."""
+
+    connections_per_token: int
+    codes_per_connection: int
+
+
+PLANS: Final = {
+    "free": Plan(1, 5),
+    "basic": Plan(1, 100),
+    "premium": Plan(3, 200),
+    "professional": Plan(10, 3000),
+    "all-hk": Plan(10, 3000),
+    "all-cn": Plan(10, 3000),
+    "all-us": Plan(10, 3000),
+}
+SUBSCRIBE_GAP_PER_CONNECTION_S: Final = 1.0  # PROTOCOL.md "Limits": one subscription request per second
+SUBSCRIBE_GAP_PER_TOKEN_S: Final = 3.0  # PROTOCOL.md "Limits": 3 s between requests across connections
+HEARTBEAT_INTERVAL_S: Final = 10.0  # PROTOCOL.md "Liveness": the client sends 22000 every 10 s
+SERVER_HEARTBEAT_TIMEOUT_S: Final = 30.0  # PROTOCOL.md "Liveness": the server closes after 30 s
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class Symbol(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One entry of ``symbol_list``; ``depth_level`` only for order books."""
+
+    code: str
+    depth_level: int | None = None
+
+
+class SymbolList(msgspec.Struct, frozen=True):
+    symbol_list: list[Symbol]
+
+
+class CancelData(msgspec.Struct, frozen=True):
+    cancel_type: int
+
+
+class Empty(msgspec.Struct, frozen=True):
+    pass
+
+
+class Request(msgspec.Struct, frozen=True, tag_field="cmd_id"):
+    """Client to server. The tag is ``cmd_id``."""
+
+    seq_id: int
+    trace: str
+
+
+class HeartbeatRequest(Request, tag=CMD_HEARTBEAT):
+    data: Empty = Empty()
+
+
+class SubscribeBook(Request, tag=CMD_SUBSCRIBE_BOOK):
+    data: SymbolList
+
+
+class SubscribeTrades(Request, tag=CMD_SUBSCRIBE_TRADES):
+    data: SymbolList
+
+
+class Cancel(Request, tag=CMD_CANCEL):
+    data: CancelData
+
+
+AnyRequest = HeartbeatRequest | SubscribeBook | SubscribeTrades | Cancel
+
+
+class RequestIds:
+    """Hands out a unique ``seq_id`` and ``trace`` per request.
+
+    ``prefix`` should say who sends (connection id and incarnation), so traces stay unique across
+    reconnects and actor restarts. seq_id wraps within uint32.
+    """
+
+    def __init__(self, prefix: str, start: int = 1) -> None:
+        room = TRACE_MAX_CHARS - 11  # room for "-" and a 10-digit uint32
+        if len(prefix) > room:
+            # Cutting the tail would drop what tells two senders apart (often the incarnation at the
+            # end): keep the head and add a digest of the whole prefix.
+            digest = hashlib.blake2b(prefix.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+            prefix = f"{prefix[: room - len(digest) - 1]}~{digest}"
+        self._prefix = prefix
+        self._next = start % (UINT32_MAX + 1)
+
+    def next(self) -> tuple[int, str]:
+        """The next ``(seq_id, trace)``."""
+        seq_id = self._next
+        self._next = (self._next + 1) % (UINT32_MAX + 1)
+        return seq_id, f"{self._prefix}-{seq_id}"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(request: AnyRequest) -> bytes:
+    """JSON bytes of one request."""
+    return _encoder.encode(request)
+
+
+def heartbeat(ids: RequestIds) -> HeartbeatRequest:
+    """A 22000 heartbeat."""
+    seq_id, trace = ids.next()
+    return HeartbeatRequest(seq_id=seq_id, trace=trace)
+
+
+def _symbol_list(codes: Iterable[str], depth_level: int | None = None) -> SymbolList:
+    if isinstance(codes, str | bytes):
+        # A bare string is an iterable of characters: "AAPL.US" would subscribe ".", "A", "L", ...
+        raise TypeError(f"pass a collection of codes, not the single string {codes!r}")
+    unique = sorted(set(codes))
+    if not unique:
+        # PROTOCOL.md, our reading: an empty symbol_list is a bad request; the client never sends one.
+        raise SubscriptionRefused({})
+    return SymbolList([Symbol(code, depth_level) for code in unique])
+
+
+def subscribe_trades(codes: Iterable[str], ids: RequestIds) -> SubscribeTrades:
+    """A 22004 carrying the WHOLE trade set (PROTOCOL.md: every 22004 REPLACES the set).
+
+    Raises:
+        SubscriptionRefused: the set is empty; use ``cancel(CANCEL_TRADES)`` to drop everything.
+    """
+    data = _symbol_list(codes)
+    seq_id, trace = ids.next()
+    return SubscribeTrades(seq_id=seq_id, trace=trace, data=data)
+
+
+def subscribe_book(codes: Iterable[str], ids: RequestIds, depth_level: int | None = None) -> SubscribeBook:
+    """A 22002 carrying the WHOLE order-book set.
+
+    Raises:
+        SubscriptionRefused: the set is empty; use ``cancel(CANCEL_BOOK)`` to drop everything.
+    """
+    data = _symbol_list(codes, depth_level)
+    seq_id, trace = ids.next()
+    return SubscribeBook(seq_id=seq_id, trace=trace, data=data)
+
+
+def cancel(cancel_type: int, ids: RequestIds) -> Cancel:
+    """A 22006: 0 cancels everything, 1 the order book, 2 the trades."""
+    # True == 1 and 1.0 == 1, but they would go on the wire as `true` and `1.0`.
+    if (
+        isinstance(cancel_type, bool)
+        or not isinstance(cancel_type, int)
+        or cancel_type not in (CANCEL_ALL, CANCEL_BOOK, CANCEL_TRADES)
+    ):
+        raise ValueError(f"cancel_type must be 0, 1 or 2, not {cancel_type!r}")
+    seq_id, trace = ids.next()
+    return Cancel(seq_id=seq_id, trace=trace, data=CancelData(int(cancel_type)))
+
+
+# --- inbound frames ------------------------------------------------------------------------------
+
+
+class Trade(msgspec.Struct, frozen=True, gc=False):
+    """22998 ``data`` as the vendor sends it."""
+
+    code: str
+    seq: int | str
+    tick_time: int | str
+    price: str
+    volume: str = ""
+    turnover: str = ""
+    trade_direction: int = 0
+
+
+class Level(msgspec.Struct, frozen=True, gc=False):
+    price: str
+    volume: str = ""
+
+
+class Book(msgspec.Struct, frozen=True, gc=False):
+    """22999 ``data`` as the vendor sends it."""
+
+    code: str
+    seq: int | str
+    tick_time: int | str
+    bids: list[Level] = []
+    asks: list[Level] = []
+
+
+class Inbound(msgspec.Struct, frozen=True, tag_field="cmd_id"):
+    """Server to client. The tag is ``cmd_id``."""
+
+    cmd_id_value: ClassVar[int] = 0
+
+    @property
+    def cmd_id(self) -> int:
+        """The frame's cmd_id."""
+        return self.cmd_id_value
+
+
+class TradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
+    cmd_id_value: ClassVar[int] = CMD_TRADE_PUSH
+    data: Trade
+
+
+class BookPush(Inbound, tag=CMD_BOOK_PUSH, gc=False):
+    cmd_id_value: ClassVar[int] = CMD_BOOK_PUSH
+    data: Book
+
+
+class Response(Inbound):
+    """An answer to a request: ``ret`` 200 is success, anything else a refusal (see VendorError)."""
+
+    ret: int
+    msg: str = ""
+    seq_id: int = 0
+    trace: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for ret 200."""
+        return self.ret == 200
+
+
+class HeartbeatAck(Response, tag=CMD_HEARTBEAT_ACK):
+    cmd_id_value: ClassVar[int] = CMD_HEARTBEAT_ACK
+
+
+class SubscribeBookAck(Response, tag=CMD_SUBSCRIBE_BOOK_ACK):
+    cmd_id_value: ClassVar[int] = CMD_SUBSCRIBE_BOOK_ACK
+
+
+class SubscribeTradesAck(Response, tag=CMD_SUBSCRIBE_TRADES_ACK):
+    cmd_id_value: ClassVar[int] = CMD_SUBSCRIBE_TRADES_ACK
+
+
+class CancelAck(Response, tag=CMD_CANCEL_ACK):
+    cmd_id_value: ClassVar[int] = CMD_CANCEL_ACK
+
+
+class ErrorFrame(Response, tag=0):
+    """An error the server sends on its own (401 bad token, 606 too many) or for an unparsable request."""
+
+
+class OtherResponse(msgspec.Struct, frozen=True):
+    """A response with a cmd_id PROTOCOL.md does not list; kept so its ``ret`` is not lost."""
+
+    ret: int
+    cmd_id: int = 0
+    msg: str = ""
+    seq_id: int = 0
+    trace: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for ret 200."""
+        return self.ret == 200
+
+
+InboundFrame = TradePush | BookPush | HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame
+AnyResponse = HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame | OtherResponse
+
+#: The request each acknowledgement answers.
+ACK_OF: Final = {
+    CMD_HEARTBEAT: CMD_HEARTBEAT_ACK,
+    CMD_SUBSCRIBE_BOOK: CMD_SUBSCRIBE_BOOK_ACK,
+    CMD_SUBSCRIBE_TRADES: CMD_SUBSCRIBE_TRADES_ACK,
+    CMD_CANCEL: CMD_CANCEL_ACK,
+}
+
+
+# --- our normalised records ----------------------------------------------------------------------
+
+
+class Tick(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One trade as strategies see it. Prices are the vendor's exact decimal strings.
+
+    ``tick_time`` is in milliseconds since the epoch whatever the vendor sent; ``received_ns`` is the
+    wall-clock time (``time.time_ns()``) at which the connection read the frame.
+    """
+
+    code: str
+    seq: int
+    tick_time: int
+    price: str
+    volume: str
+    turnover: str
+    trade_direction: int
+    received_ns: int = 0
+
+    def decimal_price(self) -> Decimal:
+        """The price as an exact ``Decimal``."""
+        return Decimal(self.price)
+
+
+class BookTick(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One order-book snapshot; levels are ``(price, volume)`` string pairs, best first."""
+
+    code: str
+    seq: int
+    tick_time: int
+    bids: tuple[tuple[str, str], ...]
+    asks: tuple[tuple[str, str], ...]
+    received_ns: int = 0
+
+
+class DecodedBatch(msgspec.Struct, gc=False):
+    """What ``decode_batch`` returns: frames sorted by kind, arrival order kept within each."""
+
+    ticks: list[Tick]
+    books: list[BookTick]
+    responses: list[AnyResponse]
+    errors: list[MalformedFrame]
+
+
+# re.ASCII: without it \d also matches other scripts' digits ("\u0661\u0662\u0663").
+_DECIMAL_RE: Final = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+# Seconds (or milliseconds) with a fraction, e.g. "1700000000.123": digits only, no sign or exponent.
+_FRACTIONAL_RE: Final = re.compile(r"([0-9]{0,20})\.([0-9]*)", re.ASCII)
+UINT64_MAX: Final = 2**64 - 1
+_UINT64_DIGITS: Final = len(str(UINT64_MAX))
+_decode_inbound = msgspec.json.Decoder(InboundFrame).decode
+_decode_other = msgspec.json.Decoder(OtherResponse).decode
+
+
+def _show(value: object) -> str:
+    """A repr short enough for an exception's reason."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_field(name: str, value: int | str, frame: bytes | str) -> int:
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise MalformedFrame(f"{name} {_show(value)} is not an integer or numeric string", frame)
+        # Length before int(): above 4300 digits int() raises ValueError, not MalformedFrame.
+        if len(value.lstrip("0")) > _UINT64_DIGITS:
+            raise MalformedFrame(f"{name} {_show(value)} is out of range", frame)
+        value = int(value)
+    if value < 0:
+        raise MalformedFrame(f"{name} {_show(value)} is negative", frame)
+    if value > UINT64_MAX:
+        raise MalformedFrame(f"{name} {_show(value)} is out of range", frame)
+    return value
+
+
+def _tick_time_ms(value: int | str, frame: bytes | str) -> int:
+    # PROTOCOL.md, our reading: the table says ms, the vendor's example seconds. Normalise to ms.
+    if isinstance(value, str) and "." in value:
+        # With a fraction, e.g. "1700000000.123": split the digits, exact, no float and no Decimal
+        # context rounding; a fraction of a millisecond is dropped.
+        match = _FRACTIONAL_RE.fullmatch(value)
+        if match is None or match.group(0) == ".":
+            raise MalformedFrame(f"tick_time {_show(value)} is not a number", frame)
+        whole = int(match.group(1) or "0")
+        if whole >= SECONDS_BELOW:
+            return _int_field("tick_time", whole, frame)
+        return whole * 1000 + int((match.group(2) + "000")[:3])
+    number = _int_field("tick_time", value, frame)
+    return number * 1000 if number < SECONDS_BELOW else number
+
+
+def _decimal(name: str, value: str, frame: bytes | str, *, required: bool) -> str:
+    if value == "" and not required:
+        return value
+    if _DECIMAL_RE.fullmatch(value) is None:
+        raise MalformedFrame(f"{name} {_show(value)} is not a decimal string", frame)
+    return value
+
+
+def _normalise_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick:
+    return Tick(
+        code=trade.code,
+        seq=_int_field("seq", trade.seq, frame),
+        tick_time=_tick_time_ms(trade.tick_time, frame),
+        price=_decimal("price", trade.price, frame, required=True),
+        volume=_decimal("volume", trade.volume, frame, required=False),
+        turnover=_decimal("turnover", trade.turnover, frame, required=False),
+        trade_direction=trade.trade_direction,
+        received_ns=received_ns,
+    )
+
+
+def _levels(levels: list[Level], frame: bytes | str) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (
+            _decimal("price", lv.price, frame, required=True),
+            _decimal("volume", lv.volume, frame, required=False),
+        )
+        for lv in levels
+    )
+
+
+def _normalise_book(book: Book, frame: bytes | str, received_ns: int) -> BookTick:
+    return BookTick(
+        code=book.code,
+        seq=_int_field("seq", book.seq, frame),
+        tick_time=_tick_time_ms(book.tick_time, frame),
+        bids=_levels(book.bids, frame),
+        asks=_levels(book.asks, frame),
+        received_ns=received_ns,
+    )
+
+
+def decode_frame(frame: bytes | str) -> InboundFrame | OtherResponse:
+    """Decode one raw frame into its Struct (pushes as sent, not normalised).
+
+    Raises:
+        MalformedFrame: not JSON, not a frame PROTOCOL.md allows, or fields of the wrong type.
+    """
+    # RecursionError: deeply nested JSON (msgspec recurses even to skip an unknown field).
+    # UnicodeError: a str frame with a lone surrogate cannot be encoded to UTF-8.
+    # TypeError: not bytes or str at all.
+    try:
+        return _decode_inbound(frame)
+    except msgspec.ValidationError as exc:
+        # Not a push or a known ack: a response to a command we do not know still carries `ret`.
+        try:
+            return _decode_other(frame)
+        except (msgspec.DecodeError, RecursionError):
+            raise MalformedFrame(str(exc), frame) from None
+    except (msgspec.DecodeError, TypeError, UnicodeError, RecursionError) as exc:
+        raise MalformedFrame(str(exc), frame) from None
+
+
+def decode_tick(frame: bytes | str, received_ns: int = 0) -> Tick:
+    """Decode one 22998 frame into a normalised ``Tick``.
+
+    Raises:
+        MalformedFrame: anything else, or a trade with bad fields.
+    """
+    decoded = decode_frame(frame)
+    if not isinstance(decoded, TradePush):
+        raise MalformedFrame(f"expected a 22998 trade push, got cmd_id {decoded.cmd_id}", frame)
+    return _normalise_trade(decoded.data, frame, received_ns)
+
+
+def decode_batch(frames: Sequence[bytes | str], received_ns: int = 0) -> DecodedBatch:
+    """Decode many raw frames in one call. Never raises: bad frames land in ``errors``."""
+    ticks: list[Tick] = []
+    books: list[BookTick] = []
+    responses: list[AnyResponse] = []
+    errors: list[MalformedFrame] = []
+    for frame in frames:
+        try:
+            decoded = decode_frame(frame)
+            if type(decoded) is TradePush:
+                ticks.append(_normalise_trade(decoded.data, frame, received_ns))
+            elif type(decoded) is BookPush:
+                books.append(_normalise_book(decoded.data, frame, received_ns))
+            else:
+                responses.append(decoded)  # type: ignore[arg-type]
+        except MalformedFrame as exc:
+            errors.append(exc)
+    return DecodedBatch(ticks, books, responses, errors)
+
+
+# --- codes ---------------------------------------------------------------------------------------
+
+# Stock endpoint: AAPL.US, BRK.B.US, 700.HK, 600519.SH, 000627.SZ (PROTOCOL.md "Endpoints").
+_STOCK_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9\-]*(?:\.[A-Z0-9]+)?\.(?:US|HK|SH|SZ)")
+# Forex/crypto endpoint: EURUSD, XAUUSD, USOIL, US500, BTCUSDT, 1000PEPEUSDT.
+_FOREX_CRYPTO_RE: Final = re.compile(r"[A-Z0-9]{2,24}")
+MAX_CODE_CHARS: Final = 32
+
+_US_EXCHANGES: Final = frozenset({"NASDAQ", "NYSE", "AMEX", "ARCA", "BATS", "NYSEARCA", "US"})
+_HK_EXCHANGES: Final = frozenset({"HKEX", "HKG", "SEHK", "HK"})
+_SH_EXCHANGES: Final = frozenset({"SSE", "SHA", "SH", "SHSE"})
+_SZ_EXCHANGES: Final = frozenset({"SZSE", "SHE", "SZ"})
+_QUOTE_CURRENCIES: Final = ("USDT", "USDC", "USD", "EUR", "JPY", "GBP", "AUD", "CHF", "CAD", "BTC", "ETH", "HKD")
+_SUFFIX_ALIASES: Final = {"SS": "SH", "O": "US", "N": "US", "OQ": "US", "K": "US"}
+
+
+def _stock_hint(exchange: str, symbol: str) -> str | None:
+    if exchange in _US_EXCHANGES:
+        return f"{symbol}.US"
+    if exchange in _HK_EXCHANGES and symbol.isdigit():
+        return f"{int(symbol)}.HK"
+    if exchange in _SH_EXCHANGES and symbol.isdigit():
+        return f"{symbol}.SH"
+    if exchange in _SZ_EXCHANGES and symbol.isdigit():
+        return f"{symbol}.SZ"
+    return None
+
+
+def _looks_like_pair(symbol: str) -> bool:
+    return len(symbol) >= 5 and symbol.endswith(_QUOTE_CURRENCIES)
+
+
+def guess_code(code: str) -> str | None:
+    """The vendor's notation for a code written another way, where it can be guessed; else None.
+
+    ``NASDAQ:AAPL`` -> ``AAPL.US``, ``aapl`` -> ``AAPL.US``, ``BTC/USDT`` -> ``BTCUSDT``,
+    ``HKEX:0700`` -> ``700.HK``, ``600519.SS`` -> ``600519.SH``.
+    """
+    text = code.strip()
+    if not text:
+        return None
+    upper = text.upper()
+    if ":" in upper:
+        exchange, _, symbol = upper.partition(":")
+        symbol = re.sub(r"[/\-_ ]", "", symbol)
+        guessed = _stock_hint(exchange, symbol)
+        if guessed is None and _FOREX_CRYPTO_RE.fullmatch(symbol):
+            guessed = symbol
+        return guessed if guessed != code and guessed and _valid_shape(guessed) else None
+    if "." in upper:
+        symbol, _, suffix = upper.rpartition(".")
+        suffix = _SUFFIX_ALIASES.get(suffix, suffix)
+        guessed = f"{symbol}.{suffix}"
+    else:
+        squeezed = re.sub(r"[/\-_ ]", "", upper)
+        if squeezed != upper or _looks_like_pair(squeezed):
+            guessed = squeezed
+        elif squeezed.isalpha() and len(squeezed) <= 5:
+            guessed = f"{squeezed}.US"
+        else:
+            guessed = squeezed
+    return guessed if guessed != code and _valid_shape(guessed) else None
+
+
+def _valid_shape(code: str) -> bool:
+    return bool(_STOCK_RE.fullmatch(code) or _FOREX_CRYPTO_RE.fullmatch(code))
+
+
+def endpoint_of(code: object) -> Endpoint:
+    """The endpoint that serves ``code``.
+
+    Raises:
+        InvalidCode: the code is not a string, empty, too long, or not in the vendor's notation
+            (the exception's ``hint`` carries the vendor's notation where it can be guessed).
+    """
+    if not isinstance(code, str):
+        raise InvalidCode(repr(code), f"a code must be a string, not {type(code).__name__}")
+    if not code:
+        raise InvalidCode(code, "empty code")
+    if len(code) > MAX_CODE_CHARS:
+        raise InvalidCode(code[:MAX_CODE_CHARS] + "...", f"longer than {MAX_CODE_CHARS} characters")
+    if _STOCK_RE.fullmatch(code):
+        return Endpoint.STOCK
+    if _FOREX_CRYPTO_RE.fullmatch(code):
+        return Endpoint.FOREX_CRYPTO
+    if code != code.upper():
+        reason = "codes are case-sensitive and upper-case"
+    else:
+        reason = "not in the vendor's notation (stocks like AAPL.US, 700.HK, 600519.SH; pairs like EURUSD, BTCUSDT)"
+    hint = guess_code(code)
+    raise InvalidCode(code, reason, hint)
+
+
+def validate_code(code: object, endpoint: Endpoint | None = None) -> Endpoint:
+    """Check ``code`` and, when ``endpoint`` is given, that this endpoint serves it.
+
+    Raises:
+        InvalidCode: see ``endpoint_of``; or the code belongs to the other endpoint.
+    """
+    found = endpoint_of(code)
+    # Endpoint(...) so that the config's string "stock" compares equal to Endpoint.STOCK.
+    if endpoint is not None and found is not (wanted := Endpoint(endpoint)):
+        raise InvalidCode(str(code), f"belongs to the {found.value} endpoint, not {wanted.value}")
+    return found
