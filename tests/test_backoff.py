@@ -1,0 +1,263 @@
+"""Tests of actors.backoff: reconnect delays, restart intensity, and failure classification. Pure."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import ssl
+import unittest
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.backoff import RestartIntensity, backoff, classify
+from actors.errors import (
+    ConfigError,
+    ConnectionSilent,
+    EscalationError,
+    InvalidCode,
+    InvalidTransition,
+    MalformedFrame,
+    ProtocolViolation,
+    SubscriptionRefused,
+    VendorError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+from typing import Any
+
+
+def take(delays: Iterator[float], n: int) -> list[float]:
+    return list(itertools.islice(delays, n))
+
+
+class BackoffTests(unittest.TestCase):
+    """Delays grow geometrically to a cap; jitter only shortens them."""
+
+    def test_grows_until_the_cap_without_jitter(self) -> None:
+        assert take(backoff(jitter=0.0), 10) == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+
+    def test_custom_series(self) -> None:
+        assert take(backoff(initial=1.0, factor=3.0, cap=20.0, jitter=0.0), 5) == [1.0, 3.0, 9.0, 20.0, 20.0]
+        assert take(backoff(initial=2.0, factor=1.0, cap=5.0, jitter=0.0), 3) == [2.0, 2.0, 2.0]
+        assert take(backoff(initial=50.0, cap=30.0, jitter=0.0), 2) == [30.0, 30.0]
+
+    def test_seeded_rng_is_reproducible(self) -> None:
+        first = take(backoff(rng=random.Random(7)), 20)
+        second = take(backoff(rng=random.Random(7)), 20)
+        assert first == second
+        assert first != take(backoff(rng=random.Random(8)), 20)
+
+    def test_jitter_stays_within_bounds(self) -> None:
+        delays = take(backoff(jitter=0.5, rng=random.Random(1)), 200)
+        bases = take(backoff(jitter=0.0), 200)
+        for delay, base in zip(delays, bases, strict=True):
+            assert delay >= base * 0.5
+            assert delay <= base
+        assert len(set(delays[10:])) > 100  # at the cap, still spread out
+
+    def test_full_jitter_is_never_negative(self) -> None:
+        delays = take(backoff(jitter=1.0, rng=random.Random(3)), 500)
+        assert all(0.0 <= d <= 30.0 for d in delays)
+
+    def test_endless_and_never_overflows(self) -> None:
+        delays = backoff(initial=1e-300, factor=1e10, cap=1e300, jitter=0.0)
+        assert take(delays, 5000)[-1] == 1e300
+
+    def test_arguments_are_checked_at_once(self) -> None:
+        bad: dict[str, dict[str, Any]] = {
+            "initial": {"initial": 0.0},
+            "cap": {"cap": -1.0},
+            "factor": {"factor": 0.5},
+            "jitter": {"jitter": 1.5},
+        }
+        for name, kwargs in bad.items():
+            with self.subTest(name=name), pytest.raises(ValueError, match=f"^{name} must"):
+                backoff(**kwargs)  # no next(): the error is raised on the call
+
+
+class PropertyTests(unittest.TestCase):
+    """Every delay lies in [base * (1 - jitter), base] and never above the cap."""
+
+    @given(
+        initial=st.floats(min_value=1e-3, max_value=100.0),
+        factor=st.floats(min_value=1.0, max_value=10.0),
+        cap=st.floats(min_value=1e-3, max_value=1000.0),
+        jitter=st.floats(min_value=0.0, max_value=1.0),
+        seed=st.integers(0, 2**32),
+    )
+    def test_delays_are_bounded(
+        self, initial: float, factor: float, cap: float, jitter: float, seed: int
+    ) -> None:
+        delays = backoff(initial=initial, factor=factor, cap=cap, jitter=jitter, rng=random.Random(seed))
+        previous_base = 0.0
+        for n, delay in enumerate(take(delays, 40)):
+            base = min(cap, initial * factor**n)
+            assert 0.0 <= delay <= cap
+            assert base * (1 - jitter) * (1 - 1e-9) <= delay <= base * (1 + 1e-9)
+            assert base >= previous_base
+            previous_base = base
+
+
+class RestartIntensityTests(unittest.TestCase):
+    """Erlang/OTP intensity: at most max_restarts within any within_s window."""
+
+    def test_three_in_ten_seconds(self) -> None:
+        intensity = RestartIntensity(max_restarts=3, within_s=10.0)
+        assert [intensity.record(t) for t in (0.0, 1.0, 2.0)] == [True, True, True]
+        assert not intensity.record(3.0)  # the 4th within 10 s
+        assert intensity.count(3.0) == 4
+        # At 11.0 the restarts at 0.0 and 1.0 have left the window (exactly 10 s ago counts as left).
+        assert intensity.count(11.0) == 2
+        assert intensity.record(11.0)
+        assert not intensity.record(11.5)
+
+    def test_window_slides(self) -> None:
+        intensity = RestartIntensity(max_restarts=2, within_s=5.0)
+        results = [intensity.record(t) for t in (0.0, 4.0, 5.0, 9.0, 9.5, 20.0)]
+        assert results == [True, True, True, True, False, True]
+        assert intensity.count(20.0) == 1
+        assert intensity.count(100.0) == 0
+
+    def test_reset_forgets_everything(self) -> None:
+        intensity = RestartIntensity(max_restarts=1, within_s=60.0)
+        intensity.record(0.0)
+        assert not intensity.record(1.0)
+        intensity.reset()
+        assert intensity.count(1.0) == 0
+        assert intensity.record(2.0)
+
+    def test_zero_restarts_allowed(self) -> None:
+        assert not RestartIntensity(max_restarts=0, within_s=1.0).record(0.0)
+
+    def test_arguments_are_checked(self) -> None:
+        with pytest.raises(ValueError, match=r"^max_restarts must"):
+            RestartIntensity(max_restarts=-1, within_s=1.0)
+        with pytest.raises(ValueError, match=r"^max_restarts must"):
+            RestartIntensity(max_restarts=2.5, within_s=1.0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"^within_s must"):
+            RestartIntensity(max_restarts=1, within_s=0.0)
+        intensity = RestartIntensity(max_restarts=4, within_s=30)
+        assert (intensity.max_restarts, intensity.within_s) == (4, 30.0)
+
+
+# Stand-ins for websockets' exceptions: classify matches them by class name, so the test does not
+# import websockets either (the purity test must not see it loaded).
+class WebSocketException(Exception):
+    pass
+
+
+class ConnectionClosed(WebSocketException):
+    pass
+
+
+class ConnectionClosedError(ConnectionClosed):
+    pass
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    pass
+
+
+class InvalidHandshake(WebSocketException):
+    pass
+
+
+class InvalidMessage(InvalidHandshake):
+    pass
+
+
+class InvalidUpgrade(InvalidHandshake):  # a subclass: matched through its base's name
+    pass
+
+
+class Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class InvalidStatus(InvalidHandshake):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__(f"server rejected WebSocket connection: HTTP {response.status_code}")
+
+
+class InvalidStatusCode(InvalidHandshake):  # websockets' legacy API
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(status_code)
+
+
+class InvalidURI(WebSocketException):
+    pass
+
+
+RETRY: dict[str, BaseException] = {
+    "429 rate limit": VendorError(429, "rate limit", 22004, 1),
+    "606 too many": VendorError(606, "too many requests and connection will be closed"),
+    "400 bad request": VendorError(400, "request data param invalid", 22004, 2),
+    "600 code invalid": VendorError(600, "code invalid", 22004, 3),
+    "500 other ret": VendorError(500, "internal"),
+    "silent": ConnectionSilent(15.2, 15.0),
+    "protocol violation": ProtocolViolation("a 22001 nobody asked for"),
+    "malformed frame": MalformedFrame("not JSON", b"{"),
+    "refused": ConnectionRefusedError(111, "Connection refused"),
+    "reset": ConnectionResetError(104, "Connection reset by peer"),
+    "os error": OSError(101, "Network is unreachable"),
+    "timeout": TimeoutError("handshake timed out"),
+    "eof": EOFError(),
+    "incomplete read": asyncio.IncompleteReadError(b"ab", 10),
+    "ssl error": ssl.SSLError("decryption failed"),
+    "ConnectionClosed": ConnectionClosed(),
+    "ConnectionClosedError": ConnectionClosedError(),
+    "ConnectionClosedOK": ConnectionClosedOK(),
+    "InvalidHandshake": InvalidHandshake(),
+    "InvalidMessage": InvalidMessage(),
+    "subclass of InvalidHandshake": InvalidUpgrade(),
+    "InvalidStatus 503": InvalidStatus(Response(503)),
+    "InvalidStatus 429": InvalidStatus(Response(429)),
+    "InvalidStatusCode 502": InvalidStatusCode(502),
+    "group of transient errors": ExceptionGroup("two", [ConnectionResetError(), TimeoutError()]),
+}
+
+FATAL: dict[str, BaseException] = {
+    "401 token invalid": VendorError(401, "token invalid"),
+    "603 token level not enough": VendorError(603, "token level not enough", 22004, 4),
+    "604 code unauthorized": VendorError(604, "code unauthorized", 22004, 5),
+    "config error": ConfigError("feed.plan", "unknown plan 'gold'"),
+    "invalid code": InvalidCode("NASDAQ:AAPL", "not in the vendor's notation", "AAPL.US"),
+    "invalid transition": InvalidTransition("can't give a verdict before connected"),
+    "subscription refused": SubscriptionRefused({}),
+    "escalation": EscalationError("connection-stock-0", 5, 60.0, "boom"),
+    "InvalidStatus 401": InvalidStatus(Response(401)),
+    "InvalidStatus 403": InvalidStatus(Response(403)),
+    "InvalidStatusCode 401": InvalidStatusCode(401),
+    "InvalidURI": InvalidURI(),
+    "certificate": ssl.SSLCertVerificationError("certificate verify failed"),
+    "keyboard interrupt": KeyboardInterrupt(),
+    "system exit": SystemExit(1),
+    "cancelled": asyncio.CancelledError(),
+    "unknown bug": KeyError("oops"),
+    "value error": ValueError("bug"),
+    "group with a fatal error": ExceptionGroup(
+        "two", [ConnectionResetError(), VendorError(401, "token invalid")]
+    ),
+}
+
+
+class ClassifyTests(unittest.TestCase):
+    """None means retry after a backoff delay; the exception itself means stop and report."""
+
+    def test_retryable(self) -> None:
+        for name, exc in RETRY.items():
+            with self.subTest(name):
+                assert classify(exc) is None
+
+    def test_fatal(self) -> None:
+        for name, exc in FATAL.items():
+            with self.subTest(name):
+                assert classify(exc) is exc
