@@ -1,0 +1,302 @@
+"""The Connection actor: owns one WebSocket to one endpoint. A thin async shell.
+
+It reads frames without ever waiting on downstream work except when too many batches are in flight,
+forwards raw frames in batches to its decoder (flushed when the socket has nothing more buffered, at
+``batch_max_frames``, or at ``batch_max_age_ms``), sends what the registry and the heartbeat actor ask
+it to send, and answers the heartbeat actor's ``beat``. It makes no protocol decisions: subscription
+state lives in the registry (actors.subscriptions), liveness rules in actors.liveness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import msgspec
+from loguru import logger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from actors import wire
+from actors.backoff import backoff, classify
+from actors.liveness import Liveness, Verdict
+from actors.settings import Secret, endpoint_url, redact
+
+
+STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
+
+
+class ConnectionConfig(msgspec.Struct, frozen=True):
+    """What a Connection actor needs from the settings."""
+
+    heartbeat_interval_s: float
+    silence_deadline_s: float
+    batch_max_frames: int = 256
+    batch_max_age_ms: float = 5.0
+    max_batches_in_flight: int = 16
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_jitter: float = 0.5
+    open_timeout_s: float = 10.0
+
+
+class BeatReport(msgspec.Struct, frozen=True):
+    """What ``beat`` tells the heartbeat actor."""
+
+    conn_id: str
+    epoch: int
+    connected: bool
+    verdict: int  # actors.liveness.Verdict, or -1 when not connected
+    silent_for: float
+    heartbeat_sent: bool
+    pid: int
+
+
+class ConnectionStats(msgspec.Struct, frozen=True):
+    conn_id: str
+    endpoint: str
+    url: str  # redacted
+    connected: bool
+    epoch: int
+    frames: int
+    batches: int
+    heartbeats_sent: int
+    requests_sent: int
+    reconnects: int
+    last_error: str
+    last_frame_age_s: float
+    batches_in_flight: int
+
+
+class Connection:
+    """One WebSocket to one AllTick endpoint (wrapped with ``ray.remote`` by the supervisor)."""
+
+    def __init__(
+        self,
+        conn_id: str,
+        endpoint: str,
+        url: str,
+        token: Secret,
+        config: ConnectionConfig,
+        decoder: Any,
+        registry: Any,
+        supervisor: Any = None,
+    ) -> None:
+        self._conn_id = conn_id
+        self._endpoint = wire.Endpoint(endpoint)
+        self._url = url
+        self._token = token
+        self._cfg = config
+        self._decoder = decoder
+        self._registry = registry
+        self._supervisor = supervisor
+        self._ids = wire.RequestIds(f"{conn_id}-{uuid.uuid4().hex[:8]}")
+        self._liveness = Liveness(
+            heartbeat_every=config.heartbeat_interval_s, silent_after=config.silence_deadline_s
+        )
+        self._ws: ClientConnection | None = None
+        self._epoch = 0
+        self._connected = asyncio.Event()
+        self._frames = 0
+        self._batches = 0
+        self._heartbeats = 0
+        self._requests = 0
+        self._reconnects = 0
+        self._last_error = ""
+        self._in_flight: deque[Any] = deque()
+        self._stopping = False
+        self._session_started = 0.0
+        self._kick = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        if supervisor is not None:
+            supervisor.child_started.remote(f"connection:{conn_id}", os.getpid())
+
+    def __repr__(self) -> str:
+        return f"Connection({self._conn_id!r}, {redact(self._url)!r})"
+
+    # --- socket loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delays = backoff(
+            initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
+        )
+        while not self._stopping:
+            self._session_started = 0.0
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the frame boundary: classify, record, back off
+                if self._stopping:
+                    break
+                fatal = classify(exc)
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                if fatal is not None:
+                    logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._last_error)
+                    if self._supervisor is not None:
+                        self._supervisor.child_failed.remote(f"connection:{self._conn_id}", self._last_error)
+                    self._kick.clear()
+                    await self._kick.wait()
+                    continue
+                logger.warning("{}: {}", self._conn_id, self._last_error)
+            if self._stopping:
+                break
+            if self._session_started and time.monotonic() - self._session_started > STABLE_SESSION_S:
+                # A session that lasted is not part of a failure streak: start the backoff afresh.
+                delays = backoff(
+                    initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
+                )
+            self._reconnects += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), next(delays))
+            self._kick.clear()
+
+    async def _session(self) -> None:
+        url = endpoint_url(self._url, self._token)
+        async with connect(
+            url,
+            open_timeout=self._cfg.open_timeout_s,
+            ping_interval=None,  # liveness is ours: the heartbeat actor and the silence deadline
+            close_timeout=1.0,
+            max_size=2**22,
+            max_queue=None,  # we never stop reading; backpressure is on the decoder batches
+            compression=None,
+        ) as ws:
+            self._ws = ws
+            self._epoch += 1
+            epoch = self._epoch
+            self._session_started = time.monotonic()
+            self._liveness.connected(time.monotonic())
+            self._connected.set()
+            logger.info("{}: connected to {} (epoch {})", self._conn_id, redact(self._url), epoch)
+            self._registry.connection_up.remote(self._conn_id, epoch)
+            try:
+                await self._read(ws, epoch)
+            finally:
+                self._connected.clear()
+                self._ws = None
+                self._registry.connection_down.remote(self._conn_id, epoch)
+
+    async def _read(self, ws: ClientConnection, epoch: int) -> None:
+        frames: list[bytes] = []
+        max_frames = self._cfg.batch_max_frames
+        max_age = self._cfg.batch_max_age_ms / 1000.0
+        started = 0.0
+        # websockets keeps received frames in recv_messages.frames; empty means the socket is drained.
+        buffered = getattr(getattr(ws, "recv_messages", None), "frames", ())
+        recv = ws.recv
+        while True:
+            frame = await recv(decode=False)
+            now = time.monotonic()
+            if not frames:
+                started = now
+            frames.append(frame)
+            if len(frames) >= max_frames or not len(buffered) or now - started >= max_age:
+                self._liveness.frame_received(now)
+                await self._flush(frames, epoch)
+                frames = []
+                await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
+
+    async def _flush(self, frames: list[bytes], epoch: int) -> None:
+        self._frames += len(frames)
+        self._batches += 1
+        ref = self._decoder.decode.remote(self._conn_id, epoch, frames, time.time_ns())
+        in_flight = self._in_flight
+        in_flight.append(ref.future())
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        while len(in_flight) > self._cfg.max_batches_in_flight:
+            # Backpressure: the decoder is behind. Waiting here lets the kernel buffer the socket.
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(in_flight.popleft())
+
+    # --- remote methods ---------------------------------------------------------------------------
+
+    async def wait_connected(self, timeout: float = 30.0) -> int:
+        """Wait until the socket is open; returns the epoch."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+        return self._epoch
+
+    async def send(self, epoch: int, frame: bytes) -> bool:
+        """Send a request encoded by the registry, if the socket of ``epoch`` is still the open one."""
+        ws = self._ws
+        if ws is None or epoch != self._epoch:
+            return False
+        try:
+            await ws.send(frame.decode())
+        except ConnectionClosed:
+            return False
+        self._requests += 1
+        return True
+
+    async def announce(self) -> int:
+        """Tell the registry again that the socket is up (after the registry restarted)."""
+        if self._connected.is_set():
+            self._registry.connection_up.remote(self._conn_id, self._epoch)
+        return self._epoch
+
+    async def beat(self) -> BeatReport:
+        """The heartbeat actor's ping: sends 22000 when due and reports liveness."""
+        now = time.monotonic()
+        ws = self._ws
+        if ws is None or not self._connected.is_set():
+            return BeatReport(self._conn_id, self._epoch, False, -1, 0.0, False, os.getpid())  # noqa: FBT003
+        verdict = self._liveness.verdict(now)
+        sent = False
+        if verdict is Verdict.HEARTBEAT_DUE:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(wire.encode(wire.heartbeat(self._ids)).decode())
+                self._liveness.heartbeat_sent(now)
+                self._heartbeats += 1
+                sent = True
+        return BeatReport(
+            self._conn_id, self._epoch, True, int(verdict), self._liveness.silent_for(now), sent, os.getpid()  # noqa: FBT003
+        )
+
+    async def reconnect(self, reason: str) -> int:
+        """Drop the socket at once (no close handshake: it may be dead) and connect again after a backoff."""
+        logger.warning("{}: reconnecting: {}", self._conn_id, reason)
+        self._last_error = reason
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
+        self._kick.set()
+        return self._epoch
+
+    async def statistics(self) -> ConnectionStats:
+        """Counters of this connection (the URL is redacted)."""
+        now = time.monotonic()
+        connected = self._connected.is_set()
+        return ConnectionStats(
+            conn_id=self._conn_id,
+            endpoint=self._endpoint.value,
+            url=redact(self._url),
+            connected=connected,
+            epoch=self._epoch,
+            frames=self._frames,
+            batches=self._batches,
+            heartbeats_sent=self._heartbeats,
+            requests_sent=self._requests,
+            reconnects=self._reconnects,
+            last_error=self._last_error,
+            last_frame_age_s=self._liveness.silent_for(now) if connected else -1.0,
+            batches_in_flight=len(self._in_flight),
+        )
+
+    async def stop(self) -> None:
+        """Close the socket and stop reconnecting."""
+        self._stopping = True
+        self._kick.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 1.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+

@@ -1,0 +1,99 @@
+"""The Heartbeat actor: drives the vendor heartbeat and finds dead connections. A thin async shell.
+
+Every ``check_every_s`` it calls ``beat`` on every Connection actor at once, each with a deadline.
+``beat`` sends 22000 when the connection's liveness clock says one is due (every
+``heartbeat_interval_s``, and sooner on a quiet socket) and reports the verdict. A connection is
+restarted through the supervisor when
+
+- its last received frame (22001 or any push) is older than ``silence_deadline_s``: the false-alive
+  socket that looks open while data stopped; the socket is dropped and opened again; or
+- its actor misses the ping deadline or is dead: the actor itself is killed and restarted by Ray.
+
+The checks run concurrently, so one stuck connection does not delay the others, and the actor waits
+on nothing else, so it keeps working when the data path is saturated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from actors.liveness import Verdict
+
+
+RAY_RESTART_S = 2.0  # a killed actor is back in ~1.2-1.9 s here: do not judge it before that
+
+
+class HeartbeatStats(msgspec.Struct, frozen=True):
+    rounds: int
+    heartbeats_sent: int
+    silent_found: int
+    ping_missed: int
+    last_round_s: float
+
+
+class Heartbeat:
+    """Wrapped with ``ray.remote`` by the supervisor."""
+
+    def __init__(
+        self,
+        connections: dict[str, Any],
+        supervisor: Any,
+        *,
+        check_every_s: float,
+        ping_deadline_s: float,
+    ) -> None:
+        self._connections = connections
+        self._supervisor = supervisor
+        self._check_every_s = check_every_s
+        self._ping_deadline_s = ping_deadline_s
+        self._rounds = self._sent = self._silent = self._missed = 0
+        self._last_round_s = 0.0
+        self._restarting: dict[str, float] = {}
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+        supervisor.child_started.remote("heartbeat", os.getpid())
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await asyncio.gather(*(self._check(c, h) for c, h in self._connections.items()))
+            except Exception:  # noqa: BLE001 - one bad round must not end the watchdog
+                logger.exception("heartbeat: round failed")
+            self._rounds += 1
+            self._last_round_s = time.monotonic() - started
+            await asyncio.sleep(max(0.0, self._check_every_s - self._last_round_s))
+
+    async def _check(self, conn_id: str, handle: Any) -> None:
+        # A connection being restarted is left alone for one deadline, so it is not restarted twice.
+        if time.monotonic() < self._restarting.get(conn_id, 0.0):
+            return
+        try:
+            report = await asyncio.wait_for(handle.beat.remote(), self._ping_deadline_s)
+        except (TimeoutError, asyncio.TimeoutError):
+            self._missed += 1
+            self._restart(conn_id, f"actor missed the {self._ping_deadline_s:g} s ping deadline", hard=True)
+            return
+        except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
+            self._missed += 1
+            logger.warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
+            return
+        if report.heartbeat_sent:
+            self._sent += 1
+        if report.connected and report.verdict == Verdict.SILENT:
+            self._silent += 1
+            self._restart(conn_id, f"silent for {report.silent_for:.2f} s", hard=False)
+
+    def _restart(self, conn_id: str, reason: str, *, hard: bool) -> None:
+        logger.warning("heartbeat: {}: {}", conn_id, reason)
+        self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
+        self._supervisor.restart_connection.remote(conn_id, reason, hard)
+
+    async def statistics(self) -> HeartbeatStats:
+        """Counters of the watchdog."""
+        return HeartbeatStats(self._rounds, self._sent, self._silent, self._missed, self._last_round_s)

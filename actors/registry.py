@@ -1,0 +1,390 @@
+"""The Registry actor: the one serialization point for subscribe/unsubscribe. A thin sync shell.
+
+It validates every call (empty lists, codes in a foreign notation, codes the vendor already refused,
+codes whose endpoint is not configured, codes beyond the plan), keeps per-strategy refcounts
+(actors.holdings), spreads the union over the connections (actors.assignment.assign, a pure function),
+and keeps one SubscriptionBook per connection (actors.subscriptions) that decides which full-set
+request to send and when. A timer thread sends what the books allow; every change is made under one
+lock, so the registry stays a single serialization point.
+
+Its state (holdings and the codes the vendor refused) is saved to Ray's internal KV store after every
+change and read back in ``__init__``: a registry restarted by Ray, SIGKILL included, loses no
+subscription. It does not know which requests the server acknowledged before it died, so it marks every
+connection as holding nothing and sends each whole set again (harmless: 22004 replaces the set).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+import ray
+from loguru import logger
+from ray.experimental import internal_kv
+
+from actors import wire
+from actors.assignment import assign
+from actors.errors import InvalidCode, SubscriptionRefused
+from actors.holdings import Holdings
+from actors.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
+
+PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
+
+
+class RegistryState(msgspec.Struct):
+    """What survives a registry restart."""
+
+    holdings: dict[str, dict[str, int]] = {}
+    refused: dict[str, str] = {}  # code -> the vendor's reason
+
+
+class ConnStatus(msgspec.Struct, frozen=True):
+    conn_id: str
+    endpoint: str
+    epoch: int
+    up: bool
+    desired: list[str]
+    acknowledged: list[str]
+    in_sync: bool
+    requests_sent: int
+    refusals: int
+    last_ack_s: float  # seconds from the request to its acknowledgement, last time
+
+
+class RegistryStatus(msgspec.Struct, frozen=True):
+    strategies: dict[str, dict[str, int]]
+    union: list[str]
+    refused: dict[str, str]
+    connections: list[ConnStatus]
+    vendor_errors: list[str]
+    in_sync: bool
+    pid: int
+
+
+class Registry:
+    """Wrapped with ``ray.remote`` by the supervisor; run as a sync actor (max_concurrency 1)."""
+
+    def __init__(
+        self,
+        connections: Mapping[str, list[str]],
+        max_codes: int,
+        namespace: str,
+        state_key: str,
+        *,
+        supervisor: Any = None,
+        conn_gap_s: float | None = None,
+        token_gap_s: float | None = None,
+        request_timeout_s: float = 5.0,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._connections = {wire.Endpoint(e): list(ids) for e, ids in connections.items()}
+        self._endpoint_of_conn = {c: e for e, ids in self._connections.items() for c in ids}
+        self._max_codes = max_codes
+        self._namespace = namespace
+        self._state_key = state_key.encode()
+        self._supervisor = supervisor
+        gate_args = {}
+        if conn_gap_s is not None:
+            gate_args["conn_gap_s"] = conn_gap_s
+        if token_gap_s is not None:
+            gate_args["token_gap_s"] = token_gap_s
+        self._gates = {e: RateGate(**gate_args) for e in self._connections}
+        self._books: dict[str, SubscriptionBook] = {
+            c: SubscriptionBook(c, Kind.TRADES, gate=self._gates[e], request_timeout_s=request_timeout_s)
+            for c, e in self._endpoint_of_conn.items()
+        }
+        self._epochs: dict[str, int] = dict.fromkeys(self._books, 0)
+        self._up: dict[str, bool] = dict.fromkeys(self._books, False)
+        self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._books}
+        self._handles: dict[str, Any] = {}
+        self._decoders: dict[int, Any] = {}
+        self._vendor_errors: list[str] = []
+        self._last_ack_s: dict[str, float] = {}
+        state = self._load()
+        self._holdings = Holdings.from_snapshot(state.holdings)
+        self._refused = dict(state.refused)
+        self._assignment: dict[str, frozenset[str]] = {}
+        self._reassign()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump_loop, name="registry-pump", daemon=True)
+        self._thread.start()
+        if supervisor is not None:
+            supervisor.child_started.remote("registry", os.getpid())
+        for conn_id in self._books:
+            handle = self._conn(conn_id)
+            if handle is not None:
+                handle.announce.remote()  # a restarted registry learns the open sockets and resends
+        if state.holdings:
+            logger.info("registry: restored {} strategies from the saved state", len(state.holdings))
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def _load(self) -> RegistryState:
+        raw = internal_kv._internal_kv_get(self._state_key)  # noqa: SLF001 - Ray's cluster KV store
+        if not raw:
+            return RegistryState()
+        return msgspec.json.decode(raw, type=RegistryState)
+
+    def _save(self) -> None:
+        state = RegistryState(self._holdings.snapshot(), self._refused)
+        internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
+
+    # --- strategies' calls ------------------------------------------------------------------------
+
+    def subscribe(self, strategy: str, codes: Iterable[str]) -> dict[str, int]:
+        """Hold ``codes`` for ``strategy``. Returns its holdings.
+
+        Raises:
+            SubscriptionRefused: empty list or any bad code; nothing is changed.
+        """
+        codes = list(codes) if not isinstance(codes, str) else [codes]
+        with self._lock:
+            problems = self._check(codes)
+            if not problems:
+                union = self._holdings.union() | set(codes)
+                trial = assign(union, self._connections, self._max_codes, self._assignment)
+                problems = {
+                    code: (
+                        f"no room: the plan allows {self._max_codes} codes on each of "
+                        f"{len(self._connections[wire.endpoint_of(code)])} {wire.endpoint_of(code).value} "
+                        "connection(s); unsubscribe others or raise the plan"
+                    )
+                    for code in trial.unplaced
+                    if code in codes
+                }
+            if not codes or problems:
+                raise SubscriptionRefused(problems)
+            self._holdings.subscribe(strategy, codes)
+            self._changed()
+            return self._holdings.codes_of(strategy)
+
+    def unsubscribe(self, strategy: str, codes: Iterable[str]) -> dict[str, int]:
+        """Release one reference per code. Returns the strategy's holdings.
+
+        Raises:
+            SubscriptionRefused: empty list, or a code the strategy does not hold; nothing is changed.
+        """
+        codes = list(codes) if not isinstance(codes, str) else [codes]
+        with self._lock:
+            if not codes:
+                raise SubscriptionRefused({})
+            self._holdings.unsubscribe(strategy, codes)
+            self._changed()
+            return self._holdings.codes_of(strategy)
+
+    def drop_strategy(self, strategy: str) -> int:
+        """Release everything ``strategy`` holds (it is being removed). Returns how many codes it held."""
+        with self._lock:
+            held = self._holdings.codes_of(strategy)
+            self._holdings.drop_strategy(strategy)
+            self._changed()
+            return len(held)
+
+    def holdings_of(self, strategy: str) -> dict[str, int]:
+        """The codes ``strategy`` holds, with counts."""
+        with self._lock:
+            return self._holdings.codes_of(strategy)
+
+    def _check(self, codes: list[str]) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for code in codes:
+            try:
+                endpoint = wire.endpoint_of(code)
+            except InvalidCode as exc:
+                problems[str(code)] = str(exc)
+                continue
+            if endpoint not in self._connections:
+                problems[code] = f"its endpoint {endpoint.value!r} is not configured in [endpoints]"
+            elif code in self._refused:
+                problems[code] = f"the vendor refused it: {self._refused[code]}"
+        return problems
+
+    # --- connections' events ----------------------------------------------------------------------
+
+    def connection_up(self, conn_id: str, epoch: int) -> None:
+        """A new socket is open on ``conn_id``: resubscribe its whole set."""
+        with self._lock:
+            if conn_id not in self._books or epoch < self._epochs[conn_id]:
+                return
+            self._epochs[conn_id] = epoch
+            self._up[conn_id] = True
+            self._books[conn_id].connection_up()
+            self._pump(time.monotonic())
+
+    def connection_down(self, conn_id: str, epoch: int) -> None:
+        """The socket of ``epoch`` is gone."""
+        with self._lock:
+            if conn_id in self._books and epoch == self._epochs[conn_id]:
+                self._up[conn_id] = False
+                self._books[conn_id].connection_down()
+
+    def on_responses(self, conn_id: str, epoch: int, responses: list[Any]) -> None:
+        """Responses read on ``conn_id`` (forwarded by its decoder)."""
+        with self._lock:
+            book = self._books.get(conn_id)
+            if book is None or epoch != self._epochs[conn_id]:
+                return
+            now = time.monotonic()
+            for response in responses:
+                if response.cmd_id == wire.CMD_HEARTBEAT_ACK and response.ok:
+                    continue
+                if book.receive_response(response, now):
+                    continue
+                if not response.ok:
+                    self._vendor_error(conn_id, response)
+            self._handle_events(conn_id, book)
+            self._pump(now)
+
+    def _vendor_error(self, conn_id: str, response: Any) -> None:
+        text = f"{conn_id}: {response.ret} {response.msg} (cmd_id {response.cmd_id}, seq_id {response.seq_id})"
+        self._vendor_errors = [*self._vendor_errors[-19:], text]
+        logger.error("registry: vendor error {}", text)
+        if response.ret == 401 and self._supervisor is not None:
+            self._supervisor.child_failed.remote(f"connection:{conn_id}", f"401 {response.msg}: token invalid")
+
+    def _handle_events(self, conn_id: str, book: SubscriptionBook) -> None:
+        changed = False
+        for event in book.events():
+            if isinstance(event, Quarantined):
+                reason = f"{event.ret} {event.msg}"
+                self._refused[event.code] = reason
+                holders = self._holdings.drop_code(event.code)
+                changed = True
+                logger.error("registry: {} refused by the vendor ({}); told {}", event.code, reason, sorted(holders))
+                for name in holders:
+                    handle = self._strategy(name)
+                    if handle is not None:
+                        handle.problem.remote(event.code, f"the vendor refused it: {reason}")
+            elif isinstance(event, Refused):
+                self._vendor_errors = [*self._vendor_errors[-19:], f"{conn_id}: {event.ret} {event.msg}"]
+                logger.warning("registry: {} request refused: {} {}", conn_id, event.ret, event.msg)
+            elif isinstance(event, Acknowledged):
+                self._last_ack_s[conn_id] = event.acknowledged_at - event.requested_at
+        if changed:
+            self._changed()
+
+    # --- decoders ---------------------------------------------------------------------------------
+
+    def decoder_started(self, decoder_id: int, pid: int) -> None:  # noqa: ARG002
+        """A decoder (re)started: give it the routes."""
+        with self._lock:
+            handle = self._decoder(decoder_id)
+            if handle is not None:
+                handle.set_routes.remote(self._holdings.routes(), {})
+
+    def register_decoders(self, count: int) -> None:
+        """The supervisor says how many decoders exist (named ``decoder:<i>``)."""
+        with self._lock:
+            for i in range(count):
+                self._decoder(i)
+            self._push_routes()
+
+    def _decoder(self, decoder_id: int) -> Any:
+        handle = self._decoders.get(decoder_id)
+        if handle is None:
+            try:
+                handle = ray.get_actor(f"decoder:{decoder_id}", namespace=self._namespace)
+            except ValueError:
+                return None
+            self._decoders[decoder_id] = handle
+        return handle
+
+    def _push_routes(self) -> None:
+        routes = self._holdings.routes()
+        refs = [d.set_routes.remote(routes, {}) for d in self._decoders.values()]
+        # Routes must be in place before the server is asked for the codes, or the first ticks
+        # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=2.0)
+
+    # --- the core loop ----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._save()
+        self._push_routes()
+        self._reassign()
+        self._pump(time.monotonic())
+
+    def _reassign(self) -> None:
+        result = assign(self._holdings.union(), self._connections, self._max_codes, self._assignment)
+        self._assignment = dict(result.by_connection)
+        for conn_id, book in self._books.items():
+            book.want(self._assignment.get(conn_id, frozenset()))
+
+    def _pump_loop(self) -> None:
+        while not self._stop.wait(PUMP_EVERY_S):
+            try:
+                with self._lock:
+                    self._pump(time.monotonic())
+            except Exception:  # noqa: BLE001 - the timer thread must survive one bad round
+                logger.exception("registry: pump failed")
+
+    def _pump(self, now: float) -> None:
+        for conn_id, book in self._books.items():
+            request = book.request_to_send(now, self._ids[conn_id])
+            if request is None:
+                continue
+            handle = self._conn(conn_id)
+            if handle is None:
+                book.connection_down()
+                continue
+            handle.send.remote(self._epochs[conn_id], wire.encode(request))
+
+    def _conn(self, conn_id: str) -> Any:
+        handle = self._handles.get(conn_id)
+        if handle is None:
+            try:
+                handle = ray.get_actor(f"connection:{conn_id}", namespace=self._namespace)
+            except ValueError:
+                return None
+            self._handles[conn_id] = handle
+        return handle
+
+    def _strategy(self, name: str) -> Any:
+        try:
+            return ray.get_actor(f"strategy:{name}", namespace=self._namespace)
+        except ValueError:
+            return None
+
+    # --- status -----------------------------------------------------------------------------------
+
+    def status(self) -> RegistryStatus:
+        """Everything a status CLI shows about subscriptions."""
+        with self._lock:
+            conns = [
+                ConnStatus(
+                    conn_id=c,
+                    endpoint=self._endpoint_of_conn[c].value,
+                    epoch=self._epochs[c],
+                    up=self._up[c],
+                    desired=sorted(book.target),
+                    acknowledged=sorted(book.acknowledged),
+                    in_sync=book.in_sync,
+                    requests_sent=book.statistics().requests_sent,
+                    refusals=book.statistics().refusals,
+                    last_ack_s=self._last_ack_s.get(c, -1.0),
+                )
+                for c, book in self._books.items()
+            ]
+            return RegistryStatus(
+                strategies=self._holdings.snapshot(),
+                union=sorted(self._holdings.union()),
+                refused=dict(self._refused),
+                connections=conns,
+                vendor_errors=list(self._vendor_errors),
+                in_sync=all(c.in_sync for c in conns),
+                pid=os.getpid(),
+            )
+
+    def clear_state(self) -> None:
+        """Forget the saved state (a clean job shutdown)."""
+        with self._lock:
+            internal_kv._internal_kv_del(self._state_key)  # noqa: SLF001
+
+    def stop(self) -> None:
+        """Stop the timer thread."""
+        self._stop.set()

@@ -1,0 +1,237 @@
+"""The Strategy base class: subclass it, override ``on_ticks``; the supervisor runs it as a Ray actor.
+
+Example::
+
+    from actors import Strategy, Tick
+
+    class Spread(Strategy):
+        async def on_start(self) -> None:
+            await self.subscribe(["EURUSD", "XAUUSD"])
+
+        async def on_ticks(self, ticks: list[Tick]) -> None:
+            for t in ticks:
+                print(t.code, t.seq, t.price)   # exact decimal strings; t.decimal_price() for Decimal
+
+A strategy receives only the codes it holds, in per-code seq order, in batches. Delivery never waits
+for the strategy: batches queue up to ``queue_batches``; beyond that the oldest batch is dropped, and
+every dropped tick is counted (``statistics().missed``) and reported to ``on_missed``, never silently
+lost. A duplicate or older tick (seq not greater than the last delivered for its code) never reaches
+``on_ticks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+import ray
+from loguru import logger
+
+from actors import wire
+
+
+class StrategyStats(msgspec.Struct, frozen=True):
+    name: str
+    batches: int
+    ticks: int
+    books: int
+    missed: int
+    out_of_order: int
+    queued_batches: int
+    last_tick_age_s: float
+    pid: int
+
+
+class Strategy:
+    """Base class of user strategies. Override ``on_ticks`` (and optionally the other ``on_*`` hooks)."""
+
+    def __init__(
+        self,
+        name: str,
+        symbols: Iterable[str] = (),
+        options: Mapping[str, Any] | None = None,
+        *,
+        registry: Any = None,
+        supervisor: Any = None,
+        queue_batches: int = 64,
+    ) -> None:
+        self.name = name
+        self.symbols = list(symbols)
+        self.options = dict(options or {})
+        self._registry = registry
+        self._supervisor = supervisor
+        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue_batches = queue_batches
+        self._wake = asyncio.Event()
+        self._decode_ticks = msgspec.msgpack.Decoder(list[wire.Tick]).decode
+        self._decode_books = msgspec.msgpack.Decoder(list[wire.BookTick]).decode
+        self._last_seq: dict[str, int] = {}
+        self._last_book_seq: dict[str, int] = {}
+        self._batches = self._ticks = self._books = self._missed = self._out_of_order = 0
+        self._last_tick_at = 0.0
+        self._stopped = False
+        self._drain_task: asyncio.Task[None] | None = None
+        if supervisor is not None:
+            supervisor.child_started.remote(f"strategy:{name}", os.getpid())
+
+    # --- what users call ------------------------------------------------------------------------
+
+    async def subscribe(self, codes: Iterable[str]) -> dict[str, int]:
+        """Hold ``codes`` (refcounted per strategy). Returns this strategy's holdings.
+
+        Raises:
+            SubscriptionRefused: empty list or invalid codes; nothing changed. ``problems`` says why per code.
+        """
+        return await self._registry.subscribe.remote(self.name, list(codes))
+
+    async def unsubscribe(self, codes: Iterable[str]) -> dict[str, int]:
+        """Release one reference per code. Returns this strategy's holdings.
+
+        Raises:
+            SubscriptionRefused: a code this strategy does not hold; nothing changed.
+        """
+        return await self._registry.unsubscribe.remote(self.name, list(codes))
+
+    # --- what users override -------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Called once per process start. By default subscribes the configured ``symbols``."""
+        if self.symbols:
+            await self.subscribe(self.symbols)
+
+    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+        """A batch of trades, in per-code seq order."""
+
+    async def on_books(self, books: list[wire.BookTick]) -> None:
+        """A batch of order-book snapshots, in per-code seq order."""
+
+    async def on_missed(self, count: int) -> None:
+        """``count`` ticks were dropped because this strategy was too slow. Logged by default."""
+        logger.warning("strategy {}: {} ticks dropped because it was too slow", self.name, count)
+
+    async def on_problem(self, code: str, reason: str) -> None:
+        """The vendor refused ``code`` after it was accepted locally (e.g. 600 code invalid)."""
+        logger.error("strategy {}: {} was refused: {}", self.name, code, reason)
+
+    async def on_stop(self) -> None:
+        """Called on a clean shutdown: flush what you hold."""
+
+    # --- what the system calls (remote methods) -------------------------------------------------
+
+    async def start(self) -> int:
+        """Start delivery and run ``on_start`` (once per process; the configured symbols are
+        subscribed only if the registry holds nothing for this strategy, so a restart does not
+        double the refcounts)."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+            held = await self._registry.holdings_of.remote(self.name) if self._registry is not None else {}
+            if not held:
+                await self.on_start()
+        return os.getpid()
+
+    async def deliver(self, kind: str, payload: bytes, missed: int = 0) -> None:
+        """Queue a batch; never waits for ``on_ticks``."""
+        if self._drain_task is None:
+            await self.start()
+        if missed:
+            self._missed += missed
+            self._queue.append(("missed", missed.to_bytes(8, "little")))
+        if len(self._queue) >= self._queue_batches:
+            dropped_kind, dropped = self._queue.popleft()
+            if dropped_kind != "missed":
+                decoder = self._decode_ticks if dropped_kind == "on_ticks" else self._decode_books
+                n = len(decoder(dropped))
+                self._missed += n
+                self._queue.appendleft(("missed", n.to_bytes(8, "little")))
+        self._queue.append((kind, payload))
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        while not self._stopped:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            kind, payload = self._queue.popleft()
+            try:
+                await self._dispatch(kind, payload)
+            except Exception:  # noqa: BLE001 - a user bug must not stop delivery
+                logger.exception("strategy {}: {} raised; delivery goes on", self.name, kind)
+
+    async def _dispatch(self, kind: str, payload: bytes) -> None:
+        if kind == "missed":
+            await self.on_missed(int.from_bytes(payload, "little"))
+            return
+        if kind == "on_ticks":
+            ticks = self._in_order(self._decode_ticks(payload), self._last_seq)
+            if ticks:
+                self._batches += 1
+                self._ticks += len(ticks)
+                self._last_tick_at = time.monotonic()
+                await self.on_ticks(ticks)
+        else:
+            books = self._in_order(self._decode_books(payload), self._last_book_seq)
+            if books:
+                self._books += len(books)
+                await self.on_books(books)
+
+    def _in_order(self, records: list[Any], last_seq: dict[str, int]) -> list[Any]:
+        # The decoder already dedupes; this guard holds even across a decoder restart.
+        out = []
+        for rec in records:
+            if rec.seq <= last_seq.get(rec.code, -1):
+                self._out_of_order += 1
+                continue
+            last_seq[rec.code] = rec.seq
+            out.append(rec)
+        return out
+
+    async def problem(self, code: str, reason: str) -> None:
+        """The registry reports a code the vendor refused."""
+        await self.on_problem(code, reason)
+
+    async def statistics(self) -> StrategyStats:
+        """Counters of this strategy."""
+        age = time.monotonic() - self._last_tick_at if self._last_tick_at else -1.0
+        return StrategyStats(
+            name=self.name,
+            batches=self._batches,
+            ticks=self._ticks,
+            books=self._books,
+            missed=self._missed,
+            out_of_order=self._out_of_order,
+            queued_batches=len(self._queue),
+            last_tick_age_s=age,
+            pid=os.getpid(),
+        )
+
+    async def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until the queue is empty (for a clean stop and for tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self._queue
+
+    async def stop(self) -> None:
+        """Deliver what is queued, then run ``on_stop``."""
+        await self.wait_idle(3.0)
+        self._stopped = True
+        self._wake.set()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain_task
+        await self.on_stop()
+
+
+def strategy_actor(cls: type[Strategy]) -> Any:
+    """The Ray actor class for a Strategy subclass (it mostly waits: no CPU reserved)."""
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"{cls!r} is not a subclass of actors.Strategy")
+    return ray.remote(num_cpus=0)(cls)
