@@ -1,0 +1,85 @@
+"""Strategies: delivery guarantees with a slow strategy beside a fast one (real Ray, real simulator)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors.settings import parse_settings
+from actors.strategy import Strategy, strategy_actor
+from tests.conftest import TEST_TOKEN, System, system_toml, wait_for
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+CODES = ["AAPL.US", "TSLA.US", "EURUSD", "BTCUSDT"]
+
+
+@pytest.fixture(scope="module")
+def system(sim: Any) -> Iterator[System]:
+    strategies = f"""
+[[strategies]]
+name = "fast"
+kind = "tests.collector:Collector"
+symbols = {json.dumps(CODES)}
+
+[[strategies]]
+name = "slow"
+kind = "tests.collector:Collector"
+symbols = {json.dumps(CODES)}
+options = {{ sleep_s = 0.4 }}
+"""
+    settings = parse_settings(system_toml(sim.port, strategies, strategy_queue_batches=3))
+    sys_ = System(settings, TEST_TOKEN)
+    yield sys_
+    sys_.stop()
+
+
+def got(system: System, name: str) -> dict[str, Any]:
+    return system.get(system.actor(f"strategy:{name}").collected.remote(), timeout=30)
+
+
+def stats(system: System, name: str) -> Any:
+    return system.get(system.actor(f"strategy:{name}").statistics.remote(), timeout=30)
+
+
+def test_a_slow_strategy_misses_counted_ticks_and_never_stalls_the_fast_one(system: System, sim: Any) -> None:
+    # 4 codes x 20 ticks/s: the slow strategy (0.4 s per batch, 3 queued batches) must fall behind.
+    wait_for(lambda: stats(system, "slow").missed > 0, 30, what="the slow strategy to miss ticks")
+    wait_for(lambda: got(system, "slow")["missed_reports"] > 0, 30, what="on_missed called")
+    fast = got(system, "fast")
+    assert fast["violations"] == []
+    for code in CODES:
+        seqs = fast["seen"][code]
+        # the fast strategy got every tick the server pushed: no gap in the per-code seq
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), code
+    slow = got(system, "slow")
+    assert slow["violations"] == []
+    decoders = system.status()["decoders"].values()
+    dropped = sum(d["dropped_for_slow"].get("slow", 0) for d in decoders)
+    slow_stats = stats(system, "slow")
+    # Every tick the slow strategy did not see is counted somewhere: dropped by a decoder or its queue.
+    assert slow_stats.missed >= dropped
+    assert all(d["dropped_for_slow"].get("fast", 0) == 0 for d in decoders)
+
+
+def test_subscribe_refusals_name_each_code(system: System) -> None:
+    fast = system.actor("strategy:fast")
+    text = system.get(fast.do_subscribe.remote(["aapl", "", "EURUSD"]))
+    assert "SubscriptionRefused" in text
+    assert "'aapl'" in text and "AAPL.US" in text
+    assert "empty code" in text
+
+
+def test_unsubscribe_of_an_unheld_code_is_refused(system: System) -> None:
+    registry = system.actor("registry")
+    with pytest.raises(Exception, match="USDJPY"):
+        system.get(registry.unsubscribe.remote("fast", ["USDJPY"]))
+
+
+def test_strategy_actor_refuses_a_non_strategy_class() -> None:
+    with pytest.raises(TypeError, match="not a subclass"):
+        strategy_actor(dict)  # type: ignore[arg-type]
+    assert strategy_actor(Strategy) is not None

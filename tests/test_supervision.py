@@ -1,0 +1,80 @@
+"""Supervision: restart intensity, escalation to a group restart, then giving up (real Ray + simulator)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors.settings import parse_settings
+from actors.supervision import connection_ids, load_strategy_class
+from actors.errors import ConfigError
+from tests.conftest import TEST_TOKEN, System, system_toml, wait_for
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+FX_PATH = "/quote-b-ws-api"
+
+
+@pytest.fixture(scope="module")
+def system(sim: Any) -> Iterator[System]:
+    strategies = f"""
+[[strategies]]
+name = "collector"
+kind = "tests.collector:Collector"
+symbols = {json.dumps(["EURUSD", "AAPL.US"])}
+"""
+    text = system_toml(sim.port, strategies).replace("max_restarts = 50", "max_restarts = 2")
+    sys_ = System(parse_settings(text), TEST_TOKEN)
+    yield sys_
+    sys_.stop()
+
+
+def events(system: System) -> list[dict[str, Any]]:
+    return system.status()["events"]
+
+
+def test_repeated_silence_escalates_then_gives_up(system: System, sim: Any) -> None:
+    def stall_current() -> None:
+        conns = [c for c in sim.state()["connections"] if c["open"] and c["path"] == FX_PATH]
+        if conns and "stall" not in conns[-1]["faults"]:
+            sim.inject("stall", conn=conns[-1]["id"])
+
+    def gave_up() -> str:
+        stall_current()
+        return system.get(system.sup.failure.remote())
+
+    failure = wait_for(gave_up, 90, every=0.3, what="the supervisor to give up")
+    assert "connection:forex_crypto-0" in failure
+    kinds = [e["event"] for e in events(system) if e["child"] == "connection:forex_crypto-0"]
+    assert "escalated" in kinds
+    assert kinds.index("escalated") < kinds.index("gave up")
+    # Before escalating, the child was restarted exactly max_restarts times.
+    assert kinds[: kinds.index("escalated")].count("restart") == 3  # the third one exceeds 2
+    sim.inject("clear")
+
+
+def test_connection_ids_follow_the_plan_limits() -> None:
+    toml = """
+[feed]
+plan = "free"
+[endpoints.stock]
+url = "ws://127.0.0.1:1/quote-stock-b-ws-api"
+[endpoints.forex_crypto]
+url = "ws://127.0.0.1:1/quote-b-ws-api"
+[[strategies]]
+name = "a"
+kind = "console"
+symbols = ["AAPL.US", "TSLA.US", "EURUSD"]
+"""
+    assert connection_ids(parse_settings(toml)) == {"stock": ["stock-0"], "forex_crypto": ["forex_crypto-0"]}
+
+
+def test_load_strategy_class_names_the_bad_kind() -> None:
+    assert load_strategy_class("recorder").__name__ == "Recorder"
+    with pytest.raises(ConfigError, match="no_such_module"):
+        load_strategy_class("no_such_module:Thing")
+    with pytest.raises(ConfigError, match="not a subclass"):
+        load_strategy_class("collections:OrderedDict")
