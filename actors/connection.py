@@ -135,7 +135,7 @@ class Connection:
                 if self._stopping:
                     break
                 fatal = classify(exc)
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_error = redact(f"{type(exc).__name__}: {exc}")  # an error may quote the URL
                 if fatal is not None:
                     logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._last_error)
                     if self._supervisor is not None:
@@ -161,14 +161,19 @@ class Connection:
         async with connect(
             url,
             open_timeout=self._cfg.open_timeout_s,
-            ping_interval=None,  # liveness is ours: the heartbeat actor and the silence deadline
+            # PROTOCOL.md: WebSocket ping/pong is a second, independent check. The first is ours: the
+            # heartbeat actor and the silence deadline, which also catch a socket that answers pings.
+            ping_interval=self._cfg.heartbeat_interval_s,
+            ping_timeout=self._cfg.silence_deadline_s,
             close_timeout=1.0,
             max_size=2**22,
             max_queue=None,  # we never stop reading; backpressure is on the decoder batches
             compression=None,
         ) as ws:
             self._ws = ws
-            self._epoch += 1
+            # Epochs grow across actor restarts too (a restarted actor starts from the wall clock),
+            # so the registry never takes an old socket's late answer for the new one's.
+            self._epoch = max(self._epoch + 1, time.time_ns() // 1_000_000)
             epoch = self._epoch
             self._session_started = time.monotonic()
             self._liveness.connected(time.monotonic())

@@ -116,8 +116,11 @@ def test_churn_converges_without_rate_limit_hits(system: System, sim: Any) -> No
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(f"{name}: {exc}")
             time.sleep(rng.uniform(0.01, 0.05))
-        if held:
-            system.get(registry.unsubscribe.remote(name, held[: len(held) // 2]))
+        if len(held) >= 2:  # leave some codes held, release the others in one call
+            try:
+                system.get(registry.unsubscribe.remote(name, held[: len(held) // 2]))
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"{name}: {exc}")
 
     threads = [threading.Thread(target=churn, args=(f"churner-{i}", i)) for i in range(10)]
     for t in threads:
