@@ -3,8 +3,8 @@
 It validates every call (empty lists, codes in a foreign notation, codes the vendor already refused,
 codes whose endpoint is not configured, codes beyond the plan), keeps per-strategy refcounts
 (actors.holdings), spreads the union over the connections (actors.assignment.assign, a pure function),
-and keeps one SubscriptionBook per connection (actors.subscriptions) that decides which full-set
-request to send and when. A timer thread sends what the books allow; every change is made under one
+and keeps one SubscriptionBook per connection and kind (trades 22004, order book 22002; PROTOCOL.md
+limits each kind separately) that decides which full-set request to send and when. A timer thread sends what the books allow; every change is made under one
 lock, so the registry stays a single serialization point.
 
 Its state (holdings and the codes the vendor refused) is saved to Ray's internal KV store after every
@@ -38,12 +38,14 @@ PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate l
 class RegistryState(msgspec.Struct):
     """What survives a registry restart."""
 
-    holdings: dict[str, dict[str, int]] = {}
+    holdings: dict[str, dict[str, int]] = {}  # trades: strategy -> code -> refcount
+    book_holdings: dict[str, dict[str, int]] = {}  # order books, likewise
     refused: dict[str, str] = {}  # code -> the vendor's reason
 
 
 class ConnStatus(msgspec.Struct, frozen=True):
     conn_id: str
+    kind: str
     endpoint: str
     epoch: int
     up: bool
@@ -57,12 +59,17 @@ class ConnStatus(msgspec.Struct, frozen=True):
 
 class RegistryStatus(msgspec.Struct, frozen=True):
     strategies: dict[str, dict[str, int]]
+    book_strategies: dict[str, dict[str, int]]
     union: list[str]
+    book_union: list[str]
     refused: dict[str, str]
     connections: list[ConnStatus]
     vendor_errors: list[str]
     in_sync: bool
     pid: int
+
+
+KINDS = (Kind.TRADES, Kind.BOOK)
 
 
 class Registry:
@@ -79,6 +86,7 @@ class Registry:
         conn_gap_s: float | None = None,
         token_gap_s: float | None = None,
         request_timeout_s: float = 5.0,
+        depth_level: int | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._connections = {wire.Endpoint(e): list(ids) for e, ids in connections.items()}
@@ -92,33 +100,44 @@ class Registry:
             gate_args["conn_gap_s"] = conn_gap_s
         if token_gap_s is not None:
             gate_args["token_gap_s"] = token_gap_s
+        # One gate per endpoint: the rate limits count every subscription request, whatever its kind.
         self._gates = {e: RateGate(**gate_args) for e in self._connections}
-        self._books: dict[str, SubscriptionBook] = {
-            c: SubscriptionBook(c, Kind.TRADES, gate=self._gates[e], request_timeout_s=request_timeout_s)
+        self._books: dict[tuple[str, Kind], SubscriptionBook] = {
+            (c, kind): SubscriptionBook(
+                c,
+                kind,
+                gate=self._gates[e],
+                request_timeout_s=request_timeout_s,
+                depth_level=depth_level if kind is Kind.BOOK else None,
+            )
             for c, e in self._endpoint_of_conn.items()
+            for kind in KINDS
         }
-        self._epochs: dict[str, int] = dict.fromkeys(self._books, 0)
-        self._up: dict[str, bool] = dict.fromkeys(self._books, False)
-        self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._books}
+        self._epochs: dict[str, int] = dict.fromkeys(self._endpoint_of_conn, 0)
+        self._up: dict[str, bool] = dict.fromkeys(self._endpoint_of_conn, False)
+        self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._endpoint_of_conn}
         self._handles: dict[str, Any] = {}
         self._decoders: dict[int, Any] = {}
         self._vendor_errors: list[str] = []
-        self._last_ack_s: dict[str, float] = {}
+        self._last_ack_s: dict[tuple[str, Kind], float] = {}
         state = self._load()
-        self._holdings = Holdings.from_snapshot(state.holdings)
+        self._holdings = {
+            Kind.TRADES: Holdings.from_snapshot(state.holdings),
+            Kind.BOOK: Holdings.from_snapshot(state.book_holdings),
+        }
         self._refused = dict(state.refused)
-        self._assignment: dict[str, frozenset[str]] = {}
+        self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
         self._reassign()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump_loop, name="registry-pump", daemon=True)
         self._thread.start()
-        if supervisor is not None:
-            supervisor.child_started.remote("registry", os.getpid())
-        for conn_id in self._books:
+        for conn_id in self._endpoint_of_conn:
             handle = self._conn(conn_id)
             if handle is not None:
                 handle.announce.remote()  # a restarted registry learns the open sockets and resends
-        if state.holdings:
+        if supervisor is not None:
+            supervisor.child_started.remote("registry", os.getpid())
+        if state.holdings or state.book_holdings:
             logger.info("registry: restored {} strategies from the saved state", len(state.holdings))
 
     # --- persistence ------------------------------------------------------------------------------
@@ -130,64 +149,77 @@ class Registry:
         return msgspec.json.decode(raw, type=RegistryState)
 
     def _save(self) -> None:
-        state = RegistryState(self._holdings.snapshot(), self._refused)
+        state = RegistryState(
+            self._holdings[Kind.TRADES].snapshot(), self._holdings[Kind.BOOK].snapshot(), self._refused
+        )
         internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
 
     # --- strategies' calls ------------------------------------------------------------------------
 
-    def subscribe(self, strategy: str, codes: Iterable[str]) -> dict[str, int]:
-        """Hold ``codes`` for ``strategy``. Returns its holdings.
+    def subscribe(self, strategy: str, codes: Iterable[str], kind: str = "trades") -> dict[str, int]:
+        """Hold ``codes`` for ``strategy`` (``kind`` "trades" or "book"). Returns its holdings of that kind.
 
         Raises:
             SubscriptionRefused: empty list or any bad code; nothing is changed.
         """
-        codes = list(codes) if not isinstance(codes, str) else [codes]
+        book_kind = _kind(kind)
+        codes = [codes] if isinstance(codes, str) else list(codes)
         with self._lock:
+            holdings = self._holdings[book_kind]
             problems = self._check(codes)
             if not problems:
-                union = self._holdings.union() | set(codes)
-                trial = assign(union, self._connections, self._max_codes, self._assignment)
-                problems = {
-                    code: (
-                        f"no room: the plan allows {self._max_codes} codes on each of "
-                        f"{len(self._connections[wire.endpoint_of(code)])} {wire.endpoint_of(code).value} "
-                        "connection(s); unsubscribe others or raise the plan"
-                    )
-                    for code in trial.unplaced
-                    if code in codes
-                }
+                trial = assign(
+                    holdings.union() | set(codes), self._connections, self._max_codes, self._assignment[book_kind]
+                )
+                problems = {code: self._no_room(code) for code in trial.unplaced if code in codes}
             if not codes or problems:
                 raise SubscriptionRefused(problems)
-            self._holdings.subscribe(strategy, codes)
+            holdings.subscribe(strategy, codes)
             self._changed()
-            return self._holdings.codes_of(strategy)
+            return holdings.codes_of(strategy)
 
-    def unsubscribe(self, strategy: str, codes: Iterable[str]) -> dict[str, int]:
-        """Release one reference per code. Returns the strategy's holdings.
+    def unsubscribe(self, strategy: str, codes: Iterable[str], kind: str = "trades") -> dict[str, int]:
+        """Release one reference per code. Returns the strategy's holdings of that kind.
 
         Raises:
             SubscriptionRefused: empty list, or a code the strategy does not hold; nothing is changed.
         """
-        codes = list(codes) if not isinstance(codes, str) else [codes]
+        book_kind = _kind(kind)
+        codes = [codes] if isinstance(codes, str) else list(codes)
         with self._lock:
             if not codes:
                 raise SubscriptionRefused({})
-            self._holdings.unsubscribe(strategy, codes)
+            holdings = self._holdings[book_kind]
+            holdings.unsubscribe(strategy, codes)
             self._changed()
-            return self._holdings.codes_of(strategy)
+            return holdings.codes_of(strategy)
 
     def drop_strategy(self, strategy: str) -> int:
         """Release everything ``strategy`` holds (it is being removed). Returns how many codes it held."""
         with self._lock:
-            held = self._holdings.codes_of(strategy)
-            self._holdings.drop_strategy(strategy)
+            held = 0
+            for holdings in self._holdings.values():
+                held += len(holdings.codes_of(strategy))
+                holdings.drop_strategy(strategy)
             self._changed()
-            return len(held)
+            return held
 
-    def holdings_of(self, strategy: str) -> dict[str, int]:
+    def holdings_of(self, strategy: str, kind: str = "trades") -> dict[str, int]:
         """The codes ``strategy`` holds, with counts."""
         with self._lock:
-            return self._holdings.codes_of(strategy)
+            return self._holdings[_kind(kind)].codes_of(strategy)
+
+    def holds_anything(self, strategy: str) -> bool:
+        """Whether ``strategy`` holds any code of any kind (a restarted strategy must not resubscribe)."""
+        with self._lock:
+            return any(h.codes_of(strategy) for h in self._holdings.values())
+
+    def _no_room(self, code: str) -> str:
+        endpoint = wire.endpoint_of(code)
+        return (
+            f"no room: the plan allows {self._max_codes} codes on each of {len(self._connections[endpoint])} "
+            f"{endpoint.value} connection(s); unsubscribe others or raise the plan"
+        )
 
     def _check(self, codes: list[str]) -> dict[str, str]:
         problems: dict[str, str] = {}
@@ -206,37 +238,43 @@ class Registry:
     # --- connections' events ----------------------------------------------------------------------
 
     def connection_up(self, conn_id: str, epoch: int) -> None:
-        """A new socket is open on ``conn_id``: resubscribe its whole set."""
+        """A new socket is open on ``conn_id``: resubscribe its whole sets."""
         with self._lock:
-            if conn_id not in self._books or epoch < self._epochs[conn_id]:
+            if conn_id not in self._epochs or epoch < self._epochs[conn_id]:
                 return
             self._epochs[conn_id] = epoch
             self._up[conn_id] = True
-            self._books[conn_id].connection_up()
+            for kind in KINDS:
+                self._books[conn_id, kind].connection_up()
             self._pump(time.monotonic())
 
     def connection_down(self, conn_id: str, epoch: int) -> None:
         """The socket of ``epoch`` is gone."""
         with self._lock:
-            if conn_id in self._books and epoch == self._epochs[conn_id]:
+            if conn_id in self._epochs and epoch == self._epochs[conn_id]:
                 self._up[conn_id] = False
-                self._books[conn_id].connection_down()
+                for kind in KINDS:
+                    self._books[conn_id, kind].connection_down()
 
     def on_responses(self, conn_id: str, epoch: int, responses: list[Any]) -> None:
         """Responses read on ``conn_id`` (forwarded by its decoder)."""
         with self._lock:
-            book = self._books.get(conn_id)
-            if book is None or epoch != self._epochs[conn_id]:
+            if conn_id not in self._epochs or epoch != self._epochs[conn_id]:
                 return
             now = time.monotonic()
+            books = [self._books[conn_id, kind] for kind in KINDS]
             for response in responses:
                 if response.cmd_id == wire.CMD_HEARTBEAT_ACK and response.ok:
                     continue
-                if book.receive_response(response, now):
+                if any(book.receive_response(response, now) for book in books):
                     continue
                 if not response.ok:
                     self._vendor_error(conn_id, response)
-            self._handle_events(conn_id, book)
+            changed = False
+            for book in books:
+                changed |= self._handle_events(conn_id, book)
+            if changed:
+                self._changed()
             self._pump(now)
 
     def _vendor_error(self, conn_id: str, response: Any) -> None:
@@ -246,13 +284,15 @@ class Registry:
         if response.ret == 401 and self._supervisor is not None:
             self._supervisor.child_failed.remote(f"connection:{conn_id}", f"401 {response.msg}: token invalid")
 
-    def _handle_events(self, conn_id: str, book: SubscriptionBook) -> None:
+    def _handle_events(self, conn_id: str, book: SubscriptionBook) -> bool:
         changed = False
         for event in book.events():
             if isinstance(event, Quarantined):
                 reason = f"{event.ret} {event.msg}"
                 self._refused[event.code] = reason
-                holders = self._holdings.drop_code(event.code)
+                holders: set[str] = set()
+                for holdings in self._holdings.values():
+                    holders |= holdings.drop_code(event.code)
                 changed = True
                 logger.error("registry: {} refused by the vendor ({}); told {}", event.code, reason, sorted(holders))
                 for name in holders:
@@ -261,11 +301,10 @@ class Registry:
                         handle.problem.remote(event.code, f"the vendor refused it: {reason}")
             elif isinstance(event, Refused):
                 self._vendor_errors = [*self._vendor_errors[-19:], f"{conn_id}: {event.ret} {event.msg}"]
-                logger.warning("registry: {} request refused: {} {}", conn_id, event.ret, event.msg)
+                logger.warning("registry: {} {} request refused: {} {}", conn_id, book.kind, event.ret, event.msg)
             elif isinstance(event, Acknowledged):
-                self._last_ack_s[conn_id] = event.acknowledged_at - event.requested_at
-        if changed:
-            self._changed()
+                self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
+        return changed
 
     # --- decoders ---------------------------------------------------------------------------------
 
@@ -274,7 +313,7 @@ class Registry:
         with self._lock:
             handle = self._decoder(decoder_id)
             if handle is not None:
-                handle.set_routes.remote(self._holdings.routes(), {})
+                handle.set_routes.remote(*self._routes())
 
     def register_decoders(self, count: int) -> None:
         """The supervisor says how many decoders exist (named ``decoder:<i>``)."""
@@ -293,9 +332,12 @@ class Registry:
             self._decoders[decoder_id] = handle
         return handle
 
+    def _routes(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
+
     def _push_routes(self) -> None:
-        routes = self._holdings.routes()
-        refs = [d.set_routes.remote(routes, {}) for d in self._decoders.values()]
+        routes = self._routes()
+        refs = [d.set_routes.remote(*routes) for d in self._decoders.values()]
         # Routes must be in place before the server is asked for the codes, or the first ticks
         # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
         if refs:
@@ -310,10 +352,11 @@ class Registry:
         self._pump(time.monotonic())
 
     def _reassign(self) -> None:
-        result = assign(self._holdings.union(), self._connections, self._max_codes, self._assignment)
-        self._assignment = dict(result.by_connection)
-        for conn_id, book in self._books.items():
-            book.want(self._assignment.get(conn_id, frozenset()))
+        for kind in KINDS:
+            result = assign(self._holdings[kind].union(), self._connections, self._max_codes, self._assignment[kind])
+            self._assignment[kind] = dict(result.by_connection)
+            for conn_id in self._endpoint_of_conn:
+                self._books[conn_id, kind].want(self._assignment[kind].get(conn_id, frozenset()))
 
     def _pump_loop(self) -> None:
         while not self._stop.wait(PUMP_EVERY_S):
@@ -324,7 +367,7 @@ class Registry:
                 logger.exception("registry: pump failed")
 
     def _pump(self, now: float) -> None:
-        for conn_id, book in self._books.items():
+        for (conn_id, _kind), book in self._books.items():
             request = book.request_to_send(now, self._ids[conn_id])
             if request is None:
                 continue
@@ -355,24 +398,30 @@ class Registry:
     def status(self) -> RegistryStatus:
         """Everything a status CLI shows about subscriptions."""
         with self._lock:
-            conns = [
-                ConnStatus(
-                    conn_id=c,
-                    endpoint=self._endpoint_of_conn[c].value,
-                    epoch=self._epochs[c],
-                    up=self._up[c],
-                    desired=sorted(book.target),
-                    acknowledged=sorted(book.acknowledged),
-                    in_sync=book.in_sync,
-                    requests_sent=book.statistics().requests_sent,
-                    refusals=book.statistics().refusals,
-                    last_ack_s=self._last_ack_s.get(c, -1.0),
+            conns = []
+            for (c, kind), book in self._books.items():
+                stats = book.statistics()
+                conns.append(
+                    ConnStatus(
+                        conn_id=c,
+                        kind=kind.value,
+                        endpoint=self._endpoint_of_conn[c].value,
+                        epoch=self._epochs[c],
+                        up=self._up[c],
+                        desired=sorted(book.target),
+                        acknowledged=sorted(book.acknowledged),
+                        in_sync=book.in_sync,
+                        requests_sent=stats.requests_sent,
+                        refusals=stats.refusals,
+                        last_ack_s=self._last_ack_s.get((c, kind), -1.0),
+                    )
                 )
-                for c, book in self._books.items()
-            ]
+            trades, books = self._holdings[Kind.TRADES], self._holdings[Kind.BOOK]
             return RegistryStatus(
-                strategies=self._holdings.snapshot(),
-                union=sorted(self._holdings.union()),
+                strategies=trades.snapshot(),
+                book_strategies=books.snapshot(),
+                union=sorted(trades.union()),
+                book_union=sorted(books.union()),
                 refused=dict(self._refused),
                 connections=conns,
                 vendor_errors=list(self._vendor_errors),
@@ -388,3 +437,10 @@ class Registry:
     def stop(self) -> None:
         """Stop the timer thread."""
         self._stop.set()
+
+
+def _kind(kind: str) -> Kind:
+    try:
+        return Kind(kind)
+    except ValueError:
+        raise SubscriptionRefused({"kind": f"{kind!r} is not 'trades' or 'book'"}) from None

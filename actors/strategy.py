@@ -82,21 +82,22 @@ class Strategy:
 
     # --- what users call ------------------------------------------------------------------------
 
-    async def subscribe(self, codes: Iterable[str]) -> dict[str, int]:
-        """Hold ``codes`` (refcounted per strategy). Returns this strategy's holdings.
+    async def subscribe(self, codes: Iterable[str], kind: str = "trades") -> dict[str, int]:
+        """Hold ``codes`` (refcounted per strategy): ``kind`` "trades" (22004, delivered to ``on_ticks``)
+        or "book" (22002, delivered to ``on_books``). Returns this strategy's holdings of that kind.
 
         Raises:
             SubscriptionRefused: empty list or invalid codes; nothing changed. ``problems`` says why per code.
         """
-        return await self._registry.subscribe.remote(self.name, list(codes))
+        return await self._registry.subscribe.remote(self.name, _code_list(codes), kind)
 
-    async def unsubscribe(self, codes: Iterable[str]) -> dict[str, int]:
-        """Release one reference per code. Returns this strategy's holdings.
+    async def unsubscribe(self, codes: Iterable[str], kind: str = "trades") -> dict[str, int]:
+        """Release one reference per code. Returns this strategy's holdings of that kind.
 
         Raises:
             SubscriptionRefused: a code this strategy does not hold; nothing changed.
         """
-        return await self._registry.unsubscribe.remote(self.name, list(codes))
+        return await self._registry.unsubscribe.remote(self.name, _code_list(codes), kind)
 
     # --- what users override -------------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class Strategy:
         double the refcounts)."""
         if self._drain_task is None:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-            held = await self._registry.holdings_of.remote(self.name) if self._registry is not None else {}
+            held = await self._registry.holds_anything.remote(self.name) if self._registry is not None else False
             if not held:
                 await self.on_start()
         return os.getpid()
@@ -228,6 +229,12 @@ class Strategy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
         await self.on_stop()
+
+
+def _code_list(codes: Iterable[str]) -> list[str]:
+    if isinstance(codes, str):
+        raise TypeError(f"pass a list of codes, not the string {codes!r}")
+    return list(codes)
 
 
 def strategy_actor(cls: type[Strategy]) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from actors.strategy import Strategy
-from actors.wire import Tick
+from actors.wire import BookTick, Tick
 
 
 class Collector(Strategy):
@@ -19,6 +19,7 @@ class Collector(Strategy):
         self.violations: list[str] = []
         self.problems: list[tuple[str, str]] = []
         self.missed_reports = 0
+        self.books: dict[str, list[int]] = {}  # code -> depth (bids) of each snapshot
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         for t in ticks:
@@ -32,6 +33,10 @@ class Collector(Strategy):
         sleep = float(self.options.get("sleep_s", 0.0))
         if sleep:
             await asyncio.sleep(sleep)
+
+    async def on_books(self, books: list[BookTick]) -> None:
+        for b in books:
+            self.books.setdefault(b.code, []).append(len(b.bids))
 
     async def on_problem(self, code: str, reason: str) -> None:
         self.problems.append((code, reason))
@@ -47,11 +52,12 @@ class Collector(Strategy):
             "violations": self.violations,
             "problems": self.problems,
             "missed_reports": self.missed_reports,
+            "books": self.books,
         }
 
-    async def do_subscribe(self, codes: list[str]) -> Any:
+    async def do_subscribe(self, codes: list[str], kind: str = "trades") -> Any:
         """Call subscribe from inside the actor; returns the error text instead of raising."""
         try:
-            return await self.subscribe(codes)
+            return await self.subscribe(codes, kind)
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"

@@ -137,6 +137,26 @@ class TestWholeJob:
         assert totals.get("429", 0) == 0
 
 
+class TestOrderBooks:
+    def test_book_subscriptions_are_their_own_full_sets(self, system: System, sim: Any) -> None:
+        collector = system.actor("strategy:collector")
+        assert isinstance(system.get(collector.do_subscribe.remote(["700.HK", "BTCUSDT"], "book")), dict)
+
+        def book_sets() -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for conn in sim.state()["connections"]:
+                if conn["open"]:
+                    out.setdefault(conn["path"], set()).update(conn["books"])
+            return out
+
+        wait_for(lambda: book_sets() == {STOCK_PATH: {"700.HK"}, FX_PATH: {"BTCUSDT"}}, 15, what="book sets")
+        wait_for(lambda: set(collected(system)["books"]) == {"700.HK", "BTCUSDT"}, 15, what="book snapshots")
+        assert sim_sets(sim)[STOCK_PATH] == set(STOCK)  # the trade set is untouched by 22002
+        system.get(system.actor("registry").unsubscribe.remote("collector", ["700.HK", "BTCUSDT"], "book"))
+        wait_for(lambda: not any(book_sets().values()), 15, what="books cancelled (22006 type 1)")
+        wait_for(lambda: system.registry().in_sync, 10, what="in sync")
+
+
 class TestFaults:
     def _recovered(self, system: System, sim: Any, code: str = "EURUSD", timeout: float = 15.0) -> None:
         seq = last_seq(system, code)
