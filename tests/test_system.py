@@ -137,6 +137,27 @@ class TestWholeJob:
         assert totals.get("429", 0) == 0
 
 
+class TestLoad:
+    def test_a_burst_arrives_whole_in_order_without_a_false_restart(self, system: System, sim: Any) -> None:
+        restarts_before = [e for e in system.status()["events"] if e["event"] in {"restart", "restarted"}]
+        start = {c: last_seq(system, c) for c in FX}
+        fx_conn = next(c for c in sim.state()["connections"] if c["open"] and c["path"] == FX_PATH)
+        sim.inject("burst", conn=fx_conn["id"], count=60000)
+
+        def caught_up() -> bool:
+            seen = collected(system)["seen"]
+            return sum(len([s for s in seen.get(c, []) if s > start[c]]) for c in FX) >= 60000
+
+        wait_for(caught_up, 60, every=0.5, what="60000 burst ticks at the collector")
+        got = collected(system)
+        assert got["violations"] == []
+        for code in FX:
+            seqs = [s for s in got["seen"][code] if s > start[code]]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{code}: a tick was lost in the burst"
+        restarts = [e for e in system.status()["events"] if e["event"] in {"restart", "restarted"}]
+        assert restarts == restarts_before, "the watchdog restarted a busy, healthy connection"
+
+
 class TestOrderBooks:
     def test_book_subscriptions_are_their_own_full_sets(self, system: System, sim: Any) -> None:
         collector = system.actor("strategy:collector")
