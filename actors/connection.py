@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from actors import wire
+from actors.naming import connection_name
 from actors.backoff import backoff, classify
 from actors.liveness import Liveness, Verdict
 from actors.settings import Secret, endpoint_url, redact
@@ -114,7 +115,7 @@ class Connection:
         self._kick = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
         if supervisor is not None:
-            supervisor.child_started.remote(f"connection:{conn_id}", os.getpid())
+            supervisor.child_started.remote(connection_name(conn_id), os.getpid())
 
     def __repr__(self) -> str:
         return f"Connection({self._conn_id!r}, {redact(self._url)!r})"
@@ -139,7 +140,7 @@ class Connection:
                 if fatal is not None:
                     logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._last_error)
                     if self._supervisor is not None:
-                        self._supervisor.child_failed.remote(f"connection:{self._conn_id}", self._last_error)
+                        self._supervisor.child_failed.remote(connection_name(self._conn_id), self._last_error)
                     self._kick.clear()
                     await self._kick.wait()
                     continue

@@ -22,10 +22,10 @@ from collections import deque
 from typing import Any
 
 import msgspec
-import ray
 from loguru import logger
 
 from actors import wire
+from actors.naming import NamedActors, decoder_name, strategy_name
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
 
@@ -52,11 +52,10 @@ class Decoder:
     ) -> None:
         self._id = decoder_id
         self._registry = registry
-        self._namespace = namespace
         self._max_pending = max_pending
         self._routes: dict[str, tuple[str, ...]] = {}
         self._book_routes: dict[str, tuple[str, ...]] = {}
-        self._handles: dict[str, Any] = {}
+        self._actors = NamedActors(namespace)
         self._pending: dict[str, deque[Any]] = {}
         self._missed: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}
@@ -68,7 +67,7 @@ class Decoder:
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
         if supervisor is not None:
-            supervisor.child_started.remote(f"decoder:{decoder_id}", os.getpid())
+            supervisor.child_started.remote(decoder_name(decoder_id), os.getpid())
 
     def set_routes(self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]]) -> int:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
@@ -146,14 +145,7 @@ class Decoder:
         return True
 
     def _handle(self, name: str) -> Any:
-        handle = self._handles.get(name)
-        if handle is None:
-            try:
-                handle = ray.get_actor(f"strategy:{name}", namespace=self._namespace)
-            except ValueError:
-                return None
-            self._handles[name] = handle
-        return handle
+        return self._actors.get(strategy_name(name))
 
     def statistics(self) -> DecoderStats:
         """Counters of this decoder."""

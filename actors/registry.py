@@ -30,6 +30,7 @@ from actors import wire
 from actors.assignment import assign
 from actors.errors import InvalidCode, SubscriptionRefused
 from actors.holdings import Holdings
+from actors.naming import NamedActors, connection_name, decoder_name, strategy_name
 from actors.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
@@ -92,7 +93,6 @@ class Registry:
         self._connections = {wire.Endpoint(e): list(ids) for e, ids in connections.items()}
         self._endpoint_of_conn = {c: e for e, ids in self._connections.items() for c in ids}
         self._max_codes = max_codes
-        self._namespace = namespace
         self._state_key = state_key.encode()
         self._supervisor = supervisor
         gate_args = {}
@@ -116,8 +116,8 @@ class Registry:
         self._epochs: dict[str, int] = dict.fromkeys(self._endpoint_of_conn, 0)
         self._up: dict[str, bool] = dict.fromkeys(self._endpoint_of_conn, False)
         self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._endpoint_of_conn}
-        self._handles: dict[str, Any] = {}
-        self._decoders: dict[int, Any] = {}
+        self._actors = NamedActors(namespace)
+        self._decoder_count = 0
         self._vendor_errors: list[str] = []
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         state = self._load()
@@ -282,7 +282,7 @@ class Registry:
         self._vendor_errors = [*self._vendor_errors[-19:], text]
         logger.error("registry: vendor error {}", text)
         if response.ret == 401 and self._supervisor is not None:
-            self._supervisor.child_failed.remote(f"connection:{conn_id}", f"401 {response.msg}: token invalid")
+            self._supervisor.child_failed.remote(connection_name(conn_id), f"401 {response.msg}: token invalid")
 
     def _handle_events(self, conn_id: str, book: SubscriptionBook) -> bool:
         changed = False
@@ -318,26 +318,19 @@ class Registry:
     def register_decoders(self, count: int) -> None:
         """The supervisor says how many decoders exist (named ``decoder:<i>``)."""
         with self._lock:
-            for i in range(count):
-                self._decoder(i)
+            self._decoder_count = count
             self._push_routes()
 
     def _decoder(self, decoder_id: int) -> Any:
-        handle = self._decoders.get(decoder_id)
-        if handle is None:
-            try:
-                handle = ray.get_actor(f"decoder:{decoder_id}", namespace=self._namespace)
-            except ValueError:
-                return None
-            self._decoders[decoder_id] = handle
-        return handle
+        return self._actors.get(decoder_name(decoder_id))
 
     def _routes(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
         return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
 
     def _push_routes(self) -> None:
         routes = self._routes()
-        refs = [d.set_routes.remote(*routes) for d in self._decoders.values()]
+        decoders = [self._decoder(i) for i in range(self._decoder_count)]
+        refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
         # Routes must be in place before the server is asked for the codes, or the first ticks
         # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
         if refs:
@@ -378,20 +371,10 @@ class Registry:
             handle.send.remote(self._epochs[conn_id], wire.encode(request))
 
     def _conn(self, conn_id: str) -> Any:
-        handle = self._handles.get(conn_id)
-        if handle is None:
-            try:
-                handle = ray.get_actor(f"connection:{conn_id}", namespace=self._namespace)
-            except ValueError:
-                return None
-            self._handles[conn_id] = handle
-        return handle
+        return self._actors.get(connection_name(conn_id))
 
     def _strategy(self, name: str) -> Any:
-        try:
-            return ray.get_actor(f"strategy:{name}", namespace=self._namespace)
-        except ValueError:
-            return None
+        return self._actors.get(strategy_name(name), cache=False)  # strategies come and go
 
     # --- status -----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import ray
 from loguru import logger
 
 from actors import wire
+from actors.naming import strategy_name
 
 
 class StrategyStats(msgspec.Struct, frozen=True):
@@ -78,7 +79,7 @@ class Strategy:
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
         if supervisor is not None:
-            supervisor.child_started.remote(f"strategy:{name}", os.getpid())
+            supervisor.child_started.remote(strategy_name(name), os.getpid())
 
     # --- what users call ------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from actors.connection import Connection, ConnectionConfig
 from actors.decoder import Decoder
 from actors.errors import ConfigError, EscalationError
 from actors.heartbeat import Heartbeat
+from actors.naming import connection_name, decoder_name, strategy_name
 from actors.registry import Registry
 from actors.settings import Secret, Settings
 from actors.strategy import Strategy, strategy_actor
@@ -128,11 +129,11 @@ class Supervisor:
         for i in range(n_decoders):
             decoder = (
                 ray.remote(Decoder)
-                .options(name=f"decoder:{i}", namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=-1)
+                .options(name=decoder_name(i), namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=-1)
                 .remote(i, registry, ns, s.feed.strategy_queue_batches, self._self)
             )
             decoders.append(decoder)
-            self._children[f"decoder:{i}"] = decoder
+            self._children[decoder_name(i)] = decoder
         cfg = ConnectionConfig(
             heartbeat_interval_s=s.feed.heartbeat_interval_s,
             silence_deadline_s=s.feed.silence_deadline_s,
@@ -148,7 +149,7 @@ class Supervisor:
             for conn_id in ids:
                 handle = (
                     ray.remote(Connection)
-                    .options(name=f"connection:{conn_id}", namespace=ns, num_cpus=0, max_restarts=-1)
+                    .options(name=connection_name(conn_id), namespace=ns, num_cpus=0, max_restarts=-1)
                     .remote(
                         conn_id,
                         endpoint,
@@ -162,7 +163,7 @@ class Supervisor:
                 )
                 k += 1
                 connections[conn_id] = handle
-                self._children[f"connection:{conn_id}"] = handle
+                self._children[connection_name(conn_id)] = handle
         check_every = min(s.feed.heartbeat_interval_s / 2, s.feed.silence_deadline_s / 4, 1.0)
         self._children["heartbeat"] = (
             ray.remote(Heartbeat)
@@ -193,7 +194,7 @@ class Supervisor:
         return await self._spawn_strategy(name, kind, symbols, options).start.remote()
 
     def _spawn_strategy(self, name: str, kind: str, symbols: list[str], options: dict[str, Any]) -> Any:
-        key = f"strategy:{name}"
+        key = strategy_name(name)
         if key in self._children:
             raise ValueError(f"a strategy named {name!r} already runs")
         cls = load_strategy_class(kind)
@@ -235,7 +236,7 @@ class Supervisor:
 
     async def restart_connection(self, conn_id: str, reason: str, hard: bool) -> str:  # noqa: FBT001
         """Restart a connection: drop and reopen its socket, or (hard) kill its actor for Ray to restart."""
-        child = f"connection:{conn_id}"
+        child = connection_name(conn_id)
         handle = self._children.get(child)
         if handle is None or self._stopping:
             return "ignored"

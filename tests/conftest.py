@@ -36,13 +36,21 @@ def ray_session() -> Iterator[None]:
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     os.environ.setdefault("LOGURU_LEVEL", "INFO")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        namespace="tickvisor-tests",
-    )
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                namespace="tickvisor-tests",
+            )
+            break
+        except Exception:
+            # Ray gives its raylet 30 s to register; a heavily loaded machine can miss that once.
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 
@@ -120,6 +128,31 @@ class System:
             self.get(self.sup.stop.remote(), timeout=15)
         finally:
             ray.kill(self.sup, no_restart=True)
+
+
+def collector_toml(name: str, symbols: list[str], **options: Any) -> str:
+    """A ``[[strategies]]`` entry for tests.collector:Collector."""
+    import json
+
+    opts = ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
+    extra = f"\noptions = {{ {opts} }}" if opts else ""
+    return (
+        f'[[strategies]]\nname = "{name}"\nkind = "tests.collector:Collector"\n'
+        f"symbols = {json.dumps(symbols)}{extra}\n"
+    )
+
+
+def start_system(sim: Any, strategies: str, *, in_sync: bool = True, restart: str = "", **feed: Any) -> System:
+    """A System on ``sim`` with these ``[[strategies]]``; waits for the first subscription by default."""
+    from actors.settings import parse_settings
+
+    text = system_toml(sim.port, strategies, **feed)
+    if restart:
+        text = text.replace("max_restarts = 50", restart)
+    system = System(parse_settings(text), TEST_TOKEN)
+    if in_sync:
+        wait_for(lambda: system.registry().in_sync, 20, what="first subscription in sync")
+    return system
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ printed (figures, not asserts: the machine is shared; scripts/bench.py measures 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -18,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from actors.settings import parse_settings
 from scripts.simulator import max_requests_in_window
-from tests.conftest import TEST_TOKEN, System, sim_sets, system_toml, wait_for
+from tests.conftest import System, collector_toml, sim_sets, start_system, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -29,14 +27,7 @@ CODES = ["AAPL.US", "TSLA.US", "700.HK", "EURUSD", "XAUUSD", "BTCUSDT"]
 
 @pytest.fixture(scope="module")
 def system(sim: Any) -> Iterator[System]:
-    strategies = f"""
-[[strategies]]
-name = "collector"
-kind = "tests.collector:Collector"
-symbols = {json.dumps(CODES)}
-"""
-    sys_ = System(parse_settings(system_toml(sim.port, strategies)), TEST_TOKEN)
-    wait_for(lambda: sys_.registry().in_sync, 20, what="first subscription in sync")
+    sys_ = start_system(sim, collector_toml("collector", CODES))
     yield sys_
     sys_.stop()
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from actors.settings import parse_settings
 from actors.strategy import Strategy, strategy_actor
-from tests.conftest import TEST_TOKEN, System, system_toml, wait_for
+from tests.conftest import System, collector_toml, start_system, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -19,20 +17,8 @@ CODES = ["AAPL.US", "TSLA.US", "EURUSD", "BTCUSDT"]
 
 @pytest.fixture(scope="module")
 def system(sim: Any) -> Iterator[System]:
-    strategies = f"""
-[[strategies]]
-name = "fast"
-kind = "tests.collector:Collector"
-symbols = {json.dumps(CODES)}
-
-[[strategies]]
-name = "slow"
-kind = "tests.collector:Collector"
-symbols = {json.dumps(CODES)}
-options = {{ sleep_s = 0.4 }}
-"""
-    settings = parse_settings(system_toml(sim.port, strategies, strategy_queue_batches=3))
-    sys_ = System(settings, TEST_TOKEN)
+    strategies = collector_toml("fast", CODES) + collector_toml("slow", CODES, sleep_s=0.4)
+    sys_ = start_system(sim, strategies, in_sync=False, strategy_queue_batches=3)
     yield sys_
     sys_.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from actors.settings import parse_settings
 from actors.supervision import connection_ids, load_strategy_class
 from actors.errors import ConfigError
-from tests.conftest import TEST_TOKEN, System, system_toml, wait_for
+from tests.conftest import System, collector_toml, start_system, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -20,14 +19,7 @@ FX_PATH = "/quote-b-ws-api"
 
 @pytest.fixture(scope="module")
 def system(sim: Any) -> Iterator[System]:
-    strategies = f"""
-[[strategies]]
-name = "collector"
-kind = "tests.collector:Collector"
-symbols = {json.dumps(["EURUSD", "AAPL.US"])}
-"""
-    text = system_toml(sim.port, strategies).replace("max_restarts = 50", "max_restarts = 2")
-    sys_ = System(parse_settings(text), TEST_TOKEN)
+    sys_ = start_system(sim, collector_toml("collector", ["EURUSD", "AAPL.US"]), restart="max_restarts = 2")
     yield sys_
     sys_.stop()
 
