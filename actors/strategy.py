@@ -5,8 +5,8 @@ Example::
     from actors import Strategy, Tick
 
     class Spread(Strategy):
-        async def on_start(self) -> None:
-            await self.subscribe(["EURUSD", "XAUUSD"])
+        async def on_start(self) -> None:             # the configured symbols are already held
+            await self.subscribe(["XAUUSD"], kind="book")
 
         async def on_ticks(self, ticks: list[Tick]) -> None:
             for t in ticks:
@@ -34,6 +34,7 @@ import ray
 from loguru import logger
 
 from actors import wire
+from actors.errors import SubscriptionRefused
 from actors.naming import strategy_name
 
 
@@ -103,9 +104,8 @@ class Strategy:
     # --- what users override -------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        """Called once per process start. By default subscribes the configured ``symbols``."""
-        if self.symbols:
-            await self.subscribe(self.symbols)
+        """Called once per process start (also after a restart), after the configured ``symbols``
+        are subscribed. Subscribe more here; the registry keeps what you hold across restarts."""
 
     async def on_ticks(self, ticks: list[wire.Tick]) -> None:
         """A batch of trades, in per-code seq order."""
@@ -127,14 +127,21 @@ class Strategy:
     # --- what the system calls (remote methods) -------------------------------------------------
 
     async def start(self) -> int:
-        """Start delivery and run ``on_start`` (once per process; the configured symbols are
-        subscribed only if the registry holds nothing for this strategy, so a restart does not
-        double the refcounts)."""
+        """Start delivery, subscribe the configured symbols, run ``on_start``; once per process.
+
+        After a restart the registry still holds this strategy's codes, so the configured symbols
+        are subscribed only when it holds nothing: a restart never doubles the refcounts.
+        """
         if self._drain_task is None:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-            held = await self._registry.holds_anything.remote(self.name) if self._registry is not None else False
-            if not held:
-                await self.on_start()
+            if self._registry is not None and self.symbols:
+                if not await self._registry.holds_anything.remote(self.name):
+                    try:
+                        await self.subscribe(self.symbols)
+                    except SubscriptionRefused as exc:
+                        for code, why in exc.problems.items():
+                            await self.on_problem(code, why)
+            await self.on_start()
         return os.getpid()
 
     async def deliver(self, kind: str, payload: bytes, missed: int = 0) -> None:
