@@ -32,8 +32,13 @@ if str(ROOT) not in sys.path:
 from actors.errors import ConfigError  # noqa: E402
 from actors.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
 
-STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above
+STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
+#: Of that, what the end of the stop needs after the Supervisor's own stop: the simulator (about 0.2 s,
+#: at most SIMULATOR_STOP_S) and ray.shutdown of a local Ray (about 2 s, more on a loaded machine).
+STOP_RESERVE_S = 4.0
+SIMULATOR_STOP_S = 1.0
 SIMULATOR_START_S = 20.0
+SIMULATOR_TOKEN_ENV = "TICKVISOR_SIMULATOR_TOKEN"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,13 +61,14 @@ def start_simulator(settings: Settings, token: Secret) -> tuple[subprocess.Popen
         str(ROOT / "scripts" / "simulator.py"),
         "--host", "127.0.0.1",
         "--port", "0",
-        "--token", token.reveal(),
+        "--token-env", SIMULATOR_TOKEN_ENV,  # the token travels in the environment, not on `ps`
         "--tick-rate", str(sim.tick_rate),
         "--plan", sim.plan,
         "--codes", str(sim.codes),
         "--log-level", "WARNING",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)  # noqa: S603
+    env = {**os.environ, SIMULATOR_TOKEN_ENV: token.reveal()}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env)  # noqa: S603
     deadline = time.monotonic() + SIMULATOR_START_S
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -80,6 +86,23 @@ def start_simulator(settings: Settings, token: Secret) -> tuple[subprocess.Popen
 def _drain(stream: Any) -> None:
     for _ in stream:
         pass
+
+
+def _get(ref: Any, timeout: float, stop: threading.Event) -> Any:
+    """``ray.get(ref, timeout=timeout)``, but None as soon as ``stop`` is set: a signal must not wait
+    for a start or a status answer (a blocking ray.get only returns when the answer comes)."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        ready, _ = ray.wait([ref], timeout=max(0.0, min(0.2, left)))
+        if ready:
+            return ray.get(ready[0])
+        if stop.is_set():
+            return None
+        if left <= 0:
+            return ray.get(ref, timeout=0)  # raises GetTimeoutError, as ray.get(ref, timeout) did
 
 
 def init_ray(args: argparse.Namespace) -> bool:
@@ -124,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         print(f"tickvisor: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     stop = threading.Event()
+    signalled_at: list[float] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         print(f"tickvisor: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)  # noqa: T201
+        if not signalled_at:
+            signalled_at.append(time.monotonic())
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -147,26 +173,34 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     code = 0
     try:
         started_ray = init_ray(args)
+        # ray.init replaces the SIGTERM handler with one that calls sys.exit(15): SIGTERM then ended the
+        # job with exit code 15 (or an abort in ray.shutdown) and no "stopped". Take both signals back.
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         run_id = uuid.uuid4().hex[:12]
         sup = (
             ray.remote(Supervisor)
             .options(name="supervisor", namespace=args.namespace, num_cpus=0, max_concurrency=256)
             .remote(settings, token, run_id, args.namespace)
         )
-        conns = ray.get(sup.start.remote(), timeout=90)
-        print(f"tickvisor: started, connections {conns}; Ctrl-C stops", flush=True)  # noqa: T201
+        conns = _get(sup.start.remote(), 90, stop)
+        if conns is not None:
+            print(f"tickvisor: started, connections {conns}; Ctrl-C stops", flush=True)  # noqa: T201
         began = last = time.monotonic()
         ticks = 0
         while not stop.is_set():
             stop.wait(min(0.5, args.status_every or 0.5))
             now = time.monotonic()
-            failure = ray.get(sup.failure.remote(), timeout=10)
+            failure = _get(sup.failure.remote(), 10, stop)
             if failure:
                 print(f"tickvisor: supervisor gave up: {failure}", file=sys.stderr, flush=True)  # noqa: T201
                 code = 1
                 break
-            if args.status_every and now - last >= args.status_every:
-                line, ticks = status_line(ray.get(sup.status.remote(), timeout=10), ticks, now - last)
+            if args.status_every and now - last >= args.status_every and not stop.is_set():
+                status = _get(sup.status.remote(), 10, stop)
+                if status is None:
+                    break
+                line, ticks = status_line(status, ticks, now - last)
                 print(line, flush=True)  # noqa: T201
                 last = now
             if args.duration and now - began >= args.duration:
@@ -174,16 +208,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     except KeyboardInterrupt:
         pass
     finally:
-        deadline = time.monotonic() + STOP_WITHIN_S - 1.0
+        # The budget counts from the signal (or from now, at the end of --duration), and keeps
+        # STOP_RESERVE_S for the simulator and ray.shutdown, which come after the Supervisor's stop.
+        deadline = (signalled_at[0] if signalled_at else time.monotonic()) + STOP_WITHIN_S - 1.0
         if sup is not None:
             with contextlib.suppress(Exception):
-                ray.get(sup.stop.remote(), timeout=max(1.0, deadline - time.monotonic() - 2.0))
+                ray.get(sup.stop.remote(), timeout=max(1.0, deadline - time.monotonic() - STOP_RESERVE_S))
             with contextlib.suppress(Exception):
                 ray.kill(sup, no_restart=True)
         if sim_proc is not None:
             sim_proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                sim_proc.wait(timeout=2)
+                sim_proc.wait(timeout=SIMULATOR_STOP_S)
             if sim_proc.poll() is None:
                 sim_proc.kill()
         if started_ray:

@@ -11,7 +11,12 @@ The public names below are imported lazily, so importing the pure core never loa
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# The Ray shells log with loguru, whose default handler reads LOGURU_LEVEL when it is first imported.
+# Its own default is DEBUG; ours is INFO, in every process (a job submitted to a cluster included).
+os.environ.setdefault("LOGURU_LEVEL", "INFO")
 
 __all__ = [
     "BookTick",

@@ -20,6 +20,8 @@ Command line
     --conn-gap-s S                  min seconds between subscription requests on one connection (default 1.0)
     --token-gap-s S                 min seconds between subscription requests on different connections of
                                     the token on one path (default 3.0, 0 disables)
+    --token-env NAME                read the token from this environment variable instead of --token
+                                    (keeps it out of `ps`); one of the two is required
     --log-level LEVEL               stderr logging level (default INFO); the token is logged as "***"
 
 ``--port 0`` picks a free port. On start the server prints exactly one line to stdout,
@@ -113,6 +115,7 @@ import hmac
 import http
 import itertools
 import logging
+import os
 import random
 import signal
 import struct
@@ -1458,7 +1461,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="A local AllTick WebSocket server with fault injection.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--token", required=True, help="the only valid token (never printed)")
+    tok = p.add_mutually_exclusive_group(required=True)
+    tok.add_argument("--token", help="the only valid token (never printed)")
+    tok.add_argument("--token-env", metavar="NAME",
+                     help="read the token from this environment variable instead (keeps it out of `ps`)")
     p.add_argument("--heartbeat-timeout", type=float, default=DEFAULT_HEARTBEAT_TIMEOUT_S)
     p.add_argument("--plan", choices=sorted(PLAN_LIMITS), default="pro")
     p.add_argument("--max-connections", type=int, default=None)
@@ -1493,7 +1499,12 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until SIGINT/SIGTERM; return the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.token_env is not None:
+        args.token = os.environ.get(args.token_env, "")
+        if not args.token:
+            parser.error(f"--token-env {args.token_env}: that environment variable is not set or empty")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_serve(args))

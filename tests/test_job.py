@@ -1,0 +1,673 @@
+"""The main job as users run it: ``python supervisor.py`` and ``ray job submit``, as subprocesses.
+
+Everything runs on 127.0.0.1 and is bounded in time. The only timing assertion is the documented
+promise of supervisor.py: SIGINT or SIGTERM stops the job cleanly within 10 s (measured from the signal
+to the exit of the process). The other waits are generous and scale with TICKVISOR_TEST_S.
+
+What is checked, beyond exit codes and printed lines:
+
+* no process outlives the job: not the bundled simulator (it runs in a session of its own), not the
+  local Ray (gcs_server, raylet, dashboard, workers: all in the job's session);
+* a recorder flushes on SIGTERM: ticks received between its last periodic flush and the signal are
+  in the file after the exit, every line whole, valid JSON, with the documented keys;
+* the token (the value of the variable named by ``feed.token_env``) appears in no output, not in the
+  actor logs Ray forwards to the driver, not in the log files of the job's Ray session;
+* a bad config exits 2 at once, naming the key, before any Ray starts;
+* under ``ray job submit`` the job joins a real ``ray start --head`` cluster and leaves it running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from tests.conftest import ROOT, S, wait_for
+
+STOP_PROMISE_S = 10.0  # supervisor.py: "SIGINT or SIGTERM stops it cleanly within 10 s"
+RECORDED_KEYS = {"code", "seq", "tick_time", "price", "volume", "turnover", "trade_direction", "received_ns"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The console strategy's view, forwarded by Ray from the actor:
+# "(Console pid=N) [console] 6 codes, 12.0 ticks/s", then one row per code.
+CONSOLE_VIEW = re.compile(r"\[console\] 6 codes, \d+(\.\d+)? ticks/s")
+STATUS_UP = r"tickvisor: 2/2 connections up, in sync, {codes} codes, [1-9]\d* ticks"
+CONSOLE_ROW = re.compile(r"\(Console pid=\d+\)\s+AAPL\.US\s+\d+(\.\d+)?\s+seq \d+")
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+class Proc(NamedTuple):
+    pid: int
+    ppid: int
+    sid: int
+    state: str
+    start: int  # clock ticks after boot: (pid, start) names a process even if the pid is reused
+    cmd: str
+
+
+def proc_table() -> dict[int, Proc]:
+    """Every process on the machine, from /proc (psutil is not installed)."""
+    out: dict[int, Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()
+        out[int(entry)] = Proc(int(entry), int(rest[1]), int(rest[3]), rest[0], int(rest[19]), cmd)
+    return out
+
+
+def descendants(table: dict[int, Proc], roots: set[int]) -> set[int]:
+    """``roots`` and every process below them."""
+    found = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for p in table.values():
+            if p.ppid in found and p.pid not in found:
+                found.add(p.pid)
+                grew = True
+    return found
+
+
+def ancestors_of_me() -> set[int]:
+    table = proc_table()
+    out, pid = set(), os.getpid()
+    while pid in table and pid not in out:
+        out.add(pid)
+        pid = table[pid].ppid
+    return out
+
+
+def alive(tracked: dict[int, int], sids: set[int]) -> list[str]:
+    """Tracked processes (same pid and start time) and members of ``sids`` that still run."""
+    out = []
+    for p in proc_table().values():
+        if p.state == "Z":  # dead, waiting for a reaper that is not ours
+            continue
+        if tracked.get(p.pid) == p.start or p.sid in sids:
+            out.append(f"pid {p.pid} sid {p.sid}: {p.cmd[:160]}")
+    return out
+
+
+def kill_all(pids: set[int], *, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is left after ``grace_s``; never this process or its parents."""
+    pids = pids - ancestors_of_me()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            table = proc_table()
+            pids = {p for p in pids if p in table and table[p].state != "Z"}
+            if not pids:
+                return
+            time.sleep(0.2)
+
+
+# --- the job as a subprocess ----------------------------------------------------------------------
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    """The environment of a job run by hand: the repo importable, INFO logs, no cluster to join."""
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # the job must start its own local Ray
+    env["PYTHONPATH"] = str(ROOT)
+    env["LOGURU_LEVEL"] = "INFO"
+    env.update(extra)
+    return env
+
+
+class Job:
+    """``python supervisor.py ARGS`` in a session of its own, stdout and stderr collected as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "supervisor.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        self._lock = threading.Lock()
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self.tracked: dict[int, int] = {}
+        self.sids: set[int] = {self.pid}
+
+    def _read(self, stream: Any, into: list[bytes]) -> None:
+        for line in iter(stream.readline, b""):
+            with self._lock:
+                into.append(line)
+
+    def raw(self) -> bytes:
+        with self._lock:
+            return b"".join(self._out) + b"".join(self._err)
+
+    def stdout(self) -> str:
+        with self._lock:
+            return ANSI.sub("", b"".join(self._out).decode(errors="replace"))
+
+    def stderr(self) -> str:
+        with self._lock:
+            return ANSI.sub("", b"".join(self._err).decode(errors="replace"))
+
+    def wait_stdout(self, pattern: re.Pattern[str] | str, timeout: float, what: str) -> re.Match[str]:
+        def found() -> re.Match[str] | None:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the job exited ({self.proc.returncode}) before {what}\n{self.tail()}")
+            return re.search(pattern, self.stdout())
+
+        return wait_for(found, timeout, every=0.2, what=what)
+
+    def tail(self, n: int = 40) -> str:
+        out = "\n".join(self.stdout().splitlines()[-n:])
+        err = "\n".join(self.stderr().splitlines()[-n:])
+        return f"--- stdout (tail) ---\n{out}\n--- stderr (tail) ---\n{err}"
+
+    def snapshot(self) -> list[Proc]:
+        """Remember every process the job started: its session, and its children in other sessions."""
+        table = proc_table()
+        mine = descendants(table, {self.pid}) | {p.pid for p in table.values() if p.sid in self.sids}
+        self.sids |= {table[p].sid for p in mine if p in table and table[p].ppid == self.pid}
+        mine |= {p.pid for p in table.values() if p.sid in self.sids}
+        self.tracked.update({p: table[p].start for p in mine if p in table})
+        return [table[p] for p in mine if p in table]
+
+    def stop(self, sig: signal.Signals, timeout: float = 60.0) -> tuple[int, float]:
+        """Send ``sig``; returns the exit code and the seconds from the signal to the exit."""
+        self.snapshot()
+        sent = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=timeout * S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the job did not exit within {timeout * S:.0f} s of {sig.name}\n{self.tail()}")
+        took = time.monotonic() - sent
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code, took
+
+    def leftovers(self, within: float = 5.0) -> list[str]:
+        """What still runs of the job ``within`` seconds after its exit (Ray's daemons take a moment)."""
+        deadline = time.monotonic() + within * S
+        left = alive(self.tracked, self.sids)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = alive(self.tracked, self.sids)
+        return left
+
+    def kill(self) -> None:
+        """Cleanup after a failed test: nothing of the job may outlive the test."""
+        if self.proc.poll() is None:
+            self.snapshot()
+        table = proc_table()
+        pids = {p for p, start in self.tracked.items() if p in table and table[p].start == start}
+        pids |= {p.pid for p in table.values() if p.sid in self.sids}
+        if pids:
+            kill_all(pids, grace_s=2.0)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def jobs() -> Iterator[Callable[..., Job]]:
+    started: list[Job] = []
+
+    def start(args: list[str], env: dict[str, str]) -> Job:
+        job = Job(args, env)
+        started.append(job)
+        return job
+
+    yield start
+    for job in started:
+        job.kill()
+
+
+def ray_session_logs(job_pid: int) -> list[Path]:
+    """The log files of the local Ray a job started (Ray names the session after the driver's pid)."""
+    base = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
+    return [p for d in base.glob(f"session_*_{job_pid}") for p in (d / "logs").rglob("*") if p.is_file()]
+
+
+# --- 1. the embedded default, and a recorder, stopped by a signal ---------------------------------
+
+
+@pytest.mark.ray
+def test_default_job_stops_cleanly_on_sigint(jobs: Callable[..., Job]) -> None:
+    job = jobs(["--duration", "0", "--status-every", "2"], job_env())
+    job.wait_stdout(STATUS_UP.format(codes=6), 90, "2/2 connections up")
+    job.wait_stdout(CONSOLE_VIEW, 20, "a console view")
+    job.wait_stdout(CONSOLE_ROW, 20, "a console row with a price")
+
+    running = job.snapshot()
+    sims = [p for p in running if "scripts/simulator.py" in p.cmd]
+    assert len(sims) == 1, [p.cmd for p in running]
+    assert any("raylet" in p.cmd for p in running), "the job's local Ray was not found in its session"
+
+    code, took = job.stop(signal.SIGINT)
+    print(f"SIGINT: exit {code} after {took:.2f} s")  # noqa: T201 - shown with -s or -rP
+
+    assert code == 0, job.tail()
+    assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
+    assert "tickvisor: SIGINT, stopping" in job.stderr()
+    assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
+    left = job.leftovers()
+    assert left == [], "processes outlived the job:\n" + "\n".join(left)
+
+
+@pytest.fixture(scope="module")
+def recorder_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One job with a recorder and a secret token, stopped by SIGTERM; what it did, for the tests below."""
+    tmp = tmp_path_factory.mktemp("job")
+    tape = tmp / "tape" / "ticks.jsonl"
+    codes = ["AAPL.US", "700.HK", "EURUSD", "BTCUSDT"]
+    token_env = "TICKVISOR_JOB_TOKEN_" + uuid.uuid4().hex[:8].upper()
+    secret = "SeCrEt-" + str(uuid.uuid4())
+    config = tmp / "job.toml"
+    config.write_text(
+        f"""
+[feed]
+token_env = "{token_env}"
+heartbeat_interval_s = 1.0
+silence_deadline_s = 3.0
+
+[endpoints.stock]
+url = "ws://127.0.0.1:0/quote-stock-b-ws-api"
+
+[endpoints.forex_crypto]
+url = "ws://127.0.0.1:0/quote-b-ws-api"
+
+[simulator]
+enabled = true
+tick_rate = 5.0
+
+[[strategies]]
+name = "tape"
+kind = "recorder"
+path = "{tape}"
+symbols = {json.dumps(codes)}
+""",
+        encoding="utf-8",
+    )
+    args = ["--config", str(config), "--duration", "0", "--status-every", "2"]
+    job = Job(args, job_env(**{token_env: secret}))
+    try:
+        port = int(job.wait_stdout(r"bundled simulator on 127\.0\.0\.1:(\d+)", 60, "the simulator's port")[1])
+        job.wait_stdout(STATUS_UP.format(codes=4), 90, "2/2 connections up")
+
+        # The simulator accepts only the token it was started with: the secret, not its default token.
+        base = f"http://127.0.0.1:{port}/admin/state?token="
+        with urllib.request.urlopen(base + urllib.parse.quote(secret), timeout=10) as response:  # noqa: S310
+            state = json.loads(response.read())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + "tickvisor-sim", timeout=10)  # noqa: S310
+        assert refused.value.code == 401
+        served = {c for conn in state["connections"] if conn["open"] for c in conn["trades"]}
+
+        def recorded() -> list[str]:  # complete lines only: a buffer may reach the file mid-line
+            text = tape.read_text(encoding="utf-8") if tape.exists() else ""
+            return text[: text.rfind("\n") + 1].splitlines()
+
+        wait_for(lambda: len(recorded()) >= 20, 20, what="20 recorded ticks")
+        running = job.snapshot()
+
+        # The recorder flushes every second. Signal about 0.6 s after a periodic flush (the file just
+        # grew): the ticks received since then are written but not flushed, the next periodic flush is
+        # 0.4 s away, so they reach the file through the flush on stop (or, if the stop is slow, a
+        # periodic flush during it: durable either way, which is the promise).
+        size = tape.stat().st_size
+        wait_for(lambda: tape.stat().st_size != size, 5, every=0.01, what="a periodic flush")
+        flushed_at_ns = time.time_ns()
+        time.sleep(0.6)
+        before = recorded()
+        signalled_at_ns = time.time_ns()
+        code, took = job.stop(signal.SIGTERM)
+        yield {
+            "job": job,
+            "code": code,
+            "took": took,
+            "secret": secret,
+            "served": served,
+            "codes": codes,
+            "tape": tape,
+            "before": before,
+            "flushed_at_ns": flushed_at_ns,
+            "signalled_at_ns": signalled_at_ns,
+            "running": running,
+        }
+    finally:
+        job.kill()
+
+
+@pytest.mark.ray
+def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, Any]) -> None:
+    job: Job = recorder_run["job"]
+    assert recorder_run["code"] == 0, job.tail()
+    took = recorder_run["took"]
+    assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
+    assert "tickvisor: SIGTERM, stopping" in job.stderr()
+    assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
+
+    text = recorder_run["tape"].read_text(encoding="utf-8")
+    assert text.endswith("\n"), "the last line was cut"
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert len(rows) > len(recorder_run["before"]), "no line was added by the stop"
+    assert text.splitlines()[: len(recorder_run["before"])] == recorder_run["before"]
+    for row in rows:
+        assert set(row) == RECORDED_KEYS, row
+        assert row["code"] in recorder_run["codes"], row
+        assert isinstance(row["price"], str), row
+        assert row["tick_time"] > 10**12, row  # milliseconds
+    # ticks received between the last periodic flush and the signal: unflushed then, in the file now
+    flushed, signalled = recorder_run["flushed_at_ns"], recorder_run["signalled_at_ns"]
+    late = [r for r in rows if flushed < r["received_ns"] < signalled]
+    assert late, "no tick received between the last periodic flush and the signal is in the file"
+    print(  # noqa: T201 - shown with -s or -rP
+        f"SIGTERM: exit {recorder_run['code']} after {recorder_run['took']:.2f} s; {len(rows)} lines, "
+        f"{len(rows) - len(recorder_run['before'])} written since the signal, "
+        f"{len(late)} received between the last periodic flush and the signal"
+    )
+
+    assert any("scripts/simulator.py" in p.cmd for p in recorder_run["running"])
+    left = job.leftovers()
+    assert left == [], "processes outlived the job:\n" + "\n".join(left)
+
+
+# --- 2. the token is never shown --------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_token_never_appears_in_any_output(recorder_run: dict[str, Any]) -> None:
+    job: Job = recorder_run["job"]
+    secret: str = recorder_run["secret"]
+    # ticks flowed with that token: the simulator served every configured code, the recorder wrote them
+    assert recorder_run["served"] == set(recorder_run["codes"])
+    assert {json.loads(line)["code"] for line in recorder_run["before"]} == set(recorder_run["codes"])
+    assert re.search(r"\((Connection|Supervisor|Registry|Decoder)\b[^)]*pid=\d+\)", job.stderr()), (
+        "no actor log reached the driver: the check below would prove little"
+    )
+
+    output = job.raw()
+    assert secret.encode() not in output, "the token was printed"
+    assert secret.lower().encode() not in output.lower()
+    assert urllib.parse.quote(secret, safe="").encode() not in output
+
+    # Ray also writes every actor's output to the session's log files: the token is in none of them.
+    logs = ray_session_logs(job.pid)
+    leaked = [str(p) for p in logs if secret.encode() in p.read_bytes()]
+    assert leaked == [], f"the token is in Ray's log files: {leaked}"
+    print(f"token absent from {len(output)} bytes of output and {len(logs)} Ray log files")  # noqa: T201
+
+
+# --- 3. a bad config: exit 2 at once, naming the key -----------------------------------------------
+
+_SIM = """
+[endpoints.stock]
+url = "ws://127.0.0.1:0/quote-stock-b-ws-api"
+
+[simulator]
+enabled = true
+"""
+_ABSENT_ENV = "TICKVISOR_ABSENT_" + uuid.uuid4().hex[:8].upper()
+
+BAD_CONFIGS = {
+    "unknown-key": (
+        "[feed]\nheartbet_interval_s = 2.0\n" + _SIM,
+        ["feed.heartbet_interval_s", "unknown key", "did you mean 'heartbeat_interval_s'"],
+    ),
+    "bad-symbol": (
+        _SIM + '\n[[strategies]]\nname = "c"\nkind = "console"\nsymbols = ["NASDAQ:AAPL"]\n',
+        ["strategies[0].symbols[0]", "NASDAQ:AAPL", "AAPL.US"],
+    ),
+    "heartbeat-out-of-range": (
+        "[feed]\nheartbeat_interval_s = 11\n" + _SIM,
+        ["feed.heartbeat_interval_s", "<= 10"],
+    ),
+    "missing-token": (
+        f'[feed]\ntoken_env = "{_ABSENT_ENV}"\n\n[endpoints.stock]\n'
+        'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n',
+        ["feed.token_env", _ABSENT_ENV, "is not set"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_exits_2_naming_the_key(case: str, tmp_path: Path) -> None:
+    text, expected = BAD_CONFIGS[case]
+    config = tmp_path / f"{case}.toml"
+    config.write_text(text, encoding="utf-8")
+    env = job_env()
+    env.pop(_ABSENT_ENV, None)
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "supervisor.py", "--config", str(config), "--duration", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60 * S,
+        check=False,
+        start_new_session=True,
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    for needle in expected:
+        assert needle in done.stderr, (needle, done.stderr)
+    assert done.stderr.startswith("tickvisor: config error at "), done.stderr
+    assert str(config) in done.stderr or case == "missing-token"
+    assert done.stdout == ""  # nothing started: no simulator, no Ray
+    assert "Token authentication" not in done.stderr  # the warning ray.init prints
+
+
+# --- 4. ray job submit against a real `ray start --head` ------------------------------------------
+
+RAY_CLI = Path(sys.executable).parent / "ray"
+# Not uploaded with the working dir (Ray 2.60 already skips .git and .venv by default).
+EXCLUDES = [
+    ".venv", ".git", ".hypothesis", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.jsonl"
+]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def ray_job_cli_available() -> str:
+    """Why ``ray job submit`` cannot run here, or "" when it can (no import of ray, no subprocess)."""
+    if not RAY_CLI.exists():
+        return f"no ray CLI next to {sys.executable}"
+    ray_spec = importlib.util.find_spec("ray")
+    locations = list(ray_spec.submodule_search_locations or []) if ray_spec else []
+    if not any((Path(d) / "dashboard" / "modules" / "job" / "cli.py").exists() for d in locations):
+        return "ray has no job CLI (ray.dashboard.modules.job.cli)"
+    if importlib.util.find_spec("aiohttp") is None:
+        return "ray[default] is not installed (no aiohttp): the dashboard's job API cannot run"
+    return ""
+
+
+class RayHead:
+    """``ray start --head`` in a session of its own, with a short private temp dir and its own token."""
+
+    def __init__(self) -> None:
+        # A short path of its own: Ray's unix socket paths live under it and must stay short.
+        self.temp_dir = Path(f"/tmp/rjs{secrets.token_hex(3)}")  # noqa: S108
+        self.temp_dir.mkdir(mode=0o700)
+        self.port, self.dash, self.client, self.agent = free_ports(4)
+        token_file = self.temp_dir / "auth_token"
+        token_file.write_text(secrets.token_hex(32), encoding="utf-8")
+        token_file.chmod(0o600)
+        self.env = dict(os.environ)
+        self.env.pop("RAY_ADDRESS", None)
+        for name in ("RAY_AUTH_TOKEN", "PYTHONPATH"):
+            self.env.pop(name, None)
+        # Ray 2.60: `ray start` enables token auth by default, but the job CLI (`ray job ...`) and
+        # `ray status` only send a token when RAY_AUTH_MODE=token; the token comes from
+        # RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. A private file keeps ~/.ray alone.
+        self.env["RAY_AUTH_MODE"] = "token"
+        self.env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+        # As a user with the venv activated: the job's `python` must be the one with ray and websockets.
+        self.env["PATH"] = os.pathsep.join([str(RAY_CLI.parent), self.env.get("PATH", "")])
+        self.session: int | None = None
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603
+            [str(RAY_CLI), *args],
+            cwd=self.temp_dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout * S,
+            check=False,
+        )
+
+    def start(self) -> None:
+        proc = subprocess.Popen(  # noqa: S603
+            [
+                str(RAY_CLI), "start", "--head",
+                "--temp-dir", str(self.temp_dir),
+                "--port", str(self.port),
+                # Ray replaces a loopback node ip with the machine's routable one
+                # (services.resolve_ip_for_localhost) and binds GCS and raylet on every interface;
+                # the dashboard does stay on 127.0.0.1.
+                "--node-ip-address", "127.0.0.1",
+                "--num-cpus", "2",
+                "--include-dashboard", "true",
+                "--dashboard-host", "127.0.0.1",
+                "--dashboard-port", str(self.dash),
+                "--dashboard-agent-listen-port", str(self.agent),
+                "--ray-client-server-port", str(self.client),
+                "--disable-usage-stats",
+            ],  # fmt: skip
+            cwd=self.temp_dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # every daemon it leaves behind stays in this session: our cleanup handle
+        )
+        self.session = proc.pid
+        try:
+            out, _ = proc.communicate(timeout=120 * S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            pytest.fail(f"`ray start --head` did not return within {120 * S:.0f} s:\n{out[-3000:]}")
+        assert proc.returncode == 0, f"`ray start --head` failed:\n{out[-3000:]}"
+
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.dash}"
+
+    def processes(self) -> list[Proc]:
+        table = proc_table()
+        mine = {p.pid for p in table.values() if p.sid == self.session or str(self.temp_dir) in p.cmd}
+        return [table[p] for p in descendants(table, mine) if p in table and table[p].state != "Z"]
+
+    def stop(self) -> None:
+        """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes."""
+        for _ in range(3):
+            pids = {p.pid for p in self.processes()}
+            if not pids:
+                break
+            kill_all(pids)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head() -> Iterator[RayHead]:
+    reason = ray_job_cli_available()
+    if reason:
+        pytest.skip(f"ray job submit is unavailable: {reason}")
+    head = RayHead()
+    try:
+        head.start()
+
+        def jobs_api_up() -> bool:
+            return head.cli("job", "list", "--address", head.address()).returncode == 0
+
+        wait_for(jobs_api_up, 60, every=1.0, what="the dashboard's job API")
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:
+    done = ray_head.cli(
+        "job", "submit",
+        "--address", ray_head.address(),
+        "--working-dir", str(ROOT),
+        "--runtime-env-json", json.dumps({"excludes": EXCLUDES}),
+        "--",
+        "python", "supervisor.py", "--duration", "15", "--status-every", "3",
+        timeout=180,
+    )  # fmt: skip
+    out = ANSI.sub("", done.stdout + done.stderr)
+    assert done.returncode == 0, out[-4000:]
+    match = re.search(r"Job '(raysubmit_\w+)' submitted successfully", out)
+    assert match, out[-4000:]
+    assert re.search(r"Job 'raysubmit_\w+' succeeded", out), out[-4000:]
+
+    logs = ray_head.cli("job", "logs", "--address", ray_head.address(), match[1])
+    assert logs.returncode == 0, logs.stderr[-2000:]
+    text = ANSI.sub("", logs.stdout)
+    assert re.search(STATUS_UP.format(codes=6), text), text[-4000:]
+    assert CONSOLE_VIEW.search(text), text[-4000:]
+    assert CONSOLE_ROW.search(text), text[-4000:]
+    assert text.rstrip().endswith("tickvisor: stopped"), text[-4000:]
+    assert "Traceback" not in text, text[-4000:]
+
+    # The job left the cluster running ...
+    status = ray_head.cli("status", "--address", f"127.0.0.1:{ray_head.port}")
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr[-2000:]
+    assert "Active:" in status.stdout, status.stdout
+    # ... and took its simulator with it (the job's working dir is unpacked under the temp dir).
+    sims = [p.cmd for p in ray_head.processes() if "scripts/simulator.py" in p.cmd]
+    assert sims == [], sims
