@@ -137,12 +137,25 @@ def status_line(status: dict[str, Any], previous_ticks: int, span_s: float) -> t
     return line, ticks
 
 
+def check_strategy_classes(settings: Settings) -> None:
+    """Import every strategy class now, so a bad ``kind`` is a config error (exit 2), not a crash later.
+
+    Raises:
+        ConfigError: naming ``strategies[i].kind``.
+    """
+    from actors.supervision import load_strategy_class
+
+    for i, strategy in enumerate(settings.strategies):
+        load_strategy_class(strategy.kind, f"strategies[{i}].kind")
+
+
 def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     """Run the job; returns the exit code."""
     args = parse_args(argv)
     try:
         settings = load_settings(args.config) if args.config else default_settings()
         token = resolve_token(settings, os.environ)
+        check_strategy_classes(settings)
     except ConfigError as exc:
         print(f"tickvisor: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -51,11 +51,11 @@ class ChildEvent(msgspec.Struct, frozen=True):
     reason: str
 
 
-def load_strategy_class(kind: str) -> type[Strategy]:
+def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strategy]:
     """The class for a strategy ``kind``: "recorder", "console" or "package.module:Class".
 
     Raises:
-        ConfigError: the module or class cannot be imported, or is not a Strategy subclass.
+        ConfigError: (naming ``key``) the module or class cannot be imported, or is not a Strategy subclass.
     """
     if kind in BUILTIN:
         return BUILTIN[kind]
@@ -63,9 +63,9 @@ def load_strategy_class(kind: str) -> type[Strategy]:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError("strategies.kind", f"cannot import {kind!r}: {exc}") from None
+        raise ConfigError(key, f"cannot import {kind!r}: {exc}; is its package under the job's directory?") from None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise ConfigError("strategies.kind", f"{kind!r} is not a subclass of actors.Strategy")
+        raise ConfigError(key, f"{kind!r} is not a subclass of actors.Strategy")
     return cls
 
 

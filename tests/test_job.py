@@ -468,6 +468,10 @@ BAD_CONFIGS = {
         'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n',
         ["feed.token_env", _ABSENT_ENV, "is not set"],
     ),
+    "unimportable-strategy": (
+        _SIM + '\n[[strategies]]\nname = "c"\nkind = "nopkg_x.mod:Thing"\nsymbols = ["AAPL.US"]\n',
+        ["strategies[0].kind", "nopkg_x.mod:Thing", "No module named"],
+    ),
 }
 
 
@@ -492,7 +496,7 @@ def test_bad_config_exits_2_naming_the_key(case: str, tmp_path: Path) -> None:
     for needle in expected:
         assert needle in done.stderr, (needle, done.stderr)
     assert done.stderr.startswith("tickvisor: config error at "), done.stderr
-    assert str(config) in done.stderr or case == "missing-token"
+    assert str(config) in done.stderr or case in {"missing-token", "unimportable-strategy"}
     assert done.stdout == ""  # nothing started: no simulator, no Ray
     assert "Token authentication" not in done.stderr  # the warning ray.init prints
 
