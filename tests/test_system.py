@@ -46,7 +46,9 @@ name = "collector"
 kind = "tests.collector:Collector"
 symbols = {json.dumps(STOCK + FX)}
 """
-    settings = parse_settings(system_toml(sim.port, strategies))
+    # A deep strategy queue: these tests check that the pipeline loses nothing even when a loaded
+    # machine slows the collector; dropping for a slow strategy is tested in test_strategy.py.
+    settings = parse_settings(system_toml(sim.port, strategies, strategy_queue_batches=100000))
     sys_ = System(settings, TEST_TOKEN)
     wait_for(lambda: sys_.registry().in_sync, 20, what="first subscription in sync")
     yield sys_
@@ -149,6 +151,7 @@ class TestLoad:
             return sum(len([s for s in seen.get(c, []) if s > start[c]]) for c in FX) >= 60000
 
         wait_for(caught_up, 60, every=0.5, what="60000 burst ticks at the collector")
+        assert system.get(system.actor("strategy:collector").statistics.remote()).missed == 0
         got = collected(system)
         assert got["violations"] == []
         for code in FX:
