@@ -58,6 +58,8 @@ class Decoder:
         self._actors = NamedActors(namespace)
         self._pending: dict[str, deque[Any]] = {}
         self._missed: dict[str, int] = {}
+        self._numbers: dict[str, int] = {}
+        self._source = f"decoder:{decoder_id}:{os.getpid()}"
         self._last_seq: dict[str, int] = {}
         self._last_book_seq: dict[str, int] = {}
         self._encode = msgspec.msgpack.Encoder().encode
@@ -140,7 +142,10 @@ class Decoder:
             self._dropped[name] = self._dropped.get(name, 0) + len(recs)
             return False
         missed = self._missed.pop(name, 0)
-        ref = handle.deliver.remote(kind, self._encode(recs), missed)
+        # Ray runs an async actor's calls out of order: number the batches so the strategy can
+        # put them back in order (per decoder incarnation, per strategy).
+        number = self._numbers[name] = self._numbers.get(name, 0) + 1
+        ref = handle.deliver.remote(kind, self._encode(recs), missed, self._source, number)
         pending.append(ref.future())
         return True
 

@@ -38,6 +38,10 @@ from actors.errors import SubscriptionRefused
 from actors.naming import strategy_name
 
 
+#: How many batches from one decoder may wait for an earlier one before that one is given up.
+REORDER_WINDOW = 64
+
+
 class StrategyStats(msgspec.Struct, frozen=True):
     name: str
     batches: int
@@ -45,6 +49,8 @@ class StrategyStats(msgspec.Struct, frozen=True):
     books: int
     missed: int
     out_of_order: int
+    late_batches: int
+    lost_batches: int
     queued_batches: int
     last_tick_age_s: float
     pid: int
@@ -77,6 +83,9 @@ class Strategy:
         self._last_book_seq: dict[str, int] = {}
         self._batches = self._ticks = self._books = self._missed = self._out_of_order = 0
         self._last_tick_at = 0.0
+        self._next_batch: dict[str, int] = {}
+        self._stash: dict[str, dict[int, tuple[str, bytes, int]]] = {}
+        self._late_batches = self._lost_batches = 0
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
         if supervisor is not None:
@@ -144,10 +153,40 @@ class Strategy:
             await self.on_start()
         return os.getpid()
 
-    async def deliver(self, kind: str, payload: bytes, missed: int = 0) -> None:
-        """Queue a batch; never waits for ``on_ticks``."""
+    async def deliver(self, kind: str, payload: bytes, missed: int = 0, source: str = "", number: int = 0) -> None:
+        """Queue a batch; never waits for ``on_ticks``.
+
+        Ray runs an async actor's calls out of order, so each decoder numbers its batches
+        (``source``, ``number`` from 1) and they are queued in that order.
+        """
         if self._drain_task is None:
             await self.start()
+        if not source:
+            self._enqueue(kind, payload, missed)
+            return
+        expected = self._next_batch.get(source)
+        if expected is None:
+            # A new source: from its first batch, unless this process started mid-stream (a restart).
+            expected = 1 if number <= REORDER_WINDOW else number
+        if number < expected:
+            self._late_batches += 1  # its place in the order has passed; its ticks would be stale
+            return
+        stash = self._stash.setdefault(source, {})
+        stash[number] = (kind, payload, missed)
+        while stash:
+            if expected in stash:
+                self._enqueue(*stash.pop(expected))
+                expected += 1
+            elif len(stash) > REORDER_WINDOW:
+                # The batch we wait for never came (its decoder died with it): go on without it.
+                logger.warning("strategy {}: batch {} from {} never came; skipping it", self.name, expected, source)
+                self._lost_batches += 1
+                expected = min(stash)
+            else:
+                break
+        self._next_batch[source] = expected
+
+    def _enqueue(self, kind: str, payload: bytes, missed: int) -> None:
         if missed:
             self._missed += missed
             self._queue.append(("missed", missed.to_bytes(8, "little")))
@@ -215,6 +254,8 @@ class Strategy:
             books=self._books,
             missed=self._missed,
             out_of_order=self._out_of_order,
+            late_batches=self._late_batches,
+            lost_batches=self._lost_batches,
             queued_batches=len(self._queue),
             last_tick_age_s=age,
             pid=os.getpid(),

@@ -151,7 +151,8 @@ class TestLoad:
             return sum(len([s for s in seen.get(c, []) if s > start[c]]) for c in FX) >= 60000
 
         wait_for(caught_up, 60, every=0.5, what="60000 burst ticks at the collector")
-        assert system.get(system.actor("strategy:collector").statistics.remote()).missed == 0
+        stats = system.get(system.actor("strategy:collector").statistics.remote())
+        assert (stats.missed, stats.out_of_order, stats.late_batches, stats.lost_batches) == (0, 0, 0, 0)
         got = collected(system)
         assert got["violations"] == []
         for code in FX:
