@@ -129,6 +129,8 @@ class Registry:
         self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
         self._reassign()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._dirty = False
         self._thread = threading.Thread(target=self._pump_loop, name="registry-pump", daemon=True)
         self._thread.start()
         for conn_id in self._endpoint_of_conn:
@@ -328,7 +330,9 @@ class Registry:
         return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
 
     def _push_routes(self) -> None:
-        routes = self._routes()
+        self._send_routes(self._routes())
+
+    def _send_routes(self, routes: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]) -> None:
         decoders = [self._decoder(i) for i in range(self._decoder_count)]
         refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
         # Routes must be in place before the server is asked for the codes, or the first ticks
@@ -339,10 +343,11 @@ class Registry:
     # --- the core loop ----------------------------------------------------------------------------
 
     def _changed(self) -> None:
+        # Saved at once (a registry killed right after a call returns must not lose it); routes,
+        # assignment and requests follow in the pump thread, once for a burst of calls.
         self._save()
-        self._push_routes()
-        self._reassign()
-        self._pump(time.monotonic())
+        self._dirty = True
+        self._wake.set()
 
     def _reassign(self) -> None:
         for kind in KINDS:
@@ -352,12 +357,28 @@ class Registry:
                 self._books[conn_id, kind].want(self._assignment[kind].get(conn_id, frozenset()))
 
     def _pump_loop(self) -> None:
-        while not self._stop.wait(PUMP_EVERY_S):
+        while not self._stop.is_set():
+            self._wake.wait(PUMP_EVERY_S)
+            self._wake.clear()
             try:
-                with self._lock:
-                    self._pump(time.monotonic())
+                self._pump_round()
             except Exception:  # noqa: BLE001 - the timer thread must survive one bad round
                 logger.exception("registry: pump failed")
+
+    def _pump_round(self) -> None:
+        routes = None
+        with self._lock:
+            if self._dirty:
+                self._dirty = False
+                routes = self._routes()
+        if routes is not None:
+            # Outside the lock: calls keep being served while the decoders take the new routes.
+            # The routes are in place before any request asks the server for their codes.
+            self._send_routes(routes)
+        with self._lock:
+            if routes is not None:
+                self._reassign()
+            self._pump(time.monotonic())
 
     def _pump(self, now: float) -> None:
         for (conn_id, _kind), book in self._books.items():
@@ -408,7 +429,7 @@ class Registry:
                 refused=dict(self._refused),
                 connections=conns,
                 vendor_errors=list(self._vendor_errors),
-                in_sync=all(c.in_sync for c in conns),
+                in_sync=not self._dirty and all(c.in_sync for c in conns),
                 pid=os.getpid(),
             )
 
@@ -420,6 +441,7 @@ class Registry:
     def stop(self) -> None:
         """Stop the timer thread."""
         self._stop.set()
+        self._wake.set()
 
 
 def _kind(kind: str) -> Kind:
