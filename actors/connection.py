@@ -193,6 +193,7 @@ class Connection:
         max_frames = self._cfg.batch_max_frames
         max_age = self._cfg.batch_max_age_ms / 1000.0
         started = 0.0
+        started_ns = 0
         # websockets keeps received frames in recv_messages.frames; empty means the socket is drained.
         buffered = getattr(getattr(ws, "recv_messages", None), "frames", ())
         recv = ws.recv
@@ -201,17 +202,18 @@ class Connection:
             now = time.monotonic()
             if not frames:
                 started = now
+                started_ns = time.time_ns()
             frames.append(frame)
             if len(frames) >= max_frames or not len(buffered) or now - started >= max_age:
                 self._liveness.frame_received(now)
-                await self._flush(frames, epoch)
+                await self._flush(frames, epoch, started_ns)
                 frames = []
                 await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
 
-    async def _flush(self, frames: list[bytes], epoch: int) -> None:
+    async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
         self._batches += 1
-        ref = self._decoder.decode.remote(self._conn_id, epoch, frames, time.time_ns())
+        ref = self._decoder.decode.remote(self._conn_id, epoch, frames, received_ns)
         in_flight = self._in_flight
         in_flight.append(ref.future())
         while in_flight and in_flight[0].done():

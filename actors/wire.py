@@ -238,6 +238,7 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
     volume: str = ""
     turnover: str = ""
     trade_direction: int = 0
+    sent_ns: int = 0  # not the vendor's: the bundled simulator's send time, for latency benchmarks
 
 
 class Level(msgspec.Struct, frozen=True, gc=False):
@@ -344,7 +345,10 @@ class Tick(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One trade as strategies see it. Prices are the vendor's exact decimal strings.
 
     ``tick_time`` is in milliseconds since the epoch whatever the vendor sent; ``received_ns`` is the
-    wall-clock time (``time.time_ns()``) at which the connection read the frame.
+    wall-clock time (``time.time_ns()``) at which the connection read the first frame of its batch
+    (at most ``batch_max_age_ms`` earlier than this frame). ``sent_ns`` is the sender's wall-clock
+    send time where the source stamps one (the bundled simulator does, for latency benchmarks; the
+    vendor does not: 0).
     """
 
     code: str
@@ -355,6 +359,7 @@ class Tick(msgspec.Struct, frozen=True, gc=False, array_like=True):
     turnover: str
     trade_direction: int
     received_ns: int = 0
+    sent_ns: int = 0
 
     def decimal_price(self) -> Decimal:
         """The price as an exact ``Decimal``."""
@@ -446,6 +451,7 @@ def _normalise_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick
         turnover=_decimal("turnover", trade.turnover, frame, required=False),
         trade_direction=trade.trade_direction,
         received_ns=received_ns,
+        sent_ns=trade.sent_ns,
     )
 
 
