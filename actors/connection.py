@@ -198,17 +198,56 @@ class Connection:
         buffered = getattr(getattr(ws, "recv_messages", None), "frames", ())
         recv = ws.recv
         while True:
-            frame = await recv(decode=False)
+            if frames and not len(buffered) and not self._decoder_idle():
+                # Drained, with a batch in hand, while the decoder still works on the previous one:
+                # keep collecting until it is free or the batch is max_age old. Each batch costs a Ray
+                # call at both ends (~1 ms here), so a paced feed must not send one per frame.
+                frame = await self._recv_until_decoder_free(recv, started + max_age)
+                if frame is None:
+                    self._liveness.frame_received(time.monotonic())
+                    await self._flush(frames, epoch, started_ns)
+                    frames = []
+                    continue
+            else:
+                frame = await recv(decode=False)
             now = time.monotonic()
             if not frames:
                 started = now
                 started_ns = time.time_ns()
             frames.append(frame)
-            if len(frames) >= max_frames or not len(buffered) or now - started >= max_age:
+            if (
+                len(frames) >= max_frames
+                or now - started >= max_age
+                or (not len(buffered) and self._decoder_idle())
+            ):
                 self._liveness.frame_received(now)
                 await self._flush(frames, epoch, started_ns)
                 frames = []
                 await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
+
+    def _decoder_idle(self) -> bool:
+        in_flight = self._in_flight
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        return not in_flight
+
+    async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> bytes | None:
+        """The next frame, or None when the decoder became free or ``deadline`` passed first."""
+        reading = asyncio.ensure_future(recv(decode=False))
+        free = asyncio.wrap_future(self._in_flight[-1])
+        await asyncio.wait(
+            {reading, free}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
+        if reading.done():
+            return reading.result()
+        reading.cancel()  # websockets: cancelling recv() loses no data
+        try:
+            return await reading  # it may have completed before the cancel took hold
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being stopped ourselves
+            return None
 
     async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
