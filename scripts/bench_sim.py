@@ -1,0 +1,214 @@
+"""Benchmark helpers: the simulator in its own process, its HTTP admin API, and /proc accounting.
+
+The simulator runs as ``python scripts/simulator.py --port 0 ...`` so that it never shares a GIL with
+the client under test; the benchmark drives it only through ``/admin/fault`` and ``/admin/state``.
+CPU and memory are read from ``/proc`` (Linux), for a process and all its descendants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
+STOCK_PATH = "/quote-stock-b-ws-api"
+START_TIMEOUT_S = 20.0
+ADMIN_TIMEOUT_S = 10.0
+
+
+class SimProcess:
+    """One ``scripts/simulator.py`` process on 127.0.0.1 with a free port; a context manager.
+
+    Args:
+        token: the token the simulator accepts.
+        args: further command-line options (``--tick-rate``, ``--token-gap-s``, ...).
+        script: ``simulator.py`` or ``bench_simserver.py`` (the same server, bursts pre-encoded).
+
+    """
+
+    def __init__(self, token: str, *args: str, script: str = "simulator.py") -> None:
+        self.token = token
+        self.script = script
+        self.args = [str(a) for a in args]
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def __repr__(self) -> str:
+        return f"SimProcess(port={self.port}, args={self.args!r})"
+
+    def start(self) -> int:
+        """Start the process and wait for ``SIMULATOR LISTENING``; returns the port."""
+        cmd = [
+            sys.executable,
+            str(ROOT / "scripts" / self.script),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--token",
+            self.token,
+            "--log-level",
+            "WARNING",
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("SIMULATOR LISTENING"):
+                self.port = int(line.rsplit(":", 1)[1])
+                return self.port
+        self.stop()
+        raise RuntimeError("the simulator did not start")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    @property
+    def pid(self) -> int:
+        """The simulator's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> SimProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, path: str = FOREX_PATH) -> str:
+        """The ws:// URL of an endpoint path, token included."""
+        return f"ws://127.0.0.1:{self.port}{path}?token={urllib.parse.quote(self.token, safe='')}"
+
+    def _admin(self, action: str, **params: object) -> Any:
+        query = urllib.parse.urlencode(
+            {**{k: v for k, v in params.items() if v is not None}, "token": self.token}
+        )
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.port}/admin/{action}?{query}", timeout=ADMIN_TIMEOUT_S
+        ) as response:
+            return json.loads(response.read())
+
+    def state(self) -> dict[str, Any]:
+        """``GET /admin/state``."""
+        return self._admin("state")
+
+    def fault(self, name: str, **params: object) -> list[int]:
+        """``GET /admin/fault``; returns the affected connection ids."""
+        return self._admin("fault", name=name, **params)["affected"]
+
+    def find_conn(self, codes: Iterable[str], path: str = FOREX_PATH, timeout: float = 20.0) -> int:
+        """The id of the open connection on ``path`` whose trade set is exactly ``codes``."""
+        want = sorted(set(codes))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for conn in self.state()["connections"]:
+                if conn["open"] and conn["path"] == path and conn["trades"] == want:
+                    return int(conn["id"])
+            time.sleep(0.02)
+        raise TimeoutError(f"no open connection on {path} holds the {len(want)} codes")
+
+
+# --- /proc accounting -------------------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children_map() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:  # noqa: PTH123
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def tree(root: int, exclude: Iterable[int] = ()) -> list[int]:
+    """``root`` and all its descendants, minus the subtrees of ``exclude``."""
+    children = _children_map()
+    skip = set(exclude)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in skip:
+            continue
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU seconds of the given processes (those still alive)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:  # noqa: PTH123
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _CLK_TCK
+
+
+def rss_mb(pids: Iterable[int]) -> float:
+    """Summed resident set size of the given processes, in MiB (shared pages count once per process)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:  # noqa: PTH123
+                total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total * _PAGE / (1 << 20)
+
+
+def pss_mb(pids: Iterable[int]) -> float:
+    """Summed proportional set size (shared pages split between their users), in MiB; 0 if unreadable."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:  # noqa: PTH123
+                for line in f:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total / 1024

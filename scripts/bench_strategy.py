@@ -1,0 +1,73 @@
+"""The strategy scripts/bench.py runs inside tickvisor: it counts, checks order and times ticks.
+
+It does the per-tick work of scripts/bench_count.TickCounter, like every other benchmarked consumer.
+Latency is measured from the simulator's send time when the tick carries it (``sent_ns``, which
+``actors.wire.Tick`` does not have today: the decoder drops the simulator's extra field). Without it,
+the send time is estimated from ``tick_time`` (the simulator sets it to ``sent_ns // 10**6``) as the
+middle of its millisecond, so each sample is exact only to +-0.5 ms; ``received_ns`` (the connection's
+read time) gives the exact read-to-strategy part.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from typing import Any
+
+from actors.strategy import Strategy
+from actors.wire import Tick
+from scripts.bench_count import TickCounter, percentiles_ms
+
+MS_NS = 1_000_000
+
+
+class BenchStrategy(Strategy):
+    """Counts ticks and checks their order; records latencies while ``bench_reset(latency=True)``."""
+
+    def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, symbols, options, **kwargs)
+        self.counter = TickCounter()
+        self.read_ns = array("q")  # connection read -> strategy, exact
+        self.exact = False  # True once a tick carried sent_ns
+        self.base_missed = self.base_out_of_order = 0  # the base class's counters at bench_reset
+
+    async def on_ticks(self, ticks: list[Tick]) -> None:
+        counter = self.counter
+        counter.add_batch(ticks, time.monotonic())
+        if counter.record_latency:
+            now_ns = time.time_ns()
+            for t in ticks:
+                sent = getattr(t, "sent_ns", 0)
+                if sent:
+                    self.exact = True
+                else:
+                    sent = t.tick_time * MS_NS + MS_NS // 2
+                counter.latency(sent, now_ns)
+                if t.received_ns:
+                    self.read_ns.append(now_ns - t.received_ns)
+
+    async def bench_reset(self, latency: bool = False) -> None:  # noqa: FBT001, FBT002 - a Ray method
+        """Start a new measurement."""
+        self.counter.reset(record_latency=latency)
+        self.read_ns = array("q")
+        self.exact = False
+        stats = await self.statistics()
+        self.base_missed, self.base_out_of_order = stats.missed, stats.out_of_order
+
+    async def bench_result(self) -> dict[str, Any]:
+        """The measurement so far, with the base class's own counters."""
+        stats = await self.statistics()
+        read = percentiles_ms(self.read_ns)
+        return {
+            **self.counter.result(),
+            "exact": self.exact,
+            "read_p50_ms": read["p50_ms"],
+            "read_p99_ms": read["p99_ms"],
+            "missed": stats.missed - self.base_missed,
+            "dropped_out_of_order": stats.out_of_order - self.base_out_of_order,
+            "queued_batches": stats.queued_batches,
+        }
+
+    async def bench_last_seqs(self) -> dict[str, int]:
+        """The last seq seen per code since the last reset (for "ticks flowing again")."""
+        return dict(self.counter.last)

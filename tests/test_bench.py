@@ -1,0 +1,85 @@
+"""scripts/bench.py: the machinery in its tiny ``--smoke`` mode, and its pure helpers.
+
+The smoke run starts its own simulators and its own local Ray in a subprocess (a separate cluster from
+the test session's), runs every phase with tiny counts and checks that the BENCH line carries every key
+with a sane value. Figures are not asserted: the machine is shared and noisy (scripts/bench.py without
+``--smoke`` measures them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import unittest
+from types import SimpleNamespace
+
+import pytest
+
+from scripts.bench import REQUIRED_KEYS
+from scripts.bench_count import TickCounter, percentiles_ms
+from tests.conftest import ROOT, S
+
+SMOKE_TIMEOUT_S = 240.0
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class TickCounterTests(unittest.TestCase):
+    def test_counts_in_order_ticks(self) -> None:
+        c = TickCounter()
+        for seq in (1, 2, 3):
+            c.add("A", seq, float(seq))
+        c.add_batch([SimpleNamespace(code="B", seq=7), SimpleNamespace(code="B", seq=8)], 4.0)
+        r = c.result()
+        assert (r["count"], r["gaps"], r["out_of_order"], r["codes"]) == (5, 0, 0, 2)
+        assert r["tps"] == pytest.approx(4 / 3)  # the first tick opens the clock
+
+    def test_gaps_and_out_of_order_are_counted_not_delivered(self) -> None:
+        c = TickCounter()
+        c.add_batch([SimpleNamespace(code="A", seq=s) for s in (1, 2, 5, 4, 6)], 1.0)
+        r = c.result()
+        assert (r["count"], r["gaps"], r["out_of_order"]) == (4, 2, 1)
+
+    def test_percentiles(self) -> None:
+        p = percentiles_ms(list(range(1_000_000, 101_000_000, 1_000_000)))  # 1..100 ms
+        assert (p["p50_ms"], p["p99_ms"], p["max_ms"], p["samples"]) == (51.0, 100.0, 100.0, 100)
+        assert percentiles_ms([])["samples"] == 0
+
+
+@pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
+def test_smoke_run_reports_every_key() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)  # the bench starts its own local cluster
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT_S * S,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    last = lines[-1]
+    assert last.startswith("BENCH "), f"the last line is not the BENCH line: {last!r}"
+    bench = json.loads(last[len("BENCH ") :])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert bench["ok"] is True, proc.stderr[-3000:]
+    for key in REQUIRED_KEYS:
+        assert key in bench, key
+        assert number(bench[key]), f"{key} = {bench[key]!r}"
+        assert bench[key] >= 0, f"{key} = {bench[key]!r}"
+    for key, value in bench.items():
+        assert isinstance(value, bool | str) or (number(value) and value >= 0), f"{key} = {value!r}"
+    assert isinstance(bench["order_ok"], bool)
+    assert isinstance(bench["latency_exact"], bool)
+    assert bench["seed_detect_s"] == 22.5
+    assert bench["deadline_s"] > 0
+    # The table comes first: a markdown header row with every consumer.
+    assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)
