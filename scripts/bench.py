@@ -9,9 +9,9 @@ this run, beside its baselines: the machine is shared and noisy, the ratios are 
 
 What runs where:
 
-* The simulator runs in its own process (``scripts/bench_simserver.py``: scripts/simulator.py whose
-  unpaced burst is fully encoded before its first byte is written, so that it delivers far faster than
-  any client consumes; ``sim_fps`` checks that with a reader that only counts frame headers).
+* The simulator (scripts/simulator.py) runs in its own process; its unpaced burst is fully encoded
+  before its first byte is written, so that it delivers far faster than any client consumes
+  (``sim_fps`` checks that with a reader that only counts frame headers).
 * One ``ray.init(address="local")`` for the whole run. tickvisor is started as tests/conftest.py's
   System does: a Supervisor actor with Settings from actors.settings.parse_settings, here with
   scripts.bench_strategy:BenchStrategy as the strategy.
@@ -480,7 +480,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
     codes = block(0)
     with SimProcess(
-        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", script="bench_simserver.py"
+        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000"
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
         system = System(settings_toml(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0), token)

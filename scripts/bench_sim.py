@@ -31,13 +31,11 @@ class SimProcess:
     Args:
         token: the token the simulator accepts.
         args: further command-line options (``--tick-rate``, ``--token-gap-s``, ...).
-        script: ``simulator.py`` or ``bench_simserver.py`` (the same server, bursts pre-encoded).
 
     """
 
-    def __init__(self, token: str, *args: str, script: str = "simulator.py") -> None:
+    def __init__(self, token: str, *args: str) -> None:
         self.token = token
-        self.script = script
         self.args = [str(a) for a in args]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -49,7 +47,7 @@ class SimProcess:
         """Start the process and wait for ``SIMULATOR LISTENING``; returns the port."""
         cmd = [
             sys.executable,
-            str(ROOT / "scripts" / self.script),
+            str(ROOT / "scripts" / "simulator.py"),
             "--host",
             "127.0.0.1",
             "--port",
