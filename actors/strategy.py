@@ -86,6 +86,7 @@ class Strategy:
         self._next_batch: dict[str, int] = {}
         self._stash: dict[str, dict[int, tuple[str, bytes, int]]] = {}
         self._late_batches = self._lost_batches = 0
+        self._unreported = 0  # missed ticks not yet reported to on_missed
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
         if supervisor is not None:
@@ -189,19 +190,27 @@ class Strategy:
     def _enqueue(self, kind: str, payload: bytes, missed: int) -> None:
         if missed:
             self._missed += missed
-            self._queue.append(("missed", missed.to_bytes(8, "little")))
-        if len(self._queue) >= self._queue_batches:
+            self._unreported += missed
+        while len(self._queue) >= self._queue_batches:
+            # Full: the oldest batch goes; its ticks are counted and reported to on_missed.
             dropped_kind, dropped = self._queue.popleft()
-            if dropped_kind != "missed":
-                decoder = self._decode_ticks if dropped_kind == "on_ticks" else self._decode_books
-                n = len(decoder(dropped))
-                self._missed += n
-                self._queue.appendleft(("missed", n.to_bytes(8, "little")))
+            decoder = self._decode_ticks if dropped_kind == "on_ticks" else self._decode_books
+            n = len(decoder(dropped))
+            self._missed += n
+            self._unreported += n
         self._queue.append((kind, payload))
         self._wake.set()
 
     async def _drain(self) -> None:
         while not self._stopped:
+            if self._unreported:
+                # Told before the next batch, so the strategy knows where the gap is.
+                count, self._unreported = self._unreported, 0
+                try:
+                    await self.on_missed(count)
+                except Exception:  # noqa: BLE001 - a user bug must not stop delivery
+                    logger.exception("strategy {}: on_missed raised; delivery goes on", self.name)
+                continue
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -213,9 +222,6 @@ class Strategy:
                 logger.exception("strategy {}: {} raised; delivery goes on", self.name, kind)
 
     async def _dispatch(self, kind: str, payload: bytes) -> None:
-        if kind == "missed":
-            await self.on_missed(int.from_bytes(payload, "little"))
-            return
         if kind == "on_ticks":
             ticks = self._in_order(self._decode_ticks(payload), self._last_seq)
             if ticks:

@@ -1,0 +1,116 @@
+"""Built-in strategies and the Strategy base class's delivery, in-process (no Ray runtime needed:
+a Strategy without a registry is a plain object on the test's event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+
+from actors.builtin import Console, Recorder
+from actors.strategy import REORDER_WINDOW, Strategy
+from actors.wire import Tick
+
+encode = msgspec.msgpack.Encoder().encode
+
+
+def ticks(code: str, seqs: range | list[int], price: str = "189.2300") -> list[Tick]:
+    return [Tick(code, s, 1_700_000_000_000 + s, price, "10", "1892.3", 1, 5) for s in seqs]
+
+
+class Keeper(Strategy):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.got: list[tuple[str, int]] = []
+        self.missed_reported = 0
+
+    async def on_ticks(self, batch: list[Tick]) -> None:
+        self.got.extend((t.code, t.seq) for t in batch)
+
+    async def on_missed(self, count: int) -> None:
+        self.missed_reported += count
+
+
+async def test_recorder_writes_exact_fields_and_flushes_on_stop(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "tape.jsonl"
+    rec = Recorder("tape", options={"path": str(path)})
+    await rec.deliver("on_ticks", encode(ticks("AAPL.US", [1, 2]) + ticks("EURUSD", [7], "1.08350")))
+    await rec.stop()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows == [
+        {"code": "AAPL.US", "seq": 1, "tick_time": 1_700_000_000_001, "price": "189.2300", "volume": "10",
+         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
+        {"code": "AAPL.US", "seq": 2, "tick_time": 1_700_000_000_002, "price": "189.2300", "volume": "10",
+         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
+        {"code": "EURUSD", "seq": 7, "tick_time": 1_700_000_000_007, "price": "1.08350", "volume": "10",
+         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
+    ]
+
+
+async def test_recorder_flushes_within_a_second_while_running(tmp_path: Path) -> None:
+    path = tmp_path / "tape.jsonl"
+    rec = Recorder("tape", options={"path": str(path)})
+    await rec.deliver("on_ticks", encode(ticks("AAPL.US", [1])))
+    await rec.wait_idle()
+    await asyncio.sleep(Recorder.FLUSH_EVERY_S + 0.5)
+    assert path.read_text().count("\n") == 1
+    await rec.stop()
+
+
+async def test_console_renders_latest_price_per_code() -> None:
+    con = Console("view", options={"every_s": 60})
+    await con.deliver("on_ticks", encode(ticks("AAPL.US", [1, 2], "190.01") + ticks("BTCUSDT", [3], "67000.5")))
+    await con.wait_idle()
+    text = con.render()
+    assert "2 codes" in text and "190.01" in text and "67000.5" in text
+    await con.stop()
+
+
+async def test_numbered_batches_are_put_back_in_order() -> None:
+    s = Keeper("k")
+    batches = {n: encode(ticks("A", [n])) for n in range(1, 6)}
+    for n in (2, 1, 5, 3, 4):  # as Ray may run an async actor's calls
+        await s.deliver("on_ticks", batches[n], 0, "decoder:0:1", n)
+    await s.wait_idle()
+    assert s.got == [("A", n) for n in range(1, 6)]
+    stats = await s.statistics()
+    assert (stats.out_of_order, stats.late_batches, stats.lost_batches) == (0, 0, 0)
+    await s.stop()
+
+
+async def test_a_batch_that_never_comes_is_given_up_after_the_window() -> None:
+    s = Keeper("k", queue_batches=1000)
+    for n in range(2, REORDER_WINDOW + 3):  # batch 1 is lost
+        await s.deliver("on_ticks", encode(ticks("A", [n])), 0, "decoder:0:1", n)
+    await s.wait_idle()
+    assert s.got == [("A", n) for n in range(2, REORDER_WINDOW + 3)]
+    assert (await s.statistics()).lost_batches == 1
+    await s.deliver("on_ticks", encode(ticks("A", [1])), 0, "decoder:0:1", 1)  # too late now
+    assert (await s.statistics()).late_batches == 1
+    await s.stop()
+
+
+async def test_a_full_queue_drops_the_oldest_batch_and_reports_it() -> None:
+    s = Keeper("k", queue_batches=2)
+    s._drain_task = asyncio.get_running_loop().create_future()  # noqa: SLF001 - hold delivery back
+    for n in range(1, 5):
+        await s.deliver("on_ticks", encode(ticks("A", [n])))
+    s._drain_task = asyncio.get_running_loop().create_task(s._drain())  # noqa: SLF001
+    await s.wait_idle()
+    assert s.got[-1] == ("A", 4)
+    assert len(s.got) < 4
+    stats = await s.statistics()
+    assert stats.missed == 4 - len(s.got) == s.missed_reported
+    await s.stop()
+
+
+async def test_duplicates_never_reach_on_ticks() -> None:
+    s = Keeper("k")
+    await s.deliver("on_ticks", encode(ticks("A", [1, 2, 3])))
+    await s.deliver("on_ticks", encode(ticks("A", [3, 2, 4])))
+    await s.wait_idle()
+    assert s.got == [("A", 1), ("A", 2), ("A", 3), ("A", 4)]
+    assert (await s.statistics()).out_of_order == 2
+    await s.stop()
