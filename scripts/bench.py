@@ -13,7 +13,7 @@ What runs where:
   before its first byte is written, so that it delivers far faster than any client consumes
   (``sim_fps`` checks that with a reader that only counts frame headers).
 * One ``ray.init(address="local")`` for the whole run. tickvisor is started as tests/conftest.py's
-  System does: a Supervisor actor with Settings from actors.settings.parse_settings, here with
+  System does (actors.control.Job): a Supervisor actor with Settings from actors.settings.parse_settings, here with
   scripts.bench_strategy:BenchStrategy as the strategy.
 * Baselines: ``seed`` and ``bare`` (scripts/bench_clients.py) each in their own process; ``naive``
   (scripts/bench_naive.py) as two Ray actors making one Ray call per tick.
@@ -75,6 +75,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from actors.control import Job  # noqa: E402
 from scripts.bench_sim import FOREX_PATH, STOCK_PATH, SimProcess, cpu_seconds, pss_mb, rss_mb, tree  # noqa: E402
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
@@ -237,58 +238,22 @@ def settings_toml(
     return "\n".join(lines) + "\n"
 
 
-class System:
-    """A running tickvisor (Supervisor actor and its children) in its own Ray namespace."""
+class System(Job):
+    """tickvisor started as the tests start it (actors.control.Job), in a ``bench-`` namespace."""
 
-    def __init__(self, toml: str, token: str, *, wait: bool = True) -> None:
-        import ray
+    @classmethod
+    def from_toml(cls, toml: str, token: str, *, wait: bool = True) -> System:
+        from actors.settings import parse_settings
 
-        from actors.settings import Secret, parse_settings
-        from actors.supervision import Supervisor
+        job = cls.start(parse_settings(toml, source="<bench>"), token, prefix="bench", wait=wait)
+        assert isinstance(job, System)
+        return job
 
-        self.namespace = "bench-" + uuid.uuid4().hex[:8]
-        self.sup = (
-            ray.remote(Supervisor)
-            .options(name="supervisor", namespace=self.namespace, num_cpus=0, max_concurrency=256)
-            .remote(
-                parse_settings(toml, source="<bench>"), Secret(token), uuid.uuid4().hex[:8], self.namespace
-            )
-        )
-        self._started = self.sup.start.remote()
-        if wait:
-            self.wait_started()
-
-    def wait_started(self) -> None:
-        """Wait until the supervisor says every child runs and every connection is open."""
-        import ray
-
-        self.conn_ids = ray.get(self._started, timeout=120)
-
-    def get(self, ref: Any, timeout: float = 30.0) -> Any:
-        import ray
-
-        return ray.get(ref, timeout=timeout)
-
-    def actor(self, name: str) -> Any:
-        import ray
-
-        return ray.get_actor(name, namespace=self.namespace)
-
-    def registry(self) -> Any:
-        return self.get(self.actor("registry").status.remote())
-
-    def pids(self) -> dict[str, int]:
-        return self.get(self.sup.pids.remote())
-
-    def stop(self) -> None:
-        import ray
-
+    def stop(self, timeout: float = 20.0) -> None:
         try:
-            self.get(self.sup.stop.remote(), timeout=20)
+            super().stop(timeout)
         except Exception as exc:  # noqa: BLE001 - stopping anyway
             log(f"supervisor stop: {type(exc).__name__}: {exc}")
-        finally:
-            ray.kill(self.sup, no_restart=True)
 
 
 def server_set(sim: SimProcess, path: str) -> set[str]:
@@ -483,7 +448,9 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
         token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000"
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
-        system = System(settings_toml(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0), token)
+        system = System.from_toml(
+            settings_toml(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0), token
+        )
         try:
             wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
             job_pids = tree(os.getpid(), exclude=[sim.pid])
@@ -621,7 +588,7 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
     toml = settings_toml(sim.port, [("bench", LIVENESS_CODES)], heartbeat_s=0.5, deadline_s=mode.deadline_s)
-    return sim, System(toml, token, wait=False)
+    return sim, System.from_toml(toml, token, wait=False)
 
 
 def phase_liveness(

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from actors.control import Job
+
 ROOT = Path(__file__).resolve().parent.parent
 #: One time unit for integration waits; CI machines are shared and noisy, so waits are generous.
 S = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
@@ -85,49 +87,11 @@ def system_toml(port: int, strategies: str, **feed: Any) -> str:
     return "\n".join(lines)
 
 
-class System:
-    """A running tickvisor (Supervisor actor and children) in its own Ray namespace."""
-
-    def __init__(self, settings: Any, token: str) -> None:
-        import ray
-
-        from actors.settings import Secret
-        from actors.supervision import Supervisor
-
-        self.namespace = "tv-" + uuid.uuid4().hex[:8]
-        self.sup = (
-            ray.remote(Supervisor)
-            .options(name="supervisor", namespace=self.namespace, num_cpus=0, max_concurrency=256)
-            .remote(settings, Secret(token), uuid.uuid4().hex[:8], self.namespace)
-        )
-        self.conn_ids = ray.get(self.sup.start.remote(), timeout=120 * S)
+class System(Job):
+    """A running tickvisor in its own namespace, with waits scaled by ``S`` for this noisy machine."""
 
     def get(self, ref: Any, timeout: float = 20.0) -> Any:
-        import ray
-
-        return ray.get(ref, timeout=timeout * S)
-
-    def actor(self, name: str) -> Any:
-        import ray
-
-        return ray.get_actor(name, namespace=self.namespace)
-
-    def registry(self) -> Any:
-        return self.get(self.actor("registry").status.remote())
-
-    def status(self) -> dict[str, Any]:
-        return self.get(self.sup.status.remote())
-
-    def pids(self) -> dict[str, int]:
-        return self.get(self.sup.pids.remote())
-
-    def stop(self) -> None:
-        import ray
-
-        try:
-            self.get(self.sup.stop.remote(), timeout=15)
-        finally:
-            ray.kill(self.sup, no_restart=True)
+        return super().get(ref, timeout * S)
 
 
 def collector_toml(name: str, symbols: list[str], **options: Any) -> str:
@@ -149,7 +113,7 @@ def start_system(sim: Any, strategies: str, *, in_sync: bool = True, restart: st
     text = system_toml(sim.port, strategies, **feed)
     if restart:
         text = text.replace("max_restarts = 50", restart)
-    system = System(parse_settings(text), TEST_TOKEN)
+    system = System.start(parse_settings(text), TEST_TOKEN, timeout=120 * S)
     if in_sync:
         wait_for(lambda: system.registry().in_sync, 20, what="first subscription in sync")
     return system

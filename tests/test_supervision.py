@@ -9,6 +9,7 @@ import pytest
 
 from actors.settings import parse_settings
 from actors.supervision import connection_ids, load_strategy_class
+from actors.control import Job
 from actors.errors import ConfigError
 from tests.conftest import System, collector_toml, start_system, wait_for
 
@@ -70,3 +71,13 @@ def test_load_strategy_class_names_the_bad_kind() -> None:
         load_strategy_class("no_such_module:Thing")
     with pytest.raises(ConfigError, match="not a subclass"):
         load_strategy_class("collections:OrderedDict")
+
+
+def test_a_running_job_is_reachable_by_its_namespace(system: System) -> None:
+    """The control path a status CLI will use: attach by namespace, read the status."""
+    job = Job.attach(system.namespace)
+    status = job.status()
+    assert set(status["connections"]) == {"stock-0", "forex_crypto-0"}
+    assert "registry" in status and "events" in status
+    with pytest.raises(ValueError):
+        Job.attach("no-such-namespace-" + system.namespace)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from actors.settings import parse_settings
-from tests.conftest import TEST_TOKEN, System, sim_sets, system_toml, wait_for
+from tests.conftest import TEST_TOKEN, S, System, sim_sets, system_toml, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -49,7 +49,7 @@ symbols = {json.dumps(STOCK + FX)}
     # A deep strategy queue: these tests check that the pipeline loses nothing even when a loaded
     # machine slows the collector; dropping for a slow strategy is tested in test_strategy.py.
     settings = parse_settings(system_toml(sim.port, strategies, strategy_queue_batches=100000))
-    sys_ = System(settings, TEST_TOKEN)
+    sys_ = System.start(settings, TEST_TOKEN, timeout=120 * S)
     wait_for(lambda: sys_.registry().in_sync, 20, what="first subscription in sync")
     yield sys_
     sys_.stop()
