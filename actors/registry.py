@@ -120,6 +120,7 @@ class Registry:
         self._decoder_count = 0
         self._vendor_errors: list[str] = []
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
+        self._told_603: set[str] = set()
         state = self._load()
         self._holdings = {
             Kind.TRADES: Holdings.from_snapshot(state.holdings),
@@ -304,9 +305,28 @@ class Registry:
             elif isinstance(event, Refused):
                 self._vendor_errors = [*self._vendor_errors[-19:], f"{conn_id}: {event.ret} {event.msg}"]
                 logger.warning("registry: {} {} request refused: {} {}", conn_id, book.kind, event.ret, event.msg)
+                if event.ret == 603:
+                    self._plan_refused(conn_id, book, event)
             elif isinstance(event, Acknowledged):
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
         return changed
+
+    def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:
+        # 603: the token's plan allows fewer codes than we asked for, so the configured plan is wrong.
+        # Retrying cannot help until the configuration changes; every holder is told why once.
+        reason = (
+            f"603 {event.msg} on {conn_id} ({len(event.codes)} {book.kind} codes asked): the token's plan "
+            "allows fewer; set feed.plan or feed.max_codes_per_connection to the real plan"
+        )
+        logger.error("registry: {}", reason)
+        holders: set[str] = set()
+        for code in event.codes:
+            holders |= self._holdings[book.kind].holders(code)
+        for name in holders - self._told_603:
+            handle = self._strategy(name)
+            if handle is not None:
+                handle.problem.remote("*", reason)
+        self._told_603 |= holders
 
     # --- decoders ---------------------------------------------------------------------------------
 
