@@ -7,7 +7,7 @@ restarted through the supervisor when
 
 - its last received frame (22001 or any push) is older than ``silence_deadline_s``: the false-alive
   socket that looks open while data stopped; the socket is dropped and opened again; or
-- its actor misses the ping deadline or is dead: the actor itself is killed and restarted by Ray.
+- its actor misses the ping deadline twice in a row: the actor itself is killed and restarted by Ray.
 
 The checks run concurrently, so one stuck connection does not delay the others, and the actor waits
 on nothing else, so it keeps working when the data path is saturated.
@@ -26,6 +26,9 @@ from loguru import logger
 from actors.liveness import Verdict
 
 
+#: A healthy actor starved of CPU can miss one deadline; killing it then costs a Ray restart (~2 s)
+#: and a resubscribe. A hung one misses every deadline: it is killed after the second in a row.
+MISSES_BEFORE_KILL = 2
 RAY_RESTART_S = 2.0  # a killed actor is back in ~1.2-1.9 s here: do not judge it before that
 
 
@@ -55,6 +58,7 @@ class Heartbeat:
         self._rounds = self._sent = self._silent = self._missed = 0
         self._last_round_s = 0.0
         self._restarting: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
         self._task = asyncio.get_running_loop().create_task(self._loop())
         supervisor.child_started.remote("heartbeat", os.getpid())
 
@@ -77,12 +81,17 @@ class Heartbeat:
             report = await asyncio.wait_for(handle.beat.remote(), self._ping_deadline_s)
         except (TimeoutError, asyncio.TimeoutError):
             self._missed += 1
-            self._restart(conn_id, f"actor missed the {self._ping_deadline_s:g} s ping deadline", hard=True)
+            misses = self._misses[conn_id] = self._misses.get(conn_id, 0) + 1
+            if misses >= MISSES_BEFORE_KILL:
+                self._misses[conn_id] = 0
+                reason = f"actor missed the {self._ping_deadline_s:g} s ping deadline {misses} times in a row"
+                self._restart(conn_id, reason, hard=True)
             return
         except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
             self._missed += 1
             logger.warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
             return
+        self._misses[conn_id] = 0
         if report.heartbeat_sent:
             self._sent += 1
         if report.connected and report.verdict == Verdict.SILENT:
