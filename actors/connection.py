@@ -225,11 +225,14 @@ class Connection:
                 frames = []
                 await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
 
-    def _decoder_idle(self) -> bool:
+    def _prune_in_flight(self) -> None:
         in_flight = self._in_flight
         while in_flight and in_flight[0].done():
             in_flight.popleft()
-        return not in_flight
+
+    def _decoder_idle(self) -> bool:
+        self._prune_in_flight()
+        return not self._in_flight
 
     async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> bytes | None:
         """The next frame, or None when the decoder became free or ``deadline`` passed first."""
@@ -255,8 +258,7 @@ class Connection:
         ref = self._decoder.decode.remote(self._conn_id, epoch, frames, received_ns)
         in_flight = self._in_flight
         in_flight.append(ref.future())
-        while in_flight and in_flight[0].done():
-            in_flight.popleft()
+        self._prune_in_flight()
         while len(in_flight) > self._cfg.max_batches_in_flight:
             # Backpressure: the decoder is behind. Waiting here lets the kernel buffer the socket.
             with contextlib.suppress(Exception):

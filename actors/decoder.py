@@ -132,11 +132,9 @@ class Decoder:
         pending = self._pending.setdefault(name, deque())
         while pending and pending[0].done():
             pending.popleft()
-        if len(pending) >= self._max_pending:
-            self._missed[name] = self._missed.get(name, 0) + len(recs)
-            self._dropped[name] = self._dropped.get(name, 0) + len(recs)
-            return False
-        handle = self._handle(name)
+        # Too far behind, or no such actor (yet): the batch is dropped for this strategy alone, counted,
+        # and the count travels with its next batch.
+        handle = self._handle(name) if len(pending) < self._max_pending else None
         if handle is None:
             self._missed[name] = self._missed.get(name, 0) + len(recs)
             self._dropped[name] = self._dropped.get(name, 0) + len(recs)

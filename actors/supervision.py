@@ -278,7 +278,7 @@ class Supervisor:
 
     def _record(self, child: str, event: str, reason: str) -> None:
         self._events = [*self._events[-199:], ChildEvent(time.time(), child, event, reason)]
-        if event in {"started"}:
+        if event == "started":
             logger.debug("supervisor: {} {}: {}", child, event, reason)
         else:
             logger.warning("supervisor: {} {}: {}", child, event, reason)
