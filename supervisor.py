@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from actors.errors import ConfigError  # noqa: E402
-from actors.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
+from actors.core.errors import ConfigError  # noqa: E402
+from actors.core.naming import SUPERVISOR  # noqa: E402
+from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
 #: Of that, what the end of the stop needs after the Supervisor's own stop: the simulator (about 0.2 s,
@@ -116,7 +117,6 @@ def init_ray(args: argparse.Namespace) -> bool:
     # Workers of a local Ray inherit this process's environment. Setting it here rather than through
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ.setdefault("LOGURU_LEVEL", "INFO")
     ray.init(address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING)
     return True
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         run_id = uuid.uuid4().hex[:12]
         sup = (
             ray.remote(Supervisor)
-            .options(name="supervisor", namespace=args.namespace, num_cpus=0, max_concurrency=256)
+            .options(name=SUPERVISOR, namespace=args.namespace, num_cpus=0, max_concurrency=256)
             .remote(settings, token, run_id, args.namespace)
         )
         conns = _get(sup.start.remote(), 90, stop)

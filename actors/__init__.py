@@ -1,7 +1,7 @@
 """tickvisor: an actor-model supervisor for real-time market-data WebSocket feeds (AllTick), on Ray.
 
-The pure core (no Ray, no sockets): ``actors.wire``, ``actors.subscriptions``, ``actors.holdings``,
-``actors.assignment``, ``actors.liveness``, ``actors.backoff``, ``actors.settings``, ``actors.errors``.
+The pure core (no Ray, no sockets): ``actors.core.wire``, ``actors.core.subscriptions``, ``actors.core.holdings``,
+``actors.core.assignment``, ``actors.core.liveness``, ``actors.core.backoff``, ``actors.core.settings``, ``actors.core.errors``.
 The Ray shells: ``actors.connection``, ``actors.heartbeat``, ``actors.registry``, ``actors.decoder``,
 ``actors.strategy``, ``actors.builtin``, ``actors.supervision``.
 
@@ -11,12 +11,7 @@ The public names below are imported lazily, so importing the pure core never loa
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
-
-# The Ray shells log with loguru, whose default handler reads LOGURU_LEVEL when it is first imported.
-# Its own default is DEBUG; ours is INFO, in every process (a job submitted to a cluster included).
-os.environ.setdefault("LOGURU_LEVEL", "INFO")
 
 __all__ = [
     "BookTick",
@@ -32,15 +27,15 @@ __all__ = [
 ]
 
 _WHERE = {
-    "BookTick": "actors.wire",
-    "Endpoint": "actors.wire",
-    "Tick": "actors.wire",
-    "ConfigError": "actors.errors",
-    "FeedError": "actors.errors",
-    "InvalidCode": "actors.errors",
-    "MalformedFrame": "actors.errors",
-    "SubscriptionRefused": "actors.errors",
-    "VendorError": "actors.errors",
+    "BookTick": "actors.core.wire",
+    "Endpoint": "actors.core.wire",
+    "Tick": "actors.core.wire",
+    "ConfigError": "actors.core.errors",
+    "FeedError": "actors.core.errors",
+    "InvalidCode": "actors.core.errors",
+    "MalformedFrame": "actors.core.errors",
+    "SubscriptionRefused": "actors.core.errors",
+    "VendorError": "actors.core.errors",
     "Strategy": "actors.strategy",
 }
 

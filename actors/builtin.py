@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from actors import wire
+from actors.core import wire
 from actors.strategy import Strategy
 
 

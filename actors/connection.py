@@ -4,7 +4,7 @@ It reads frames without ever waiting on downstream work except when too many bat
 forwards raw frames in batches to its decoder (flushed when the socket has nothing more buffered, at
 ``batch_max_frames``, or at ``batch_max_age_ms``), sends what the registry and the heartbeat actor ask
 it to send, and answers the heartbeat actor's ``beat``. It makes no protocol decisions: subscription
-state lives in the registry (actors.subscriptions), liveness rules in actors.liveness.
+state lives in the registry (actors.core.subscriptions), liveness rules in actors.core.liveness.
 """
 
 from __future__ import annotations
@@ -12,24 +12,82 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import time
 import uuid
 from collections import deque
 from typing import Any
 
 import msgspec
-from loguru import logger
+from actors.log import logger
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from actors import wire
-from actors.naming import connection_name
-from actors.backoff import backoff, classify
-from actors.liveness import Liveness, Verdict
-from actors.settings import Secret, endpoint_url, redact
+from actors.core import wire
+from actors.core.naming import connection_name
+from actors.core.backoff import backoff
+from actors.core.errors import ConnectionSilent, ProtocolViolation, VendorError
+from actors.core.liveness import Liveness, Verdict
+from actors.core.settings import Secret, endpoint_url, redact
 
 
 STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
+
+#: Vendor refusals that no retry can cure (PROTOCOL.md "Error codes"): bad token, plan too small,
+#: code not authorised. 400, 429, 600 and 606 are retried after a backoff delay.
+FATAL_RETS = frozenset({401, 603, 604})
+
+#: Failures of the transport a new socket can cure. ``asyncio.IncompleteReadError`` is an ``EOFError``
+#: and ``TimeoutError`` an ``OSError``; they are listed for the reader.
+RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
+    ConnectionClosed,
+    ConnectionSilent,
+    ProtocolViolation,
+    OSError,
+    TimeoutError,
+    EOFError,
+    asyncio.IncompleteReadError,
+)
+
+
+def retryable_status(status: int) -> bool:
+    """Whether a handshake refused with HTTP ``status`` may succeed later: 429 and 5xx may; any other
+    refusal (401/403 wrong token, 404 wrong path, 400...) will be refused again the same way."""
+    return status == 429 or status >= 500
+
+
+def classify(exc: BaseException) -> BaseException | None:  # noqa: PLR0911 - a decision table
+    """Decide what a connection failure means (STYLE.md section 3: ``None`` means retry).
+
+    Args:
+        exc: the exception that ended a connection attempt or a running connection.
+
+    Returns:
+        None to retry after a backoff delay; otherwise the exception itself, which is fatal: stop and
+        report it. Fatal: VendorError 401/603/604, a handshake refused with an HTTP status that a retry
+        cannot change (see ``retryable_status``), a bad URI, a TLS certificate that fails verification,
+        anything that is not an ``Exception`` (KeyboardInterrupt, SystemExit, CancelledError) and every
+        exception not known to be transient. An exception group is retried only when all of it is.
+    """
+    if not isinstance(exc, Exception):
+        return exc  # KeyboardInterrupt, SystemExit, asyncio.CancelledError: never swallowed
+    if isinstance(exc, BaseExceptionGroup):
+        return None if all(classify(inner) is None for inner in exc.exceptions) else exc
+    if isinstance(exc, VendorError):
+        # PROTOCOL.md "Error codes": 401 token invalid, 603 token level not enough, 604 code unauthorized.
+        return exc if exc.ret in FATAL_RETS else None
+    if isinstance(exc, InvalidStatus):
+        return None if retryable_status(exc.response.status_code) else exc
+    if isinstance(exc, InvalidURI):
+        return exc
+    if isinstance(exc, InvalidHandshake):
+        return None  # a garbled or cut handshake: the next one may go through
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # An OSError, but a new socket meets the same certificate: a configuration problem.
+        return exc
+    if isinstance(exc, RETRYABLE_TYPES):
+        return None
+    return exc  # ConfigError, InvalidCode, InvalidTransition, bugs: let them propagate
 
 
 class ConnectionConfig(msgspec.Struct, frozen=True):
@@ -52,7 +110,7 @@ class BeatReport(msgspec.Struct, frozen=True):
     conn_id: str
     epoch: int
     connected: bool
-    verdict: int  # actors.liveness.Verdict, or -1 when not connected
+    verdict: int  # actors.core.liveness.Verdict, or -1 when not connected
     silent_for: float
     heartbeat_sent: bool
     pid: int

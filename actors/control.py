@@ -13,9 +13,10 @@ from typing import Any
 
 import ray
 
-from actors.settings import Secret, Settings
+from actors.core.naming import REGISTRY, SUPERVISOR
+from actors.core.settings import Secret, Settings
 
-SUPERVISOR_NAME = "supervisor"
+SUPERVISOR_NAME = SUPERVISOR
 
 
 class Job:
@@ -79,7 +80,7 @@ class Job:
 
     def registry(self, timeout: float = 30.0) -> Any:
         """The registry's status (actors.registry.RegistryStatus)."""
-        return self.get(self.actor("registry").status.remote(), timeout)
+        return self.get(self.actor(REGISTRY).status.remote(), timeout)
 
     def status(self, timeout: float = 30.0) -> dict[str, Any]:
         """The supervisor's JSON-safe status of every child."""

@@ -3,7 +3,7 @@
 One connection always feeds the same decoder, and a sync actor runs one caller's calls in order, so
 per-code order holds end to end. Per batch it:
 
-- decodes every frame with msgspec (actors.wire.decode_batch); a bad frame is counted and logged, the
+- decodes every frame with msgspec (actors.core.wire.decode_batch); a bad frame is counted and logged, the
   rest of the batch goes on;
 - forwards responses (22001/22003/22005/22007 and error frames) to the registry, which owns the
   subscription state;
@@ -22,10 +22,11 @@ from collections import deque
 from typing import Any
 
 import msgspec
-from loguru import logger
+from actors.log import logger
 
-from actors import wire
-from actors.naming import NamedActors, decoder_name, strategy_name
+from actors.core import wire
+from actors.core.naming import decoder_name, strategy_name
+from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
 

@@ -21,9 +21,10 @@ import time
 from typing import Any
 
 import msgspec
-from loguru import logger
+from actors.log import logger
 
-from actors.liveness import Verdict
+from actors.core.liveness import Verdict
+from actors.core.naming import HEARTBEAT
 
 
 #: A healthy actor starved of CPU can miss one deadline; killing it then costs a Ray restart (~2 s)
@@ -60,7 +61,7 @@ class Heartbeat:
         self._restarting: dict[str, float] = {}
         self._misses: dict[str, int] = {}
         self._task = asyncio.get_running_loop().create_task(self._loop())
-        supervisor.child_started.remote("heartbeat", os.getpid())
+        supervisor.child_started.remote(HEARTBEAT, os.getpid())
 
     async def _loop(self) -> None:
         while True:

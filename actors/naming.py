@@ -1,26 +1,10 @@
-"""Names of the job's actors, and a cached lookup of them. Every child is a named actor in the
-job's Ray namespace, so any actor (or a CLI) can reach any other by name."""
+"""Handles of the job's named actors, looked up once and cached (names: ``actors.core.naming``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import ray
-
-
-def connection_name(conn_id: str) -> str:
-    """The actor name of a connection."""
-    return f"connection:{conn_id}"
-
-
-def decoder_name(decoder_id: int) -> str:
-    """The actor name of a decoder."""
-    return f"decoder:{decoder_id}"
-
-
-def strategy_name(name: str) -> str:
-    """The actor name of a strategy."""
-    return f"strategy:{name}"
 
 
 class NamedActors:
@@ -41,7 +25,3 @@ class NamedActors:
             if cache:
                 self._handles[name] = handle
         return handle
-
-    def cached(self) -> dict[str, Any]:
-        """The handles found so far, by name."""
-        return dict(self._handles)

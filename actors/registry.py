@@ -2,7 +2,7 @@
 
 It validates every call (empty lists, codes in a foreign notation, codes the vendor already refused,
 codes whose endpoint is not configured, codes beyond the plan), keeps per-strategy refcounts
-(actors.holdings), spreads the union over the connections (actors.assignment.assign, a pure function),
+(actors.core.holdings), spreads the union over the connections (actors.core.assignment.assign, a pure function),
 and keeps one SubscriptionBook per connection and kind (trades 22004, order book 22002; PROTOCOL.md
 limits each kind separately) that decides which full-set request to send and when. A timer thread sends what the books allow; every change is made under one
 lock, so the registry stays a single serialization point.
@@ -23,15 +23,16 @@ from typing import Any
 
 import msgspec
 import ray
-from loguru import logger
+from actors.log import logger
 from ray.experimental import internal_kv
 
-from actors import wire
-from actors.assignment import assign
-from actors.errors import InvalidCode, SubscriptionRefused
-from actors.holdings import Holdings
-from actors.naming import NamedActors, connection_name, decoder_name, strategy_name
-from actors.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
+from actors.core import wire
+from actors.core.assignment import assign
+from actors.core.errors import InvalidCode, SubscriptionRefused
+from actors.core.holdings import Holdings
+from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
+from actors.naming import NamedActors
+from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
 
@@ -139,7 +140,7 @@ class Registry:
             if handle is not None:
                 handle.announce.remote()  # a restarted registry learns the open sockets and resends
         if supervisor is not None:
-            supervisor.child_started.remote("registry", os.getpid())
+            supervisor.child_started.remote(REGISTRY, os.getpid())
         if state.holdings or state.book_holdings:
             logger.info("registry: restored {} strategies from the saved state", len(state.holdings))
 

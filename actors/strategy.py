@@ -31,11 +31,11 @@ from typing import Any
 
 import msgspec
 import ray
-from loguru import logger
+from actors.log import logger
 
-from actors import wire
-from actors.errors import SubscriptionRefused
-from actors.naming import strategy_name
+from actors.core import wire
+from actors.core.errors import SubscriptionRefused
+from actors.core.naming import strategy_name
 
 
 #: How many batches from one decoder may wait for an earlier one before that one is given up.

@@ -5,7 +5,7 @@ Children (all named in the job's namespace, so a status CLI can reach them throu
 Ray restarts a child whose process died (``max_restarts=-1``); the child reports each start with
 ``child_started``, so the supervisor sees every restart and its cause.
 
-Restart policy (Erlang/OTP style, actors.backoff.RestartIntensity): each child may restart at most
+Restart policy (Erlang/OTP style, actors.core.backoff.RestartIntensity): each child may restart at most
 ``restart.max_restarts`` times within ``restart.within_s``. Beyond that the supervisor escalates once:
 it restarts the whole group of connections, spaced with jitter (never a reconnection storm). If the
 child exceeds the intensity again after that, the supervisor stops with an EscalationError that the
@@ -27,18 +27,18 @@ from typing import Any
 
 import msgspec
 import ray
-from loguru import logger
+from actors.log import logger
 
-from actors import wire
-from actors.backoff import RestartIntensity
+from actors.core import wire
+from actors.core.backoff import RestartIntensity
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
 from actors.decoder import Decoder
-from actors.errors import ConfigError, EscalationError
+from actors.core.errors import ConfigError, EscalationError
 from actors.heartbeat import Heartbeat
-from actors.naming import connection_name, decoder_name, strategy_name
+from actors.core.naming import HEARTBEAT, REGISTRY, connection_name, decoder_name, strategy_name
 from actors.registry import Registry
-from actors.settings import Secret, Settings
+from actors.core.settings import Secret, Settings
 from actors.strategy import Strategy, strategy_actor
 
 NAMESPACE = "tickvisor"
@@ -114,7 +114,7 @@ class Supervisor:
         ns = self._namespace
         registry = (
             ray.remote(Registry)
-            .options(name="registry", namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=3)
+            .options(name=REGISTRY, namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=3)
             .remote(
                 self._conn_ids,
                 limits.codes_per_connection,
@@ -123,7 +123,7 @@ class Supervisor:
                 supervisor=self._self,
             )
         )
-        self._children["registry"] = registry
+        self._children[REGISTRY] = registry
         n_decoders = sum(len(ids) for ids in self._conn_ids.values())
         decoders = []
         for i in range(n_decoders):
@@ -165,9 +165,9 @@ class Supervisor:
                 connections[conn_id] = handle
                 self._children[connection_name(conn_id)] = handle
         check_every = min(s.feed.heartbeat_interval_s / 2, s.feed.silence_deadline_s / 4, 1.0)
-        self._children["heartbeat"] = (
+        self._children[HEARTBEAT] = (
             ray.remote(Heartbeat)
-            .options(name="heartbeat", namespace=ns, num_cpus=0, max_restarts=-1)
+            .options(name=HEARTBEAT, namespace=ns, num_cpus=0, max_restarts=-1)
             .remote(connections, self._self, check_every_s=check_every, ping_deadline_s=s.feed.ping_deadline_s)
         )
         strategies = [
@@ -205,7 +205,7 @@ class Supervisor:
                 name,
                 symbols,
                 options,
-                registry=self._children["registry"],
+                registry=self._children[REGISTRY],
                 supervisor=self._self,
                 queue_batches=self._settings.feed.strategy_queue_batches,
             )
@@ -311,7 +311,7 @@ class Supervisor:
                 return {"error": f"{type(exc).__name__}: {exc}"}
 
         names = list(self._children)
-        methods = ["status" if n == "registry" else "statistics" for n in names]
+        methods = ["status" if n == REGISTRY else "statistics" for n in names]
         results = await asyncio.gather(*(ask(n, m) for n, m in zip(names, methods, strict=True)))
         for name, result in zip(names, results, strict=True):
             value = msgspec.to_builtins(result) if result is not None else None
@@ -330,7 +330,7 @@ class Supervisor:
     async def stop(self) -> None:
         """Clean stop: strategies flush, sockets close, the saved registry state is dropped, actors go."""
         self._stopping = True
-        hb = self._children.get("heartbeat")
+        hb = self._children.get(HEARTBEAT)
         if hb is not None:
             ray.kill(hb, no_restart=True)
         strategies = [h for n, h in self._children.items() if n.startswith("strategy:")]
@@ -339,7 +339,7 @@ class Supervisor:
         conns = [h for n, h in self._children.items() if n.startswith("connection:")]
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*(h.stop.remote() for h in conns), return_exceptions=True), 2.0)
-        registry = self._children.get("registry")
+        registry = self._children.get(REGISTRY)
         if registry is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(registry.clear_state.remote(), 1.0)

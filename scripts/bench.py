@@ -13,7 +13,7 @@ What runs where:
   before its first byte is written, so that it delivers far faster than any client consumes
   (``sim_fps`` checks that with a reader that only counts frame headers).
 * One ``ray.init(address="local")`` for the whole run. tickvisor is started as tests/conftest.py's
-  System does (actors.control.Job): a Supervisor actor with Settings from actors.settings.parse_settings, here with
+  System does (actors.control.Job): a Supervisor actor with Settings from actors.core.settings.parse_settings, here with
   scripts.bench_strategy:BenchStrategy as the strategy.
 * Baselines: ``seed`` and ``bare`` (scripts/bench_clients.py) each in their own process; ``naive``
   (scripts/bench_naive.py) as two Ray actors making one Ray call per tick.
@@ -26,7 +26,7 @@ Figures (the BENCH keys):
   consumer got every tick, in order, without a gap; ``tickvisor_out_of_order_dropped``: ticks tickvisor's
   strategy base class dropped because they arrived after a later one.
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
-  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.wire.Tick
+  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.wire.Tick
   passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms per sample).
   ``read_p50_ms``/``read_p99_ms``: the exact connection-read-to-strategy part; ``bare_p50_ms``/
   ``bare_p99_ms``: the bare client at the same pace, exact. ``latency_tps``: the rate tickvisor delivered
@@ -243,7 +243,7 @@ class System(Job):
 
     @classmethod
     def from_toml(cls, toml: str, token: str, *, wait: bool = True) -> System:
-        from actors.settings import parse_settings
+        from actors.core.settings import parse_settings
 
         job = cls.start(parse_settings(toml, source="<bench>"), token, prefix="bench", wait=wait)
         assert isinstance(job, System)

@@ -1,7 +1,7 @@
 """The naive Ray pipeline of scripts/bench.py: one Ray call per tick.
 
 ``NaiveConnection`` is what a first Ray port of the seed would look like: an async actor owning the
-socket (websockets, like actors.connection), decoding each frame with the same ``actors.wire`` code
+socket (websockets, like actors.connection), decoding each frame with the same ``actors.core.wire`` code
 the decoder actor uses, and calling ``NaiveSink.on_tick.remote(tick)`` once per tick. At most
 ``MAX_IN_FLIGHT`` calls are outstanding (the same kind of backpressure tickvisor's connection applies
 to its batches), so the socket is not read faster than the sink can take. ``NaiveSink`` is a sync actor
@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-from actors import wire
+from actors.core import wire
 from scripts.bench_count import TickCounter
 
 MAX_IN_FLIGHT = 1000

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from actors.strategy import Strategy
-from actors.wire import BookTick, Tick
+from actors.core.wire import BookTick, Tick
 
 
 class Collector(Strategy):

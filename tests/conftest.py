@@ -37,7 +37,6 @@ def ray_session() -> Iterator[None]:
     import ray
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ.setdefault("LOGURU_LEVEL", "INFO")
     for attempt in (1, 2):
         try:
             ray.init(
@@ -108,7 +107,7 @@ def collector_toml(name: str, symbols: list[str], **options: Any) -> str:
 
 def start_system(sim: Any, strategies: str, *, in_sync: bool = True, restart: str = "", **feed: Any) -> System:
     """A System on ``sim`` with these ``[[strategies]]``; waits for the first subscription by default."""
-    from actors.settings import parse_settings
+    from actors.core.settings import parse_settings
 
     text = system_toml(sim.port, strategies, **feed)
     if restart:

@@ -1,4 +1,4 @@
-"""Tests of actors.assignment: which connection carries which code. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.assignment: which connection carries which code. Pure: no Ray, no sockets, no sleeps.
 
 The classes subclass ``unittest.TestCase`` so that pytest collects them whatever their name.
 """
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.assignment import Assignment, assign
-from actors.errors import InvalidCode
-from actors.wire import Endpoint, endpoint_of
+from actors.core.assignment import Assignment, assign
+from actors.core.errors import InvalidCode
+from actors.core.wire import Endpoint, endpoint_of
 
 STOCK, FX = Endpoint.STOCK, Endpoint.FOREX_CRYPTO
 # Sorted within each endpoint: S1 < S2 < ... and X1 < X2 < ...

@@ -1,11 +1,9 @@
-"""Tests of actors.backoff: reconnect delays, restart intensity, and failure classification. Pure."""
+"""Tests of actors.core.backoff: reconnect delays and restart intensity. Pure."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
-import ssl
 import unittest
 from typing import TYPE_CHECKING
 
@@ -13,18 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.backoff import RestartIntensity, backoff, classify
-from actors.errors import (
-    ConfigError,
-    ConnectionSilent,
-    EscalationError,
-    InvalidCode,
-    InvalidTransition,
-    MalformedFrame,
-    ProtocolViolation,
-    SubscriptionRefused,
-    VendorError,
-)
+from actors.core.backoff import RestartIntensity, backoff
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -143,121 +130,3 @@ class RestartIntensityTests(unittest.TestCase):
             RestartIntensity(max_restarts=1, within_s=0.0)
         intensity = RestartIntensity(max_restarts=4, within_s=30)
         assert (intensity.max_restarts, intensity.within_s) == (4, 30.0)
-
-
-# Stand-ins for websockets' exceptions: classify matches them by class name, so the test does not
-# import websockets either (the purity test must not see it loaded).
-class WebSocketException(Exception):
-    pass
-
-
-class ConnectionClosed(WebSocketException):
-    pass
-
-
-class ConnectionClosedError(ConnectionClosed):
-    pass
-
-
-class ConnectionClosedOK(ConnectionClosed):
-    pass
-
-
-class InvalidHandshake(WebSocketException):
-    pass
-
-
-class InvalidMessage(InvalidHandshake):
-    pass
-
-
-class InvalidUpgrade(InvalidHandshake):  # a subclass: matched through its base's name
-    pass
-
-
-class Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
-
-
-class InvalidStatus(InvalidHandshake):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-        super().__init__(f"server rejected WebSocket connection: HTTP {response.status_code}")
-
-
-class InvalidStatusCode(InvalidHandshake):  # websockets' legacy API
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
-        super().__init__(status_code)
-
-
-class InvalidURI(WebSocketException):
-    pass
-
-
-RETRY: dict[str, BaseException] = {
-    "429 rate limit": VendorError(429, "rate limit", 22004, 1),
-    "606 too many": VendorError(606, "too many requests and connection will be closed"),
-    "400 bad request": VendorError(400, "request data param invalid", 22004, 2),
-    "600 code invalid": VendorError(600, "code invalid", 22004, 3),
-    "500 other ret": VendorError(500, "internal"),
-    "silent": ConnectionSilent(15.2, 15.0),
-    "protocol violation": ProtocolViolation("a 22001 nobody asked for"),
-    "malformed frame": MalformedFrame("not JSON", b"{"),
-    "refused": ConnectionRefusedError(111, "Connection refused"),
-    "reset": ConnectionResetError(104, "Connection reset by peer"),
-    "os error": OSError(101, "Network is unreachable"),
-    "timeout": TimeoutError("handshake timed out"),
-    "eof": EOFError(),
-    "incomplete read": asyncio.IncompleteReadError(b"ab", 10),
-    "ssl error": ssl.SSLError("decryption failed"),
-    "ConnectionClosed": ConnectionClosed(),
-    "ConnectionClosedError": ConnectionClosedError(),
-    "ConnectionClosedOK": ConnectionClosedOK(),
-    "InvalidHandshake": InvalidHandshake(),
-    "InvalidMessage": InvalidMessage(),
-    "subclass of InvalidHandshake": InvalidUpgrade(),
-    "InvalidStatus 503": InvalidStatus(Response(503)),
-    "InvalidStatus 429": InvalidStatus(Response(429)),
-    "InvalidStatusCode 502": InvalidStatusCode(502),
-    "group of transient errors": ExceptionGroup("two", [ConnectionResetError(), TimeoutError()]),
-}
-
-FATAL: dict[str, BaseException] = {
-    "401 token invalid": VendorError(401, "token invalid"),
-    "603 token level not enough": VendorError(603, "token level not enough", 22004, 4),
-    "604 code unauthorized": VendorError(604, "code unauthorized", 22004, 5),
-    "config error": ConfigError("feed.plan", "unknown plan 'gold'"),
-    "invalid code": InvalidCode("NASDAQ:AAPL", "not in the vendor's notation", "AAPL.US"),
-    "invalid transition": InvalidTransition("can't give a verdict before connected"),
-    "subscription refused": SubscriptionRefused({}),
-    "escalation": EscalationError("connection-stock-0", 5, 60.0, "boom"),
-    "InvalidStatus 401": InvalidStatus(Response(401)),
-    "InvalidStatus 403": InvalidStatus(Response(403)),
-    "InvalidStatusCode 401": InvalidStatusCode(401),
-    "InvalidURI": InvalidURI(),
-    "certificate": ssl.SSLCertVerificationError("certificate verify failed"),
-    "keyboard interrupt": KeyboardInterrupt(),
-    "system exit": SystemExit(1),
-    "cancelled": asyncio.CancelledError(),
-    "unknown bug": KeyError("oops"),
-    "value error": ValueError("bug"),
-    "group with a fatal error": ExceptionGroup(
-        "two", [ConnectionResetError(), VendorError(401, "token invalid")]
-    ),
-}
-
-
-class ClassifyTests(unittest.TestCase):
-    """None means retry after a backoff delay; the exception itself means stop and report."""
-
-    def test_retryable(self) -> None:
-        for name, exc in RETRY.items():
-            with self.subTest(name):
-                assert classify(exc) is None
-
-    def test_fatal(self) -> None:
-        for name, exc in FATAL.items():
-            with self.subTest(name):
-                assert classify(exc) is exc

@@ -11,7 +11,7 @@ import msgspec
 
 from actors.builtin import Console, Recorder
 from actors.strategy import REORDER_WINDOW, Strategy
-from actors.wire import Tick
+from actors.core.wire import Tick
 
 encode = msgspec.msgpack.Encoder().encode
 

@@ -1,4 +1,4 @@
-"""Tests of actors.errors: messages name their fields, and every exception survives pickling.
+"""Tests of actors.core.errors: messages name their fields, and every exception survives pickling.
 
 Ray ships an exception from an actor to its caller by pickling it, so an exception whose fields do
 not survive ``pickle.loads(pickle.dumps(exc))`` loses them at the first actor boundary.
@@ -11,8 +11,8 @@ import unittest
 
 import pytest
 
-from actors import errors
-from actors.errors import (
+from actors.core import errors
+from actors.core.errors import (
     FRAME_EXCERPT_BYTES,
     VENDOR_ADVICE,
     ConfigError,
@@ -27,7 +27,7 @@ from actors.errors import (
     VendorError,
 )
 
-#: One or more instances of every exception class in actors.errors.
+#: One or more instances of every exception class in actors.core.errors.
 EXAMPLES: list[FeedError] = [
     FeedError("something tickvisor raised on purpose"),
     VendorError(600, "code invalid", 22005, 7),

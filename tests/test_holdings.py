@@ -1,4 +1,4 @@
-"""Tests of actors.holdings: who holds which code, per-strategy refcounts. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.holdings: who holds which code, per-strategy refcounts. Pure: no Ray, no sockets, no sleeps.
 
 The classes subclass ``unittest.TestCase`` so that pytest collects them whatever their name.
 """
@@ -14,8 +14,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.errors import SubscriptionRefused
-from actors.holdings import Holdings
+from actors.core.errors import SubscriptionRefused
+from actors.core.holdings import Holdings
 
 A, B, C, D = "AAPL.US", "BTCUSDT", "700.HK", "EURUSD"
 

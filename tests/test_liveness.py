@@ -1,4 +1,4 @@
-"""Tests of actors.liveness: the liveness clock of one connection (PROTOCOL.md "Liveness").
+"""Tests of actors.core.liveness: the liveness clock of one connection (PROTOCOL.md "Liveness").
 
 Pure: times are plain floats fed by the test, no clock, no sleep.
 """
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.errors import InvalidTransition
-from actors.liveness import Liveness, LivenessStats, Verdict
+from actors.core.errors import InvalidTransition
+from actors.core.liveness import Liveness, LivenessStats, Verdict
 
 OK, DUE, SILENT = Verdict.OK, Verdict.HEARTBEAT_DUE, Verdict.SILENT
 

@@ -1,6 +1,8 @@
-"""The pure core imports neither Ray, nor a socket library, nor the logger (STYLE.md section 1).
+"""The pure core is a package boundary (STYLE.md section 1): importing anything under ``actors/core/``
+loads neither Ray, a socket library, asyncio, ssl nor the logger, and leaves ``os.environ`` alone.
 
-Checked in a fresh interpreter: this test process may already have loaded anything.
+The test walks the package's folder itself, so a new core module is checked without being listed.
+It runs in a fresh interpreter: this test process may already have loaded anything.
 """
 
 from __future__ import annotations
@@ -14,46 +16,37 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: Every pure core module, present now or later; those not written yet are skipped.
-CORE_MODULES = (
-    "actors",  # the package itself: its public names are imported lazily
-    "actors.errors",
-    "actors.wire",
-    "actors.liveness",
-    "actors.backoff",
-    "actors.settings",
-    "actors.subscriptions",
-    "actors.routing",
-    "actors.holdings",  # named pure core in actors/__init__.py's docstring
-    "actors.assignment",
-)
-#: Must always be there: if these went missing, the test would check nothing.
-REQUIRED_MODULES = ("actors.errors", "actors.wire")
-FORBIDDEN = ("ray", "websockets", "loguru")
+CORE = ROOT / "actors" / "core"
+FORBIDDEN = ("ray", "websockets", "loguru", "asyncio", "ssl", "socket")
 
 _PROBE = textwrap.dedent(
     """
-    import importlib, importlib.util, json, sys, traceback
+    import importlib, json, os, pkgutil, sys, traceback
     sys.path.insert(0, {root!r})
-    forbidden = {forbidden!r}
-    report = {{"skipped": [], "loaded": {{}}, "failed": {{}}}}
-    def forbidden_loaded():
-        return {{m.split(".")[0] for m in sys.modules}} & set(forbidden)
+    forbidden = set({forbidden!r})
+    report = {{"modules": [], "loaded": {{}}, "failed": {{}}, "environ": {{}}}}
 
-    for name in {modules!r}:
-        # Snapshot before find_spec: finding "actors.x" already imports the package "actors".
-        before = forbidden_loaded()
+    def forbidden_loaded():
+        return {{m.split(".")[0] for m in sys.modules}} & forbidden
+
+    def check(name):
+        before, environ = forbidden_loaded(), dict(os.environ)
         try:
-            if importlib.util.find_spec(name) is None:
-                report["skipped"].append(name)
-                continue
-            importlib.import_module(name)
+            return importlib.import_module(name)
         except Exception:
             report["failed"][name] = traceback.format_exc(limit=-3)
         finally:
-            # Which forbidden top-level packages this import brought in (even if it failed later).
+            report["modules"].append(name)
             report["loaded"][name] = sorted(forbidden_loaded() - before)
+            if dict(os.environ) != environ:
+                changed = {{k for k in set(os.environ) | set(environ) if os.environ.get(k) != environ.get(k)}}
+                report["environ"][name] = sorted(changed)
+
+    check("actors")  # the package itself: its public names are imported lazily
+    core = check("actors.core")
+    if core is not None:
+        for info in pkgutil.walk_packages(core.__path__, "actors.core."):
+            check(info.name)
     print(json.dumps(report))
     """
 )
@@ -61,8 +54,8 @@ _PROBE = textwrap.dedent(
 
 @functools.cache
 def _probe() -> dict[str, Any]:
-    """Import every core module in a fresh interpreter, once per test session."""
-    code = _PROBE.format(root=str(ROOT), forbidden=FORBIDDEN, modules=CORE_MODULES)
+    """Import the package and every module under actors/core/ in a fresh interpreter, once."""
+    code = _PROBE.format(root=str(ROOT), forbidden=FORBIDDEN)
     result = subprocess.run(  # noqa: S603 - our own interpreter and our own code
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
@@ -71,13 +64,27 @@ def _probe() -> dict[str, Any]:
     return report
 
 
-def test_core_modules_load_neither_ray_nor_websockets_nor_loguru() -> None:
-    report = _probe()
-    for name in REQUIRED_MODULES:
-        assert name not in report["skipped"], f"{name} was not found; the purity test would check nothing"
-    assert set(report["loaded"]) == set(CORE_MODULES)
-    offenders = {name: loaded for name, loaded in report["loaded"].items() if loaded}
+def _core_files() -> set[str]:
+    return {
+        "actors.core" if p.name == "__init__.py" else f"actors.core.{p.stem}"
+        for p in CORE.glob("*.py")
+    }
+
+
+def test_the_walk_reaches_every_file_of_the_core() -> None:
+    # If the walk found nothing (a renamed folder, a broken package), the other tests would pass vacuously.
+    modules = set(_probe()["modules"])
+    assert {"actors.core.wire", "actors.core.errors", "actors.core.subscriptions"} <= modules
+    assert _core_files() <= modules
+
+
+def test_core_loads_no_io_library_and_no_logger() -> None:
+    offenders = {name: loaded for name, loaded in _probe()["loaded"].items() if loaded}
     assert offenders == {}, f"pure core modules imported {offenders}"
+
+
+def test_core_leaves_the_environment_alone() -> None:
+    assert _probe()["environ"] == {}, f"importing these changed os.environ: {_probe()['environ']}"
 
 
 def test_core_modules_import() -> None:
@@ -86,3 +93,19 @@ def test_core_modules_import() -> None:
     assert failed == {}, "core modules failed to import:\n" + "\n".join(
         f"{name}:\n{trace}" for name, trace in failed.items()
     )
+
+
+def test_the_probe_would_see_a_forbidden_import(tmp_path: Path) -> None:
+    # The probe itself can fail: a fake core that imports asyncio and writes os.environ is caught.
+    fake = tmp_path / "actors" / "core"
+    fake.mkdir(parents=True)
+    (tmp_path / "actors" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "bad.py").write_text("import asyncio, os\nos.environ['TICKVISOR_PROBE'] = '1'\n")
+    code = _PROBE.format(root=str(tmp_path), forbidden=FORBIDDEN)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "asyncio" in report["loaded"]["actors.core.bad"]
+    assert report["environ"]["actors.core.bad"] == ["TICKVISOR_PROBE"]

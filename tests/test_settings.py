@@ -1,4 +1,4 @@
-"""Tests of actors.settings: the job's TOML config, validated whole, errors naming the bad key."""
+"""Tests of actors.core.settings: the job's TOML config, validated whole, errors naming the bad key."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actors.errors import ConfigError
-from actors.settings import (
+from actors.core.errors import ConfigError
+from actors.core.settings import (
     SIMULATOR_TOKEN,
     EndpointSettings,
     Secret,
@@ -24,7 +24,7 @@ from actors.settings import (
     resolve_token,
     with_simulator,
 )
-from actors.wire import PLANS, Plan
+from actors.core.wire import PLANS, Plan
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOKEN = "s3cr3t-T0KEN-value"  # noqa: S105 - a fake token the tests look for in every message

@@ -1,4 +1,4 @@
-"""Tests of actors.subscriptions: the subscription state of one connection. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.subscriptions: the subscription state of one connection. Pure: no Ray, no sockets, no sleeps.
 
 Time is a plain float the test passes in. The server is ``FakeServer``, a pure function of the request:
 600 (or 604) when the request names a bad code, else 200 and the connection's set is REPLACED
@@ -20,8 +20,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import wire
-from actors.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
+from actors.core import wire
+from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 # Codes named after their letter, so that sorted order is alphabetical order: A < B < ... < H.
 A, B, C, D, E, F, G, H = "AUDUSD", "BTCUSDT", "CADJPY", "DOGEUSDT", "EURUSD", "FILUSDT", "GBPUSD", "HKDCNH"

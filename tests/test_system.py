@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from actors.settings import parse_settings
+from actors.core.settings import parse_settings
 from tests.conftest import TEST_TOKEN, S, System, sim_sets, system_toml, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -1,4 +1,4 @@
-"""Tests of actors.wire: one class per PROTOCOL.md topic. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.wire: one class per PROTOCOL.md topic. Pure: no Ray, no sockets, no sleeps.
 
 Recorded vendor-style frames live in tests/frames/, one file per quirk, exactly as the bytes would
 arrive. Every file there must have an expectation below (``FramesDirectoryTests`` checks that).
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import wire
-from actors.errors import FRAME_EXCERPT_BYTES, InvalidCode, MalformedFrame, SubscriptionRefused, VendorError
+from actors.core import wire
+from actors.core.errors import FRAME_EXCERPT_BYTES, InvalidCode, MalformedFrame, SubscriptionRefused, VendorError
 
 FRAMES_DIR = Path(__file__).parent / "frames"
 

@@ -1,4 +1,4 @@
-"""Reconnect and restart policy: delays, restart intensity, and which failures are worth a retry. Pure.
+"""Reconnect and restart policy: delays and restart intensity. Pure.
 
 Rules of this module:
 
@@ -9,45 +9,16 @@ Rules of this module:
 3. Restart intensity follows Erlang/OTP: at most ``max_restarts`` restarts within any ``within_s``
    window. The window is half-open, ``(now - within_s, now]``: a restart exactly ``within_s`` ago has
    left it. A restart that exceeds the intensity is still recorded: it happened.
-4. ``classify`` answers None ("retry after a backoff delay") only for failures a new socket can cure;
-   everything else is fatal and is returned so the caller stops and reports it (STYLE.md section 6: let
-   unknown exceptions propagate). websockets' exceptions are recognised by class name, so this module
-   does not import websockets.
+
+Which failures are worth a retry is decided next to the socket, by ``actors.connection.classify``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
-import ssl
 from collections import deque
 from collections.abc import Iterator
-
-from actors.errors import ConnectionSilent, ProtocolViolation, VendorError
-
-#: Vendor refusals that no retry can cure (PROTOCOL.md "Error codes"): bad token, plan too small,
-#: code not authorised. 400, 429, 600 and 606 are retried after a backoff delay.
-FATAL_RETS = frozenset({401, 603, 604})
-
-#: websockets exception classes (or their bases) that mean "the connection failed, try again".
-RETRYABLE_NAMES = frozenset(
-    {"ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "InvalidHandshake", "InvalidMessage"}
-)
-
-#: HTTP statuses of a refused WebSocket handshake that mean the credentials are wrong.
-FATAL_HANDSHAKE_STATUSES = frozenset({401, 403})
-
-#: Failures of the transport a new connection can cure. ``asyncio.IncompleteReadError`` is an
-#: ``EOFError`` and ``TimeoutError`` an ``OSError``; they are listed for the reader.
-RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionSilent,
-    ProtocolViolation,
-    OSError,
-    TimeoutError,
-    EOFError,
-    asyncio.IncompleteReadError,
-)
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -162,49 +133,3 @@ class RestartIntensity:
     def reset(self) -> None:
         """Forget every restart (after an escalation restarted the whole group)."""
         self._restarts.clear()
-
-
-def _named(exc: BaseException, names: frozenset[str] | set[str]) -> bool:
-    return any(cls.__name__ in names for cls in type(exc).__mro__)
-
-
-def _handshake_status(exc: BaseException) -> int | None:
-    # websockets >= 14: InvalidStatus(response) with response.status_code; the legacy
-    # InvalidStatusCode carries status_code itself.
-    response = getattr(exc, "response", None)
-    status = (
-        getattr(response, "status_code", None) if response is not None else getattr(exc, "status_code", None)
-    )
-    return status if isinstance(status, int) else None
-
-
-def classify(exc: BaseException) -> BaseException | None:  # noqa: PLR0911 - a decision table
-    """Decide what a connection failure means.
-
-    Args:
-        exc: the exception that ended a connection attempt or a running connection.
-
-    Returns:
-        None to retry after a backoff delay; otherwise the exception itself, which is fatal: stop and
-        report it. Fatal: VendorError 401/603/604, ConfigError, InvalidCode, a handshake refused with
-        HTTP 401/403, a TLS certificate that fails verification, anything that is not an ``Exception``
-        (KeyboardInterrupt, SystemExit, CancelledError) and every exception not known to be transient.
-        An exception group is retried only when every exception in it is.
-    """
-    if not isinstance(exc, Exception):
-        return exc  # KeyboardInterrupt, SystemExit, asyncio.CancelledError: never swallowed
-    if isinstance(exc, BaseExceptionGroup):
-        return None if all(classify(inner) is None for inner in exc.exceptions) else exc
-    if isinstance(exc, VendorError):
-        # PROTOCOL.md "Error codes": 401 token invalid, 603 token level not enough, 604 code unauthorized.
-        return exc if exc.ret in FATAL_RETS else None
-    if _named(exc, {"InvalidStatus", "InvalidStatusCode"}):
-        return exc if _handshake_status(exc) in FATAL_HANDSHAKE_STATUSES else None
-    if _named(exc, RETRYABLE_NAMES):
-        return None
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        # An OSError, but a new socket meets the same certificate: a configuration problem.
-        return exc
-    if isinstance(exc, RETRYABLE_TYPES):
-        return None
-    return exc  # ConfigError, InvalidCode, InvalidTransition, bugs: let them propagate

@@ -27,7 +27,7 @@ from typing import ClassVar, Final
 
 import msgspec
 
-from actors.errors import InvalidCode, MalformedFrame, SubscriptionRefused
+from actors.core.errors import InvalidCode, MalformedFrame, SubscriptionRefused
 
 # --- commands (PROTOCOL.md "Commands") -------------------------------------------------------------
 

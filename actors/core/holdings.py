@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from actors.errors import SubscriptionRefused
+from actors.core.errors import SubscriptionRefused
 
 
 class Holdings:

@@ -1,6 +1,6 @@
 """The exceptions of tickvisor.
 
-actors.errors defines this hierarchy::
+actors.core.errors defines this hierarchy::
 
     * FeedError                      base of everything tickvisor raises on purpose
         * VendorError(ret, msg, cmd_id, seq_id)   the server refused: 400, 401, 429, 600, 603, 604, 606

@@ -30,9 +30,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import msgspec
 import msgspec.inspect as msgspec_inspect
 
-from actors.errors import ConfigError, InvalidCode
-from actors.liveness import Liveness
-from actors.wire import ENDPOINT_PATHS, HEARTBEAT_INTERVAL_S, PLANS, Endpoint, Plan, endpoint_of
+from actors.core.errors import ConfigError, InvalidCode
+from actors.core.liveness import Liveness
+from actors.core.wire import ENDPOINT_PATHS, HEARTBEAT_INTERVAL_S, PLANS, Endpoint, Plan, endpoint_of
 
 #: The longest silence deadline: well inside the 30 s after which the server closes a socket that sent
 #: no heartbeat (PROTOCOL.md "Liveness"), so the job notices a dead socket before the server acts.

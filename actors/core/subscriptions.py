@@ -28,7 +28,7 @@ from typing import Final
 
 import msgspec
 
-from actors import wire
+from actors.core import wire
 
 REQUEST_TIMEOUT_S: Final = 5.0  # no answer within this: the request is presumed lost and sent again
 RATE_MARGIN_S: Final = 0.25  # added to the protocol gaps: between our decision and the

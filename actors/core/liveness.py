@@ -25,8 +25,8 @@ import math
 
 import msgspec
 
-from actors.errors import InvalidTransition
-from actors.wire import HEARTBEAT_INTERVAL_S
+from actors.core.errors import InvalidTransition
+from actors.core.wire import HEARTBEAT_INTERVAL_S
 
 #: ``probe_after`` defaults to this fraction of ``silent_after``: two probes fit before the deadline.
 DEFAULT_PROBE_FRACTION = 1 / 3
