@@ -7,7 +7,8 @@
 With RAY_ADDRESS set (as under ``ray job submit``) or ``--address``, the job joins that cluster and
 leaves it running; otherwise it starts a local Ray and stops it on exit. SIGINT or SIGTERM stops it
 cleanly within 10 s: strategies flush, sockets close, the simulator (if any) stops.
-Exit codes: 0 clean stop, 1 the supervisor gave up (the reason is printed), 2 bad configuration.
+Exit codes: 0 clean stop, 1 the job could not start or the supervisor gave up (one line says why),
+2 bad configuration.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from actors.core.errors import ConfigError  # noqa: E402
+from actors.core.errors import ConfigError, FeedError  # noqa: E402
 from actors.core.naming import SUPERVISOR  # noqa: E402
 from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
 
@@ -40,6 +41,8 @@ STOP_RESERVE_S = 4.0
 SIMULATOR_STOP_S = 1.0
 SIMULATOR_START_S = 20.0
 SIMULATOR_TOKEN_ENV = "TICKVISOR_SIMULATOR_TOKEN"
+#: Beyond feed.start_timeout_s, what the start may take: creating the actors and starting the strategies.
+START_GRACE_S = 60.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -137,6 +140,25 @@ def status_line(status: dict[str, Any], previous_ticks: int, span_s: float) -> t
     return line, ticks
 
 
+def start_job(sup: Any, settings: Settings, stop: threading.Event) -> tuple[Any, FeedError | None]:
+    """Start the Supervisor; returns its connection ids (None when a signal came first) and the failure
+    that stops the job before it runs, if any: a connection not accepted in time (ConnectFailed, naming
+    the endpoint and the last error) or refused for good (ChildFailed, e.g. 401 token invalid)."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        # The supervisor's own deadline (feed.start_timeout_s) comes first; this one only bounds a hang.
+        conns = _get(sup.start.remote(), settings.feed.start_timeout_s + START_GRACE_S, stop)
+    except RayTaskError as exc:
+        if not isinstance(exc.cause, FeedError):
+            raise
+        return None, exc.cause
+    if conns is None:
+        return None, None
+    # Started, but a child may have failed for good meanwhile: never print "started" before giving up.
+    return conns, _get(sup.failure.remote(), 10, stop)
+
+
 def check_strategy_classes(settings: Settings) -> None:
     """Import every strategy class now, so a bad ``kind`` is a config error (exit 2), not a crash later.
 
@@ -196,16 +218,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
             .options(name=SUPERVISOR, namespace=args.namespace, num_cpus=0, max_concurrency=256)
             .remote(settings, token, run_id, args.namespace)
         )
-        conns = _get(sup.start.remote(), 90, stop)
-        if conns is not None:
+        conns, failure = start_job(sup, settings, stop)
+        if failure is not None:
+            print(f"tickvisor: {failure}", file=sys.stderr, flush=True)  # noqa: T201
+            code = 1
+        elif conns is not None:
             print(f"tickvisor: started, connections {conns}; Ctrl-C stops", flush=True)  # noqa: T201
         began = last = time.monotonic()
         ticks = 0
-        while not stop.is_set():
+        while not stop.is_set() and code == 0:
             stop.wait(min(0.5, args.status_every or 0.5))
             now = time.monotonic()
             failure = _get(sup.failure.remote(), 10, stop)
-            if failure:
+            if failure is not None:
                 print(f"tickvisor: supervisor gave up: {failure}", file=sys.stderr, flush=True)  # noqa: T201
                 code = 1
                 break

@@ -15,17 +15,11 @@ from actors.core import wire
 from actors.strategy import Strategy
 
 
-class RecordedTick(msgspec.Struct, frozen=True):
-    """One line of the recorder's file: the vendor's fields as sent (tick_time in ms) plus receive time."""
-
-    code: str
-    seq: int
-    tick_time: int
-    price: str
-    volume: str
-    turnover: str
-    trade_direction: int
-    received_ns: int
+#: One line of the recorder's file, a JSON object: every field of ``Tick`` (tick_time in ms, prices
+#: the vendor's strings, received_ns) but the last, ``sent_ns``, which only the simulator stamps.
+RecordedTick = msgspec.defstruct(
+    "RecordedTick", [(f.name, f.type) for f in msgspec.structs.fields(wire.Tick)[:-1]], frozen=True
+)
 
 
 class Recorder(Strategy):
@@ -50,12 +44,7 @@ class Recorder(Strategy):
         encode = self._encode
         self._file.write(
             b"".join(
-                encode(
-                    RecordedTick(
-                        t.code, t.seq, t.tick_time, t.price, t.volume, t.turnover, t.trade_direction, t.received_ns
-                    )
-                )
-                + b"\n"
+                encode(RecordedTick(*msgspec.structs.astuple(t)[:-1])) + b"\n"
                 for t in ticks
             )
         )

@@ -26,12 +26,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from actors.core import wire
 from actors.core.naming import connection_name
 from actors.core.backoff import backoff
-from actors.core.errors import ConnectionSilent, ProtocolViolation, VendorError
+from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
 from actors.core.settings import Secret, endpoint_url, redact
 
 
 STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
+#: WebSocket ping/pong is a second, independent check (PROTOCOL.md "Liveness"). A pong queues behind
+#: every frame the server sent before it, so during a burst it can take seconds to be read: a timeout
+#: as short as the silence deadline closed busy, healthy sockets. Our first check (any frame within
+#: the silence deadline) finds a dead socket long before this one does.
+PING_TIMEOUT_S = 20.0
 
 #: Vendor refusals that no retry can cure (PROTOCOL.md "Error codes"): bad token, plan too small,
 #: code not authorised. 400, 429, 600 and 606 are retried after a backoff delay.
@@ -112,6 +117,7 @@ class BeatReport(msgspec.Struct, frozen=True):
     connected: bool
     verdict: int  # actors.core.liveness.Verdict, or -1 when not connected
     silent_for: float
+    silence_deadline_s: float
     heartbeat_sent: bool
     pid: int
 
@@ -166,7 +172,9 @@ class Connection:
         self._heartbeats = 0
         self._requests = 0
         self._reconnects = 0
-        self._last_error = ""
+        self._last_error: BaseException | None = None
+        self._fatal: BaseException | None = None
+        self._settled = asyncio.Event()  # set once the server accepted a session, or refused for good
         self._in_flight: deque[Any] = deque()
         self._stopping = False
         self._session_started = 0.0
@@ -194,15 +202,18 @@ class Connection:
                 if self._stopping:
                     break
                 fatal = classify(exc)
-                self._last_error = redact(f"{type(exc).__name__}: {exc}")  # an error may quote the URL
+                self._last_error = exc
                 if fatal is not None:
-                    logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._last_error)
+                    logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._error_text())
+                    self._fatal = fatal
+                    self._settled.set()
                     if self._supervisor is not None:
-                        self._supervisor.child_failed.remote(connection_name(self._conn_id), self._last_error)
+                        self._supervisor.child_failed.remote(connection_name(self._conn_id), _typed(fatal))
                     self._kick.clear()
                     await self._kick.wait()
+                    self._fatal = None
                     continue
-                logger.warning("{}: {}", self._conn_id, self._last_error)
+                logger.warning("{}: {}", self._conn_id, self._error_text())
             if self._stopping:
                 break
             if self._session_started and time.monotonic() - self._session_started > STABLE_SESSION_S:
@@ -223,7 +234,7 @@ class Connection:
             # PROTOCOL.md: WebSocket ping/pong is a second, independent check. The first is ours: the
             # heartbeat actor and the silence deadline, which also catch a socket that answers pings.
             ping_interval=self._cfg.heartbeat_interval_s,
-            ping_timeout=self._cfg.silence_deadline_s,
+            ping_timeout=PING_TIMEOUT_S,
             close_timeout=1.0,
             max_size=2**22,
             max_queue=None,  # we never stop reading; backpressure is on the decoder batches
@@ -239,6 +250,8 @@ class Connection:
             self._connected.set()
             logger.info("{}: connected to {} (epoch {})", self._conn_id, redact(self._url), epoch)
             self._registry.connection_up.remote(self._conn_id, epoch)
+            # A heartbeat at once: its 22001 tells that the server accepted the token (``_read``).
+            await self._heartbeat_if_due(ws, time.monotonic())
             try:
                 await self._read(ws, epoch)
             finally:
@@ -255,6 +268,7 @@ class Connection:
         # websockets keeps received frames in recv_messages.frames; empty means the socket is drained.
         buffered = getattr(getattr(ws, "recv_messages", None), "frames", ())
         recv = ws.recv
+        accepted = False
         while True:
             if frames and not len(buffered) and not self._decoder_idle():
                 # Drained, with a batch in hand, while the decoder still works on the previous one:
@@ -268,6 +282,8 @@ class Connection:
                     continue
             else:
                 frame = await recv(decode=False)
+            if not accepted:
+                accepted = self._screen(frame)
             now = time.monotonic()
             if not frames:
                 started = now
@@ -282,6 +298,25 @@ class Connection:
                 await self._flush(frames, epoch, started_ns)
                 frames = []
                 await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
+
+    def _screen(self, frame: bytes) -> bool:
+        """Look at a frame of a session not yet accepted; True once the server accepted it.
+
+        Raises:
+            VendorError: the server refused the session (401 token invalid, 606 too many); the socket
+                is dropped at once, and ``classify`` decides whether to retry. A 401 is not retried.
+        """
+        answer = wire.session_answer(frame)
+        if isinstance(answer, VendorError):
+            raise answer
+        if answer:
+            self._settled.set()
+            return True
+        return False
+
+    def _error_text(self) -> str:
+        exc = self._last_error
+        return "" if exc is None else redact(f"{type(exc).__name__}: {exc}")  # an error may quote the URL
 
     def _prune_in_flight(self) -> None:
         in_flight = self._in_flight
@@ -324,9 +359,22 @@ class Connection:
 
     # --- remote methods ---------------------------------------------------------------------------
 
-    async def wait_connected(self, timeout: float = 30.0) -> int:
-        """Wait until the socket is open; returns the epoch."""
-        await asyncio.wait_for(self._connected.wait(), timeout)
+    async def wait_started(self, timeout: float = 30.0) -> int:
+        """Wait until the server accepted a session (it answered a request with 200); returns the epoch.
+
+        Raises:
+            VendorError: the server refused the session for good (401 token invalid).
+            FeedError: another failure that no retry can cure (e.g. HTTP 404: a wrong path).
+            ConnectFailed: neither within ``timeout`` seconds; it names the endpoint and the last error.
+        """
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout)
+        except TimeoutError:
+            raise ConnectFailed(
+                self._conn_id, self._endpoint.value, redact(self._url), self._error_text(), timeout
+            ) from None
+        if self._fatal is not None:
+            raise _typed(self._fatal)
         return self._epoch
 
     async def send(self, epoch: int, frame: bytes) -> bool:
@@ -352,23 +400,38 @@ class Connection:
         now = time.monotonic()
         ws = self._ws
         if ws is None or not self._connected.is_set():
-            return BeatReport(self._conn_id, self._epoch, False, -1, 0.0, False, os.getpid())  # noqa: FBT003
-        verdict = self._liveness.verdict(now)
-        sent = False
-        if verdict is Verdict.HEARTBEAT_DUE:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(wire.encode(wire.heartbeat(self._ids)).decode())
-                self._liveness.heartbeat_sent(now)
-                self._heartbeats += 1
-                sent = True
+            return BeatReport(
+                self._conn_id, self._epoch, False, -1, 0.0, self._cfg.silence_deadline_s, False, os.getpid()  # noqa: FBT003
+            )
+        verdict, sent = await self._heartbeat_if_due(ws, now)
         return BeatReport(
-            self._conn_id, self._epoch, True, int(verdict), self._liveness.silent_for(now), sent, os.getpid()  # noqa: FBT003
+            self._conn_id,
+            self._epoch,
+            True,  # noqa: FBT003
+            int(verdict),
+            self._liveness.silent_for(now),
+            self._cfg.silence_deadline_s,
+            sent,
+            os.getpid(),
         )
 
-    async def reconnect(self, reason: str) -> int:
+    async def _heartbeat_if_due(self, ws: ClientConnection, now: float) -> tuple[Verdict, bool]:
+        """Send a 22000 when the liveness clock says one is due; returns the verdict and whether it went."""
+        verdict = self._liveness.verdict(now)
+        if verdict is not Verdict.HEARTBEAT_DUE:
+            return verdict, False
+        try:
+            await ws.send(wire.encode(wire.heartbeat(self._ids)).decode())
+        except ConnectionClosed:
+            return verdict, False
+        self._liveness.heartbeat_sent(now)
+        self._heartbeats += 1
+        return verdict, True
+
+    async def reconnect(self, cause: FeedError) -> int:
         """Drop the socket at once (no close handshake: it may be dead) and connect again after a backoff."""
-        logger.warning("{}: reconnecting: {}", self._conn_id, reason)
-        self._last_error = reason
+        logger.warning("{}: reconnecting: {}", self._conn_id, cause)
+        self._last_error = cause
         ws = self._ws
         if ws is not None:
             ws.transport.abort()
@@ -390,7 +453,7 @@ class Connection:
             heartbeats_sent=self._heartbeats,
             requests_sent=self._requests,
             reconnects=self._reconnects,
-            last_error=self._last_error,
+            last_error=self._error_text(),
             last_frame_age_s=self._liveness.silent_for(now) if connected else -1.0,
             batches_in_flight=len(self._in_flight),
         )
@@ -407,3 +470,10 @@ class Connection:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
 
+
+def _typed(exc: BaseException) -> FeedError:
+    """A fatal failure as a FeedError for the supervisor: ours as they are, anything else (a refused
+    handshake, a certificate) wrapped so that its text, redacted, travels instead of a foreign type."""
+    if isinstance(exc, FeedError):
+        return exc
+    return FeedError(redact(f"{type(exc).__name__}: {exc}"))

@@ -23,8 +23,9 @@ from typing import Any
 import msgspec
 from actors.log import logger
 
+from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
 from actors.core.liveness import Verdict
-from actors.core.naming import HEARTBEAT
+from actors.core.naming import HEARTBEAT, connection_name
 
 
 #: A healthy actor starved of CPU can miss one deadline; killing it then costs a Ray restart (~2 s)
@@ -85,8 +86,7 @@ class Heartbeat:
             misses = self._misses[conn_id] = self._misses.get(conn_id, 0) + 1
             if misses >= MISSES_BEFORE_KILL:
                 self._misses[conn_id] = 0
-                reason = f"actor missed the {self._ping_deadline_s:g} s ping deadline {misses} times in a row"
-                self._restart(conn_id, reason, hard=True)
+                self._restart(conn_id, Unresponsive(connection_name(conn_id), misses, self._ping_deadline_s), hard=True)
             return
         except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
             self._missed += 1
@@ -97,12 +97,12 @@ class Heartbeat:
             self._sent += 1
         if report.connected and report.verdict == Verdict.SILENT:
             self._silent += 1
-            self._restart(conn_id, f"silent for {report.silent_for:.2f} s", hard=False)
+            self._restart(conn_id, ConnectionSilent(report.silent_for, report.silence_deadline_s), hard=False)
 
-    def _restart(self, conn_id: str, reason: str, *, hard: bool) -> None:
-        logger.warning("heartbeat: {}: {}", conn_id, reason)
+    def _restart(self, conn_id: str, cause: FeedError, *, hard: bool) -> None:
+        logger.warning("heartbeat: {}: {}", conn_id, cause)
         self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
-        self._supervisor.restart_connection.remote(conn_id, reason, hard)
+        self._supervisor.restart_connection.remote(conn_id, cause, hard)
 
     async def statistics(self) -> HeartbeatStats:
         """Counters of the watchdog."""

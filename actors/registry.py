@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,12 +29,13 @@ from ray.experimental import internal_kv
 
 from actors.core import wire
 from actors.core.assignment import assign
-from actors.core.errors import InvalidCode, SubscriptionRefused
+from actors.core.errors import FeedError, InvalidCode, SubscriptionRefused, VendorError
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
 from actors.naming import NamedActors
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
+VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
 PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
 
 
@@ -119,7 +121,7 @@ class Registry:
         self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._endpoint_of_conn}
         self._actors = NamedActors(namespace)
         self._decoder_count = 0
-        self._vendor_errors: list[str] = []
+        self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         self._told_603: set[str] = set()
         state = self._load()
@@ -268,12 +270,12 @@ class Registry:
             now = time.monotonic()
             books = [self._books[conn_id, kind] for kind in KINDS]
             for response in responses:
-                if response.cmd_id == wire.CMD_HEARTBEAT_ACK and response.ok:
+                if isinstance(response, wire.HeartbeatAck) and response.ok:
                     continue
                 if any(book.receive_response(response, now) for book in books):
                     continue
                 if not response.ok:
-                    self._vendor_error(conn_id, response)
+                    self._vendor_error(conn_id, response.error())
             changed = False
             for book in books:
                 changed |= self._handle_events(conn_id, book)
@@ -281,32 +283,30 @@ class Registry:
                 self._changed()
             self._pump(now)
 
-    def _vendor_error(self, conn_id: str, response: Any) -> None:
-        text = f"{conn_id}: {response.ret} {response.msg} (cmd_id {response.cmd_id}, seq_id {response.seq_id})"
-        self._vendor_errors = [*self._vendor_errors[-19:], text]
-        logger.error("registry: vendor error {}", text)
-        if response.ret == 401 and self._supervisor is not None:
-            self._supervisor.child_failed.remote(connection_name(conn_id), f"401 {response.msg}: token invalid")
+    def _vendor_error(self, conn_id: str, error: VendorError) -> None:
+        self._vendor_errors.append((conn_id, error))
+        logger.error("registry: vendor error on {}: {}", conn_id, error)
+        if error.ret == 401 and self._supervisor is not None:
+            # A token that expires mid-session; at connect the Connection itself reports a 401.
+            self._supervisor.child_failed.remote(connection_name(conn_id), error)
 
     def _handle_events(self, conn_id: str, book: SubscriptionBook) -> bool:
         changed = False
         for event in book.events():
             if isinstance(event, Quarantined):
-                reason = f"{event.ret} {event.msg}"
-                self._refused[event.code] = reason
+                error = event.error()
+                self._refused[event.code] = str(error)  # saved as text: the state is JSON
                 holders: set[str] = set()
                 for holdings in self._holdings.values():
                     holders |= holdings.drop_code(event.code)
                 changed = True
-                logger.error("registry: {} refused by the vendor ({}); told {}", event.code, reason, sorted(holders))
-                for name in holders:
-                    handle = self._strategy(name)
-                    if handle is not None:
-                        handle.problem.remote(event.code, f"the vendor refused it: {reason}")
+                logger.error("registry: {} refused by the vendor ({}); told {}", event.code, error, sorted(holders))
+                self._tell(holders, event.code, error)
             elif isinstance(event, Refused):
-                self._vendor_errors = [*self._vendor_errors[-19:], f"{conn_id}: {event.ret} {event.msg}"]
-                logger.warning("registry: {} {} request refused: {} {}", conn_id, book.kind, event.ret, event.msg)
-                if event.ret == 603:
+                error = event.error()
+                self._vendor_errors.append((conn_id, error))
+                logger.warning("registry: {} {} request refused: {}", conn_id, book.kind, error)
+                if error.ret == 603:
                     self._plan_refused(conn_id, book, event)
             elif isinstance(event, Acknowledged):
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
@@ -315,19 +315,20 @@ class Registry:
     def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:
         # 603: the token's plan allows fewer codes than we asked for, so the configured plan is wrong.
         # Retrying cannot help until the configuration changes; every holder is told why once.
-        reason = (
-            f"603 {event.msg} on {conn_id} ({len(event.codes)} {book.kind} codes asked): the token's plan "
-            "allows fewer; set feed.plan or feed.max_codes_per_connection to the real plan"
-        )
-        logger.error("registry: {}", reason)
+        error = event.error()
+        logger.error("registry: {} ({} {} codes asked on {})", error, len(event.codes), book.kind, conn_id)
         holders: set[str] = set()
         for code in event.codes:
             holders |= self._holdings[book.kind].holders(code)
-        for name in holders - self._told_603:
+        self._tell(holders - self._told_603, "*", error)
+        self._told_603 |= holders
+
+    def _tell(self, holders: Iterable[str], code: str, error: FeedError) -> None:
+        """Report ``error`` about ``code`` ("*": every code) to the strategies ``holders``."""
+        for name in holders:
             handle = self._strategy(name)
             if handle is not None:
-                handle.problem.remote("*", reason)
-        self._told_603 |= holders
+                handle.problem.remote(code, error)  # -> Strategy.on_problem(code, reason)
 
     # --- decoders ---------------------------------------------------------------------------------
 
@@ -449,7 +450,7 @@ class Registry:
                 book_union=sorted(books.union()),
                 refused=dict(self._refused),
                 connections=conns,
-                vendor_errors=list(self._vendor_errors),
+                vendor_errors=[f"{conn_id}: {error}" for conn_id, error in self._vendor_errors],
                 in_sync=not self._dirty and all(c.in_sync for c in conns),
                 pid=os.getpid(),
             )

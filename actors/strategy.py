@@ -34,7 +34,7 @@ import ray
 from actors.log import logger
 
 from actors.core import wire
-from actors.core.errors import SubscriptionRefused
+from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
 
 
@@ -246,9 +246,9 @@ class Strategy:
             out.append(rec)
         return out
 
-    async def problem(self, code: str, reason: str) -> None:
-        """The registry reports a code the vendor refused."""
-        await self.on_problem(code, reason)
+    async def problem(self, code: str, error: FeedError) -> None:
+        """The registry reports a code the vendor refused ("*": the whole request, e.g. 603)."""
+        await self.on_problem(code, f"the vendor refused it: {error}")
 
     async def statistics(self) -> StrategyStats:
         """Counters of this strategy."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 import ray
+from ray.exceptions import RayTaskError
 from actors.log import logger
 
 from actors.core import wire
@@ -34,7 +35,7 @@ from actors.core.backoff import RestartIntensity
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
 from actors.decoder import Decoder
-from actors.core.errors import ConfigError, EscalationError
+from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError
 from actors.heartbeat import Heartbeat
 from actors.core.naming import HEARTBEAT, REGISTRY, connection_name, decoder_name, strategy_name
 from actors.registry import Registry
@@ -98,7 +99,7 @@ class Supervisor:
         self._events: list[ChildEvent] = []
         self._intensity: dict[str, RestartIntensity] = {}
         self._escalated: dict[str, float] = {}
-        self._failure: str = ""
+        self._failure: FeedError | None = None
         self._started = False
         self._stopping = False
         self._rng = random.Random()
@@ -106,7 +107,14 @@ class Supervisor:
     # --- start ------------------------------------------------------------------------------------
 
     async def start(self, timeout_s: float = 60.0) -> dict[str, list[str]]:
-        """Create every child; returns once every connection is open. Idempotent."""
+        """Create every child; returns once the server accepted every connection and every strategy runs.
+
+        Idempotent. ``timeout_s`` bounds the strategies' start; connections get ``feed.start_timeout_s``.
+
+        Raises:
+            ConnectFailed: a connection was not accepted within ``feed.start_timeout_s``.
+            ChildFailed: a connection hit a failure no retry can cure (401 token invalid, HTTP 404...).
+        """
         if self._started:
             return self._conn_ids
         s = self._settings
@@ -175,12 +183,32 @@ class Supervisor:
         ]
         # Every child is created above before anything is awaited: their processes start in parallel.
         await registry.register_decoders.remote(n_decoders)
-        await asyncio.wait_for(
-            asyncio.gather(*(h.wait_connected.remote(timeout_s) for h in connections.values())), timeout_s
-        )
+        try:
+            await asyncio.gather(*(self._wait_started(c, h, s.feed.start_timeout_s) for c, h in connections.items()))
+        except FeedError as exc:
+            if self._failure is None:
+                self._failure = exc
+            raise
         await asyncio.wait_for(asyncio.gather(*(h.start.remote() for h in strategies)), timeout_s)
         self._started = True
         return self._conn_ids
+
+    async def _wait_started(self, conn_id: str, handle: Any, timeout_s: float) -> int:
+        """Until the server accepted ``conn_id``; its failure comes back typed (see Connection.wait_started).
+
+        Raises:
+            ConnectFailed: not accepted within ``timeout_s`` (it names the endpoint and the last error).
+            ChildFailed: a failure no retry can cure, e.g. 401 token invalid.
+        """
+        try:
+            return await handle.wait_started.remote(timeout_s)
+        except RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, ConnectFailed):
+                raise cause from None
+            if isinstance(cause, FeedError):
+                raise ChildFailed(connection_name(conn_id), cause) from None
+            raise
 
     @staticmethod
     def _options(strategy: Any) -> dict[str, Any]:
@@ -229,28 +257,29 @@ class Supervisor:
             if handle is not None:
                 handle.start.remote()  # deliveries resume; holdings are kept by the registry
 
-    def child_failed(self, child: str, reason: str) -> None:
+    def child_failed(self, child: str, cause: FeedError) -> None:
         """A child hit an error it cannot retry (e.g. 401 token invalid): the job stops."""
-        self._record(child, "failed", reason)
-        self._failure = f"{child}: {reason}"
+        self._record(child, "failed", str(cause))
+        if self._failure is None:
+            self._failure = ChildFailed(child, cause)
 
-    async def restart_connection(self, conn_id: str, reason: str, hard: bool) -> str:  # noqa: FBT001
+    async def restart_connection(self, conn_id: str, cause: FeedError, hard: bool) -> str:  # noqa: FBT001
         """Restart a connection: drop and reopen its socket, or (hard) kill its actor for Ray to restart."""
         child = connection_name(conn_id)
         handle = self._children.get(child)
         if handle is None or self._stopping:
             return "ignored"
-        self._record(child, "restart", reason)
-        verdict = self._count_restart(child, reason)
+        self._record(child, "restart", str(cause))
+        verdict = self._count_restart(child, cause)
         if verdict != "ok":
             return verdict
         if hard:
             ray.kill(handle, no_restart=False)
         else:
-            handle.reconnect.remote(reason)
+            handle.reconnect.remote(cause)
         return "ok"
 
-    def _count_restart(self, child: str, reason: str) -> str:
+    def _count_restart(self, child: str, cause: FeedError | str) -> str:
         r = self._settings.restart
         intensity = self._intensity.setdefault(
             child, RestartIntensity(max_restarts=r.max_restarts, within_s=r.within_s)
@@ -260,21 +289,22 @@ class Supervisor:
             return "ok"
         escalated_at = self._escalated.get(child)
         if escalated_at is not None and now - escalated_at < r.within_s:
-            error = EscalationError(child, intensity.count(now), r.within_s, reason)
+            error = EscalationError(child, intensity.count(now), r.within_s, str(cause))
             self._record(child, "gave up", str(error))
-            self._failure = str(error)
+            if self._failure is None:
+                self._failure = error
             return "gave up"
         self._escalated[child] = now
         intensity.reset()
         self._record(child, "escalated", f"more than {r.max_restarts} restarts in {r.within_s:g} s: group restart")
-        self._restart_group()
+        self._restart_group(FeedError(f"group restart: {child} restarted too often; last cause: {cause}"))
         return "escalated"
 
-    def _restart_group(self) -> None:
+    def _restart_group(self, cause: FeedError) -> None:
         for i, (name, handle) in enumerate(sorted(self._children.items())):
             if name.startswith("connection:"):
                 delay = i * 0.5 + self._rng.uniform(0, 0.5)  # spaced: never a reconnection storm
-                asyncio.get_running_loop().call_later(delay, lambda h=handle: h.reconnect.remote("group restart"))
+                asyncio.get_running_loop().call_later(delay, lambda h=handle: h.reconnect.remote(cause))
 
     def _record(self, child: str, event: str, reason: str) -> None:
         self._events = [*self._events[-199:], ChildEvent(time.time(), child, event, reason)]
@@ -293,13 +323,14 @@ class Supervisor:
         """The current process id of every child (for SIGKILL tests and the status view)."""
         return dict(self._pids)
 
-    def failure(self) -> str:
-        """Why the job must stop, or "" while it runs."""
+    def failure(self) -> FeedError | None:
+        """Why the job must stop (ChildFailed or EscalationError), or None while it runs."""
         return self._failure
 
     async def status(self) -> dict[str, Any]:
         """A snapshot of every child, for the status view (JSON-safe)."""
-        out: dict[str, Any] = {"run_id": self._run_id, "failure": self._failure, "connections": {}, "strategies": {}}
+        failure = "" if self._failure is None else str(self._failure)
+        out: dict[str, Any] = {"run_id": self._run_id, "failure": failure, "connections": {}, "strategies": {}}
 
         async def ask(name: str, method: str) -> Any:
             handle = self._children.get(name)

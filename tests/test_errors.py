@@ -15,7 +15,9 @@ from actors.core import errors
 from actors.core.errors import (
     FRAME_EXCERPT_BYTES,
     VENDOR_ADVICE,
+    ChildFailed,
     ConfigError,
+    ConnectFailed,
     ConnectionSilent,
     EscalationError,
     FeedError,
@@ -24,6 +26,7 @@ from actors.core.errors import (
     MalformedFrame,
     ProtocolViolation,
     SubscriptionRefused,
+    Unresponsive,
     VendorError,
 )
 
@@ -43,15 +46,24 @@ EXAMPLES: list[FeedError] = [
     SubscriptionRefused({}),
     InvalidTransition("can't handle SubscribeAck in state idle"),
     ConnectionSilent(31.25, 30.0),
+    Unresponsive("connection:stock-0", 2, 1.0),
+    ConnectFailed("stock-0", "stock", "ws://127.0.0.1:9/quote-stock-b-ws-api?token=***", "ConnectionRefusedError: "
+                  "[Errno 111] Connect call failed ('127.0.0.1', 9)", 60.0),
+    ConnectFailed("forex_crypto-1", "forex_crypto", "wss://quote.alltick.co/quote-b-ws-api?token=***", "", 10.0),
     ConfigError("feed.token_env", "the environment variable ALLTICK_TOKEN is not set"),
     ConfigError("", "no configuration file"),
     EscalationError("conn-stock-0", 5, 60.0, "ConnectionSilent: connection silent for 31.00 s"),
+    ChildFailed("connection:stock-0", VendorError(401, "token invalid")),
 ]
 
 
 def fields(exc: BaseException) -> dict[str, object]:
-    """An exception's structured fields (its instance attributes) and args."""
-    return {**vars(exc), "args": exc.args}
+    """An exception's structured fields (its instance attributes) and args; a nested exception (a
+    ChildFailed's cause) by its type and fields, since exceptions do not compare equal."""
+    return {
+        name: (type(value), fields(value)) if isinstance(value, BaseException) else value
+        for name, value in {**vars(exc), "args": exc.args}.items()
+    }
 
 
 class HierarchyTests(unittest.TestCase):
@@ -69,7 +81,7 @@ class HierarchyTests(unittest.TestCase):
 
     def test_the_tree(self) -> None:
         for cls in (VendorError, ProtocolViolation, InvalidCode, SubscriptionRefused, InvalidTransition,
-                    ConnectionSilent, ConfigError, EscalationError):
+                    ConnectionSilent, Unresponsive, ConnectFailed, ConfigError, EscalationError, ChildFailed):
             with self.subTest(cls=cls.__name__):
                 assert issubclass(cls, FeedError)
         assert issubclass(MalformedFrame, ProtocolViolation)
@@ -182,6 +194,25 @@ class MessageTests(unittest.TestCase):
 
     def test_connection_silent_names_both_durations(self) -> None:
         assert str(ConnectionSilent(31.25, 30.0)) == "connection silent for 31.25 s (deadline 30.00 s)"
+
+    def test_unresponsive_names_the_actor_the_deadline_and_the_misses(self) -> None:
+        assert str(Unresponsive("connection:stock-0", 2, 1.0)) == (
+            "connection:stock-0 missed the 1 s ping deadline 2 times in a row"
+        )
+
+    def test_connect_failed_names_the_endpoint_the_url_and_the_last_error(self) -> None:
+        exc = ConnectFailed("stock-0", "stock", "ws://h/p?token=***", "OSError: refused", 60.0)
+        assert str(exc) == (
+            "connection stock-0 to the stock endpoint (ws://h/p?token=***) did not start within 60 s; "
+            "last error: OSError: refused"
+        )
+        assert "neither answered nor refused" in str(ConnectFailed("stock-0", "stock", "ws://h/p", "", 5.0))
+
+    def test_child_failed_names_the_child_and_keeps_the_cause_to_branch_on(self) -> None:
+        exc = ChildFailed("connection:stock-0", VendorError(401, "token invalid"))
+        assert str(exc).startswith("connection:stock-0: 401 token invalid: the token is invalid or expired")
+        assert isinstance(exc.cause, VendorError)
+        assert exc.cause.ret == 401
 
     def test_config_error_names_the_key(self) -> None:
         assert str(ConfigError("feed.token_env", "not set")) == "config error at feed.token_env: not set"

@@ -501,6 +501,79 @@ def test_bad_config_exits_2_naming_the_key(case: str, tmp_path: Path) -> None:
     assert "Token authentication" not in done.stderr  # the warning ray.init prints
 
 
+# --- 3b. a job that cannot start: exit 1 with one line that says why ------------------------------
+
+
+def run_to_exit(config: Path, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """``python supervisor.py --config CONFIG`` run to its end (it must end by itself)."""
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "supervisor.py", "--config", str(config), "--status-every", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * S,
+        check=False,
+        start_new_session=True,
+    )
+
+
+def one_line_why(done: subprocess.CompletedProcess[str]) -> str:
+    """The job's own account of why it ended: exit 1, one ``tickvisor:`` line on stderr, no traceback,
+    and never ``started`` before it."""
+    assert done.returncode == 1, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
+    assert "tickvisor: started" not in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = [ln for ln in ANSI.sub("", done.stderr).splitlines() if ln.startswith("tickvisor: ")]
+    assert len(lines) == 1, done.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.ray
+def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
+    from scripts.simulator import SimulatorThread
+
+    from tests.conftest import collector_toml, system_toml
+
+    sim = SimulatorThread(token="the-right-token", tick_rate=5.0)  # noqa: S106 - the simulator's own token
+    sim.start()
+    try:
+        # One endpoint, so one connection: every 401 the simulator counts is one attempt of it.
+        text = system_toml(sim.port, collector_toml("c", ["AAPL.US"]))
+        fx = text.index("[endpoints.forex_crypto]")
+        config = tmp_path / "wrong-token.toml"
+        config.write_text(text[:fx] + text[text.index("[[strategies]]") :], encoding="utf-8")
+        done = run_to_exit(config, job_env(TICKVISOR_TEST_TOKEN="WRONG"))
+        why = one_line_why(done)
+        assert why.startswith("tickvisor: connection:stock-0: 401 token invalid"), why
+        assert "feed.token_env" in why  # the vendor advice reaches the user
+        totals = sim.state()["totals"]
+        assert (totals["connections_opened"], totals["refused_401"]) == (0, 1), totals  # refused once, not retried
+    finally:
+        sim.stop()
+    assert "WRONG" not in done.stdout + done.stderr
+
+
+@pytest.mark.ray
+def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp_path: Path) -> None:
+    from tests.conftest import collector_toml, system_toml
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "closed-port.toml"
+    config.write_text(
+        system_toml(port, collector_toml("c", ["AAPL.US"]), start_timeout_s=3.0), encoding="utf-8"
+    )
+    done = run_to_exit(config, job_env(TICKVISOR_TEST_TOKEN="t"))
+    why = one_line_why(done)
+    assert "did not start within 3 s" in why, why
+    assert re.search(r"to the (stock|forex_crypto) endpoint \(ws://127\.0\.0\.1:\d+/quote", why), why
+    assert "last error: " in why
+    assert "Connect call failed" in why or "Connection refused" in why or "ConnectionRefusedError" in why, why
+    assert "token=t" not in why
+
+
 # --- 4. ray job submit against a real `ray start --head` ------------------------------------------
 
 RAY_CLI = Path(sys.executable).parent / "ray"

@@ -110,6 +110,7 @@ class ConfigFileTests(unittest.TestCase):
             "heartbeat_interval_s": 10.0,
             "silence_deadline_s": 15.0,
             "ping_deadline_s": 2.0,
+            "start_timeout_s": 60.0,
             "plan": "professional",
             "max_connections": 0,
             "max_codes_per_connection": 0,
@@ -211,6 +212,7 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("<= 25.0", "30 s"),
     ),
     ("ping 0", "[feed]\nping_deadline_s = 0\n" + ENDPOINTS, "feed.ping_deadline_s", ("> 0",)),
+    ("start 0", "[feed]\nstart_timeout_s = 0\n" + ENDPOINTS, "feed.start_timeout_s", ("> 0",)),
     (
         "token_env not a name",
         '[feed]\ntoken_env = "abc-123"\n' + ENDPOINTS,

@@ -42,6 +42,16 @@ def malformed(call: Callable[..., object], *args: object) -> MalformedFrame:
     pytest.fail(f"{call.__name__} returned {result!r} instead of raising MalformedFrame")
 
 
+def decode_tick(frame_: bytes | str, received_ns: int = 0) -> wire.Tick:
+    """The one Tick ``decode_batch`` makes of a single trade push; its MalformedFrame is raised."""
+    batch = wire.decode_batch([frame_], received_ns)
+    if batch.errors:
+        raise batch.errors[0]
+    if (len(batch.ticks), batch.books, batch.responses) != (1, [], []):
+        raise MalformedFrame("not one 22998 trade push", frame_)
+    return batch.ticks[0]
+
+
 def only_malformed(call: Callable[..., object], *args: object) -> None:
     """Call; returning is fine, raising MalformedFrame is fine, anything else fails the test."""
     try:
@@ -363,7 +373,7 @@ class PushDecodeTests(unittest.TestCase):
     def test_every_recorded_trade_decodes_to_its_tick(self) -> None:
         for name, expected in EXPECTED_TICKS.items():
             with self.subTest(frame=name):
-                assert wire.decode_tick(frame(name)) == expected
+                assert decode_tick(frame(name)) == expected
                 batch = wire.decode_batch([frame(name)])
                 assert (batch.ticks, batch.books, batch.responses, batch.errors) == ([expected], [], [], [])
 
@@ -377,7 +387,7 @@ class PushDecodeTests(unittest.TestCase):
         decoded = wire.decode_frame(frame("push_trade_seq_string"))
         assert isinstance(decoded, wire.TradePush)
         assert decoded.cmd_id == 22998
-        assert decoded.data.seq == "90817264"  # as sent; normalising is decode_tick's job
+        assert decoded.data.seq == "90817264"  # as sent; normalising is decode_batch's job
         book = wire.decode_frame(frame("push_book_hk_ten_levels"))
         assert isinstance(book, wire.BookPush)
         assert book.cmd_id == 22999
@@ -386,17 +396,17 @@ class PushDecodeTests(unittest.TestCase):
     def test_frames_decode_from_str_as_well_as_bytes(self) -> None:
         for name, expected in EXPECTED_TICKS.items():
             with self.subTest(frame=name):
-                assert wire.decode_tick(frame(name).decode("utf-8")) == expected
+                assert decode_tick(frame(name).decode("utf-8")) == expected
 
     def test_received_ns_is_carried_through(self) -> None:
-        assert wire.decode_tick(frame("push_trade_int_seq_ms"), received_ns=123).received_ns == 123
+        assert decode_tick(frame("push_trade_int_seq_ms"), received_ns=123).received_ns == 123
         batch = wire.decode_batch([frame("push_trade_int_seq_ms"), frame("push_book_one_side_empty")], 456)
         assert batch.ticks[0].received_ns == batch.books[0].received_ns == 456
 
     def test_tick_time_seconds_become_milliseconds(self) -> None:
         def tick_time(value: object) -> int:
             raw = {"cmd_id": 22998, "data": {"code": "EURUSD", "seq": 1, "tick_time": value, "price": "1"}}
-            return wire.decode_tick(msgspec.json.encode(raw)).tick_time
+            return decode_tick(msgspec.json.encode(raw)).tick_time
 
         below = wire.SECONDS_BELOW
         cases = {
@@ -417,11 +427,11 @@ class PushDecodeTests(unittest.TestCase):
                 assert tick_time(value) == expected
 
     def test_numeric_strings_and_ints_decode_alike(self) -> None:
-        as_int = wire.decode_tick(frame("push_trade_int_seq_ms"))
+        as_int = decode_tick(frame("push_trade_int_seq_ms"))
         raw = json.loads(frame("push_trade_int_seq_ms"))
         raw["data"]["seq"] = str(raw["data"]["seq"])
         raw["data"]["tick_time"] = str(raw["data"]["tick_time"])
-        assert wire.decode_tick(json.dumps(raw).encode()) == as_int
+        assert decode_tick(json.dumps(raw).encode()) == as_int
 
     def test_exact_price_strings_are_kept(self) -> None:
         # Trailing zeros, many decimals, exponent forms: the vendor's string, untouched.
@@ -429,20 +439,20 @@ class PushDecodeTests(unittest.TestCase):
             with self.subTest(price=price):
                 raw = {"cmd_id": 22998, "data": {"code": "USOIL", "seq": 1, "tick_time": 1, "price": price,
                                                  "volume": price, "turnover": price}}
-                tick = wire.decode_tick(msgspec.json.encode(raw))
+                tick = decode_tick(msgspec.json.encode(raw))
                 assert (tick.price, tick.volume, tick.turnover) == (price, price, price)
 
     def test_missing_volume_and_turnover_are_empty_strings(self) -> None:
         raw = b'{"cmd_id":22998,"data":{"code":"EURUSD","seq":1,"tick_time":1732550400123,"price":"1.05"}}'
-        assert wire.decode_tick(raw) == wire.Tick("EURUSD", 1, 1732550400123, "1.05", "", "", 0)
+        assert decode_tick(raw) == wire.Tick("EURUSD", 1, 1732550400123, "1.05", "", "", 0)
 
     def test_decimal_price_is_exact(self) -> None:
-        tick = wire.decode_tick(frame("push_trade_int_seq_ms"))
+        tick = decode_tick(frame("push_trade_int_seq_ms"))
         assert isinstance(tick.decimal_price(), Decimal)
         assert tick.decimal_price() == Decimal("67321.45")
         raw = {"cmd_id": 22998, "data": {"code": "BTCUSDT", "seq": 1, "tick_time": 1,
                                          "price": "0.30000000000000000001"}}
-        precise = wire.decode_tick(msgspec.json.encode(raw))
+        precise = decode_tick(msgspec.json.encode(raw))
         assert precise.decimal_price() == Decimal("0.3") + Decimal("0.00000000000000000001")
         assert precise.decimal_price() != Decimal(0.3)  # not via float
 
@@ -456,12 +466,13 @@ class PushDecodeTests(unittest.TestCase):
         assert len(hk.bids) == len(hk.asks) == 10
         assert Decimal(hk.bids[0][0]) < Decimal(hk.asks[0][0])
 
-    def test_decode_tick_refuses_anything_but_a_trade(self) -> None:
-        for name in ("push_book_hk_ten_levels", "response_ack_subscribe_trades_22005",
+    def test_only_pushes_become_ticks_and_books(self) -> None:
+        # Dispatch is a match on the tagged Struct: acks, errors and unlisted responses go to responses.
+        for name in ("response_ack_subscribe_trades_22005", "response_error_401_token_invalid",
                      "response_unknown_cmd_id"):
             with self.subTest(frame=name):
-                exc = malformed(wire.decode_tick, frame(name))
-                assert "22998" in exc.reason
+                batch = wire.decode_batch([frame(name)])
+                assert (batch.ticks, batch.books, batch.errors, len(batch.responses)) == ([], [], [], 1)
 
 
 # --- PROTOCOL.md "Frame envelope" (responses) and "Error codes" -----------------------------------
@@ -543,7 +554,7 @@ class MalformedTests(unittest.TestCase):
         for name, fragment in EXPECTED_MALFORMED.items():
             with self.subTest(frame=name):
                 raw = frame(name)
-                exc = malformed(wire.decode_tick, raw)
+                exc = malformed(decode_tick, raw)
                 assert fragment in exc.reason
                 assert exc.frame == raw[:FRAME_EXCERPT_BYTES]
                 assert exc.frame_len == len(raw)
@@ -563,7 +574,7 @@ class MalformedTests(unittest.TestCase):
 
     def test_the_offending_bytes_are_kept_truncated_to_200(self) -> None:
         raw = b'{"cmd_id":22998,"data":{"code":"' + b"A" * 1000 + b'","seq":"12a","tick_time":1,"price":"1"}}'
-        exc = malformed(wire.decode_tick, raw)
+        exc = malformed(decode_tick, raw)
         assert exc.frame == raw[:200]
         assert len(exc.frame) == FRAME_EXCERPT_BYTES == 200
         assert exc.frame_len == len(raw)
@@ -608,7 +619,7 @@ class MalformedTests(unittest.TestCase):
         for label, change in cases.items():
             with self.subTest(label):
                 raw = msgspec.json.encode({"cmd_id": 22998, "data": {**base, **change}})
-                exc = malformed(wire.decode_tick, raw)
+                exc = malformed(decode_tick, raw)
                 assert len(exc.reason) < 300  # a reason, not a dump of the value
                 assert wire.decode_batch([raw]).errors[0].frame == raw[:200]
 
@@ -648,7 +659,7 @@ class MalformedTests(unittest.TestCase):
                 exc = malformed(wire.decode_frame, bad)
                 assert len(exc.frame) <= FRAME_EXCERPT_BYTES
                 assert exc.reason
-                only_malformed(wire.decode_tick, bad)
+                only_malformed(decode_tick, bad)
                 assert len(wire.decode_batch([bad]).errors) == 1  # type: ignore[list-item]
 
     def test_decode_batch_keeps_good_frames_in_order_and_collects_errors(self) -> None:
@@ -845,7 +856,7 @@ class PropertyTests(unittest.TestCase):
     @given(raw=st.binary(max_size=300))
     def test_decode_frame_on_arbitrary_bytes_raises_only_malformed_frame(self, raw: bytes) -> None:
         only_malformed(wire.decode_frame, raw)
-        only_malformed(wire.decode_tick, raw)
+        only_malformed(decode_tick, raw)
 
     @PROPERTY_SETTINGS
     @given(
@@ -856,7 +867,7 @@ class PropertyTests(unittest.TestCase):
         self, prefix: bytes, tail: bytes
     ) -> None:
         only_malformed(wire.decode_frame, prefix + tail)
-        only_malformed(wire.decode_tick, prefix + tail)
+        only_malformed(decode_tick, prefix + tail)
 
     @PROPERTY_SETTINGS
     @given(obj=_json_objects, as_str=st.booleans())
@@ -865,7 +876,7 @@ class PropertyTests(unittest.TestCase):
     ) -> None:
         raw = _to_wire(obj, as_str)
         only_malformed(wire.decode_frame, raw)
-        only_malformed(wire.decode_tick, raw)
+        only_malformed(decode_tick, raw)
 
     @settings(PROPERTY_SETTINGS, max_examples=100)  # several frames per example
     @given(objs=st.lists(_json_objects, max_size=4), as_str=st.booleans())
@@ -899,7 +910,7 @@ class PropertyTests(unittest.TestCase):
                     "price": price[0], "volume": volume[0], "turnover": turnover[0]}
         obj = {"cmd_id": 22998, "data": raw_data}
         raw = msgspec.json.encode(obj) if encoder == "msgspec" else json.dumps(obj).encode()
-        tick = wire.decode_tick(raw)
+        tick = decode_tick(raw)
         assert (tick.price, tick.volume, tick.turnover) == (price[0], volume[0], turnover[0])
         assert tick.decimal_price() == price[1]
         assert tick.decimal_price().as_tuple() == price[1].as_tuple()  # same digits and exponent, too
@@ -913,7 +924,7 @@ class PropertyTests(unittest.TestCase):
         def tick(seq_form: int | str, time_form: int | str) -> wire.Tick:
             raw = {"cmd_id": 22998, "data": {"code": "XAUUSD", "seq": seq_form, "tick_time": time_form,
                                              "price": "2631.47"}}
-            return wire.decode_tick(msgspec.json.encode(raw))
+            return decode_tick(msgspec.json.encode(raw))
 
         forms = {tick(s, t) for s in (seq, str(seq)) for t in (tick_time, str(tick_time))}
         assert len(forms) == 1
@@ -938,3 +949,27 @@ class PropertyTests(unittest.TestCase):
             seq_id, trace = ids.next()
             assert 0 <= seq_id <= wire.UINT32_MAX
             assert len(trace) <= wire.TRACE_MAX_CHARS
+
+
+class SessionAnswerTests(unittest.TestCase):
+    """A new socket's first frames: accepted (any 200), refused (401, 606: the server closes), or neither."""
+
+    def test_a_200_answer_accepts_the_session(self) -> None:
+        for name in ("response_ack_heartbeat_22001", "response_ack_subscribe_trades_22005", "response_unknown_cmd_id"):
+            with self.subTest(frame=name):
+                assert wire.session_answer(frame(name)) is True
+
+    def test_401_and_606_refuse_it_with_the_vendor_error(self) -> None:
+        refused = wire.session_answer(frame("response_error_401_token_invalid"))
+        assert isinstance(refused, VendorError)
+        assert (refused.ret, refused.msg) == (401, "token invalid")
+        assert "feed.token_env" in str(refused)  # the advice reaches whoever shows it
+        too_many = wire.session_answer(frame("response_error_606_unsolicited"))
+        assert isinstance(too_many, VendorError)
+        assert too_many.ret == 606
+
+    def test_pushes_other_refusals_and_garbage_say_nothing(self) -> None:
+        for name in ("push_trade_int_seq_ms", "push_book_hk_ten_levels", "response_refused_600_on_22005",
+                     "malformed_truncated"):
+            with self.subTest(frame=name):
+                assert wire.session_answer(frame(name)) is None

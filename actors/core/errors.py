@@ -9,9 +9,13 @@ actors.core.errors defines this hierarchy::
         * InvalidCode(code, reason, hint)          a code we refuse before it reaches the wire
         * SubscriptionRefused(problems)            a subscribe/unsubscribe call refused, one reason per code
         * InvalidTransition                        we asked a core for something illegal in its state
-        * ConnectionSilent(silent_for)             no frame within the silence deadline
+        * ConnectionSilent(silent_for, deadline)   no frame within the silence deadline
+        * Unresponsive(child, misses, deadline_s)  an actor missed its ping deadline this many times in a row
+        * ConnectFailed(conn_id, endpoint, url, last_error, waited_s)
+                                                   a connection did not open (or was not accepted) in time
         * ConfigError(key, reason)                 a bad configuration key
         * EscalationError(child, restarts, within) restart intensity exceeded twice: the job stops
+        * ChildFailed(child, cause)                a child hit a failure no retry can cure: the job stops
 
 "We broke it" (InvalidTransition, InvalidCode, ConfigError) is kept apart from "they broke it"
 (VendorError, ProtocolViolation). Every exception keeps structured fields and builds its message
@@ -31,7 +35,8 @@ VENDOR_ADVICE: Mapping[int, str] = {
     401: "the token is invalid or expired; check the environment variable named by feed.token_env",
     429: "rate limit; tickvisor waits and retries",
     600: "a code is unknown or sent to the wrong endpoint; check the vendor's product list",
-    603: "the plan allows fewer codes; raise plan limits or subscribe fewer codes",
+    603: "the token's plan allows fewer codes than asked; set feed.plan (or feed.max_codes_per_connection) "
+    "to the real plan, or subscribe fewer codes",
     604: "the token may not see this code; check the plan's markets",
     606: "too many connections or requests; the server closes the socket and tickvisor backs off",
 }
@@ -155,6 +160,47 @@ class ConnectionSilent(FeedError):
         return (type(self), (self.silent_for, self.deadline))
 
 
+class Unresponsive(FeedError):
+    """An actor did not answer its ping within the deadline, ``misses`` times in a row."""
+
+    def __init__(self, child: str, misses: int, deadline_s: float) -> None:
+        self.child = child
+        self.misses = misses
+        self.deadline_s = deadline_s
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.child} missed the {self.deadline_s:g} s ping deadline {self.misses} times in a row"
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, float]]:
+        return (type(self), (self.child, self.misses, self.deadline_s))
+
+
+class ConnectFailed(FeedError):
+    """A connection did not open, or the server did not accept it, within ``waited_s`` seconds.
+
+    ``url`` must already be redacted; ``last_error`` is the last failure seen, as text ("" if none).
+    """
+
+    def __init__(self, conn_id: str, endpoint: str, url: str, last_error: str, waited_s: float) -> None:
+        self.conn_id = conn_id
+        self.endpoint = endpoint
+        self.url = url
+        self.last_error = last_error
+        self.waited_s = waited_s
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        last = self.last_error or "none (the server neither answered nor refused)"
+        return (
+            f"connection {self.conn_id} to the {self.endpoint} endpoint ({self.url}) did not start within "
+            f"{self.waited_s:g} s; last error: {last}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str, float]]:
+        return (type(self), (self.conn_id, self.endpoint, self.url, self.last_error, self.waited_s))
+
+
 class ConfigError(FeedError):
     """A configuration value is missing, unknown or out of range. ``key`` is its dotted path."""
 
@@ -188,3 +234,18 @@ class EscalationError(FeedError):
 
     def __reduce__(self) -> tuple[type, tuple[str, int, float, str]]:
         return (type(self), (self.child, self.restarts, self.within_s, self.cause))
+
+
+class ChildFailed(FeedError):
+    """A child of the supervisor hit a failure that no retry can cure (``cause``, e.g. a VendorError 401)."""
+
+    def __init__(self, child: str, cause: FeedError) -> None:
+        self.child = child
+        self.cause = cause
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.child}: {self.cause}"
+
+    def __reduce__(self) -> tuple[type, tuple[str, FeedError]]:
+        return (type(self), (self.child, self.cause))

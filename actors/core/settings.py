@@ -98,6 +98,14 @@ class FeedSettings(_Table, frozen=True):
             description="the seconds a Connection actor may take to answer the heartbeat actor's ping, > 0",
         ),
     ] = 2.0
+    start_timeout_s: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="the seconds the job waits at start for every connection to be accepted by the "
+            "server; past that it exits 1 naming the endpoint and the last error, > 0",
+        ),
+    ] = 60.0
     plan: Annotated[
         str, msgspec.Meta(description=f"the token's AllTick plan, one of: {', '.join(PLANS)}")
     ] = "professional"

@@ -29,6 +29,7 @@ from typing import Final
 import msgspec
 
 from actors.core import wire
+from actors.core.errors import VendorError
 
 REQUEST_TIMEOUT_S: Final = 5.0  # no answer within this: the request is presumed lost and sent again
 RATE_MARGIN_S: Final = 0.25  # added to the protocol gaps: between our decision and the
@@ -73,6 +74,10 @@ class Quarantined(msgspec.Struct, frozen=True):
     ret: int
     msg: str
 
+    def error(self) -> VendorError:
+        """The refusal as the exception reported to the code's holders."""
+        return VendorError(self.ret, self.msg)
+
 
 class Refused(msgspec.Struct, frozen=True):
     """An event: a request was refused for a reason other than a bad code (401, 429, 603, 606...)."""
@@ -80,6 +85,10 @@ class Refused(msgspec.Struct, frozen=True):
     ret: int
     msg: str
     codes: frozenset[str]
+
+    def error(self) -> VendorError:
+        """The refusal as the exception reported and shown in the status."""
+        return VendorError(self.ret, self.msg)
 
 
 class Acknowledged(msgspec.Struct, frozen=True):

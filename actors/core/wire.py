@@ -8,7 +8,7 @@ Rules of this module:
 2. A subscription request is always a whole set (PROTOCOL.md: every 22004 REPLACES the connection's
    trade subscription). Encoders take a set of codes, dedupe and sort it, and refuse an empty one.
 3. Vendor quirks are decoded as sent (``seq`` and ``tick_time`` as int or numeric string; ``tick_time``
-   in seconds or milliseconds) and normalised in one place, ``_normalise_trade``, into our ``Tick``.
+   in seconds or milliseconds) and normalised in one place, ``_normalise_trade``, into our ``Tick``. Dispatch is a ``match`` on the tagged Struct types.
 4. Prices, volumes and turnovers stay the vendor's decimal strings: exact, and cheap on the hot path.
    ``Tick.decimal_price()`` converts where arithmetic needs it. A price that is not a decimal string
    makes the frame malformed.
@@ -23,11 +23,11 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import ClassVar, Final
+from typing import Final
 
 import msgspec
 
-from actors.core.errors import InvalidCode, MalformedFrame, SubscriptionRefused
+from actors.core.errors import InvalidCode, MalformedFrame, SubscriptionRefused, VendorError
 
 # --- commands (PROTOCOL.md "Commands") -------------------------------------------------------------
 
@@ -256,62 +256,75 @@ class Book(msgspec.Struct, frozen=True, gc=False):
     asks: list[Level] = []
 
 
-class Inbound(msgspec.Struct, frozen=True, tag_field="cmd_id"):
-    """Server to client. The tag is ``cmd_id``."""
+class _Answer:
+    """What every response can say, listed or not: success, or the refusal as an exception."""
 
-    cmd_id_value: ClassVar[int] = 0
-
-    @property
-    def cmd_id(self) -> int:
-        """The frame's cmd_id."""
-        return self.cmd_id_value
-
-
-class TradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
-    cmd_id_value: ClassVar[int] = CMD_TRADE_PUSH
-    data: Trade
-
-
-class BookPush(Inbound, tag=CMD_BOOK_PUSH, gc=False):
-    cmd_id_value: ClassVar[int] = CMD_BOOK_PUSH
-    data: Book
-
-
-class Response(Inbound):
-    """An answer to a request: ``ret`` 200 is success, anything else a refusal (see VendorError)."""
-
+    __slots__ = ()
     ret: int
-    msg: str = ""
-    seq_id: int = 0
-    trace: str = ""
+    msg: str
+    cmd_id: int
+    seq_id: int
 
     @property
     def ok(self) -> bool:
         """True for ret 200."""
         return self.ret == 200
 
+    def error(self) -> VendorError:
+        """This refusal as the exception a caller raises or reports (``ret`` other than 200)."""
+        return VendorError(self.ret, self.msg, self.cmd_id or None, self.seq_id or None)
+
+
+class Inbound(msgspec.Struct, frozen=True, tag_field="cmd_id"):
+    """Server to client. The tag is ``cmd_id``; it lives on each Struct's config, and callers dispatch
+    with ``match`` on the type (``case TradePush(data=t):``), never on the number."""
+
+    @property
+    def cmd_id(self) -> int:
+        """The frame's cmd_id (its tag)."""
+        tag = self.__struct_config__.tag
+        assert isinstance(tag, int)
+        return tag
+
+
+class TradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
+    data: Trade
+
+
+class BookPush(Inbound, tag=CMD_BOOK_PUSH, gc=False):
+    data: Book
+
+
+class Response(Inbound, _Answer):
+    """An answer to a request: ``ret`` 200 is success, anything else a refusal (``error()``)."""
+
+    ret: int
+    msg: str = ""
+    seq_id: int = 0
+    trace: str = ""
+
 
 class HeartbeatAck(Response, tag=CMD_HEARTBEAT_ACK):
-    cmd_id_value: ClassVar[int] = CMD_HEARTBEAT_ACK
+    pass
 
 
 class SubscribeBookAck(Response, tag=CMD_SUBSCRIBE_BOOK_ACK):
-    cmd_id_value: ClassVar[int] = CMD_SUBSCRIBE_BOOK_ACK
+    pass
 
 
 class SubscribeTradesAck(Response, tag=CMD_SUBSCRIBE_TRADES_ACK):
-    cmd_id_value: ClassVar[int] = CMD_SUBSCRIBE_TRADES_ACK
+    pass
 
 
 class CancelAck(Response, tag=CMD_CANCEL_ACK):
-    cmd_id_value: ClassVar[int] = CMD_CANCEL_ACK
+    pass
 
 
 class ErrorFrame(Response, tag=0):
     """An error the server sends on its own (401 bad token, 606 too many) or for an unparsable request."""
 
 
-class OtherResponse(msgspec.Struct, frozen=True):
+class OtherResponse(msgspec.Struct, _Answer, frozen=True):
     """A response with a cmd_id PROTOCOL.md does not list; kept so its ``ret`` is not lost."""
 
     ret: int
@@ -319,11 +332,6 @@ class OtherResponse(msgspec.Struct, frozen=True):
     msg: str = ""
     seq_id: int = 0
     trace: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True for ret 200."""
-        return self.ret == 200
 
 
 InboundFrame = TradePush | BookPush | HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame
@@ -497,16 +505,32 @@ def decode_frame(frame: bytes | str) -> InboundFrame | OtherResponse:
         raise MalformedFrame(str(exc), frame) from None
 
 
-def decode_tick(frame: bytes | str, received_ns: int = 0) -> Tick:
-    """Decode one 22998 frame into a normalised ``Tick``.
+#: Refusals after which the server closes the socket (PROTOCOL.md "Error codes"): 401 token invalid,
+#: 606 too many connections or requests.
+SESSION_REFUSALS: Final = frozenset({401, 606})
 
-    Raises:
-        MalformedFrame: anything else, or a trade with bad fields.
+
+def session_answer(frame: bytes | str) -> bool | VendorError | None:
+    """What one of a new socket's first frames says about the session.
+
+    Returns:
+        True when the server answered a request with 200 (it accepted the token and the connection);
+        the ``VendorError`` when it refused the session (``SESSION_REFUSALS``); None when the frame
+        says neither (a push, another refusal, a malformed frame).
     """
-    decoded = decode_frame(frame)
-    if not isinstance(decoded, TradePush):
-        raise MalformedFrame(f"expected a 22998 trade push, got cmd_id {decoded.cmd_id}", frame)
-    return _normalise_trade(decoded.data, frame, received_ns)
+    try:
+        decoded = decode_frame(frame)
+    except MalformedFrame:
+        return None
+    match decoded:
+        case TradePush() | BookPush():
+            return None
+        case response if response.ok:
+            return True
+        case response if response.ret in SESSION_REFUSALS:
+            return response.error()
+        case _:
+            return None
 
 
 def decode_batch(frames: Sequence[bytes | str], received_ns: int = 0) -> DecodedBatch:
@@ -517,13 +541,13 @@ def decode_batch(frames: Sequence[bytes | str], received_ns: int = 0) -> Decoded
     errors: list[MalformedFrame] = []
     for frame in frames:
         try:
-            decoded = decode_frame(frame)
-            if type(decoded) is TradePush:
-                ticks.append(_normalise_trade(decoded.data, frame, received_ns))
-            elif type(decoded) is BookPush:
-                books.append(_normalise_book(decoded.data, frame, received_ns))
-            else:
-                responses.append(decoded)  # type: ignore[arg-type]
+            match decode_frame(frame):
+                case TradePush(data=trade):
+                    ticks.append(_normalise_trade(trade, frame, received_ns))
+                case BookPush(data=book):
+                    books.append(_normalise_book(book, frame, received_ns))
+                case response:
+                    responses.append(response)
         except MalformedFrame as exc:
             errors.append(exc)
     return DecodedBatch(ticks, books, responses, errors)
