@@ -1,0 +1,511 @@
+"""The measured phases of scripts/bench.py, and the sizes of each mode.
+
+* ``phase_throughput``: a simulator without a tick loop (bursts only) and one tickvisor system:
+  throughput of tickvisor and of each baseline (``run_tickvisor``, ``run_client``, ``run_naive``),
+  latency at a paced rate, ``churn``, and cost (CPU and memory of the job).
+* ``phase_liveness``: a simulator with its own tick loop and a second system (``start_liveness``):
+  ``stall_trial`` and ``kill_trial``.
+
+Each phase writes its figures into ``out``, the dict scripts/bench_report.py prints as the BENCH line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from scripts.bench_proc import (
+    POLL_S,
+    STOCK_SUFFIXES,
+    Client,
+    System,
+    in_sync,
+    log,
+    server_set,
+    settings_toml,
+    wait_until,
+)
+from scripts.bench_sim import FOREX_PATH, STOCK_PATH, SimProcess, cpu_seconds, pss_mb, rss_mb, tree
+
+SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
+SEED_SILENT_AFTER_S = 20.0
+SEED_DETECT_S = SEED_SILENT_AFTER_S + SEED_CHECK_EVERY_S / 2  # median of 20 + U(0, 5)
+LOW_RATE = 2000.0  # ticks/s of a second, light paced burst: latency when nothing queues
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one benchmark mode."""
+
+    name: str
+    burst: int  # ticks per throughput burst
+    rounds: int  # throughput rounds (median reported)
+    naive: int  # ticks of the naive pipeline's burst
+    naive_cap_s: float  # ...or this long, whichever comes first
+    latency_rate: float  # ticks/s of the paced burst
+    latency_s: float
+    stall_trials: int
+    churn_strategies: int
+    churn_rate: float  # operations per second per strategy
+    churn_s: float
+    deadline_s: float  # feed.silence_deadline_s of the liveness system
+    quiet_s: float  # before each stall and kill: time since the last subscription request (token gap)
+    hard_cap_s: float  # the whole run is stopped after this
+
+
+MODES = {
+    "smoke": Mode(
+        "smoke",
+        burst=3000,
+        rounds=1,
+        naive=300,
+        naive_cap_s=10,
+        latency_rate=2000,
+        latency_s=0.5,
+        stall_trials=1,
+        churn_strategies=4,
+        churn_rate=5,
+        churn_s=1.5,
+        deadline_s=1.5,
+        quiet_s=0.0,
+        hard_cap_s=150,
+    ),
+    "quick": Mode(
+        "quick",
+        burst=200_000,
+        rounds=1,
+        naive=20_000,
+        naive_cap_s=15,
+        latency_rate=20_000,
+        latency_s=3.0,
+        stall_trials=5,
+        churn_strategies=50,
+        churn_rate=20,
+        churn_s=10,
+        deadline_s=1.5,
+        quiet_s=3.2,
+        hard_cap_s=400,
+    ),
+    "full": Mode(
+        "full",
+        burst=200_000,
+        rounds=3,
+        naive=200_000,
+        naive_cap_s=60,
+        latency_rate=20_000,
+        latency_s=5.0,
+        stall_trials=5,
+        churn_strategies=50,
+        churn_rate=20,
+        churn_s=10,
+        deadline_s=1.5,
+        quiet_s=3.2,
+        hard_cap_s=1200,
+    ),
+}
+
+
+def block(k: int, size: int = 100) -> list[str]:
+    """The k-th block of ``size`` generated forex/crypto codes: a fresh set for every client run."""
+    return [f"C{i:04d}USDT" for i in range(k * size + 1, (k + 1) * size + 1)]
+
+
+# --- running one consumer -----------------------------------------------------------------------------
+
+
+def run_client(
+    kind: str, sim: SimProcess, codes: list[str], count: int, *, rate: float | None = None
+) -> dict[str, Any]:
+    """One baseline run: the client subscribes, the simulator bursts, the client reports."""
+    client = Client(kind, sim.url(FOREX_PATH), codes, count, latency=rate is not None)
+    try:
+        client.expect("READY", 30)
+        conn = sim.find_conn(codes)
+        sim.fault("burst", conn=conn, count=count, **({"rate": rate} if rate else {}))
+        expected_s = count / (rate or 5000)
+        result = json.loads(client.expect("RESULT", 30 + expected_s))
+    finally:
+        client.close()
+    if result["count"] != count or result.get("gaps") or result.get("out_of_order"):
+        state = sim.state()
+        pushes = [c["pushes"] for c in state["connections"] + state["closed"] if c["id"] == conn]
+        log(
+            f"{kind}: got {result['count']} of {count} ticks (gaps {result.get('gaps')}, out of order "
+            f"{result.get('out_of_order')}); the simulator wrote {pushes} pushes on that connection"
+        )
+    log(
+        f"{kind}: {result['count']} ticks, {result['tps']:.0f}/s"
+        + (f", p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms" if rate else "")
+    )
+    return result
+
+
+def run_tickvisor(
+    system: System,
+    sim: SimProcess,
+    codes: list[str],
+    count: int,
+    job_pids: list[int],
+    *,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One burst into tickvisor; counted inside the bench strategy. CPU of the job sampled alongside."""
+    strategy = system.actor("strategy:bench")
+    system.get(strategy.bench_reset.remote(rate is not None))
+    conn = sim.find_conn(codes)
+    injected_cpu = cpu_seconds(job_pids)
+    sim.fault("burst", conn=conn, count=count, **({"rate": rate} if rate else {}))
+    first: tuple[int, float] | None = None
+    last_change, last_count = time.monotonic(), -1
+    deadline = time.monotonic() + 60 + count / (rate or 5000)
+    while True:
+        cpu = cpu_seconds(job_pids)
+        result = system.get(strategy.bench_result.remote())
+        n = result["count"]
+        if n and first is None:
+            first = (n, cpu)
+        now = time.monotonic()
+        if n != last_count:
+            last_change, last_count = now, n
+        if (
+            n + result["dropped_out_of_order"] + result["missed"] >= count
+            or now - last_change > 5.0
+            or now > deadline
+        ):
+            break
+        time.sleep(0.1)
+    if first is not None and n - first[0] >= n // 2:  # sampled inside the burst
+        result["cpu_s_per_mtick"] = (cpu - first[1]) / (n - first[0]) * 1e6
+    elif n:  # a burst shorter than the sampling: from the injection on (the simulator's encoding included)
+        result["cpu_s_per_mtick"] = (cpu - injected_cpu) / n * 1e6
+    log(
+        f"tickvisor: {n} ticks, {result['tps']:.0f}/s, missed {result['missed']}, gaps {result['gaps']}, "
+        f"dropped as out of order {result['dropped_out_of_order']}"
+        + (f", p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms" if rate else "")
+    )
+    return result
+
+
+def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> dict[str, Any]:
+    """The naive pipeline: one Ray call per tick, from a connection-like actor to a sink actor."""
+    import ray
+
+    from scripts.bench_naive import NaiveConnection, NaiveSink
+
+    sink = ray.remote(NaiveSink).options(num_cpus=0).remote()
+    conn = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
+    try:
+        error = ray.get(conn.wait_ready.remote(), timeout=60)
+        if error:
+            raise RuntimeError(f"naive connection: {error}")
+        sim.fault("burst", conn=sim.find_conn(codes), count=count)
+        started = time.monotonic()
+        last_change, last_count = started, -1
+        while True:
+            time.sleep(0.5)
+            result = ray.get(sink.result.remote(), timeout=60)
+            now = time.monotonic()
+            if result["count"] != last_count:
+                last_change, last_count = now, result["count"]
+            if (
+                result["count"] >= count
+                or now - last_change > 10
+                or (result["count"] and now - started > cap_s)
+            ):
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            ray.get(conn.stop.remote(), timeout=10)
+        ray.kill(conn)
+        ray.kill(sink)
+    log(f"naive: {result['count']} ticks, {result['tps']:.0f}/s")
+    return result
+
+
+# --- the phases ---------------------------------------------------------------------------------------
+
+
+def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
+    """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
+    codes = block(0)
+    with SimProcess(
+        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000"
+    ) as sim:
+        log(f"simulator on port {sim.port}; starting tickvisor")
+        system = System.from_toml(
+            settings_toml(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0), token
+        )
+        try:
+            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            job_pids = tree(os.getpid(), exclude=[sim.pid])
+            next_block = iter(range(1, 30))
+
+            raw = run_client("raw", sim, block(next(next_block)), mode.burst)
+            out["sim_fps"] = raw["tps"]
+
+            runs: dict[str, list[dict[str, Any]]] = {"tickvisor": [], "bare": [], "seed": []}
+            for r in range(mode.rounds):
+                log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
+                runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
+                runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
+                if r == 0:
+                    pids = tree(os.getpid(), exclude=[sim.pid])
+                    out["rss_mb"] = rss_mb(pids)
+                    out["pss_mb"] = pss_mb(pids)
+                    out["job_processes"] = len(pids)
+                runs["seed"].append(run_client("seed", sim, block(next(next_block)), mode.burst))
+
+            def median(name: str, key: str) -> float:
+                values = [r[key] for r in runs[name] if key in r]
+                return statistics.median(values) if values else -1.0
+
+            out["tps"] = median("tickvisor", "tps")
+            out["bare_tps"] = median("bare", "tps")
+            out["seed_tps"] = median("seed", "tps")
+            out["cpu_s_per_mtick"] = median("tickvisor", "cpu_s_per_mtick")
+            out["bare_cpu_s_per_mtick"] = statistics.median(
+                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["bare"]
+            )
+            out["seed_cpu_s_per_mtick"] = statistics.median(
+                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["seed"]
+            )
+            out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
+            out["tickvisor_out_of_order_dropped"] = sum(r["dropped_out_of_order"] for r in runs["tickvisor"])
+            order = [
+                r["count"] == mode.burst and r["gaps"] == 0 and r["out_of_order"] == 0
+                for rs in runs.values()
+                for r in rs
+            ]
+
+            log(f"latency: paced {mode.latency_rate:.0f} ticks/s for {mode.latency_s:g} s")
+            n = int(mode.latency_rate * mode.latency_s)
+            lat = run_tickvisor(system, sim, codes, n, job_pids, rate=mode.latency_rate)
+            out.update(
+                p50_ms=lat["p50_ms"],
+                p99_ms=lat["p99_ms"],
+                latency_exact=lat["exact"],
+                read_p50_ms=lat["read_p50_ms"],
+                read_p99_ms=lat["read_p99_ms"],
+            )
+            out["latency_tps"] = lat["tps"]  # below the pace: the pipeline could not keep up, queues grew
+            low = run_tickvisor(
+                system, sim, codes, int(LOW_RATE * mode.latency_s / 2), job_pids, rate=LOW_RATE
+            )
+            out.update(low_rate=LOW_RATE, low_p50_ms=low["p50_ms"], low_p99_ms=low["p99_ms"])
+            out["tickvisor_out_of_order_dropped"] += low["dropped_out_of_order"]
+            bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
+            out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
+            order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
+            out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]
+
+            churn(mode, out, system, sim)
+
+            log(f"naive: one Ray call per tick, {mode.naive} ticks (or {mode.naive_cap_s:g} s)")
+            naive = run_naive(sim, block(next(next_block)), mode.naive, mode.naive_cap_s)
+            out["naive_tps"] = naive["tps"]
+            out["naive_ticks"] = naive["count"]
+            order.append(naive["gaps"] == 0 and naive["out_of_order"] == 0)
+            out["order_ok"] = all(order)
+        finally:
+            system.stop()
+
+
+def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
+    """Many strategies subscribing and unsubscribing overlapping stock codes at once."""
+    import ray
+
+    from scripts.bench_churn import Churn
+    from scripts.simulator import max_requests_in_window
+
+    pool = [f"S{i:04d}.US" for i in range(1, 41)]
+    names = [f"churn-{i}" for i in range(mode.churn_strategies)]
+    log(f"churn: {len(names)} strategies x {mode.churn_rate:g} ops/s, {mode.churn_s:g} s, {len(pool)} codes")
+    before = sim.state()["totals"].get("429", 0)
+    actor = ray.remote(Churn).options(num_cpus=0, namespace=system.namespace).remote(system.actor("registry"))
+    try:
+        result = ray.get(
+            actor.run.remote(names, pool, mode.churn_rate, mode.churn_s), timeout=mode.churn_s + 120
+        )
+    finally:
+        ray.kill(actor)
+    last_op = result["last_op"]
+    converged_at = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if in_sync(system, sim, STOCK_PATH):
+            converged_at = time.monotonic()
+            break
+        time.sleep(POLL_S)
+    reg = system.registry()
+    union = {c for c in reg.union if c.endswith(STOCK_SUFFIXES)}
+    held = set().union(*map(set, result["held"].values()))
+    state = sim.state()
+    requests = 0
+    for conn in state["connections"] + state["closed"]:
+        if conn["path"] == STOCK_PATH:
+            recent = {"requests": [r for r in conn["requests"] if r[0] >= result["started"]]}
+            requests = max(requests, max_requests_in_window(recent, 1.0))
+    out.update(
+        churn_max_req_per_conn_s=requests,
+        churn_429=state["totals"].get("429", 0) - before,
+        churn_converged_s=(converged_at - last_op) if converged_at else -1.0,
+        churn_mismatch=len(server_set(sim, STOCK_PATH) ^ union) + len(union ^ held),
+        churn_ops=result["ops"],
+        churn_ops_per_s=result["ops_per_s"],
+        churn_ops_wanted_per_s=mode.churn_strategies * mode.churn_rate,
+        churn_errors=result["error_count"],
+        churn_late_s=result["late_s"],
+    )
+    log(
+        f"churn: {result['ops']} ops ({result['ops_per_s']:.0f}/s), converged "
+        f"{out['churn_converged_s']:.2f} s after the last, {out['churn_429']} x 429, "
+        f"{result['error_count']} errors"
+    )
+
+
+LIVENESS_CODES = block(0, 50)
+
+
+def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
+    """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for."""
+    sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
+    sim.start()
+    log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
+    toml = settings_toml(sim.port, [("bench", LIVENESS_CODES)], heartbeat_s=0.5, deadline_s=mode.deadline_s)
+    return sim, System.from_toml(toml, token, wait=False)
+
+
+def phase_liveness(
+    mode: Mode, out: dict[str, Any], token: str, started: tuple[SimProcess, System] | None = None
+) -> None:
+    """Stall trials and SIGKILLs: the simulator's own tick loop keeps ticks flowing."""
+    codes = LIVENESS_CODES
+    sim, system = started or start_liveness(mode, token)
+    with sim:
+        try:
+            system.wait_started()
+            strategy = system.actor("strategy:bench")
+            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            out["deadline_s"] = mode.deadline_s
+            out["seed_detect_s"] = SEED_DETECT_S
+            detect, resub = [], []
+            for trial in range(mode.stall_trials):
+                d, r = stall_trial(system, sim, strategy, codes, mode.quiet_s)
+                log(f"stall {trial + 1}/{mode.stall_trials}: detected {d:.2f} s, resubscribed {r:.2f} s")
+                detect.append(d)
+                resub.append(r)
+            out["stall_detect_s"] = statistics.median(detect)
+            out["stall_resubscribed_s"] = statistics.median(resub)
+            out["stall_resubscribed_max_s"] = max(resub)
+
+            lost = 0
+            for child, key in (("connection:forex_crypto-0", "conn"), ("registry", "registry")):
+                k = kill_trial(system, sim, strategy, codes, child, mode.quiet_s)
+                log(
+                    f"SIGKILL {child}: Ray's new process up after {k['restarted']:.2f} s, set accepted after "
+                    f"{k['accepted']:.2f} s, ticks flowing after {k['flowing']:.2f} s, in sync after "
+                    f"{k['in_sync']:.2f} s, {k['lost']:.0f} subscriptions lost"
+                )
+                out[f"kill_{key}_recover_s"] = k["flowing"]
+                out[f"kill_{key}_in_sync_s"] = k["in_sync"]
+                out[f"kill_{key}_restarted_s"] = k["restarted"]
+                lost += int(k["lost"])
+            out["kill_lost_subscriptions"] = lost
+        finally:
+            system.stop()
+
+
+def quiet_since_last_request(sim: SimProcess, path: str, gap_s: float) -> None:
+    """Wait until ``gap_s`` after the last subscription request on ``path`` (PROTOCOL.md: 3 s across
+    the connections of a token), so that a reconnect is not held back by the rate limit.
+    """
+    state = sim.state()
+    times = [r[0] for c in state["connections"] + state["closed"] if c["path"] == path for r in c["requests"]]
+    if times:
+        wait = max(times) + gap_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def flowing(strategy: Any, system: System, before: dict[str, int], codes: list[str]) -> bool:
+    seen = system.get(strategy.bench_last_seqs.remote())
+    return all(seen.get(c, -1) > before.get(c, -1) for c in codes)
+
+
+def stall_trial(
+    system: System, sim: SimProcess, strategy: Any, codes: list[str], quiet_s: float
+) -> tuple[float, float]:
+    """Stall the live connection; (stall to detection, stall to the full set accepted on a new one)."""
+    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "in sync before the stall")
+    quiet_since_last_request(sim, FOREX_PATH, quiet_s)
+    before = system.get(strategy.bench_last_seqs.remote())
+    wait_until(lambda: flowing(strategy, system, before, codes), 10, "ticks before the stall")
+    old = sim.find_conn(codes)
+    started, started_wall = time.monotonic(), time.time()
+    sim.fault("stall", conn=old)
+
+    def accepted_on_new() -> float | None:
+        for conn in sim.state()["connections"]:
+            if conn["id"] != old and conn["path"] == FOREX_PATH and conn["trades"] == sorted(codes):
+                ok = [r[0] for r in conn["requests"] if r[2] == 200]
+                return ok[0] if ok else None
+        return None
+
+    accepted = wait_until(accepted_on_new, 30, "the full set on a new connection")
+    events = system.get(system.sup.status.remote())["events"]
+    restarts = [
+        e["at"]
+        for e in events
+        if e["event"] == "restart" and e["child"].startswith("connection:") and e["at"] >= started_wall
+    ]
+    detected = (min(restarts) - started_wall) if restarts else -1.0
+    return detected, accepted - started
+
+
+def kill_trial(
+    system: System, sim: SimProcess, strategy: Any, codes: list[str], child: str, quiet_s: float
+) -> dict[str, float]:
+    """SIGKILL ``child``. Returns seconds from the kill to: a new tick on every code (``flowing``), the
+    registry in sync with the server (``in_sync``), Ray's new process reporting in (``restarted``), the
+    server accepting the set again (``accepted``, -1 if it was never dropped); and ``lost`` codes.
+    """
+    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, f"in sync before killing {child}")
+    quiet_since_last_request(sim, FOREX_PATH, quiet_s)
+    pid = system.pids()[child]
+    killed, killed_wall = time.monotonic(), time.time()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)  # ticks already in the pipeline when the socket died are not "flowing again"
+    before = system.get(strategy.bench_last_seqs.remote())
+    wait_until(lambda: flowing(strategy, system, before, codes), 30, f"ticks after killing {child}")
+    out = {"flowing": time.monotonic() - killed}
+    wait_until(lambda: system.pids().get(child) not in (None, pid), 30, f"{child} restarted")
+    try:
+        wait_until(lambda: in_sync(system, sim, FOREX_PATH), 30, f"in sync after killing {child}")
+        out["in_sync"] = time.monotonic() - killed
+    except TimeoutError:
+        out["in_sync"] = -1.0
+    events = system.get(system.sup.status.remote())["events"]
+    restarted = [
+        e["at"]
+        for e in events
+        if e["child"] == child and e["event"] == "restarted" and e["at"] >= killed_wall
+    ]
+    out["restarted"] = (min(restarted) - killed_wall) if restarted else -1.0
+    state = sim.state()
+    accepted = [
+        r[0]
+        for c in state["connections"] + state["closed"]
+        if c["path"] == FOREX_PATH
+        for r in c["requests"]
+        if r[0] >= killed and r[2] == 200
+    ]
+    out["accepted"] = (min(accepted) - killed) if accepted else -1.0
+    union = set(system.registry().union)
+    out["lost"] = len(set(codes) - server_set(sim, FOREX_PATH)) + len(set(codes) - union)
+    return out

@@ -1,0 +1,219 @@
+"""The report of scripts/bench.py: the markdown table, the targets of the benchmark issue, the BENCH line.
+
+``write`` prints the table and then, as the very last line of stdout, ``BENCH {json}``: every figure
+the phases put in ``out`` (-1 for a required one that was not measured), the targets met and ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scripts.bench_phases import Mode
+
+#: Every key of the BENCH line that the issue asks for.
+REQUIRED_KEYS = (
+    "tps",
+    "seed_tps",
+    "bare_tps",
+    "naive_tps",
+    "p50_ms",
+    "p99_ms",
+    "stall_detect_s",
+    "stall_resubscribed_s",
+    "deadline_s",
+    "seed_detect_s",
+    "churn_max_req_per_conn_s",
+    "churn_429",
+    "churn_converged_s",
+    "churn_mismatch",
+    "kill_conn_recover_s",
+    "kill_registry_recover_s",
+    "kill_lost_subscriptions",
+    "cpu_s_per_mtick",
+    "rss_mb",
+)
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.inf
+
+
+#: Upper bounds of the benchmark issue: (key, bound, value format); a missing key counts as missed.
+UPPER_BOUNDS: list[tuple[str, float, str]] = [
+    ("p50_ms", 2, ".2f"),
+    ("p99_ms", 5, ".2f"),
+    ("churn_429", 0, "d"),
+    ("churn_max_req_per_conn_s", 1, "d"),
+    ("churn_converged_s", 1.5, ".2f"),
+    ("churn_mismatch", 0, "d"),
+    ("kill_conn_recover_s", 2.5, ".2f"),
+    ("kill_registry_recover_s", 2.5, ".2f"),
+    ("kill_lost_subscriptions", 0, "d"),
+]
+#: Throughput ratios: (tickvisor over this baseline) at least (factor), shown with (format) and (suffix).
+RATIOS: list[tuple[str, float, str, str]] = [
+    ("seed_tps", 6, ".1f", "x"),
+    ("bare_tps", 0.85, ".2f", ""),
+    ("naive_tps", 40, ".1f", "x"),
+]
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(figure, value, target, met) rows of the table."""
+    g = r.get
+    rows = [
+        (
+            f"tps / {base}",
+            f"{ratio(g('tps', 0), g(base, 0)):{spec}}{suffix}",
+            f">= {factor:g}{suffix}",
+            g("tps", 0) >= factor * g(base, math.inf),
+        )
+        for base, factor, spec, suffix in RATIOS
+    ]
+    for key, bound, spec in UPPER_BOUNDS[:2]:
+        rows.append((key, f"{g(key, -1):{spec}}", f"<= {bound:g}", 0 <= g(key, -1) <= bound))
+    deadline = g("deadline_s", 0) + 1.5
+    rows.append(
+        (
+            "stall_resubscribed_s",
+            f"{g('stall_resubscribed_s', -1):.2f}",
+            f"<= deadline + 1.5 = {deadline:.1f}",
+            0 <= g("stall_resubscribed_s", -1) <= deadline,
+        )
+    )
+    for key, bound, spec in UPPER_BOUNDS[2:]:
+        value = g(key, -1)
+        shown = f"{value:{spec}}" if spec != "d" else f"{value}"
+        rows.append((key, shown, f"= {bound:g}" if bound == 0 else f"<= {bound:g}", 0 <= value <= bound))
+    return rows
+
+
+def table(r: dict[str, Any], mode: Mode) -> str:
+    """The markdown report."""
+    g = r.get
+
+    def f(key: str, spec: str = ".2f") -> str:
+        value = g(key)
+        return "n/a" if value is None else format(value, spec) if isinstance(value, float) else str(value)
+
+    def row(*cells: str) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    def pair(a: str, b: str, spec: str = ".2f") -> str:
+        return f"{f(a, spec)} / {f(b, spec)}"
+
+    lines = [
+        f"## tickvisor benchmark ({mode.name}: bursts of {mode.burst} ticks over 100 codes on one "
+        f"connection, {mode.rounds} round(s), median)",
+        "",
+        row("figure", "tickvisor", "seed", "bare", "naive", "note"),
+        row("---", "---:", "---:", "---:", "---:", "---"),
+        row(
+            "ticks/s",
+            f("tps", ".0f"),
+            f("seed_tps", ".0f"),
+            f("bare_tps", ".0f"),
+            f("naive_tps", ".0f"),
+            f"simulator delivers {f('sim_fps', '.0f')}/s to a header-only reader; naive over "
+            f"{f('naive_ticks')} ticks",
+        ),
+        row(
+            "CPU s per Mtick",
+            f("cpu_s_per_mtick", ".1f"),
+            f("seed_cpu_s_per_mtick", ".1f"),
+            f("bare_cpu_s_per_mtick", ".1f"),
+            "",
+            "tickvisor: every process of the job; baselines: their one",
+        ),
+        row(
+            f"latency p50 / p99 ms @ {mode.latency_rate:.0f}/s",
+            pair("p50_ms", "p99_ms"),
+            "",
+            pair("bare_p50_ms", "bare_p99_ms"),
+            "",
+            f"tickvisor exact: {f('latency_exact')}; connection read to strategy "
+            f"{pair('read_p50_ms', 'read_p99_ms')}; delivered {f('latency_tps', '.0f')}/s",
+        ),
+        row(
+            f"latency p50 / p99 ms @ {f('low_rate', '.0f')}/s",
+            pair("low_p50_ms", "low_p99_ms"),
+            "",
+            "",
+            "",
+            "",
+        ),
+        row(
+            "stall detected / resubscribed s",
+            pair("stall_detect_s", "stall_resubscribed_s"),
+            f"{f('seed_detect_s', '.1f')} / -",
+            "",
+            "",
+            f"deadline {f('deadline_s', '.1f')} s, {mode.stall_trials} trials, worst resubscribe "
+            f"{f('stall_resubscribed_max_s')} s",
+        ),
+        row(
+            "SIGKILL connection: flowing / in sync s",
+            pair("kill_conn_recover_s", "kill_conn_in_sync_s"),
+            "",
+            "",
+            "",
+            f"Ray's new process reported in after {f('kill_conn_restarted_s')} s",
+        ),
+        row(
+            "SIGKILL registry: flowing / in sync s",
+            pair("kill_registry_recover_s", "kill_registry_in_sync_s"),
+            "",
+            "",
+            "",
+            f"new process after {f('kill_registry_restarted_s')} s; lost subscriptions (both "
+            f"kills): {f('kill_lost_subscriptions')}",
+        ),
+        row(
+            "churn",
+            f"max {f('churn_max_req_per_conn_s')} req/conn/s, {f('churn_429')} x 429, converged "
+            f"{f('churn_converged_s')} s, mismatch {f('churn_mismatch')}",
+            "",
+            "",
+            "",
+            f"{f('churn_ops')} ops, {f('churn_ops_per_s', '.0f')}/s of "
+            f"{f('churn_ops_wanted_per_s', '.0f')}/s wanted, {f('churn_errors')} errors",
+        ),
+        row(
+            "memory",
+            f"RSS {f('rss_mb', '.0f')} MB (PSS {f('pss_mb', '.0f')} MB), {f('job_processes')} processes",
+            "",
+            "",
+            "",
+            "",
+        ),
+        "",
+        row("target", "value", "wanted", "met"),
+        row("---", "---:", "---", "---"),
+    ]
+    lines += [row(name, value, want, "yes" if met else "**no**") for name, value, want, met in targets(r)]
+    lines.append(
+        f"\norder checked: every consumer got every tick in per-code order without a gap: {f('order_ok')} "
+        f"(tickvisor: {f('tickvisor_out_of_order_dropped')} ticks dropped by the strategy as out of order, "
+        f"{f('tickvisor_missed')} dropped for slowness)"
+    )
+    return "\n".join(lines)
+
+
+def write(out: dict[str, Any], mode: Mode, *, ok: bool) -> None:
+    """Complete ``out`` (-1 for each missing required key, the targets met, ``ok``) and print the report.
+
+    The table comes first; ``BENCH {json}`` is the very last line of stdout.
+    """
+    for key in REQUIRED_KEYS:
+        out.setdefault(key, -1.0)
+    rows = targets(out)
+    out["targets_met"] = sum(met for *_, met in rows)
+    out["targets_total"] = len(rows)
+    out["ok"] = ok
+    sys.stdout.write(table(out, mode) + "\n\n")
+    sys.stdout.write("BENCH " + json.dumps(out, sort_keys=True) + "\n")
+    sys.stdout.flush()
