@@ -10,7 +10,7 @@ import pytest
 from actors.core.settings import parse_settings
 from actors.supervision import connection_ids, load_strategy_class
 from actors.control import Job
-from actors.core.errors import ConfigError
+from actors.core.errors import ConfigError, EscalationError
 from tests.conftest import System, collector_toml, start_system, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -35,12 +35,14 @@ def test_repeated_silence_escalates_then_gives_up(system: System, sim: Any) -> N
         if conns and "stall" not in conns[-1]["faults"]:
             sim.inject("stall", conn=conns[-1]["id"])
 
-    def gave_up() -> str:
+    def gave_up() -> EscalationError | None:
         stall_current()
         return system.get(system.sup.failure.remote())
 
     failure = wait_for(gave_up, 90, every=0.3, what="the supervisor to give up")
-    assert "connection:forex_crypto-0" in failure
+    assert isinstance(failure, EscalationError), failure  # typed: a caller can branch on it
+    assert failure.child == "connection:forex_crypto-0"
+    assert "connection silent" in failure.cause
     kinds = [e["event"] for e in events(system) if e["child"] == "connection:forex_crypto-0"]
     assert "escalated" in kinds
     assert kinds.index("escalated") < kinds.index("gave up")
