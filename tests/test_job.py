@@ -13,7 +13,10 @@ What is checked, beyond exit codes and printed lines:
 * the token (the value of the variable named by ``feed.token_env``) appears in no output, not in the
   actor logs Ray forwards to the driver, not in the log files of the job's Ray session;
 * a bad config exits 2 at once, naming the key, before any Ray starts;
-* under ``ray job submit`` the job joins a real ``ray start --head`` cluster and leaves it running.
+* the README's cluster recipe runs as written: on a machine with no cluster and no Ray token, its
+  commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
+  logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
+  token nor the cluster token is shown.
 """
 
 from __future__ import annotations
@@ -574,13 +577,15 @@ def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp
     assert "token=t" not in why
 
 
-# --- 4. ray job submit against a real `ray start --head` ------------------------------------------
+# --- 4. the README's cluster recipe, as written, against a real `ray start --head` -----------------
 
 RAY_CLI = Path(sys.executable).parent / "ray"
-# Not uploaded with the working dir (Ray 2.60 already skips .git and .venv by default).
-EXCLUDES = [
-    ".venv", ".git", ".hypothesis", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "*.jsonl"
-]
+# The fenced block right after the marker in README.md ("Running against AllTick").
+RECIPE = re.compile(r"<!-- cluster-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
+SUBMITTED = re.compile(r"Job '([\w.-]+)' submitted successfully")
+# configs/simulator.toml: 7 codes, a console on 3 of them, a recorder.
+CONSOLE_VIEW_SIM = re.compile(r"\[console\] 3 codes, \d+(\.\d+)? ticks/s")
+CONSOLE_ROW_SIM = re.compile(r"\(Console pid=\d+\)\s+700\.HK\s+\d+(\.\d+)?\s+seq \d+")
 
 
 def free_ports(n: int) -> list[int]:
@@ -606,85 +611,185 @@ def ray_job_cli_available() -> str:
         return "ray has no job CLI (ray.dashboard.modules.job.cli)"
     if importlib.util.find_spec("aiohttp") is None:
         return "ray[default] is not installed (no aiohttp): the dashboard's job API cannot run"
+    if shutil.which("bash") is None:
+        return "no bash to run the README's commands"
     return ""
 
 
+def readme_recipe() -> list[str]:
+    """The README's cluster recipe: its commands in order, each as written (continuation lines kept).
+
+    Blank lines and comment lines are left out; a comment at the end of a command stays with it.
+    """
+    blocks = RECIPE.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(blocks) == 1, f"README.md must hold one fenced block after <!-- cluster-recipe -->: {blocks}"
+    commands: list[str] = []
+    current: list[str] = []
+    for line in blocks[0].splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current.append(line)
+        if not line.endswith("\\"):
+            commands.append("\n".join(current))
+            current = []
+    assert not current, f"the recipe ends inside a continued command: {current}"
+    return commands
+
+
+class Shell:
+    """One bash that runs commands as a user types them: one at a time, in order, sharing its variables.
+
+    Each command goes to bash NUL-terminated on stdin and runs through ``eval`` with stdin from
+    /dev/null; bash then prints a line with a random mark and the command's exit code. stdout and
+    stderr share one pipe, read as they come. bash leads a session of its own: everything the commands
+    start that does not leave it (``ray start``'s daemons do not) can be found and killed afterwards.
+    """
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.mark = "@@done-" + secrets.token_hex(8)
+        loop = (
+            'while IFS= read -r -d "" __cmd; do eval "$__cmd" </dev/null; '
+            f'printf "\\n{self.mark} %d\\n" "$?"; done'
+        )
+        self.proc = subprocess.Popen(  # noqa: S603
+            ["bash", "--noprofile", "--norc", "-c", loop],  # noqa: S607
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in iter(self.proc.stdout.readline, b""):
+            with self._lock:
+                self._lines.append(line)
+
+    def send(self, command: str) -> int:
+        """Start ``command``; returns where its output begins (for ``output`` and ``exit_code``)."""
+        assert self.proc.stdin is not None
+        with self._lock:
+            since = len(self._lines)
+        self.proc.stdin.write(command.encode() + b"\0")
+        self.proc.stdin.flush()
+        return since
+
+    def raw(self) -> bytes:
+        with self._lock:
+            return b"".join(self._lines)
+
+    def output(self, since: int) -> str:
+        with self._lock:
+            lines = self._lines[since:]
+        text = b"".join(lines).decode(errors="replace")
+        return ANSI.sub("", text.split(f"\n{self.mark} ")[0])
+
+    def exit_code(self, since: int) -> int | None:
+        with self._lock:
+            lines = self._lines[since:]
+        for line in lines:
+            if line.startswith(self.mark.encode() + b" "):
+                return int(line.split()[1])
+        return None
+
+    def wait(self, since: int, timeout: float, what: str) -> tuple[int, str]:
+        """The exit code and the output of the command started at ``since``, once it ended."""
+        wait_for(lambda: self.exit_code(since) is not None, timeout, every=0.2, what=what)
+        code = self.exit_code(since)
+        assert code is not None
+        return code, self.output(since)
+
+    def run(self, command: str, timeout: float = 120.0) -> tuple[int, str]:
+        return self.wait(self.send(command), timeout, f"`{command}` to finish")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+
 class RayHead:
-    """``ray start --head`` in a session of its own, with a short private temp dir and its own token."""
+    """What must differ when the README's recipe runs here, and the cleanup of the cluster it starts.
+
+    The recipe runs with the environment of a user who exported ``ALLTICK_TOKEN`` and activated
+    ``.venv``. Only these differ: a private HOME (so ``~/.ray/auth_token`` is a fresh one, not the
+    developer's), a short private ``RAY_TMPDIR`` (Ray's unix socket paths live under it, and ``ray job``
+    finds the head through it) and, on ``ray start --head``, free ports on 127.0.0.1: the machine is
+    shared, Ray's default ports may be taken.
+    """
 
     def __init__(self) -> None:
-        # A short path of its own: Ray's unix socket paths live under it and must stay short.
-        self.temp_dir = Path(f"/tmp/rjs{secrets.token_hex(3)}")  # noqa: S108
-        self.temp_dir.mkdir(mode=0o700)
+        self.base = Path(f"/tmp/rjs{secrets.token_hex(3)}")  # noqa: S108
+        self.base.mkdir(mode=0o700)
+        self.home = self.base / "home"
+        self.home.mkdir()
         self.port, self.dash, self.client, self.agent = free_ports(4)
-        token_file = self.temp_dir / "auth_token"
-        token_file.write_text(secrets.token_hex(32), encoding="utf-8")
-        token_file.chmod(0o600)
+        self.alltick_token = "SeCrEt-" + str(uuid.uuid4())
         self.env = dict(os.environ)
-        self.env.pop("RAY_ADDRESS", None)
-        for name in ("RAY_AUTH_TOKEN", "PYTHONPATH"):
+        for name in (
+            "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+            "PYTHONPATH",
+        ):  # fmt: skip
             self.env.pop(name, None)
-        # Ray 2.60: `ray start` enables token auth by default, but the job CLI (`ray job ...`) and
-        # `ray status` only send a token when RAY_AUTH_MODE=token; the token comes from
-        # RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token. A private file keeps ~/.ray alone.
-        self.env["RAY_AUTH_MODE"] = "token"
-        self.env["RAY_AUTH_TOKEN_PATH"] = str(token_file)
-        # As a user with the venv activated: the job's `python` must be the one with ray and websockets.
+        self.env["HOME"] = str(self.home)
+        self.env["RAY_TMPDIR"] = str(self.base)
+        self.env["ALLTICK_TOKEN"] = self.alltick_token
         self.env["PATH"] = os.pathsep.join([str(RAY_CLI.parent), self.env.get("PATH", "")])
-        self.session: int | None = None
+        self.shell = Shell(ROOT, self.env)
 
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603
-            [str(RAY_CLI), *args],
-            cwd=self.temp_dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout * S,
-            check=False,
-        )
+    @property
+    def auth_token_file(self) -> Path:
+        return self.home / ".ray" / "auth_token"
 
-    def start(self) -> None:
-        proc = subprocess.Popen(  # noqa: S603
+    def start_options(self) -> str:
+        """What the test adds to the recipe's ``ray start --head``: private ports, loopback only."""
+        return " ".join(
             [
-                str(RAY_CLI), "start", "--head",
-                "--temp-dir", str(self.temp_dir),
                 "--port", str(self.port),
                 # Ray replaces a loopback node ip with the machine's routable one
                 # (services.resolve_ip_for_localhost) and binds GCS and raylet on every interface;
                 # the dashboard does stay on 127.0.0.1.
                 "--node-ip-address", "127.0.0.1",
                 "--num-cpus", "2",
-                "--include-dashboard", "true",
                 "--dashboard-host", "127.0.0.1",
                 "--dashboard-port", str(self.dash),
                 "--dashboard-agent-listen-port", str(self.agent),
                 "--ray-client-server-port", str(self.client),
                 "--disable-usage-stats",
-            ],  # fmt: skip
-            cwd=self.temp_dir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # every daemon it leaves behind stays in this session: our cleanup handle
-        )
-        self.session = proc.pid
-        try:
-            out, _ = proc.communicate(timeout=120 * S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            pytest.fail(f"`ray start --head` did not return within {120 * S:.0f} s:\n{out[-3000:]}")
-        assert proc.returncode == 0, f"`ray start --head` failed:\n{out[-3000:]}"
+            ]
+        )  # fmt: skip
 
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self.dash}"
+    def adapt(self, commands: list[str]) -> list[str]:
+        """The recipe with what must differ here, each replacement found exactly once or the test fails."""
+        replacements = {
+            "ray start --head": f"ray start --head {self.start_options()}",
+            # No AllTick here: the bundled simulator's configuration, a file of the repository too.
+            "--config configs/example.toml": "--config configs/simulator.toml",
+        }
+        out = list(commands)
+        for old, new in replacements.items():
+            hits = [i for i, command in enumerate(out) if old in command]
+            assert len(hits) == 1, f"the README's recipe must hold `{old}` once, in one command: {commands}"
+            assert out[hits[0]].count(old) == 1, out[hits[0]]
+            out[hits[0]] = out[hits[0]].replace(old, new)
+        return out
 
     def processes(self) -> list[Proc]:
         table = proc_table()
-        mine = {p.pid for p in table.values() if p.sid == self.session or str(self.temp_dir) in p.cmd}
+        mine = {p.pid for p in table.values() if p.sid == self.shell.pid or str(self.base) in p.cmd}
         return [table[p] for p in descendants(table, mine) if p in table and table[p].state != "Z"]
+
+    def session_logs(self) -> list[Path]:
+        sessions = (self.base / "ray").glob("session_*")
+        return [p for d in sessions for p in (d / "logs").rglob("*") if p.is_file()]
 
     def stop(self) -> None:
         """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes."""
@@ -693,7 +798,8 @@ class RayHead:
             if not pids:
                 break
             kill_all(pids)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.shell.close()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -703,48 +809,122 @@ def ray_head() -> Iterator[RayHead]:
         pytest.skip(f"ray job submit is unavailable: {reason}")
     head = RayHead()
     try:
-        head.start()
-
-        def jobs_api_up() -> bool:
-            return head.cli("job", "list", "--address", head.address()).returncode == 0
-
-        wait_for(jobs_api_up, 60, every=1.0, what="the dashboard's job API")
         yield head
     finally:
         head.stop()
 
 
+def simulator_accepts(port: int, token: str) -> int:
+    """What the simulator's admin API answers for ``token``: 200 only for the token it was started with."""
+    url = f"http://127.0.0.1:{port}/admin/state?token={urllib.parse.quote(token)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:
-    done = ray_head.cli(
-        "job", "submit",
-        "--address", ray_head.address(),
-        "--working-dir", str(ROOT),
-        "--runtime-env-json", json.dumps({"excludes": EXCLUDES}),
-        "--",
-        "python", "supervisor.py", "--duration", "15", "--status-every", "3",
-        timeout=180,
-    )  # fmt: skip
-    out = ANSI.sub("", done.stdout + done.stderr)
-    assert done.returncode == 0, out[-4000:]
-    match = re.search(r"Job '(raysubmit_\w+)' submitted successfully", out)
-    assert match, out[-4000:]
-    assert re.search(r"Job 'raysubmit_\w+' succeeded", out), out[-4000:]
+def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:  # noqa: PLR0915
+    """The README's cluster recipe, run as written on a machine with no cluster and no Ray token.
 
-    logs = ray_head.cli("job", "logs", "--address", ray_head.address(), match[1])
-    assert logs.returncode == 0, logs.stderr[-2000:]
-    text = ANSI.sub("", logs.stdout)
-    assert re.search(STATUS_UP.format(codes=6), text), text[-4000:]
-    assert CONSOLE_VIEW.search(text), text[-4000:]
-    assert CONSOLE_ROW.search(text), text[-4000:]
-    assert text.rstrip().endswith("tickvisor: stopped"), text[-4000:]
-    assert "Traceback" not in text, text[-4000:]
+    Every command must exit 0, except ``ray job logs --follow``: that one is stopped with SIGINT, as a
+    user's Ctrl-C, once the job's output shows ticks flowing. Then the job must still run, ``ray job
+    stop`` must stop it cleanly, and the cluster must be left running. Neither the AllTick token nor
+    the cluster token may appear in any output or Ray log file.
+    """
+    commands = readme_recipe()
+    assert not any(re.search(r"\bray\s+stop\b", c) for c in commands), (
+        "the recipe must not run `ray stop`: it stops every Ray on the machine"
+    )
+    follows = [i for i, c in enumerate(commands) if re.search(r"\bray job logs\b.*\s(--follow|-f)\b", c)]
+    assert len(follows) == 1, f"the recipe must follow the job's logs once: {commands}"
+    shell = ray_head.shell
+    job_id = ""
+    for i, command in enumerate(ray_head.adapt(commands)):
+        print(f"$ {command}")  # noqa: T201 - shown with -s or -rP
+        if i != follows[0]:
+            code, out = shell.run(command, timeout=180)
+            assert code == 0, f"`{command}` exited {code}:\n{out[-4000:]}"
+            if match := SUBMITTED.search(out):
+                job_id = match[1]
+            continue
+
+        # `ray job logs --follow`: watch as a user does, then Ctrl-C.
+        assert job_id, "no `Job '...' submitted successfully` before the logs are followed"
+        since = shell.send(command)
+
+        def seen(pattern: re.Pattern[str] | str, since: int = since) -> re.Match[str] | None:
+            if shell.exit_code(since) is not None:
+                out = shell.output(since)[-4000:]
+                pytest.fail(f"`{command}` ended before the job's output showed ticks:\n{out}")
+            return re.search(pattern, shell.output(since))
+
+        sim = wait_for(lambda: seen(r"bundled simulator on 127\.0\.0\.1:(\d+)"), 120, what="the simulator")
+        port = int(sim[1])
+        wait_for(lambda: seen(STATUS_UP.format(codes=7)), 120, every=0.5, what="2/2 connections up, ticks")
+        wait_for(lambda: seen(CONSOLE_VIEW_SIM), 30, every=0.5, what="a console view")
+        wait_for(lambda: seen(CONSOLE_ROW_SIM), 30, every=0.5, what="a console row with a price")
+        # ALLTICK_TOKEN went from the environment of `ray start --head` to the job's driver: the
+        # simulator it started accepts that token, and not its own default one.
+        assert simulator_accepts(port, ray_head.alltick_token) == 200
+        assert simulator_accepts(port, "tickvisor-sim") == 401
+        # The job's actors run in this cluster, under its raylet.
+        running = ray_head.processes()
+        assert any("ray::Console" in p.cmd for p in running), [p.cmd[:80] for p in running]
+        assert any("scripts/simulator.py" in p.cmd for p in running), [p.cmd[:80] for p in running]
+
+        table = proc_table()
+        followers = [p.pid for p in table.values() if p.ppid == shell.pid and "job logs" in p.cmd]
+        assert len(followers) == 1, [p.cmd for p in table.values() if p.ppid == shell.pid]
+        os.kill(followers[0], signal.SIGINT)
+        shell.wait(since, 30, "`ray job logs --follow` to end on SIGINT")
+        # Ctrl-C stopped the following, not the job.
+        code, out = shell.run(f"ray job status {job_id}")
+        assert code == 0, out[-2000:]
+        assert "RUNNING" in out, out[-2000:]
+
+    assert job_id, "no command of the recipe submitted a job"
+    token_file = ray_head.auth_token_file
+    assert token_file.is_file(), "the recipe left no ~/.ray/auth_token"
+    assert token_file.stat().st_mode & 0o077 == 0, oct(token_file.stat().st_mode)
+
+    # The job stopped cleanly: its driver printed its last line, and Ray did not need SIGKILL.
+    code, status = shell.run(f"ray job status {job_id}")
+    assert code == 0, status[-2000:]
+    assert "STOPPED" in status or "was stopped" in status, status[-2000:]
+    code, logs = shell.run(f"ray job logs {job_id}")
+    assert code == 0, logs[-2000:]
+    assert "tickvisor: SIGTERM, stopping" in logs, logs[-4000:]
+    assert logs.rstrip().endswith("tickvisor: stopped"), logs[-4000:]
+    assert "Traceback" not in logs, logs[-4000:]
+    supervisor_logs = list((ray_head.base / "ray").glob(f"session_*/logs/jobs/supervisor-{job_id}.log"))
+    assert supervisor_logs, "Ray's log of the job's supervisor was not found"
+    assert "terminated gracefully with SIGTERM" in supervisor_logs[0].read_text(errors="replace")
 
     # The job left the cluster running ...
-    status = ray_head.cli("status", "--address", f"127.0.0.1:{ray_head.port}")
-    assert status.returncode == 0, status.stdout[-2000:] + status.stderr[-2000:]
-    assert "Active:" in status.stdout, status.stdout
-    # ... and took its simulator with it (the job's working dir is unpacked under the temp dir).
+    code, out = shell.run("ray status")
+    assert code == 0, out[-2000:]
+    assert "Active:" in out, out[-2000:]
+    # ... and took its simulator with it.
     sims = [p.cmd for p in ray_head.processes() if "scripts/simulator.py" in p.cmd]
     assert sims == [], sims
+
+    # Neither token was shown: not by the recipe, not in `ray job list` (runtime environments), not by
+    # the job, not in Ray's log files.
+    code, listed = shell.run("ray job list")
+    assert code == 0, listed[-2000:]
+    assert job_id in listed, listed[-2000:]
+    cluster_token = token_file.read_text(encoding="utf-8").strip()
+    assert len(cluster_token) >= 32
+    output = shell.raw()
+    logs_files = ray_head.session_logs()
+    for name, secret in (("ALLTICK_TOKEN", ray_head.alltick_token), ("the cluster token", cluster_token)):
+        assert secret.encode() not in output, f"{name} was printed"
+        leaked = [str(p) for p in logs_files if secret.encode() in p.read_bytes()]
+        assert leaked == [], f"{name} is in Ray's log files: {leaked}"
+    print(  # noqa: T201 - shown with -s or -rP
+        f"recipe: {len(commands)} commands; job {job_id}; no token in {len(output)} bytes of output "
+        f"or {len(logs_files)} Ray log files"
+    )
