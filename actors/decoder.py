@@ -76,9 +76,11 @@ class Decoder:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
         self._routes = routes
         self._book_routes = book_routes
-        for gone in [c for c in self._last_seq if c not in routes]:
-            # Forget the dedupe mark of codes nobody holds: a later subscribe starts afresh.
-            del self._last_seq[gone]
+        # Forget the dedupe marks of codes nobody holds any more, trades and order books alike: a later
+        # subscribe starts afresh (and the marks do not pile up with every code ever held).
+        for marks, table in ((self._last_seq, routes), (self._last_book_seq, book_routes)):
+            for gone in [c for c in marks if c not in table]:
+                del marks[gone]
         return len(routes)
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:

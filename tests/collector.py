@@ -20,6 +20,7 @@ class Collector(Strategy):
         self.problems: list[tuple[str, str]] = []
         self.missed_reports = 0
         self.books: dict[str, list[int]] = {}  # code -> depth (bids) of each snapshot
+        self.book_seqs: dict[str, list[int]] = {}  # code -> seq of each snapshot
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         for t in ticks:
@@ -37,6 +38,7 @@ class Collector(Strategy):
     async def on_books(self, books: list[BookTick]) -> None:
         for b in books:
             self.books.setdefault(b.code, []).append(len(b.bids))
+            self.book_seqs.setdefault(b.code, []).append(b.seq)
 
     async def on_problem(self, code: str, reason: str) -> None:
         self.problems.append((code, reason))
@@ -53,6 +55,7 @@ class Collector(Strategy):
             "problems": self.problems,
             "missed_reports": self.missed_reports,
             "books": self.books,
+            "book_seqs": self.book_seqs,
         }
 
     async def do_subscribe(self, codes: list[str], kind: str = "trades") -> Any:
@@ -61,3 +64,4 @@ class Collector(Strategy):
             return await self.subscribe(codes, kind)
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"
+
