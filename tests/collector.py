@@ -65,3 +65,43 @@ class Collector(Strategy):
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"
 
+
+
+class SlowHandler(Strategy):
+    """A strategy whose ``on_ticks`` awaits a gate: a slow handler. It logs the order of its hooks.
+
+    The gate opens on ``release()``, or by itself once ``stop()`` has begun: then a batch is still
+    inside ``on_ticks`` when the job stops, whatever the timing of the machine.
+    """
+
+    def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, symbols, options, **kwargs)
+        self.log: list[str] = []
+        self.begun = asyncio.Event()
+        self._gate = asyncio.Event()
+
+    async def on_ticks(self, ticks: list[Tick]) -> None:
+        self.log.append(f"on_ticks begun ({len(ticks)} ticks)")
+        self.begun.set()
+        try:
+            await self._gate.wait()
+        except asyncio.CancelledError:
+            self.log.append("on_ticks cancelled")
+            raise
+        self.log.append("on_ticks done")
+
+    async def on_stop(self) -> None:
+        self.log.append("on_stop")
+
+    async def stop(self) -> None:
+        self.log.append("stop")
+        asyncio.get_running_loop().call_soon(self._gate.set)  # the handler ends only after stop began
+        await super().stop()
+
+    async def release(self) -> None:
+        """Let the batch in ``on_ticks`` finish."""
+        self._gate.set()
+
+    async def hook_log(self) -> list[str]:
+        """The hooks in the order they ran."""
+        return list(self.log)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
+import ray
 
+from actors.core.wire import Tick
 from actors.strategy import Strategy, strategy_actor
-from tests.conftest import System, collector_toml, start_system, wait_for
+from tests.collector import SlowHandler
+from tests.conftest import S, System, collector_toml, start_system, wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -69,3 +74,40 @@ def test_strategy_actor_refuses_a_non_strategy_class() -> None:
     with pytest.raises(TypeError, match="not a subclass"):
         strategy_actor(dict)  # type: ignore[arg-type]
     assert strategy_actor(Strategy) is not None
+
+
+def ticks_payload(code: str, *seqs: int) -> bytes:
+    """A batch as a decoder sends it to ``Strategy.deliver``: msgpack-encoded ``Tick``s."""
+    ticks = [Tick(code, seq, 1732550400123, "189.25", "10", "1892.5", 1) for seq in seqs]
+    return msgspec.msgpack.encode(ticks)
+
+
+async def test_wait_idle_waits_for_the_batch_inside_on_ticks() -> None:
+    """Idle means nothing queued AND no batch inside a hook: an empty queue alone is not idle."""
+    strategy = SlowHandler("idle")  # in this process: wait_idle's answer is the property, no Ray needed
+    await strategy.deliver("on_ticks", ticks_payload("AAPL.US", 1, 2))
+    await asyncio.wait_for(strategy.begun.wait(), 10)
+    assert not strategy._queue  # noqa: SLF001 - the batch left the queue and is inside on_ticks
+    assert await strategy.wait_idle(0.05) is False
+    await strategy.release()
+    assert await strategy.wait_idle(10) is True
+    assert strategy.log == ["on_ticks begun (2 ticks)", "on_ticks done"]
+    await strategy.stop()
+
+
+def test_stop_lets_the_batch_inside_on_ticks_finish_then_runs_on_stop() -> None:
+    """The supervisor's clean stop: a batch still inside a slow on_ticks completes, on_stop comes after."""
+    handle = strategy_actor(SlowHandler).options(max_concurrency=64).remote("stopper")
+    try:
+        ray.get(handle.deliver.remote("on_ticks", ticks_payload("AAPL.US", 1, 2, 3)), timeout=60 * S)
+
+        def log() -> list[str]:
+            return ray.get(handle.hook_log.remote(), timeout=30 * S)
+
+        wait_for(lambda: log(), 10, what="the batch inside on_ticks")
+        ray.get(handle.stop.remote(), timeout=30 * S)
+        assert log() == ["on_ticks begun (3 ticks)", "stop", "on_ticks done", "on_stop"]
+        stats = ray.get(handle.statistics.remote(), timeout=30 * S)
+        assert (stats.batches, stats.ticks, stats.queued_batches) == (1, 3, 0)
+    finally:
+        ray.kill(handle, no_restart=True)
