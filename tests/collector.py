@@ -58,6 +58,22 @@ class Collector(Strategy):
             "book_seqs": self.book_seqs,
         }
 
+    async def ledger(self) -> dict[str, Any]:
+        """One consistent snapshot (no await inside) of what was seen and what was counted as missed."""
+        return {
+            "last": {code: seqs[-1] for code, seqs in self.seen.items()},
+            "seen": sum(len(seqs) for seqs in self.seen.values()),
+            "missed": self._missed,
+            "missed_reports": self.missed_reports,
+            "out_of_order": self._out_of_order,
+            "late_batches": self._late_batches,
+            "lost_batches": self._lost_batches,
+        }
+
+    async def set_sleep(self, seconds: float) -> None:
+        """Change how long each ``on_ticks`` call takes (``options.sleep_s``)."""
+        self.options["sleep_s"] = seconds
+
     async def do_subscribe(self, codes: list[str], kind: str = "trades") -> Any:
         """Call subscribe from inside the actor; returns the error text instead of raising."""
         try:
