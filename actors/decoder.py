@@ -42,6 +42,7 @@ class DecoderStats(msgspec.Struct, frozen=True):
     ghosts: int
     malformed: int
     dropped_for_slow: dict[str, int]
+    pending: dict[str, int]  # batches sent to each strategy that it has not taken yet
     routes: int
 
 
@@ -166,5 +167,6 @@ class Decoder:
             ghosts=self._ghosts,
             malformed=self._malformed,
             dropped_for_slow=dict(self._dropped),
+            pending={name: sum(not f.done() for f in refs) for name, refs in self._pending.items()},
             routes=len(self._routes),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from actors.strategy import Strategy
@@ -73,6 +74,13 @@ class Collector(Strategy):
     async def set_sleep(self, seconds: float) -> None:
         """Change how long each ``on_ticks`` call takes (``options.sleep_s``)."""
         self.options["sleep_s"] = seconds
+
+    async def freeze(self, fifo: str, marker: str) -> None:
+        """Block this actor's event loop until a byte arrives on the named pipe ``fifo``; ``marker`` is
+        created first. Meanwhile no delivery is taken: to a decoder this is a strategy far too slow."""
+        Path(marker).touch()
+        with open(fifo, "rb") as gate:  # noqa: ASYNC230, PTH123 - blocking the loop is the point
+            gate.read(1)
 
     async def do_subscribe(self, codes: list[str], kind: str = "trades") -> Any:
         """Call subscribe from inside the actor; returns the error text instead of raising."""

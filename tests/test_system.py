@@ -237,25 +237,6 @@ class TestFaults:
         sim.inject("drop", path=FX_PATH)
         self._recovered(system, sim)
 
-    def test_ghost_pushes_are_dropped_and_counted(self, system: System, sim: Any) -> None:
-        ghosts_before = sum(d["ghosts"] for d in system.status()["decoders"].values())
-        sim.inject("ghost", path=FX_PATH, code="USDJPY", count=7)
-        wait_for(
-            lambda: sum(d["ghosts"] for d in system.status()["decoders"].values()) >= ghosts_before + 7,
-            10, what="7 ghosts counted",
-        )
-        assert "USDJPY" not in collected(system)["seen"]
-
-    def test_malformed_push_is_counted_and_the_feed_goes_on(self, system: System, sim: Any) -> None:
-        before = sum(d["malformed"] for d in system.status()["decoders"].values())
-        for kind in ("json", "fields", "types"):
-            sim.inject("malformed", path=FX_PATH, kind=kind)
-        wait_for(
-            lambda: sum(d["malformed"] for d in system.status()["decoders"].values()) >= before + 3,
-            10, what="3 malformed frames counted",
-        )
-        self._recovered(system, sim)
-
     def test_606_on_reconnect_backs_off_and_retries(self, system: System, sim: Any) -> None:
         refused_before = sim.state()["totals"].get("refused_606", 0)
         sim.inject("refuse", path=FX_PATH, count=2)
