@@ -88,12 +88,6 @@ def test_subscribe_refusals_name_each_code(system: System) -> None:
     assert "empty code" in text
 
 
-def test_unsubscribe_of_an_unheld_code_is_refused(system: System) -> None:
-    registry = system.actor("registry")
-    with pytest.raises(Exception, match="USDJPY"):
-        system.get(registry.unsubscribe.remote("fast", ["USDJPY"]))
-
-
 def test_strategy_actor_refuses_a_non_strategy_class() -> None:
     for not_a_strategy_class in (dict, SlowHandler("an instance"), ticks_payload):
         with pytest.raises(TypeError, match="not a subclass of actors.Strategy"):

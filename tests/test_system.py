@@ -285,14 +285,3 @@ class TestFaults:
         assert "ZZZZ.US" in again and "600" in again
         system.get(system.actor("registry").unsubscribe.remote("collector", good))
 
-
-class TestBadInput:
-    def test_empty_and_invalid_codes_are_refused_with_reasons(self, system: System) -> None:
-        collector = system.actor("strategy:collector")
-        empty = system.get(collector.do_subscribe.remote([]))
-        assert "SubscriptionRefused" in empty and "empty" in empty
-        bad = system.get(collector.do_subscribe.remote(["NASDAQ:AAPL", "BTC/USDT", "EURUSD"]))
-        assert "AAPL.US" in bad and "BTCUSDT" in bad  # the hints
-        assert "NASDAQ:AAPL" in bad
-        # nothing changed: EURUSD still held once by the collector
-        assert system.get(system.actor("registry").holdings_of.remote("collector"))["EURUSD"] == 1
