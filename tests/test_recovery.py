@@ -20,7 +20,7 @@ import pytest
 from scripts.simulator import max_requests_in_window
 from tests.conftest import System, collector_toml, sim_sets, start_system, wait_for
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 CODES = ["AAPL.US", "TSLA.US", "700.HK", "EURUSD", "XAUUSD", "BTCUSDT"]
 

@@ -15,7 +15,7 @@ from actors.strategy import strategy_actor
 from tests.collector import SlowHandler
 from tests.conftest import S, System, collector_toml, start_system, wait_for
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 CODES = ["AAPL.US", "TSLA.US", "EURUSD", "BTCUSDT"]
 

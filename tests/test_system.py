@@ -18,7 +18,7 @@ import pytest
 from actors.core.settings import parse_settings
 from tests.conftest import TEST_TOKEN, S, System, sim_sets, system_toml, wait_for
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 STOCK = ["AAPL.US", "TSLA.US", "700.HK", "600519.SH"]
 FX = ["EURUSD", "XAUUSD", "BTCUSDT"]
