@@ -42,6 +42,7 @@ class DecoderStats(msgspec.Struct, frozen=True):
     ghosts: int
     malformed: int
     dropped_for_slow: dict[str, int]
+    pending: dict[str, int]  # batches sent to each strategy that it has not taken yet
     routes: int
 
 
@@ -76,9 +77,11 @@ class Decoder:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
         self._routes = routes
         self._book_routes = book_routes
-        for gone in [c for c in self._last_seq if c not in routes]:
-            # Forget the dedupe mark of codes nobody holds: a later subscribe starts afresh.
-            del self._last_seq[gone]
+        # Forget the dedupe marks of codes nobody holds any more, trades and order books alike: a later
+        # subscribe starts afresh (and the marks do not pile up with every code ever held).
+        for marks, table in ((self._last_seq, routes), (self._last_book_seq, book_routes)):
+            for gone in [c for c in marks if c not in table]:
+                del marks[gone]
         return len(routes)
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
@@ -164,5 +167,6 @@ class Decoder:
             ghosts=self._ghosts,
             malformed=self._malformed,
             dropped_for_slow=dict(self._dropped),
+            pending={name: sum(not f.done() for f in refs) for name, refs in self._pending.items()},
             routes=len(self._routes),
         )

@@ -77,6 +77,10 @@ class Strategy:
         self._queue: deque[tuple[str, bytes]] = deque()
         self._queue_batches = queue_batches
         self._wake = asyncio.Event()
+        # Set while the drain loop has nothing to do: nothing queued, no missed count to report and no
+        # hook running. Cleared by every enqueue, set by the loop only when it goes back to waiting.
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._decode_ticks = msgspec.msgpack.Decoder(list[wire.Tick]).decode
         self._decode_books = msgspec.msgpack.Decoder(list[wire.BookTick]).decode
         self._last_seq: dict[str, int] = {}
@@ -199,6 +203,7 @@ class Strategy:
             self._missed += n
             self._unreported += n
         self._queue.append((kind, payload))
+        self._idle.clear()
         self._wake.set()
 
     async def _drain(self) -> None:
@@ -212,6 +217,8 @@ class Strategy:
                     logger.exception("strategy {}: on_missed raised; delivery goes on", self.name)
                 continue
             if not self._queue:
+                # Only here, between batches, is the strategy idle: not while a batch is in a hook.
+                self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -268,14 +275,22 @@ class Strategy:
         )
 
     async def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until the queue is empty (for a clean stop and for tests)."""
-        deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return not self._queue
+        """Wait until every queued batch has been through its hook (for a clean stop and for tests).
+
+        Idle means nothing queued, no missed count waiting for ``on_missed`` and no hook running: the
+        last batch taken off the queue may still be inside ``on_ticks``, and that is not idle.
+
+        Returns:
+            True when idle, False when ``timeout`` seconds passed first.
+        """
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
-        """Deliver what is queued, then run ``on_stop``."""
+        """Deliver what is queued and let the batch inside a hook finish (up to 3 s), then run ``on_stop``."""
         await self.wait_idle(3.0)
         self._stopped = True
         self._wake.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from actors.strategy import Strategy
@@ -20,6 +21,7 @@ class Collector(Strategy):
         self.problems: list[tuple[str, str]] = []
         self.missed_reports = 0
         self.books: dict[str, list[int]] = {}  # code -> depth (bids) of each snapshot
+        self.book_seqs: dict[str, list[int]] = {}  # code -> seq of each snapshot
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         for t in ticks:
@@ -37,6 +39,7 @@ class Collector(Strategy):
     async def on_books(self, books: list[BookTick]) -> None:
         for b in books:
             self.books.setdefault(b.code, []).append(len(b.bids))
+            self.book_seqs.setdefault(b.code, []).append(b.seq)
 
     async def on_problem(self, code: str, reason: str) -> None:
         self.problems.append((code, reason))
@@ -53,7 +56,31 @@ class Collector(Strategy):
             "problems": self.problems,
             "missed_reports": self.missed_reports,
             "books": self.books,
+            "book_seqs": self.book_seqs,
         }
+
+    async def ledger(self) -> dict[str, Any]:
+        """One consistent snapshot (no await inside) of what was seen and what was counted as missed."""
+        return {
+            "last": {code: seqs[-1] for code, seqs in self.seen.items()},
+            "seen": sum(len(seqs) for seqs in self.seen.values()),
+            "missed": self._missed,
+            "missed_reports": self.missed_reports,
+            "out_of_order": self._out_of_order,
+            "late_batches": self._late_batches,
+            "lost_batches": self._lost_batches,
+        }
+
+    async def set_sleep(self, seconds: float) -> None:
+        """Change how long each ``on_ticks`` call takes (``options.sleep_s``)."""
+        self.options["sleep_s"] = seconds
+
+    async def freeze(self, fifo: str, marker: str) -> None:
+        """Block this actor's event loop until a byte arrives on the named pipe ``fifo``; ``marker`` is
+        created first. Meanwhile no delivery is taken: to a decoder this is a strategy far too slow."""
+        Path(marker).touch()
+        with open(fifo, "rb") as gate:  # noqa: ASYNC230, PTH123 - blocking the loop is the point
+            gate.read(1)
 
     async def do_subscribe(self, codes: list[str], kind: str = "trades") -> Any:
         """Call subscribe from inside the actor; returns the error text instead of raising."""
@@ -61,3 +88,44 @@ class Collector(Strategy):
             return await self.subscribe(codes, kind)
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"
+
+
+
+class SlowHandler(Strategy):
+    """A strategy whose ``on_ticks`` awaits a gate: a slow handler. It logs the order of its hooks.
+
+    The gate opens on ``release()``, or by itself once ``stop()`` has begun: then a batch is still
+    inside ``on_ticks`` when the job stops, whatever the timing of the machine.
+    """
+
+    def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, symbols, options, **kwargs)
+        self.log: list[str] = []
+        self.begun = asyncio.Event()
+        self._gate = asyncio.Event()
+
+    async def on_ticks(self, ticks: list[Tick]) -> None:
+        self.log.append(f"on_ticks begun ({len(ticks)} ticks)")
+        self.begun.set()
+        try:
+            await self._gate.wait()
+        except asyncio.CancelledError:
+            self.log.append("on_ticks cancelled")
+            raise
+        self.log.append("on_ticks done")
+
+    async def on_stop(self) -> None:
+        self.log.append("on_stop")
+
+    async def stop(self) -> None:
+        self.log.append("stop")
+        asyncio.get_running_loop().call_soon(self._gate.set)  # the handler ends only after stop began
+        await super().stop()
+
+    async def release(self) -> None:
+        """Let the batch in ``on_ticks`` finish."""
+        self._gate.set()
+
+    async def hook_log(self) -> list[str]:
+        """The hooks in the order they ran."""
+        return list(self.log)

@@ -13,7 +13,7 @@ from actors.control import Job
 from actors.core.errors import ConfigError, EscalationError
 from tests.conftest import System, collector_toml, start_system, wait_for
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 FX_PATH = "/quote-b-ws-api"
 

@@ -1,0 +1,233 @@
+"""The Decoder shell (actors/decoder.py): dedupe, ghosts, malformed frames, per-strategy drops.
+
+A Decoder instance is driven directly in the test process with raw frames in the vendor's form
+(built from the recorded frames in tests/frames), so each ``decode`` call is synchronous and every
+count is exact. What it talks to is real, on the session's Ray: a Registry actor (it forwards
+responses there) and Collector strategies, named in a namespace of this module's own, which is where
+the decoder looks its strategies up. No system, no socket: the decoder's own tests need neither.
+(The ghost and malformed-frame tests were system tests in test_system.py, driven by the simulator's
+``ghost`` and ``malformed`` faults; the frames here are the same quirks, with exact counts.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from actors.core.naming import REGISTRY, strategy_name
+from actors.decoder import Decoder
+from actors.registry import Registry
+from actors.strategy import strategy_actor
+from tests.collector import Collector
+from tests.conftest import S, wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+FRAMES = Path(__file__).resolve().parent / "frames"
+CONN = "stock-0"
+
+
+def recorded(name: str) -> bytes:
+    """A recorded vendor frame, as read from the socket."""
+    return (FRAMES / f"{name}.json").read_bytes().strip()
+
+
+def push(name: str, **data: Any) -> bytes:
+    """A recorded vendor push with some ``data`` fields replaced."""
+    frame = json.loads(recorded(name))
+    frame["data"].update(data)
+    return json.dumps(frame, separators=(",", ":")).encode()
+
+
+def trade(code: str, seq: int) -> bytes:
+    """A 22998 trade push as the vendor sends it."""
+    return push("push_trade_int_seq_ms", code=code, seq=seq)
+
+
+def book(code: str, seq: int) -> bytes:
+    """A 22999 order-book push (ten levels a side) as the vendor sends it."""
+    return push("push_book_hk_ten_levels", code=code, seq=seq)
+
+
+class World:
+    """The real actors a decoder talks to, in a namespace of their own."""
+
+    def __init__(self) -> None:
+        self.namespace = f"test-decoder-{uuid.uuid4().hex[:8]}"
+        self.state_key = f"tickvisor-test/{self.namespace}/registry"
+        self.registry = (
+            ray.remote(Registry)
+            .options(name=REGISTRY, namespace=self.namespace, num_cpus=0)
+            .remote({"stock": [CONN]}, 3000, self.namespace, self.state_key)
+        )
+        self.strategies = {
+            name: strategy_actor(Collector)
+            .options(name=strategy_name(name), namespace=self.namespace, max_concurrency=64)
+            .remote(name)
+            for name in ("a", "b", "slow")
+        }
+        # Each test gets a decoder of its own, numbered apart: a strategy orders batches per decoder.
+        self._ids = itertools.count()
+        ray.get([s.statistics.remote() for s in self.strategies.values()], timeout=60 * S)
+        ray.get(self.registry.status.remote(), timeout=60 * S)
+
+    def decoder(self, max_pending: int = 64) -> Decoder:
+        return Decoder(next(self._ids), self.registry, self.namespace, max_pending)
+
+    def collected(self, name: str) -> dict[str, Any]:
+        return ray.get(self.strategies[name].collected.remote(), timeout=30 * S)
+
+    def seen(self, name: str, code: str) -> list[int]:
+        """The trade seqs of ``code`` that strategy ``name`` got in ``on_ticks``, in order."""
+        return self.collected(name)["seen"].get(code, [])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.get(self.registry.clear_state.remote(), timeout=10 * S)
+        for handle in [self.registry, *self.strategies.values()]:
+            ray.kill(handle, no_restart=True)
+
+
+@pytest.fixture(scope="module")
+def world(ray_session: None) -> Iterator[World]:  # noqa: ARG001 - needs Ray up first
+    w = World()
+    yield w
+    w.close()
+
+
+class TestDedupe:
+    @pytest.mark.parametrize("kind", ["trades", "book"])
+    def test_a_code_that_loses_its_last_holder_starts_afresh(self, world: World, kind: str) -> None:
+        """The dedupe mark of a code goes with its last holder, for trades and order books alike: when
+        the code is held again, the vendor's pushes are delivered from whatever seq it sends."""
+        code, make, seen = {
+            "trades": ("AMD.US", trade, "seen"),
+            "book": ("9988.HK", book, "book_seqs"),
+        }[kind]
+
+        def routes(*holders: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+            table = {code: holders} if holders else {}
+            return (table, {}) if kind == "trades" else ({}, table)
+
+        decoder = world.decoder()
+        decoder.set_routes(*routes("a"))
+        assert decoder.decode(CONN, 1, [make(code, 500)], 0) == 1
+        decoder.set_routes(*routes())  # a let go: nobody holds the code
+        decoder.set_routes(*routes("b"))  # b takes it up later
+        assert decoder.decode(CONN, 1, [make(code, 400)], 0) == 1, "taken for a duplicate of seq 500"
+        stats = decoder.statistics()
+        assert (stats.delivered, stats.duplicates, stats.ghosts) == (2, 0, 0)
+        wait_for(lambda: world.collected("b")[seen].get(code) == [400], 10, what=f"b to get {code} seq 400")
+        assert world.collected("a")[seen][code] == [500]
+
+    def test_the_tick_pushed_again_after_a_reconnect_is_dropped_as_a_duplicate(self, world: World) -> None:
+        code = "TSLA.US"
+        decoder = world.decoder()
+        decoder.set_routes({code: ("a",)}, {})
+        assert decoder.decode(CONN, 1, [trade(code, seq) for seq in (7, 8, 9)], 0) == 3
+        # A new socket (epoch 2): on subscribe the vendor pushes the latest tick again, then goes on.
+        assert decoder.decode(CONN, 2, [trade(code, 9), trade(code, 10)], 0) == 1
+        stats = decoder.statistics()
+        assert (stats.ticks, stats.delivered, stats.duplicates) == (5, 4, 1)
+        wait_for(lambda: world.seen("a", code) == [7, 8, 9, 10], 10, what=f"{code} 7..10, each once")
+
+
+class TestWhatIsNotDelivered:
+    def test_ghost_pushes_are_dropped_and_counted(self, world: World) -> None:
+        """Pushes for a code nobody holds (the simulator's ``ghost`` fault) reach no strategy."""
+        decoder = world.decoder()
+        decoder.set_routes({"META.US": ("a", "b")}, {})
+        frames = [trade("USDJPY", seq) for seq in range(1, 8)] + [trade("META.US", 1)]
+        assert decoder.decode(CONN, 1, frames, 0) == 2  # META.US, to a and to b
+        stats = decoder.statistics()
+        assert (stats.ticks, stats.ghosts, stats.duplicates, stats.delivered) == (8, 7, 0, 2)
+        wait_for(lambda: world.seen("b", "META.US") == [1], 10, what="META.US at b")
+        assert "USDJPY" not in world.collected("a")["seen"]
+        assert "USDJPY" not in world.collected("b")["seen"]
+
+    def test_malformed_frames_are_counted_and_the_rest_of_the_batch_is_delivered(self, world: World) -> None:
+        code = "MSFT.US"
+        malformed = sorted(FRAMES.glob("malformed_*.json"))
+        assert len(malformed) == 6
+        decoder = world.decoder()
+        decoder.set_routes({code: ("a",)}, {})
+        frames = [trade(code, 1), *(f.read_bytes().strip() for f in malformed[:3]), trade(code, 2)]
+        frames += [*(f.read_bytes().strip() for f in malformed[3:]), trade(code, 3)]
+        assert decoder.decode(CONN, 1, frames, 0) == 3
+        stats = decoder.statistics()
+        assert (stats.frames, stats.malformed, stats.ticks, stats.delivered) == (9, 6, 3, 3)
+        wait_for(lambda: world.seen("a", code) == [1, 2, 3], 10, what=f"{code} 1, 2, 3 in order")
+
+    def test_responses_go_to_the_registry_and_the_ticks_to_the_strategies(self, world: World) -> None:
+        code = "GOOGL.US"
+        decoder = world.decoder()
+        decoder.set_routes({code: ("a",)}, {})
+        frames = [recorded("response_ack_heartbeat_22001"), recorded("response_error_606_unsolicited")]
+        frames.append(trade(code, 1))
+        assert decoder.decode(CONN, 0, frames, 0) == 1  # epoch 0: the registry's current one for stock-0
+
+        def vendor_errors() -> list[str]:
+            return ray.get(world.registry.status.remote(), timeout=30 * S).vendor_errors
+
+        errors = wait_for(vendor_errors, 10, what="the 606 at the registry")
+        assert len(errors) == 1 and errors[0].startswith(f"{CONN}: 606 "), errors
+        assert (decoder.statistics().malformed, decoder.statistics().ghosts) == (0, 0)
+
+
+class TestSlowStrategies:
+    def test_a_strategy_that_takes_no_deliveries_loses_batches_alone_and_is_told(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """With ``max_pending`` batches not taken by a strategy, further batches are dropped for it alone,
+        counted, and the count travels with its next batch to ``on_missed``."""
+        code = "NVDA.US"
+        fifo, marker = tmp_path / "gate", tmp_path / "frozen"
+        os.mkfifo(fifo)
+        frozen = world.strategies["slow"].freeze.remote(str(fifo), str(marker))
+        released = False
+
+        def release() -> None:
+            with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
+                gate.write(b"x")
+
+        try:
+            wait_for(marker.exists, 30, what="the slow strategy frozen")
+            decoder = world.decoder(max_pending=2)
+            decoder.set_routes({code: ("a", "slow")}, {})
+
+            def batch(k: int) -> list[bytes]:
+                # a takes each batch before the next one comes: only the frozen strategy falls behind
+                wait_for(lambda: not decoder.statistics().pending.get("a"), 10, what="a took its batches")
+                return [trade(code, 3 * k + i) for i in (1, 2, 3)]
+
+            # Batches 0 and 1 wait at the frozen strategy; 2 and 3 find 2 pending and go to a alone.
+            assert [decoder.decode(CONN, 1, batch(k), 0) for k in range(4)] == [6, 6, 3, 3]
+            stats = decoder.statistics()
+            assert stats.dropped_for_slow == {"slow": 6}
+            assert stats.pending["slow"] == 2
+            release()
+            released = True
+            ray.get(frozen, timeout=30 * S)
+            wait_for(lambda: decoder.statistics().pending["slow"] == 0, 10, what="slow took its batches")
+            assert decoder.decode(CONN, 1, batch(4), 0) == 6  # to both again, carrying the count
+            assert decoder.statistics().dropped_for_slow == {"slow": 6}
+            wait_for(lambda: len(world.seen("slow", code)) == 9, 10, what="3 batches at slow")
+        finally:
+            if not released and marker.exists():
+                release()
+        slow = world.collected("slow")
+        assert slow["seen"][code] == [1, 2, 3, 4, 5, 6, 13, 14, 15]
+        assert slow["missed_reports"] == 6
+        assert ray.get(world.strategies["slow"].statistics.remote(), timeout=30 * S).missed == 6
+        wait_for(lambda: len(world.seen("a", code)) == 15, 10, what="every batch at a")
+        assert world.seen("a", code) == list(range(1, 16))
+        assert world.collected("a")["missed_reports"] == 0
