@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from actors.core.errors import Unresponsive
 from actors.heartbeat import MISSES_BEFORE_KILL
 from tests.conftest import System, collector_toml, sim_sets, start_system, wait_for
 
@@ -125,7 +126,8 @@ class TestDeadConnections:
         restarts = restarts_since(status, child, stalled_at)
         assert restarts, status["events"]
         # The watchdog records how long the socket had been silent when its beat found it.
-        found = re.fullmatch(r"silent for (\d+\.\d+) s", restarts[0]["reason"])
+        # The reason is the ConnectionSilent the watchdog raised, rendered: its silence and deadline.
+        found = re.fullmatch(rf"connection silent for (\d+\.\d+) s \(deadline {SILENCE_DEADLINE_S:.2f} s\)", restarts[0]["reason"])
         assert found, restarts[0]
         silent_for = float(found.group(1))
         # Not before the deadline (liveness: SILENT once the silence is strictly longer), and by the first
@@ -155,7 +157,7 @@ class TestDeadConnections:
                 os.kill(pid, signal.SIGCONT)
         took = flowing_after(system, frozen_at)
         reasons = [e["reason"] for e in restarts_since(system.status(), child, frozen_wall)]
-        expected = f"actor missed the {PING_DEADLINE_S:g} s ping deadline {MISSES_BEFORE_KILL} times in a row"
+        expected = str(Unresponsive(child, MISSES_BEFORE_KILL, PING_DEADLINE_S))  # the watchdog's typed cause
         assert reasons[:1] == [expected], reasons
         wait_for(lambda: server_matches_registry(system, sim), 20, what="server sets == registry union")
         assert collected(system)["violations"] == []
