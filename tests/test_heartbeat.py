@@ -49,9 +49,16 @@ def collected(system: System) -> dict[str, Any]:
     return system.get(system.actor("strategy:collector").collected.remote(), timeout=30)
 
 
-def open_conn(sim: Any, path: str) -> dict[str, Any]:
-    """The simulator's view of the open socket on ``path``."""
-    return next(c for c in sim.state()["connections"] if c["open"] and c["path"] == path)
+def open_conn(sim: Any, path: str) -> dict[str, Any] | None:
+    """The simulator's view of the open socket on ``path``; None between a close and the next open."""
+    return next((c for c in sim.state()["connections"] if c["open"] and c["path"] == path), None)
+
+
+def the_open_conn(sim: Any, path: str) -> dict[str, Any]:
+    """The open socket on ``path``, which the test knows is there."""
+    conn = open_conn(sim, path)
+    assert conn is not None, f"no open socket on {path}: {sim.state()['connections']}"
+    return conn
 
 
 def restarts_since(status: dict[str, Any], child: str, since: float) -> list[dict[str, Any]]:
@@ -98,12 +105,12 @@ class TestHeartbeats:
         """The server sends nothing unasked: an idle socket's only frames are 22001 answers, and they keep
         it alive well past the silence deadline."""
         since = time.time()
-        idle = open_conn(sim, FX_PATH)
+        idle = the_open_conn(sim, FX_PATH)
         assert (idle["trades"], idle["books"]) == ([], [])
         # Heartbeats are the clock here: 3 silence deadlines' worth of them
         enough = idle["heartbeats"] + round(3 * SILENCE_DEADLINE_S / HEARTBEAT_INTERVAL_S)
-        wait_for(lambda: open_conn(sim, FX_PATH)["heartbeats"] >= enough, 20, what=f"{enough} heartbeats")
-        now = open_conn(sim, FX_PATH)
+        wait_for(lambda: (open_conn(sim, FX_PATH) or {"heartbeats": 0})["heartbeats"] >= enough, 20, what=f"{enough} heartbeats")
+        now = the_open_conn(sim, FX_PATH)
         assert (now["id"], now["pushes"]) == (idle["id"], 0), "the idle socket was replaced"
         assert restarts_since(system.status(), "connection:forex_crypto-0", since) == []
 
@@ -113,13 +120,13 @@ class TestDeadConnections:
         """The false-alive socket (open, answers WebSocket pings, sends nothing) is found by its silence."""
         child = "connection:stock-0"
         missed_before = system.status()["heartbeat"]["ping_missed"]
-        stalled = open_conn(sim, STOCK_PATH)
+        stalled = the_open_conn(sim, STOCK_PATH)
         stalled_at = time.time()
         sim.inject("stall", conn=stalled["id"])
 
         def replaced() -> bool:
-            conn = open_conn(sim, STOCK_PATH)
-            return conn["id"] != stalled["id"] and set(CODES) <= set(conn["trades"])
+            conn = open_conn(sim, STOCK_PATH)  # None while the stalled socket is closed, the new one not yet open
+            return conn is not None and conn["id"] != stalled["id"] and set(CODES) <= set(conn["trades"])
 
         wait_for(replaced, 15, every=0.05, what="a new stock socket holding the full set")
         status = system.status()
