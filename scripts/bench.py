@@ -50,9 +50,9 @@ Figures (the BENCH keys):
 Every measured consumer runs at the same niceness (``--niceness``, default 0; Ray's own default for its
 workers is 15), so that on a shared machine none is starved more than the others.
 
-The code: this file is the command line. scripts/bench_proc.py starts and stops what runs (Ray,
-tickvisor's job, the baseline client processes; the simulator process and the /proc accounting are
-scripts/bench_sim.py), scripts/bench_phases.py holds the measured phases and the sizes of each mode,
+The code: this file is the command line. scripts/bench_proc.py starts and stops Ray and tickvisor's
+job; scripts/bench_sim.py what needs no Ray (the simulator process, the baseline client processes, the
+/proc accounting), scripts/bench_phases.py holds the measured phases and the sizes of each mode,
 and scripts/bench_report.py the table, the targets and the BENCH line.
 """
 
@@ -70,8 +70,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_phases import MODES, Mode, phase_liveness, phase_throughput, start_liveness  # noqa: E402
-from scripts.bench_proc import hard_cap, local_ray, log, setup_environment  # noqa: E402
+from scripts.bench_proc import local_ray, setup_environment  # noqa: E402
 from scripts.bench_report import REQUIRED_KEYS, write  # noqa: E402
+from scripts.bench_sim import hard_cap, log  # noqa: E402
 
 __all__ = ["REQUIRED_KEYS", "main"]  # REQUIRED_KEYS: tests/test_bench.py checks the BENCH line against it
 

@@ -7,13 +7,19 @@ one (PROTOCOL.md), not the seed article's dialect, which the server would refuse
 ``bare``: a plain websockets asyncio client, frames decoded with a msgspec typed decoder, no Ray:
 the ceiling of one connection on this machine.
 
+``bare_picows``: the same with picows (a Cython WebSocket client that hands each frame to a callback
+straight from its receive buffer) instead of websockets: the ceiling with picows.
+
 ``raw``: not a consumer but a check of the simulator: it reads the socket and only counts WebSocket
 frame headers (no parsing, no decoding), so its rate is what the simulator can deliver. It must be
 well above every consumer's rate, or the benchmark measures the simulator.
 
-Both subscribe the given codes with one 22004 (waiting and retrying on 429), print ``READY``, then
+Each subscribes the given codes with one 22004 (waiting and retrying on 429), print ``READY``, then
 count ticks until ``--count`` have arrived or ``--idle-s`` passed without one, and print
 ``RESULT <json>`` (scripts.bench_count.TickCounter's summary plus the process's CPU seconds).
+
+``subscribe_websockets`` and ``PicowsFeed`` are the subscription step of the websockets and picows
+clients; scripts/bench_channels.py's receiver processes use them too.
 
     python scripts/bench_clients.py bare --url ws://127.0.0.1:PORT/quote-b-ws-api?token=T \
         --codes C0001USDT,C0002USDT --count 200000 [--latency]
@@ -27,9 +33,15 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +52,9 @@ CMD_SUBSCRIBE_TRADES_ACK = 22005
 CMD_TRADE_PUSH = 22998
 RATE_LIMITED = 429  # PROTOCOL.md "Error codes"
 RETRY_AFTER_S = 1.1  # PROTOCOL.md "Limits": one subscription request per second per connection
+SNAPSHOT_SKIP_S = 0.2  # after the 200: the subscription's snapshot ticks arrive (and are skipped) first
+ACK_TIMEOUT_S = 20.0
+MAX_FRAME_BYTES = 2**22
 
 
 def subscribe_frame(codes: list[str], seq_id: int) -> str:
@@ -119,7 +134,7 @@ def run_seed(url: str, codes: list[str], count: int, idle_s: float, *, latency: 
     report(counter, time.process_time() - state["cpu0"])
 
 
-# --- the bare ceiling ---------------------------------------------------------------------------------
+# --- the bare ceilings: websockets and picows ---------------------------------------------------------
 
 
 class Trade(msgspec.Struct, gc=False):
@@ -142,6 +157,150 @@ class Ack(msgspec.Struct, tag_field="cmd_id", tag=CMD_SUBSCRIBE_TRADES_ACK):
     msg: str = ""
 
 
+_decode_ack = msgspec.json.Decoder(TradePush | Ack).decode
+
+
+async def subscribe_websockets(ws: ClientConnection, codes: list[str]) -> None:
+    """Subscribe ``codes`` with one 22004 (again after ``RETRY_AFTER_S`` on 429), then skip the snapshot.
+
+    Raises:
+        ConnectionError: the server refused the subscription with a ``ret`` other than 200 or 429.
+        TimeoutError: no answer within ``ACK_TIMEOUT_S``.
+    """
+    seq_id = 1
+    await ws.send(subscribe_frame(codes, seq_id))
+    while True:
+        frame = _decode_ack(await asyncio.wait_for(ws.recv(decode=False), ACK_TIMEOUT_S))
+        if type(frame) is Ack:
+            if frame.ret == 200:
+                break
+            if frame.ret != RATE_LIMITED:
+                raise ConnectionError(f"subscription refused: {frame.ret} {frame.msg}")
+            await asyncio.sleep(RETRY_AFTER_S)
+            seq_id += 1
+            await ws.send(subscribe_frame(codes, seq_id))
+    skip_until = time.monotonic() + SNAPSHOT_SKIP_S
+    while (left := skip_until - time.monotonic()) > 0:
+        try:
+            await asyncio.wait_for(ws.recv(decode=False), left)
+        except TimeoutError:
+            break
+
+
+class PicowsFeed(WSListener):
+    """A picows listener: subscribes ``codes`` on connect, skips the snapshot, then hands frames on.
+
+    Once ``ready`` is done, every text frame's payload goes to ``on_frame(payload, last_in_buffer)``;
+    ``last_in_buffer`` is picows' flag for the last frame of what one socket read returned (the receive
+    buffer is drained). A close frame from the server is echoed and the socket closed (picows leaves
+    the closing handshake to the listener); its code is kept in ``close_code``.
+
+    Args:
+        codes: the trade codes to subscribe, with one 22004 (again after ``RETRY_AFTER_S`` on 429).
+        on_frame: called with each text frame's payload (bytes, copied out of picows' buffer).
+    """
+
+    def __init__(self, codes: list[str], on_frame: Callable[[bytes, bool], None]) -> None:
+        super().__init__()
+        self.codes = codes
+        self.on_frame = on_frame
+        self.loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.close_code: int | None = None
+        self.transport: WSTransport | None = None
+        self._live = False
+        self._seq_id = 1
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self._subscribe()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT:
+            if self._live:  # the hot path
+                self.on_frame(frame.get_payload_as_bytes(), frame.last_in_buffer)
+            elif not self.ready.done():
+                self._subscribing(_decode_ack(frame.get_payload_as_bytes()))
+        elif kind is WSMsgType.CLOSE:
+            self.close_code = frame.get_close_code().value
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:  # noqa: ARG002 - picows' signature
+        if not self.ready.done():
+            reason = f"closed before subscribed (close code {self.close_code})"
+            self.ready.set_exception(ConnectionError(reason))
+
+    def _subscribe(self) -> None:
+        assert self.transport is not None
+        self.transport.send(WSMsgType.TEXT, subscribe_frame(self.codes, self._seq_id).encode())
+
+    def _subscribing(self, frame: TradePush | Ack) -> None:
+        if type(frame) is not Ack:
+            return  # a snapshot tick before the answer
+        if frame.ret == 200:
+            self.loop.call_later(SNAPSHOT_SKIP_S, self._go_live)
+        elif frame.ret == RATE_LIMITED:
+            self._seq_id += 1
+            self.loop.call_later(RETRY_AFTER_S, self._subscribe)
+        else:
+            self.ready.set_exception(ConnectionError(f"subscription refused: {frame.ret} {frame.msg}"))
+
+    def _go_live(self) -> None:
+        if not self.ready.done():
+            self._live = True
+            self.ready.set_result(None)
+
+
+async def connect_picows(url: str, codes: list[str], on_frame: Callable[[bytes, bool], None]) -> WSTransport:
+    """Open a picows connection, subscribe ``codes`` and skip the snapshot (see ``PicowsFeed``).
+
+    Raises:
+        ConnectionError: refused, or closed before subscribed.
+        TimeoutError: not subscribed within ``ACK_TIMEOUT_S``.
+    """
+    transport, feed = await ws_connect(
+        lambda: PicowsFeed(codes, on_frame), url, max_frame_size=MAX_FRAME_BYTES
+    )
+    assert isinstance(feed, PicowsFeed)
+    try:
+        await asyncio.wait_for(feed.ready, ACK_TIMEOUT_S)
+    except BaseException:
+        transport.disconnect()
+        raise
+    return transport
+
+
+async def run_bare_picows(url: str, codes: list[str], count: int, idle_s: float, *, latency: bool) -> None:
+    """picows client; msgspec typed decoding in the frame callback; the strategy's work inline."""
+    decode = msgspec.json.Decoder(TradePush | Ack).decode
+    counter = TickCounter()
+    counter.reset(record_latency=latency)
+    monotonic, time_ns = time.monotonic, time.time_ns
+    done = asyncio.get_running_loop().create_future()
+
+    def on_frame(payload: bytes, last_in_buffer: bool) -> None:  # noqa: ARG001, FBT001 - picows' flag
+        frame = decode(payload)
+        if type(frame) is TradePush:
+            data = frame.data
+            counter.add(data.code, data.seq, monotonic())
+            if latency:
+                counter.latency(data.sent_ns, time_ns())
+            if counter.count >= count and not done.done():
+                done.set_result(None)
+
+    transport = await connect_picows(url, codes, on_frame)
+    cpu0 = time.process_time()
+    ready()
+    seen = -1
+    while not done.done() and counter.count != seen:  # ends when the burst is over or never comes
+        seen = counter.count
+        await asyncio.wait([done], timeout=idle_s)
+    transport.disconnect()
+    report(counter, time.process_time() - cpu0)
+
+
 async def run_bare(url: str, codes: list[str], count: int, idle_s: float, *, latency: bool) -> None:
     """Websockets asyncio client; msgspec typed decoding; the strategy's work inline."""
     from websockets.asyncio.client import connect
@@ -151,23 +310,10 @@ async def run_bare(url: str, codes: list[str], count: int, idle_s: float, *, lat
     counter = TickCounter()
     counter.reset(record_latency=latency)
     monotonic, time_ns = time.monotonic, time.time_ns
-    async with connect(url, compression=None, ping_interval=None, max_queue=None, max_size=2**22) as ws:
-        seq_id = 1
-        await ws.send(subscribe_frame(codes, seq_id))
-        while True:
-            frame = decode(await asyncio.wait_for(ws.recv(decode=False), 20.0))
-            if type(frame) is Ack:
-                if frame.ret != RATE_LIMITED:
-                    break
-                await asyncio.sleep(RETRY_AFTER_S)
-                seq_id += 1
-                await ws.send(subscribe_frame(codes, seq_id))
-        drain_until = monotonic() + 0.2  # skip the subscription's snapshot ticks
-        while monotonic() < drain_until:
-            try:
-                await asyncio.wait_for(ws.recv(decode=False), drain_until - monotonic())
-            except TimeoutError:
-                break
+    async with connect(
+        url, compression=None, ping_interval=None, max_queue=None, max_size=MAX_FRAME_BYTES
+    ) as ws:
+        await subscribe_websockets(ws, codes)
         cpu0 = time.process_time()
         ready()
         progress = {"count": -1}
@@ -326,7 +472,7 @@ def run_raw(url: str, codes: list[str], count: int, idle_s: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one baseline client."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    p.add_argument("kind", choices=["seed", "bare", "raw"])
+    p.add_argument("kind", choices=["seed", "bare", "bare_picows", "raw"])
     p.add_argument("--url", required=True)
     p.add_argument("--codes", required=True, help="comma-separated")
     p.add_argument("--count", type=int, required=True)
@@ -338,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         run_raw(args.url, codes, args.count, args.idle_s)
     elif args.kind == "seed":
         run_seed(args.url, codes, args.count, args.idle_s, latency=args.latency)
+    elif args.kind == "bare_picows":
+        asyncio.run(run_bare_picows(args.url, codes, args.count, args.idle_s, latency=args.latency))
     else:
         asyncio.run(run_bare(args.url, codes, args.count, args.idle_s, latency=args.latency))
     return 0

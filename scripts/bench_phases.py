@@ -12,7 +12,6 @@ Each phase writes its figures into ``out``, the dict scripts/bench_report.py pri
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -20,18 +19,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.bench_proc import (
+from scripts.bench_proc import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
+from scripts.bench_sim import (
+    FOREX_PATH,
     POLL_S,
-    STOCK_SUFFIXES,
-    Client,
-    System,
-    in_sync,
+    STOCK_PATH,
+    SimProcess,
+    block,
+    cpu_seconds,
     log,
-    server_set,
-    settings_toml,
+    pss_mb,
+    rss_mb,
+    run_client,
+    tree,
     wait_until,
 )
-from scripts.bench_sim import FOREX_PATH, STOCK_PATH, SimProcess, cpu_seconds, pss_mb, rss_mb, tree
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
 SEED_SILENT_AFTER_S = 20.0
@@ -109,41 +111,6 @@ MODES = {
         hard_cap_s=1200,
     ),
 }
-
-
-def block(k: int, size: int = 100) -> list[str]:
-    """The k-th block of ``size`` generated forex/crypto codes: a fresh set for every client run."""
-    return [f"C{i:04d}USDT" for i in range(k * size + 1, (k + 1) * size + 1)]
-
-
-# --- running one consumer -----------------------------------------------------------------------------
-
-
-def run_client(
-    kind: str, sim: SimProcess, codes: list[str], count: int, *, rate: float | None = None
-) -> dict[str, Any]:
-    """One baseline run: the client subscribes, the simulator bursts, the client reports."""
-    client = Client(kind, sim.url(FOREX_PATH), codes, count, latency=rate is not None)
-    try:
-        client.expect("READY", 30)
-        conn = sim.find_conn(codes)
-        sim.fault("burst", conn=conn, count=count, **({"rate": rate} if rate else {}))
-        expected_s = count / (rate or 5000)
-        result = json.loads(client.expect("RESULT", 30 + expected_s))
-    finally:
-        client.close()
-    if result["count"] != count or result.get("gaps") or result.get("out_of_order"):
-        state = sim.state()
-        pushes = [c["pushes"] for c in state["connections"] + state["closed"] if c["id"] == conn]
-        log(
-            f"{kind}: got {result['count']} of {count} ticks (gaps {result.get('gaps')}, out of order "
-            f"{result.get('out_of_order')}); the simulator wrote {pushes} pushes on that connection"
-        )
-    log(
-        f"{kind}: {result['count']} ticks, {result['tps']:.0f}/s"
-        + (f", p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms" if rate else "")
-    )
-    return result
 
 
 def run_tickvisor(

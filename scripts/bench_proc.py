@@ -1,12 +1,13 @@
-"""Process control for scripts/bench.py: tickvisor's job, the baseline client processes, Ray, time limits.
+"""Process control for scripts/bench.py: tickvisor's job and Ray.
 
 * ``System``: tickvisor started as tests/conftest.py's System does (actors.control.Job), from a config
   that ``settings_toml`` writes for the simulator (scripts/bench_sim.py starts that one, and reads
   CPU and memory from /proc); ``in_sync`` and ``server_set`` compare the registry with the server.
-* ``Client``: one baseline client process (scripts/bench_clients.py), at the run's niceness.
 * ``setup_environment`` and ``local_ray``: this tree's code on Ray's workers, at the run's niceness, and
-  the run's one ``ray.init(address="local")``. ``hard_cap`` stops a run that takes too long.
-* ``log`` and ``wait_until``: progress on stderr, and polling with a deadline.
+  the run's one ``ray.init(address="local")``.
+
+The helpers that need no Ray (the baseline client processes, ``log``, ``wait_until``, ``hard_cap``) are
+in scripts/bench_sim.py, so that scripts/bench_channels.py can use them without loading Ray.
 """
 
 from __future__ import annotations
@@ -15,39 +16,13 @@ import contextlib
 import json
 import logging
 import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
+import scripts.bench_sim
 from actors.control import Job
-from scripts.bench_sim import FOREX_PATH, ROOT, STOCK_PATH, SimProcess
+from scripts.bench_sim import FOREX_PATH, ROOT, STOCK_PATH, SimProcess, log
 
 STOCK_SUFFIXES = (".US", ".HK", ".SH", ".SZ")
-POLL_S = 0.02
-NICENESS = 0  # of the baseline client processes; the same as Ray's workers (--niceness)
-
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries the table and the BENCH line)."""
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = POLL_S) -> Any:
-    """Poll ``condition`` until truthy; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 # --- tickvisor ------------------------------------------------------------------------------------------
@@ -118,62 +93,6 @@ def in_sync(system: System, sim: SimProcess, path: str, expected: set[str] | Non
     return reg.in_sync and server_set(sim, path) == union and (expected is None or union == expected)
 
 
-# --- the baseline client processes --------------------------------------------------------------------
-
-
-class Client:
-    """A baseline client process (scripts/bench_clients.py), its output read line by line."""
-
-    def __init__(self, kind: str, url: str, codes: list[str], count: int, *, latency: bool = False) -> None:
-        cmd = [
-            sys.executable,
-            str(ROOT / "scripts" / "bench_clients.py"),
-            kind,
-            "--url",
-            url,
-            "--codes",
-            ",".join(codes),
-            "--count",
-            str(count),
-        ]
-        if latency:
-            cmd.append("--latency")
-        nice = NICENESS
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - os.nice only
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-        self.lines.put("")
-
-    def expect(self, prefix: str, timeout: float) -> str:
-        """The next line starting with ``prefix`` (its rest)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"client printed no {prefix} within {timeout:.0f} s") from None
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"client exited ({self.proc.returncode}) before {prefix}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-
-
 # --- the run's environment ----------------------------------------------------------------------------
 
 
@@ -185,8 +104,7 @@ def setup_environment(niceness: int) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH", "")) if x)
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")
     os.environ["RAY_worker_niceness"] = str(niceness)  # noqa: SIM112 - Ray's spelling
-    global NICENESS  # noqa: PLW0603 - read by Client
-    NICENESS = niceness
+    scripts.bench_sim.NICENESS = niceness  # read by Client
 
 
 @contextlib.contextmanager
@@ -206,19 +124,3 @@ def local_ray() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-@contextlib.contextmanager
-def hard_cap(seconds: float) -> Iterator[None]:
-    """Stop the run (and clean up) if it takes longer than ``seconds``."""
-
-    def expired(signum: int, frame: object) -> None:  # noqa: ARG001
-        raise TimeoutError(f"the benchmark took longer than its hard cap of {seconds:.0f} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(int(seconds))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)

@@ -1,20 +1,27 @@
-"""Benchmark helpers: the simulator in its own process, its HTTP admin API, and /proc accounting.
+"""Benchmark helpers that need no Ray: the simulator process and its admin API, the baseline client
+processes, /proc accounting, progress and time limits.
 
 The simulator runs as ``python scripts/simulator.py --port 0 ...`` so that it never shares a GIL with
 the client under test; the benchmark drives it only through ``/admin/fault`` and ``/admin/state``.
-CPU and memory are read from ``/proc`` (Linux), for a process and all its descendants.
+``Client`` runs one baseline client (scripts/bench_clients.py) as its own process, and ``run_client``
+measures one burst with it. CPU and memory are read from ``/proc`` (Linux), for a process and all its
+descendants. scripts/bench.py (with Ray) and scripts/bench_channels.py (without) both build on these.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,45 @@ FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
 STOCK_PATH = "/quote-stock-b-ws-api"
 START_TIMEOUT_S = 20.0
 ADMIN_TIMEOUT_S = 10.0
+POLL_S = 0.02
+NICENESS = 0  # of the baseline client processes; scripts/bench.py sets it to its Ray workers' (--niceness)
+
+
+# --- progress and time limits -------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries the table and the BENCH line)."""
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = POLL_S) -> Any:
+    """Poll ``condition`` until truthy; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def hard_cap(seconds: float) -> Iterator[None]:
+    """Stop the run (and clean up) if it takes longer than ``seconds``."""
+
+    def expired(signum: int, frame: object) -> None:  # noqa: ARG001
+        raise TimeoutError(f"the benchmark took longer than its hard cap of {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(int(seconds))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class SimProcess:
@@ -134,6 +180,97 @@ class SimProcess:
                     return int(conn["id"])
             time.sleep(0.02)
         raise TimeoutError(f"no open connection on {path} holds the {len(want)} codes")
+
+
+# --- the baseline client processes ----------------------------------------------------------------
+
+
+class Client:
+    """A baseline client process (scripts/bench_clients.py), its output read line by line."""
+
+    def __init__(self, kind: str, url: str, codes: list[str], count: int, *, latency: bool = False) -> None:
+        cmd = [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_clients.py"),
+            kind,
+            "--url",
+            url,
+            "--codes",
+            ",".join(codes),
+            "--count",
+            str(count),
+        ]
+        if latency:
+            cmd.append("--latency")
+        nice = NICENESS
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - os.nice only
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("")
+
+    def expect(self, prefix: str, timeout: float) -> str:
+        """The next line starting with ``prefix`` (its rest)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"client printed no {prefix} within {timeout:.0f} s") from None
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"client exited ({self.proc.returncode}) before {prefix}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+def block(k: int, size: int = 100) -> list[str]:
+    """The k-th block of ``size`` generated forex/crypto codes: a fresh set for every client run."""
+    return [f"C{i:04d}USDT" for i in range(k * size + 1, (k + 1) * size + 1)]
+
+
+# --- running one consumer -----------------------------------------------------------------------------
+
+
+def run_client(
+    kind: str, sim: SimProcess, codes: list[str], count: int, *, rate: float | None = None
+) -> dict[str, Any]:
+    """One baseline run: the client subscribes, the simulator bursts, the client reports."""
+    client = Client(kind, sim.url(FOREX_PATH), codes, count, latency=rate is not None)
+    try:
+        client.expect("READY", 30)
+        conn = sim.find_conn(codes)
+        sim.fault("burst", conn=conn, count=count, **({"rate": rate} if rate else {}))
+        expected_s = count / (rate or 5000)
+        result = json.loads(client.expect("RESULT", 30 + expected_s))
+    finally:
+        client.close()
+    if result["count"] != count or result.get("gaps") or result.get("out_of_order"):
+        state = sim.state()
+        pushes = [c["pushes"] for c in state["connections"] + state["closed"] if c["id"] == conn]
+        log(
+            f"{kind}: got {result['count']} of {count} ticks (gaps {result.get('gaps')}, out of order "
+            f"{result.get('out_of_order')}); the simulator wrote {pushes} pushes on that connection"
+        )
+    log(
+        f"{kind}: {result['count']} ticks, {result['tps']:.0f}/s"
+        + (f", p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms" if rate else "")
+    )
+    return result
 
 
 # --- /proc accounting -------------------------------------------------------------------------------

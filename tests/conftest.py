@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +32,32 @@ def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.1, w
             return last
         time.sleep(every)
     pytest.fail(f"timed out after {timeout * S:.1f} s waiting for {what}; last value {last!r}")
+
+
+def run_smoke(script: str, tag: str, timeout_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Run ``scripts/<script> --smoke`` in a subprocess; (its last line's ``<tag> {json}``, every line).
+
+    Fails unless that line comes last, the script exits 0 and the JSON says ``"ok": true``.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)  # a benchmark that uses Ray starts its own local cluster
+    proc = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, str(ROOT / "scripts" / script), "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    last = lines[-1]
+    assert last.startswith(f"{tag} "), f"the last line is not the {tag} line: {last!r}"
+    result = json.loads(last[len(tag) + 1 :])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["ok"] is True, proc.stderr[-3000:]
+    return result, lines
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,7 @@ with a sane value. Figures are not asserted: the machine is shared and noisy (sc
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import unittest
 from types import SimpleNamespace
 
@@ -20,7 +16,7 @@ import pytest
 
 from scripts.bench import REQUIRED_KEYS
 from scripts.bench_count import TickCounter, percentiles_ms
-from tests.conftest import ROOT, S
+from tests.conftest import S, run_smoke
 
 SMOKE_TIMEOUT_S = 240.0
 
@@ -53,24 +49,7 @@ class TickCounterTests(unittest.TestCase):
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
 def test_smoke_run_reports_every_key() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)  # the bench starts its own local cluster
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--smoke"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT_S * S,
-        check=False,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
-    last = lines[-1]
-    assert last.startswith("BENCH "), f"the last line is not the BENCH line: {last!r}"
-    bench = json.loads(last[len("BENCH ") :])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert bench["ok"] is True, proc.stderr[-3000:]
+    bench, lines = run_smoke("bench.py", "BENCH", SMOKE_TIMEOUT_S * S)
     for key in REQUIRED_KEYS:
         assert key in bench, key
         assert number(bench[key]), f"{key} = {bench[key]!r}"
