@@ -31,7 +31,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.core.errors import ConfigError, FeedError  # noqa: E402
-from actors.core.naming import SUPERVISOR  # noqa: E402
 from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
 
     import ray
 
-    from actors.supervision import Supervisor
+    from actors.supervision import launch
 
     started_ray = False
     sup = None
@@ -212,12 +211,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         # job with exit code 15 (or an abort in ray.shutdown) and no "stopped". Take both signals back.
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        run_id = uuid.uuid4().hex[:12]
-        sup = (
-            ray.remote(Supervisor)
-            .options(name=SUPERVISOR, namespace=args.namespace, num_cpus=0, max_concurrency=256)
-            .remote(settings, token, run_id, args.namespace)
-        )
+        # This process creates, and so owns, the Supervisor and every child (`launched` holds them): a
+        # killed Supervisor is restarted by Ray and finds them again; if this process dies, all go.
+        launched = launch(settings, token, uuid.uuid4().hex[:12], args.namespace)
+        sup = launched.supervisor
         conns, failure = start_job(sup, settings, stop)
         if failure is not None:
             print(f"tickvisor: {failure}", file=sys.stderr, flush=True)  # noqa: T201
