@@ -172,6 +172,28 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_a_supervisor_killed_too_often_gives_up(sim: Any) -> None:
+    """Its restarts count under restart.max_restarts, and the count survives its restarts (saved state)."""
+    from actors.core.errors import ChildFailed
+
+    system = start_system(sim, collector_toml("collector", ["EURUSD"]), restart="max_restarts = 1")
+    try:
+        for _ in range(2):
+            pid = system.pids()["supervisor"]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda p=pid: system.pids().get("supervisor") not in (None, p), 30, what="supervisor back")
+        failure = system.get(system.sup.failure.remote())
+        assert isinstance(failure, ChildFailed), failure
+        assert failure.child == "supervisor"
+        assert "restarted 2 times within 60 s" in str(failure)
+        kinds = [e["event"] for e in system.status()["events"] if e["child"] == "supervisor"]
+        assert kinds == ["restarted", "restarted", "gave up"]
+    finally:
+        system.stop()
+    wait_for(lambda: actors_in(system.namespace) == [], 20, what=f"no actor alive in {system.namespace}")
+
+
 def test_main_job_survives_a_sigkill_of_its_supervisor(jobs: Callable[..., Job]) -> None:  # noqa: F811
     job = jobs(["--status-every", "1"], job_env())
     job.wait_stdout(STATUS_UP.format(codes=6), 90, "2/2 connections up")
