@@ -31,7 +31,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.core.errors import ConfigError, FeedError  # noqa: E402
-from actors.core.naming import SUPERVISOR  # noqa: E402
 from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
@@ -43,6 +42,9 @@ SIMULATOR_START_S = 20.0
 SIMULATOR_TOKEN_ENV = "TICKVISOR_SIMULATOR_TOKEN"
 #: Beyond feed.start_timeout_s, what the start may take: creating the actors and starting the strategies.
 START_GRACE_S = 60.0
+#: How long the main loop waits for an answer of the Supervisor. Ray restarts a killed one in about
+#: 1-2 s (more on a loaded machine) and holds the calls meanwhile; past this the job exits 1.
+SUPERVISOR_PATIENCE_S = 30.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,6 +109,27 @@ def _get(ref: Any, timeout: float, stop: threading.Event) -> Any:
             return None
         if left <= 0:
             return ray.get(ref, timeout=0)  # raises GetTimeoutError, as ray.get(ref, timeout) did
+
+
+def ask(method: Any, stop: threading.Event) -> Any:
+    """``method.remote()``'s answer (None once ``stop`` is set), patient with a Supervisor that Ray is
+    restarting: Ray holds the calls made meanwhile and retries those it lost, and a call that still
+    fails as unavailable is made again, for up to SUPERVISOR_PATIENCE_S in all.
+
+    Raises:
+        GetTimeoutError, ActorUnavailableError: no answer within SUPERVISOR_PATIENCE_S.
+        ActorDiedError: the Supervisor is dead for good.
+    """
+    from ray.exceptions import ActorUnavailableError
+
+    deadline = time.monotonic() + SUPERVISOR_PATIENCE_S
+    while True:
+        try:
+            return _get(method.remote(), max(0.1, deadline - time.monotonic()), stop)
+        except ActorUnavailableError:
+            if time.monotonic() >= deadline or stop.is_set():
+                raise
+            stop.wait(0.2)
 
 
 def init_ray(args: argparse.Namespace) -> bool:
@@ -200,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         print(f"tickvisor: bundled simulator on 127.0.0.1:{port}", flush=True)  # noqa: T201
 
     import ray
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
 
-    from actors.supervision import Supervisor
+    from actors.supervision import launch
 
     started_ray = False
     sup = None
@@ -212,12 +236,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         # job with exit code 15 (or an abort in ray.shutdown) and no "stopped". Take both signals back.
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        run_id = uuid.uuid4().hex[:12]
-        sup = (
-            ray.remote(Supervisor)
-            .options(name=SUPERVISOR, namespace=args.namespace, num_cpus=0, max_concurrency=256)
-            .remote(settings, token, run_id, args.namespace)
-        )
+        # This process creates, and so owns, the Supervisor and every child (`launched` holds them): a
+        # killed Supervisor is restarted by Ray and finds them again; if this process dies, all go.
+        launched = launch(settings, token, uuid.uuid4().hex[:12], args.namespace)
+        sup = launched.supervisor
         conns, failure = start_job(sup, settings, stop)
         if failure is not None:
             print(f"tickvisor: {failure}", file=sys.stderr, flush=True)  # noqa: T201
@@ -229,15 +251,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         while not stop.is_set() and code == 0:
             stop.wait(min(0.5, args.status_every or 0.5))
             now = time.monotonic()
-            failure = _get(sup.failure.remote(), 10, stop)
+            try:
+                failure = ask(sup.failure, stop)
+                due = args.status_every and now - last >= args.status_every
+                status = ask(sup.status, stop) if due and failure is None and not stop.is_set() else None
+            except (GetTimeoutError, ActorUnavailableError):
+                why = f"did not answer for {SUPERVISOR_PATIENCE_S:g} s"
+                print(f"tickvisor: the supervisor {why}", file=sys.stderr, flush=True)  # noqa: T201
+                code = 1
+                break
+            except ActorDiedError as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"tickvisor: the supervisor is gone: {why}", file=sys.stderr, flush=True)  # noqa: T201
+                code = 1
+                break
             if failure is not None:
                 print(f"tickvisor: supervisor gave up: {failure}", file=sys.stderr, flush=True)  # noqa: T201
                 code = 1
                 break
-            if args.status_every and now - last >= args.status_every and not stop.is_set():
-                status = _get(sup.status.remote(), 10, stop)
-                if status is None:
-                    break
+            if status is not None:
                 line, ticks = status_line(status, ticks, now - last)
                 print(line, flush=True)  # noqa: T201
                 last = now

@@ -27,6 +27,7 @@ class Job:
         self.sup = supervisor
         self.conn_ids: dict[str, list[str]] = {}
         self._started: Any = None
+        self._children: list[Any] = []  # the handles that keep the children of a job started here alive
 
     @classmethod
     def start(
@@ -39,17 +40,16 @@ class Job:
         wait: bool = True,
         timeout: float = 120.0,
     ) -> Job:
-        """Create a Supervisor (in ``namespace``, or a fresh ``<prefix>-<hex>`` one) and start it."""
-        from actors.supervision import Supervisor
+        """Create a Supervisor and its children (in ``namespace``, or a fresh ``<prefix>-<hex>`` one)
+        and start it. The calling process owns them: they live as long as it does, or until ``stop``."""
+        from actors.supervision import launch
 
         namespace = namespace or f"{prefix}-{uuid.uuid4().hex[:8]}"
         secret = token if isinstance(token, Secret) else Secret(token)
-        sup = (
-            ray.remote(Supervisor)
-            .options(name=SUPERVISOR_NAME, namespace=namespace, num_cpus=0, max_concurrency=256)
-            .remote(settings, secret, uuid.uuid4().hex[:12], namespace)
-        )
+        # This process creates, and so owns, every actor of the job (see actors.supervision.launch).
+        sup, children = launch(settings, secret, uuid.uuid4().hex[:12], namespace)
         job = cls(namespace, sup)
+        job._children = children
         job._started = sup.start.remote()
         if wait:
             job.wait_started(timeout)

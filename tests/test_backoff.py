@@ -118,6 +118,18 @@ class RestartIntensityTests(unittest.TestCase):
         assert intensity.count(1.0) == 0
         assert intensity.record(2.0)
 
+    def test_history_replayed_rebuilds_the_intensity(self) -> None:
+        intensity = RestartIntensity(max_restarts=2, within_s=5.0)
+        for t in (0.0, 4.0, 6.0):
+            intensity.record(t)
+        assert intensity.history() == (4.0, 6.0)  # 0.0 left the window when 6.0 was recorded
+        copy = RestartIntensity(max_restarts=2, within_s=5.0)
+        for t in intensity.history():
+            copy.record(t)
+        assert copy.history() == intensity.history()
+        assert [copy.record(7.0), intensity.record(7.0)] == [False, False]  # the 3rd within 5 s, in both
+        assert RestartIntensity(max_restarts=1, within_s=1.0).history() == ()
+
     def test_zero_restarts_allowed(self) -> None:
         assert not RestartIntensity(max_restarts=0, within_s=1.0).record(0.0)
 

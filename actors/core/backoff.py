@@ -133,3 +133,11 @@ class RestartIntensity:
     def reset(self) -> None:
         """Forget every restart (after an escalation restarted the whole group)."""
         self._restarts.clear()
+
+    def history(self) -> tuple[float, ...]:
+        """The recorded restart times still kept, oldest first (some may have left the window since).
+
+        Recording them again, in order, into a new intensity rebuilds this one: that is how the
+        supervisor carries its intensities across its own restart.
+        """
+        return tuple(self._restarts)
