@@ -426,7 +426,8 @@ def test_token_never_appears_in_any_output(recorder_run: dict[str, Any]) -> None
     # ticks flowed with that token: the simulator served every configured code, the recorder wrote them
     assert recorder_run["served"] == set(recorder_run["codes"])
     assert {json.loads(line)["code"] for line in recorder_run["before"]} == set(recorder_run["codes"])
-    assert re.search(r"\((Connection|Supervisor|Registry|Decoder)\b[^)]*pid=\d+\)", job.stderr()), (
+    # Ray prefixes an actor's lines with "(<repr> pid=N)"; a Connection's repr has parentheses of its own
+    assert re.search(r"\((Connection|Supervisor|Registry|Decoder)\b.*? pid=\d+\)", job.stderr()), (
         "no actor log reached the driver: the check below would prove little"
     )
 
