@@ -64,9 +64,9 @@ class Collector(Strategy):
         return {
             "last": {code: seqs[-1] for code, seqs in self.seen.items()},
             "seen": sum(len(seqs) for seqs in self.seen.values()),
-            "missed": self._missed,
+            "missed": self._delivery.missed,
             "missed_reports": self.missed_reports,
-            "out_of_order": self._out_of_order,
+            "out_of_order": self._delivery.out_of_order,
             "late_batches": self._late_batches,
             "lost_batches": self._lost_batches,
         }
