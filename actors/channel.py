@@ -291,5 +291,7 @@ def local_node() -> tuple[str, str]:
     """This process's Ray node id and node address (where a receiver's TCP socket listens)."""
     import ray  # noqa: PLC0415 - only the shells that run under Ray call this
 
+    if not ray.is_initialized():  # a plain instance outside Ray (tests): this node only, loopback
+        return "", "127.0.0.1"
     return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 

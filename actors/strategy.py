@@ -158,10 +158,7 @@ class Strategy:
 
     def _open_channel(self) -> None:
         if self._receiver is None:
-            try:
-                node, host = local_node()
-            except Exception:  # noqa: BLE001 - not under Ray (a plain instance in a test): this node only
-                node, host = "", "127.0.0.1"
+            node, host = local_node()
             # decoders -> here: one msgpack tick batch per decoder batch (actors.decoder._send)
             self._receiver = Receiver(
                 f"strategy-{self.name}", self._on_batch, node=node, host=host, on_lost=self._delivery.forget
