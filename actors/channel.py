@@ -216,6 +216,7 @@ class Sender:
         self._node = node
         self._link: _Link | None = None
         self._acked = asyncio.Event()
+        self._up = asyncio.Event()
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -245,6 +246,10 @@ class Sender:
         self._acked.clear()
         await self._acked.wait()
 
+    async def wait_connected(self) -> None:
+        """Wait until a stream to the receiver is open."""
+        await self._up.wait()
+
     async def _run(self) -> None:
         delays = backoff(initial=REWIRE_INITIAL_S, cap=REWIRE_MAX_S, jitter=0.5)
         while not self._closed:
@@ -261,8 +266,10 @@ class Sender:
                 continue
             delays = backoff(initial=REWIRE_INITIAL_S, cap=REWIRE_MAX_S, jitter=0.5)
             self._link = link
+            self._up.set()
             self._write(link)
             await link.closed
+            self._up.clear()
             self._link = None
             self.breaks += 1
             lost = self.outbox.broken()

@@ -33,8 +33,11 @@ from actors.core.routing import Outbox, Router
 from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
-#: How long ``channel_address`` waits for the first routes: frames decoded before them would be ghosts.
+#: How long ``channel_address`` waits for the first routes (frames decoded before them would be
+#: ghosts), then for the channels to the routed strategies (a connection replays its unacknowledged
+#: frames at once, and they should find the strategies' channels open).
 ROUTES_WAIT_S = 10.0
+STRATEGIES_WAIT_S = 2.0
 
 
 class DecoderStats(msgspec.Struct, frozen=True):
@@ -82,11 +85,17 @@ class Decoder:
         """Where the connection sends its frames; answered once the routes are in (or after 10 s)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._routed.wait(), ROUTES_WAIT_S)
+        senders = [sender.wait_connected() for sender in self._senders.values()]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*senders), STRATEGIES_WAIT_S)
         return await self._receiver.address()
 
     def set_routes(self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]]) -> int:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
         count = self._router.set_routes(routes, book_routes)
+        for names in (*routes.values(), *book_routes.values()):
+            for name in names:
+                self._sender(name)  # open the channel now, not with the first tick
         self._routed.set()
         return count
 
