@@ -294,11 +294,18 @@ class Sender:
             link.transport.close()
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def local_node() -> tuple[str, str]:
-    """This process's Ray node id and node address (where a receiver's TCP socket listens)."""
+    """This process's Ray node id, and where a receiver's TCP socket listens: loopback while the
+    cluster has one node (peers on this node use the Unix socket anyway), the node's address once it
+    has more, so that actors on other nodes reach it."""
     import ray  # noqa: PLC0415 - only the shells that run under Ray call this
 
-    if not ray.is_initialized():  # a plain instance outside Ray (tests): this node only, loopback
-        return "", "127.0.0.1"
-    return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+    if not ray.is_initialized():  # a plain instance outside Ray (tests): this node only
+        return "", LOOPBACK
+    node = ray.get_runtime_context().get_node_id()
+    alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return node, ray.util.get_node_ip_address() if alive > 1 else LOOPBACK
 
