@@ -3,8 +3,9 @@
 It reads frames without ever waiting on downstream work except when too many batches are in flight,
 forwards raw frames in batches to its decoder over a channel (actors.channel; flushed when the socket
 has nothing more buffered, at ``batch_max_frames``, or at ``batch_max_age_ms``), sends what the
-registry and the heartbeat actor ask it to send, and answers the heartbeat actor's ``beat``. It makes no protocol decisions: subscription
-state lives in the registry (actors.core.subscriptions), liveness rules in actors.core.liveness.
+registry and the heartbeat actor ask it to send, and answers the heartbeat actor's ``beat``. It makes
+no protocol decisions: subscription state lives in the registry (actors.core.subscriptions), liveness
+rules in actors.core.liveness.
 """
 
 from __future__ import annotations
