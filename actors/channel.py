@@ -275,7 +275,9 @@ class Sender:
             lost = self.outbox.broken()
             self._acked.set()
             if not self._closed:
-                logger.warning("channel {}: the receiver went away; {} records lost, re-wiring", self.name, lost)
+                logger.warning(
+                    "channel {}: the receiver went away; {} records lost, re-wiring", self.name, lost
+                )
 
     async def _open(self, address: Address) -> _Link:
         loop = asyncio.get_running_loop()

@@ -141,7 +141,8 @@ class Decoder:
         sender = self._senders.get(name)
         if sender is None:
             outbox: Outbox[Any] = Outbox(max_batches=self._max_pending, replay=False)
-            sender = Sender(f"decoder:{self._id}->{name}", lambda: self._resolve(name), outbox, node=self._node)
+            label = f"decoder:{self._id}->{name}"
+            sender = Sender(label, lambda: self._resolve(name), outbox, node=self._node)
             self._senders[name] = sender
         return sender
 

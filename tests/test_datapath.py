@@ -129,7 +129,7 @@ def test_sigkill_on_the_data_path_loses_nothing_uncounted(
         # they show as a gap that no report covers. The channel itself dropped nothing.
         conns = system.status()["connections"]
         assert all(c.get("frames_dropped", 0) == 0 for c in conns.values())
-        print(f"SIGKILL {child}: ticks again after {took:.2f} s; gap {journal.gap()}, reported {journal.missed}")
+        print(f"SIGKILL {child}: flowing after {took:.2f} s; gap {journal.gap()}, reported {journal.missed}")
         return
 
     def balanced() -> bool:
@@ -145,7 +145,8 @@ def test_sigkill_on_the_data_path_loses_nothing_uncounted(
             f"SIGKILL {child}: ticks again after {took:.2f} s; seq gaps {Journal(journal_path).gap()}, "
             f"reported {Journal(journal_path).missed} (since the kill: {j.missed}); "
             f"decoders lost_on_break {[d['lost_on_break'] for d in stats]}, "
-            f"dropped_for_slow {[d['dropped_for_slow'] for d in stats]}, frames_lost {[d['frames_lost'] for d in stats]}"
+            f"dropped_for_slow {[d['dropped_for_slow'] for d in stats]}, "
+            f"frames_lost {[d['frames_lost'] for d in stats]}"
         )
     if child == "strategy:journal":
         assert j.starts == 1, "the restarted strategy journals its start"

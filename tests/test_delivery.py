@@ -60,7 +60,9 @@ class TestOrder:
         assert d.in_order([Rec("A", 1)], BOOKS) == [Rec("A", 1)]  # books keep marks of their own
         assert d.out_of_order == 2
 
-    @given(st.lists(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 30)), max_size=10), max_size=10))
+    @given(
+        st.lists(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 30)), max_size=10), max_size=10)
+    )
     def test_what_passes_is_strictly_increasing_per_code(self, batches: list[list[tuple[str, int]]]) -> None:
         d = Delivery(max_batches=1)
         passed: list[Rec] = []
@@ -85,7 +87,9 @@ class TestAccounting:
         ),
         bound=st.integers(1, 4),
     )
-    def test_every_record_reaches_a_hook_or_on_missed(self, ops: list[tuple[str, int, int]], bound: int) -> None:
+    def test_every_record_reaches_a_hook_or_on_missed(
+        self, ops: list[tuple[str, int, int]], bound: int
+    ) -> None:
         d = Delivery(max_batches=bound)
         offered = hooked = reported = 0
         number = 0

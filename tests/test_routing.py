@@ -160,7 +160,9 @@ class TestOutboxProperties:
             assert box.pending <= bound
 
     @given(ops=OPS, bound=st.integers(1, 6))
-    def test_replay_delivers_every_accepted_batch_once_in_order(self, ops: list[tuple[str, int]], bound: int) -> None:
+    def test_replay_delivers_every_accepted_batch_once_in_order(
+        self, ops: list[tuple[str, int]], bound: int
+    ) -> None:
         box: Outbox[int] = Outbox(max_batches=bound, replay=True)
         accepted: list[int] = []
         got: list[int] = []
