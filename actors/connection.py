@@ -1,10 +1,11 @@
 """The Connection actor: owns one WebSocket to one endpoint. A thin async shell.
 
 It reads frames without ever waiting on downstream work except when too many batches are in flight,
-forwards raw frames in batches to its decoder (flushed when the socket has nothing more buffered, at
-``batch_max_frames``, or at ``batch_max_age_ms``), sends what the registry and the heartbeat actor ask
-it to send, and answers the heartbeat actor's ``beat``. It makes no protocol decisions: subscription
-state lives in the registry (actors.core.subscriptions), liveness rules in actors.core.liveness.
+forwards raw frames in batches to its decoder over a channel (actors.channel; flushed when the socket
+has nothing more buffered, at ``batch_max_frames``, or at ``batch_max_age_ms``), sends what the
+registry and the heartbeat actor ask it to send, and answers the heartbeat actor's ``beat``. It makes
+no protocol decisions: subscription state lives in the registry (actors.core.subscriptions), liveness
+rules in actors.core.liveness.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import ssl
 import time
 import uuid
-from collections import deque
 from typing import Any
 
 import msgspec
@@ -23,8 +23,10 @@ from actors.log import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from actors.channel import Sender, local_node
 from actors.core import wire
 from actors.core.naming import connection_name
+from actors.core.routing import Outbox
 from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
@@ -37,6 +39,11 @@ STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnec
 #: as short as the silence deadline closed busy, healthy sockets. Our first check (any frame within
 #: the silence deadline) finds a dead socket long before this one does.
 PING_TIMEOUT_S = 20.0
+
+#: Frame batches held for the decoder while it is away (restarting): at ``batch_max_age_ms`` apart,
+#: seconds of a feed. Beyond it batches are dropped and counted (``frames_dropped``); the rest are
+#: sent again to the restarted decoder, which decodes them afresh (strategies drop what they had).
+CHANNEL_BUFFER_BATCHES = 2048
 
 #: Vendor refusals that no retry can cure (PROTOCOL.md "Error codes"): bad token, plan too small,
 #: code not authorised. 400, 429, 600 and 606 are retried after a backoff delay.
@@ -136,6 +143,7 @@ class ConnectionStats(msgspec.Struct, frozen=True):
     last_error: str
     last_frame_age_s: float
     batches_in_flight: int
+    frames_dropped: int = 0  # frames the decoder channel could not hold (decoder away too long)
 
 
 class Connection:
@@ -175,7 +183,13 @@ class Connection:
         self._last_error: BaseException | None = None
         self._fatal: BaseException | None = None
         self._settled = asyncio.Event()  # set once the server accepted a session, or refused for good
-        self._in_flight: deque[Any] = deque()
+        # -> the decoder, over the channel: frames it has not acknowledged are sent again after a break
+        self._channel = Sender(
+            f"{conn_id}->decoder",
+            self._decoder_address,
+            Outbox(max_batches=CHANNEL_BUFFER_BATCHES, replay=True),
+            node=local_node()[0],
+        )
         self._stopping = False
         self._session_started = 0.0
         self._kick = asyncio.Event()
@@ -318,22 +332,20 @@ class Connection:
         exc = self._last_error
         return "" if exc is None else redact(f"{type(exc).__name__}: {exc}")  # an error may quote the URL
 
-    def _prune_in_flight(self) -> None:
-        in_flight = self._in_flight
-        while in_flight and in_flight[0].done():
-            in_flight.popleft()
+    async def _decoder_address(self) -> Any:
+        return await self._decoder.channel_address.remote()
 
     def _decoder_idle(self) -> bool:
-        self._prune_in_flight()
-        return not self._in_flight
+        return not self._channel.outbox.pending
 
     async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> bytes | None:
         """The next frame, or None when the decoder became free or ``deadline`` passed first."""
         reading = asyncio.ensure_future(recv(decode=False))
-        free = asyncio.wrap_future(self._in_flight[-1])
+        free = asyncio.ensure_future(self._channel.wait_acked())
         await asyncio.wait(
             {reading, free}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
         )
+        free.cancel()
         if reading.done():
             return reading.result()
         reading.cancel()  # websockets: cancelling recv() loses no data
@@ -348,14 +360,13 @@ class Connection:
     async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
         self._batches += 1
-        ref = self._decoder.decode.remote(self._conn_id, epoch, frames, received_ns)
-        in_flight = self._in_flight
-        in_flight.append(ref.future())
-        self._prune_in_flight()
-        while len(in_flight) > self._cfg.max_batches_in_flight:
+        channel = self._channel
+        # -> the decoder, over the channel (actors.decoder._on_batch): a full buffer drops and counts
+        channel.send([self._conn_id, epoch, received_ns, frames], len(frames))
+        while channel.connected and channel.outbox.in_flight > self._cfg.max_batches_in_flight:
             # Backpressure: the decoder is behind. Waiting here lets the kernel buffer the socket.
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(in_flight.popleft())
+            # (While the decoder is away, batches wait in the channel's bounded buffer instead.)
+            await channel.wait_acked()
 
     # --- remote methods ---------------------------------------------------------------------------
 
@@ -455,7 +466,8 @@ class Connection:
             reconnects=self._reconnects,
             last_error=self._error_text(),
             last_frame_age_s=self._liveness.silent_for(now) if connected else -1.0,
-            batches_in_flight=len(self._in_flight),
+            batches_in_flight=self._channel.outbox.pending,
+            frames_dropped=self._channel.outbox.dropped,
         )
 
     async def stop(self) -> None:
@@ -469,6 +481,7 @@ class Connection:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+        self._channel.close()
 
 
 def _typed(exc: BaseException) -> FeedError:

@@ -1,34 +1,43 @@
-"""The Decoder actor: decodes batches of raw frames, dedupes, routes ticks to strategies. A thin sync shell.
+"""The Decoder actor: decodes batches of raw frames, dedupes, routes ticks to strategies. A thin async shell.
 
-One connection always feeds the same decoder, and a sync actor runs one caller's calls in order, so
-per-code order holds end to end. Per batch it:
+One connection always feeds the same decoder over one channel stream (actors.channel), so per-code
+order holds end to end. Per batch it:
 
 - decodes every frame with msgspec (actors.core.wire.decode_batch); a bad frame is counted and logged, the
   rest of the batch goes on;
-- forwards responses (22001/22003/22005/22007 and error frames) to the registry, which owns the
+- forwards responses (22001/22003/22005/22007 and error frames) to the registry over Ray, which owns the
   subscription state;
-- drops a tick whose seq is not greater than the last one delivered for its code (a duplicate after a
-  reconnect: the vendor pushes the latest tick again on subscribe) and counts it;
-- drops and counts ghost pushes, for codes no strategy holds;
-- sends each strategy one msgpack-encoded batch of its ticks, unless that strategy already has
-  ``max_pending`` batches unprocessed: then the batch is dropped for that strategy alone, counted, and
-  the count travels with its next batch, so a slow strategy never stalls the feed or the others.
+- dedupes, drops ghosts and fans out (actors.core.routing.Router);
+- sends each strategy one msgpack-encoded batch of its ticks over its channel. What a strategy has not
+  acknowledged is bounded (``max_pending`` batches, actors.core.routing.Outbox): beyond it a batch is
+  dropped for that strategy alone and counted, and the count travels with its next batch to
+  ``on_missed``, so a slow or restarting strategy never stalls the feed or the others;
+- acknowledges the connection's batch once it is routed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections import deque
 from typing import Any
 
 import msgspec
 from actors.log import logger
 
+from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import wire
+from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
+from actors.core.routing import Outbox, Router
 from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
+#: How long ``channel_address`` waits for the first routes (frames decoded before them would be
+#: ghosts), then for the channels to the routed strategies (a connection replays its unacknowledged
+#: frames at once, and they should find the strategies' channels open).
+ROUTES_WAIT_S = 10.0
+STRATEGIES_WAIT_S = 2.0
 
 
 class DecoderStats(msgspec.Struct, frozen=True):
@@ -41,9 +50,11 @@ class DecoderStats(msgspec.Struct, frozen=True):
     duplicates: int
     ghosts: int
     malformed: int
-    dropped_for_slow: dict[str, int]
-    pending: dict[str, int]  # batches sent to each strategy that it has not taken yet
+    dropped_for_slow: dict[str, int]  # records dropped per strategy: its outbox was full
+    pending: dict[str, int]  # batches sent to each strategy that it has not acknowledged yet
     routes: int
+    lost_on_break: dict[str, int] = {}  # records per strategy written but never acknowledged: it died
+    frames_lost: int = 0  # frames the connections could not send us (counted at their end)
 
 
 class Decoder:
@@ -55,37 +66,49 @@ class Decoder:
         self._id = decoder_id
         self._registry = registry
         self._max_pending = max_pending
-        self._routes: dict[str, tuple[str, ...]] = {}
-        self._book_routes: dict[str, tuple[str, ...]] = {}
+        self._router = Router()
         self._actors = NamedActors(namespace)
-        self._pending: dict[str, deque[Any]] = {}
-        self._missed: dict[str, int] = {}
-        self._numbers: dict[str, int] = {}
-        self._source = f"decoder:{decoder_id}:{os.getpid()}"
-        self._last_seq: dict[str, int] = {}
-        self._last_book_seq: dict[str, int] = {}
+        self._senders: dict[str, Sender] = {}
         self._encode = msgspec.msgpack.Encoder().encode
         self._batches = self._frames = self._ticks = self._books = 0
-        self._delivered = self._duplicates = self._ghosts = self._malformed = 0
-        self._dropped: dict[str, int] = {}
+        self._delivered = self._malformed = self._frames_lost = 0
+        self._routed = asyncio.Event()
+        self._node, host = local_node()
+        # connection -> here: raw frame batches (actors.connection._flush)
+        self._receiver = Receiver(decoder_name(decoder_id), self._on_batch, node=self._node, host=host)
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
         if supervisor is not None:
             supervisor.child_started.remote(decoder_name(decoder_id), os.getpid())
 
+    async def channel_address(self) -> Address:
+        """Where the connection sends its frames; answered once the routes are in (or after 10 s)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._routed.wait(), ROUTES_WAIT_S)
+        senders = [sender.wait_connected() for sender in self._senders.values()]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*senders), STRATEGIES_WAIT_S)
+        return await self._receiver.address()
+
     def set_routes(self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]]) -> int:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
-        self._routes = routes
-        self._book_routes = book_routes
-        # Forget the dedupe marks of codes nobody holds any more, trades and order books alike: a later
-        # subscribe starts afresh (and the marks do not pile up with every code ever held).
-        for marks, table in ((self._last_seq, routes), (self._last_book_seq, book_routes)):
-            for gone in [c for c in marks if c not in table]:
-                del marks[gone]
-        return len(routes)
+        count = self._router.set_routes(routes, book_routes)
+        for names in (*routes.values(), *book_routes.values()):
+            for name in names:
+                self._sender(name)  # open the channel now, not with the first tick
+        self._routed.set()
+        return count
+
+    def _on_batch(self, peer: Peer, number: int, missed: int, body: Any) -> None:
+        conn_id, epoch, received_ns, frames = body
+        if missed:
+            self._frames_lost += missed
+            logger.warning("decoder {}: {} frames from {} were lost on the way", self._id, missed, conn_id)
+        self.decode(conn_id, epoch, frames, received_ns)
+        peer.ack(number)
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
-        """Decode one batch from ``conn_id``; returns how many ticks were delivered."""
+        """Decode one batch from ``conn_id``; returns how many ticks were sent on (per strategy)."""
         batch = wire.decode_batch(frames, received_ns)
         self._batches += 1
         self._frames += len(frames)
@@ -99,63 +122,40 @@ class Decoder:
         delivered = 0
         if batch.ticks:
             self._ticks += len(batch.ticks)
-            delivered += self._route(batch.ticks, self._routes, self._last_seq, "on_ticks")
+            delivered += self._send(TICKS, self._router.route(batch.ticks))
         if batch.books:
             self._books += len(batch.books)
-            delivered += self._route(batch.books, self._book_routes, self._last_book_seq, "on_books")
+            delivered += self._send(BOOKS, self._router.route(batch.books, books=True))
         self._delivered += delivered
         return delivered
 
-    def _route(
-        self,
-        records: list[Any],
-        routes: dict[str, tuple[str, ...]],
-        last_seq: dict[str, int],
-        kind: str,
-    ) -> int:
-        per_strategy: dict[str, list[Any]] = {}
-        for rec in records:
-            code = rec.code
-            targets = routes.get(code)
-            if targets is None:
-                self._ghosts += 1  # a push for a code nobody holds
-                continue
-            if rec.seq <= last_seq.get(code, -1):
-                self._duplicates += 1
-                continue
-            last_seq[code] = rec.seq
-            for name in targets:
-                per_strategy.setdefault(name, []).append(rec)
-        delivered = 0
+    def _send(self, kind: str, per_strategy: dict[str, list[Any]]) -> int:
+        sent = 0
         for name, recs in per_strategy.items():
-            if self._send(name, kind, recs):
-                delivered += len(recs)
-        return delivered
+            # -> the strategy, over its channel (actors.strategy._on_batch); dropped and counted when full
+            if self._sender(name).send([kind, len(recs), self._encode(recs)], len(recs)):
+                sent += len(recs)
+        return sent
 
-    def _send(self, name: str, kind: str, recs: list[Any]) -> bool:
-        pending = self._pending.setdefault(name, deque())
-        while pending and pending[0].done():
-            pending.popleft()
-        # Too far behind, or no such actor (yet): the batch is dropped for this strategy alone, counted,
-        # and the count travels with its next batch.
-        handle = self._handle(name) if len(pending) < self._max_pending else None
+    def _sender(self, name: str) -> Sender:
+        sender = self._senders.get(name)
+        if sender is None:
+            outbox: Outbox[Any] = Outbox(max_batches=self._max_pending, replay=False)
+            label = f"decoder:{self._id}->{name}"
+            sender = Sender(label, lambda: self._resolve(name), outbox, node=self._node)
+            self._senders[name] = sender
+        return sender
+
+    async def _resolve(self, name: str) -> Address | None:
+        # Looked up afresh each time: a strategy removed and added again is a new actor.
+        handle = self._actors.get(strategy_name(name), cache=False)
         if handle is None:
-            self._missed[name] = self._missed.get(name, 0) + len(recs)
-            self._dropped[name] = self._dropped.get(name, 0) + len(recs)
-            return False
-        missed = self._missed.pop(name, 0)
-        # Ray runs an async actor's calls out of order: number the batches so the strategy can
-        # put them back in order (per decoder incarnation, per strategy).
-        number = self._numbers[name] = self._numbers.get(name, 0) + 1
-        ref = handle.deliver.remote(kind, self._encode(recs), missed, self._source, number)
-        pending.append(ref.future())
-        return True
-
-    def _handle(self, name: str) -> Any:
-        return self._actors.get(strategy_name(name))
+            return None
+        return await handle.channel_address.remote()
 
     def statistics(self) -> DecoderStats:
         """Counters of this decoder."""
+        boxes = {name: sender.outbox for name, sender in self._senders.items()}
         return DecoderStats(
             decoder_id=self._id,
             batches=self._batches,
@@ -163,10 +163,12 @@ class Decoder:
             ticks=self._ticks,
             books=self._books,
             delivered=self._delivered,
-            duplicates=self._duplicates,
-            ghosts=self._ghosts,
+            duplicates=self._router.duplicates,
+            ghosts=self._router.ghosts,
             malformed=self._malformed,
-            dropped_for_slow=dict(self._dropped),
-            pending={name: sum(not f.done() for f in refs) for name, refs in self._pending.items()},
-            routes=len(self._routes),
+            dropped_for_slow={name: box.dropped for name, box in boxes.items() if box.dropped},
+            pending={name: box.pending for name, box in boxes.items()},
+            routes=self._router.routed_codes,
+            lost_on_break={name: box.lost for name, box in boxes.items() if box.lost},
+            frames_lost=self._frames_lost,
         )

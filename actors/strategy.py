@@ -12,11 +12,13 @@ Example::
             for t in ticks:
                 print(t.code, t.seq, t.price)   # exact decimal strings; t.decimal_price() for Decimal
 
-A strategy receives only the codes it holds, in per-code seq order, in batches. Delivery never waits
-for the strategy: batches queue up to ``queue_batches``; beyond that the oldest batch is dropped, and
-every dropped tick is counted (``statistics().missed``) and reported to ``on_missed``, never silently
-lost. A duplicate or older tick (seq not greater than the last delivered for its code) never reaches
-``on_ticks``.
+A strategy receives only the codes it holds, in per-code seq order, in batches, over a channel from
+each decoder (actors.channel; not a Ray call). Delivery never waits for the strategy: batches queue up
+to ``queue_batches``; beyond that the oldest batch is dropped, and every dropped tick is counted
+(``statistics().missed``) and reported to ``on_missed``, never silently lost: so are the ticks a
+decoder could not send (its bounded outbox was full, or this strategy was restarting). A duplicate
+or older tick (seq not greater than the last delivered for its code) never reaches ``on_ticks``.
+The rules live in actors.core.delivery; this shell moves bytes and calls the hooks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,13 +34,11 @@ import msgspec
 import ray
 from actors.log import logger
 
+from actors.channel import Address, Peer, Receiver, local_node
 from actors.core import wire
+from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
-
-
-#: How many batches from one decoder may wait for an earlier one before that one is given up.
-REORDER_WINDOW = 64
 
 
 class StrategyStats(msgspec.Struct, frozen=True):
@@ -48,9 +47,9 @@ class StrategyStats(msgspec.Struct, frozen=True):
     ticks: int
     books: int
     missed: int
-    out_of_order: int
-    late_batches: int
-    lost_batches: int
+    out_of_order: int  # duplicates or older seqs kept from on_ticks/on_books (e.g. replayed frames)
+    late_batches: int  # always 0: the channel keeps each decoder's batches in order (kept for readers)
+    lost_batches: int  # always 0: what a sender lost is counted in ``missed`` (kept for readers)
     queued_batches: int
     last_tick_age_s: float
     pid: int
@@ -74,8 +73,7 @@ class Strategy:
         self.options = dict(options or {})
         self._registry = registry
         self._supervisor = supervisor
-        self._queue: deque[tuple[str, bytes]] = deque()
-        self._queue_batches = queue_batches
+        self._delivery = Delivery(max_batches=queue_batches)
         self._wake = asyncio.Event()
         # Set while the drain loop has nothing to do: nothing queued, no missed count to report and no
         # hook running. Cleared by every enqueue, set by the loop only when it goes back to waiting.
@@ -83,16 +81,15 @@ class Strategy:
         self._idle.set()
         self._decode_ticks = msgspec.msgpack.Decoder(list[wire.Tick]).decode
         self._decode_books = msgspec.msgpack.Decoder(list[wire.BookTick]).decode
-        self._last_seq: dict[str, int] = {}
-        self._last_book_seq: dict[str, int] = {}
-        self._batches = self._ticks = self._books = self._missed = self._out_of_order = 0
-        self._last_tick_at = 0.0
-        self._next_batch: dict[str, int] = {}
-        self._stash: dict[str, dict[int, tuple[str, bytes, int]]] = {}
+        self._batches = self._ticks = self._books = 0
         self._late_batches = self._lost_batches = 0
-        self._unreported = 0  # missed ticks not yet reported to on_missed
+        self._last_tick_at = 0.0
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
+        self._receiver: Receiver | None = None
+        with contextlib.suppress(RuntimeError):  # outside an event loop (a plain instance): on start()
+            asyncio.get_running_loop()
+            self._open_channel()
         if supervisor is not None:
             supervisor.child_started.remote(strategy_name(name), os.getpid())
 
@@ -147,6 +144,7 @@ class Strategy:
         are subscribed only when it holds nothing: a restart never doubles the refcounts.
         """
         if self._drain_task is None:
+            self._open_channel()
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
             if self._registry is not None and self.symbols:
                 if not await self._registry.holds_anything.remote(self.name):
@@ -158,100 +156,79 @@ class Strategy:
             await self.on_start()
         return os.getpid()
 
-    async def deliver(self, kind: str, payload: bytes, missed: int = 0, source: str = "", number: int = 0) -> None:
-        """Queue a batch; never waits for ``on_ticks``.
+    def _open_channel(self) -> None:
+        if self._receiver is None:
+            node, host = local_node()
+            # decoders -> here: one msgpack tick batch per decoder batch (actors.decoder._send)
+            self._receiver = Receiver(
+                f"strategy-{self.name}", self._on_batch, node=node, host=host, on_lost=self._delivery.forget
+            )
 
-        Ray runs an async actor's calls out of order, so each decoder numbers its batches
-        (``source``, ``number`` from 1) and they are queued in that order.
-        """
+    async def channel_address(self) -> Address:
+        """Where decoders send this strategy's batches (actors.channel)."""
+        self._open_channel()
+        assert self._receiver is not None
+        return await self._receiver.address()
+
+    def _on_batch(self, peer: Peer, number: int, missed: int, body: Any) -> None:
+        kind, count, payload = body
+        self._enqueue(Batch(kind, payload, count, peer, number), missed)
+
+    async def deliver(self, kind: str, payload: bytes, missed: int = 0) -> None:
+        """Queue a batch handed over by a Ray call (tests, tools); never waits for ``on_ticks``."""
+        decode = self._decode_ticks if kind == TICKS else self._decode_books
+        self._enqueue(Batch(kind, payload, len(decode(payload))), missed)
+
+    def _enqueue(self, batch: Batch, missed: int) -> None:
         if self._drain_task is None:
-            await self.start()
-        if not source:
-            self._enqueue(kind, payload, missed)
-            return
-        expected = self._next_batch.get(source)
-        if expected is None:
-            # A new source: from its first batch, unless this process started mid-stream (a restart).
-            expected = 1 if number <= REORDER_WINDOW else number
-        if number < expected:
-            self._late_batches += 1  # its place in the order has passed; its ticks would be stale
-            return
-        stash = self._stash.setdefault(source, {})
-        stash[number] = (kind, payload, missed)
-        while stash:
-            if expected in stash:
-                self._enqueue(*stash.pop(expected))
-                expected += 1
-            elif len(stash) > REORDER_WINDOW:
-                # The batch we wait for never came (its decoder died with it): go on without it.
-                logger.warning("strategy {}: batch {} from {} never came; skipping it", self.name, expected, source)
-                self._lost_batches += 1
-                expected = min(stash)
-            else:
-                break
-        self._next_batch[source] = expected
-
-    def _enqueue(self, kind: str, payload: bytes, missed: int) -> None:
-        if missed:
-            self._missed += missed
-            self._unreported += missed
-        while len(self._queue) >= self._queue_batches:
-            # Full: the oldest batch goes; its ticks are counted and reported to on_missed.
-            dropped_kind, dropped = self._queue.popleft()
-            decoder = self._decode_ticks if dropped_kind == "on_ticks" else self._decode_books
-            n = len(decoder(dropped))
-            self._missed += n
-            self._unreported += n
-        self._queue.append((kind, payload))
+            # The first batch may come before the supervisor's start(): start here, once per process.
+            asyncio.get_running_loop().create_task(self.start())
+        self._delivery.push(batch, missed)
         self._idle.clear()
         self._wake.set()
 
+    def _send_acks(self) -> None:
+        for peer, number in self._delivery.take_acks().items():
+            peer.ack(number)  # type: ignore[attr-defined] - the sources are the channel's peers
+
     async def _drain(self) -> None:
+        delivery = self._delivery
         while not self._stopped:
-            if self._unreported:
-                # Told before the next batch, so the strategy knows where the gap is.
-                count, self._unreported = self._unreported, 0
-                try:
-                    await self.on_missed(count)
-                except Exception:  # noqa: BLE001 - a user bug must not stop delivery
-                    logger.exception("strategy {}: on_missed raised; delivery goes on", self.name)
-                continue
-            if not self._queue:
+            item = delivery.next()
+            if item is None:
                 # Only here, between batches, is the strategy idle: not while a batch is in a hook.
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            kind, payload = self._queue.popleft()
-            try:
-                await self._dispatch(kind, payload)
-            except Exception:  # noqa: BLE001 - a user bug must not stop delivery
-                logger.exception("strategy {}: {} raised; delivery goes on", self.name, kind)
+            if isinstance(item, MissedReport):
+                # Told before the next batch, so the strategy knows where the gap is.
+                try:
+                    await self.on_missed(item.count)
+                except Exception:  # noqa: BLE001 - a user bug must not stop delivery
+                    logger.exception("strategy {}: on_missed raised; delivery goes on", self.name)
+                delivery.reported()
+            else:
+                try:
+                    await self._dispatch(item.kind, item.payload)
+                except Exception:  # noqa: BLE001 - a user bug must not stop delivery
+                    logger.exception("strategy {}: {} raised; delivery goes on", self.name, item.kind)
+                delivery.finished(item)
+            self._send_acks()
 
     async def _dispatch(self, kind: str, payload: bytes) -> None:
-        if kind == "on_ticks":
-            ticks = self._in_order(self._decode_ticks(payload), self._last_seq)
+        if kind == TICKS:
+            ticks = self._delivery.in_order(self._decode_ticks(payload), TICKS)
             if ticks:
                 self._batches += 1
                 self._ticks += len(ticks)
                 self._last_tick_at = time.monotonic()
                 await self.on_ticks(ticks)
         else:
-            books = self._in_order(self._decode_books(payload), self._last_book_seq)
+            books = self._delivery.in_order(self._decode_books(payload), BOOKS)
             if books:
                 self._books += len(books)
                 await self.on_books(books)
-
-    def _in_order(self, records: list[Any], last_seq: dict[str, int]) -> list[Any]:
-        # The decoder already dedupes; this guard holds even across a decoder restart.
-        out = []
-        for rec in records:
-            if rec.seq <= last_seq.get(rec.code, -1):
-                self._out_of_order += 1
-                continue
-            last_seq[rec.code] = rec.seq
-            out.append(rec)
-        return out
 
     async def problem(self, code: str, error: FeedError) -> None:
         """The registry reports a code the vendor refused ("*": the whole request, e.g. 603)."""
@@ -265,11 +242,11 @@ class Strategy:
             batches=self._batches,
             ticks=self._ticks,
             books=self._books,
-            missed=self._missed,
-            out_of_order=self._out_of_order,
+            missed=self._delivery.missed,
+            out_of_order=self._delivery.out_of_order,
             late_batches=self._late_batches,
             lost_batches=self._lost_batches,
-            queued_batches=len(self._queue),
+            queued_batches=self._delivery.queued,
             last_tick_age_s=age,
             pid=os.getpid(),
         )
@@ -298,6 +275,8 @@ class Strategy:
             self._drain_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain_task
+        if self._receiver is not None:
+            self._receiver.close()
         await self.on_stop()
 
 

@@ -64,9 +64,9 @@ class Collector(Strategy):
         return {
             "last": {code: seqs[-1] for code, seqs in self.seen.items()},
             "seen": sum(len(seqs) for seqs in self.seen.values()),
-            "missed": self._missed,
+            "missed": self._delivery.missed,
             "missed_reports": self.missed_reports,
-            "out_of_order": self._out_of_order,
+            "out_of_order": self._delivery.out_of_order,
             "late_batches": self._late_batches,
             "lost_batches": self._lost_batches,
         }
@@ -129,3 +129,24 @@ class SlowHandler(Strategy):
     async def hook_log(self) -> list[str]:
         """The hooks in the order they ran."""
         return list(self.log)
+
+
+class Journal(Strategy):
+    """Appends every tick it gets (``t CODE SEQ``), every ``on_missed`` count (``m COUNT``) and every
+    process start (``s PID``) to the file ``options.path``: the record outlives a SIGKILL, so a test
+    can check order and accounting across restarts of any actor, this one included."""
+
+    def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, symbols, options, **kwargs)
+        self._file = open(self.options["path"], "a", buffering=1)  # noqa: PTH123, SIM115 - line-buffered
+
+    async def on_start(self) -> None:
+        import os  # noqa: PLC0415
+
+        self._file.write(f"s {os.getpid()}\n")
+
+    async def on_ticks(self, ticks: list[Tick]) -> None:
+        self._file.write("".join(f"t {t.code} {t.seq}\n" for t in ticks))
+
+    async def on_missed(self, count: int) -> None:
+        self._file.write(f"m {count}\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from actors.builtin import Console, Recorder
-from actors.strategy import REORDER_WINDOW, Strategy
+from actors.strategy import Strategy
 from actors.core.wire import Tick
 
 encode = msgspec.msgpack.Encoder().encode
@@ -68,27 +68,16 @@ async def test_console_renders_latest_price_per_code() -> None:
     await con.stop()
 
 
-async def test_numbered_batches_are_put_back_in_order() -> None:
+async def test_batches_handed_over_by_deliver_keep_their_order() -> None:
+    """Batches come over one ordered channel per decoder now (actors/channel.py); ``deliver`` (the
+    Ray-call way in, for tools and tests) queues them as they come."""
     s = Keeper("k")
-    batches = {n: encode(ticks("A", [n])) for n in range(1, 6)}
-    for n in (2, 1, 5, 3, 4):  # as Ray may run an async actor's calls
-        await s.deliver("on_ticks", batches[n], 0, "decoder:0:1", n)
+    for n in range(1, 6):
+        await s.deliver("on_ticks", encode(ticks("A", [n])))
     await s.wait_idle()
     assert s.got == [("A", n) for n in range(1, 6)]
     stats = await s.statistics()
     assert (stats.out_of_order, stats.late_batches, stats.lost_batches) == (0, 0, 0)
-    await s.stop()
-
-
-async def test_a_batch_that_never_comes_is_given_up_after_the_window() -> None:
-    s = Keeper("k", queue_batches=1000)
-    for n in range(2, REORDER_WINDOW + 3):  # batch 1 is lost
-        await s.deliver("on_ticks", encode(ticks("A", [n])), 0, "decoder:0:1", n)
-    await s.wait_idle()
-    assert s.got == [("A", n) for n in range(2, REORDER_WINDOW + 3)]
-    assert (await s.statistics()).lost_batches == 1
-    await s.deliver("on_ticks", encode(ticks("A", [1])), 0, "decoder:0:1", 1)  # too late now
-    assert (await s.statistics()).late_batches == 1
     await s.stop()
 
 

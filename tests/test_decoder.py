@@ -58,6 +58,23 @@ def book(code: str, seq: int) -> bytes:
     return push("push_book_hk_ten_levels", code=code, seq=seq)
 
 
+class DecoderProxy:
+    """A Decoder actor, called as if it were here: each call waits for its answer, so counts are exact.
+    (It must be an actor: it sends to its strategies over channels from its own event loop.)"""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def set_routes(self, routes: dict[str, Any], book_routes: dict[str, Any]) -> int:
+        return ray.get(self._handle.set_routes.remote(routes, book_routes), timeout=30 * S)
+
+    def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
+        return ray.get(self._handle.decode.remote(conn_id, epoch, frames, received_ns), timeout=30 * S)
+
+    def statistics(self) -> Any:
+        return ray.get(self._handle.statistics.remote(), timeout=30 * S)
+
+
 class World:
     """The real actors a decoder talks to, in a namespace of their own."""
 
@@ -77,11 +94,18 @@ class World:
         }
         # Each test gets a decoder of its own, numbered apart: a strategy orders batches per decoder.
         self._ids = itertools.count()
+        self._decoders: list[Any] = []
         ray.get([s.statistics.remote() for s in self.strategies.values()], timeout=60 * S)
         ray.get(self.registry.status.remote(), timeout=60 * S)
 
-    def decoder(self, max_pending: int = 64) -> Decoder:
-        return Decoder(next(self._ids), self.registry, self.namespace, max_pending)
+    def decoder(self, max_pending: int = 64) -> DecoderProxy:
+        handle = (
+            ray.remote(Decoder)
+            .options(namespace=self.namespace, num_cpus=0)
+            .remote(next(self._ids), self.registry, self.namespace, max_pending)
+        )
+        self._decoders.append(handle)
+        return DecoderProxy(handle)
 
     def collected(self, name: str) -> dict[str, Any]:
         return ray.get(self.strategies[name].collected.remote(), timeout=30 * S)
@@ -93,7 +117,7 @@ class World:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             ray.get(self.registry.clear_state.remote(), timeout=10 * S)
-        for handle in [self.registry, *self.strategies.values()]:
+        for handle in [self.registry, *self.strategies.values(), *self._decoders]:
             ray.kill(handle, no_restart=True)
 
 

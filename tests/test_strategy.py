@@ -109,7 +109,7 @@ async def test_wait_idle_waits_for_the_batch_inside_on_ticks() -> None:
     strategy = SlowHandler("idle")  # in this process: wait_idle's answer is the property, no Ray needed
     await strategy.deliver("on_ticks", ticks_payload("AAPL.US", 1, 2))
     await asyncio.wait_for(strategy.begun.wait(), 10)
-    assert not strategy._queue  # noqa: SLF001 - the batch left the queue and is inside on_ticks
+    assert not strategy._delivery.queued  # noqa: SLF001 - the batch left the queue and is inside on_ticks
     assert await strategy.wait_idle(0.05) is False
     await strategy.release()
     assert await strategy.wait_idle(10) is True

@@ -1,0 +1,142 @@
+"""Delivery: the receiving side of one strategy. A bounded queue of batches, per-code order, and the
+accounting of every record that does not reach a hook. Pure: the Strategy shell feeds it and calls
+the hooks it names.
+
+Rules of this module:
+
+1. Batches are queued in arrival order, at most ``max_batches``. A batch that finds the queue full
+   pushes out the oldest one: its records are counted as missed (never silently lost).
+2. Missed counts (those that travelled with a batch from the sender, and those of rule 1) are told
+   to ``on_missed`` before the next batch goes to a hook, so the strategy knows where the gap is.
+3. Within a kind (trades, books), a record whose seq ``is_duplicate`` of the last one delivered for
+   its code is dropped and counted (``out_of_order``): even across a decoder restart, when a new
+   decoder without marks replays frames, no tick reaches a hook twice or out of order.
+4. A batch is acknowledged to its sender once it went through its hook, or once the missed count
+   of its dropping was told to ``on_missed``; acknowledgements are cumulative per sender. A sender
+   whose channel breaks counts what was not acknowledged as lost, so nothing is lost uncounted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable
+from typing import Any, NamedTuple, TypeVar
+
+from actors.core.routing import Record, is_duplicate
+
+R = TypeVar("R", bound=Record)
+
+TICKS = "on_ticks"
+BOOKS = "on_books"
+
+
+class Batch(NamedTuple):
+    """A batch as received: its hook (``on_ticks``/``on_books``), its still-encoded payload, how many
+    records it holds, and whom to acknowledge it to (``source``, ``number``; None, 0: nobody)."""
+
+    kind: str
+    payload: Any
+    count: int
+    source: Hashable | None = None
+    number: int = 0
+
+
+class MissedReport(NamedTuple):
+    """Tell ``on_missed`` of ``count`` records."""
+
+    count: int
+
+
+class Delivery:
+    """The queue of one strategy (rules 1-4)."""
+
+    def __init__(self, *, max_batches: int) -> None:
+        if max_batches < 1:
+            raise ValueError(f"max_batches must be >= 1, got {max_batches}")
+        self._max = max_batches
+        self._queue: deque[Batch] = deque()
+        self._marks: dict[str, dict[str, int]] = {TICKS: {}, BOOKS: {}}
+        self._unreported = 0
+        self._drop_acks: dict[Hashable, int] = {}  # acknowledged once their count is reported
+        self._acks: dict[Hashable, int] = {}  # ready to send
+        self.missed = 0
+        self.out_of_order = 0
+
+    @property
+    def queued(self) -> int:
+        """Batches waiting for their hook."""
+        return len(self._queue)
+
+    @property
+    def unreported(self) -> int:
+        """Missed records not yet told to ``on_missed``."""
+        return self._unreported
+
+    def push(self, batch: Batch, missed: int = 0) -> int:
+        """Queue ``batch``; ``missed`` records were lost before it on the way. Returns the records
+        dropped from the queue to make room (rule 1)."""
+        self._count_missed(missed)
+        dropped = 0
+        while len(self._queue) >= self._max:
+            old = self._queue.popleft()
+            dropped += old.count
+            if old.source is not None:
+                self._drop_acks[old.source] = max(old.number, self._drop_acks.get(old.source, 0))
+        self._count_missed(dropped)
+        self._queue.append(batch)
+        return dropped
+
+    def missed_before(self, count: int) -> None:
+        """``count`` records were lost on the way with no batch to carry the count (rule 2)."""
+        self._count_missed(count)
+
+    def _count_missed(self, count: int) -> None:
+        if count:
+            self.missed += count
+            self._unreported += count
+
+    def next(self) -> MissedReport | Batch | None:
+        """What to do next: tell ``on_missed`` (rule 2), deliver a batch, or nothing (idle)."""
+        if self._unreported:
+            count, self._unreported = self._unreported, 0
+            return MissedReport(count)
+        if self._queue:
+            return self._queue.popleft()
+        return None
+
+    def reported(self) -> None:
+        """``on_missed`` was told: the batches dropped so far may be acknowledged (rule 4)."""
+        for source, number in self._drop_acks.items():
+            self._ack(source, number)
+        self._drop_acks.clear()
+
+    def finished(self, batch: Batch) -> None:
+        """``batch`` went through its hook (rule 4)."""
+        if batch.source is not None:
+            self._ack(batch.source, batch.number)
+
+    def _ack(self, source: Hashable, number: int) -> None:
+        if number > self._acks.get(source, 0):
+            self._acks[source] = number
+
+    def take_acks(self) -> dict[Hashable, int]:
+        """Acknowledgements to send now, per sender: everything up to the number is done."""
+        acks, self._acks = self._acks, {}
+        return acks
+
+    def forget(self, source: Hashable) -> None:
+        """A sender went away: nothing more to acknowledge to it."""
+        self._acks.pop(source, None)
+        self._drop_acks.pop(source, None)
+
+    def in_order(self, records: Iterable[R], kind: str = TICKS) -> list[R]:
+        """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``."""
+        marks = self._marks[kind]
+        out = []
+        for rec in records:
+            if is_duplicate(rec.seq, marks.get(rec.code)):
+                self.out_of_order += 1
+                continue
+            marks[rec.code] = rec.seq
+            out.append(rec)
+        return out

@@ -1,0 +1,106 @@
+"""The channel shell (actors/channel.py) on real sockets in this process: Unix-domain and TCP, acks,
+a receiver that goes away and comes back, and the counts of what a break cost. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors.channel import Address, Peer, Receiver, Sender
+from actors.core.routing import Outbox
+
+NODE = "node-a"
+
+
+class Sink:
+    """A receiver that keeps every body and acknowledges it at once (or holds its acks)."""
+
+    def __init__(self, name: str = "sink", *, ack: bool = True) -> None:
+        self.got: list[tuple[int, int, Any]] = []
+        self.ack = ack
+        self.receiver = Receiver(name, self.on_message, node=NODE, host="127.0.0.1")
+
+    def on_message(self, peer: Peer, number: int, missed: int, body: Any) -> None:
+        self.got.append((number, missed, body))
+        if self.ack:
+            peer.ack(number)
+
+
+async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
+    async def poll() -> None:
+        while not cond():
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_batches_arrive_in_order_and_are_acknowledged_over_uds_and_tcp() -> None:
+    for node in (NODE, "node-b"):  # the same node: Unix socket; another: TCP
+        sink = Sink()
+        address = await sink.receiver.address()
+        assert address.uds.startswith("\0") and address.port > 0
+
+        async def resolve(address: Address = address) -> Address:
+            return address
+
+        sender = Sender("to-sink", resolve, Outbox(max_batches=64, replay=False), node=node)
+        for k in range(50):
+            assert sender.send([k, b"x" * k], 1)
+        await until(lambda sink=sink: len(sink.got) == 50, "50 batches")
+        await until(lambda sender=sender: sender.outbox.pending == 0, "every batch acknowledged")
+        assert [body[0] for _, _, body in sink.got] == list(range(50))
+        assert [n for n, _, _ in sink.got] == list(range(1, 51))
+        sender.close()
+        sink.receiver.close()
+
+
+async def test_a_receiver_that_restarts_is_found_again_and_the_lost_batches_are_counted() -> None:
+    sinks = [Sink(ack=False)]
+
+    async def resolve() -> Address:
+        return await sinks[-1].receiver.address()
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node=NODE)
+    for k in range(3):
+        sender.send(k, 10)
+    await until(lambda: len(sinks[0].got) == 3, "3 batches at the first receiver")
+    sinks[0].receiver.close()  # gone without acknowledging: 30 records lost
+    sinks.append(Sink())
+    await until(lambda: sender.breaks == 1, "the break seen")
+    sender.send("after", 5)
+    await until(lambda: len(sinks[1].got) == 1, "the batch after the break")
+    assert sinks[1].got == [(1, 30, "after")]  # numbered afresh, carrying the lost count
+    assert (sender.outbox.lost, sender.outbox.missed) == (30, 0)
+    sender.close()
+    sinks[1].receiver.close()
+
+
+async def test_replay_writes_unacknowledged_batches_again_after_a_break() -> None:
+    sinks = [Sink(ack=False)]
+
+    async def resolve() -> Address:
+        return await sinks[-1].receiver.address()
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=True), node=NODE)
+    sender.send("a", 1)
+    sender.send("b", 1)
+    await until(lambda: len(sinks[0].got) == 2, "2 batches")
+    sinks[0].receiver.close()
+    sinks.append(Sink())
+    await until(lambda: [b for _, _, b in sinks[1].got] == ["a", "b"], "a and b again")
+    assert sender.outbox.lost == 0
+    sender.close()
+    sinks[1].receiver.close()
+
+
+async def test_a_full_outbox_while_no_receiver_exists_counts_its_drops() -> None:
+    async def resolve() -> None:
+        return None
+
+    sender = Sender("nowhere", resolve, Outbox(max_batches=2, replay=False), node=NODE)
+    assert [sender.send(k, 4) for k in range(4)] == [True, True, False, False]
+    assert (sender.outbox.dropped, sender.outbox.missed, sender.connected) == (8, 8, False)
+    sender.close()

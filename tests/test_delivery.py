@@ -1,0 +1,116 @@
+"""Tests of actors.core.delivery: the bounded queue of one strategy, per-code order, missed counts. Pure."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
+
+
+class Rec(NamedTuple):
+    code: str
+    seq: int
+
+
+class TestQueue:
+    def test_full_drops_the_oldest_and_on_missed_hears_before_the_next_batch(self) -> None:
+        d = Delivery(max_batches=2)
+        for k in range(3):
+            d.push(Batch(TICKS, k, 10, "dec", k + 1))
+        assert d.missed == 10 and d.queued == 2
+        assert d.next() == MissedReport(10)
+        d.reported()
+        assert d.take_acks() == {"dec": 1}  # the dropped batch is done with once it was told
+        batch = d.next()
+        assert isinstance(batch, Batch) and batch.payload == 1
+        d.finished(batch)
+        assert d.take_acks() == {"dec": 2}
+        assert d.next() == Batch(TICKS, 2, 10, "dec", 3)
+        assert d.next() is None
+
+    def test_missed_counts_from_the_sender_come_first(self) -> None:
+        d = Delivery(max_batches=4)
+        d.push(Batch(TICKS, "p", 1), missed=7)
+        d.missed_before(2)
+        assert d.next() == MissedReport(9)
+        assert d.next() == Batch(TICKS, "p", 1)
+
+    def test_acks_are_cumulative_per_sender(self) -> None:
+        d = Delivery(max_batches=4)
+        d.finished(Batch(TICKS, 0, 1, "x", 5))
+        d.finished(Batch(TICKS, 0, 1, "x", 3))
+        d.finished(Batch(TICKS, 0, 1, "y", 1))
+        assert d.take_acks() == {"x": 5, "y": 1}
+        assert d.take_acks() == {}
+
+    def test_bad_bound(self) -> None:
+        with pytest.raises(ValueError, match="max_batches must be >= 1"):
+            Delivery(max_batches=0)
+
+
+class TestOrder:
+    def test_repeats_and_older_seqs_never_reach_the_hook(self) -> None:
+        d = Delivery(max_batches=1)
+        assert d.in_order([Rec("A", 1), Rec("A", 2)]) == [Rec("A", 1), Rec("A", 2)]
+        assert d.in_order([Rec("A", 2), Rec("B", 1), Rec("A", 1), Rec("A", 3)]) == [Rec("B", 1), Rec("A", 3)]
+        assert d.in_order([Rec("A", 1)], BOOKS) == [Rec("A", 1)]  # books keep marks of their own
+        assert d.out_of_order == 2
+
+    @given(
+        st.lists(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 30)), max_size=10), max_size=10)
+    )
+    def test_what_passes_is_strictly_increasing_per_code(self, batches: list[list[tuple[str, int]]]) -> None:
+        d = Delivery(max_batches=1)
+        passed: list[Rec] = []
+        total = 0
+        for batch in batches:
+            total += len(batch)
+            passed += d.in_order([Rec(c, s) for c, s in batch])
+        for code in "ABC":
+            seqs = [r.seq for r in passed if r.code == code]
+            assert seqs == sorted(set(seqs))
+        assert len(passed) + d.out_of_order == total
+
+
+class TestAccounting:
+    @given(
+        ops=st.lists(
+            st.one_of(
+                st.tuples(st.just("push"), st.integers(1, 5), st.integers(0, 3)),
+                st.tuples(st.just("step"), st.just(0), st.just(0)),
+            ),
+            max_size=60,
+        ),
+        bound=st.integers(1, 4),
+    )
+    def test_every_record_reaches_a_hook_or_on_missed(
+        self, ops: list[tuple[str, int, int]], bound: int
+    ) -> None:
+        d = Delivery(max_batches=bound)
+        offered = hooked = reported = 0
+        number = 0
+        acked = 0
+        for op, count, missed in [*ops, *[("step", 0, 0)] * (2 * len(ops) + 2)]:
+            if op == "push":
+                number += 1
+                offered += count + missed
+                d.push(Batch(TICKS, None, count, "s", number), missed)
+            else:
+                item = d.next()
+                if isinstance(item, MissedReport):
+                    reported += item.count
+                    d.reported()
+                elif isinstance(item, Batch):
+                    hooked += item.count
+                    d.finished(item)
+            acks = d.take_acks()
+            if acks:
+                assert acks["s"] > acked  # cumulative, growing
+                acked = acks["s"]
+            assert d.queued <= bound
+        assert offered == hooked + reported
+        assert acked == number or not ops or number == 0
