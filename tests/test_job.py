@@ -426,7 +426,8 @@ def test_token_never_appears_in_any_output(recorder_run: dict[str, Any]) -> None
     # ticks flowed with that token: the simulator served every configured code, the recorder wrote them
     assert recorder_run["served"] == set(recorder_run["codes"])
     assert {json.loads(line)["code"] for line in recorder_run["before"]} == set(recorder_run["codes"])
-    assert re.search(r"\((Connection|Supervisor|Registry|Decoder)\b[^)]*pid=\d+\)", job.stderr()), (
+    # An actor's log prefix: "(Supervisor pid=1)", or with its repr, "(Connection('stock-0', 'ws://...') pid=1)".
+    assert re.search(r"\((Connection|Supervisor|Registry|Decoder)\b.*? pid=\d+\)", job.stderr()), (
         "no actor log reached the driver: the check below would prove little"
     )
 
