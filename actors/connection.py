@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from actors.log import logger
-from picows import WSError, WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
+from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from actors.core import wire
@@ -255,7 +255,9 @@ class Connection:
             self._session_started = time.monotonic()
             self._liveness.connected(time.monotonic())
             self._connected.set()
-            logger.info("{}: connected to {} (epoch {}, {})", self._conn_id, redact(self._url), epoch, ws.name)
+            logger.info(
+                "{}: connected to {} (epoch {}, {})", self._conn_id, redact(self._url), epoch, ws.name
+            )
             self._registry.connection_up.remote(self._conn_id, epoch)
             # A heartbeat at once: its 22001 tells that the server accepted the token (``_read``).
             await self._heartbeat_if_due(ws, time.monotonic())

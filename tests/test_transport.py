@@ -77,7 +77,9 @@ def close_code(end: BaseException) -> int | None:
 
 @each_transport
 class TestBatches:
-    async def test_a_burst_comes_in_batches_cut_at_the_buffer_in_order(self, kind: str, sim: Simulator) -> None:
+    async def test_a_burst_comes_in_batches_cut_at_the_buffer_in_order(
+        self, kind: str, sim: Simulator
+    ) -> None:
         ws = await opened(kind, sim.url("stock"))
         assert await ws.send(subscribe(CODES))
         count = 20_000
@@ -183,7 +185,9 @@ class TestClose:
 
 @each_transport
 class TestPing:
-    async def test_a_quiet_healthy_socket_answers_pings_and_stays_open(self, kind: str, sim: Simulator) -> None:
+    async def test_a_quiet_healthy_socket_answers_pings_and_stays_open(
+        self, kind: str, sim: Simulator
+    ) -> None:
         ws = await opened(kind, sim.url("stock"), ping_interval=0.1, ping_timeout=0.1)
         with pytest.raises(TimeoutError):  # nothing subscribed: only pings and pongs go, for 10 ping periods
             await asyncio.wait_for(ws.recv_batch(), 2.0)
@@ -225,7 +229,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
