@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from actors.log import logger
-from websockets.asyncio.client import ClientConnection, connect
+from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from actors.channel import Sender, local_node
@@ -30,7 +30,8 @@ from actors.core.routing import Outbox
 from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
-from actors.core.settings import Secret, endpoint_url, redact
+from actors.core.settings import TRANSPORTS, Secret, endpoint_url, redact
+from actors.transport import Batch, SocketClosed, Transport, open_transport
 
 
 STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
@@ -53,6 +54,8 @@ FATAL_RETS = frozenset({401, 603, 604})
 #: and ``TimeoutError`` an ``OSError``; they are listed for the reader.
 RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
     ConnectionClosed,
+    SocketClosed,
+    WSProtocolError,
     ConnectionSilent,
     ProtocolViolation,
     OSError,
@@ -88,11 +91,14 @@ def classify(exc: BaseException) -> BaseException | None:  # noqa: PLR0911 - a d
     if isinstance(exc, VendorError):
         # PROTOCOL.md "Error codes": 401 token invalid, 603 token level not enough, 604 code unauthorized.
         return exc if exc.ret in FATAL_RETS else None
-    if isinstance(exc, InvalidStatus):
+    if isinstance(exc, InvalidStatus):  # websockets
         return None if retryable_status(exc.response.status_code) else exc
-    if isinstance(exc, InvalidURI):
+    if isinstance(exc, WSInvalidStatusError):  # picows
+        status = exc.response.status if exc.response is not None else 0
+        return None if retryable_status(int(status)) else exc
+    if isinstance(exc, (InvalidURI, WSInvalidURL)):
         return exc
-    if isinstance(exc, InvalidHandshake):
+    if isinstance(exc, (InvalidHandshake, WSHandshakeError)):
         return None  # a garbled or cut handshake: the next one may go through
     if isinstance(exc, ssl.SSLCertVerificationError):
         # An OSError, but a new socket meets the same certificate: a configuration problem.
@@ -114,6 +120,7 @@ class ConnectionConfig(msgspec.Struct, frozen=True):
     backoff_max_s: float = 30.0
     backoff_jitter: float = 0.5
     open_timeout_s: float = 10.0
+    transport: str = TRANSPORTS[0]  # actors.transport: "picows" or "websockets"
 
 
 class BeatReport(msgspec.Struct, frozen=True):
@@ -172,7 +179,7 @@ class Connection:
         self._liveness = Liveness(
             heartbeat_every=config.heartbeat_interval_s, silent_after=config.silence_deadline_s
         )
-        self._ws: ClientConnection | None = None
+        self._ws: Transport | None = None
         self._epoch = 0
         self._connected = asyncio.Event()
         self._frames = 0
@@ -242,18 +249,18 @@ class Connection:
 
     async def _session(self) -> None:
         url = endpoint_url(self._url, self._token)
-        async with connect(
+        ws = await open_transport(  # actors/transport.py: picows or websockets, per feed.transport
+            self._cfg.transport,
             url,
             open_timeout=self._cfg.open_timeout_s,
             # PROTOCOL.md: WebSocket ping/pong is a second, independent check. The first is ours: the
             # heartbeat actor and the silence deadline, which also catch a socket that answers pings.
             ping_interval=self._cfg.heartbeat_interval_s,
             ping_timeout=PING_TIMEOUT_S,
-            close_timeout=1.0,
-            max_size=2**22,
-            max_queue=None,  # we never stop reading; backpressure is on the decoder batches
-            compression=None,
-        ) as ws:
+            max_frames=self._cfg.batch_max_frames,
+        )
+        del url
+        try:
             self._ws = ws
             # Epochs grow across actor restarts too (a restarted actor starts from the wall clock),
             # so the registry never takes an old socket's late answer for the new one's.
@@ -262,7 +269,9 @@ class Connection:
             self._session_started = time.monotonic()
             self._liveness.connected(time.monotonic())
             self._connected.set()
-            logger.info("{}: connected to {} (epoch {})", self._conn_id, redact(self._url), epoch)
+            logger.info(
+                "{}: connected to {} (epoch {}, {})", self._conn_id, redact(self._url), epoch, ws.name
+            )
             self._registry.connection_up.remote(self._conn_id, epoch)
             # A heartbeat at once: its 22001 tells that the server accepted the token (``_read``).
             await self._heartbeat_if_due(ws, time.monotonic())
@@ -272,46 +281,56 @@ class Connection:
                 self._connected.clear()
                 self._ws = None
                 self._registry.connection_down.remote(self._conn_id, epoch)
+        finally:
+            await ws.close()
 
-    async def _read(self, ws: ClientConnection, epoch: int) -> None:
+    async def _read(self, ws: Transport, epoch: int) -> None:
+        """Read batches of frames (cut by the transport where the socket had nothing more buffered) and
+        hand them to ``_flush``: at ``batch_max_frames``, when the batch is ``batch_max_age_ms`` old, or
+        as soon as the decoder is idle."""
         frames: list[bytes] = []
         max_frames = self._cfg.batch_max_frames
         max_age = self._cfg.batch_max_age_ms / 1000.0
         started = 0.0
         started_ns = 0
-        # websockets keeps received frames in recv_messages.frames; empty means the socket is drained.
-        buffered = getattr(getattr(ws, "recv_messages", None), "frames", ())
-        recv = ws.recv
+        recv = ws.recv_batch
         accepted = False
         while True:
-            if frames and not len(buffered) and not self._decoder_idle():
+            if frames:
                 # Drained, with a batch in hand, while the decoder still works on the previous one:
                 # keep collecting until it is free or the batch is max_age old. Each batch costs a Ray
                 # call at both ends (~1 ms here), so a paced feed must not send one per frame.
-                frame = await self._recv_until_decoder_free(recv, started + max_age)
-                if frame is None:
+                batch = await self._recv_until_decoder_free(recv, started + max_age)
+                if batch is None:
                     self._liveness.frame_received(time.monotonic())
                     await self._flush(frames, epoch, started_ns)
                     frames = []
                     continue
             else:
-                frame = await recv(decode=False)
+                batch = await recv()
+            got, got_ns = batch
             if not accepted:
-                accepted = self._screen(frame)
+                accepted = self._screen_all(got)
             now = time.monotonic()
             if not frames:
                 started = now
-                started_ns = time.time_ns()
-            frames.append(frame)
-            if (
-                len(frames) >= max_frames
-                or now - started >= max_age
-                or (not len(buffered) and self._decoder_idle())
-            ):
+                started_ns = got_ns
+            frames += got
+            while len(frames) >= max_frames:
+                self._liveness.frame_received(now)
+                await self._flush(frames[:max_frames], epoch, started_ns)
+                frames = frames[max_frames:]
+                started = now
+                await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
+            if frames and (now - started >= max_age or self._decoder_idle()):
                 self._liveness.frame_received(now)
                 await self._flush(frames, epoch, started_ns)
                 frames = []
-                await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
+                await asyncio.sleep(0)
+
+    def _screen_all(self, frames: list[bytes]) -> bool:
+        """``_screen`` the frames of a session not yet accepted, in order; True once one accepted it."""
+        return any(self._screen(frame) for frame in frames)
 
     def _screen(self, frame: bytes) -> bool:
         """Look at a frame of a session not yet accepted; True once the server accepted it.
@@ -338,9 +357,12 @@ class Connection:
     def _decoder_idle(self) -> bool:
         return not self._channel.outbox.pending
 
-    async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> bytes | None:
-        """The next frame, or None when the decoder became free or ``deadline`` passed first."""
-        reading = asyncio.ensure_future(recv(decode=False))
+    async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> Batch | None:
+        """The next batch, or None when the decoder became free (its channel acknowledged a batch) or
+        ``deadline`` passed first."""
+        if self._decoder_idle():
+            return None
+        reading = asyncio.ensure_future(recv())
         free = asyncio.ensure_future(self._channel.wait_acked())
         await asyncio.wait(
             {reading, free}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
@@ -348,7 +370,7 @@ class Connection:
         free.cancel()
         if reading.done():
             return reading.result()
-        reading.cancel()  # websockets: cancelling recv() loses no data
+        reading.cancel()  # actors/transport.py: cancelling recv_batch() loses no frame
         try:
             return await reading  # it may have completed before the cancel took hold
         except asyncio.CancelledError:
@@ -393,9 +415,7 @@ class Connection:
         ws = self._ws
         if ws is None or epoch != self._epoch:
             return False
-        try:
-            await ws.send(frame.decode())
-        except ConnectionClosed:
+        if not await ws.send(frame):
             return False
         self._requests += 1
         return True
@@ -426,14 +446,12 @@ class Connection:
             os.getpid(),
         )
 
-    async def _heartbeat_if_due(self, ws: ClientConnection, now: float) -> tuple[Verdict, bool]:
+    async def _heartbeat_if_due(self, ws: Transport, now: float) -> tuple[Verdict, bool]:
         """Send a 22000 when the liveness clock says one is due; returns the verdict and whether it went."""
         verdict = self._liveness.verdict(now)
         if verdict is not Verdict.HEARTBEAT_DUE:
             return verdict, False
-        try:
-            await ws.send(wire.encode(wire.heartbeat(self._ids)).decode())
-        except ConnectionClosed:
+        if not await ws.send(wire.encode(wire.heartbeat(self._ids))):
             return verdict, False
         self._liveness.heartbeat_sent(now)
         self._heartbeats += 1
@@ -445,7 +463,7 @@ class Connection:
         self._last_error = cause
         ws = self._ws
         if ws is not None:
-            ws.transport.abort()
+            ws.abort()
         self._kick.set()
         return self._epoch
 
@@ -476,8 +494,7 @@ class Connection:
         self._kick.set()
         ws = self._ws
         if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 1.0)
+            await ws.close()  # bounded by its close timeout
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task

@@ -206,6 +206,7 @@ def _create_children(
         backoff_initial_s=s.restart.backoff_initial_s,
         backoff_max_s=s.restart.backoff_max_s,
         backoff_jitter=s.restart.backoff_jitter,
+        transport=s.feed.transport,
     )
     url_of = {endpoint: s.endpoints[endpoint].url for endpoint in conn_ids}
     connections: dict[str, Any] = {}

@@ -15,14 +15,15 @@ What runs where:
 * One ``ray.init(address="local")`` for the whole run. tickvisor is started as tests/conftest.py's
   System does (actors.control.Job): a Supervisor actor with Settings from actors.core.settings.parse_settings, here with
   scripts.bench_strategy:BenchStrategy as the strategy.
-* Baselines: ``seed`` and ``bare`` (scripts/bench_clients.py) each in their own process; ``naive``
+* Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench_clients.py) each in their own process; ``naive``
   (scripts/bench_naive.py) as two Ray actors making one Ray call per tick.
 
 Figures (the BENCH keys):
 
 * Throughput over a burst of 200k ticks (``--burst``) across 100 codes on one connection, counted
-  inside one strategy with per-code order checked: ``tps``, ``seed_tps``, ``bare_tps`` (median of the
-  rounds), ``naive_tps`` (over fewer ticks in --quick: one Ray call per tick is slow). ``order_ok``: every
+  inside one strategy with per-code order checked: ``tps``, ``seed_tps``, ``bare_tps``,
+  ``bare_picows_tps`` (the bare client on picows: the ceiling of one connection) (median of the
+  rounds), ``transport`` (tickvisor's feed.transport, ``--transport``), ``naive_tps`` (over fewer ticks in --quick: one Ray call per tick is slow). ``order_ok``: every
   consumer got every tick, in order, without a gap; ``tickvisor_out_of_order_dropped``: ticks tickvisor's
   strategy base class dropped because they arrived after a later one.
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
@@ -69,6 +70,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from actors.core.settings import TRANSPORTS  # noqa: E402
 from scripts.bench_phases import MODES, Mode, phase_liveness, phase_throughput, start_liveness  # noqa: E402
 from scripts.bench_proc import local_ray, setup_environment  # noqa: E402
 from scripts.bench_report import REQUIRED_KEYS, write  # noqa: E402
@@ -95,12 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         "default is 15) and the baseline clients alike, so that on a shared machine no "
         "consumer is starved more than another (default 0)",
     )
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=TRANSPORTS[0],
+        help=f"tickvisor's feed.transport (default {TRANSPORTS[0]}); the BENCH line names it",
+    )
     args = p.parse_args(argv)
     mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
-    if args.burst is not None or args.rounds is not None:
-        mode = Mode(
-            **{**mode.__dict__, "burst": args.burst or mode.burst, "rounds": args.rounds or mode.rounds}
-        )
+    mode = Mode(
+        **{
+            **mode.__dict__,
+            "burst": args.burst or mode.burst,
+            "rounds": args.rounds or mode.rounds,
+            "transport": args.transport,
+        }
+    )
 
     setup_environment(args.niceness)
     token = "bench-" + uuid.uuid4().hex[:10]

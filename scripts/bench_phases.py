@@ -59,6 +59,7 @@ class Mode:
     deadline_s: float  # feed.silence_deadline_s of the liveness system
     quiet_s: float  # before each stall and kill: time since the last subscription request (token gap)
     hard_cap_s: float  # the whole run is stopped after this
+    transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
 
 
 MODES = {
@@ -206,7 +207,10 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
         system = System.from_toml(
-            settings_toml(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0), token
+            settings_toml(
+                sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
+            ),
+            token,
         )
         try:
             wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
@@ -216,10 +220,12 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
             out["sim_fps"] = raw["tps"]
 
-            runs: dict[str, list[dict[str, Any]]] = {"tickvisor": [], "bare": [], "seed": []}
+            runs: dict[str, list[dict[str, Any]]] = {"tickvisor": [], "bare": [], "bare_picows": [], "seed": []}
+            out["transport"] = mode.transport
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
+                runs["bare_picows"].append(run_client("bare_picows", sim, block(next(next_block)), mode.burst))
                 runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
                 if r == 0:
                     pids = tree(os.getpid(), exclude=[sim.pid])
@@ -234,10 +240,14 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
 
             out["tps"] = median("tickvisor", "tps")
             out["bare_tps"] = median("bare", "tps")
+            out["bare_picows_tps"] = median("bare_picows", "tps")
             out["seed_tps"] = median("seed", "tps")
             out["cpu_s_per_mtick"] = median("tickvisor", "cpu_s_per_mtick")
             out["bare_cpu_s_per_mtick"] = statistics.median(
                 r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["bare"]
+            )
+            out["bare_picows_cpu_s_per_mtick"] = statistics.median(
+                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["bare_picows"]
             )
             out["seed_cpu_s_per_mtick"] = statistics.median(
                 r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["seed"]
@@ -344,7 +354,9 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
-    toml = settings_toml(sim.port, [("bench", LIVENESS_CODES)], heartbeat_s=0.5, deadline_s=mode.deadline_s)
+    toml = settings_toml(
+        sim.port, [("bench", LIVENESS_CODES)], heartbeat_s=0.5, deadline_s=mode.deadline_s, transport=mode.transport
+    )
     return sim, System.from_toml(toml, token, wait=False)
 
 

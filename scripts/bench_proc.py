@@ -29,11 +29,17 @@ STOCK_SUFFIXES = (".US", ".HK", ".SH", ".SZ")
 
 
 def settings_toml(
-    port: int, strategies: list[tuple[str, list[str]]], *, heartbeat_s: float, deadline_s: float
+    port: int,
+    strategies: list[tuple[str, list[str]]],
+    *,
+    heartbeat_s: float,
+    deadline_s: float,
+    transport: str = "picows",
 ) -> str:
-    """A tickvisor config against the simulator on ``port``."""
+    """A tickvisor config against the simulator on ``port``, reading with ``transport``."""
     lines = [
         "[feed]",
+        f'transport = "{transport}"',
         'token_env = "TICKVISOR_BENCH_TOKEN"',
         f"heartbeat_interval_s = {heartbeat_s}",
         f"silence_deadline_s = {deadline_s}",

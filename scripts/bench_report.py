@@ -19,6 +19,7 @@ REQUIRED_KEYS = (
     "tps",
     "seed_tps",
     "bare_tps",
+    "bare_picows_tps",
     "naive_tps",
     "p50_ms",
     "p99_ms",
@@ -58,6 +59,7 @@ UPPER_BOUNDS: list[tuple[str, float, str]] = [
 RATIOS: list[tuple[str, float, str, str]] = [
     ("seed_tps", 6, ".1f", "x"),
     ("bare_tps", 0.85, ".2f", ""),
+    ("bare_picows_tps", 0.85, ".2f", ""),  # issue 13: with picows, >= 0.85 x the bare picows client
     ("naive_tps", 40, ".1f", "x"),
 ]
 
@@ -118,8 +120,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f("seed_tps", ".0f"),
             f("bare_tps", ".0f"),
             f("naive_tps", ".0f"),
-            f"simulator delivers {f('sim_fps', '.0f')}/s to a header-only reader; naive over "
-            f"{f('naive_ticks')} ticks",
+            f"tickvisor reads with {f('transport')}; bare picows {f('bare_picows_tps', '.0f')}/s; simulator "
+            f"delivers {f('sim_fps', '.0f')}/s to a header-only reader; naive over {f('naive_ticks')} ticks",
         ),
         row(
             "CPU s per Mtick",
@@ -127,7 +129,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f("seed_cpu_s_per_mtick", ".1f"),
             f("bare_cpu_s_per_mtick", ".1f"),
             "",
-            "tickvisor: every process of the job; baselines: their one",
+            f"tickvisor: every process of the job; baselines: their one (bare picows "
+            f"{f('bare_picows_cpu_s_per_mtick', '.1f')})",
         ),
         row(
             f"latency p50 / p99 ms @ {mode.latency_rate:.0f}/s",

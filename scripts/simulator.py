@@ -23,6 +23,7 @@ Command line
     --token-env NAME                read the token from this environment variable instead of --token
                                     (keeps it out of `ps`); one of the two is required
     --log-level LEVEL               stderr logging level (default INFO); the token is logged as "***"
+    --tls CERT KEY                  serve wss:// (and https:// admin) with this PEM certificate and key
 
 ``--port 0`` picks a free port. On start the server prints exactly one line to stdout,
 ``SIMULATOR LISTENING <host>:<port>``, and flushes. SIGINT or SIGTERM closes it with exit code 0.
@@ -118,6 +119,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,14 +181,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-gap-s", type=float, default=DEFAULT_CONN_GAP_S)
     p.add_argument("--token-gap-s", type=float, default=DEFAULT_TOKEN_GAP_S)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None,
+                   help="serve wss:// with this PEM certificate chain and private key")
     return p
+
+
+def _tls(files: list[str] | None) -> ssl.SSLContext | None:
+    """The server-side SSL context of ``--tls CERT KEY``, or None."""
+    if files is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*files)
+    return context
 
 
 async def _serve(args: argparse.Namespace) -> None:
     sim = Simulator(host=args.host, port=args.port, token=args.token, heartbeat_timeout=args.heartbeat_timeout,
                     plan=args.plan, max_connections=args.max_connections, max_codes=args.max_codes,
                     tick_rate=args.tick_rate, book_rate=args.book_rate, codes=args.codes, seed=args.seed,
-                    conn_gap_s=args.conn_gap_s, token_gap_s=args.token_gap_s)
+                    conn_gap_s=args.conn_gap_s, token_gap_s=args.token_gap_s, tls=_tls(args.tls))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

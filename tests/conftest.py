@@ -86,6 +86,9 @@ def ray_session() -> Iterator[None]:
 
 
 TEST_TOKEN = "test-token-" + uuid.uuid4().hex[:6]
+#: The module-level switch of feed.transport for every test system: empty means the default (picows);
+#: ``TICKVISOR_TEST_TRANSPORT=websockets scripts/test tests/test_system.py`` runs them on websockets.
+TEST_TRANSPORT = os.environ.get("TICKVISOR_TEST_TRANSPORT", "")
 
 
 def system_toml(port: int, strategies: str, **feed: Any) -> str:
@@ -96,6 +99,8 @@ def system_toml(port: int, strategies: str, **feed: Any) -> str:
         "ping_deadline_s": 1.0,
         "token_env": "TICKVISOR_TEST_TOKEN",
     }
+    if TEST_TRANSPORT:
+        feed_defaults["transport"] = TEST_TRANSPORT
     feed_defaults.update(feed)
     lines = ["[feed]"]
     for key, value in feed_defaults.items():

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from actors.core.settings import TRANSPORTS
 from scripts.bench import REQUIRED_KEYS
 from scripts.bench_count import TickCounter, percentiles_ms
 from tests.conftest import S, run_smoke
@@ -57,6 +58,7 @@ def test_smoke_run_reports_every_key() -> None:
     for key, value in bench.items():
         assert isinstance(value, bool | str) or (number(value) and value >= 0), f"{key} = {value!r}"
     assert isinstance(bench["order_ok"], bool)
+    assert bench["transport"] in TRANSPORTS  # the BENCH line names the transport tickvisor read with
     assert isinstance(bench["latency_exact"], bool)
     assert bench["seed_detect_s"] == 22.5
     assert bench["deadline_s"] > 0

@@ -1,12 +1,23 @@
-"""Tests of actors.connection: ``classify`` with websockets' real exception types (no Ray needed), and
-the Connection shell against the real simulator on 127.0.0.1 (tests marked ``ray``)."""
+"""Tests of actors.connection: ``classify`` with websockets' and picows' real exception types (no Ray
+needed), and the Connection shell against the real simulator on 127.0.0.1 (tests marked ``ray``)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import unittest
+from http import HTTPStatus
 
+from picows import (
+    WSCloseCode,
+    WSHandshakeError,
+    WSInvalidMessageError,
+    WSInvalidStatusError,
+    WSInvalidUpgradeError,
+    WSInvalidURL,
+    WSProtocolError,
+    WSUpgradeResponse,
+)
 from websockets.datastructures import Headers
 from websockets.exceptions import (
     ConnectionClosed,
@@ -22,6 +33,7 @@ from websockets.frames import Close
 from websockets.http11 import Response
 
 from actors.connection import classify
+from actors.transport import SocketClosed
 from actors.core.errors import (
     ConfigError,
     ConnectionSilent,
@@ -38,6 +50,12 @@ from actors.core.errors import (
 def refused(status: int) -> InvalidStatus:
     """The exception websockets raises when the server answers the handshake with HTTP ``status``."""
     return InvalidStatus(Response(status, "", Headers()))
+
+
+def picows_refused(status: int) -> WSInvalidStatusError:
+    """The exception picows raises when the server answers the handshake with HTTP ``status``."""
+    response = WSUpgradeResponse.create_error_response(HTTPStatus(status))
+    return WSInvalidStatusError(f"expected 101, received {status}", None, None, response)
 
 
 RETRY: dict[str, BaseException] = {
@@ -66,6 +84,15 @@ RETRY: dict[str, BaseException] = {
     "HTTP 502": refused(502),
     "HTTP 429": refused(429),
     "group of transient errors": ExceptionGroup("two", [ConnectionResetError(), TimeoutError()]),
+    "picows: closed by the server": SocketClosed(1008, "token invalid", "server"),
+    "picows: dropped": SocketClosed(None),
+    "picows: no pong": SocketClosed(1001, "no pong: peer has not replied", "client"),
+    "picows: broken framing": WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "bad opcode"),
+    "picows: bad handshake": WSHandshakeError("connection closed during handshake"),
+    "picows: garbled response": WSInvalidMessageError("invalid HTTP response"),
+    "picows: no upgrade": WSInvalidUpgradeError("Upgrade", "h2"),
+    "picows: HTTP 503": picows_refused(503),
+    "picows: HTTP 429": picows_refused(429),
 }
 
 FATAL: dict[str, BaseException] = {
@@ -88,6 +115,9 @@ FATAL: dict[str, BaseException] = {
     "cancelled": asyncio.CancelledError(),
     "unknown bug": KeyError("oops"),
     "value error": ValueError("bug"),
+    "picows: HTTP 401": picows_refused(401),
+    "picows: HTTP 404 (wrong path)": picows_refused(404),
+    "picows: bad URI": WSInvalidURL("http://example", "scheme isn't ws or wss"),
     "group with a fatal error": ExceptionGroup("two", [ConnectionResetError(), VendorError(401, "token invalid")]),
 }
 

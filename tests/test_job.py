@@ -559,6 +559,35 @@ def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
+def test_an_untrusted_certificate_ends_the_job_at_once(tmp_path: Path) -> None:
+    """wss:// to the simulator with a self-signed certificate: refused by the system's trust store,
+    not retried (a new socket meets the same certificate), named in the job's last line."""
+    import ssl
+
+    from scripts.simulator import SimulatorThread
+
+    from tests.conftest import collector_toml, system_toml
+    from tests.test_transport import self_signed
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed(tmp_path))
+    sim = SimulatorThread(token="t", tick_rate=5.0, tls=context)  # noqa: S106 - the simulator's own token
+    sim.start()
+    try:
+        text = system_toml(sim.port, collector_toml("c", ["AAPL.US"])).replace("ws://", "wss://")
+        fx = text.index("[endpoints.forex_crypto]")
+        config = tmp_path / "self-signed.toml"
+        config.write_text(text[:fx] + text[text.index("[[strategies]]") :], encoding="utf-8")
+        done = run_to_exit(config, job_env(TICKVISOR_TEST_TOKEN="t"))
+        why = one_line_why(done)
+        assert "SSLCertVerificationError" in why, why
+        assert "self-signed certificate" in why, why  # OpenSSL's reason, through either TLS engine
+        assert sim.state()["totals"]["connections_opened"] == 0
+    finally:
+        sim.stop()
+
+
+@pytest.mark.ray
 def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp_path: Path) -> None:
     from tests.conftest import collector_toml, system_toml
 

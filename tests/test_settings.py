@@ -117,6 +117,7 @@ class ConfigFileTests(unittest.TestCase):
             "batch_max_frames": 256,
             "batch_max_age_ms": 5.0,
             "strategy_queue_batches": 64,
+            "transport": "picows",
         }
         assert msgspec.structs.asdict(restart) == {
             "max_restarts": 5,
@@ -235,6 +236,12 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
     ),
     ("negative override", "[feed]\nmax_connections = -1\n" + ENDPOINTS, "feed.max_connections", (">= 0",)),
     ("batch of nothing", "[feed]\nbatch_max_frames = 0\n" + ENDPOINTS, "feed.batch_max_frames", (">= 1",)),
+    (
+        "unknown transport",
+        '[feed]\ntransport = "aiohttp"\n' + ENDPOINTS,
+        "feed.transport",
+        ("unknown transport 'aiohttp'", "'picows'", "'websockets'"),
+    ),
     ("no restarts", "[restart]\nmax_restarts = 0\n" + ENDPOINTS, "restart.max_restarts", (">= 1",)),
     ("jitter above 1", "[restart]\nbackoff_jitter = 1.5\n" + ENDPOINTS, "restart.backoff_jitter", ("<= 1",)),
     ("infinite window", "[restart]\nwithin_s = inf\n" + ENDPOINTS, "restart.within_s", ("finite",)),

@@ -41,6 +41,9 @@ MAX_SILENCE_DEADLINE_S: Final = 25.0
 MIN_SILENCE_DEADLINE_S: Final = 1.0
 #: The token the bundled simulator accepts when the token's environment variable is unset.
 SIMULATOR_TOKEN: Final = "tickvisor-sim"  # noqa: S105 - public: only the local simulator accepts it
+#: The WebSocket libraries a Connection actor can read with (actors/transport.py), the default first.
+TRANSPORTS: Final = ("picows", "websockets")
+
 #: The plans scripts/simulator.py knows (its --plan choices; it imports nothing from actors).
 SIMULATOR_PLANS: Final = ("free", "basic", "premium", "pro")
 #: Strategy kinds built into tickvisor; anything else is "package.module:Class".
@@ -137,6 +140,12 @@ class FeedSettings(_Table, frozen=True):
     strategy_queue_batches: Annotated[
         int, msgspec.Meta(ge=1, description="the bounded queue of each strategy, in batches, >= 1")
     ] = 64
+    transport: Annotated[
+        str,
+        msgspec.Meta(
+            description=f"the WebSocket library each connection reads with, one of: {', '.join(TRANSPORTS)}"
+        ),
+    ] = TRANSPORTS[0]
 
 
 class RestartSettings(_Table, frozen=True):
@@ -481,6 +490,11 @@ def _check_feed(feed: FeedSettings) -> None:
         hint = f"; plan names are lower-case: {feed.plan.lower()!r}" if feed.plan.lower() in PLANS else ""
         raise ConfigError(
             "feed.plan", f"unknown plan {feed.plan!r}; known plans are: {', '.join(PLANS)}{hint}"
+        )
+    if feed.transport not in TRANSPORTS:
+        raise ConfigError(
+            "feed.transport",
+            f"unknown transport {feed.transport!r}; use one of: {', '.join(repr(t) for t in TRANSPORTS)}",
         )
     try:
         # The deadline must leave room for the liveness probe's answer; Liveness owns that rule.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class Simulator:
         seed: random-walk seed.
         conn_gap_s: min seconds between subscription requests on one connection.
         token_gap_s: min seconds between subscription requests across connections of the token on a path.
+        tls: serve wss:// with this server-side SSL context (None: plain ws://).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = "test-token",  # noqa: S107
@@ -105,7 +107,7 @@ class Simulator:
                  max_connections: int | None = None, max_codes: int | None = None,
                  tick_rate: float = DEFAULT_TICK_RATE, book_rate: float = DEFAULT_BOOK_RATE,
                  codes: int = DEFAULT_EXTRA_CODES, seed: int = 0, conn_gap_s: float = DEFAULT_CONN_GAP_S,
-                 token_gap_s: float = DEFAULT_TOKEN_GAP_S) -> None:
+                 token_gap_s: float = DEFAULT_TOKEN_GAP_S, tls: ssl.SSLContext | None = None) -> None:
         if plan not in PLAN_LIMITS:
             raise ValueError(f"unknown plan {plan!r}, expected one of {sorted(PLAN_LIMITS)}")
         base = PLAN_LIMITS[plan]
@@ -117,6 +119,7 @@ class Simulator:
             max_codes=base.max_codes if max_codes is None else max_codes,
         )
         self.tick_rate = tick_rate
+        self.tls = tls
         self.book_rate = book_rate
         self._token = token
         catalog = {path: [*BASE_PRICES[path], *generated_codes(path, codes)] for path in ENDPOINT_PATHS.values()}
@@ -149,6 +152,7 @@ class Simulator:
             open_timeout=OPEN_TIMEOUT_S,
             write_limit=WRITE_LIMIT_BYTES,
             logger=self._ws_logger,
+            ssl=self.tls,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if self.tick_rate > 0:
@@ -189,12 +193,14 @@ class Simulator:
         path = endpoint_path(endpoint)
         if path is None:
             raise ValueError(f"unknown endpoint {endpoint!r}, expected one of {sorted(ENDPOINT_PATHS)}")
-        return f"ws://{self.host}:{self.port}{path}?token={urllib.parse.quote(self._token, safe='')}"
+        scheme = "ws" if self.tls is None else "wss"
+        return f"{scheme}://{self.host}:{self.port}{path}?token={urllib.parse.quote(self._token, safe='')}"
 
     def admin_url(self, action: str = "state", **params: object) -> str:
         """The http:// URL of ``/admin/<action>`` with the token and params, e.g. admin_url("fault", name="drop")."""
         query = urllib.parse.urlencode({**{k: v for k, v in params.items() if v is not None}, "token": self._token})
-        return f"http://{self.host}:{self.port}/admin/{action}?{query}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.host}:{self.port}/admin/{action}?{query}"
 
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: see scripts/simulator.py's docstring. Call it on the simulator's loop."""
