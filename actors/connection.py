@@ -136,6 +136,7 @@ class ConnectionStats(msgspec.Struct, frozen=True):
     last_error: str
     last_frame_age_s: float
     batches_in_flight: int
+    gave_up: bool = False  # a fatal failure: it waits for a reconnect order instead of retrying
 
 
 class Connection:
@@ -456,6 +457,7 @@ class Connection:
             last_error=self._error_text(),
             last_frame_age_s=self._liveness.silent_for(now) if connected else -1.0,
             batches_in_flight=len(self._in_flight),
+            gave_up=self._fatal is not None,
         )
 
     async def stop(self) -> None:

@@ -1,0 +1,138 @@
+"""``supervisor.py status|subscribe|unsubscribe`` against running jobs, as operators run them.
+
+Two jobs, each started the way users do: a ``python supervisor.py`` subprocess with the bundled
+simulator (found with no ``--address``, through the address its local Ray left for this namespace),
+and a job on the test session's Ray (``actors.control.Job``, what tests and embedders use) reached
+with ``--address``. Each command is its own ``python supervisor.py ...`` process, with no AllTick
+token in its environment. Every wait is bounded; the machine is shared, so nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, S, collector_toml, start_system, wait_for
+from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
+
+pytestmark = [pytest.mark.ray]
+
+
+def command(args: list[str], env: dict[str, str], timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    """``python supervisor.py ARGS`` to the end; the AllTick token is never in its environment."""
+    env = {k: v for k, v in env.items() if "TOKEN" not in k or k.startswith("RAY_AUTH")}
+    return subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "supervisor.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * S,
+        check=False,
+    )
+
+
+@pytest.fixture
+def tmp_env() -> dict[str, str]:
+    """The environment of a job run by hand (its address file is per namespace, and each test has its own)."""
+    return job_env()
+
+
+def test_commands_on_a_job_started_with_python_supervisor_py(
+    jobs: Callable[..., Job],  # noqa: F811
+    tmp_env: dict[str, str],
+) -> None:
+    namespace = f"tv-cli-{uuid.uuid4().hex[:8]}"
+    job = jobs(["--namespace", namespace, "--status-every", "0"], tmp_env)
+    job.wait_stdout(r"tickvisor: started", 120, "the job started")
+
+    def in_sync() -> dict[str, Any] | None:
+        done = command(["status", "--json", "--namespace", namespace], tmp_env)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    doc = wait_for(in_sync, 60, every=1.0, what="status exit 0 (up and in sync)")
+    assert {c["id"] for c in doc["connections"]} == {"stock-0", "forex_crypto-0"}
+    assert all(c["state"] == "up" and c["codes"] == 3 for c in doc["connections"])
+    assert all(c["ticks_per_s"] is not None and c["ticks_per_s"] > 0 for c in doc["connections"]), doc
+    assert doc["strategies"][0]["name"] == "console"
+    assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
+    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": []}
+
+    screen = command(["status", "--namespace", namespace], tmp_env)
+    assert screen.returncode == 0, screen.stderr[-2000:]
+    assert screen.stdout.startswith(f"tickvisor OK: namespace '{namespace}'")
+    assert "codes: all 6 ok" in screen.stdout
+
+    added = command(["subscribe", "console", "NVDA.US", "GBPUSD", "--namespace", namespace], tmp_env)
+    assert added.returncode == 0, added.stdout + added.stderr[-2000:]
+    assert added.stdout.splitlines() == [
+        "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)",
+        "GBPUSD: subscribe accepted (held 1 time(s) by this strategy)",
+    ]
+    doc = wait_for(in_sync, 60, every=1.0, what="in sync with 8 codes")
+    assert doc["codes"]["NVDA.US"]["holders"] == ["console"]
+
+    code, _ = job.stop(signal.SIGINT)
+    assert code == 0, job.tail()
+    gone = command(["status", "--namespace", namespace], tmp_env)
+    assert gone.returncode == 3, gone.stdout + gone.stderr
+    assert f"no job found in namespace '{namespace}'" in gone.stderr
+    assert "ray-address does not exist" in gone.stderr  # where it looked: the address file is gone
+
+
+@pytest.fixture(scope="module")
+def system(ray_session: None, sim: Any) -> Iterator[Any]:  # noqa: ARG001
+    job = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
+    yield job
+    job.stop()
+
+
+def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, str]) -> None:
+    import ray
+
+    where = ["--namespace", system.namespace, "--address", ray.get_runtime_context().gcs_address]
+    done = command(["status", "--json", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["namespace"] == system.namespace
+    assert sorted(doc["codes"]) == ["AAPL.US", "EURUSD"]
+    assert doc["strategies"][0] | {"ticks": 0} == {
+        "name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 0, "ticks": 0, "missed": 0,
+    }  # fmt: skip
+
+    # A foreign notation is refused before anything is sent; the other codes are not sent either.
+    done = command(["subscribe", "tape", "aapl.us", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "aapl.us: refused: codes are case-sensitive and upper-case; hint: did you mean AAPL.US?",
+        "TSLA.US: not sent: another code of this request was refused (nothing changed)",
+    ]
+    assert "TSLA.US" not in system.registry().union
+
+    # The registry refuses: a code the strategy does not hold.
+    done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 2
+    assert done.stdout.startswith("TSLA.US: refused: strategy 'tape' holds it 0 time(s), cannot drop 1; hint: ")
+
+    done = command(["subscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    wait_for(lambda: "TSLA.US" in system.registry().union and system.registry().in_sync, 30, what="TSLA.US held")
+    done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.strip() == "TSLA.US: unsubscribe accepted (held 0 time(s) by this strategy)"
+    assert "TSLA.US" not in system.registry().union
+
+    done = command(["status", "--namespace", "no-such-namespace", "--address", where[-1]], tmp_env)
+    assert done.returncode == 3
+    assert done.stderr.strip().endswith(
+        f"no job found in namespace 'no-such-namespace' at {where[-1]}: no supervisor actor runs in that namespace"
+    )
+    assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
