@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
     p.add_argument("--namespace", default="tickvisor", help="Ray namespace of the job's named actors")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0,
+        help="a local Ray serves Prometheus metrics on this port (a cluster: ray start --metrics-export-port)",
+    )  # fmt: skip
     commands = p.add_subparsers(dest="command", metavar="{status,subscribe,unsubscribe}")
     where = argparse.ArgumentParser(add_help=False)
     # Also accepted after the command; SUPPRESS keeps a value given before it.
@@ -207,7 +211,10 @@ def init_ray(args: argparse.Namespace) -> bool:
     # Workers of a local Ray inherit this process's environment. Setting it here rather than through
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING)
+    metrics = {"_metrics_export_port": args.metrics_port} if args.metrics_port else {}
+    ray.init(
+        address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING, **metrics
+    )
     return True
 
 

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 import msgspec
+from actors import metrics
 from actors.log import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -223,6 +224,7 @@ class Connection:
                     initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
                 )
             self._reconnects += 1
+            metrics.reconnected(self._conn_id, self._last_error)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), next(delays))
             self._kick.clear()
@@ -349,6 +351,7 @@ class Connection:
     async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
         self._batches += 1
+        metrics.connection_batch(self._conn_id, len(frames))
         ref = self._decoder.decode.remote(self._conn_id, epoch, frames, received_ns)
         in_flight = self._in_flight
         in_flight.append(ref.future())

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 import msgspec
+from actors import metrics
 from actors.log import logger
 
 from actors.core import wire
@@ -104,6 +105,7 @@ class Decoder:
             self._books += len(batch.books)
             delivered += self._route(batch.books, self._book_routes, self._last_book_seq, "on_books")
         self._delivered += delivered
+        metrics.decoded(self, conn_id, len(batch.ticks) + len(batch.books))
         return delivered
 
     def _route(

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import msgspec
+from actors import metrics
 from actors.log import logger
 
 from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
@@ -97,6 +98,7 @@ class Heartbeat:
             self._sent += 1
         if report.connected and report.verdict == Verdict.SILENT:
             self._silent += 1
+            metrics.observe("silence_detect_seconds", report.silent_for, connection=conn_id)
             self._restart(conn_id, ConnectionSilent(report.silent_for, report.silence_deadline_s), hard=False)
 
     def _restart(self, conn_id: str, cause: FeedError, *, hard: bool) -> None:

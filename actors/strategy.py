@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 import ray
+from actors import metrics
 from actors.log import logger
 
 from actors.core import wire
@@ -235,11 +236,13 @@ class Strategy:
                 self._batches += 1
                 self._ticks += len(ticks)
                 self._last_tick_at = time.monotonic()
+                metrics.delivered(self.name, ticks)
                 await self.on_ticks(ticks)
         else:
             books = self._in_order(self._decode_books(payload), self._last_book_seq)
             if books:
                 self._books += len(books)
+                metrics.delivered(self.name, books)
                 await self.on_books(books)
 
     def _in_order(self, records: list[Any], last_seq: dict[str, int]) -> list[Any]:
