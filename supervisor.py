@@ -68,6 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--metrics-port", type=int, default=0,
         help="a local Ray serves Prometheus metrics on this port (a cluster: ray start --metrics-export-port)",
     )  # fmt: skip
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default=None,
+        help="text (readable, the default) or json (one object per line); also TICKVISOR_LOG_FORMAT",
+    )  # fmt: skip
     commands = p.add_subparsers(dest="command", metavar="{status,subscribe,unsubscribe}")
     where = argparse.ArgumentParser(add_help=False)
     # Also accepted after the command; SUPPRESS keeps a value given before it.
@@ -268,11 +272,17 @@ def check_strategy_classes(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     """Run the job; returns the exit code."""
     args = parse_args(argv)
+    if args.log_format:
+        # Before any shell imports actors.log; the workers of a local Ray inherit it (see init_ray).
+        os.environ["TICKVISOR_LOG_FORMAT"] = args.log_format
     if args.command:
         return run_command(args)
     try:
         settings = load_settings(args.config) if args.config else default_settings()
         token = resolve_token(settings, os.environ)
+        from actors.log import hide
+
+        hide(token)  # this process's log lines never show it
         check_strategy_classes(settings)
     except ConfigError as exc:
         print(f"tickvisor: {exc}", file=sys.stderr)  # noqa: T201

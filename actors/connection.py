@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from actors import metrics
-from actors.log import logger
+from actors.log import for_connection, logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -155,6 +155,7 @@ class Connection:
         supervisor: Any = None,
     ) -> None:
         self._conn_id = conn_id
+        for_connection(conn_id, endpoint, token)  # every line of this process: its id, endpoint; no token
         self._endpoint = wire.Endpoint(endpoint)
         self._url = url
         self._token = token

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 from actors import metrics
-from actors.log import logger
+from actors.log import about, logger
 
 from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
 from actors.core.liveness import Verdict
@@ -91,7 +91,7 @@ class Heartbeat:
             return
         except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
             self._missed += 1
-            logger.warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
+            about(conn_id).warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
             return
         self._misses[conn_id] = 0
         if report.heartbeat_sent:
@@ -102,7 +102,7 @@ class Heartbeat:
             self._restart(conn_id, ConnectionSilent(report.silent_for, report.silence_deadline_s), hard=False)
 
     def _restart(self, conn_id: str, cause: FeedError, *, hard: bool) -> None:
-        logger.warning("heartbeat: {}: {}", conn_id, cause)
+        about(conn_id).warning("heartbeat: {}: {}", conn_id, cause)
         self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
         self._supervisor.restart_connection.remote(conn_id, cause, hard)
 

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import ray
 from actors import metrics
-from actors.log import logger
+from actors.log import about, logger
 from ray.experimental import internal_kv
 
 from actors.core import wire
@@ -286,7 +286,7 @@ class Registry:
 
     def _vendor_error(self, conn_id: str, error: VendorError) -> None:
         self._vendor_errors.append((conn_id, error))
-        logger.error("registry: vendor error on {}: {}", conn_id, error)
+        about(conn_id).error("registry: vendor error on {}: {}", conn_id, error)
         if error.ret == 401 and self._supervisor is not None:
             # A token that expires mid-session; at connect the Connection itself reports a 401.
             self._supervisor.child_failed.remote(connection_name(conn_id), error)
@@ -308,7 +308,7 @@ class Registry:
                 error = event.error()
                 metrics.count("subscription_requests", connection=conn_id, code=str(error.ret))
                 self._vendor_errors.append((conn_id, error))
-                logger.warning("registry: {} {} request refused: {}", conn_id, book.kind, error)
+                about(conn_id).warning("registry: {} {} request refused: {}", conn_id, book.kind, error)
                 if error.ret == 603:
                     self._plan_refused(conn_id, book, event)
             elif isinstance(event, Acknowledged):

@@ -50,7 +50,7 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.experimental import internal_kv
 
-from actors.log import logger
+from actors.log import about, logger
 
 from actors.core import wire
 from actors.core.backoff import RestartIntensity
@@ -547,10 +547,11 @@ class Supervisor:
 
     def _record(self, child: str, event: str, reason: str) -> None:
         self._events = [*self._events[-(EVENTS_KEPT - 1) :], ChildEvent(time.time(), child, event, reason)]
+        log = about(child.partition(":")[2]) if child.startswith("connection:") else logger
         if event == "started":
-            logger.debug("supervisor: {} {}: {}", child, event, reason)
+            log.debug("supervisor: {} {}: {}", child, event, reason)
         else:
-            logger.warning("supervisor: {} {}: {}", child, event, reason)
+            log.warning("supervisor: {} {}: {}", child, event, reason)
 
     # --- status and stop -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import copy
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import status
@@ -214,6 +214,7 @@ def test_a_strategy_that_did_not_answer_shows_its_error() -> None:
     assert "tape      2      ?      ?      ?" in render_status(doc)
 
 
+@settings(deadline=None)  # a shared, loaded machine: no time limit per example
 @given(
     st.dictionaries(
         st.sampled_from(["stock-0", "stock-1", "forex_crypto-0"]),
