@@ -18,7 +18,8 @@ from collections.abc import Callable
 import pytest
 
 from actors import metrics
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, S, wait_for
+from tests.test_cli import start_job
 from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
 
 DASHBOARD = ROOT / "configs" / "grafana-tickvisor.json"
@@ -79,11 +80,12 @@ def total(samples: dict[str, list[tuple[str, float]]], name: str, label: str = "
     return sum(v for labels, v in samples.get(name, []) if label in labels)
 
 
+@pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
 @pytest.mark.ray
 def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job]) -> None:  # noqa: F811
     port = free_port()
-    job = jobs(["--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0", "--metrics-port", str(port)], job_env())
-    job.wait_stdout(r"tickvisor: started", 120, "the job started")
+    args = ["--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0", "--metrics-port", str(port)]
+    job = start_job(jobs, args, job_env())
 
     wanted = {
         "ray_tickvisor_frames_received_total",
