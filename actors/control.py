@@ -174,6 +174,9 @@ def connect(namespace: str, address: str | None, environ: Mapping[str, str] | No
     """
     env = os.environ if environ is None else environ
     found = find_address(namespace, address, env)
+    if found.startswith(("http://", "https://")):
+        why = "that is a dashboard (the job API of `ray job`); give the cluster's GCS address, e.g. <head>:6379"
+        raise NoJob(no_job_line(namespace, found, why))
     why = _reachable(found)
     if why:
         raise NoJob(no_job_line(namespace, found, why))

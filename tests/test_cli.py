@@ -171,3 +171,24 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
         f"no job found in namespace 'no-such-namespace' at {where[-1]}: no supervisor actor runs in that namespace"
     )
     assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
+
+
+def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors import control
+
+    monkeypatch.setattr(control.tempfile, "gettempdir", lambda: str(tmp_path))
+    ns = "tv-where"
+    assert control.find_address(ns, "10.0.0.1:6379", {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.1:6379"
+    assert control.find_address(ns, None, {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.2:6379"
+    with pytest.raises(control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*does not exist"):
+        control.find_address(ns, None, {})
+    control.publish_address(ns, "127.0.0.1:5555")
+    assert control.find_address(ns, None, {}) == "127.0.0.1:5555"
+    control.unpublish_address(ns, "127.0.0.1:9999")  # another job's: kept
+    assert control.find_address(ns, None, {}) == "127.0.0.1:5555"
+    control.unpublish_address(ns, "127.0.0.1:5555")
+    assert not control.address_file(ns).exists()
+    with pytest.raises(control.NoJob, match="that is a dashboard"):
+        control.connect(ns, "http://127.0.0.1:8265", {})
+    with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
+        control.connect(ns, "127.0.0.1:1", {})
