@@ -1,8 +1,8 @@
 """Metrics (actors/metrics.py): what Ray's Prometheus endpoint serves for a job, read with a real HTTP GET;
 the Grafana dashboard and the README name only exported metrics, and the README lists every one.
 
-The live test runs ``python supervisor.py --metrics-port PORT`` (its own local Ray, the bundled
-simulator) in a subprocess: the session keeps its one ``ray.init``.
+The live test runs ``python supervisor.py --metrics-port PORT`` (its own local Ray) in a subprocess,
+so the session keeps its one ``ray.init``, against this module's simulator, whose faults it injects.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import socket
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from actors import metrics
-from tests.conftest import ROOT, S, wait_for
+from tests.conftest import ROOT, S, TEST_TOKEN, collector_toml, system_toml, wait_for
 from tests.test_cli import start_job
 from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
 
@@ -80,14 +82,27 @@ def total(samples: dict[str, list[tuple[str, float]]], name: str, label: str = "
     return sum(v for labels, v in samples.get(name, []) if label in labels)
 
 
-@pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
+@pytest.mark.timeout(int(300 * S))  # a job start, faults, several scrapes and a stop on a shared machine
 @pytest.mark.ray
-def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job]) -> None:  # noqa: F811
+def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: Any, tmp_path: Path) -> None:  # noqa: F811
+    config = tmp_path / "job.toml"
+    config.write_text(system_toml(sim.port, collector_toml("tape", ["AAPL.US", "EURUSD"])))
     port = free_port()
-    args = ["--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0", "--metrics-port", str(port)]
-    job = start_job(jobs, args, job_env())
+    args = ["--config", str(config), "--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0",
+            "--metrics-port", str(port)]  # fmt: skip
+    job = start_job(jobs, args, job_env(TICKVISOR_TEST_TOKEN=TEST_TOKEN))
 
-    wanted = {
+    def scraped(condition: Callable[[dict[str, list[tuple[str, float]]]], bool]) -> Callable[[], Any]:
+        def probe() -> dict[str, list[tuple[str, float]]] | None:
+            try:
+                samples = scrape(port)
+            except OSError:
+                return None
+            return samples if condition(samples) else None
+
+        return probe
+
+    flowing = {
         "ray_tickvisor_frames_received_total",
         "ray_tickvisor_ticks_decoded_total",
         "ray_tickvisor_ticks_delivered_total",
@@ -96,26 +111,78 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job]) -> None
         "ray_tickvisor_latency_seconds_count",
         "ray_tickvisor_batch_size_count",
     }
-
-    def ready() -> dict[str, list[tuple[str, float]]] | None:
-        try:
-            samples = scrape(port)
-        except OSError:
-            return None
-        return samples if wanted <= set(samples) and total(samples, "ray_tickvisor_ticks_delivered_total") else None
-
-    samples = wait_for(ready, 90, every=2.0, what=f"the tickvisor metrics on port {port}")
-    assert set(samples) <= exported(), sorted(set(samples) - exported())
+    samples = wait_for(
+        scraped(lambda s: flowing <= set(s) and total(s, "ray_tickvisor_ticks_delivered_total") > 0),
+        90, every=2.0, what=f"ticks flowing in the metrics on port {port}",
+    )  # fmt: skip
     for conn in ("stock-0", "forex_crypto-0"):
         assert total(samples, "ray_tickvisor_frames_received_total", f'connection="{conn}"') > 0
         assert total(samples, "ray_tickvisor_ticks_decoded_total", f'connection="{conn}"') > 0
         assert total(samples, "ray_tickvisor_subscription_requests_total", f'code="200",connection="{conn}"') >= 1
-    assert total(samples, "ray_tickvisor_ticks_delivered_total", 'strategy="console"') > 0
-    assert total(samples, "ray_tickvisor_codes", 'state="ok"') == 6
+    assert total(samples, "ray_tickvisor_ticks_delivered_total", 'strategy="tape"') > 0
+    assert total(samples, "ray_tickvisor_codes", 'state="ok"') == 2
     assert total(samples, "ray_tickvisor_codes", 'state="quarantined"') == 0
-    assert total(samples, "ray_tickvisor_latency_seconds_count", 'strategy="console"') > 0
+    assert total(samples, "ray_tickvisor_latency_seconds_count", 'strategy="tape"') > 0
     assert total(samples, "ray_tickvisor_batch_size_count", 'stage="connection"') > 0
     assert total(samples, "ray_tickvisor_batch_size_count", 'stage="strategy"') > 0
 
+    # Faults: ghost ticks and a malformed frame are dropped and counted; a stalled socket is declared
+    # silent by the watchdog (time to detect it observed) and replaced (a reconnect, with its cause).
+    assert sim.inject("ghost", path="stock", count=5, code="ZZZZ.US")
+    assert sim.inject("malformed", path="forex_crypto", kind="json")
+    assert sim.inject("stall", path="stock")
+    samples = wait_for(
+        scraped(
+            lambda s: total(s, "ray_tickvisor_drops_total", 'reason="ghost"') >= 5
+            and total(s, "ray_tickvisor_drops_total", 'reason="malformed"') >= 1
+            and total(s, "ray_tickvisor_silence_detect_seconds_count", 'connection="stock-0"') >= 1
+            and total(s, "ray_tickvisor_reconnects_total", 'connection="stock-0"') >= 1
+        ),
+        90, every=2.0, what="drops, a silence and a reconnect in the metrics",
+    )  # fmt: skip
+    assert set(samples) <= exported(), sorted(set(samples) - exported())
+    silence = total(samples, "ray_tickvisor_silence_detect_seconds_sum", 'connection="stock-0"')
+    assert silence >= 1.5  # the test config's silence deadline: never declared before it
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+        assert TEST_TOKEN not in response.read().decode()
+
     code, _ = job.stop(signal.SIGINT)
     assert code == 0, job.tail()
+
+
+class Recorded:
+    """Stands in for a Ray metric object in the unit test of the local batching."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, dict[str, str]]] = []
+
+    def inc(self, value: float, tags: dict[str, str]) -> None:
+        self.calls.append(("inc", value, tags))
+
+    def observe(self, value: float, tags: dict[str, str]) -> None:
+        self.calls.append(("observe", value, tags))
+
+
+def test_counters_are_handed_to_ray_once_a_second_and_histograms_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
+    counter, histogram = Recorded(), Recorded()
+    monkeypatch.setattr(metrics, "_made", {"ticks_delivered": counter, "batch_size": histogram})
+    monkeypatch.setattr(metrics, "_pending", {})
+    monkeypatch.setattr(metrics, "_observed", {})
+    monkeypatch.setattr(metrics, "_next_flush", [0.0])
+    metrics.count("ticks_delivered", 3, strategy="a")  # the first call flushes (nothing pending before it)
+    assert counter.calls == [("inc", 3, {"strategy": "a"})]
+    for _ in range(5):
+        metrics.count("ticks_delivered", 2, strategy="a")
+    metrics.count("ticks_delivered", 7, strategy="b")
+    assert len(counter.calls) == 1  # added up, not yet handed over
+    now[0] += metrics.FLUSH_EVERY_S
+    metrics.count("ticks_delivered", 0, strategy="a")
+    assert counter.calls[1:] == [("inc", 10, {"strategy": "a"}), ("inc", 7, {"strategy": "b"})]
+    for i in range(metrics.HISTOGRAM_PER_S + 50):
+        metrics.observe("batch_size", i, stage="strategy")
+    assert len(histogram.calls) == metrics.HISTOGRAM_PER_S
+    now[0] += metrics.FLUSH_EVERY_S
+    metrics.observe("batch_size", 1, stage="strategy")
+    assert len(histogram.calls) == metrics.HISTOGRAM_PER_S + 1
