@@ -166,6 +166,21 @@ def _reachable(address: str) -> str:
     return ""
 
 
+def _gcs_of_dashboard(namespace: str, url: str) -> str:
+    """The cluster address behind a dashboard URL (the address ``ray job`` uses, README's recipe): for
+    a head on this machine, the one the last ``ray start`` left in Ray's temp directory.
+
+    Raises:
+        NoJob: the dashboard is on another machine, or no ``ray start`` left an address here.
+    """
+    host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]/")
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    if host in {"127.0.0.1", "localhost", "::1"} and current.exists():
+        return current.read_text().strip()
+    why = "that is a dashboard (the job API of `ray job`); give the cluster's GCS address, e.g. <head>:6379"
+    raise NoJob(no_job_line(namespace, url, why))
+
+
 def connect(namespace: str, address: str | None, environ: Mapping[str, str] | None = None) -> tuple[Job, str]:
     """Join the Ray at the job's address as a driver and reach its Supervisor; (the Job, the address).
 
@@ -175,12 +190,13 @@ def connect(namespace: str, address: str | None, environ: Mapping[str, str] | No
     env = os.environ if environ is None else environ
     found = find_address(namespace, address, env)
     if found.startswith(("http://", "https://")):
-        why = "that is a dashboard (the job API of `ray job`); give the cluster's GCS address, e.g. <head>:6379"
-        raise NoJob(no_job_line(namespace, found, why))
+        found = _gcs_of_dashboard(namespace, found)
     why = _reachable(found)
     if why:
         raise NoJob(no_job_line(namespace, found, why))
     if not ray.is_initialized():
+        # Ray prefers RAY_ADDRESS to the address it is given; the address found already accounts for it.
+        os.environ.pop("RAY_ADDRESS", None)
         try:
             ray.init(address=found, namespace=namespace, logging_level=logging.ERROR, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001 - any failure to join is "no job there", said once

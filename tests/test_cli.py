@@ -189,6 +189,10 @@ def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.
     control.unpublish_address(ns, "127.0.0.1:5555")
     assert not control.address_file(ns).exists()
     with pytest.raises(control.NoJob, match="that is a dashboard"):
-        control.connect(ns, "http://127.0.0.1:8265", {})
+        control.connect(ns, "http://10.1.2.3:8265", {})  # not on this machine
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")  # what `ray start` leaves
+    with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
+        control.connect(ns, "http://127.0.0.1:8265", {})  # the head's dashboard here: its GCS is tried
     with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
         control.connect(ns, "127.0.0.1:1", {})
