@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
             from actors.control import publish_address
 
             published = ray.get_runtime_context().gcs_address
-            publish_address(args.namespace, published)
+            with contextlib.suppress(OSError):  # the commands then need --address; the job runs on
+                publish_address(args.namespace, published)
         # ray.init replaces the SIGTERM handler with one that calls sys.exit(15): SIGTERM then ended the
         # job with exit code 15 (or an abort in ray.shutdown) and no "stopped". Take both signals back.
         signal.signal(signal.SIGINT, on_signal)
