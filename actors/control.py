@@ -138,8 +138,15 @@ def unpublish_address(namespace: str, address: str) -> None:
             path.unlink()
 
 
+def _last_ray_start() -> Path:
+    """Where ``ray start`` leaves the address of the cluster it started on this machine."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
 def find_address(namespace: str, address: str | None, environ: Mapping[str, str]) -> str:
-    """``--address``, else RAY_ADDRESS, else the local Ray a job on this machine started for ``namespace``.
+    """``--address``, else RAY_ADDRESS, else the local Ray a job on this machine started for
+    ``namespace``, else the cluster the last ``ray start`` on this machine started (a job sent with
+    ``ray job submit`` runs there).
 
     Raises:
         NoJob: none of these gives an address.
@@ -148,10 +155,13 @@ def find_address(namespace: str, address: str | None, environ: Mapping[str, str]
         return address
     if environ.get("RAY_ADDRESS"):
         return environ["RAY_ADDRESS"]
-    try:
-        return address_file(namespace).read_text().strip()
-    except OSError:
-        raise NoJob(no_job_line(namespace, "", f"{address_file(namespace)} does not exist")) from None
+    for path in (address_file(namespace), _last_ray_start()):
+        with contextlib.suppress(OSError):
+            found = path.read_text().strip()
+            if found and not _reachable(found):  # a file left by a job that was killed: the next one
+                return found
+    why = f"neither {address_file(namespace)} nor {_last_ray_start()} exists"
+    raise NoJob(no_job_line(namespace, "", why))
 
 
 def _reachable(address: str) -> str:
@@ -174,7 +184,7 @@ def _gcs_of_dashboard(namespace: str, url: str) -> str:
         NoJob: the dashboard is on another machine, or no ``ray start`` left an address here.
     """
     host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]/")
-    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    current = _last_ray_start()
     if host in {"127.0.0.1", "localhost", "::1"} and current.exists():
         return current.read_text().strip()
     why = "that is a dashboard (the job API of `ray job`); give the cluster's GCS address, e.g. <head>:6379"

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -116,10 +118,17 @@ def test_commands_on_a_job_started_with_python_supervisor_py(
     assert {(line["connection"], line["endpoint"]) for line in connected} >= {
         ("stock-0", "stock"), ("forex_crypto-0", "forex_crypto"),
     }, job.stderr()[-3000:]  # fmt: skip
-    gone = command(["status", "--namespace", namespace], tmp_env)
+    from actors.control import address_file
+
+    assert not address_file(namespace).exists(), "the stopped job left its address behind"
+    empty = tempfile.mkdtemp(prefix="tv-cli-")  # no address file, no `ray start` of another cluster
+    try:
+        gone = command(["status", "--namespace", namespace], {**tmp_env, "TMPDIR": empty})
+    finally:
+        os.rmdir(empty)
     assert gone.returncode == 3, gone.stdout + gone.stderr
-    assert f"no job found in namespace '{namespace}'" in gone.stderr
-    assert "ray-address does not exist" in gone.stderr  # where it looked: the address file is gone
+    assert f"no job found in namespace '{namespace}' at no Ray address" in gone.stderr
+    assert f"{namespace}.ray-address nor" in gone.stderr  # it names where it looked
 
 
 @pytest.fixture(scope="module")
@@ -177,16 +186,23 @@ def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.
     from actors import control
 
     monkeypatch.setattr(control.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
     ns = "tv-where"
     assert control.find_address(ns, "10.0.0.1:6379", {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.1:6379"
     assert control.find_address(ns, None, {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.2:6379"
-    with pytest.raises(control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*does not exist"):
+    with pytest.raises(control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*nor .* exists"):
         control.find_address(ns, None, {})
-    control.publish_address(ns, "127.0.0.1:5555")
-    assert control.find_address(ns, None, {}) == "127.0.0.1:5555"
-    control.unpublish_address(ns, "127.0.0.1:9999")  # another job's: kept
-    assert control.find_address(ns, None, {}) == "127.0.0.1:5555"
-    control.unpublish_address(ns, "127.0.0.1:5555")
+    with socket.socket() as listening:  # a GCS stand-in: something listens at the published address
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        published = f"127.0.0.1:{listening.getsockname()[1]}"
+        control.publish_address(ns, published)
+        assert control.find_address(ns, None, {}) == published
+        control.unpublish_address(ns, "127.0.0.1:9999")  # another job's: kept
+        assert control.find_address(ns, None, {}) == published
+    with pytest.raises(control.NoJob, match="nor"):
+        control.find_address(ns, None, {})  # left by a job that was killed: nothing listens there
+    control.unpublish_address(ns, published)
     assert not control.address_file(ns).exists()
     with pytest.raises(control.NoJob, match="that is a dashboard"):
         control.connect(ns, "http://10.1.2.3:8265", {})  # not on this machine
