@@ -237,11 +237,14 @@ def change_subscription(
     if invalid:
         return subscription_report(action, codes, invalid=invalid)
     try:
-        job.actor(strategy_name(strategy))
+        handle = job.actor(strategy_name(strategy))
     except ValueError:
         running = sorted(job.status(timeout).get("strategies") or {})
         line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {', '.join(running) or 'none'}"
         return [line], REFUSED
+    # A strategy subscribes its configured symbols in ``start`` only when it holds nothing (it takes
+    # holdings for a sign of its own restart): have it start first. Once per process: a no-op later.
+    job.get(handle.start.remote(), timeout)
     registry = job.actor(REGISTRY)
     call = registry.subscribe if action == "subscribe" else registry.unsubscribe
     try:
