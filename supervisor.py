@@ -4,6 +4,15 @@
     python supervisor.py --config configs/example.toml
     ray job submit --working-dir . -- python supervisor.py --config configs/simulator.toml
 
+Commands on a running job (they need no token; README "Operating a running job"):
+
+    python supervisor.py status [--json]                      # exit 0 up and in sync, 1 not, 3 no job
+    python supervisor.py subscribe STRATEGY CODE... [--book]  # exit 0 all accepted, 2 any refused
+    python supervisor.py unsubscribe STRATEGY CODE... [--book]
+
+Each finds the job by ``--namespace`` (default tickvisor) and ``--address`` (default RAY_ADDRESS, else
+the local Ray that a ``python supervisor.py`` on this machine started).
+
 With RAY_ADDRESS set (as under ``ray job submit``) or ``--address``, the job joins that cluster and
 leaves it running; otherwise it starts a local Ray and stops it on exit. SIGINT or SIGTERM stops it
 cleanly within 10 s: strategies flush, sockets close, the simulator (if any) stops.
@@ -55,7 +64,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
     p.add_argument("--namespace", default="tickvisor", help="Ray namespace of the job's named actors")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0,
+        help="a local Ray serves Prometheus metrics on this port (a cluster: ray start --metrics-export-port)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default=None,
+        help="text (readable, the default) or json (one object per line); also TICKVISOR_LOG_FORMAT",
+    )  # fmt: skip
+    commands = p.add_subparsers(dest="command", metavar="{status,subscribe,unsubscribe}")
+    where = argparse.ArgumentParser(add_help=False)
+    # Also accepted after the command; SUPPRESS keeps a value given before it.
+    where.add_argument("--namespace", default=argparse.SUPPRESS, help="Ray namespace of the job")
+    where.add_argument("--address", default=argparse.SUPPRESS, help="its Ray (default: RAY_ADDRESS, else local)")
+    status = commands.add_parser("status", parents=[where], help="one screen about the running job")
+    status.add_argument("--json", action="store_true", help="the same as one JSON document")
+    for name, verb in (("subscribe", "hold"), ("unsubscribe", "release")):
+        sub = commands.add_parser(name, parents=[where], help=f"{verb} codes for a strategy of the running job")
+        sub.add_argument("strategy", help="the strategy's name")
+        sub.add_argument("codes", nargs="+", metavar="CODE", help="codes in the vendor's notation")
+        sub.add_argument("--book", action="store_true", help="order books (22002) instead of trades")
     return p.parse_args(argv)
+
+
+def send_cluster_token(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Have this process send the Ray cluster token, when one is at hand, before Ray is imported.
+
+    Ray 2.60 turns token authentication on for every local cluster, but a driver that joins one sends
+    the token only under RAY_AUTH_MODE=token (README, "The cluster token"), read when Ray is imported.
+    """
+    if "RAY_AUTH_MODE" in environ:
+        return
+    if environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").exists():
+        environ["RAY_AUTH_MODE"] = "token"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``status``, ``subscribe`` or ``unsubscribe`` on the running job; returns the exit code."""
+    import json
+
+    send_cluster_token(os.environ)
+
+    from actors.control import NoJob, change_subscription, connect, status_document
+    from actors.core.status import NO_JOB, invalid_codes, render_status, status_exit, subscription_report
+
+    if args.command != "status":
+        # A code in a foreign notation is refused here, before any Ray: it never reaches the server.
+        invalid = invalid_codes(args.codes)
+        if invalid:
+            lines, code = subscription_report(args.command, args.codes, invalid=invalid)
+            print("\n".join(lines))  # noqa: T201
+            return code
+    try:
+        job, address = connect(args.namespace, args.address)
+    except NoJob as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return NO_JOB
+    if args.command == "status":
+        doc = status_document(job, address)
+        print(json.dumps(doc, indent=2) if args.json else render_status(doc))  # noqa: T201
+        return status_exit(doc)
+    kind = "book" if args.book else "trades"
+    lines, code = change_subscription(job, args.command, args.strategy, args.codes, kind)
+    print("\n".join(lines))  # noqa: T201
+    return code
 
 
 def start_simulator(settings: Settings, token: Secret) -> tuple[subprocess.Popen[str], int]:
@@ -143,7 +215,10 @@ def init_ray(args: argparse.Namespace) -> bool:
     # Workers of a local Ray inherit this process's environment. Setting it here rather than through
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING)
+    metrics = {"_metrics_export_port": args.metrics_port} if args.metrics_port else {}
+    ray.init(
+        address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING, **metrics
+    )
     return True
 
 
@@ -197,9 +272,17 @@ def check_strategy_classes(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     """Run the job; returns the exit code."""
     args = parse_args(argv)
+    if args.log_format:
+        # Before any shell imports actors.log; the workers of a local Ray inherit it (see init_ray).
+        os.environ["TICKVISOR_LOG_FORMAT"] = args.log_format
+    if args.command:
+        return run_command(args)
     try:
         settings = load_settings(args.config) if args.config else default_settings()
         token = resolve_token(settings, os.environ)
+        from actors.log import hide
+
+        hide(token)  # this process's log lines never show it
         check_strategy_classes(settings)
     except ConfigError as exc:
         print(f"tickvisor: {exc}", file=sys.stderr)  # noqa: T201
@@ -232,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     code = 0
     try:
         started_ray = init_ray(args)
+        if started_ray:  # so that `supervisor.py status` on this machine finds this job's Ray
+            from actors.control import publish_address
+
+            published = ray.get_runtime_context().gcs_address
+            with contextlib.suppress(OSError):  # the commands then need --address; the job runs on
+                publish_address(args.namespace, published)
         # ray.init replaces the SIGTERM handler with one that calls sys.exit(15): SIGTERM then ended the
         # job with exit code 15 (or an abort in ray.shutdown) and no "stopped". Take both signals back.
         signal.signal(signal.SIGINT, on_signal)
@@ -293,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
             if sim_proc.poll() is None:
                 sim_proc.kill()
         if started_ray:
+            from actors.control import unpublish_address
+
+            unpublish_address(args.namespace, published)
             ray.shutdown()
         elif ray.is_initialized():
             ray.shutdown()  # disconnect this driver; the cluster keeps running

@@ -19,7 +19,8 @@ import uuid
 from typing import Any
 
 import msgspec
-from actors.log import logger
+from actors import metrics
+from actors.log import for_connection, logger
 from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -151,6 +152,7 @@ class ConnectionStats(msgspec.Struct, frozen=True):
     last_frame_age_s: float
     batches_in_flight: int
     frames_dropped: int = 0  # frames the decoder channel could not hold (decoder away too long)
+    gave_up: bool = False  # a fatal failure: it waits for a reconnect order instead of retrying
 
 
 class Connection:
@@ -168,6 +170,7 @@ class Connection:
         supervisor: Any = None,
     ) -> None:
         self._conn_id = conn_id
+        for_connection(conn_id, endpoint, token)  # every line of this process: its id, endpoint; no token
         self._endpoint = wire.Endpoint(endpoint)
         self._url = url
         self._token = token
@@ -243,6 +246,7 @@ class Connection:
                     initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
                 )
             self._reconnects += 1
+            metrics.reconnected(self._conn_id, self._last_error)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), next(delays))
             self._kick.clear()
@@ -382,6 +386,7 @@ class Connection:
     async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
         self._batches += 1
+        metrics.connection_batch(self._conn_id, len(frames))
         channel = self._channel
         # -> the decoder, over the channel (actors.decoder._on_batch): a full buffer drops and counts
         channel.send([self._conn_id, epoch, received_ns, frames], len(frames))
@@ -486,6 +491,7 @@ class Connection:
             last_frame_age_s=self._liveness.silent_for(now) if connected else -1.0,
             batches_in_flight=self._channel.outbox.pending,
             frames_dropped=self._channel.outbox.dropped,
+            gave_up=self._fatal is not None,
         )
 
     async def stop(self) -> None:

@@ -2,19 +2,30 @@
 
 ``Job.start`` runs a Supervisor in a fresh namespace (tests and benchmarks do this); ``Job.attach``
 reaches the Supervisor of a running job (``supervisor.py`` names it ``supervisor`` in its
-``--namespace``), which is what a status CLI or a live subscribe/unsubscribe will use.
+``--namespace``); ``connect``, ``status_document`` and ``change_subscription`` are the commands
+``supervisor.py status|subscribe|unsubscribe`` on such a job (their decisions: actors.core.status).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import socket
+import tempfile
+import time
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayTaskError
 
-from actors.core.naming import REGISTRY, SUPERVISOR
-from actors.core.settings import Secret, Settings
+from actors.core.errors import SubscriptionRefused
+from actors.core.naming import REGISTRY, SUPERVISOR, strategy_name
+from actors.core.settings import Secret, Settings, redact
+from actors.core.status import REFUSED, invalid_codes, job_status, no_job_line, subscription_report
 
 SUPERVISOR_NAME = SUPERVISOR
 
@@ -97,3 +108,149 @@ class Job:
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(self.sup, no_restart=True)
+
+
+# --- the commands on a running job (supervisor.py status / subscribe / unsubscribe) ---------------------
+
+
+class NoJob(Exception):
+    """No job answers in the namespace at the address; ``str`` is the one line of exit code 3."""
+
+
+def address_file(namespace: str) -> Path:
+    """Where a job that started its own local Ray leaves that Ray's address, for the commands on it."""
+    return Path(tempfile.gettempdir()) / f"tickvisor-{os.getuid()}" / f"{namespace}.ray-address"
+
+
+def publish_address(namespace: str, address: str) -> Path:
+    """Write the address of the local Ray this job started (``supervisor.py`` calls it)."""
+    path = address_file(namespace)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(address + "\n")
+    return path
+
+
+def unpublish_address(namespace: str, address: str) -> None:
+    """Remove the address file, if it still names ``address`` (a later job may have replaced it)."""
+    path = address_file(namespace)
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == address:
+            path.unlink()
+
+
+def _last_ray_start() -> Path:
+    """Where ``ray start`` leaves the address of the cluster it started on this machine."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def find_address(namespace: str, address: str | None, environ: Mapping[str, str]) -> str:
+    """``--address``, else RAY_ADDRESS, else the local Ray a job on this machine started for
+    ``namespace``, else the cluster the last ``ray start`` on this machine started (a job sent with
+    ``ray job submit`` runs there).
+
+    Raises:
+        NoJob: none of these gives an address.
+    """
+    if address:
+        return address
+    if environ.get("RAY_ADDRESS"):
+        return environ["RAY_ADDRESS"]
+    for path in (address_file(namespace), _last_ray_start()):
+        with contextlib.suppress(OSError):
+            found = path.read_text().strip()
+            if found and not _reachable(found):  # a file left by a job that was killed: the next one
+                return found
+    why = f"neither {address_file(namespace)} nor {_last_ray_start()} exists"
+    raise NoJob(no_job_line(namespace, "", why))
+
+
+def _reachable(address: str) -> str:
+    """Why nothing can answer at ``address`` (host:port), or "" when something listens there."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return ""  # ray://, auto...: let ray.init judge
+    try:
+        socket.create_connection((host, int(port)), timeout=2.0).close()
+    except OSError as exc:
+        return f"nothing listens there ({exc.strerror or exc})"
+    return ""
+
+
+def _gcs_of_dashboard(namespace: str, url: str) -> str:
+    """The cluster address behind a dashboard URL (the address ``ray job`` uses, README's recipe): for
+    a head on this machine, the one the last ``ray start`` left in Ray's temp directory.
+
+    Raises:
+        NoJob: the dashboard is on another machine, or no ``ray start`` left an address here.
+    """
+    host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]/")
+    current = _last_ray_start()
+    if host in {"127.0.0.1", "localhost", "::1"} and current.exists():
+        return current.read_text().strip()
+    why = "that is a dashboard (the job API of `ray job`); give the cluster's GCS address, e.g. <head>:6379"
+    raise NoJob(no_job_line(namespace, url, why))
+
+
+def connect(namespace: str, address: str | None, environ: Mapping[str, str] | None = None) -> tuple[Job, str]:
+    """Join the Ray at the job's address as a driver and reach its Supervisor; (the Job, the address).
+
+    Raises:
+        NoJob: no address, nothing listening, Ray refused, or no Supervisor in ``namespace``.
+    """
+    env = os.environ if environ is None else environ
+    found = find_address(namespace, address, env)
+    if found.startswith(("http://", "https://")):
+        found = _gcs_of_dashboard(namespace, found)
+    why = _reachable(found)
+    if why:
+        raise NoJob(no_job_line(namespace, found, why))
+    if not ray.is_initialized():
+        # Ray prefers RAY_ADDRESS to the address it is given; the address found already accounts for it.
+        os.environ.pop("RAY_ADDRESS", None)
+        try:
+            ray.init(address=found, namespace=namespace, logging_level=logging.ERROR, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to join is "no job there", said once
+            raise NoJob(no_job_line(namespace, found, redact(str(exc).splitlines()[0]))) from None
+    try:
+        return Job.attach(namespace), found
+    except ValueError:
+        raise NoJob(no_job_line(namespace, found, "no supervisor actor runs in that namespace")) from None
+
+
+def status_document(job: Job, address: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The status document (actors.core.status.job_status); asks twice, 1 s apart, when a rate is unknown."""
+    raw = job.status(timeout)
+    if any(rate is None for rate in (raw.get("rates") or {None: None}).values()):
+        time.sleep(1.0)  # the Supervisor had no earlier sample to measure ticks/s against
+        raw = job.status(timeout)
+    return job_status(raw, namespace=job.namespace, address=address)
+
+
+def change_subscription(
+    job: Job, action: str, strategy: str, codes: list[str], kind: str, timeout: float = 20.0
+) -> tuple[list[str], int]:
+    """Subscribe or unsubscribe ``codes`` for ``strategy`` through the job's registry; (lines, exit code).
+
+    Codes not in the vendor's notation are refused here and never sent.
+    """
+    invalid = invalid_codes(codes)
+    if invalid:
+        return subscription_report(action, codes, invalid=invalid)
+    try:
+        handle = job.actor(strategy_name(strategy))
+    except ValueError:
+        running = sorted(job.status(timeout).get("strategies") or {})
+        line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {', '.join(running) or 'none'}"
+        return [line], REFUSED
+    # A strategy subscribes its configured symbols in ``start`` only when it holds nothing (it takes
+    # holdings for a sign of its own restart): have it start first. Once per process: a no-op later.
+    job.get(handle.start.remote(), timeout)
+    registry = job.actor(REGISTRY)
+    call = registry.subscribe if action == "subscribe" else registry.unsubscribe
+    try:
+        holdings = job.get(call.remote(strategy, codes, kind), timeout)
+    except RayTaskError as exc:
+        if not isinstance(exc.cause, SubscriptionRefused):
+            raise
+        return subscription_report(action, codes, refused=exc.cause.problems)
+    return subscription_report(action, codes, holdings=holdings)

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 import msgspec
+from actors import metrics
 from actors.log import logger
 
 from actors.channel import Address, Peer, Receiver, Sender, local_node
@@ -127,6 +128,9 @@ class Decoder:
             self._books += len(batch.books)
             delivered += self._send(BOOKS, self._router.route(batch.books, books=True))
         self._delivered += delivered
+        slow = sum(sender.outbox.dropped for sender in self._senders.values())
+        drops = (self._router.ghosts, self._router.duplicates, self._malformed, slow)
+        metrics.decoded(self._id, conn_id, len(batch.ticks) + len(batch.books), drops)
         return delivered
 
     def _send(self, kind: str, per_strategy: dict[str, list[Any]]) -> int:

@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 import msgspec
-from actors.log import logger
+from actors import metrics
+from actors.log import about, logger
 
 from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
 from actors.core.liveness import Verdict
@@ -90,17 +91,18 @@ class Heartbeat:
             return
         except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
             self._missed += 1
-            logger.warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
+            about(conn_id).warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
             return
         self._misses[conn_id] = 0
         if report.heartbeat_sent:
             self._sent += 1
         if report.connected and report.verdict == Verdict.SILENT:
             self._silent += 1
+            metrics.observe("silence_detect_seconds", report.silent_for, connection=conn_id)
             self._restart(conn_id, ConnectionSilent(report.silent_for, report.silence_deadline_s), hard=False)
 
     def _restart(self, conn_id: str, cause: FeedError, *, hard: bool) -> None:
-        logger.warning("heartbeat: {}: {}", conn_id, cause)
+        about(conn_id).warning("heartbeat: {}: {}", conn_id, cause)
         self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
         self._supervisor.restart_connection.remote(conn_id, cause, hard)
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import msgspec
 import ray
-from actors.log import logger
+from actors import metrics
+from actors.log import about, logger
 from ray.experimental import internal_kv
 
 from actors.core import wire
@@ -285,7 +286,7 @@ class Registry:
 
     def _vendor_error(self, conn_id: str, error: VendorError) -> None:
         self._vendor_errors.append((conn_id, error))
-        logger.error("registry: vendor error on {}: {}", conn_id, error)
+        about(conn_id).error("registry: vendor error on {}: {}", conn_id, error)
         if error.ret == 401 and self._supervisor is not None:
             # A token that expires mid-session; at connect the Connection itself reports a 401.
             self._supervisor.child_failed.remote(connection_name(conn_id), error)
@@ -300,15 +301,18 @@ class Registry:
                 for holdings in self._holdings.values():
                     holders |= holdings.drop_code(event.code)
                 changed = True
+                metrics.count("drops", reason="quarantined")
                 logger.error("registry: {} refused by the vendor ({}); told {}", event.code, error, sorted(holders))
                 self._tell(holders, event.code, error)
             elif isinstance(event, Refused):
                 error = event.error()
+                metrics.count("subscription_requests", connection=conn_id, code=str(error.ret))
                 self._vendor_errors.append((conn_id, error))
-                logger.warning("registry: {} {} request refused: {}", conn_id, book.kind, error)
+                about(conn_id).warning("registry: {} {} request refused: {}", conn_id, book.kind, error)
                 if error.ret == 603:
                     self._plan_refused(conn_id, book, event)
             elif isinstance(event, Acknowledged):
+                metrics.count("subscription_requests", connection=conn_id, code="200")
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
         return changed
 
@@ -401,6 +405,7 @@ class Registry:
             if routes is not None:
                 self._reassign()
             self._pump(time.monotonic())
+            metrics.code_states(self._books.values(), self._refused)
 
     def _pump(self, now: float) -> None:
         for (conn_id, _kind), book in self._books.items():

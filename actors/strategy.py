@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 import ray
+from actors import metrics
 from actors.log import logger
 
 from actors.channel import Address, Peer, Receiver, local_node
@@ -223,11 +224,13 @@ class Strategy:
                 self._batches += 1
                 self._ticks += len(ticks)
                 self._last_tick_at = time.monotonic()
+                metrics.delivered(self.name, ticks)
                 await self.on_ticks(ticks)
         else:
             books = self._delivery.in_order(self._decode_books(payload), BOOKS)
             if books:
                 self._books += len(books)
+                metrics.delivered(self.name, books)
                 await self.on_books(books)
 
     async def problem(self, code: str, error: FeedError) -> None:

@@ -50,7 +50,7 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.experimental import internal_kv
 
-from actors.log import logger
+from actors.log import about, logger
 
 from actors.core import wire
 from actors.core.backoff import RestartIntensity
@@ -63,6 +63,7 @@ from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name,
 from actors.naming import NamedActors
 from actors.registry import Registry
 from actors.core.settings import Secret, Settings
+from actors.core.status import RateWindow
 from actors.strategy import Strategy, strategy_actor
 
 NAMESPACE = "tickvisor"
@@ -299,6 +300,7 @@ class Supervisor:
         self._stopping = False
         self._stopped = False  # the saved state is deleted: never write it again
         self._rng = random.Random()
+        self._rates = RateWindow()  # frames per second of each connection, for the status view
         self._state_key = f"tickvisor/{run_id}/supervisor".encode()
         raw = internal_kv._internal_kv_get(self._state_key)  # noqa: SLF001 - Ray's cluster KV store
         if raw:  # this run's Supervisor ran before: Ray restarted it
@@ -546,10 +548,11 @@ class Supervisor:
 
     def _record(self, child: str, event: str, reason: str) -> None:
         self._events = [*self._events[-(EVENTS_KEPT - 1) :], ChildEvent(time.time(), child, event, reason)]
+        log = about(child.partition(":")[2]) if child.startswith("connection:") else logger
         if event == "started":
-            logger.debug("supervisor: {} {}: {}", child, event, reason)
+            log.debug("supervisor: {} {}: {}", child, event, reason)
         else:
-            logger.warning("supervisor: {} {}: {}", child, event, reason)
+            log.warning("supervisor: {} {}: {}", child, event, reason)
 
     # --- status and stop -----------------------------------------------------------------------------
 
@@ -594,6 +597,12 @@ class Supervisor:
                 out.setdefault("decoders", {})[key] = value
             else:
                 out[kind] = value
+        now = time.monotonic()
+        out["rates"] = {
+            key: self._rates.observe(key, now, value["frames"])
+            for key, value in out["connections"].items()
+            if isinstance(value, dict) and isinstance(value.get("frames"), int)
+        }
         out["events"] = [msgspec.to_builtins(e) for e in self._events[-20:]]
         return out
 

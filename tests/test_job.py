@@ -914,6 +914,10 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         code, out = shell.run(f"ray job status {job_id}")
         assert code == 0, out[-2000:]
         assert "RUNNING" in out, out[-2000:]
+        # The commands on a running job reach a submitted one as well: no --address, the head here.
+        code, out = shell.run("python supervisor.py status")
+        assert code == 0, out[-3000:]
+        assert "tickvisor OK: namespace 'tickvisor'" in out, out[-3000:]
 
     assert job_id, "no command of the recipe submitted a job"
     token_file = ray_head.auth_token_file

@@ -1,0 +1,329 @@
+"""The status view of a running job, and the answers of the live subscribe/unsubscribe commands. Pure.
+
+Rules of this module:
+
+1. ``job_status`` turns the Supervisor's raw snapshot (``Supervisor.status()``: every child's own
+   statistics, as builtins) into the documented JSON document (README "Status"). It never fails on a
+   child that did not answer: that child shows as ``down`` (a connection) or with its ``error``.
+2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
+   else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
+3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: it comes
+   in the snapshot under ``code_health`` (code -> {"state", "last_tick_age_s"}) once a child reports
+   it. Without it a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
+4. Time is a parameter (``RateWindow``); nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from actors.core import wire
+from actors.core.errors import InvalidCode
+
+OK: Final = 0
+NOT_OK: Final = 1
+REFUSED: Final = 2
+NO_JOB: Final = 3
+
+CONNECTION_STATES: Final = ("up", "down", "connecting")
+CODE_STATES: Final = ("ok", "stale", "never_started", "quarantined", "pending")
+
+
+class RateWindow:
+    """Per-key rates of growing counters, from samples (now, count) kept for ``span_s`` seconds.
+
+    A rate needs two samples at least ``min_span_s`` apart; a counter that went down (its actor
+    restarted) starts afresh.
+    """
+
+    def __init__(self, *, span_s: float = 10.0, min_span_s: float = 0.5) -> None:
+        self._span = span_s
+        self._min_span = min_span_s
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
+
+    def observe(self, key: str, now: float, count: int) -> float | None:
+        """Record ``count`` at ``now``; returns the rate per second over the kept samples, or None."""
+        samples = self._samples.setdefault(key, deque())
+        if samples and count < samples[-1][1]:
+            samples.clear()
+        samples.append((now, count))
+        while len(samples) > 2 and now - samples[1][0] >= self._span:
+            samples.popleft()  # keep the newest sample that is at least span_s old
+        t0, c0 = samples[0]
+        if now - t0 < self._min_span:
+            return None
+        return (count - c0) / (now - t0)
+
+
+# --- the status document -----------------------------------------------------------------------------
+
+
+def _number(value: Any, default: float = -1.0) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _answered(value: Any) -> bool:
+    return isinstance(value, Mapping) and "error" not in value
+
+
+def connection_state(stats: Any) -> str:
+    """``up``, ``down`` or ``connecting`` from a connection's statistics (or an unanswered call)."""
+    if not _answered(stats):
+        return "down"
+    if stats.get("connected"):
+        return "up"
+    return "down" if stats.get("gave_up") else "connecting"
+
+
+def _last_vendor_errors(vendor_errors: Iterable[str]) -> dict[str, str]:
+    last: dict[str, str] = {}
+    for line in vendor_errors:
+        conn_id, sep, text = str(line).partition(": ")
+        if sep:
+            last[conn_id] = text
+    return last
+
+
+def _registry_codes(registry: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """code -> {state, connection, holders, kinds} from the registry, and the connections' code counts."""
+    codes: dict[str, dict[str, Any]] = {}
+    holders: dict[str, set[str]] = {}
+    for key in ("strategies", "book_strategies"):
+        for strategy, held in (registry.get(key) or {}).items():
+            for code in held:
+                holders.setdefault(code, set()).add(strategy)
+    for conn in registry.get("connections") or []:
+        acknowledged = set(conn.get("acknowledged") or ())
+        for code in conn.get("desired") or ():
+            entry = codes.setdefault(code, {"state": "ok", "connection": conn.get("conn_id"), "kinds": []})
+            entry["kinds"].append(conn.get("kind", "trades"))
+            if code not in acknowledged or not conn.get("up"):
+                entry["state"] = "pending"
+    for code in holders:
+        if code not in codes:  # held, not yet placed on a connection
+            codes[code] = {"state": "pending", "connection": None, "kinds": []}
+    for code, reason in (registry.get("refused") or {}).items():
+        codes[code] = {"state": "quarantined", "connection": None, "kinds": [], "reason": reason}
+    for code, entry in codes.items():
+        entry["holders"] = sorted(holders.get(code, ()))
+    return codes, sorted(c for c, e in codes.items() if e["state"] == "pending")
+
+
+def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = "") -> dict[str, Any]:
+    """The status document (README "Status") from ``Supervisor.status()``'s snapshot."""
+    registry = raw.get("registry") if _answered(raw.get("registry")) else {}
+    assert isinstance(registry, Mapping)
+    rates = raw.get("rates") or {}
+    codes, pending = _registry_codes(registry)
+    health = raw.get("code_health") or {}
+    for code, seen in health.items():  # the seam for per-code liveness (rule 3)
+        entry = codes.get(code)
+        if entry is not None and entry["state"] == "ok" and isinstance(seen, Mapping):
+            entry["state"] = seen.get("state", "ok")
+            entry["last_tick_age_s"] = seen.get("last_tick_age_s")
+    for entry in codes.values():
+        entry.setdefault("last_tick_age_s", None)
+    per_conn: dict[str, set[str]] = {}
+    for code, entry in codes.items():
+        if entry["connection"] is not None:
+            per_conn.setdefault(entry["connection"], set()).add(code)
+    vendor = _last_vendor_errors(registry.get("vendor_errors") or [])
+    connections = []
+    for conn_id, stats in sorted((raw.get("connections") or {}).items()):
+        answered = _answered(stats)
+        stats = stats if answered else {"error": (stats or {}).get("error", "no answer")}
+        age = _number(stats.get("last_frame_age_s"))
+        rate = rates.get(conn_id)
+        connections.append(
+            {
+                "id": conn_id,
+                "endpoint": stats.get("endpoint") or conn_id.rsplit("-", 1)[0],
+                "state": connection_state(stats),
+                "codes": len(per_conn.get(conn_id, ())),
+                "last_frame_age_s": None if age < 0 else round(age, 3),
+                "ticks_per_s": None if rate is None else round(float(rate), 1),
+                "reconnects": int(_number(stats.get("reconnects"), 0)),
+                "last_error": stats.get("last_error") or stats.get("error") or "",
+                "last_vendor_error": vendor.get(conn_id, ""),
+            }
+        )
+    strategies = []
+    held: dict[str, set[str]] = {}
+    for key in ("strategies", "book_strategies"):
+        for name, codes_of in (registry.get(key) or {}).items():
+            held.setdefault(name, set()).update(codes_of)
+    for name, stats in sorted((raw.get("strategies") or {}).items()):
+        answered = _answered(stats)
+        entry: dict[str, Any] = {
+            "name": name,
+            "codes": sorted(held.get(name, ())),
+            "queue": int(_number(stats.get("queued_batches"), 0)) if answered else None,
+            "ticks": int(_number(stats.get("ticks"), 0)) if answered else None,
+            "missed": int(_number(stats.get("missed"), 0)) if answered else None,
+        }
+        if not answered:
+            entry["error"] = (stats or {}).get("error", "no answer")
+        strategies.append(entry)
+    return {
+        "namespace": namespace,
+        "address": address,
+        "run_id": raw.get("run_id", ""),
+        "failure": raw.get("failure") or "",
+        "in_sync": bool(registry.get("in_sync")),
+        "connections": connections,
+        "strategies": strategies,
+        "codes": {code: codes[code] for code in sorted(codes)},
+        "registry": {
+            "pending": pending,
+            "quarantined": dict(sorted((registry.get("refused") or {}).items())),
+            "vendor_errors": list(registry.get("vendor_errors") or []),
+        }
+        | ({} if registry else {"error": (raw.get("registry") or {}).get("error", "no answer")}),
+    }
+
+
+def status_exit(doc: Mapping[str, Any]) -> int:
+    """0 when every connection is up and the registry in sync; 1 when anything is down or failing."""
+    if doc.get("failure") or not doc.get("connections") or not doc.get("in_sync"):
+        return NOT_OK
+    return OK if all(c["state"] == "up" for c in doc["connections"]) else NOT_OK
+
+
+def no_job_line(namespace: str, address: str, why: str = "") -> str:
+    """The one line of exit code 3."""
+    where = address or "no Ray address (no --address, no RAY_ADDRESS, no local job started here)"
+    tail = f": {why}" if why else ""
+    return f"tickvisor: no job found in namespace {namespace!r} at {where}{tail}"
+
+
+def _age(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_status(doc: Mapping[str, Any]) -> str:
+    """The one-screen text view of the status document."""
+    verdict = "OK" if status_exit(doc) == OK else "NOT OK"
+    lines = [f"tickvisor {verdict}: namespace {doc.get('namespace')!r}, run {doc.get('run_id') or '-'}"]
+    if doc.get("failure"):
+        lines.append(f"  FAILING: {doc['failure']}")
+    rows = [["connection", "endpoint", "state", "codes", "last frame", "ticks/s", "reconnects", "last error"]]
+    for c in doc["connections"]:
+        errors = "; ".join(e for e in (c["last_error"], c.get("last_vendor_error", "")) if e) or "-"
+        rate = "-" if c["ticks_per_s"] is None else f"{c['ticks_per_s']:.1f}"
+        rows.append(
+            [c["id"], c["endpoint"], c["state"], str(c["codes"]), _age(c["last_frame_age_s"]), rate,
+             str(c["reconnects"]), errors]
+        )  # fmt: skip
+    lines += _table(rows)
+    rows = [["strategy", "codes", "queue", "ticks", "missed"]]
+    for s in doc["strategies"]:
+        cells = [str(s[k]) if s[k] is not None else "?" for k in ("queue", "ticks", "missed")]
+        rows.append([s["name"], str(len(s["codes"])), *cells])
+    lines += _table(rows) if len(rows) > 1 else ["  no strategies"]
+    reg = doc["registry"]
+    sync = "in sync" if doc.get("in_sync") else "not in sync"
+    lines.append(
+        f"registry: {sync}, {len(reg['pending'])} pending, {len(reg['quarantined'])} quarantined, "
+        f"{len(reg['vendor_errors'])} vendor errors"
+    )
+    for code, reason in reg["quarantined"].items():
+        lines.append(f"  quarantined {code}: {reason}")
+    for error in reg["vendor_errors"][-3:]:
+        lines.append(f"  vendor error {error}")
+    not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] != "ok"]
+    if not_ok:
+        rows = [["code", "state", "connection", "last tick", "holders"]]
+        for code, e in not_ok:
+            holders = ",".join(e["holders"]) or "-"
+            rows.append([code, e["state"], e["connection"] or "-", _age(e["last_tick_age_s"]), holders])
+        lines.append(f"codes not ok: {len(not_ok)} of {len(doc['codes'])}")
+        lines += _table(rows)
+    else:
+        lines.append(f"codes: all {len(doc['codes'])} ok")
+    return "\n".join(lines)
+
+
+# --- subscribe / unsubscribe ---------------------------------------------------------------------------
+
+#: The registry's reasons (actors.registry, actors.core.holdings) and what an operator can do about each.
+_HINTS: Final = (
+    ("is not configured in [endpoints]", "add that [endpoints.NAME] table to the config and restart the job"),
+    ("the vendor refused it", "the code stays quarantined until the job restarts; check it and the plan"),
+    ("holds it", "run `supervisor.py status` to see what the strategy holds"),
+    ("nothing", "fix the other codes and send the whole list again"),
+)
+
+
+def split_reason(reason: str) -> tuple[str, str]:
+    """A refusal's (reason, hint): the registry's "...; what to do" split, or the hint we know for it."""
+    if reason.startswith("no room") and "; " in reason:
+        head, _, hint = reason.rpartition("; ")
+        return head, hint
+    for needle, hint in _HINTS:
+        if needle in reason:
+            return reason, hint
+    return reason, ""
+
+
+def invalid_codes(codes: Iterable[str]) -> dict[str, InvalidCode]:
+    """The codes not in the vendor's notation, with why: refused before they leave this machine."""
+    invalid: dict[str, InvalidCode] = {}
+    for code in codes:
+        try:
+            wire.endpoint_of(code)
+        except InvalidCode as exc:
+            invalid[code] = exc
+    return invalid
+
+
+def invalid_line(exc: InvalidCode) -> tuple[str, str]:
+    """(reason, hint) of a code refused before it left this machine."""
+    hint = f"did you mean {exc.hint}?" if exc.hint else "use the vendor's notation, e.g. AAPL.US, 700.HK, EURUSD"
+    return exc.reason, hint
+
+
+def subscription_report(
+    action: str,
+    codes: Iterable[str],
+    *,
+    invalid: Mapping[str, InvalidCode] | None = None,
+    refused: Mapping[str, str] | None = None,
+    holdings: Mapping[str, int] | None = None,
+) -> tuple[list[str], int]:
+    """One line per code and the exit code (0 all accepted, 2 any refused) of ``subscribe``/``unsubscribe``.
+
+    ``invalid``: codes refused here (foreign notation, never sent). ``refused``: the registry's
+    problems (it changes nothing when any code is refused). ``holdings``: the strategy's holdings
+    after an accepted call.
+    """
+    invalid = invalid or {}
+    refused = refused or {}
+    failed = bool(invalid or refused)
+    lines: list[str] = []
+    lines_for = dict.fromkeys(codes)
+    for code in lines_for:
+        if code in invalid:
+            reason, hint = invalid_line(invalid[code])
+        elif code in refused:
+            reason, hint = split_reason(refused[code])
+        elif failed:
+            why = "not sent" if invalid else "not applied"
+            lines.append(f"{code}: {why}: another code of this request was refused (nothing changed)")
+            continue
+        else:
+            count = (holdings or {}).get(code, 0)
+            lines.append(f"{code}: {action} accepted (held {count} time(s) by this strategy)")
+            continue
+        lines.append(f"{code}: refused: {reason}" + (f"; hint: {hint}" if hint else ""))
+    for key, why in refused.items():
+        if key not in lines_for:  # a problem with the request itself, e.g. its kind
+            reason, hint = split_reason(why)
+            lines.append(f"{key}: refused: {reason}" + (f"; hint: {hint}" if hint else ""))
+    return lines, REFUSED if failed else OK

@@ -1,0 +1,214 @@
+"""``supervisor.py status|subscribe|unsubscribe`` against running jobs, as operators run them.
+
+Two jobs, each started the way users do: a ``python supervisor.py`` subprocess with the bundled
+simulator (found with no ``--address``, through the address its local Ray left for this namespace),
+and a job on the test session's Ray (``actors.control.Job``, what tests and embedders use) reached
+with ``--address``. Each command is its own ``python supervisor.py ...`` process, with no AllTick
+token in its environment. Every wait is bounded; the machine is shared, so nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, S, collector_toml, start_system, wait_for
+from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
+
+pytestmark = [pytest.mark.ray]
+
+
+def command(args: list[str], env: dict[str, str], timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    """``python supervisor.py ARGS`` to the end; the AllTick token is never in its environment."""
+    env = {k: v for k, v in env.items() if "TOKEN" not in k or k.startswith("RAY_AUTH")}
+    return subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "supervisor.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * S,
+        check=False,
+    )
+
+
+@pytest.fixture
+def tmp_env() -> dict[str, str]:
+    """The environment of a job run by hand (its address file is per namespace, and each test has its own)."""
+    return job_env()
+
+
+def start_job(jobs: Callable[..., Job], args: list[str], env: dict[str, str]) -> Job:  # noqa: F811
+    """``python supervisor.py ARGS``, waited for until started. On this shared machine a local Ray
+    sometimes misses its fixed 30 s for the raylet to register; that start is tried once more."""
+    for attempt in (1, 2):
+        job = jobs(args, env)
+        try:
+            job.wait_stdout(r"tickvisor: started", 120, "the job started")
+        except pytest.fail.Exception:
+            if attempt == 2 or "timed out during startup" not in job.stderr():
+                raise
+            continue
+        return job
+    raise AssertionError("unreachable")
+
+
+def json_lines(stderr: str) -> list[dict[str, Any]]:
+    """The JSON log lines in a job's stderr (Ray prefixes an actor's lines with ``(Name pid=N) ``)."""
+    out = []
+    for line in stderr.splitlines():
+        start = line.find("{")
+        if start >= 0:
+            try:
+                out.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    return out
+
+
+@pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
+def test_commands_on_a_job_started_with_python_supervisor_py(
+    jobs: Callable[..., Job],  # noqa: F811
+    tmp_env: dict[str, str],
+) -> None:
+    namespace = f"tv-cli-{uuid.uuid4().hex[:8]}"
+    job = start_job(jobs, ["--namespace", namespace, "--status-every", "0", "--log-format", "json"], tmp_env)
+
+    def in_sync() -> dict[str, Any] | None:
+        done = command(["status", "--json", "--namespace", namespace], tmp_env)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    doc = wait_for(in_sync, 60, every=1.0, what="status exit 0 (up and in sync)")
+    assert {c["id"] for c in doc["connections"]} == {"stock-0", "forex_crypto-0"}
+    assert all(c["state"] == "up" and c["codes"] == 3 for c in doc["connections"])
+    assert all(c["ticks_per_s"] is not None and c["ticks_per_s"] > 0 for c in doc["connections"]), doc
+    assert doc["strategies"][0]["name"] == "console"
+    assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
+    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": []}
+
+    screen = command(["status", "--namespace", namespace], tmp_env)
+    assert screen.returncode == 0, screen.stderr[-2000:]
+    assert screen.stdout.startswith(f"tickvisor OK: namespace '{namespace}'")
+    assert "codes: all 6 ok" in screen.stdout
+
+    added = command(["subscribe", "console", "NVDA.US", "GBPUSD", "--namespace", namespace], tmp_env)
+    assert added.returncode == 0, added.stdout + added.stderr[-2000:]
+    assert added.stdout.splitlines() == [
+        "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)",
+        "GBPUSD: subscribe accepted (held 1 time(s) by this strategy)",
+    ]
+    doc = wait_for(in_sync, 60, every=1.0, what="in sync with 8 codes")
+    assert doc["codes"]["NVDA.US"]["holders"] == ["console"]
+
+    code, _ = job.stop(signal.SIGINT)
+    assert code == 0, job.tail()
+    # --log-format json: the actors' lines are JSON objects; a connection's carry its id and endpoint.
+    logged = json_lines(job.stderr())
+    connected = [line for line in logged if "connected to" in line.get("message", "")]
+    assert {(line["connection"], line["endpoint"]) for line in connected} >= {
+        ("stock-0", "stock"), ("forex_crypto-0", "forex_crypto"),
+    }, job.stderr()[-3000:]  # fmt: skip
+    from actors.control import address_file
+
+    assert not address_file(namespace).exists(), "the stopped job left its address behind"
+    empty = tempfile.mkdtemp(prefix="tv-cli-")  # no address file, no `ray start` of another cluster
+    try:
+        gone = command(["status", "--namespace", namespace], {**tmp_env, "TMPDIR": empty})
+    finally:
+        os.rmdir(empty)
+    assert gone.returncode == 3, gone.stdout + gone.stderr
+    assert f"no job found in namespace '{namespace}' at no Ray address" in gone.stderr
+    assert f"{namespace}.ray-address nor" in gone.stderr  # it names where it looked
+
+
+@pytest.fixture(scope="module")
+def system(ray_session: None, sim: Any) -> Iterator[Any]:  # noqa: ARG001
+    job = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
+    yield job
+    job.stop()
+
+
+@pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
+def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, str]) -> None:
+    import ray
+
+    where = ["--namespace", system.namespace, "--address", ray.get_runtime_context().gcs_address]
+    done = command(["status", "--json", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["namespace"] == system.namespace
+    assert sorted(doc["codes"]) == ["AAPL.US", "EURUSD"]
+    assert doc["strategies"][0] | {"ticks": 0} == {
+        "name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 0, "ticks": 0, "missed": 0,
+    }  # fmt: skip
+
+    # A foreign notation is refused before anything is sent; the other codes are not sent either.
+    done = command(["subscribe", "tape", "aapl.us", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "aapl.us: refused: codes are case-sensitive and upper-case; hint: did you mean AAPL.US?",
+        "TSLA.US: not sent: another code of this request was refused (nothing changed)",
+    ]
+    assert "TSLA.US" not in system.registry().union
+
+    # The registry refuses: a code the strategy does not hold.
+    done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 2
+    assert done.stdout.startswith("TSLA.US: refused: strategy 'tape' holds it 0 time(s), cannot drop 1; hint: ")
+
+    done = command(["subscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    wait_for(lambda: "TSLA.US" in system.registry().union and system.registry().in_sync, 30, what="TSLA.US held")
+    done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.strip() == "TSLA.US: unsubscribe accepted (held 0 time(s) by this strategy)"
+    assert "TSLA.US" not in system.registry().union
+
+    done = command(["status", "--namespace", "no-such-namespace", "--address", where[-1]], tmp_env)
+    assert done.returncode == 3
+    assert done.stderr.strip().endswith(
+        f"no job found in namespace 'no-such-namespace' at {where[-1]}: no supervisor actor runs in that namespace"
+    )
+    assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
+
+
+def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors import control
+
+    monkeypatch.setattr(control.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    ns = "tv-where"
+    assert control.find_address(ns, "10.0.0.1:6379", {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.1:6379"
+    assert control.find_address(ns, None, {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.2:6379"
+    with pytest.raises(control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*nor .* exists"):
+        control.find_address(ns, None, {})
+    with socket.socket() as listening:  # a GCS stand-in: something listens at the published address
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        published = f"127.0.0.1:{listening.getsockname()[1]}"
+        control.publish_address(ns, published)
+        assert control.find_address(ns, None, {}) == published
+        control.unpublish_address(ns, "127.0.0.1:9999")  # another job's: kept
+        assert control.find_address(ns, None, {}) == published
+    with pytest.raises(control.NoJob, match="nor"):
+        control.find_address(ns, None, {})  # left by a job that was killed: nothing listens there
+    control.unpublish_address(ns, published)
+    assert not control.address_file(ns).exists()
+    with pytest.raises(control.NoJob, match="that is a dashboard"):
+        control.connect(ns, "http://10.1.2.3:8265", {})  # not on this machine
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")  # what `ray start` leaves
+    with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
+        control.connect(ns, "http://127.0.0.1:8265", {})  # the head's dashboard here: its GCS is tried
+    with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
+        control.connect(ns, "127.0.0.1:1", {})

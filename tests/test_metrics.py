@@ -1,0 +1,188 @@
+"""Metrics (actors/metrics.py): what Ray's Prometheus endpoint serves for a job, read with a real HTTP GET;
+the Grafana dashboard and the README name only exported metrics, and the README lists every one.
+
+The live test runs ``python supervisor.py --metrics-port PORT`` (its own local Ray) in a subprocess,
+so the session keeps its one ``ray.init``, against this module's simulator, whose faults it injects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import metrics
+from tests.conftest import ROOT, S, TEST_TOKEN, collector_toml, system_toml, wait_for
+from tests.test_cli import start_job
+from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
+
+DASHBOARD = ROOT / "configs" / "grafana-tickvisor.json"
+EXPORTED = re.compile(r"\bray_tickvisor_[a-z_]+")
+
+
+def exported() -> set[str]:
+    return {name for names in metrics.exported_names().values() for name in names}
+
+
+def test_every_metric_has_a_valid_definition() -> None:
+    for name, spec in metrics.METRICS.items():
+        assert re.fullmatch(r"[a-z_]+", name)
+        assert spec.kind in {"counter", "gauge", "histogram"}
+        assert spec.help and spec.labels
+        assert bool(spec.buckets) == (spec.kind == "histogram"), name
+        assert list(spec.buckets) == sorted(spec.buckets)
+
+
+def test_the_dashboard_queries_only_exported_metrics_and_shows_each() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    named = {m for expr in exprs for m in EXPORTED.findall(expr)}
+    assert named, "the dashboard names no metric"
+    assert named <= exported(), f"not exported: {sorted(named - exported())}"
+    shown = {name for name, series in metrics.exported_names().items() if named & set(series)}
+    assert shown == set(metrics.METRICS), f"not on the dashboard: {sorted(set(metrics.METRICS) - shown)}"
+
+
+def test_the_readme_lists_every_metric_and_no_other() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- metrics -->", 1)[1].split("<!-- /metrics -->", 1)[0]
+    listed = set(EXPORTED.findall(section))
+    assert listed <= exported(), f"the README names metrics we do not export: {sorted(listed - exported())}"
+    for name, series in metrics.exported_names().items():
+        assert listed & set(series), f"{name} is not in the README's metric list"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, list[tuple[str, float]]]:
+    """Every tickvisor sample on the endpoint: name -> [(labels, value)]."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    out: dict[str, list[tuple[str, float]]] = {}
+    for line in text.splitlines():
+        m = re.match(r"(ray_tickvisor_[a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out.setdefault(m[1], []).append((m[2] or "", float(m[3])))
+    return out
+
+
+def total(samples: dict[str, list[tuple[str, float]]], name: str, label: str = "") -> float:
+    return sum(v for labels, v in samples.get(name, []) if label in labels)
+
+
+@pytest.mark.timeout(int(300 * S))  # a job start, faults, several scrapes and a stop on a shared machine
+@pytest.mark.ray
+def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: Any, tmp_path: Path) -> None:  # noqa: F811
+    config = tmp_path / "job.toml"
+    config.write_text(system_toml(sim.port, collector_toml("tape", ["AAPL.US", "EURUSD"])))
+    port = free_port()
+    args = ["--config", str(config), "--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0",
+            "--metrics-port", str(port)]  # fmt: skip
+    job = start_job(jobs, args, job_env(TICKVISOR_TEST_TOKEN=TEST_TOKEN))
+
+    def scraped(condition: Callable[[dict[str, list[tuple[str, float]]]], bool]) -> Callable[[], Any]:
+        def probe() -> dict[str, list[tuple[str, float]]] | None:
+            try:
+                samples = scrape(port)
+            except OSError:
+                return None
+            return samples if condition(samples) else None
+
+        return probe
+
+    flowing = {
+        "ray_tickvisor_frames_received_total",
+        "ray_tickvisor_ticks_decoded_total",
+        "ray_tickvisor_ticks_delivered_total",
+        "ray_tickvisor_subscription_requests_total",
+        "ray_tickvisor_codes",
+        "ray_tickvisor_latency_seconds_count",
+        "ray_tickvisor_batch_size_count",
+    }
+    samples = wait_for(
+        scraped(lambda s: flowing <= set(s) and total(s, "ray_tickvisor_ticks_delivered_total") > 0),
+        90, every=2.0, what=f"ticks flowing in the metrics on port {port}",
+    )  # fmt: skip
+    for conn in ("stock-0", "forex_crypto-0"):
+        assert total(samples, "ray_tickvisor_frames_received_total", f'connection="{conn}"') > 0
+        assert total(samples, "ray_tickvisor_ticks_decoded_total", f'connection="{conn}"') > 0
+        assert total(samples, "ray_tickvisor_subscription_requests_total", f'code="200",connection="{conn}"') >= 1
+    assert total(samples, "ray_tickvisor_ticks_delivered_total", 'strategy="tape"') > 0
+    assert total(samples, "ray_tickvisor_codes", 'state="ok"') == 2
+    assert total(samples, "ray_tickvisor_codes", 'state="quarantined"') == 0
+    assert total(samples, "ray_tickvisor_latency_seconds_count", 'strategy="tape"') > 0
+    assert total(samples, "ray_tickvisor_batch_size_count", 'stage="connection"') > 0
+    assert total(samples, "ray_tickvisor_batch_size_count", 'stage="strategy"') > 0
+
+    # Faults: ghost ticks and a malformed frame are dropped and counted; a stalled socket is declared
+    # silent by the watchdog (time to detect it observed) and replaced (a reconnect, with its cause).
+    assert sim.inject("ghost", path="stock", count=5, code="ZZZZ.US")
+    assert sim.inject("malformed", path="forex_crypto", kind="json")
+    assert sim.inject("stall", path="stock")
+    samples = wait_for(
+        scraped(
+            lambda s: total(s, "ray_tickvisor_drops_total", 'reason="ghost"') >= 5
+            and total(s, "ray_tickvisor_drops_total", 'reason="malformed"') >= 1
+            and total(s, "ray_tickvisor_silence_detect_seconds_count", 'connection="stock-0"') >= 1
+            and total(s, "ray_tickvisor_reconnects_total", 'connection="stock-0"') >= 1
+        ),
+        90, every=2.0, what="drops, a silence and a reconnect in the metrics",
+    )  # fmt: skip
+    assert set(samples) <= exported(), sorted(set(samples) - exported())
+    silence = total(samples, "ray_tickvisor_silence_detect_seconds_sum", 'connection="stock-0"')
+    assert silence >= 1.5  # the test config's silence deadline: never declared before it
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+        assert TEST_TOKEN not in response.read().decode()
+
+    code, _ = job.stop(signal.SIGINT)
+    assert code == 0, job.tail()
+
+
+class Recorded:
+    """Stands in for a Ray metric object in the unit test of the local batching."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, dict[str, str]]] = []
+
+    def inc(self, value: float, tags: dict[str, str]) -> None:
+        self.calls.append(("inc", value, tags))
+
+    def observe(self, value: float, tags: dict[str, str]) -> None:
+        self.calls.append(("observe", value, tags))
+
+
+def test_counters_are_handed_to_ray_once_a_second_and_histograms_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
+    counter, histogram = Recorded(), Recorded()
+    monkeypatch.setattr(metrics, "_made", {"ticks_delivered": counter, "batch_size": histogram})
+    monkeypatch.setattr(metrics, "_pending", {})
+    monkeypatch.setattr(metrics, "_observed", {})
+    monkeypatch.setattr(metrics, "_next_flush", [0.0])
+    metrics.count("ticks_delivered", 3, strategy="a")  # the first call flushes (nothing pending before it)
+    assert counter.calls == [("inc", 3, {"strategy": "a"})]
+    for _ in range(5):
+        metrics.count("ticks_delivered", 2, strategy="a")
+    metrics.count("ticks_delivered", 7, strategy="b")
+    assert len(counter.calls) == 1  # added up, not yet handed over
+    now[0] += metrics.FLUSH_EVERY_S
+    metrics.count("ticks_delivered", 0, strategy="a")
+    assert counter.calls[1:] == [("inc", 10, {"strategy": "a"}), ("inc", 7, {"strategy": "b"})]
+    for i in range(metrics.HISTOGRAM_PER_S + 50):
+        metrics.observe("batch_size", i, stage="strategy")
+    assert len(histogram.calls) == metrics.HISTOGRAM_PER_S
+    now[0] += metrics.FLUSH_EVERY_S
+    metrics.observe("batch_size", 1, stage="strategy")
+    assert len(histogram.calls) == metrics.HISTOGRAM_PER_S + 1
