@@ -192,6 +192,7 @@ class Connection:
         self._reconnects = 0
         self._last_error: BaseException | None = None
         self._fatal: BaseException | None = None
+        self._ordered_cause: FeedError | None = None  # set by reconnect() until its abort ends the session
         self._settled = asyncio.Event()  # set once the server accepted a session, or refused for good
         # -> the decoder, over the channel: frames it has not acknowledged are sent again after a break
         self._channel = Sender(
@@ -225,8 +226,11 @@ class Connection:
             except Exception as exc:  # noqa: BLE001 - the frame boundary: classify, record, back off
                 if self._stopping:
                     break
-                fatal = classify(exc)
-                self._last_error = exc
+                # A socket we aborted on an order (reconnect) fails as closed: the order's cause is the
+                # reason, not the close it caused.
+                cause, self._ordered_cause = self._ordered_cause, None
+                fatal = None if cause is not None else classify(exc)
+                self._last_error = cause if cause is not None else exc
                 if fatal is not None:
                     logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._error_text())
                     self._fatal = fatal
@@ -245,6 +249,7 @@ class Connection:
                 delays = backoff(
                     initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
                 )
+            self._ordered_cause = None
             self._reconnects += 1
             metrics.reconnected(self._conn_id, self._last_error)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -468,6 +473,7 @@ class Connection:
         self._last_error = cause
         ws = self._ws
         if ws is not None:
+            self._ordered_cause = cause
             ws.abort()
         self._kick.set()
         return self._epoch

@@ -136,7 +136,7 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
             lambda s: total(s, "ray_tickvisor_drops_total", 'reason="ghost"') >= 5
             and total(s, "ray_tickvisor_drops_total", 'reason="malformed"') >= 1
             and total(s, "ray_tickvisor_silence_detect_seconds_count", 'connection="stock-0"') >= 1
-            and total(s, "ray_tickvisor_reconnects_total", 'connection="stock-0"') >= 1
+            and total(s, "ray_tickvisor_reconnects_total", 'cause="ConnectionSilent"') >= 1
         ),
         90, every=2.0, what="drops, a silence and a reconnect in the metrics",
     )  # fmt: skip
