@@ -552,9 +552,22 @@ class Soak:
             if not any(g.after_ms / 1000 <= end and g.before_ms / 1000 >= start for start, end in windows)
         ]
 
+    def lost_by_kind(self) -> Counter[str]:
+        """Ticks lost inside fault windows, by the kind of the first fault whose window the gap overlaps."""
+        now = time.time()
+        out: Counter[str] = Counter()
+        for gap in self.ledger.gaps:
+            for f in self.faults:
+                start, end = f.window(now)
+                if gap.after_ms / 1000 <= end and gap.before_ms / 1000 >= start:
+                    out[f.kind] += gap.missing
+                    break
+        return out
+
     def report(self) -> dict[str, Any]:
         led = self.ledger
         outside = self.lost_outside_windows()
+        lost_kind = self.lost_by_kind()
         if led.duplicates:
             self.violations.append(f"{led.duplicates} ticks delivered twice")
         if led.out_of_order:
@@ -566,17 +579,22 @@ class Soak:
         lost_subs = [f for f in self.faults if f.lost_codes]
         by_kind: dict[str, dict[str, Any]] = {}
         for f in self.faults:
-            row = by_kind.setdefault(f.kind, {"injected": 0, "recovered": 0, "slowest_s": 0.0, "total_s": 0.0})
+            row = by_kind.setdefault(
+                f.kind, {"injected": 0, "recovered": 0, "slowest_s": 0.0, "total_s": 0.0, "lost": lost_kind[f.kind]}
+            )
             row["injected"] += 1
             if f.recovered is not None:
                 took = f.recovered - f.injected
                 row["recovered"] += 1
                 row["total_s"] += took
                 row["slowest_s"] = max(row["slowest_s"], took)
-        lines = ["", "fault kind            injected  recovered  mean s  slowest s"]
+        lines = ["", "fault kind            injected  recovered  mean s  slowest s  ticks lost in its windows"]
         for kind, row in sorted(by_kind.items()):
             mean = row["total_s"] / row["recovered"] if row["recovered"] else float("nan")
-            lines.append(f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} {row['slowest_s']:>10.2f}")
+            lines.append(
+                f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} {row['slowest_s']:>10.2f}"
+                f" {row['lost']:>10}"
+            )
         lines.append(f"{'all':<20} {len(self.faults):>9} {sum(r['recovered'] for r in by_kind.values()):>10}")
         lines += [
             "",
