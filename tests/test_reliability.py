@@ -357,6 +357,7 @@ def restarted(ray_session: None) -> Iterator[Restarted]:  # noqa: ARG001 - needs
         sim.kill()
 
 
+@pytest.mark.timeout(300 * S)  # a Ray system or a job of its own, and a restart
 @pytest.mark.usefixtures("ray_session")
 def test_a_simulator_restart_is_seen_and_everything_is_resubscribed(restarted: Restarted) -> None:
     system, sim = restarted.system, restarted.sim
@@ -376,6 +377,7 @@ def test_a_simulator_restart_is_seen_and_everything_is_resubscribed(restarted: R
 
 
 @pytest.mark.usefixtures("ray_session")
+@pytest.mark.timeout(300 * S)
 @pytest.mark.xfail(strict=True, reason="seq reset rule: lands with the health branch")
 def test_after_a_simulator_restart_ticks_flow_again(restarted: Restarted) -> None:
     """The restarted server counts ``seq`` from 1 again: those ticks must reach the strategy, not only
@@ -438,6 +440,7 @@ def start_job(jobs: Callable[..., Job], sim: SimProcess, tmp_path: Path) -> Job:
     return job
 
 
+@pytest.mark.timeout(300 * S)
 def test_sigterm_while_a_connection_is_reconnecting(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,
@@ -452,6 +455,7 @@ def test_sigterm_while_a_connection_is_reconnecting(
     sigterm_and_check(job, "while reconnecting")
 
 
+@pytest.mark.timeout(300 * S)
 def test_sigterm_while_a_subscription_request_is_in_flight(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,

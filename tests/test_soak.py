@@ -100,6 +100,7 @@ def test_bad_arguments_exit_2_naming_the_argument() -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(600 * S + 60)  # a minute of faults, plus Ray's start and the stop on a busy machine
 def test_a_60_second_soak_holds_every_invariant() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)  # its own local Ray
