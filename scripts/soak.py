@@ -110,7 +110,7 @@ def settings_toml(port: int) -> str:
 token_env = "{TOKEN_ENV}"
 heartbeat_interval_s = 1.0
 silence_deadline_s = 3.0
-ping_deadline_s = 3.0
+ping_deadline_s = 5.0
 [restart]
 max_restarts = 10000
 within_s = 60.0
