@@ -277,8 +277,16 @@ class Soak:
         self.sim.start()
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         os.environ[TOKEN_ENV] = TOKEN
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=self.args.verbose, namespace="soak")
+        for attempt in (1, 2):
+            try:
+                ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=self.args.verbose, namespace="soak")
+                break
+            except Exception:
+                # Ray gives its raylet 30 s to register; a heavily loaded machine can miss that once.
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         settings = parse_settings(settings_toml(self.sim.port))
         self.job = Job.start(settings, TOKEN, prefix="soak", timeout=180.0)
         self.checker = self.job.actor(f"strategy:{STRATEGY}")
