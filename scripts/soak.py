@@ -532,6 +532,22 @@ class Soak:
                 return f"the strategy was not told that {fault.code} was refused"
         return ""
 
+    def diagnosis(self) -> str:
+        """What the server, the registry and the decoders say, for a fault that did not recover."""
+        import ray
+
+        parts = [f"server sets {sorted(self.server_union())}, desired {sorted(self.desired())}"]
+        try:
+            reg = self.job.registry(timeout=10)
+            conns = [(c.conn_id, c.up, sorted(c.desired), sorted(c.acknowledged), c.in_sync) for c in reg.connections]
+            parts.append(f"registry: in_sync {reg.in_sync}, union {sorted(reg.union)}, connections {conns}, "
+                         f"refused {reg.refused}, vendor errors {reg.vendor_errors[-3:]}")
+            decoders = ray.get(self.job.sup.status.remote(), timeout=10).get("decoders", {})
+            parts.append(f"decoders: {decoders}")
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
+            parts.append(f"(registry or status unavailable: {type(exc).__name__}: {exc})")
+        return "; ".join(parts)
+
     def wait_recovered(self, fault: Fault) -> None:
         deadline = time.monotonic() + self.args.recovery_timeout
         missing = "not checked yet"
@@ -542,7 +558,7 @@ class Soak:
                 fault.recovered = time.time()
                 break
             if time.monotonic() > deadline:
-                fault.problem = f"after {self.args.recovery_timeout:g} s: {missing}"
+                fault.problem = f"after {self.args.recovery_timeout:g} s: {missing}; {self.diagnosis()}"
                 break
             self.stop.wait(POLL_S)
         if self.stop.is_set() and fault.recovered is None:
