@@ -494,10 +494,11 @@ class Soak:
             target = f"{endpoint} -{code}"
         else:
             code = self.extra[endpoint].pop(0)
-            self.held[endpoint].add(code)
             self.held_ever.add(code)
             if ret == 600:
-                self.quarantined.add(code)
+                self.quarantined.add(code)  # the registry drops it from the holdings: not held
+            else:
+                self.held[endpoint].add(code)
             change = ([code], [])
             target = f"{endpoint} +{code}"
         error = ray.get(self.checker.change.remote(*change), timeout=30)
@@ -577,15 +578,15 @@ class Soak:
         ]
 
     def lost_by_kind(self) -> Counter[str]:
-        """Ticks lost inside fault windows, by the kind of the first fault whose window the gap overlaps."""
+        """Ticks lost inside fault windows, by the kind of the fault whose window overlaps the gap most."""
         now = time.time()
         out: Counter[str] = Counter()
         for gap in self.ledger.gaps:
-            for f in self.faults:
-                start, end = f.window(now)
-                if gap.after_ms / 1000 <= end and gap.before_ms / 1000 >= start:
-                    out[f.kind] += gap.missing
-                    break
+            lo, hi = gap.after_ms / 1000, gap.before_ms / 1000
+            overlaps = [(min(hi, end) - max(lo, start), f.kind) for f in self.faults for start, end in [f.window(now)]]
+            best = max(overlaps, default=(-1.0, ""))
+            if best[0] >= 0:
+                out[best[1]] += gap.missing
         return out
 
     def report(self) -> dict[str, Any]:
