@@ -46,6 +46,7 @@ class RegistryState(msgspec.Struct):
     holdings: dict[str, dict[str, int]] = {}  # trades: strategy -> code -> refcount
     book_holdings: dict[str, dict[str, int]] = {}  # order books, likewise
     refused: dict[str, str] = {}  # code -> the vendor's reason
+    decoders: int = 0  # how many decoders take routes (register_decoders): a restarted registry keeps sending them
 
 
 class ConnStatus(msgspec.Struct, frozen=True):
@@ -131,6 +132,7 @@ class Registry:
             Kind.BOOK: Holdings.from_snapshot(state.book_holdings),
         }
         self._refused = dict(state.refused)
+        self._decoder_count = state.decoders
         self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
         self._reassign()
         self._stop = threading.Event()
@@ -157,7 +159,10 @@ class Registry:
 
     def _save(self) -> None:
         state = RegistryState(
-            self._holdings[Kind.TRADES].snapshot(), self._holdings[Kind.BOOK].snapshot(), self._refused
+            self._holdings[Kind.TRADES].snapshot(),
+            self._holdings[Kind.BOOK].snapshot(),
+            self._refused,
+            self._decoder_count,
         )
         internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
 
@@ -347,6 +352,7 @@ class Registry:
         """The supervisor says how many decoders exist (named ``decoder:<i>``)."""
         with self._lock:
             self._decoder_count = count
+            self._save()
             self._push_routes()
 
     def _decoder(self, decoder_id: int) -> Any:

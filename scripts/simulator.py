@@ -77,6 +77,9 @@ Faults (``Simulator.inject(name, *, path=None, conn=None, **params)`` or ``/admi
     reply      answer the next subscription request with ``ret`` (default 603) and ``msg`` (default: the
                PROTOCOL.md message of ret); the subscription stays unchanged
     clear      remove stall, blackhole and reply, and stop a running burst
+    hold       the next ``count`` (default 1) subscription requests on the path (any path if omitted),
+               on any connection, new ones included, are read and never answered: a request stays in
+               flight (recorded in ``requests`` with ret 0, counted in totals ``held``); returns []
 
 State (``Simulator.state()``, ``/admin/state``)
 ===============================================

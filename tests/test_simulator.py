@@ -221,6 +221,23 @@ class TestSimStateCore:
         state.close(first.id)
         assert state.admit(STOCK_PATH, "d", 60.0) is not None
 
+    def test_hold_leaves_the_next_requests_of_a_path_unanswered_on_any_connection(self) -> None:
+        state = core(conn_gap_s=0, token_gap_s=0)
+        a = state.admit(STOCK_PATH, "a", 0.0)
+        fx = state.admit(FOREX_CRYPTO_PATH, "c", 0.0)
+        assert a and fx
+        state.hold_next(STOCK_PATH, 2)
+        assert state.receive(a.id, sub("AAPL.US"), 1.0).reply is None
+        assert state.receive(fx.id, sub("EURUSD"), 1.0).reply["ret"] == 200  # another path
+        assert state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5).reply["ret"] == 200
+        b = state.admit(STOCK_PATH, "b", 2.0)  # a new connection is held too
+        assert b
+        assert state.receive(b.id, sub("TSLA.US"), 2.0).reply is None
+        assert state.receive(b.id, sub("TSLA.US"), 3.0).reply["ret"] == 200
+        assert state.conns[a.id].trades == {}
+        assert [r[2] for r in state.conns[b.id].requests] == [0, 200]
+        assert state.totals["held"] == 2
+
     def test_max_requests_in_window(self) -> None:
         conn = {"requests": [[0.0, 22004, 200], [0.5, 22004, 429], [0.99, 22002, 200], [1.0, 22006, 200],
                              [5.0, 22004, 200]]}

@@ -22,7 +22,7 @@ from scripts.sim.state import SimState
 
 log = logging.getLogger("tickvisor.simulator")
 
-FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "burst", "refuse", "reply", "clear")
+FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "burst", "refuse", "reply", "clear", "hold")
 MALFORMED_KINDS = ("json", "fields", "types")
 
 BURST_CHUNK_FRAMES = 2000  # frames pre-encoded and written per writelines() call
@@ -67,12 +67,16 @@ class FaultInjector:
         if path is not None and target is None:
             raise ValueError(f"unknown path {path!r}")
         allowed = {"ghost": {"count", "code"}, "malformed": {"kind"}, "burst": {"count", "rate"},
-                   "refuse": {"count"}, "reply": {"ret", "msg"}}.get(fault, set())
+                   "refuse": {"count"}, "reply": {"ret", "msg"}, "hold": {"count"}}.get(fault, set())
         if params.keys() - allowed:
             raise ValueError(f"fault {fault} takes no parameter {sorted(params.keys() - allowed)}")
         if fault == "refuse":
             self.sim.refuse_next(target, _as_int(params.get("count", 1)))
             log.info("fault refuse: next %s new connection(s) on %s", params.get("count", 1), target or "any path")
+            return []
+        if fault == "hold":
+            self.sim.hold_next(target, _as_int(params.get("count", 1)))
+            log.info("fault hold: next %s subscription request(s) on %s", params.get("count", 1), target or "any path")
             return []
         links = [link for link in self.links.values()
                  if (target is None or link.conn.path == target) and (conn is None or link.id == conn)]

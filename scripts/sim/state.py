@@ -38,6 +38,7 @@ from scripts.sim.protocol import (
 
 SILENT_FAULTS = frozenset({"stall", "blackhole"})  # nothing is sent, nothing closes
 CLOSED_KEPT = 100  # closed connections kept in state()
+HELD = 0  # the ``ret`` recorded in ``requests`` for a request the "hold" fault left unanswered
 
 
 @dataclasses.dataclass(slots=True)
@@ -128,6 +129,7 @@ class SimState:
             {"connections_opened": 0, "refused_606": 0, "refused_401": 0, "pushes": 0,
              "429": 0, "400": 0, "600": 0})
         self._refuse: collections.Counter[str | None] = collections.Counter()  # path (None = any) -> n
+        self._hold: collections.Counter[str | None] = collections.Counter()  # path (None = any) -> n
         self._last_accepted: dict[str, dict[int, float]] = {}  # path -> conn id -> time
         self._ids = itertools.count(1)
 
@@ -186,6 +188,10 @@ class SimState:
     def refuse_next(self, path: str | None, count: int) -> None:
         """The next count new connections on path (None = any path) get 606."""
         self._refuse[path] += count
+
+    def hold_next(self, path: str | None, count: int) -> None:
+        """The next count subscription requests on path (None = any path), on any connection, go unanswered."""
+        self._hold[path] += count
 
     def set_fault(self, conn_id: int, name: str) -> None:
         """Mark a persistent fault (stall, blackhole, burst) on a connection."""
@@ -259,6 +265,11 @@ class SimState:
             conn.requests.append((now, cmd_id, ret))
             return self._refuse_frame(conn, answer(ret, msg))
 
+        if self._hold[conn.path] > 0 or self._hold[None] > 0:  # the "hold" fault: read, never answered
+            self._hold[conn.path if self._hold[conn.path] > 0 else None] -= 1
+            conn.requests.append((now, cmd_id, HELD))
+            self.totals["held"] += 1
+            return DISCARDED
         if conn.reply is not None:  # the "reply" fault
             ret, msg = conn.reply
             conn.reply = None

@@ -1,0 +1,128 @@
+"""scripts/soak.py: its checks on made-up ticks (fast, no Ray), and a 60-second soak as users run it.
+
+The 60-second run is a subprocess with a Ray of its own; it must exit 0 (every invariant held) and
+print the table and the ``SOAK {json}`` line. The figures are printed, not asserted (shared machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scripts.soak import Fault, Gap, Ledger, Soak, parse_args
+from tests.conftest import ROOT, S
+
+HELD = {"AAPL.US", "EURUSD"}
+
+
+def ledger_of(*ticks: tuple[str, int, int]) -> Ledger:
+    led = Ledger()
+    led.add(list(ticks), HELD)
+    return led
+
+
+class TestLedger:
+    def test_an_unbroken_stream_is_clean(self) -> None:
+        led = ledger_of(("AAPL.US", 1, 1000), ("EURUSD", 7, 1000), ("AAPL.US", 2, 1100), ("EURUSD", 8, 1100))
+        assert (led.delivered, led.duplicates, led.out_of_order, led.gaps, led.unexpected) == (4, 0, 0, [], {})
+
+    def test_a_tick_delivered_twice_is_counted(self) -> None:
+        led = ledger_of(("AAPL.US", 1, 1000), ("AAPL.US", 2, 1100), ("AAPL.US", 1, 1000))
+        assert led.duplicates == 1
+        assert led.examples == ["AAPL.US seq 1 delivered twice"]
+
+    def test_a_tick_below_the_last_one_is_out_of_order(self) -> None:
+        led = ledger_of(("AAPL.US", 1, 1000), ("AAPL.US", 3, 1200), ("AAPL.US", 2, 1100))
+        assert (led.out_of_order, led.duplicates) == (1, 0)
+        assert led.gaps == [Gap("AAPL.US", 1, 1000, 1200)]  # seen before 2 came late
+
+    def test_a_gap_records_its_span_in_tick_time(self) -> None:
+        led = ledger_of(("EURUSD", 10, 5000), ("EURUSD", 14, 5400))
+        assert led.gaps == [Gap("EURUSD", 3, 5000, 5400)]
+
+    def test_a_code_never_held_is_unexpected(self) -> None:
+        led = ledger_of(("MSFT.US", 1, 1000))
+        assert led.unexpected == {"MSFT.US": 1}
+
+    def test_fresh_needs_every_code_after_the_time(self) -> None:
+        led = ledger_of(("AAPL.US", 1, 1000), ("EURUSD", 1, 3000))
+        assert led.fresh({"EURUSD"}, 2000)
+        assert not led.fresh({"AAPL.US", "EURUSD"}, 2000)
+        assert not led.fresh({"XAUUSD"}, 0)
+
+
+class TestWindows:
+    def soak(self, gaps: list[Gap], faults: list[Fault]) -> Soak:
+        soak = Soak(parse_args(["--minutes", "1"]))
+        soak.ledger.gaps = gaps
+        soak.faults = faults
+        return soak
+
+    def test_a_gap_inside_a_fault_window_is_excused(self) -> None:
+        fault = Fault("drop", "stock", injected=100.0, recovered=101.0)
+        soak = self.soak([Gap("AAPL.US", 2, 100_100, 100_900)], [fault])
+        assert soak.lost_outside_windows() == []
+
+    def test_the_window_has_margins(self) -> None:
+        fault = Fault("drop", "stock", injected=100.0, recovered=101.0)
+        # just before the injection (0.5 s margin) and just after the recovery (1 s margin)
+        gaps = [Gap("AAPL.US", 1, 99_000, 99_600), Gap("AAPL.US", 1, 101_900, 102_500)]
+        assert self.soak(gaps, [fault]).lost_outside_windows() == []
+
+    def test_a_gap_outside_every_window_is_a_loss(self) -> None:
+        fault = Fault("drop", "stock", injected=100.0, recovered=101.0)
+        late = Gap("AAPL.US", 1, 103_000, 103_100)
+        soak = self.soak([late], [fault])
+        assert soak.lost_outside_windows() == [late]
+        result = soak.report()
+        assert result["ok"] is False
+        assert result["lost_outside"] == 1
+        assert "1 ticks lost outside the fault windows" in result["violations"]
+
+    def test_an_open_fault_window_lasts_until_now(self) -> None:
+        fault = Fault("stall", "stock", injected=time.time() - 5)
+        gap = Gap("AAPL.US", 4, int((time.time() - 3) * 1000), int((time.time() - 2) * 1000))
+        assert self.soak([gap], [fault]).lost_outside_windows() == []
+
+
+def test_bad_arguments_exit_2_naming_the_argument() -> None:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "scripts/soak.py", "--minutes", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert "--minutes 0" in proc.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600 * S + 60)  # a minute of faults, plus Ray's start and the stop on a busy machine
+def test_a_60_second_soak_holds_every_invariant() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)  # its own local Ray
+    started = time.monotonic()
+    proc = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "scripts/soak.py", "--minutes", "1", "--seed", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600 * S, check=False,
+    )
+    took = time.monotonic() - started
+    lines = proc.stdout.strip().splitlines()
+    print("\n".join(line for line in lines if not line.startswith("SOAK ")))  # noqa: T201 - the table
+    print(f"the 60-second soak took {took:.0f} s in all")  # noqa: T201
+    assert lines and lines[-1].startswith("SOAK "), proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("SOAK ") :])
+    assert result["violations"] == [], "\n".join(lines[-40:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any(line.startswith("soak ") and " faults, " in line for line in lines), "no progress line"
+    faults = result["faults"]
+    injected = sum(row["injected"] for row in faults.values())
+    assert injected >= 5, faults  # seed 1 injects about 14 in a minute here
+    assert all(row["recovered"] == row["injected"] for row in faults.values()), faults
+    assert any(kind.startswith("kill:") for kind in faults), faults
+    assert result["delivered"] > 0
+    usage = result["usage"]
+    assert {"supervisor", "registry", "heartbeat", "strategy:soak"} <= usage.keys(), usage
