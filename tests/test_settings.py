@@ -114,6 +114,7 @@ class ConfigFileTests(unittest.TestCase):
             "plan": "professional",
             "max_connections": 0,
             "max_codes_per_connection": 0,
+            "idle_connection_close_s": 30.0,
             "batch_max_frames": 256,
             "batch_max_age_ms": 5.0,
             "strategy_queue_batches": 64,

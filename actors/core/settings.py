@@ -125,6 +125,14 @@ class FeedSettings(_Table, frozen=True):
             "anything else must not exceed it",
         ),
     ] = 0
+    idle_connection_close_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="the seconds a connection opened for more room may hold nothing before it is "
+            "closed, >= 0 (the start-up connections are never closed)",
+        ),
+    ] = 30.0
     batch_max_frames: Annotated[
         int, msgspec.Meta(ge=1, description="the most frames a connection hands on in one batch, >= 1")
     ] = 256
