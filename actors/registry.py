@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -138,14 +138,15 @@ class Registry:
             Kind.BOOK: Holdings.from_snapshot(state.book_holdings),
         }
         self._refused = dict(state.refused)
-        by_endpoint = {wire.Endpoint(e): len(ids) for e, ids in connections.items()}
+        token_of = dict(token_of or {})
+        first = tokens[0]
+        per_token = Counter((e, token_of.get(c, first)) for e, ids in connections.items() for c in ids)
         quota = Quota(
             plan or "configured",
-            max(max_connections, *by_endpoint.values(), 1),
+            max(max_connections, *per_token.values(), 1),  # 0: the start-up connections, no growth
             max_codes,
             tuple(dict.fromkeys(tokens)),
         )
-        token_of = dict(token_of or {})
         if state.pool is not None:
             self._pool = Pool.restore(quota, state.pool, close_after_s=close_after_s)
         else:
@@ -153,7 +154,7 @@ class Registry:
         decoder = 0
         for endpoint, ids in connections.items():
             for conn_id in ids:
-                slot = Slot(conn_id, wire.Endpoint(endpoint), token_of.get(conn_id, quota.tokens[0]), decoder, True)
+                slot = Slot(conn_id, wire.Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
                 decoder += 1
                 if conn_id in self._pool.slots or state.pool is None:
                     self._pool.add(slot)  # a pinned one taken out with its token stays out
@@ -162,6 +163,7 @@ class Registry:
             if not slot.pinned:
                 self._open(slot)  # a restarted registry: the Supervisor creates it unless it exists
         self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
+        self._unserved: dict[str, str] = {}  # held codes the quota has no room for now, and why
         self._reassign(time.monotonic())
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -320,6 +322,39 @@ class Registry:
             self._pump(now)
             self._wake.set()  # the timer re-arms from the books' new wake-ups
 
+    def token_refused(self, conn_id: str) -> tuple[str | None, int, list[str]]:
+        """The server refused ``conn_id``'s token (401): take that token out of the pool.
+
+        Its connections count no more (their books are dropped; the grown ones are closed by the
+        Supervisor) and the next fit moves their codes to the other tokens' room, opening connections
+        there while their quota allows. Returns (the token taken out, or None when ``conn_id`` counts no
+        more; the live tokens left; the grown connections closed).
+        """
+        with self._lock:
+            slot = self._pool.slots.get(conn_id)
+            if slot is None:
+                return None, len(self._pool.live_tokens), []
+            gone = self._pool.take_out(slot.token)
+            closed = []
+            for dead in gone:
+                self._drop_books(dead)
+                for kind in KINDS:
+                    self._assignment[kind].pop(dead.conn_id, None)
+                if not dead.pinned:
+                    closed.append(dead.conn_id)
+            live = len(self._pool.live_tokens)
+            logger.error(
+                "registry: token {} refused (401): taken out with {} connection(s); {} token(s) left",
+                slot.token,
+                len(gone),
+                live,
+            )
+            self._changed()  # saved; the timer refits the union over the tokens left
+            if self._supervisor is not None and live:
+                for conn in closed:
+                    self._supervisor.close_connection.remote(conn)
+            return slot.token, live, closed
+
     def _vendor_error(self, conn_id: str, error: VendorError) -> None:
         self._vendor_errors.append((conn_id, error))
         logger.error("registry: vendor error on {}: {}", conn_id, error)
@@ -449,6 +484,15 @@ class Registry:
             logger.info("registry: opening {} on token {} (room for more codes)", slot.conn_id, slot.token)
             self._add_books(slot)
             self._open(slot)
+        starved = {code: why for code, why in fit.refused.items() if code not in self._unserved}
+        if starved:
+            # Held codes that lost their room (a token taken out): their holders are told; they are
+            # served again as soon as room comes back.
+            logger.error("registry: {} held code(s) without room: {}", len(starved), sorted(starved))
+            for code, why in starved.items():
+                holders = set().union(*(h.holders(code) for h in self._holdings.values()))
+                self._tell(holders, code, FeedError(why))
+        self._unserved = dict(fit.refused)
         for kind in KINDS:
             self._assignment[kind] = dict(fit.by_kind[kind])
             for conn_id in self._pool.slots:

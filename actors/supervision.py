@@ -49,6 +49,7 @@ import pickle
 import random
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -63,7 +64,7 @@ from actors.core.backoff import RestartIntensity
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
 from actors.decoder import Decoder
-from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError
+from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError, VendorError
 from actors.heartbeat import Heartbeat
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.naming import NamedActors
@@ -127,17 +128,41 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
 
 
 def connection_ids(settings: Settings) -> dict[str, list[str]]:
-    """Connection ids per configured endpoint: enough for the configured symbols within the plan."""
+    """Connection ids per configured endpoint: enough for the configured symbols within the plan
+    (over every token: quotas add up). More are opened while running when subscriptions need them."""
     limits = settings.plan_limits()
     wanted: dict[str, set[str]] = {}
     for strategy in settings.strategies:
         for code in strategy.symbols:
             wanted.setdefault(wire.endpoint_of(code).value, set()).add(code)
+    most = limits.connections_per_token * len(settings.token_names())
     out = {}
     for endpoint in settings.endpoints:
         need = max(1, math.ceil(len(wanted.get(endpoint, ())) / limits.codes_per_connection))
-        out[endpoint] = [f"{endpoint}-{i}" for i in range(min(need, limits.connections_per_token))]
+        out[endpoint] = [f"{endpoint}-{i}" for i in range(min(need, most))]
     return out
+
+
+def connection_tokens(settings: Settings) -> dict[str, str]:
+    """The token (its variable's name) of each start-up connection: the tokens in turn, per endpoint,
+    as actors.core.growth.Pool picks them for the connections it opens."""
+    names = settings.token_names()
+    return {c: names[i % len(names)] for ids in connection_ids(settings).values() for i, c in enumerate(ids)}
+
+
+def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[str, Secret]:
+    """Every token by the name of its variable. One ``Secret`` serves every name (tests, the simulator).
+
+    Raises:
+        ConfigError: key ``feed.token_envs``; a name has no token.
+    """
+    names = settings.token_names()
+    if isinstance(token, Secret):
+        return dict.fromkeys(names, token)
+    missing = [n for n in names if n not in token]
+    if missing:
+        raise ConfigError("feed.token_envs", f"no token given for {', '.join(missing)}")
+    return {n: token[n] for n in names}
 
 
 class Launched(NamedTuple):
@@ -148,17 +173,21 @@ class Launched(NamedTuple):
     children: list[Any]
 
 
-def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAMESPACE) -> Launched:
+def launch(
+    settings: Settings, token: Secret | Mapping[str, Secret], run_id: str, namespace: str = NAMESPACE
+) -> Launched:
     """Create the Supervisor and every configured child from the calling process, the job's driver,
     which owns them all. Call ``start`` on the Supervisor next.
 
-    Every actor's restart options are set here, in one place.
+    Every actor's restart options are set here, in one place. ``token`` is one token, or every token
+    by its variable's name (``feed.token_envs``).
 
     Raises:
         ValueError: an actor of one of these names already runs in ``namespace`` (another job runs
             there); whatever was created is killed again.
         ConfigError: a strategy's ``kind`` cannot be imported.
     """
+    tokens = token_map(settings, token)
     supervisor = (
         ray.remote(Supervisor)
         .options(
@@ -169,11 +198,11 @@ def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAME
             max_restarts=-1,  # a killed Supervisor comes back and finds its children by name
             max_task_retries=-1,  # calls to it wait for the restart instead of failing
         )
-        .remote(settings, token, run_id, namespace)
+        .remote(settings, tokens, run_id, namespace)
     )
     created: list[Any] = []
     try:
-        _create_children(settings, token, run_id, namespace, supervisor, created)
+        _create_children(settings, tokens, run_id, namespace, supervisor, created)
     except BaseException:
         for handle in [supervisor, *created]:
             with contextlib.suppress(Exception):
@@ -183,7 +212,7 @@ def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAME
 
 
 def _create_children(
-    settings: Settings, token: Secret, run_id: str, namespace: str, supervisor: Any, created: list[Any]
+    settings: Settings, tokens: dict[str, Secret], run_id: str, namespace: str, supervisor: Any, created: list[Any]
 ) -> None:
     """Create every configured child, named in ``namespace``, each reporting to ``supervisor``.
 
@@ -203,7 +232,8 @@ def _create_children(
             supervisor=supervisor,
             plan=s.feed.plan,
             max_connections=s.plan_limits().connections_per_token,
-            tokens=(s.feed.token_env,),
+            tokens=s.token_names(),
+            token_of=connection_tokens(s),
             close_after_s=s.feed.idle_connection_close_s,
         )
     )
@@ -214,9 +244,11 @@ def _create_children(
         created.append(decoder)
         decoders.append(decoder)
     connections: dict[str, Any] = {}
+    token_of = connection_tokens(s)
     k = 0
     for endpoint, ids in conn_ids.items():
         for conn_id in ids:
+            token = tokens[token_of[conn_id]]
             handle = _connection_actor(s, ns, conn_id, endpoint, token, decoders[k], registry, supervisor)
             created.append(handle)
             k += 1
@@ -328,9 +360,10 @@ def _pickled(failure: FeedError | None) -> bytes:
 class Supervisor:
     """Created with ``ray.remote`` by ``launch()``, in the job's driver."""
 
-    def __init__(self, settings: Settings, token: Secret, run_id: str, namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, settings: Settings, token: Secret | Mapping[str, Secret], run_id: str, namespace: str = NAMESPACE
+    ) -> None:
         self._settings = settings
-        self._token = token
         self._run_id = run_id
         self._namespace = namespace
         self._self = ray.get_runtime_context().current_actor
@@ -340,7 +373,7 @@ class Supervisor:
         self._added: list[str] = []
         self._grown: dict[str, GrownConnection] = {}
         self._watching: dict[str, asyncio.Task[None]] = {}
-        self._tokens: dict[str, Secret] = {settings.feed.token_env: token}
+        self._tokens = token_map(settings, token)
         self._pids: dict[str, int] = {}
         self._events: list[ChildEvent] = []
         self._intensity: dict[str, RestartIntensity] = {}
@@ -624,8 +657,37 @@ class Supervisor:
                 self._watch_grown()  # Ray rebuilt it from its creation arguments: the configured ones only
         self._save()
 
-    def child_failed(self, child: str, cause: FeedError) -> None:
-        """A child hit an error it cannot retry (e.g. 401 token invalid): the job stops."""
+    async def child_failed(self, child: str, cause: FeedError) -> None:
+        """A child hit an error it cannot retry (e.g. 401 token invalid): the job stops.
+
+        Except a 401 on a connection while other tokens live: that token is taken out (an event
+        "token out"), the registry moves its codes to the other tokens' room, and the job goes on.
+        """
+        if (
+            len(self._tokens) > 1
+            and child.startswith("connection:")
+            and isinstance(cause, VendorError)
+            and cause.ret == 401  # noqa: PLR2004 - PROTOCOL.md "Error codes": token invalid
+        ):
+            registry = self._child(REGISTRY)
+            taken = None
+            if registry is not None:
+                with contextlib.suppress(Exception):
+                    taken = await registry.token_refused.remote(child.partition(":")[2])
+            if taken is not None:
+                token, live, closed = taken
+                if token is None:
+                    return  # that token is out already: one of its other connections reported it
+                if live:
+                    where = f"; closing {', '.join(closed)}" if closed else ""
+                    self._record(
+                        child,
+                        "token out",
+                        f"token {token} refused ({cause}): taken out, its codes move to the room of the "
+                        f"{live} token(s) left{where}",
+                    )
+                    self._save()
+                    return
         self._record(child, "failed", str(cause))
         if self._failure is None:
             self._failure = ChildFailed(child, cause)

@@ -10,6 +10,7 @@ with the plan named beyond that, and close the grown connections once they held 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -146,3 +147,84 @@ def _exists(name: str, namespace: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- several tokens -----------------------------------------------------------------------------------
+
+SECOND_TOKEN = TEST_TOKEN + "-second"
+TOKEN_NAMES = ["TICKVISOR_TEST_TOKEN", "TICKVISOR_TEST_TOKEN_2"]
+FOUR = ["AAPL.US", "TSLA.US", "700.HK", "MSFT.US"]
+
+
+@pytest.fixture
+def sim2() -> Iterator[Any]:
+    """A simulator that knows two tokens, each limited to 2 connections per path of 2 codes."""
+    from scripts.simulator import SimulatorThread
+
+    simulator = SimulatorThread(
+        token=TEST_TOKEN,
+        more_tokens=(SECOND_TOKEN,),
+        tick_rate=20.0,
+        heartbeat_timeout=10.0,
+        plan="premium",
+        max_connections=2,
+        max_codes=CODES_PER_CONNECTION,
+    )
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves(sim2: Any) -> None:
+    from actors.core.settings import Secret, parse_settings
+    from tests.conftest import system_toml
+
+    text = system_toml(
+        sim2.port,
+        collector_toml("pair", FOUR),
+        plan="premium",
+        max_connections=1,  # one connection per token: the second token's quota is what makes room
+        max_codes_per_connection=CODES_PER_CONNECTION,
+        token_envs=TOKEN_NAMES,
+    )
+    tokens = {TOKEN_NAMES[0]: Secret(TEST_TOKEN), TOKEN_NAMES[1]: Secret(SECOND_TOKEN)}
+    system = System.start(parse_settings(text), tokens, timeout=120 * S)
+    try:
+        wait_for(lambda: system.registry().in_sync, 30, what="in sync")
+
+        def stock_by_token() -> dict[int, set[str]]:
+            out: dict[int, set[str]] = {}
+            for c in sim2.state()["connections"]:
+                if c["open"] and c["path"] == STOCK_PATH:
+                    out.setdefault(c["token"], set()).update(c["trades"])
+            return out
+
+        # Quotas add up: one connection on each token carries two codes each.
+        wait_for(lambda: stock_by_token().keys() == {0, 1} and set().union(*stock_by_token().values()) == set(FOUR),
+                 30, what="the four codes on one connection of each token")
+        collector = system.actor("strategy:pair")
+        refusal = system.get(collector.do_subscribe.remote(["NVDA.US"]))
+        assert "2 live token(s) give 2 connection(s), 4 codes, all taken" in refusal, refusal
+
+        # The second token expires: it is taken out, the job goes on with the first.
+        moved = stock_by_token()[1]
+        assert sim2.revoke(1) >= 1
+        wait_for(lambda: any(e["event"] == "token out" for e in system.status()["events"]), 30, what="a token-out event")
+        (event,) = [e for e in system.status()["events"] if e["event"] == "token out"]
+        assert "token TICKVISOR_TEST_TOKEN_2 refused (401 token invalid" in event["reason"], event
+        assert SECOND_TOKEN not in json.dumps(system.status()), "a token value in the status"
+        assert system.get(system.sup.failure.remote()) is None, "the job goes on"
+        # One connection per token: no room for the moved codes; their holder is told, the rest still flows.
+        wait_for(lambda: stock_by_token() == {0: set(FOUR) - moved}, 30, what="only the first token's socket left")
+        problems = wait_for(lambda: seen_of_all(system, "pair")["problems"], 30, what="the holder told")
+        assert {code for code, _ in problems} == moved
+        assert all("quota exhausted" in why for _, why in problems)
+        code = sorted(set(FOUR) - moved)[0]
+        count = len(seen_of_all(system, "pair")["seen"].get(code, []))
+        wait_for(lambda: len(seen_of_all(system, "pair")["seen"].get(code, [])) > count, 30, what="ticks still flowing")
+    finally:
+        system.stop()
+
+
+def seen_of_all(system: System, name: str) -> dict[str, Any]:
+    return system.get(system.actor(f"strategy:{name}").collected.remote())
