@@ -307,7 +307,16 @@ def _connection_actor(
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
         ray.remote(Connection)
-        .options(name=connection_name(conn_id), namespace=namespace, num_cpus=0, max_restarts=-1, **lifetime)
+        .options(
+            name=connection_name(conn_id),
+            namespace=namespace,
+            num_cpus=0,
+            max_restarts=-1,
+            # On a cluster the sockets spread over the nodes: losing one node loses only its share,
+            # and Ray restarts those connections on the nodes left.
+            scheduling_strategy="SPREAD",
+            **lifetime,
+        )
         .remote(conn_id, endpoint, s.endpoints[endpoint].url, token, cfg, decoder, registry, supervisor)
     )
 
