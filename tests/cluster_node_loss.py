@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 os.environ.pop("RAY_ADDRESS", None)
+# ray.cluster_utils starts the head in this process and asks the GCS for each node's info without
+# the cluster token: with token authentication on (any local Ray writes ~/.ray/auth_token) the head
+# never answers and start-up times out. This throwaway cluster lives on this machine only.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 SCALE = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 STOCK_PATH = "/quote-stock-b-ws-api"
@@ -48,12 +52,24 @@ def wait(condition: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout * SCALE:.0f} s waiting for {what}; last {last!r}")
 
 
+def _start_cluster(cluster_class: Any) -> Any:
+    # Ray gives a raylet 30 s to register; a loaded machine can miss that: try three times.
+    for attempt in (1, 2, 3):
+        try:
+            return cluster_class(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+        except Exception:
+            if attempt == 3:  # noqa: PLR2004
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
 def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
     import logging
 
     import ray
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors
+    from ray._private import state as gcs_state  # the GCS actor table: ray.util.state needs a dashboard
 
     from actors.control import Job
     from actors.core.settings import parse_settings
@@ -63,10 +79,10 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
     report: dict[str, Any] = {"ok": False}
     sim = SimulatorThread(token=TOKEN, tick_rate=20.0, heartbeat_timeout=10.0, plan="premium", max_codes=2)
     sim.start()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster = _start_cluster(Cluster)
     job = None
     try:
+        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace="tickvisor-nodes", logging_level=logging.WARNING)
         text = system_toml(sim.port, collector_toml("watcher", STOCK + FX), plan="premium", max_codes_per_connection=2)
@@ -74,12 +90,15 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
 
         def placement() -> dict[str, str]:
-            actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-            return {a.name: a.node_id for a in actors if a.name.startswith("connection:")}
+            actors = gcs_state.actors(actor_state_name="ALIVE").values()
+            return {a["Name"]: a["Address"]["NodeID"] for a in actors if a["Name"].startswith("connection:")}
 
         where = placement()
         report["nodes_used"] = len(set(where.values()))
         worker_ids = {w.node_id: w for w in workers}
+        alive = gcs_state.actors(actor_state_name="ALIVE").values()
+        report["all_actors"] = {a["Name"]: a["Address"]["NodeID"][:8] for a in alive}
+        report["head"] = cluster.head_node.node_id[:8]
         on_workers = sorted(n for n, node in where.items() if node in worker_ids)
         assert on_workers, f"no connection on a worker node: {where}"
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])

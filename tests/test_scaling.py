@@ -69,6 +69,7 @@ def seen(system: System) -> dict[str, Any]:
     return system.get(system.actor("strategy:grower").collected.remote())
 
 
+@pytest.mark.timeout(600)  # a whole job grows and shrinks under the vendor's pacing
 def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_it_shrinks(
     sim: Any, system: System
 ) -> None:
@@ -109,6 +110,7 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     assert seen(system)["violations"] == []
 
 
+@pytest.mark.timeout(600)
 def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: Any) -> None:
     """The Supervisor creates grown connections detached: its SIGKILL leaves them serving, its
     restarted self finds them by name, and a clean stop kills them."""
@@ -175,6 +177,7 @@ def sim2() -> Iterator[Any]:
     simulator.stop()
 
 
+@pytest.mark.timeout(600)
 def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves(sim2: Any) -> None:
     from actors.core.settings import Secret, parse_settings
     from tests.conftest import system_toml
