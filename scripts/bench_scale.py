@@ -9,9 +9,11 @@ Ray against the simulator (scripts/simulator.py, its own process, plan pro, the 
 1 s per connection, 3 s across one token's connections), with one strategy holding C x N forex/crypto
 codes, so the job starts with N connections of C codes. It reports, per run:
 
-- ``flowing_s``: from ``Job.start`` to the strategy having seen a tick of every code;
-- ``bound_s``: the pacing lower bound of the N initial full-set requests on one token,
-  (N - 1) x 3 s (actors.core.growth.startup_lower_bound_s), and ``over_bound_s`` = flowing - bound;
+- ``accepted_s``: from ``Job.start`` to every connection accepted by the server (actor processes
+  start, sockets open); ``flowing_s``: to the strategy having seen a tick of every code;
+- ``subscribed_s`` = flowing - accepted: the subscription phase, against ``bound_s``, the pacing lower
+  bound of the N initial full-set requests on one token, (N - 1) x 3 s
+  (actors.core.growth.startup_lower_bound_s); ``over_bound_s`` = subscribed - bound;
 - ``ticks_per_s`` at the strategy over ``--window`` seconds once every code flows, against
   ``offered_per_s`` = C x N x tick rate (what the simulator tries to push);
 - ``rss_mb``: the summed RSS of the job's actor processes, and ``mb_per_1000_codes`` as the slope
@@ -133,8 +135,9 @@ def one_run(port: int, per_conn: int, conns: int, window_s: float, tick_rate: fl
             "all_flowing": seen >= total,
             "accepted_s": round(accepted_s, 2),
             "flowing_s": round(flowing_s, 2),
+            "subscribed_s": round(flowing_s - accepted_s, 2),
             "bound_s": round(bound, 2),
-            "over_bound_s": round(flowing_s - bound, 2),
+            "over_bound_s": round(flowing_s - accepted_s - bound, 2),
             "ticks_per_s": round(rate, 1),
             "offered_per_s": round(total * tick_rate, 1),
             "rss_mb": round(rss_mb(pids), 1),
