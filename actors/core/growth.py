@@ -52,12 +52,11 @@ class Quota(msgspec.Struct, frozen=True):
     def refusal(self, endpoint: Endpoint, live_tokens: int) -> str:
         """Why a code of ``endpoint`` found no room, naming the plan and its limits."""
         conns = self.connections_per_token * live_tokens
-        out = f"{len(self.tokens) - live_tokens} of {len(self.tokens)} token(s) taken out, " if live_tokens < len(
-            self.tokens
-        ) else ""
+        dead = len(self.tokens) - live_tokens
+        out = f"{dead} of {len(self.tokens)} token(s) taken out, " if dead else ""
         return (
-            f"quota exhausted: plan {self.plan!r} allows {self.connections_per_token} connection(s) per token x "
-            f"{self.codes_per_connection} codes on the {endpoint.value} endpoint; {out}{live_tokens} live "
+            f"quota exhausted: plan {self.plan!r} allows {self.connections_per_token} connection(s) "
+            f"per token x {self.codes_per_connection} codes on the {endpoint.value} endpoint; {out}{live_tokens} live "
             f"token(s) give {conns} connection(s), {conns * self.codes_per_connection} codes, all taken; "
             "unsubscribe others, add a token to feed.token_envs or raise the plan"
         )
@@ -120,7 +119,8 @@ class Pool:
 
     def snapshot(self) -> PoolState:
         """The state to save."""
-        return PoolState(list(self._slots.values()), sorted(self._dead), dict(self._next_index), self._next_decoder)
+        slots = list(self._slots.values())
+        return PoolState(slots, sorted(self._dead), dict(self._next_index), self._next_decoder)
 
     @classmethod
     def restore(cls, quota: Quota, state: PoolState, *, close_after_s: float = CLOSE_AFTER_S) -> Pool:
