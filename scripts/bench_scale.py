@@ -171,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     ok = True
     with SimProcess(TOKEN, "--plan", "pro", "--codes", str(most), "--tick-rate", str(args.tick_rate)) as sim:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+        for attempt in (1, 2, 3):  # Ray gives its raylet 30 s to register: a loaded machine can miss that
+            try:
+                ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 3:  # noqa: PLR2004
+                    raise
         try:
             for per_conn, conns in grid:
                 run = one_run(sim.port, per_conn, conns, args.window, args.tick_rate, args.limit)
