@@ -101,7 +101,9 @@ def rss_mb(pids: list[int]) -> float:
     return total * page / (1 << 20)
 
 
-def one_run(port: int, per_conn: int, conns: int, window_s: float, tick_rate: float, limit_s: float) -> dict[str, Any]:
+def one_run(  # noqa: PLR0913
+    sim: Any, per_conn: int, conns: int, window_s: float, tick_rate: float, limit_s: float
+) -> dict[str, Any]:
     import ray
 
     from actors.control import Job
@@ -110,7 +112,7 @@ def one_run(port: int, per_conn: int, conns: int, window_s: float, tick_rate: fl
 
     total = per_conn * conns
     started = time.monotonic()
-    job = Job.start(parse_settings(config(port, per_conn, conns)), TOKEN, timeout=limit_s)
+    job = Job.start(parse_settings(config(sim.port, per_conn, conns)), TOKEN, timeout=limit_s)
     try:
         accepted_s = time.monotonic() - started
         strategy = ray.get_actor("strategy:scale", namespace=job.namespace)
@@ -122,10 +124,13 @@ def one_run(port: int, per_conn: int, conns: int, window_s: float, tick_rate: fl
             time.sleep(0.1)
         flowing_s = time.monotonic() - started
         _, before = ray.get(strategy.progress.remote(), timeout=30)
+        pushed_before = sim.state()["totals"]["pushes"]
         t0 = time.monotonic()
         time.sleep(window_s)
+        pushed = sim.state()["totals"]["pushes"] - pushed_before
         _, after = ray.get(strategy.progress.remote(), timeout=30)
-        rate = (after - before) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        rate = (after - before) / elapsed
         pids = [pid for name, pid in job.pids().items() if name != "supervisor"] + [job.pids()["supervisor"]]
         bound = startup_lower_bound_s([conns], token_gap_s=SUBSCRIBE_GAP_PER_TOKEN_S)
         return {
@@ -140,6 +145,9 @@ def one_run(port: int, per_conn: int, conns: int, window_s: float, tick_rate: fl
             "over_bound_s": round(flowing_s - accepted_s - bound, 2),
             "ticks_per_s": round(rate, 1),
             "offered_per_s": round(total * tick_rate, 1),
+            # What the simulator wrote in the same window: the pushes come in rounds (every code once
+            # per 1/tick-rate s), so a short window's count depends on its phase; compare the two.
+            "sim_pushes_per_s": round(pushed / elapsed, 1),
             "rss_mb": round(rss_mb(pids), 1),
         }
     finally:
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise
         try:
             for per_conn, conns in grid:
-                run = one_run(sim.port, per_conn, conns, args.window, args.tick_rate, args.limit)
+                run = one_run(sim, per_conn, conns, args.window, args.tick_rate, args.limit)
                 runs.append(run)
                 ok &= run["all_flowing"]
                 print(json.dumps(run), file=sys.stderr, flush=True)  # noqa: T201 - progress
