@@ -100,6 +100,18 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         report["all_actors"] = {a["Name"]: a["Address"]["NodeID"][:8] for a in alive}
         report["head"] = cluster.head_node.node_id[:8]
         on_workers = sorted(n for n, node in where.items() if node in worker_ids)
+        for _ in range(3):
+            # SPREAD is a preference: on a loaded machine Ray may put every connection on the head,
+            # whose removal would end the cluster. Restarting one lets Ray place it again.
+            if on_workers:
+                break
+            ray.kill(ray.get_actor(sorted(where)[0], job.namespace), no_restart=False)
+            time.sleep(2)
+            wait(lambda: len(placement()) == len(where), 60, "the restarted connection alive")
+            wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+            where = placement()
+            on_workers = sorted(n for n, node in where.items() if node in worker_ids)
+        report["nodes_used"] = len(set(where.values()))
         assert on_workers, f"no connection on a worker node: {where}"
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])
         victim_node = where[victim_name]
