@@ -85,7 +85,16 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace="tickvisor-nodes", logging_level=logging.WARNING)
-        text = system_toml(sim.port, collector_toml("watcher", STOCK + FX), plan="premium", max_codes_per_connection=2)
+        text = system_toml(
+            sim.port,
+            collector_toml("watcher", STOCK + FX),
+            plan="premium",
+            max_codes_per_connection=2,
+            # Three raylets on a loaded machine: liveness deadlines that a starved process still meets.
+            heartbeat_interval_s=1.0,
+            silence_deadline_s=5.0,
+            ping_deadline_s=3.0,
+        )
         job = Job.start(parse_settings(text), TOKEN, timeout=180 * SCALE)
         wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
 
@@ -118,7 +127,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         lost = sorted(n for n, node in where.items() if node == victim_node)
         status = ray.get(ray.get_actor("registry", job.namespace).status.remote())
         lost_codes = sorted(
-            code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.acknowledged
+            code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.desired
         )
         report |= {"placement": where, "removed": lost, "lost_codes": lost_codes}
         strategy = ray.get_actor("strategy:watcher", job.namespace)
