@@ -108,18 +108,27 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         alive = gcs_state.actors(actor_state_name="ALIVE").values()
         report["all_actors"] = {a["Name"]: a["Address"]["NodeID"][:8] for a in alive}
         report["head"] = cluster.head_node.node_id[:8]
-        on_workers = sorted(n for n, node in where.items() if node in worker_ids)
-        for _ in range(3):
-            # SPREAD is a preference: on a loaded machine Ray may put every connection on the head,
-            # whose removal would end the cluster. Restarting one lets Ray place it again.
+        def strategy_node() -> str:
+            actors = gcs_state.actors(actor_state_name="ALIVE").values()
+            return next(a["Address"]["NodeID"] for a in actors if a["Name"] == "strategy:watcher")
+
+        # The strategy's record of what it received is the public output this test reads: the node
+        # removed must not be its node (its restart would start that record afresh).
+        keep = strategy_node()
+        on_workers = sorted(n for n, node in where.items() if node in worker_ids and node != keep)
+        for attempt in range(8):
+            # SPREAD is a preference: on a loaded machine Ray may put every connection on the head
+            # (whose removal would end the cluster) or beside the strategy. Restarting one lets Ray
+            # place it again.
             if on_workers:
                 break
-            ray.kill(ray.get_actor(sorted(where)[0], job.namespace), no_restart=False)
+            movable = sorted(n for n in where if where[n] == keep or where[n] not in worker_ids)
+            ray.kill(ray.get_actor(movable[attempt % len(movable)], job.namespace), no_restart=False)
             time.sleep(2)
             wait(lambda: len(placement()) == len(where), 60, "the restarted connection alive")
             wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
             where = placement()
-            on_workers = sorted(n for n, node in where.items() if node in worker_ids)
+            on_workers = sorted(n for n, node in where.items() if node in worker_ids and node != keep)
         report["nodes_used"] = len(set(where.values()))
         assert on_workers, f"no connection on a worker node: {where}"
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])
