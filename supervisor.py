@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.core.errors import ConfigError, FeedError  # noqa: E402
-from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_token, with_simulator  # noqa: E402
+from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_tokens, with_simulator  # noqa: E402
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
 #: Of that, what the end of the stop needs after the Supervisor's own stop: the simulator (about 0.2 s,
@@ -279,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         return run_command(args)
     try:
         settings = load_settings(args.config) if args.config else default_settings()
-        token = resolve_token(settings, os.environ)
+        tokens = resolve_tokens(settings, os.environ)
+        token = next(iter(tokens.values()))  # the bundled simulator's
         from actors.log import hide
 
-        hide(token)  # this process's log lines never show it
+        for secret in tokens.values():
+            hide(secret)  # this process's log lines never show one
         check_strategy_classes(settings)
     except ConfigError as exc:
         print(f"tickvisor: {exc}", file=sys.stderr)  # noqa: T201
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         signal.signal(signal.SIGTERM, on_signal)
         # This process creates, and so owns, the Supervisor and every child (`launched` holds them): a
         # killed Supervisor is restarted by Ray and finds them again; if this process dies, all go.
-        launched = launch(settings, token, uuid.uuid4().hex[:12], args.namespace)
+        launched = launch(settings, tokens, uuid.uuid4().hex[:12], args.namespace)
         sup = launched.supervisor
         conns, failure = start_job(sup, settings, stop)
         if failure is not None:

@@ -44,7 +44,7 @@ class Job:
     def start(
         cls,
         settings: Settings,
-        token: Secret | str,
+        token: Secret | str | Mapping[str, Secret],
         *,
         namespace: str | None = None,
         prefix: str = "tv",
@@ -56,7 +56,7 @@ class Job:
         from actors.supervision import launch
 
         namespace = namespace or f"{prefix}-{uuid.uuid4().hex[:8]}"
-        secret = token if isinstance(token, Secret) else Secret(token)
+        secret = Secret(token) if isinstance(token, str) else token  # a Mapping: every token by name
         # This process creates, and so owns, every actor of the job (see actors.supervision.launch).
         sup, children = launch(settings, secret, uuid.uuid4().hex[:12], namespace)
         job = cls(namespace, sup)

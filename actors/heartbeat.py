@@ -69,7 +69,7 @@ class Heartbeat:
         while True:
             started = time.monotonic()
             try:
-                await asyncio.gather(*(self._check(c, h) for c, h in self._connections.items()))
+                await asyncio.gather(*(self._check(c, h) for c, h in list(self._connections.items())))
             except Exception:  # noqa: BLE001 - one bad round must not end the watchdog
                 logger.exception("heartbeat: round failed")
             self._rounds += 1
@@ -105,6 +105,16 @@ class Heartbeat:
         about(conn_id).warning("heartbeat: {}: {}", conn_id, cause)
         self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
         self._supervisor.restart_connection.remote(conn_id, cause, hard)
+
+    async def watch(self, conn_id: str, handle: Any) -> None:
+        """Watch a connection opened while running (the Supervisor's ``open_connection``)."""
+        self._connections[conn_id] = handle
+
+    async def unwatch(self, conn_id: str) -> None:
+        """Stop watching a connection being closed."""
+        self._connections.pop(conn_id, None)
+        self._misses.pop(conn_id, None)
+        self._restarting.pop(conn_id, None)
 
     async def statistics(self) -> HeartbeatStats:
         """Counters of the watchdog."""

@@ -1,11 +1,16 @@
 """The Registry actor: the one serialization point for subscribe/unsubscribe. A thin sync shell.
 
 It validates every call (empty lists, codes in a foreign notation, codes the vendor already refused,
-codes whose endpoint is not configured, codes beyond the plan), keeps per-strategy refcounts
-(actors.core.holdings), spreads the union over the connections (actors.core.assignment.assign, a pure function),
-and keeps one SubscriptionBook per connection and kind (trades 22004, order book 22002; PROTOCOL.md
-limits each kind separately) that decides which full-set request to send and when. A timer thread sends what the books allow; every change is made under one
-lock, so the registry stays a single serialization point.
+codes whose endpoint is not configured, codes beyond the plan's quota), keeps per-strategy refcounts
+(actors.core.holdings), spreads the union over the connections (actors.core.growth.Pool, pure: it also
+decides when another connection is needed and when an empty one is closed), and keeps one
+SubscriptionBook per connection and kind (trades 22004, order book 22002; PROTOCOL.md limits each kind
+separately) that decides which full-set request to send and when. Connections the pool opens or closes
+at runtime are created and killed by the Supervisor (``open_connection``/``close_connection``), which
+supervises them like the configured ones. One timer thread sleeps until the cores' next wake-up (a
+book's request allowed by the rate limits, an empty connection's grace period over) or until a call
+changed something; every change is made under one lock, so the registry stays a single
+serialization point.
 
 Its state (holdings and the codes the vendor refused) is saved to Ray's internal KV store after every
 change and read back in ``__init__``: a registry restarted by Ray, SIGKILL included, loses no
@@ -18,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,15 +34,15 @@ from actors.log import about, logger
 from ray.experimental import internal_kv
 
 from actors.core import wire
-from actors.core.assignment import assign
-from actors.core.errors import FeedError, InvalidCode, SubscriptionRefused, VendorError
+from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
+from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
 from actors.naming import NamedActors
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
-PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
+IDLE_WAKEUP_S = 60.0  # the timer's longest sleep when no core has anything due (it is woken on changes)
 
 
 class RegistryState(msgspec.Struct):
@@ -47,6 +52,7 @@ class RegistryState(msgspec.Struct):
     book_holdings: dict[str, dict[str, int]] = {}  # order books, likewise
     refused: dict[str, str] = {}  # code -> the vendor's reason
     decoders: int = 0  # how many decoders take routes (register_decoders): a restarted registry keeps sending them
+    pool: PoolState | None = None  # the connections, the grown ones included
 
 
 class ConnStatus(msgspec.Struct, frozen=True):
@@ -93,34 +99,36 @@ class Registry:
         token_gap_s: float | None = None,
         request_timeout_s: float = 5.0,
         depth_level: int | None = None,
+        plan: str = "",
+        max_connections: int = 0,
+        tokens: tuple[str, ...] = ("token",),
+        token_of: Mapping[str, str] | None = None,
+        close_after_s: float = CLOSE_AFTER_S,
     ) -> None:
+        """Args beyond the obvious: ``connections`` are the start-up ones (pinned: never closed), each
+        with decoder ``i`` in the order given; ``max_connections`` is the plan's connections per token
+        and endpoint (0: no growth beyond the start-up ones); ``tokens`` are the tokens' labels (their
+        environment variables' NAMES) and ``token_of`` the label of each start-up connection (default:
+        the first)."""
         self._lock = threading.RLock()
-        self._connections = {wire.Endpoint(e): list(ids) for e, ids in connections.items()}
-        self._endpoint_of_conn = {c: e for e, ids in self._connections.items() for c in ids}
+        self._endpoints = {wire.Endpoint(e) for e in connections}
         self._max_codes = max_codes
         self._state_key = state_key.encode()
         self._supervisor = supervisor
-        gate_args = {}
+        self._gate_args: dict[str, float] = {}
         if conn_gap_s is not None:
-            gate_args["conn_gap_s"] = conn_gap_s
+            self._gate_args["conn_gap_s"] = conn_gap_s
         if token_gap_s is not None:
-            gate_args["token_gap_s"] = token_gap_s
-        # One gate per endpoint: the rate limits count every subscription request, whatever its kind.
-        self._gates = {e: RateGate(**gate_args) for e in self._connections}
-        self._books: dict[tuple[str, Kind], SubscriptionBook] = {
-            (c, kind): SubscriptionBook(
-                c,
-                kind,
-                gate=self._gates[e],
-                request_timeout_s=request_timeout_s,
-                depth_level=depth_level if kind is Kind.BOOK else None,
-            )
-            for c, e in self._endpoint_of_conn.items()
-            for kind in KINDS
-        }
-        self._epochs: dict[str, int] = dict.fromkeys(self._endpoint_of_conn, 0)
-        self._up: dict[str, bool] = dict.fromkeys(self._endpoint_of_conn, False)
-        self._ids = {c: wire.RequestIds(f"reg-{c}-{os.getpid()}") for c in self._endpoint_of_conn}
+            self._gate_args["token_gap_s"] = token_gap_s
+        self._request_timeout_s = request_timeout_s
+        self._depth_level = depth_level
+        # One gate per token and endpoint: the rate limits count every subscription request, whatever
+        # its kind, across the connections of one token (PROTOCOL.md "Limits").
+        self._gates: dict[tuple[str, wire.Endpoint], RateGate] = {}
+        self._books: dict[tuple[str, Kind], SubscriptionBook] = {}
+        self._epochs: dict[str, int] = {}
+        self._up: dict[str, bool] = {}
+        self._ids: dict[str, wire.RequestIds] = {}
         self._actors = NamedActors(namespace)
         self._decoder_count = 0
         self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
@@ -133,14 +141,39 @@ class Registry:
         }
         self._refused = dict(state.refused)
         self._decoder_count = state.decoders
+        token_of = dict(token_of or {})
+        first = tokens[0]
+        per_token = Counter((e, token_of.get(c, first)) for e, ids in connections.items() for c in ids)
+        quota = Quota(
+            plan or "configured",
+            max(max_connections, *per_token.values(), 1),  # 0: the start-up connections, no growth
+            max_codes,
+            tuple(dict.fromkeys(tokens)),
+        )
+        if state.pool is not None:
+            self._pool = Pool.restore(quota, state.pool, close_after_s=close_after_s)
+        else:
+            self._pool = Pool(quota, close_after_s=close_after_s)
+        decoder = 0
+        for endpoint, ids in connections.items():
+            for conn_id in ids:
+                slot = Slot(conn_id, wire.Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
+                decoder += 1
+                if conn_id in self._pool.slots or state.pool is None:
+                    self._pool.add(slot)  # a pinned one taken out with its token stays out
+        for slot in self._pool.slots.values():
+            self._add_books(slot)
+            if not slot.pinned:
+                self._open(slot)  # a restarted registry: the Supervisor creates it unless it exists
         self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
-        self._reassign()
+        self._unserved: dict[str, str] = {}  # held codes the quota has no room for now, and why
+        self._reassign(time.monotonic())
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._dirty = False
-        self._thread = threading.Thread(target=self._pump_loop, name="registry-pump", daemon=True)
+        self._thread = threading.Thread(target=self._timer_loop, name="registry-timer", daemon=True)
         self._thread.start()
-        for conn_id in self._endpoint_of_conn:
+        for conn_id in self._pool.slots:
             handle = self._conn(conn_id)
             if handle is not None:
                 handle.announce.remote()  # a restarted registry learns the open sockets and resends
@@ -163,6 +196,7 @@ class Registry:
             self._holdings[Kind.BOOK].snapshot(),
             self._refused,
             self._decoder_count,
+            self._pool.snapshot(),
         )
         internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
 
@@ -171,21 +205,29 @@ class Registry:
     def subscribe(self, strategy: str, codes: Iterable[str], kind: str = "trades") -> dict[str, int]:
         """Hold ``codes`` for ``strategy`` (``kind`` "trades" or "book"). Returns its holdings of that kind.
 
+        A subscribe beyond the room of today's connections gets new ones while the plan allows (the
+        Supervisor opens them; the codes flow once they are up).
+
         Raises:
             SubscriptionRefused: empty list or any bad code; nothing is changed.
+            QuotaExhausted: some codes fit in no connection the plan and the live tokens allow; each
+                is named with the plan and its limits; nothing is changed.
         """
         book_kind = _kind(kind)
         codes = [codes] if isinstance(codes, str) else list(codes)
         with self._lock:
             holdings = self._holdings[book_kind]
             problems = self._check(codes)
-            if not problems:
-                trial = assign(
-                    holdings.union() | set(codes), self._connections, self._max_codes, self._assignment[book_kind]
-                )
-                problems = {code: self._no_room(code) for code in trial.unplaced if code in codes}
             if not codes or problems:
                 raise SubscriptionRefused(problems)
+            trial = self._pool.fit(
+                {book_kind: holdings.union() | set(codes)}, {book_kind: self._assignment[book_kind]}, self._endpoints
+            )
+            problems = {code: why for code, why in trial.refused.items() if code in codes}
+            if problems:
+                q = self._pool.quota
+                live = len(self._pool.live_tokens)
+                raise QuotaExhausted(problems, q.plan, q.connections_per_token, q.codes_per_connection, live)
             holdings.subscribe(strategy, codes)
             self._changed()
             return holdings.codes_of(strategy)
@@ -226,13 +268,6 @@ class Registry:
         with self._lock:
             return any(h.codes_of(strategy) for h in self._holdings.values())
 
-    def _no_room(self, code: str) -> str:
-        endpoint = wire.endpoint_of(code)
-        return (
-            f"no room: the plan allows {self._max_codes} codes on each of {len(self._connections[endpoint])} "
-            f"{endpoint.value} connection(s); unsubscribe others or raise the plan"
-        )
-
     def _check(self, codes: list[str]) -> dict[str, str]:
         problems: dict[str, str] = {}
         for code in codes:
@@ -241,7 +276,7 @@ class Registry:
             except InvalidCode as exc:
                 problems[str(code)] = str(exc)
                 continue
-            if endpoint not in self._connections:
+            if endpoint not in self._endpoints:
                 problems[code] = f"its endpoint {endpoint.value!r} is not configured in [endpoints]"
             elif code in self._refused:
                 problems[code] = f"the vendor refused it: {self._refused[code]}"
@@ -259,6 +294,7 @@ class Registry:
             for kind in KINDS:
                 self._books[conn_id, kind].connection_up()
             self._pump(time.monotonic())
+            self._wake.set()  # the timer re-arms: a request may now be due sooner
 
     def connection_down(self, conn_id: str, epoch: int) -> None:
         """The socket of ``epoch`` is gone."""
@@ -288,6 +324,40 @@ class Registry:
             if changed:
                 self._changed()
             self._pump(now)
+            self._wake.set()  # the timer re-arms from the books' new wake-ups
+
+    def token_refused(self, conn_id: str) -> tuple[str | None, int, list[str]]:
+        """The server refused ``conn_id``'s token (401): take that token out of the pool.
+
+        Its connections count no more (their books are dropped; the grown ones are closed by the
+        Supervisor) and the next fit moves their codes to the other tokens' room, opening connections
+        there while their quota allows. Returns (the token taken out, or None when ``conn_id`` counts no
+        more; the live tokens left; the grown connections closed).
+        """
+        with self._lock:
+            slot = self._pool.slots.get(conn_id)
+            if slot is None:
+                return None, len(self._pool.live_tokens), []
+            gone = self._pool.take_out(slot.token)
+            closed = []
+            for dead in gone:
+                self._drop_books(dead)
+                for kind in KINDS:
+                    self._assignment[kind].pop(dead.conn_id, None)
+                if not dead.pinned:
+                    closed.append(dead.conn_id)
+            live = len(self._pool.live_tokens)
+            logger.error(
+                "registry: token {} refused (401): taken out with {} connection(s); {} token(s) left",
+                slot.token,
+                len(gone),
+                live,
+            )
+            self._changed()  # saved; the timer refits the union over the tokens left
+            if self._supervisor is not None and live:
+                for conn in closed:
+                    self._supervisor.close_connection.remote(conn)
+            return slot.token, live, closed
 
     def _vendor_error(self, conn_id: str, error: VendorError) -> None:
         self._vendor_errors.append((conn_id, error))
@@ -355,6 +425,9 @@ class Registry:
             self._save()
             self._push_routes()
 
+    def _decoder_ids(self) -> set[int]:
+        return set(range(self._decoder_count)) | {s.decoder for s in self._pool.slots.values()}
+
     def _decoder(self, decoder_id: int) -> Any:
         return self._actors.get(decoder_name(decoder_id))
 
@@ -365,7 +438,7 @@ class Registry:
         self._send_routes(self._routes())
 
     def _send_routes(self, routes: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]) -> None:
-        decoders = [self._decoder(i) for i in range(self._decoder_count)]
+        decoders = [self._decoder(i) for i in sorted(self._decoder_ids())]
         refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
         # Routes must be in place before the server is asked for the codes, or the first ticks
         # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
@@ -381,21 +454,96 @@ class Registry:
         self._dirty = True
         self._wake.set()
 
-    def _reassign(self) -> None:
+    def _add_books(self, slot: Slot) -> None:
+        gate = self._gates.setdefault((slot.token, slot.endpoint), RateGate(**self._gate_args))
         for kind in KINDS:
-            result = assign(self._holdings[kind].union(), self._connections, self._max_codes, self._assignment[kind])
-            self._assignment[kind] = dict(result.by_connection)
-            for conn_id in self._endpoint_of_conn:
-                self._books[conn_id, kind].want(self._assignment[kind].get(conn_id, frozenset()))
+            self._books[slot.conn_id, kind] = SubscriptionBook(
+                slot.conn_id,
+                kind,
+                gate=gate,
+                request_timeout_s=self._request_timeout_s,
+                depth_level=self._depth_level if kind is Kind.BOOK else None,
+            )
+        self._epochs.setdefault(slot.conn_id, 0)
+        self._up.setdefault(slot.conn_id, False)
+        self._ids.setdefault(slot.conn_id, wire.RequestIds(f"reg-{slot.conn_id}-{os.getpid()}"))
 
-    def _pump_loop(self) -> None:
+    def _drop_books(self, slot: Slot) -> None:
+        for kind in KINDS:
+            self._books.pop((slot.conn_id, kind), None)
+        gate = self._gates.get((slot.token, slot.endpoint))
+        if gate is not None:
+            gate.forget(slot.conn_id)
+        for table in (self._epochs, self._up, self._ids):
+            table.pop(slot.conn_id, None)  # type: ignore[attr-defined]
+
+    def _open(self, slot: Slot) -> None:
+        if self._supervisor is not None:
+            # -> Supervisor.open_connection: creates its decoder and connection (idempotent); the
+            # connection's connection_up then brings its books to life.
+            self._supervisor.open_connection.remote(slot.conn_id, slot.endpoint.value, slot.token, slot.decoder)
+
+    def _reassign(self, now: float) -> None:
+        """The pool fits the union of every kind; new connections are opened, empty ones closed."""
+        wanted = {kind: self._holdings[kind].union() for kind in KINDS}
+        fit = self._pool.fit(wanted, self._assignment, self._endpoints)
+        self._pool.commit(fit, now)
+        for slot in fit.opened:
+            logger.info("registry: opening {} on token {} (room for more codes)", slot.conn_id, slot.token)
+            self._add_books(slot)
+            self._open(slot)
+        starved = {code: why for code, why in fit.refused.items() if code not in self._unserved}
+        if starved:
+            # Held codes that lost their room (a token taken out): their holders are told; they are
+            # served again as soon as room comes back.
+            logger.error("registry: {} held code(s) without room: {}", len(starved), sorted(starved))
+            for code, why in starved.items():
+                holders = set().union(*(h.holders(code) for h in self._holdings.values()))
+                self._tell(holders, code, FeedError(why))
+        self._unserved = dict(fit.refused)
+        for kind in KINDS:
+            self._assignment[kind] = dict(fit.by_kind[kind])
+            for conn_id in self._pool.slots:
+                self._books[conn_id, kind].want(self._assignment[kind].get(conn_id, frozenset()))
+        if fit.opened:
+            self._save()
+        self._close_idle(now)
+
+    def _close_idle(self, now: float) -> None:
+        closed = self._pool.to_close(now)
+        for slot in closed:
+            logger.info("registry: closing {}: it held nothing for {:g} s", slot.conn_id, self._pool.close_after_s)
+            self._drop_books(slot)
+            for kind in KINDS:
+                self._assignment[kind].pop(slot.conn_id, None)
+            if self._supervisor is not None:
+                self._supervisor.close_connection.remote(slot.conn_id)  # -> kills its actors
+        if closed:
+            self._save()
+
+    def _next_wakeup(self, now: float) -> float | None:
+        """The earliest time a core has something due: a request the rate limits allow, a lost
+        request to resend, an empty connection's grace period over."""
+        times = [t for book in self._books.values() if (t := book.next_wakeup(now)) is not None]
+        pool_at = self._pool.next_wakeup()
+        if pool_at is not None:
+            times.append(pool_at)
+        return min(times, default=None)
+
+    def _timer_loop(self) -> None:
+        # One timer, armed from the cores' next wake-up; a call that changes something wakes it early.
+        delay = 0.0
         while not self._stop.is_set():
-            self._wake.wait(PUMP_EVERY_S)
+            self._wake.wait(delay)
             self._wake.clear()
             try:
                 self._pump_round()
             except Exception:  # noqa: BLE001 - the timer thread must survive one bad round
                 logger.exception("registry: pump failed")
+            with self._lock:
+                now = time.monotonic()
+                due = self._next_wakeup(now)
+            delay = IDLE_WAKEUP_S if due is None else min(IDLE_WAKEUP_S, max(0.0, due - now))
 
     def _pump_round(self) -> None:
         routes = None
@@ -408,9 +556,12 @@ class Registry:
             # The routes are in place before any request asks the server for their codes.
             self._send_routes(routes)
         with self._lock:
+            now = time.monotonic()
             if routes is not None:
-                self._reassign()
-            self._pump(time.monotonic())
+                self._reassign(now)
+            else:
+                self._close_idle(now)
+            self._pump(now)
             metrics.code_states(self._books.values(), self._refused)
 
     def _pump(self, now: float) -> None:
@@ -442,7 +593,7 @@ class Registry:
                     ConnStatus(
                         conn_id=c,
                         kind=kind.value,
-                        endpoint=self._endpoint_of_conn[c].value,
+                        endpoint=self._pool.slots[c].endpoint.value if c in self._pool.slots else "",
                         epoch=self._epochs[c],
                         up=self._up[c],
                         desired=sorted(book.target),

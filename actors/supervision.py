@@ -21,6 +21,12 @@ Supervisor: ticks keep flowing while it restarts.
 Strategies added while running (``add_strategy``) are created by the Supervisor itself, so they are
 detached actors (owned by it, they would die with it); their names are saved, and ``stop`` kills
 them. A driver that dies without a stop leaves them behind (README, "Limits and known gaps").
+Connections the registry asks for while running (``open_connection``, when a subscribe needs more
+room than the start-up ones have and the plan allows it) follow the same model: the connection and
+its decoder are detached, saved under ``grown`` before they exist, found again by name after a
+restart of the Supervisor, restarted with the same policy, watched by the heartbeat actor, and killed
+by ``close_connection`` (the registry's pool closes a connection that held nothing for a grace
+period) or by ``stop``.
 
 Restart policy (Erlang/OTP style, actors.core.backoff.RestartIntensity): each child may restart at most
 ``restart.max_restarts`` times within ``restart.within_s``. Beyond that the supervisor escalates once:
@@ -43,6 +49,7 @@ import pickle
 import random
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -57,7 +64,7 @@ from actors.core.backoff import RestartIntensity
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
 from actors.decoder import Decoder
-from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError
+from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError, VendorError
 from actors.heartbeat import Heartbeat
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.naming import NamedActors
@@ -79,6 +86,14 @@ class ChildEvent(msgspec.Struct, frozen=True):
 EVENTS_KEPT = 200  # supervision events kept (and saved); the status shows the last 20
 
 
+class GrownConnection(msgspec.Struct, frozen=True):
+    """A connection the registry asked for while running: what recreating or finding it needs."""
+
+    endpoint: str
+    token: str  # the token's label (its environment variable's NAME), never its value
+    decoder: int
+
+
 class SupervisorState(msgspec.Struct):
     """What survives a restart of the Supervisor: saved to Ray's internal KV after every change, under
     ``tickvisor/<run_id>/supervisor``, read back in ``__init__``, deleted by a clean stop."""
@@ -91,6 +106,7 @@ class SupervisorState(msgspec.Struct):
     restarts: dict[str, list[float]] = {}  # child -> its restart times (time.time()) still kept
     escalated: dict[str, float] = {}  # child -> when it was escalated (time.time())
     added: list[str] = []  # actor names of the strategies added while running (detached)
+    grown: dict[str, GrownConnection] = {}  # conn_id -> the connections opened while running (detached)
     failure: bytes = b""  # why the job must stop, a pickled FeedError; empty while it runs
 
 
@@ -113,17 +129,41 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
 
 
 def connection_ids(settings: Settings) -> dict[str, list[str]]:
-    """Connection ids per configured endpoint: enough for the configured symbols within the plan."""
+    """Connection ids per configured endpoint: enough for the configured symbols within the plan
+    (over every token: quotas add up). More are opened while running when subscriptions need them."""
     limits = settings.plan_limits()
     wanted: dict[str, set[str]] = {}
     for strategy in settings.strategies:
         for code in strategy.symbols:
             wanted.setdefault(wire.endpoint_of(code).value, set()).add(code)
+    most = limits.connections_per_token * len(settings.token_names())
     out = {}
     for endpoint in settings.endpoints:
         need = max(1, math.ceil(len(wanted.get(endpoint, ())) / limits.codes_per_connection))
-        out[endpoint] = [f"{endpoint}-{i}" for i in range(min(need, limits.connections_per_token))]
+        out[endpoint] = [f"{endpoint}-{i}" for i in range(min(need, most))]
     return out
+
+
+def connection_tokens(settings: Settings) -> dict[str, str]:
+    """The token (its variable's name) of each start-up connection: the tokens in turn, per endpoint,
+    as actors.core.growth.Pool picks them for the connections it opens."""
+    names = settings.token_names()
+    return {c: names[i % len(names)] for ids in connection_ids(settings).values() for i, c in enumerate(ids)}
+
+
+def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[str, Secret]:
+    """Every token by the name of its variable. One ``Secret`` serves every name (tests, the simulator).
+
+    Raises:
+        ConfigError: key ``feed.token_envs``; a name has no token.
+    """
+    names = settings.token_names()
+    if isinstance(token, Secret):
+        return dict.fromkeys(names, token)
+    missing = [n for n in names if n not in token]
+    if missing:
+        raise ConfigError("feed.token_envs", f"no token given for {', '.join(missing)}")
+    return {n: token[n] for n in names}
 
 
 class Launched(NamedTuple):
@@ -134,17 +174,21 @@ class Launched(NamedTuple):
     children: list[Any]
 
 
-def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAMESPACE) -> Launched:
+def launch(
+    settings: Settings, token: Secret | Mapping[str, Secret], run_id: str, namespace: str = NAMESPACE
+) -> Launched:
     """Create the Supervisor and every configured child from the calling process, the job's driver,
     which owns them all. Call ``start`` on the Supervisor next.
 
-    Every actor's restart options are set here, in one place.
+    Every actor's restart options are set here, in one place. ``token`` is one token, or every token
+    by its variable's name (``feed.token_envs``).
 
     Raises:
         ValueError: an actor of one of these names already runs in ``namespace`` (another job runs
             there); whatever was created is killed again.
         ConfigError: a strategy's ``kind`` cannot be imported.
     """
+    tokens = token_map(settings, token)
     supervisor = (
         ray.remote(Supervisor)
         .options(
@@ -155,11 +199,11 @@ def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAME
             max_restarts=-1,  # a killed Supervisor comes back and finds its children by name
             max_task_retries=-1,  # calls to it wait for the restart instead of failing
         )
-        .remote(settings, token, run_id, namespace)
+        .remote(settings, tokens, run_id, namespace)
     )
     created: list[Any] = []
     try:
-        _create_children(settings, token, run_id, namespace, supervisor, created)
+        _create_children(settings, tokens, run_id, namespace, supervisor, created)
     except BaseException:
         for handle in [supervisor, *created]:
             with contextlib.suppress(Exception):
@@ -169,7 +213,7 @@ def launch(settings: Settings, token: Secret, run_id: str, namespace: str = NAME
 
 
 def _create_children(
-    settings: Settings, token: Secret, run_id: str, namespace: str, supervisor: Any, created: list[Any]
+    settings: Settings, tokens: dict[str, Secret], run_id: str, namespace: str, supervisor: Any, created: list[Any]
 ) -> None:
     """Create every configured child, named in ``namespace``, each reporting to ``supervisor``.
 
@@ -187,38 +231,26 @@ def _create_children(
             ns,
             f"tickvisor/{run_id}/registry",
             supervisor=supervisor,
+            plan=s.feed.plan,
+            max_connections=s.plan_limits().connections_per_token,
+            tokens=s.token_names(),
+            token_of=connection_tokens(s),
+            close_after_s=s.feed.idle_connection_close_s,
         )
     )
     created.append(registry)
     decoders = []
     for i in range(sum(len(ids) for ids in conn_ids.values())):
-        decoder = (
-            ray.remote(Decoder)
-            .options(name=decoder_name(i), namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=-1)
-            .remote(i, registry, ns, s.feed.strategy_queue_batches, supervisor)
-        )
+        decoder = _decoder_actor(s, ns, i, registry, supervisor)
         created.append(decoder)
         decoders.append(decoder)
-    cfg = ConnectionConfig(
-        heartbeat_interval_s=s.feed.heartbeat_interval_s,
-        silence_deadline_s=s.feed.silence_deadline_s,
-        batch_max_frames=s.feed.batch_max_frames,
-        batch_max_age_ms=s.feed.batch_max_age_ms,
-        backoff_initial_s=s.restart.backoff_initial_s,
-        backoff_max_s=s.restart.backoff_max_s,
-        backoff_jitter=s.restart.backoff_jitter,
-        transport=s.feed.transport,
-    )
-    url_of = {endpoint: s.endpoints[endpoint].url for endpoint in conn_ids}
     connections: dict[str, Any] = {}
+    token_of = connection_tokens(s)
     k = 0
     for endpoint, ids in conn_ids.items():
         for conn_id in ids:
-            handle = (
-                ray.remote(Connection)
-                .options(name=connection_name(conn_id), namespace=ns, num_cpus=0, max_restarts=-1)
-                .remote(conn_id, endpoint, url_of[endpoint], token, cfg, decoders[k], registry, supervisor)
-            )
+            token = tokens[token_of[conn_id]]
+            handle = _connection_actor(s, ns, conn_id, endpoint, token, decoders[k], registry, supervisor)
             created.append(handle)
             k += 1
             connections[conn_id] = handle
@@ -231,6 +263,64 @@ def _create_children(
     for st in s.strategies:
         symbols, options = list(st.symbols), _strategy_options(st)
         created.append(_strategy_actor(s, ns, registry, supervisor, st.name, st.kind, symbols, options))
+
+
+def _decoder_actor(
+    settings: Settings, namespace: str, decoder_id: int, registry: Any, supervisor: Any, *, detached: bool = False
+) -> Any:
+    lifetime = {"lifetime": "detached"} if detached else {}
+    return (
+        ray.remote(Decoder)
+        .options(
+            name=decoder_name(decoder_id),
+            namespace=namespace,
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=-1,
+            **lifetime,
+        )
+        .remote(decoder_id, registry, namespace, settings.feed.strategy_queue_batches, supervisor)
+    )
+
+
+def _connection_actor(
+    settings: Settings,
+    namespace: str,
+    conn_id: str,
+    endpoint: str,
+    token: Secret,
+    decoder: Any,
+    registry: Any,
+    supervisor: Any,
+    *,
+    detached: bool = False,
+) -> Any:
+    s = settings
+    cfg = ConnectionConfig(
+        heartbeat_interval_s=s.feed.heartbeat_interval_s,
+        silence_deadline_s=s.feed.silence_deadline_s,
+        batch_max_frames=s.feed.batch_max_frames,
+        batch_max_age_ms=s.feed.batch_max_age_ms,
+        backoff_initial_s=s.restart.backoff_initial_s,
+        backoff_max_s=s.restart.backoff_max_s,
+        backoff_jitter=s.restart.backoff_jitter,
+        transport=s.feed.transport,
+    )
+    lifetime = {"lifetime": "detached"} if detached else {}
+    return (
+        ray.remote(Connection)
+        .options(
+            name=connection_name(conn_id),
+            namespace=namespace,
+            num_cpus=0,
+            max_restarts=-1,
+            # On a cluster the sockets spread over the nodes: losing one node loses only its share,
+            # and Ray restarts those connections on the nodes left.
+            scheduling_strategy="SPREAD",
+            **lifetime,
+        )
+        .remote(conn_id, endpoint, s.endpoints[endpoint].url, token, cfg, decoder, registry, supervisor)
+    )
 
 
 def _strategy_actor(
@@ -281,9 +371,10 @@ def _pickled(failure: FeedError | None) -> bytes:
 class Supervisor:
     """Created with ``ray.remote`` by ``launch()``, in the job's driver."""
 
-    def __init__(self, settings: Settings, token: Secret, run_id: str, namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, settings: Settings, token: Secret | Mapping[str, Secret], run_id: str, namespace: str = NAMESPACE
+    ) -> None:
         self._settings = settings
-        self._token = token
         self._run_id = run_id
         self._namespace = namespace
         self._self = ray.get_runtime_context().current_actor
@@ -291,6 +382,9 @@ class Supervisor:
         self._actors = NamedActors(namespace)
         self._children: dict[str, Any] = {}
         self._added: list[str] = []
+        self._grown: dict[str, GrownConnection] = {}
+        self._watching: dict[str, asyncio.Task[None]] = {}
+        self._tokens = token_map(settings, token)
         self._pids: dict[str, int] = {}
         self._events: list[ChildEvent] = []
         self._intensity: dict[str, RestartIntensity] = {}
@@ -320,11 +414,17 @@ class Supervisor:
                 intensity.record(at)
         self._escalated = dict(saved.escalated)
         self._added = list(saved.added)
+        self._grown = dict(saved.grown)
         self._failure = pickle.loads(saved.failure) if saved.failure else None  # noqa: S301 - our own bytes
         missing = self._adopt()
         found = f"{len(self._children)} children found by name"
         if missing:
             found += f"; not found: {', '.join(missing)}"
+        loop = asyncio.get_running_loop()
+        for conn_id in self._grown:  # the heartbeat watches it once it is up (perhaps it is already)
+            handle = self._children.get(connection_name(conn_id))
+            if handle is not None:
+                self._watching[conn_id] = loop.create_task(self._watch_when_started(conn_id, handle))
         reason = f"process {saved.pid} died; Ray started pid {os.getpid()}; {found}"
         self._record(SUPERVISOR, "restarted", reason)
         self._count_restart(SUPERVISOR, "process died")
@@ -341,6 +441,7 @@ class Supervisor:
             restarts={c: list(i.history()) for c, i in self._intensity.items() if i.history()},
             escalated=self._escalated,
             added=self._added,
+            grown=self._grown,
             failure=_pickled(self._failure),
         )
         raw = msgspec.msgpack.encode(state)
@@ -356,6 +457,8 @@ class Supervisor:
             HEARTBEAT,
             *(strategy_name(st.name) for st in self._settings.strategies),
             *self._added,
+            *(decoder_name(g.decoder) for g in self._grown.values()),
+            *(connection_name(c) for c in self._grown),
         ]
 
     def _adopt(self) -> list[str]:
@@ -463,6 +566,88 @@ class Supervisor:
         self._children[key] = handle
         return await handle.start.remote()
 
+    # --- connections the registry asks for ---------------------------------------------------------
+
+    async def open_connection(self, conn_id: str, endpoint: str, token: str, decoder_id: int) -> bool:
+        """Create connection ``conn_id`` (and its decoder) on a running job, for the registry.
+
+        Idempotent: a connection that exists (found by name) is kept. Returns whether it was created.
+        """
+        if self._stopping or self._stopped:
+            return False
+        conn_key = connection_name(conn_id)
+        if self._child(conn_key) is not None:
+            return False
+        secret = self._tokens.get(token)
+        if secret is None:
+            self._record(conn_key, "failed", f"no token labelled {token!r} in feed.token_envs")
+            return False
+        self._grown[conn_id] = GrownConnection(endpoint, token, decoder_id)
+        self._save()  # saved before it exists: a Supervisor killed right after still finds it
+        registry = self._children[REGISTRY] if REGISTRY in self._children else self._child(REGISTRY)
+        decoder = self._child(decoder_name(decoder_id))
+        if decoder is None:
+            decoder = _decoder_actor(
+                self._settings, self._namespace, decoder_id, registry, self._self, detached=True
+            )
+            self._children[decoder_name(decoder_id)] = decoder
+        handle = _connection_actor(
+            self._settings, self._namespace, conn_id, endpoint, secret, decoder, registry, self._self, detached=True
+        )
+        self._children[conn_key] = handle
+        self._record(conn_key, "opened", f"on the registry's request: more room needed on {endpoint} (token {token})")
+        # Watched once the server accepted it: a process that is still starting misses pings.
+        self._watching[conn_id] = asyncio.get_running_loop().create_task(self._watch_when_started(conn_id, handle))
+        return True
+
+    async def _watch_when_started(self, conn_id: str, handle: Any) -> None:
+        with contextlib.suppress(Exception):  # a failed start is reported by the connection itself
+            await self._wait_started(conn_id, handle, self._settings.feed.start_timeout_s)
+        heartbeat = self._child(HEARTBEAT)
+        if heartbeat is not None and conn_id in self._grown:
+            heartbeat.watch.remote(conn_id, handle)
+
+    async def close_connection(self, conn_id: str) -> bool:
+        """Close and kill connection ``conn_id`` (opened by ``open_connection``) and its decoder.
+        Returns whether there was one to close."""
+        grown = self._grown.pop(conn_id, None)
+        if grown is None:
+            return False
+        watching = self._watching.pop(conn_id, None)
+        if watching is not None:
+            watching.cancel()
+        self._save()
+        heartbeat = self._child(HEARTBEAT)
+        if heartbeat is not None:
+            heartbeat.unwatch.remote(conn_id)
+        conn = self._children.pop(connection_name(conn_id), None) or self._actors.get(
+            connection_name(conn_id), cache=False
+        )
+        decoder = self._children.pop(decoder_name(grown.decoder), None) or self._actors.get(
+            decoder_name(grown.decoder), cache=False
+        )
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.stop.remote(), 2.0)
+        for handle in (conn, decoder):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+        self._pids.pop(connection_name(conn_id), None)
+        self._pids.pop(decoder_name(grown.decoder), None)
+        self._record(connection_name(conn_id), "closed", "it held nothing for the registry's grace period")
+        self._save()
+        return True
+
+    def _watch_grown(self) -> None:
+        heartbeat = self._child(HEARTBEAT)
+        if heartbeat is None:
+            return
+        for conn_id in self._grown:
+            handle = self._child(connection_name(conn_id))
+            if handle is not None:
+                heartbeat.watch.remote(conn_id, handle)
+
     # --- children's reports -------------------------------------------------------------------------
 
     def child_started(self, child: str, pid: int) -> None:
@@ -480,10 +665,41 @@ class Supervisor:
                 handle = self._child(child)
                 if handle is not None:
                     handle.start.remote()  # deliveries resume; holdings are kept by the registry
+            if child == HEARTBEAT:
+                self._watch_grown()  # Ray rebuilt it from its creation arguments: the configured ones only
         self._save()
 
-    def child_failed(self, child: str, cause: FeedError) -> None:
-        """A child hit an error it cannot retry (e.g. 401 token invalid): the job stops."""
+    async def child_failed(self, child: str, cause: FeedError) -> None:
+        """A child hit an error it cannot retry (e.g. 401 token invalid): the job stops.
+
+        Except a 401 on a connection while other tokens live: that token is taken out (an event
+        "token out"), the registry moves its codes to the other tokens' room, and the job goes on.
+        """
+        if (
+            len(self._tokens) > 1
+            and child.startswith("connection:")
+            and isinstance(cause, VendorError)
+            and cause.ret == 401  # noqa: PLR2004 - PROTOCOL.md "Error codes": token invalid
+        ):
+            registry = self._child(REGISTRY)
+            taken = None
+            if registry is not None:
+                with contextlib.suppress(Exception):
+                    taken = await registry.token_refused.remote(child.partition(":")[2])
+            if taken is not None:
+                token, live, closed = taken
+                if token is None:
+                    return  # that token is out already: one of its other connections reported it
+                if live:
+                    where = f"; closing {', '.join(closed)}" if closed else ""
+                    self._record(
+                        child,
+                        "token out",
+                        f"token {token} refused ({cause}): taken out, its codes move to the room of the "
+                        f"{live} token(s) left{where}",
+                    )
+                    self._save()
+                    return
         self._record(child, "failed", str(cause))
         if self._failure is None:
             self._failure = ChildFailed(child, cause)

@@ -89,6 +89,13 @@ class Collector(Strategy):
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"
 
+    async def do_unsubscribe(self, codes: list[str], kind: str = "trades") -> Any:
+        """Call unsubscribe from inside the actor; returns the error text instead of raising."""
+        try:
+            return await self.unsubscribe(codes, kind)
+        except Exception as exc:  # noqa: BLE001 - the test reads the message
+            return f"{type(exc).__name__}: {exc}"
+
 
 
 class SlowHandler(Strategy):

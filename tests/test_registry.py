@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import ray
 
-from actors.core.errors import SubscriptionRefused
+from actors.core.errors import QuotaExhausted, SubscriptionRefused
 from actors.core.naming import REGISTRY, decoder_name
 from actors.decoder import Decoder
 from actors.registry import Registry
@@ -39,7 +39,7 @@ class Handle:
         self.actor = (
             ray.remote(Registry)
             .options(name=REGISTRY, namespace=self.namespace, num_cpus=0, max_restarts=-1, max_task_retries=3)
-            .remote({"stock": ["stock-0"]}, MAX_CODES, self.namespace, self.state_key)
+            .remote({"stock": ["stock-0"]}, MAX_CODES, self.namespace, self.state_key, plan="free")
         )
         self.decoder = (
             ray.remote(Decoder)
@@ -123,10 +123,13 @@ class TestRefusals:
         assert len(registry.call("status").union) == MAX_CODES
         exc = registry.refused("subscribe", b, ["S0008.US", "S0009.US"])
         no_room = (
-            "no room: the plan allows 5 codes on each of 1 stock connection(s); "
-            "unsubscribe others or raise the plan"
+            "quota exhausted: plan 'free' allows 1 connection(s) per token x 5 codes on the stock endpoint; "
+            "1 live token(s) give 1 connection(s), 5 codes, all taken; "
+            "unsubscribe others, add a token to feed.token_envs or raise the plan"
         )
         assert exc.problems == {"S0008.US": no_room, "S0009.US": no_room}
+        assert isinstance(exc, QuotaExhausted)
+        assert (exc.plan, exc.connections_per_token, exc.codes_per_connection, exc.tokens) == ("free", 1, 5, 1)
         assert registry.call("holdings_of", b) == {}
         # A code already carried takes no room: another strategy may hold it too.
         carried = fill[0] if fill else sorted(held)[0]

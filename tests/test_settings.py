@@ -22,6 +22,7 @@ from actors.core.settings import (
     parse_settings,
     redact,
     resolve_token,
+    resolve_tokens,
     with_simulator,
 )
 from actors.core.wire import PLANS, Plan
@@ -107,6 +108,7 @@ class ConfigFileTests(unittest.TestCase):
         feed, restart, simulator = settings.feed, settings.restart, settings.simulator
         assert msgspec.structs.asdict(feed) == {
             "token_env": "ALLTICK_TOKEN",
+            "token_envs": (),
             "heartbeat_interval_s": 10.0,
             "silence_deadline_s": 15.0,
             "ping_deadline_s": 2.0,
@@ -114,6 +116,7 @@ class ConfigFileTests(unittest.TestCase):
             "plan": "professional",
             "max_connections": 0,
             "max_codes_per_connection": 0,
+            "idle_connection_close_s": 30.0,
             "batch_max_frames": 256,
             "batch_max_age_ms": 5.0,
             "strategy_queue_batches": 64,
@@ -437,6 +440,46 @@ class TokenTests(unittest.TestCase):
             assert "ALLTICK_TOKEN" in str(caught.value)
         with pytest.raises(ConfigError, match="ALLTICK_TOKEN is not set"):
             resolve_token(self.real(), {"OTHER": TOKEN})
+
+    def test_several_tokens(self) -> None:
+        two = parse_settings('[feed]\ntoken_envs = ["TOK_A", "TOK_B"]\n' + ENDPOINTS)
+        assert two.token_names() == ("TOK_A", "TOK_B")
+        assert self.real().token_names() == ("ALLTICK_TOKEN",)
+        tokens = resolve_tokens(two, {"TOK_A": TOKEN, "TOK_B": TOKEN + "2", "ALLTICK_TOKEN": "unused"})
+        assert {k: v.reveal() for k, v in tokens.items()} == {"TOK_A": TOKEN, "TOK_B": TOKEN + "2"}
+        assert {k: v.reveal() for k, v in resolve_tokens(self.real(), {"ALLTICK_TOKEN": TOKEN}).items()} == {
+            "ALLTICK_TOKEN": TOKEN
+        }
+        cases = [
+            ({"TOK_A": TOKEN}, "feed.token_envs[1]", "the environment variable TOK_B is not set"),
+            ({"TOK_A": TOKEN, "TOK_B": " "}, "feed.token_envs[1]", "the environment variable TOK_B is empty"),
+            ({"TOK_A": TOKEN, "TOK_B": TOKEN}, "feed.token_envs[1]", "TOK_B holds the same token as TOK_A"),
+        ]
+        for environ, key, text in cases:
+            with self.subTest(environ=environ), pytest.raises(ConfigError) as caught:
+                resolve_tokens(two, environ)
+            assert caught.value.key == key
+            assert text in str(caught.value)
+            assert TOKEN not in str(caught.value)
+
+    def test_token_envs_are_names_listed_once(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse_settings('[feed]\ntoken_envs = ["TOK_A", "TOK_A"]\n' + ENDPOINTS)
+        assert (caught.value.key, caught.value.reason) == (
+            "feed.token_envs[1]",
+            "TOK_A is listed twice; list each token's variable once",
+        )
+        with pytest.raises(ConfigError) as caught:
+            parse_settings(f'[feed]\ntoken_envs = ["TOK_A", "{TOKEN}"]\n' + ENDPOINTS)
+        assert caught.value.key == "feed.token_envs[1]"
+
+    def test_quotas_add_up_in_the_capacity_check(self) -> None:
+        symbols = '[[strategies]]\nname = "s"\nkind = "console"\nsymbols = ["AAPL.US", "TSLA.US"]\n'
+        one = '[feed]\nplan = "free"\nmax_codes_per_connection = 1\n'
+        with pytest.raises(ConfigError, match="more than 1 distinct codes"):
+            parse_settings(one + ENDPOINTS + symbols)
+        two = parse_settings(one + 'token_envs = ["TOK_A", "TOK_B"]\n' + ENDPOINTS + symbols)
+        assert two.token_names() == ("TOK_A", "TOK_B")
 
     def test_simulator_token(self) -> None:
         assert resolve_token(default_settings(), {}).reveal() == SIMULATOR_TOKEN

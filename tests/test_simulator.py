@@ -467,6 +467,26 @@ class TestBook:
 
 
 class TestLimits:
+    async def test_each_token_has_its_own_connections_and_a_revoked_one_gets_401(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
+        sim = await make_sim(max_connections=1, more_tokens=("second-token",))
+        second_url = f"ws://127.0.0.1:{sim.port}{STOCK_PATH}?token=second-token"
+        first = await open_client(sim.url("stock"))
+        second = await open_client(second_url)
+        assert (await first.heartbeat())["ret"] == 200
+        assert (await second.heartbeat())["ret"] == 200, "the second token has a quota of its own"
+        assert [c["token"] for c in sim.state()["connections"]] == [0, 1]
+        third = await open_client(second_url)
+        assert (await third.recv())["ret"] == 606
+        assert sim.revoke(1) == 1
+        assert (await second.recv())["ret"] == 401
+        with pytest.raises(ConnectionClosed):
+            await second.recv()
+        again = await open_client(second_url)
+        assert (await again.recv())["ret"] == 401
+        assert (await first.heartbeat())["ret"] == 200, "the first token still serves"
+
     async def test_connections_beyond_limit_get_606_and_close(self, make_sim: MakeSim, open_client: Any) -> None:
         sim = await make_sim(max_connections=1)
         first = await open_client(sim.url("stock"))
@@ -790,7 +810,7 @@ class TestAdmin:
             (1, STOCK_PATH, ["AAPL.US"]), (2, FOREX_CRYPTO_PATH, [])]
         assert set(state) == {"connections", "closed", "totals"}
         assert set(state["connections"][0]) == {"id", "path", "peer", "open", "trades", "books", "faults",
-                                                "heartbeats", "pushes", "requests", "refused"}
+                                                "heartbeats", "pushes", "requests", "refused", "token"}
         assert {"connections_opened", "refused_606", "pushes", "429", "400", "600"} <= set(state["totals"])
         status, body = await asyncio.to_thread(
             http_get, sim.admin_url("fault", name="ghost", path=STOCK_PATH, conn=1, count=2, code="MSFT.US"))

@@ -8,6 +8,7 @@ actors.core.errors defines this hierarchy::
             * MalformedFrame(reason, frame)        a frame we cannot decode (bytes kept, truncated)
         * InvalidCode(code, reason, hint)          a code we refuse before it reaches the wire
         * SubscriptionRefused(problems)            a subscribe/unsubscribe call refused, one reason per code
+            * QuotaExhausted(problems, plan, ...)  no room for some codes within the plan and the tokens
         * InvalidTransition                        we asked a core for something illegal in its state
         * ConnectionSilent(silent_for, deadline)   no frame within the silence deadline
         * Unresponsive(child, misses, deadline_s)  an actor missed its ping deadline this many times in a row
@@ -139,6 +140,29 @@ class SubscriptionRefused(FeedError):
 
     def __reduce__(self) -> tuple[type, tuple[dict[str, str]]]:
         return (type(self), (self.problems,))
+
+
+class QuotaExhausted(SubscriptionRefused):
+    """A subscribe refused because the plan's connections and codes, over every live token, are taken.
+
+    ``problems`` names each code that did not fit; ``plan``, ``connections_per_token``,
+    ``codes_per_connection`` and ``tokens`` (live ones) are the limits that were reached.
+    """
+
+    def __init__(
+        self, problems: Mapping[str, str], plan: str, connections_per_token: int, codes_per_connection: int, tokens: int
+    ) -> None:
+        self.plan = plan
+        self.connections_per_token = connections_per_token
+        self.codes_per_connection = codes_per_connection
+        self.tokens = tokens
+        super().__init__(problems)
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, str], str, int, int, int]]:  # type: ignore[override]
+        return (
+            type(self),
+            (self.problems, self.plan, self.connections_per_token, self.codes_per_connection, self.tokens),
+        )
 
 
 class InvalidTransition(FeedError):

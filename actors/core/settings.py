@@ -76,6 +76,14 @@ class FeedSettings(_Table, frozen=True):
             "letters, digits and _), never the token itself",
         ),
     ] = "ALLTICK_TOKEN"  # noqa: S105 - the NAME of the variable, not a token
+    token_envs: Annotated[
+        tuple[Annotated[str, msgspec.Meta(pattern=_ENV_NAME_RE)], ...],
+        msgspec.Meta(
+            description="the NAMES of the environment variables holding several AllTick tokens of the "
+            "same plan, each once; when given it replaces token_env. Quotas add up: each token holds "
+            "its own connections and keeps its own rate limits",
+        ),
+    ] = ()
     heartbeat_interval_s: Annotated[
         float,
         msgspec.Meta(
@@ -128,6 +136,14 @@ class FeedSettings(_Table, frozen=True):
             "anything else must not exceed it",
         ),
     ] = 0
+    idle_connection_close_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="the seconds a connection opened for more room may hold nothing before it is "
+            "closed, >= 0 (the start-up connections are never closed)",
+        ),
+    ] = 30.0
     batch_max_frames: Annotated[
         int, msgspec.Meta(ge=1, description="the most frames a connection hands on in one batch, >= 1")
     ] = 256
@@ -251,6 +267,10 @@ class Settings(_Table, frozen=True, kw_only=True):
     ]
     simulator: SimulatorSettings = SimulatorSettings()
     strategies: tuple[StrategySettings, ...] = ()
+
+    def token_names(self) -> tuple[str, ...]:
+        """The names of the token variables: ``feed.token_envs``, or the one ``feed.token_env``."""
+        return self.feed.token_envs or (self.feed.token_env,)
 
     def plan_limits(self) -> Plan:
         """The effective limits: the plan's, lowered by ``max_connections``/``max_codes_per_connection``."""
@@ -501,6 +521,11 @@ def _check_feed(feed: FeedSettings) -> None:
         Liveness(heartbeat_every=feed.heartbeat_interval_s, silent_after=feed.silence_deadline_s)
     except ValueError as exc:
         raise ConfigError("feed.silence_deadline_s", str(exc)) from None
+    for i, name in enumerate(feed.token_envs):
+        if name in feed.token_envs[:i]:
+            raise ConfigError(
+                f"feed.token_envs[{i}]", f"{name} is listed twice; list each token's variable once"
+            )
     if feed.max_connections > plan.connections_per_token:
         raise ConfigError(
             "feed.max_connections",
@@ -586,7 +611,8 @@ def _check_capacity(settings: Settings) -> None:
     # PROTOCOL.md "Limits": codes beyond a connection's limit are silently ignored, and each endpoint
     # holds at most connections_per_token connections: more codes than that can never be served.
     limits = settings.plan_limits()
-    capacity = limits.connections_per_token * limits.codes_per_connection
+    tokens = len(settings.token_names())
+    capacity = limits.connections_per_token * limits.codes_per_connection * tokens
     seen: dict[Endpoint, set[str]] = {}
     for index, strategy in enumerate(settings.strategies):
         for position, code in enumerate(strategy.symbols):
@@ -597,7 +623,8 @@ def _check_capacity(settings: Settings) -> None:
                     f"strategies[{index}].symbols[{position}]",
                     f"more than {capacity} distinct codes on the {endpoint_of(code).value} endpoint: the "
                     f"limits allow {limits.connections_per_token} connection(s) x "
-                    f"{limits.codes_per_connection} codes (feed.plan {settings.feed.plan!r})",
+                    f"{limits.codes_per_connection} codes (feed.plan {settings.feed.plan!r})"
+                    + (f" on each of {tokens} tokens" if tokens > 1 else ""),
                 )
 
 
@@ -705,6 +732,43 @@ def resolve_token(settings: Settings, environ: Mapping[str, str]) -> Secret:
         f"the environment variable {name} {state}; export {name}=<your AllTick token>, "
         "or enable [simulator] to run against the bundled simulator",
     )
+
+
+def resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> dict[str, Secret]:
+    """Every token, by the name of its variable (``feed.token_envs``, or the one ``feed.token_env``).
+
+    With the simulator enabled, a variable unset or empty gives the simulator's fixed token.
+
+    Raises:
+        ConfigError: key ``feed.token_env`` or ``feed.token_envs[i]``: a variable is unset, empty or
+            blank (and the simulator is not enabled), or two variables hold the same token. Messages
+            name the variables, never a value.
+    """
+    if not settings.feed.token_envs:
+        return {settings.feed.token_env: resolve_token(settings, environ)}
+    out: dict[str, Secret] = {}
+    for i, name in enumerate(settings.feed.token_envs):
+        value = environ.get(name)
+        token = value.strip() if value is not None else ""
+        if not token:
+            if settings.simulator.enabled:
+                out[name] = Secret(SIMULATOR_TOKEN)
+                continue
+            state = "is not set" if value is None else "is empty"
+            raise ConfigError(
+                f"feed.token_envs[{i}]",
+                f"the environment variable {name} {state}; export {name}=<an AllTick token>, or remove "
+                "it from feed.token_envs",
+            )
+        same = [other for other, secret in out.items() if secret == Secret(token)]
+        if same:
+            raise ConfigError(
+                f"feed.token_envs[{i}]",
+                f"{name} holds the same token as {same[0]}; each entry must be a different token "
+                "(one token's quota does not grow by listing it twice)",
+            )
+        out[name] = Secret(token)
+    return out
 
 
 def endpoint_url(url: str, token: Secret) -> str:

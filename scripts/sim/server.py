@@ -60,9 +60,9 @@ WRITE_LIMIT_BYTES = (1 << 20, 1 << 18)  # transport high/low water marks; bursts
 class _RedactToken(logging.Filter):
     """Replace the token with "***" in a record's message and traceback."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, *tokens: str) -> None:
         super().__init__()
-        self._secrets = tuple({token, urllib.parse.quote(token, safe="")} - {""})
+        self._secrets = tuple({form for t in tokens for form in (t, urllib.parse.quote(t, safe=""))} - {""})
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -100,6 +100,8 @@ class Simulator:
         conn_gap_s: min seconds between subscription requests on one connection.
         token_gap_s: min seconds between subscription requests across connections of the token on a path.
         tls: serve wss:// with this server-side SSL context (None: plain ws://).
+        more_tokens: further valid tokens, each with its own connection limit and rate clocks (token
+            number 1, 2... in ``state()``); ``revoke`` makes one invalid.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = "test-token",  # noqa: S107
@@ -107,7 +109,8 @@ class Simulator:
                  max_connections: int | None = None, max_codes: int | None = None,
                  tick_rate: float = DEFAULT_TICK_RATE, book_rate: float = DEFAULT_BOOK_RATE,
                  codes: int = DEFAULT_EXTRA_CODES, seed: int = 0, conn_gap_s: float = DEFAULT_CONN_GAP_S,
-                 token_gap_s: float = DEFAULT_TOKEN_GAP_S, tls: ssl.SSLContext | None = None) -> None:
+                 token_gap_s: float = DEFAULT_TOKEN_GAP_S, tls: ssl.SSLContext | None = None,
+                 more_tokens: tuple[str, ...] = ()) -> None:
         if plan not in PLAN_LIMITS:
             raise ValueError(f"unknown plan {plan!r}, expected one of {sorted(PLAN_LIMITS)}")
         base = PLAN_LIMITS[plan]
@@ -122,6 +125,8 @@ class Simulator:
         self.tls = tls
         self.book_rate = book_rate
         self._token = token
+        self._tokens = (token, *more_tokens)
+        self._revoked: set[int] = set()
         catalog = {path: [*BASE_PRICES[path], *generated_codes(path, codes)] for path in ENDPOINT_PATHS.values()}
         self.sim = SimState(catalog=catalog, limits=self.limits, conn_gap_s=conn_gap_s,
                             token_gap_s=token_gap_s, heartbeat_timeout=heartbeat_timeout)
@@ -132,7 +137,7 @@ class Simulator:
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ws_logger = logging.getLogger("tickvisor.simulator.ws")
-        self._redact = _RedactToken(token)  # websockets logs request paths at DEBUG, token included
+        self._redact = _RedactToken(*self._tokens)  # websockets logs request paths at DEBUG, tokens included
 
     def __repr__(self) -> str:
         return (f"Simulator(host={self.host!r}, port={self.port}, plan={self.plan!r}, token='***', "
@@ -215,13 +220,14 @@ class Simulator:
         token = urllib.parse.parse_qs(split.query).get("token", [""])[-1]
         host, port, *_ = ws.remote_address
         peer = f"{host}:{port}"
-        if not hmac.compare_digest(token.encode(), self._token.encode()):
+        number = next((i for i, t in enumerate(self._tokens) if hmac.compare_digest(token.encode(), t.encode())), None)
+        if number is None or number in self._revoked:
             # PROTOCOL.md "Error codes": 401 token invalid.
             self.sim.bad_token()
             log.info("connection from %s on %s refused: 401 token invalid (token ***)", peer, path)
             await self._refuse(ws, 401)
             return
-        conn = self.sim.admit(path, peer, time.monotonic())
+        conn = self.sim.admit(path, peer, time.monotonic(), number)
         if conn is None:
             log.info("connection from %s on %s refused: 606", peer, path)
             await self._refuse(ws, 606)
@@ -244,6 +250,15 @@ class Simulator:
             del self.links[conn.id]
             self.sim.close(conn.id)
             log.info("connection %d closed (code %s)", conn.id, ws.close_code)
+
+    def revoke(self, number: int) -> int:
+        """Make token ``number`` invalid (it expired): its open connections get 401 and are closed, new
+        ones are refused with 401. Returns how many were open. Call it on the simulator's loop."""
+        self._revoked.add(number)
+        links = [link for link in self.links.values() if link.conn.token == number]
+        for link in links:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._refuse(link.ws, 401)))
+        return len(links)
 
     async def _refuse(self, ws: ServerConnection, ret: int) -> None:
         with contextlib.suppress(ConnectionClosed):

@@ -60,6 +60,7 @@ class ConnState:
     requests: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
     refused: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     last_accepted: float | None = None  # time of the last subscription request answered 200
+    token: int = 0  # which of the simulator's tokens opened it (0: the main one)
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON-able view used by state()."""
@@ -78,6 +79,7 @@ class ConnState:
             "pushes": self.pushes,
             "requests": [list(r) for r in self.requests],
             "refused": dict(self.refused),
+            "token": self.token,
         }
 
 
@@ -99,6 +101,11 @@ def _is_uint32(value: object) -> bool:
 
 class _BadData(Exception):
     """A request's ``data`` is malformed: 400 "request data param invalid"."""
+
+
+def _gap_key(conn: ConnState) -> str:
+    """The rate clock a connection shares: its path's, per token (PROTOCOL.md "Limits")."""
+    return conn.path if conn.token == 0 else f"{conn.path}#{conn.token}"
 
 
 class SimState:
@@ -135,17 +142,18 @@ class SimState:
 
     # Connections ---------------------------------------------------------------------------------
 
-    def admit(self, path: str, peer: str, now: float) -> ConnState | None:
-        """Register a new connection with a valid token, or None when it must get 606 and be closed."""
+    def admit(self, path: str, peer: str, now: float, token: int = 0) -> ConnState | None:
+        """Register a new connection with valid token number ``token``, or None when it must get 606
+        and be closed. The connection limit counts each token's connections apart."""
         # PROTOCOL.md "Limits": connections beyond the limit are closed at once.
         if self._refuse[path] > 0 or self._refuse[None] > 0:
             self._refuse[path if self._refuse[path] > 0 else None] -= 1
             self.totals["refused_606"] += 1
             return None
-        if sum(1 for c in self.conns.values() if c.path == path) >= self.limits.max_connections:
+        if sum(1 for c in self.conns.values() if c.path == path and c.token == token) >= self.limits.max_connections:
             self.totals["refused_606"] += 1
             return None
-        conn = ConnState(id=next(self._ids), path=path, peer=peer, opened_at=now, last_heartbeat=now)
+        conn = ConnState(id=next(self._ids), path=path, peer=peer, opened_at=now, last_heartbeat=now, token=token)
         self.conns[conn.id] = conn
         self.totals["connections_opened"] += 1
         return conn
@@ -289,7 +297,7 @@ class SimState:
             return refuse(600)
         conn.requests.append((now, cmd_id, OK))
         conn.last_accepted = now
-        accepted = self._last_accepted.setdefault(conn.path, {})
+        accepted = self._last_accepted.setdefault(_gap_key(conn), {})
         accepted[conn.id] = now
         for cid in [cid for cid, t in accepted.items() if now - t > self.token_gap_s and cid != conn.id]:
             del accepted[cid]
@@ -301,7 +309,7 @@ class SimState:
         if self.conn_gap_s > 0 and conn.last_accepted is not None and now - conn.last_accepted < self.conn_gap_s:
             return True
         if self.token_gap_s > 0:
-            others = [t for cid, t in self._last_accepted.get(conn.path, {}).items() if cid != conn.id]
+            others = [t for cid, t in self._last_accepted.get(_gap_key(conn), {}).items() if cid != conn.id]
             if others and now - max(others) < self.token_gap_s:
                 return True
         return False

@@ -78,6 +78,10 @@ class SimulatorThread:
         """See Simulator.inject; runs on the simulator's loop."""
         return self._call(lambda: self.simulator.inject(fault, path=path, conn=conn, **params))
 
+    def revoke(self, number: int) -> int:
+        """See Simulator.revoke."""
+        return self._call(lambda: self.simulator.revoke(number))
+
     def state(self) -> dict[str, Any]:
         """See Simulator.state; runs on the simulator's loop."""
         return self._call(self.simulator.state)

@@ -1,0 +1,209 @@
+"""How start-up, throughput and memory grow with codes per connection and connections per endpoint.
+
+    python scripts/bench_scale.py                      # the grid of the README
+    python scripts/bench_scale.py --codes 5,200 --conns 1,3 --tick-rate 0.5 --window 10
+    python scripts/bench_scale.py --smoke              # seconds: proves it runs (tests/test_bench_scale.py)
+
+For each (codes per connection C, connections N) it starts a whole job (actors.control.Job) on a local
+Ray against the simulator (scripts/simulator.py, its own process, plan pro, the vendor's rate limits:
+1 s per connection, 3 s across one token's connections), with one strategy holding C x N forex/crypto
+codes, so the job starts with N connections of C codes. It reports, per run:
+
+- ``accepted_s``: from ``Job.start`` to every connection accepted by the server (actor processes
+  start, sockets open); ``flowing_s``: to the strategy having seen a tick of every code;
+- ``subscribed_s`` = flowing - accepted: the subscription phase, against ``bound_s``, the pacing lower
+  bound of the N initial full-set requests on one token, (N - 1) x 3 s
+  (actors.core.growth.startup_lower_bound_s); ``over_bound_s`` = subscribed - bound;
+- ``ticks_per_s`` at the strategy over ``--window`` seconds once every code flows, against
+  ``offered_per_s`` = C x N x tick rate (what the simulator tries to push);
+- ``rss_mb``: the summed RSS of the job's actor processes, and ``mb_per_1000_codes`` as the slope
+  between the smallest and the largest run of the same N.
+
+The last line is ``SCALE {json}``. Timings depend on this shared machine's load: compare the ratios
+(``flowing_s`` against ``bound_s``), not the absolute figures, across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from actors.core.wire import SUBSCRIBE_GAP_PER_TOKEN_S, Tick  # noqa: E402
+from actors.strategy import Strategy  # noqa: E402
+
+TOKEN = "bench-scale-" + uuid.uuid4().hex[:6]
+FOREX_PATH = "/quote-b-ws-api"
+
+
+class ScaleStrategy(Strategy):
+    """Counts ticks and the distinct codes seen; nothing else per tick."""
+
+    def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
+        super().__init__(name, symbols, options, **kwargs)
+        self.codes: set[str] = set()
+        self.ticks = 0
+
+    async def on_ticks(self, ticks: list[Tick]) -> None:
+        self.ticks += len(ticks)
+        if len(self.codes) < len(self.symbols):
+            self.codes.update(t.code for t in ticks)
+
+    async def progress(self) -> tuple[int, int]:
+        """(distinct codes seen, ticks seen)."""
+        return len(self.codes), self.ticks
+
+
+def codes_of(total: int) -> list[str]:
+    """The simulator's generated forex/crypto codes (scripts/sim/market.py ``generated_codes``)."""
+    return [f"C{i:04d}USDT" for i in range(1, total + 1)]
+
+
+def config(port: int, per_conn: int, conns: int) -> str:
+    codes = codes_of(per_conn * conns)
+    return "\n".join(
+        [
+            "[feed]",
+            'token_env = "TICKVISOR_BENCH_TOKEN"',
+            'plan = "professional"',
+            f"max_connections = {conns}",
+            f"max_codes_per_connection = {per_conn}",
+            "start_timeout_s = 120.0",
+            "[endpoints.forex_crypto]",
+            f'url = "ws://127.0.0.1:{port}{FOREX_PATH}"',
+            "[[strategies]]",
+            'name = "scale"',
+            'kind = "scripts.bench_scale:ScaleStrategy"',
+            f"symbols = {json.dumps(codes)}",
+        ]
+    )
+
+
+def rss_mb(pids: list[int]) -> float:
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:  # noqa: PTH123
+                total += int(f.read().split()[1])
+        except OSError:
+            continue
+    return total * page / (1 << 20)
+
+
+def one_run(  # noqa: PLR0913
+    sim: Any, per_conn: int, conns: int, window_s: float, tick_rate: float, limit_s: float
+) -> dict[str, Any]:
+    import ray
+
+    from actors.control import Job
+    from actors.core.growth import startup_lower_bound_s
+    from actors.core.settings import parse_settings
+
+    total = per_conn * conns
+    started = time.monotonic()
+    job = Job.start(parse_settings(config(sim.port, per_conn, conns)), TOKEN, timeout=limit_s)
+    try:
+        accepted_s = time.monotonic() - started
+        strategy = ray.get_actor("strategy:scale", namespace=job.namespace)
+        seen = 0
+        while time.monotonic() - started < limit_s:
+            seen, _ = ray.get(strategy.progress.remote(), timeout=30)
+            if seen >= total:
+                break
+            time.sleep(0.1)
+        flowing_s = time.monotonic() - started
+        _, before = ray.get(strategy.progress.remote(), timeout=30)
+        pushed_before = sim.state()["totals"]["pushes"]
+        t0 = time.monotonic()
+        time.sleep(window_s)
+        pushed = sim.state()["totals"]["pushes"] - pushed_before
+        _, after = ray.get(strategy.progress.remote(), timeout=30)
+        elapsed = time.monotonic() - t0
+        rate = (after - before) / elapsed
+        pids = [pid for name, pid in job.pids().items() if name != "supervisor"] + [job.pids()["supervisor"]]
+        bound = startup_lower_bound_s([conns], token_gap_s=SUBSCRIBE_GAP_PER_TOKEN_S)
+        return {
+            "codes_per_connection": per_conn,
+            "connections": conns,
+            "codes": total,
+            "all_flowing": seen >= total,
+            "accepted_s": round(accepted_s, 2),
+            "flowing_s": round(flowing_s, 2),
+            "subscribed_s": round(flowing_s - accepted_s, 2),
+            "bound_s": round(bound, 2),
+            "over_bound_s": round(flowing_s - accepted_s - bound, 2),
+            "ticks_per_s": round(rate, 1),
+            "offered_per_s": round(total * tick_rate, 1),
+            # What the simulator wrote in the same window: the pushes come in rounds (every code once
+            # per 1/tick-rate s), so a short window's count depends on its phase; compare the two.
+            "sim_pushes_per_s": round(pushed / elapsed, 1),
+            "rss_mb": round(rss_mb(pids), 1),
+        }
+    finally:
+        job.stop(timeout=60)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--codes", default="5,100,1000,3000", help="codes per connection, comma-separated")
+    p.add_argument("--conns", default="1,3,10", help="connections per endpoint, comma-separated (at most 10)")
+    p.add_argument("--tick-rate", type=float, default=0.2, help="simulator pushes per second per code")
+    p.add_argument("--window", type=float, default=10.0, help="seconds over which ticks/s is measured")
+    p.add_argument("--limit", type=float, default=180.0, help="seconds a run may take to flow")
+    p.add_argument("--smoke", action="store_true", help="a tiny grid, for the test suite")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "1,2", 2.0, 2.0, 120.0
+    grid = [(c, n) for n in map(int, args.conns.split(",")) for c in map(int, args.codes.split(","))]
+    if any(n > 10 or n < 1 for _, n in grid):  # noqa: PLR2004 - PROTOCOL.md "Limits": professional
+        p.error("--conns: between 1 and 10 (the professional plan's connections per token)")
+
+    import ray
+
+    from scripts.bench_sim import SimProcess
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH", "")) if x)
+    os.environ.pop("RAY_ADDRESS", None)
+    most = max(c * n for c, n in grid)
+    runs: list[dict[str, Any]] = []
+    ok = True
+    with SimProcess(TOKEN, "--plan", "pro", "--codes", str(most), "--tick-rate", str(args.tick_rate)) as sim:
+        for attempt in (1, 2, 3):  # Ray gives its raylet 30 s to register: a loaded machine can miss that
+            try:
+                ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 3:  # noqa: PLR2004
+                    raise
+        try:
+            for per_conn, conns in grid:
+                run = one_run(sim, per_conn, conns, args.window, args.tick_rate, args.limit)
+                runs.append(run)
+                ok &= run["all_flowing"]
+                print(json.dumps(run), file=sys.stderr, flush=True)  # noqa: T201 - progress
+        finally:
+            ray.shutdown()
+    slopes: dict[str, float] = {}
+    for conns in sorted({n for _, n in grid}):
+        mine = sorted((r for r in runs if r["connections"] == conns), key=lambda r: r["codes"])
+        if len(mine) >= 2 and mine[-1]["codes"] > mine[0]["codes"]:  # noqa: PLR2004
+            slope = (mine[-1]["rss_mb"] - mine[0]["rss_mb"]) / (mine[-1]["codes"] - mine[0]["codes"]) * 1000
+            slopes[str(conns)] = round(slope, 2)
+    print("SCALE " + json.dumps({"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "mb_per_1000_codes": slopes}))  # noqa: T201
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
