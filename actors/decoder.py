@@ -7,9 +7,15 @@ per-code order holds end to end. Per batch it:
   rest of the batch goes on;
 - forwards responses (22001/22003/22005/22007 and error frames) to the registry, which owns the
   subscription state;
-- drops a tick whose seq is not greater than the last one delivered for its code (a duplicate after a
-  reconnect: the vendor pushes the latest tick again on subscribe) and counts it;
 - drops and counts ghost pushes, for codes no strategy holds;
+- checks every tick (actors.core.codehealth.TickCheck): a duplicate (the vendor pushes the latest tick
+  again on subscribe) or an older tick is dropped, a corrupt one (price <= 0, negative volume, empty
+  code) is dropped unless ``deliver_corrupt``, a seq reset, jump or odd tick_time is delivered; all are
+  counted per code, and the first of each episode is logged and told to the code's holders
+  (``on_problem``);
+- keeps each code's last receive time: ``tick_ages`` gives the registry's liveness check the ages, and
+  the first tick of a code the registry watches (stale or never started) is reported at once
+  (``Registry.codes_ticked``);
 - sends each strategy one msgpack-encoded batch of its ticks, unless that strategy already has
   ``max_pending`` batches unprocessed: then the batch is dropped for that strategy alone, counted, and
   the count travels with its next batch, so a slow strategy never stalls the feed or the others.
@@ -18,6 +24,7 @@ per-code order holds end to end. Per batch it:
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -25,6 +32,7 @@ import msgspec
 from actors.log import logger
 
 from actors.core import wire
+from actors.core.codehealth import Anomaly, Report, TickCheck
 from actors.core.naming import decoder_name, strategy_name
 from actors.naming import NamedActors
 
@@ -44,13 +52,21 @@ class DecoderStats(msgspec.Struct, frozen=True):
     dropped_for_slow: dict[str, int]
     pending: dict[str, int]  # batches sent to each strategy that it has not taken yet
     routes: int
+    anomalies: dict[str, dict[str, int]] = {}  # code -> anomaly -> count, trades and books, held codes
 
 
 class Decoder:
     """Decode, dedupe and route; wrapped with ``ray.remote`` by the supervisor."""
 
     def __init__(
-        self, decoder_id: int, registry: Any, namespace: str, max_pending: int = 64, supervisor: Any = None
+        self,
+        decoder_id: int,
+        registry: Any,
+        namespace: str,
+        max_pending: int = 64,
+        supervisor: Any = None,
+        *,
+        deliver_corrupt: bool = False,
     ) -> None:
         self._id = decoder_id
         self._registry = registry
@@ -62,11 +78,15 @@ class Decoder:
         self._missed: dict[str, int] = {}
         self._numbers: dict[str, int] = {}
         self._source = f"decoder:{decoder_id}:{os.getpid()}"
-        self._last_seq: dict[str, int] = {}
-        self._last_book_seq: dict[str, int] = {}
+        # Per kind: trade seq and book seq are separate counters (PROTOCOL.md "22998", "22999").
+        self._checks = {
+            "on_ticks": TickCheck(deliver_corrupt=deliver_corrupt),
+            "on_books": TickCheck(deliver_corrupt=deliver_corrupt),
+        }
+        self._watch: frozenset[str] = frozenset()  # codes whose next tick the registry wants at once
         self._encode = msgspec.msgpack.Encoder().encode
         self._batches = self._frames = self._ticks = self._books = 0
-        self._delivered = self._duplicates = self._ghosts = self._malformed = 0
+        self._delivered = self._ghosts = self._malformed = 0
         self._dropped: dict[str, int] = {}
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
@@ -77,11 +97,10 @@ class Decoder:
         """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
         self._routes = routes
         self._book_routes = book_routes
-        # Forget the dedupe marks of codes nobody holds any more, trades and order books alike: a later
+        # Forget the marks of codes nobody holds any more, trades and order books alike: a later
         # subscribe starts afresh (and the marks do not pile up with every code ever held).
-        for marks, table in ((self._last_seq, routes), (self._last_book_seq, book_routes)):
-            for gone in [c for c in marks if c not in table]:
-                del marks[gone]
+        self._checks["on_ticks"].forget(routes)
+        self._checks["on_books"].forget(book_routes)
         return len(routes)
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
@@ -97,12 +116,15 @@ class Decoder:
                 for exc in batch.errors:
                     logger.warning("decoder {}: {} from {} (counted, feed goes on)", self._id, exc, conn_id)
         delivered = 0
+        now_ms = received_ns // 1_000_000  # the connection's wall-clock read time (0: unknown)
         if batch.ticks:
             self._ticks += len(batch.ticks)
-            delivered += self._route(batch.ticks, self._routes, self._last_seq, "on_ticks")
+            delivered += self._route(batch.ticks, self._routes, "on_ticks", now_ms)
+            if self._watch:
+                self._tell_watched(batch.ticks, now_ms)
         if batch.books:
             self._books += len(batch.books)
-            delivered += self._route(batch.books, self._book_routes, self._last_book_seq, "on_books")
+            delivered += self._route(batch.books, self._book_routes, "on_books", now_ms)
         self._delivered += delivered
         return delivered
 
@@ -110,27 +132,52 @@ class Decoder:
         self,
         records: list[Any],
         routes: dict[str, tuple[str, ...]],
-        last_seq: dict[str, int],
         kind: str,
+        now_ms: int,
     ) -> int:
         per_strategy: dict[str, list[Any]] = {}
+        check = self._checks[kind].check
         for rec in records:
             code = rec.code
             targets = routes.get(code)
-            if targets is None:
+            if targets is None and code:
                 self._ghosts += 1  # a push for a code nobody holds
                 continue
-            if rec.seq <= last_seq.get(code, -1):
-                self._duplicates += 1
+            if not check(rec, now_ms):  # duplicate, older or corrupt: counted in the check
                 continue
-            last_seq[code] = rec.seq
-            for name in targets:
+            for name in targets or ():
                 per_strategy.setdefault(name, []).append(rec)
+        reports = self._checks[kind].reports()
+        if reports:
+            self._report(reports, routes)
         delivered = 0
         for name, recs in per_strategy.items():
             if self._send(name, kind, recs):
                 delivered += len(recs)
         return delivered
+
+    def _report(self, reports: list[Report], routes: dict[str, tuple[str, ...]]) -> None:
+        # Once per episode (the check decides): logged and told to every holder of the code.
+        for report in reports:
+            logger.warning("decoder {}: {}: {}", self._id, report.code or "<empty code>", report)
+            for name in routes.get(report.code, ()):
+                handle = self._handle(name)
+                if handle is not None:
+                    handle.problem.remote(report.code, str(report))  # -> Strategy.on_problem(code, reason)
+
+    def _tell_watched(self, ticks: list[Any], now_ms: int) -> None:
+        seen = self._watch.intersection(t.code for t in ticks)
+        if seen:
+            self._watch = self._watch - seen
+            age = max(0.0, (time.time_ns() // 1_000_000 - now_ms) / 1000) if now_ms else 0.0
+            self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
+
+    def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
+        """Seconds since the last trade tick of each held code (for the registry's liveness check), and
+        from now on report the first tick of each ``watch`` code at once (``Registry.codes_ticked``)."""
+        self._watch = frozenset(watch)
+        now_ms = time.time_ns() // 1_000_000
+        return {code: max(0.0, (now_ms - at) / 1000) for code, at in self._checks["on_ticks"].last_seen_ms().items()}
 
     def _send(self, name: str, kind: str, recs: list[Any]) -> bool:
         pending = self._pending.setdefault(name, deque())
@@ -163,10 +210,21 @@ class Decoder:
             ticks=self._ticks,
             books=self._books,
             delivered=self._delivered,
-            duplicates=self._duplicates,
+            duplicates=sum(c.totals().get(Anomaly.DUPLICATE, 0) for c in self._checks.values()),
             ghosts=self._ghosts,
             malformed=self._malformed,
             dropped_for_slow=dict(self._dropped),
             pending={name: sum(not f.done() for f in refs) for name, refs in self._pending.items()},
             routes=len(self._routes),
+            anomalies=_merged(c.counts() for c in self._checks.values()),
         )
+
+
+def _merged(tables: Any) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for table in tables:
+        for code, counts in table.items():
+            mine = out.setdefault(code, {})
+            for anomaly, n in counts.items():
+                mine[anomaly] = mine.get(anomaly, 0) + n
+    return out

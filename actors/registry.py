@@ -7,6 +7,13 @@ and keeps one SubscriptionBook per connection and kind (trades 22004, order book
 limits each kind separately) that decides which full-set request to send and when. A timer thread sends what the books allow; every change is made under one
 lock, so the registry stays a single serialization point.
 
+It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged trade code
+is watched; its timer thread wakes at the core's next wake-up, asks the decoders for the age of each
+code's last tick (``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
+connection died (``Strategy.on_stale``), and when its ticks return (``on_recovered``; the decoders
+report the first tick of a watched code at once, ``codes_ticked``). A code with no first tick is
+resubscribed once, then reported to its holders as never started (``on_problem``).
+
 Its state (holdings and the codes the vendor refused) is saved to Ray's internal KV store after every
 change and read back in ``__init__``: a registry restarted by Ray, SIGKILL included, loses no
 subscription. It does not know which requests the server acknowledged before it died, so it marks every
@@ -29,6 +36,7 @@ from ray.experimental import internal_kv
 
 from actors.core import wire
 from actors.core.assignment import assign
+from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, NeverStarted, Recovered, Resubscribe, Stale
 from actors.core.errors import FeedError, InvalidCode, SubscriptionRefused, VendorError
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
@@ -37,6 +45,8 @@ from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate,
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
 PUMP_EVERY_S = 0.02  # how often the timer thread looks for a request the rate limits now allow
+CODE_EVENTS_KEPT = 20  # the last per-code liveness events shown in the status
+DECODER_ANSWER_S = 2.0  # how long a liveness round waits for the decoders' tick ages
 
 
 class RegistryState(msgspec.Struct):
@@ -71,6 +81,8 @@ class RegistryStatus(msgspec.Struct, frozen=True):
     vendor_errors: list[str]
     in_sync: bool
     pid: int
+    codes: dict[str, CodeHealth] = {}  # held trade codes: state ok/waiting/stale/never_started, and why
+    code_events: list[str] = []  # the last liveness events, newest last
 
 
 KINDS = (Kind.TRADES, Kind.BOOK)
@@ -91,6 +103,7 @@ class Registry:
         token_gap_s: float | None = None,
         request_timeout_s: float = 5.0,
         depth_level: int | None = None,
+        stale_after_s: Mapping[str, float] | float = 60.0,
     ) -> None:
         self._lock = threading.RLock()
         self._connections = {wire.Endpoint(e): list(ids) for e, ids in connections.items()}
@@ -124,6 +137,12 @@ class Registry:
         self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         self._told_603: set[str] = set()
+        per_conn = {} if isinstance(stale_after_s, int | float) else dict(stale_after_s)
+        default = float(stale_after_s) if isinstance(stale_after_s, int | float) else 60.0
+        self._liveness = CodeLiveness(per_conn, default_s=default)
+        self._liveness_due: float | None = None  # the timer, armed from the core's next wake-up
+        self._watch_sent: frozenset[str] = frozenset()
+        self._code_events: deque[str] = deque(maxlen=CODE_EVENTS_KEPT)
         state = self._load()
         self._holdings = {
             Kind.TRADES: Holdings.from_snapshot(state.holdings),
@@ -261,6 +280,9 @@ class Registry:
                 self._up[conn_id] = False
                 for kind in KINDS:
                     self._books[conn_id, kind].connection_down()
+                now = time.monotonic()
+                self._liveness.connection_down(conn_id, now)  # every code of it is stale at once
+                self._liveness_changed(now)
 
     def on_responses(self, conn_id: str, epoch: int, responses: list[Any]) -> None:
         """Responses read on ``conn_id`` (forwarded by its decoder)."""
@@ -310,6 +332,9 @@ class Registry:
                     self._plan_refused(conn_id, book, event)
             elif isinstance(event, Acknowledged):
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
+                if book.kind is Kind.TRADES:
+                    self._liveness.acknowledged(conn_id, book.acknowledged, event.acknowledged_at)
+                    self._liveness_changed(event.acknowledged_at)
         return changed
 
     def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:
@@ -329,6 +354,80 @@ class Registry:
             handle = self._strategy(name)
             if handle is not None:
                 handle.problem.remote(code, error)  # -> Strategy.on_problem(code, reason)
+
+    # --- per-code liveness ------------------------------------------------------------------------
+
+    def codes_ticked(self, ages: Mapping[str, float]) -> None:
+        """A decoder saw the first tick of watched codes (stale or never started), ``ages`` seconds ago."""
+        with self._lock:
+            now = time.monotonic()
+            for code, age in ages.items():
+                self._liveness.ticked(code, now - age)
+            self._liveness_changed(now)
+
+    def _liveness_changed(self, now: float) -> None:
+        """Send the core's events; re-arm its timer (at once when the decoders must learn a new watch list)."""
+        self._liveness_events(self._liveness.events())
+        if self._liveness.watched() != self._watch_sent:
+            self._liveness_due = now
+            self._wake.set()
+        else:
+            self._liveness_due = self._liveness.next_wakeup()
+
+    def _liveness_round(self) -> None:
+        # Called from the timer thread when the core's wake-up is due. The decoders are asked outside
+        # the lock (calls keep being served meanwhile); they never call the registry synchronously.
+        with self._lock:
+            watch = self._liveness.watched()
+            self._liveness_due = None
+        decoders = [d for d in (self._decoder(i) for i in range(self._decoder_count)) if d is not None]
+        ages: list[dict[str, float]] = []
+        try:
+            ages = ray.get([d.tick_ages.remote(sorted(watch)) for d in decoders], timeout=DECODER_ANSWER_S)
+        except Exception as exc:  # noqa: BLE001 - a decoder restarting: the next round asks again
+            logger.warning("registry: liveness round: decoders did not answer ({}); retrying", type(exc).__name__)
+            with self._lock:
+                self._liveness_due = time.monotonic() + DECODER_ANSWER_S
+            return
+        with self._lock:
+            self._watch_sent = watch
+            now = time.monotonic()
+            for table in ages:
+                for code, age in table.items():
+                    self._liveness.ticked(code, now - age)
+            self._liveness.poll(now)
+            self._liveness_changed(now)
+
+    def _liveness_events(self, events: list[LivenessEvent]) -> None:
+        resend: set[str] = set()
+        holdings = self._holdings[Kind.TRADES]
+        for event in events:
+            if isinstance(event, Resubscribe):
+                resend.add(event.connection)
+                logger.warning(
+                    "registry: {} got no first tick on {}; resubscribing that connection once", event.code, event.connection
+                )
+                continue
+            text = str(event)
+            self._code_events.append(text)
+            holders = holdings.holders(event.code)
+            if isinstance(event, Stale):
+                logger.warning("registry: {}; told {}", text, sorted(holders))
+            elif isinstance(event, Recovered):
+                logger.info("registry: {}; told {}", text, sorted(holders))
+            else:
+                logger.error("registry: {}; told {}", text, sorted(holders))
+            for name in holders:
+                handle = self._strategy(name)
+                if handle is None:
+                    continue
+                if isinstance(event, NeverStarted):
+                    handle.problem.remote(event.code, text)  # -> Strategy.on_problem(code, reason)
+                else:
+                    kind = "stale" if isinstance(event, Stale) else "recovered"
+                    handle.code_health.remote(kind, event.code, event.silent_for_s)  # -> on_stale / on_recovered
+        for conn_id in resend:
+            self._books[conn_id, Kind.TRADES].resend()
 
     # --- decoders ---------------------------------------------------------------------------------
 
@@ -401,6 +500,9 @@ class Registry:
             if routes is not None:
                 self._reassign()
             self._pump(time.monotonic())
+            due = self._liveness_due is not None and time.monotonic() >= self._liveness_due
+        if due:
+            self._liveness_round()
 
     def _pump(self, now: float) -> None:
         for (conn_id, _kind), book in self._books.items():
@@ -453,6 +555,8 @@ class Registry:
                 vendor_errors=[f"{conn_id}: {error}" for conn_id, error in self._vendor_errors],
                 in_sync=not self._dirty and all(c.in_sync for c in conns),
                 pid=os.getpid(),
+                codes=self._liveness.status(time.monotonic()),
+                code_events=list(self._code_events),
             )
 
     def clear_state(self) -> None:

@@ -186,6 +186,7 @@ def _create_children(
             ns,
             f"tickvisor/{run_id}/registry",
             supervisor=supervisor,
+            stale_after_s={c: s.stale_after_s(endpoint) for endpoint, ids in conn_ids.items() for c in ids},
         )
     )
     created.append(registry)
@@ -194,7 +195,7 @@ def _create_children(
         decoder = (
             ray.remote(Decoder)
             .options(name=decoder_name(i), namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=-1)
-            .remote(i, registry, ns, s.feed.strategy_queue_batches, supervisor)
+            .remote(i, registry, ns, s.feed.strategy_queue_batches, supervisor, deliver_corrupt=s.feed.deliver_corrupt)
         )
         created.append(decoder)
         decoders.append(decoder)

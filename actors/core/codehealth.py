@@ -109,6 +109,15 @@ def negative(number: str) -> bool:
     return mantissa[:1] == "-" and mantissa.strip("-0.") != ""
 
 
+def already_seen(seq: int, tick_time: int, last: tuple[int, int] | None) -> bool:
+    """Rule 2 for a guard that keeps only ``last`` = (seq, tick_time) of the last record it passed:
+    True for a duplicate (same seq) or an older record (lower seq and older tick_time); a lower seq
+    with a tick_time that moved on is a reset of the vendor's counter and passes."""
+    if last is None:
+        return False
+    return seq == last[0] or (seq < last[0] and tick_time < last[1])
+
+
 class TickCheck:
     """The per-tick quality check of one kind (trades or order books) on one decoder.
 
@@ -132,6 +141,7 @@ class TickCheck:
         self._past_ms = past_limit_ms
         self._marks: dict[str, _Marks] = {}
         self._counts: dict[str, dict[Anomaly, int]] = {}
+        self._totals: dict[Anomaly, int] = {}  # never forgotten
         self._episode_ends: dict[tuple[str, Anomaly], int] = {}
         self._reports: list[Report] = []
 
@@ -203,6 +213,7 @@ class TickCheck:
         if counts is None:
             counts = self._counts[code] = {}
         counts[anomaly] = counts.get(anomaly, 0) + 1
+        self._totals[anomaly] = self._totals.get(anomaly, 0) + 1
 
     def _note(self, code: str, anomaly: Anomaly, detail: str, now_ms: int, *, delivered: bool) -> None:
         self._count(code, anomaly)
@@ -223,6 +234,10 @@ class TickCheck:
     def counts(self) -> dict[str, dict[str, int]]:
         """Anomalies counted so far: code -> anomaly -> count."""
         return {code: {a.value: n for a, n in c.items()} for code, c in self._counts.items()}
+
+    def totals(self) -> dict[str, int]:
+        """Anomalies counted since the start, over every code ever held: anomaly -> count."""
+        return {a.value: n for a, n in self._totals.items()}
 
     def last_seen_ms(self) -> dict[str, int]:
         """The receive time of each code's last tick (duplicates and dropped ones count: the code is alive)."""
