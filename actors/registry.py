@@ -404,9 +404,9 @@ class Registry:
         for event in events:
             if isinstance(event, Resubscribe):
                 resend.add(event.connection)
-                logger.warning(
-                    "registry: {} got no first tick on {}; resubscribing that connection once", event.code, event.connection
-                )
+                text = f"{event.code} got no first tick on {event.connection}: resubscribing it once"
+                self._code_events.append(text)
+                logger.warning("registry: {}", text)
                 continue
             text = str(event)
             self._code_events.append(text)

@@ -224,6 +224,8 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once() -> None:
     assert "its connection stock-0 is dead" in str(events[0])
     live.connection_down("stock-0", 8.0)  # already stale: told once
     assert live.events() == []
+    live.ticked("TSLA.US", 6.5)  # learnt late: a tick from before the drop proves nothing
+    assert live.events() == [] and live.status(9.0)["TSLA.US"].state == "stale"
     live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=9.0)  # resubscribed: still stale
     assert live.status(9.0)["AAPL.US"] == live.status(9.0)["AAPL.US"].__class__("stale", "connection", "stock-0", 4.0)
     live.ticked("AAPL.US", 10.0)

@@ -342,7 +342,7 @@ class CodeHealth(msgspec.Struct, frozen=True):
 
 
 class _Code:
-    __slots__ = ("conn", "last_tick", "reason", "resubscribed", "since", "state", "wait_from")
+    __slots__ = ("bad_since", "conn", "last_tick", "reason", "resubscribed", "since", "state", "wait_from")
 
     def __init__(self, conn: str, since: float) -> None:
         self.conn = conn
@@ -352,6 +352,10 @@ class _Code:
         self.state = CodeState.WAITING
         self.reason = Reason.NONE
         self.resubscribed = False
+        self.bad_since = 0.0  # when it left ok: only a tick after that brings it back
+
+    def leave(self, state: CodeState, reason: Reason, now: float) -> None:
+        self.state, self.reason, self.bad_since = state, reason, now
 
 
 class CodeLiveness:
@@ -392,15 +396,22 @@ class CodeLiveness:
         """The socket of ``conn`` dropped or was declared silent: all its codes are stale at once."""
         for code, s in self._codes.items():
             if s.conn == conn and s.state in (CodeState.OK, CodeState.WAITING):
-                s.state, s.reason = CodeState.STALE, Reason.CONNECTION
+                s.leave(CodeState.STALE, Reason.CONNECTION, now)
                 self._events.append(Stale(code, conn, _silent(s, now), Reason.CONNECTION))
 
     def ticked(self, code: str, at: float) -> None:
-        """``code`` had a tick at ``at`` (the caller's clock). Ticks of codes not held are ignored."""
+        """``code`` had a tick at ``at`` (the caller's clock). Ticks of codes not held are ignored.
+
+        A stale or never-started code recovers only by a tick after it left ``ok``: the shell learns
+        tick times late, and a tick from before its connection died proves nothing.
+        """
         s = self._codes.get(code)
         if s is None or (s.last_tick is not None and at <= s.last_tick):
             return
         if s.state in (CodeState.STALE, CodeState.NEVER_STARTED):
+            if at <= s.bad_since:
+                s.last_tick = at
+                return
             self._events.append(Recovered(code, s.conn, _silent(s, at)))
         s.last_tick = at
         s.state, s.reason = CodeState.OK, Reason.NONE
@@ -412,7 +423,7 @@ class CodeLiveness:
             if limit <= 0:
                 continue
             if s.state is CodeState.OK and s.last_tick is not None and now - s.last_tick >= limit:
-                s.state, s.reason = CodeState.STALE, Reason.QUIET
+                s.leave(CodeState.STALE, Reason.QUIET, now)
                 self._events.append(Stale(code, s.conn, now - s.last_tick, Reason.QUIET))
             elif s.state is CodeState.WAITING and now - s.wait_from >= limit:
                 if not s.resubscribed:
@@ -421,7 +432,7 @@ class CodeLiveness:
                     s.wait_from = now
                     self._events.append(Resubscribe(code, s.conn))
                 else:
-                    s.state, s.reason = CodeState.NEVER_STARTED, Reason.NEVER_STARTED
+                    s.leave(CodeState.NEVER_STARTED, Reason.NEVER_STARTED, now)
                     self._events.append(NeverStarted(code, s.conn, now - s.since))
 
     # --- outputs ----------------------------------------------------------------------------------
