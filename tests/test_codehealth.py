@@ -251,6 +251,28 @@ def test_a_code_that_never_ticks_is_resubscribed_once_then_reported() -> None:
     assert live.events() == [Recovered("S0006.US", "stock-0", 120.0)]
 
 
+def test_a_connection_lost_before_the_first_tick_waits_again_on_the_new_socket() -> None:
+    live = CodeLiveness({"stock-0": 10.0})
+    live.acknowledged("stock-0", ["S0006.US"], now=0.0)
+    live.connection_down("stock-0", 3.0)
+    assert live.events() == [Stale("S0006.US", "stock-0", 3.0, Reason.CONNECTION)]
+    live.acknowledged("stock-0", ["S0006.US"], now=4.0)
+    assert live.status(4.0)["S0006.US"].state == "waiting"
+    live.connection_down("stock-0", 5.0)  # again, before any tick: told once already
+    assert live.events() == []
+    live.acknowledged("stock-0", ["S0006.US"], now=6.0)
+    live.poll(16.0)
+    assert live.events() == [Resubscribe("S0006.US", "stock-0")]
+    live.poll(26.0)
+    assert [type(e) for e in live.events()] == [NeverStarted]
+    live.acknowledged("stock-0", ["S0007.US"], now=30.0)
+    live.acknowledged("stock-0", ["S0007.US", "S0008.US"], now=30.0)
+    live.connection_down("stock-0", 31.0)
+    live.acknowledged("stock-0", ["S0007.US", "S0008.US"], now=32.0)
+    live.ticked("S0007.US", 33.0)  # a waiting code that was told stale is told it recovered
+    assert [e for e in live.events() if isinstance(e, Recovered)] == [Recovered("S0007.US", "stock-0", 3.0)]
+
+
 def test_zero_disables_and_unheld_codes_are_forgotten() -> None:
     live = CodeLiveness({"stock-0": 0.0}, default_s=5.0)
     live.acknowledged("stock-0", ["AAPL.US"], now=0.0)
@@ -298,8 +320,10 @@ def test_events_alternate_and_nothing_moves_before_the_wakeup(ops: list[tuple[st
             if wake is None or now < wake:
                 assert not [e for e in live.events() if not isinstance(e, Recovered)]
         for event in live.events():
-            if isinstance(event, Stale | NeverStarted):
+            if isinstance(event, Stale):
                 assert not bad.get(event.code), f"{event.code} told stale twice"
+                bad[event.code] = True
+            elif isinstance(event, NeverStarted):  # also after a Stale: its connection died before a tick
                 bad[event.code] = True
             elif isinstance(event, Recovered):
                 assert bad.get(event.code), f"{event.code} recovered without being stale"

@@ -18,7 +18,8 @@ import pytest
 from actors.core.settings import parse_settings
 from tests.conftest import TEST_TOKEN, S, System, sim_sets, system_toml, wait_for
 
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+# The first test also waits for the module's system to start, which takes minutes on a loaded machine.
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(int(120 + 100 * S))]
 
 STOCK = ["AAPL.US", "TSLA.US", "MSFT.US", "NVDA.US"]  # 4 codes, the server serves 3
 FX = ["EURUSD", "XAUUSD", "BTCUSDT"]

@@ -342,7 +342,7 @@ class CodeHealth(msgspec.Struct, frozen=True):
 
 
 class _Code:
-    __slots__ = ("bad_since", "conn", "last_tick", "reason", "resubscribed", "since", "state", "wait_from")
+    __slots__ = ("bad_since", "conn", "last_tick", "reason", "resubscribed", "since", "state", "told", "wait_from")
 
     def __init__(self, conn: str, since: float) -> None:
         self.conn = conn
@@ -353,9 +353,10 @@ class _Code:
         self.reason = Reason.NONE
         self.resubscribed = False
         self.bad_since = 0.0  # when it left ok: only a tick after that brings it back
+        self.told = False  # its holders were told it is stale or never started, and not yet recovered
 
     def leave(self, state: CodeState, reason: Reason, now: float) -> None:
-        self.state, self.reason, self.bad_since = state, reason, now
+        self.state, self.reason, self.bad_since, self.told = state, reason, now, True
 
 
 class CodeLiveness:
@@ -391,13 +392,19 @@ class CodeLiveness:
             state = self._codes.get(code)
             if state is None or state.conn != conn:
                 self._codes[code] = _Code(conn, now)
+            elif state.state is CodeState.STALE and state.reason is Reason.CONNECTION and state.last_tick is None:
+                # Its connection died before its first tick: on the new socket it waits again, so a
+                # code the server ignores is still found out (its holders already know it is stale).
+                state.state, state.reason, state.wait_from = CodeState.WAITING, Reason.NONE, now
 
     def connection_down(self, conn: str, now: float) -> None:
         """The socket of ``conn`` dropped or was declared silent: all its codes are stale at once."""
         for code, s in self._codes.items():
             if s.conn == conn and s.state in (CodeState.OK, CodeState.WAITING):
+                told = s.told
                 s.leave(CodeState.STALE, Reason.CONNECTION, now)
-                self._events.append(Stale(code, conn, _silent(s, now), Reason.CONNECTION))
+                if not told:  # a waiting code whose connection died again was told already
+                    self._events.append(Stale(code, conn, _silent(s, now), Reason.CONNECTION))
 
     def ticked(self, code: str, at: float) -> None:
         """``code`` had a tick at ``at`` (the caller's clock). Ticks of codes not held are ignored.
@@ -408,10 +415,11 @@ class CodeLiveness:
         s = self._codes.get(code)
         if s is None or (s.last_tick is not None and at <= s.last_tick):
             return
-        if s.state in (CodeState.STALE, CodeState.NEVER_STARTED):
+        if s.told:
             if at <= s.bad_since:
                 s.last_tick = at
                 return
+            s.told = False
             self._events.append(Recovered(code, s.conn, _silent(s, at)))
         s.last_tick = at
         s.state, s.reason = CodeState.OK, Reason.NONE
@@ -434,6 +442,8 @@ class CodeLiveness:
                 else:
                     s.leave(CodeState.NEVER_STARTED, Reason.NEVER_STARTED, now)
                     self._events.append(NeverStarted(code, s.conn, now - s.since))
+                    # (A code told stale when its connection died before its first tick gets this too:
+                    # a different fact, told once.)
 
     # --- outputs ----------------------------------------------------------------------------------
 
