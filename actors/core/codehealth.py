@@ -97,14 +97,21 @@ class _Marks:
         self.seen_ms = seen_ms
 
 
+_NONZERO_DIGITS = frozenset("123456789")
+
+
 def positive(number: str) -> bool:
     """Whether a decimal string (wire's grammar: sign, digits, point, exponent) is above zero."""
+    if number[:1] in _NONZERO_DIGITS:  # the common case, e.g. "189.23": no sign, leading digit not 0
+        return True
     mantissa = number.partition("e")[0].partition("E")[0]
     return mantissa[:1] != "-" and mantissa.strip("0.") != ""
 
 
 def negative(number: str) -> bool:
     """Whether a decimal string is below zero ("" and "-0" are not)."""
+    if number[:1] != "-":
+        return False
     mantissa = number.partition("e")[0].partition("E")[0]
     return mantissa[:1] == "-" and mantissa.strip("-0.") != ""
 
@@ -150,6 +157,23 @@ class TickCheck:
 
         Everything not plainly good is counted, and the first of an episode queued in ``reports()``.
         """
+        marks = self._marks.get(rec.code)
+        if marks is not None and type(rec) is wire.Tick:
+            # The fast path, for most ticks: the next seq, time not going back nor far from now, a
+            # price with a leading non-zero digit and no minus sign on the volume.
+            seq, tick_ms = rec.seq, rec.tick_time
+            if (
+                seq == marks.seq + 1
+                and tick_ms >= marks.time_ms
+                and (now_ms <= 0 or -self._past_ms <= tick_ms - now_ms <= self._future_ms)
+                and (rec.price[:1] in _NONZERO_DIGITS or positive(rec.price))
+                and rec.volume[:1] != "-"
+            ):
+                marks.seq, marks.time_ms, marks.seen_ms = seq, tick_ms, now_ms
+                return True
+        return self._check(rec, now_ms)
+
+    def _check(self, rec: wire.Tick | wire.BookTick, now_ms: int) -> bool:
         code = rec.code
         if not code:
             self._note(code, Anomaly.EMPTY_CODE, "", now_ms, delivered=False)
