@@ -143,6 +143,7 @@ class Registry:
         self._liveness_due: float | None = None  # the timer, armed from the core's next wake-up
         self._watch_sent: frozenset[str] = frozenset()
         self._code_events: deque[str] = deque(maxlen=CODE_EVENTS_KEPT)
+        self._asked: tuple[list[Any], frozenset[str], float] | None = None  # tick ages asked, not yet answered
         state = self._load()
         self._holdings = {
             Kind.TRADES: Holdings.from_snapshot(state.holdings),
@@ -374,18 +375,33 @@ class Registry:
         else:
             self._liveness_due = self._liveness.next_wakeup()
 
-    def _liveness_round(self) -> None:
-        # Called from the timer thread when the core's wake-up is due. The decoders are asked outside
-        # the lock (calls keep being served meanwhile); they never call the registry synchronously.
+    def _liveness_ask(self) -> None:
+        # The timer thread, when the core's wake-up is due: ask every decoder for its tick ages (and
+        # give it the watch list). The answers are taken by later pump rounds (_liveness_answers), so a
+        # decoder busy with a burst never holds up the subscription requests.
         with self._lock:
             watch = self._liveness.watched()
             self._liveness_due = None
         decoders = [d for d in (self._decoder(i) for i in range(self._decoder_count)) if d is not None]
-        ages: list[dict[str, float]] = []
+        refs = [d.tick_ages.remote(sorted(watch)) for d in decoders]
+        self._asked = (refs, watch, time.monotonic())
+
+    def _liveness_answers(self) -> None:
+        refs, watch, asked_at = self._asked
+        ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs else []
+        if len(ready) < len(refs):
+            if time.monotonic() - asked_at > DECODER_ANSWER_S:
+                # A decoder restarting or far behind: ask again later; its codes are judged then.
+                logger.warning("registry: liveness: {} decoder(s) did not answer; asking again", len(refs) - len(ready))
+                self._asked = None
+                with self._lock:
+                    self._liveness_due = time.monotonic() + DECODER_ANSWER_S
+            return
+        self._asked = None
         try:
-            ages = ray.get([d.tick_ages.remote(sorted(watch)) for d in decoders], timeout=DECODER_ANSWER_S)
-        except Exception as exc:  # noqa: BLE001 - a decoder restarting: the next round asks again
-            logger.warning("registry: liveness round: decoders did not answer ({}); retrying", type(exc).__name__)
+            ages: list[dict[str, float]] = ray.get(refs, timeout=0) if refs else []
+        except Exception as exc:  # noqa: BLE001 - a decoder that died meanwhile: the next round asks again
+            logger.warning("registry: liveness: a decoder failed to answer ({}); asking again", type(exc).__name__)
             with self._lock:
                 self._liveness_due = time.monotonic() + DECODER_ANSWER_S
             return
@@ -501,8 +517,10 @@ class Registry:
                 self._reassign()
             self._pump(time.monotonic())
             due = self._liveness_due is not None and time.monotonic() >= self._liveness_due
-        if due:
-            self._liveness_round()
+        if self._asked is not None:
+            self._liveness_answers()
+        elif due:
+            self._liveness_ask()
 
     def _pump(self, now: float) -> None:
         for (conn_id, _kind), book in self._books.items():
