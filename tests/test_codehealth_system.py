@@ -143,6 +143,18 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once_then_they_recove
     wait_for(lambda: all(codes(system)[c].state == "ok" for c in served), 10, what="the stock codes ok again")
 
 
+def test_a_connection_declared_silent_makes_all_its_codes_stale_then_they_recover(system: System, sim: Any) -> None:
+    """The false-alive socket (the simulator's ``stall``): the heartbeat declares it silent and it is
+    replaced; every code of it is stale at once (reason: the connection), then recovers."""
+    before = {c: len(health(system, "stale", c)) for c in FX}
+    assert sim.inject("stall", path="forex_crypto")
+    wait_for(lambda: all(len(health(system, "stale", c)) == before[c] + 1 for c in FX), 20, what="on_stale for each")
+    events = system.registry().code_events
+    assert all(any(e.startswith(f"{c} stale: its connection forex_crypto-0 is dead") for e in events) for c in FX)
+    wait_for(lambda: all(len(health(system, "recovered", c)) >= 1 for c in FX), 20, what="on_recovered for each")
+    wait_for(lambda: all(codes(system)[c].state == "ok" for c in FX), 10, what="the forex codes ok again")
+
+
 def test_corrupt_prices_are_not_delivered_and_reported_once(system: System, sim: Any) -> None:
     code = "AAPL.US"
     assert sim.inject("corrupt", code=code, price="0", count=2)
