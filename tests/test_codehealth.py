@@ -122,6 +122,12 @@ class TestSequence:
         [report] = check.reports()
         assert "7200 s ahead of the receive time" in str(report)
 
+    def test_a_first_tick_from_the_future_is_not_the_mark(self) -> None:
+        check = TickCheck()
+        hour = 3_600_000
+        assert run(check, [tick(1, T0 + hour), tick(2, T0 + 5)], now_ms=T0) == [1, 2]
+        assert check.counts()["AAPL.US"] == {"tick_time_future": 1}
+
     def test_tick_time_far_in_the_past_is_reported_except_for_the_first_tick(self) -> None:
         check = TickCheck()
         day = 86_400_000

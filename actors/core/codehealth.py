@@ -190,7 +190,8 @@ class TickCheck:
                 skewed = True
                 self._note(code, Anomaly.TIME_PAST, _skew(tick_ms, now_ms), now_ms, delivered=True)
         if marks is None:
-            self._marks[code] = _Marks(seq, tick_ms, now_ms)
+            # A first tick from the future must not be the mark either: the receive time stands in.
+            self._marks[code] = _Marks(seq, now_ms if skewed else tick_ms, now_ms)
         else:
             marks.seen_ms = now_ms
             last = marks.seq
