@@ -177,7 +177,8 @@ class Decoder:
         from now on report the first tick of each ``watch`` code at once (``Registry.codes_ticked``)."""
         self._watch = frozenset(watch)
         now_ms = time.time_ns() // 1_000_000
-        return {code: max(0.0, (now_ms - at) / 1000) for code, at in self._checks["on_ticks"].last_seen_ms().items()}
+        seen = self._checks["on_ticks"].last_seen_ms()
+        return {code: max(0.0, (now_ms - at) / 1000) for code, at in seen.items()}
 
     def _send(self, name: str, kind: str, recs: list[Any]) -> bool:
         pending = self._pending.setdefault(name, deque())

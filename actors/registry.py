@@ -36,7 +36,15 @@ from ray.experimental import internal_kv
 
 from actors.core import wire
 from actors.core.assignment import assign
-from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, NeverStarted, Recovered, Resubscribe, Stale
+from actors.core.codehealth import (
+    CodeHealth,
+    CodeLiveness,
+    LivenessEvent,
+    NeverStarted,
+    Recovered,
+    Resubscribe,
+    Stale,
+)
 from actors.core.errors import FeedError, InvalidCode, SubscriptionRefused, VendorError
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
@@ -143,7 +151,7 @@ class Registry:
         self._liveness_due: float | None = None  # the timer, armed from the core's next wake-up
         self._watch_sent: frozenset[str] = frozenset()
         self._code_events: deque[str] = deque(maxlen=CODE_EVENTS_KEPT)
-        self._asked: tuple[list[Any], frozenset[str], float] | None = None  # tick ages asked, not yet answered
+        self._asked: tuple[list[Any], frozenset[str], float] | None = None  # tick ages asked, unanswered
         state = self._load()
         self._holdings = {
             Kind.TRADES: Holdings.from_snapshot(state.holdings),
@@ -367,7 +375,7 @@ class Registry:
             self._liveness_changed(now)
 
     def _liveness_changed(self, now: float) -> None:
-        """Send the core's events; re-arm its timer (at once when the decoders must learn a new watch list)."""
+        """Send the core's events; re-arm its timer (now, when the decoders must learn a new watch list)."""
         self._liveness_events(self._liveness.events())
         if self._liveness.watched() != self._watch_sent:
             self._liveness_due = now
@@ -392,7 +400,8 @@ class Registry:
         if len(ready) < len(refs):
             if time.monotonic() - asked_at > DECODER_ANSWER_S:
                 # A decoder restarting or far behind: ask again later; its codes are judged then.
-                logger.warning("registry: liveness: {} decoder(s) did not answer; asking again", len(refs) - len(ready))
+                missing = len(refs) - len(ready)
+                logger.warning("registry: liveness: {} decoder(s) did not answer; asking again", missing)
                 self._asked = None
                 with self._lock:
                     self._liveness_due = time.monotonic() + DECODER_ANSWER_S
@@ -401,7 +410,8 @@ class Registry:
         try:
             ages: list[dict[str, float]] = ray.get(refs, timeout=0) if refs else []
         except Exception as exc:  # noqa: BLE001 - a decoder that died meanwhile: the next round asks again
-            logger.warning("registry: liveness: a decoder failed to answer ({}); asking again", type(exc).__name__)
+            why = type(exc).__name__
+            logger.warning("registry: liveness: a decoder failed to answer ({}); asking again", why)
             with self._lock:
                 self._liveness_due = time.monotonic() + DECODER_ANSWER_S
             return
@@ -441,7 +451,8 @@ class Registry:
                     handle.problem.remote(event.code, text)  # -> Strategy.on_problem(code, reason)
                 else:
                     kind = "stale" if isinstance(event, Stale) else "recovered"
-                    handle.code_health.remote(kind, event.code, event.silent_for_s)  # -> on_stale / on_recovered
+                    # -> Strategy.on_stale / on_recovered
+                    handle.code_health.remote(kind, event.code, event.silent_for_s)
         for conn_id in resend:
             self._books[conn_id, Kind.TRADES].resend()
 

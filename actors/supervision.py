@@ -195,7 +195,9 @@ def _create_children(
         decoder = (
             ray.remote(Decoder)
             .options(name=decoder_name(i), namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=-1)
-            .remote(i, registry, ns, s.feed.strategy_queue_batches, supervisor, deliver_corrupt=s.feed.deliver_corrupt)
+            .remote(
+                i, registry, ns, s.feed.strategy_queue_batches, supervisor, deliver_corrupt=s.feed.deliver_corrupt
+            )
         )
         created.append(decoder)
         decoders.append(decoder)

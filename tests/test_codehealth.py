@@ -42,10 +42,14 @@ def test_positive_and_negative_follow_the_wire_grammar() -> None:
 class TestCorrupt:
     def test_price_zero_and_negative_are_not_delivered_and_reported_once(self) -> None:
         check = TickCheck()
-        assert run(check, [tick(1), tick(2, price="0"), tick(3, price="-1"), tick(4), tick(5, price="0.00")]) == [1, 4]
+        assert run(
+            check, [tick(1), tick(2, price="0"), tick(3, price="-1"), tick(4), tick(5, price="0.00")]
+        ) == [1, 4]
         assert check.counts()["AAPL.US"] == {"price_not_positive": 3}
         reports = check.reports()
-        assert [(r.code, r.anomaly, r.delivered) for r in reports] == [("AAPL.US", Anomaly.PRICE_NOT_POSITIVE, False)]
+        assert [(r.code, r.anomaly, r.delivered) for r in reports] == [
+            ("AAPL.US", Anomaly.PRICE_NOT_POSITIVE, False)
+        ]
         assert "price 0 is not positive" in str(reports[0])
         assert "deliver_corrupt" in str(reports[0])
         assert check.reports() == []  # drained
@@ -69,7 +73,9 @@ class TestCorrupt:
 
     def test_a_book_with_a_zero_price_level_is_corrupt(self) -> None:
         check = TickCheck()
-        good = BookTick(code="700.HK", seq=1, tick_time=T0, bids=(("380.2", "100"),), asks=(("380.4", "200"),))
+        good = BookTick(
+            code="700.HK", seq=1, tick_time=T0, bids=(("380.2", "100"),), asks=(("380.4", "200"),)
+        )
         bad = BookTick(code="700.HK", seq=2, tick_time=T0, bids=(("0", "100"),), asks=())
         assert check.check(good, T0) and not check.check(bad, T0)
         assert check.counts()["700.HK"] == {"price_not_positive": 1}
@@ -160,7 +166,9 @@ ticks_st = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(ticks_st, st.booleans())
-def test_every_tick_is_delivered_or_counted(ticks: list[tuple[str, int, int, str]], deliver_corrupt: bool) -> None:
+def test_every_tick_is_delivered_or_counted(
+    ticks: list[tuple[str, int, int, str]], deliver_corrupt: bool
+) -> None:
     check = TickCheck(deliver_corrupt=deliver_corrupt)
     delivered = 0
     for code, seq, t, price in ticks:
@@ -226,14 +234,18 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once() -> None:
     live.connection_down("stock-0", 7.0)
     events = live.events()
     assert sorted(e.code for e in events) == ["AAPL.US", "TSLA.US"]
-    assert all(isinstance(e, Stale) and e.reason is Reason.CONNECTION and e.silent_for_s == 2.0 for e in events)
+    assert all(
+        isinstance(e, Stale) and e.reason is Reason.CONNECTION and e.silent_for_s == 2.0 for e in events
+    )
     assert "its connection stock-0 is dead" in str(events[0])
     live.connection_down("stock-0", 8.0)  # already stale: told once
     assert live.events() == []
     live.ticked("TSLA.US", 6.5)  # learnt late: a tick from before the drop proves nothing
     assert live.events() == [] and live.status(9.0)["TSLA.US"].state == "stale"
     live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=9.0)  # resubscribed: still stale
-    assert live.status(9.0)["AAPL.US"] == live.status(9.0)["AAPL.US"].__class__("stale", "connection", "stock-0", 4.0)
+    assert live.status(9.0)["AAPL.US"] == live.status(9.0)["AAPL.US"].__class__(
+        "stale", "connection", "stock-0", 4.0
+    )
     live.ticked("AAPL.US", 10.0)
     assert live.events() == [Recovered("AAPL.US", "stock-0", 5.0)]
 
@@ -305,7 +317,9 @@ def test_zero_disables_and_unheld_codes_are_forgotten() -> None:
     ),
     st.lists(st.floats(0.0, 8.0), min_size=60, max_size=60),
 )
-def test_events_alternate_and_nothing_moves_before_the_wakeup(ops: list[tuple[str, str]], steps: list[float]) -> None:
+def test_events_alternate_and_nothing_moves_before_the_wakeup(
+    ops: list[tuple[str, str]], steps: list[float]
+) -> None:
     live = CodeLiveness({"c0": 5.0, "c1": 3.0})
     placement = {"A": "c0", "B": "c0", "C": "c1"}
     now = 0.0

@@ -19,7 +19,11 @@ from actors.core.settings import parse_settings
 from tests.conftest import TEST_TOKEN, S, System, sim_sets, system_toml, wait_for
 
 # The first test also waits for the module's system to start, which takes minutes on a loaded machine.
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(int(120 + 100 * S))]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.usefixtures("ray_session"),
+    pytest.mark.timeout(int(120 + 100 * S)),
+]
 
 STOCK = ["AAPL.US", "TSLA.US", "MSFT.US", "NVDA.US"]  # 4 codes, the server serves 3
 FX = ["EURUSD", "XAUUSD", "BTCUSDT"]
@@ -94,7 +98,8 @@ def test_a_code_beyond_the_plan_limit_is_resubscribed_once_then_reported_never_s
 ) -> None:
     code = ignored_stock_code(sim)
     state = wait_for(
-        lambda: codes(system)[code].state == "never_started" and codes(system)[code], 8 * STALE_AFTER_S,
+        lambda: codes(system)[code].state == "never_started" and codes(system)[code],
+        8 * STALE_AFTER_S,
         what=f"{code} never_started",
     )
     assert (state.reason, state.connection, state.last_tick_age_s) == ("never_started", "stock-0", -1.0)
@@ -134,9 +139,15 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once_then_they_recove
     before = {c: len(health(system, "stale", c)) for c in STOCK}
     recovered = {c: len(health(system, "recovered", c)) for c in STOCK}
     assert sim.inject("drop", path="stock")
-    wait_for(lambda: all(len(health(system, "stale", c)) >= before[c] + 1 for c in served), 10, what="on_stale for each")
+    wait_for(
+        lambda: all(len(health(system, "stale", c)) >= before[c] + 1 for c in served),
+        10,
+        what="on_stale for each",
+    )
     events = system.registry().code_events
-    assert all(any(e.startswith(f"{c} stale: its connection stock-0 is dead") for e in events) for c in served)
+    assert all(
+        any(e.startswith(f"{c} stale: its connection stock-0 is dead") for e in events) for c in served
+    )
     assert len(health(system, "stale", never)) == before[never]  # never started: not told again
     wait_for(
         lambda: all(len(health(system, "recovered", c)) >= recovered[c] + 1 for c in served),
@@ -146,17 +157,27 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once_then_they_recove
     wait_for(lambda: all(codes(system)[c].state == "ok" for c in served), 10, what="the stock codes ok again")
 
 
-def test_a_connection_declared_silent_makes_all_its_codes_stale_then_they_recover(system: System, sim: Any) -> None:
+def test_a_connection_declared_silent_makes_all_its_codes_stale_then_they_recover(
+    system: System, sim: Any
+) -> None:
     """The false-alive socket (the simulator's ``stall``): the heartbeat declares it silent and it is
     replaced; every code of it is stale at once (reason: the connection), then recovers."""
     before = {c: len(health(system, "stale", c)) for c in FX}
     recovered = {c: len(health(system, "recovered", c)) for c in FX}
     assert sim.inject("stall", path="forex_crypto")
-    wait_for(lambda: all(len(health(system, "stale", c)) >= before[c] + 1 for c in FX), 20, what="on_stale for each")
-    events = system.registry().code_events
-    assert all(any(e.startswith(f"{c} stale: its connection forex_crypto-0 is dead") for e in events) for c in FX)
     wait_for(
-        lambda: all(len(health(system, "recovered", c)) >= recovered[c] + 1 for c in FX), 20, what="on_recovered for each"
+        lambda: all(len(health(system, "stale", c)) >= before[c] + 1 for c in FX),
+        20,
+        what="on_stale for each",
+    )
+    events = system.registry().code_events
+    assert all(
+        any(e.startswith(f"{c} stale: its connection forex_crypto-0 is dead") for e in events) for c in FX
+    )
+    wait_for(
+        lambda: all(len(health(system, "recovered", c)) >= recovered[c] + 1 for c in FX),
+        20,
+        what="on_recovered for each",
     )
     wait_for(lambda: all(codes(system)[c].state == "ok" for c in FX), 10, what="the forex codes ok again")
 
@@ -165,7 +186,9 @@ def test_corrupt_prices_are_not_delivered_and_reported_once(system: System, sim:
     code = "AAPL.US"
     assert sim.inject("corrupt", code=code, price="0", count=2)
     assert sim.inject("corrupt", code=code, price="-1")
-    wait_for(lambda: anomalies(system, code).get("price_not_positive") == 3, 10, what="3 corrupt ticks counted")
+    wait_for(
+        lambda: anomalies(system, code).get("price_not_positive") == 3, 10, what="3 corrupt ticks counted"
+    )
     [reason] = wait_for(lambda: problems(system, code, "not positive"), 10, what="on_problem for the price")
     assert "price 0 is not positive; not delivered" in reason
     got = collected(system)
@@ -195,7 +218,9 @@ def test_tick_time_far_in_the_future_is_reported_and_delivered(system: System, s
     code = "TSLA.US" if ignored_stock_code(sim) != "TSLA.US" else "MSFT.US"
     count = len(collected(system)["seen"][code])
     assert sim.inject("tick_time_skew", code=code, skew_s=7200)
-    [reason] = wait_for(lambda: problems(system, code, "far in the future"), 10, what="on_problem for the clock")
+    [reason] = wait_for(
+        lambda: problems(system, code, "far in the future"), 10, what="on_problem for the clock"
+    )
     assert "ahead of the receive time" in reason
     wait_for(lambda: len(collected(system)["seen"][code]) > count + 5, 10, what=f"{code} still delivered")
     sim.inject("clear", code=code)
@@ -208,7 +233,9 @@ def test_tick_time_far_in_the_past_is_reported_and_delivered(system: System, sim
     code = "XAUUSD"
     count = len(collected(system)["seen"][code])
     assert sim.inject("tick_time_skew", code=code, skew_s=-7200)
-    [reason] = wait_for(lambda: problems(system, code, "far in the past"), 10, what="on_problem for the clock")
+    [reason] = wait_for(
+        lambda: problems(system, code, "far in the past"), 10, what="on_problem for the clock"
+    )
     assert "7200 s behind the receive time" in reason
     wait_for(lambda: len(collected(system)["seen"][code]) > count + 5, 10, what=f"{code} still delivered")
     assert anomalies(system, code)["tick_time_past"] > 5

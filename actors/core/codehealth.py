@@ -265,7 +265,7 @@ class TickCheck:
         return {a.value: n for a, n in self._totals.items()}
 
     def last_seen_ms(self) -> dict[str, int]:
-        """The receive time of each code's last tick (duplicates and dropped ones count: the code is alive)."""
+        """The receive time of each code's last tick (dropped ones count too)."""
         return {code: m.seen_ms for code, m in self._marks.items()}
 
     def forget(self, keep: Iterable[str] | Mapping[str, object]) -> None:
@@ -316,8 +316,14 @@ class Stale(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         if self.reason is Reason.CONNECTION:
-            return f"{self.code} stale: its connection {self.connection} is dead ({self.silent_for_s:.1f} s since its last tick)"
-        return f"{self.code} quiet: no tick for {self.silent_for_s:.1f} s while its connection {self.connection} is alive"
+            return (
+                f"{self.code} stale: its connection {self.connection} is dead "
+                f"({self.silent_for_s:.1f} s since its last tick)"
+            )
+        return (
+            f"{self.code} quiet: no tick for {self.silent_for_s:.1f} s "
+            f"while its connection {self.connection} is alive"
+        )
 
 
 class Recovered(msgspec.Struct, frozen=True):
@@ -367,7 +373,17 @@ class CodeHealth(msgspec.Struct, frozen=True):
 
 
 class _Code:
-    __slots__ = ("bad_since", "conn", "last_tick", "reason", "resubscribed", "since", "state", "told", "wait_from")
+    __slots__ = (
+        "bad_since",
+        "conn",
+        "last_tick",
+        "reason",
+        "resubscribed",
+        "since",
+        "state",
+        "told",
+        "wait_from",
+    )
 
     def __init__(self, conn: str, since: float) -> None:
         self.conn = conn
@@ -417,7 +433,11 @@ class CodeLiveness:
             state = self._codes.get(code)
             if state is None or state.conn != conn:
                 self._codes[code] = _Code(conn, now)
-            elif state.state is CodeState.STALE and state.reason is Reason.CONNECTION and state.last_tick is None:
+            elif (
+                state.state is CodeState.STALE
+                and state.reason is Reason.CONNECTION
+                and state.last_tick is None
+            ):
                 # Its connection died before its first tick: on the new socket it waits again, so a
                 # code the server ignores is still found out (its holders already know it is stale).
                 state.state, state.reason, state.wait_from = CodeState.WAITING, Reason.NONE, now
@@ -496,7 +516,9 @@ class CodeLiveness:
 
     def watched(self) -> frozenset[str]:
         """The codes whose next tick is news (stale or never started): the decoders report those at once."""
-        return frozenset(c for c, s in self._codes.items() if s.state in (CodeState.STALE, CodeState.NEVER_STARTED))
+        return frozenset(
+            c for c, s in self._codes.items() if s.state in (CodeState.STALE, CodeState.NEVER_STARTED)
+        )
 
     def codes(self) -> frozenset[str]:
         """Every code watched on some connection."""
@@ -506,7 +528,10 @@ class CodeLiveness:
         """Each held code's state, reason, connection and age of its last tick."""
         return {
             code: CodeHealth(
-                s.state.value, s.reason.value, s.conn, -1.0 if s.last_tick is None else round(now - s.last_tick, 3)
+                s.state.value,
+                s.reason.value,
+                s.conn,
+                -1.0 if s.last_tick is None else round(now - s.last_tick, 3),
             )
             for code, s in self._codes.items()
         }

@@ -149,8 +149,8 @@ class FeedSettings(_Table, frozen=True):
     deliver_corrupt: Annotated[
         bool,
         msgspec.Meta(
-            description="whether to deliver ticks with a price at or below zero or a negative volume (counted and "
-            "reported either way); true only for instruments that can trade at or below zero",
+            description="whether to deliver ticks with a price at or below zero or a negative volume "
+            "(counted and reported either way); true only for instruments that can trade at or below zero",
         ),
     ] = False
 
@@ -572,7 +572,8 @@ def _check_endpoints(endpoints: Mapping[str, EndpointSettings]) -> None:
         if stale is not None and not (math.isfinite(stale) and stale >= 0):
             raise ConfigError(
                 f"endpoints.{name}.stale_after_s",
-                f"expected seconds >= 0 (0 disables the check), got {stale}; omit it to use [feed] stale_after_s",
+                f"expected seconds >= 0 (0 disables the check), got {stale}; "
+                "omit it to use [feed] stale_after_s",
             )
 
 

@@ -243,8 +243,8 @@ class Market:
 
         bids = [level(max(1, inst.price - half * (i + 1))) for i in range(depth)]
         asks = [level(inst.price + half * (i + 1)) for i in range(depth)]
-        book = BookData(code=code, seq=inst.book_seq, tick_time=now_ns // 1_000_000 + self.skew_ms.get(code, 0),
-                        bids=bids, asks=asks,
+        tick_time = now_ns // 1_000_000 + self.skew_ms.get(code, 0)
+        book = BookData(code=code, seq=inst.book_seq, tick_time=tick_time, bids=bids, asks=asks,
                         sent_ns=now_ns)
         inst.last_book = book
         return book

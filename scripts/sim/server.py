@@ -199,7 +199,8 @@ class Simulator:
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: see scripts/simulator.py's docstring. Call it on the simulator's loop."""
         state = self.sim.snapshot()
-        state["code_faults"] = {"muted": sorted(self.market.muted), "tick_time_skew_ms": dict(self.market.skew_ms)}
+        market = self.market
+        state["code_faults"] = {"muted": sorted(market.muted), "tick_time_skew_ms": dict(market.skew_ms)}
         return state
 
     # WebSocket connections ------------------------------------------------------------------------
