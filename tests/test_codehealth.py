@@ -269,6 +269,17 @@ def test_a_code_that_never_ticks_is_resubscribed_once_then_reported() -> None:
     assert live.events() == [Recovered("S0006.US", "stock-0", 120.0)]
 
 
+def test_a_quiet_code_whose_connection_is_then_found_dead_is_not_told_twice() -> None:
+    live = CodeLiveness({"c": 3.0})
+    live.acknowledged("c", ["A"], now=0.0)
+    live.ticked("A", 1.0)
+    live.poll(4.0)
+    assert live.events() == [Stale("A", "c", 3.0, Reason.QUIET)]
+    live.connection_down("c", 6.0)  # the false-alive socket is declared silent later
+    assert live.events() == []
+    assert live.status(6.0)["A"].reason == "connection"
+
+
 def test_a_connection_lost_before_the_first_tick_waits_again_on_the_new_socket() -> None:
     live = CodeLiveness({"stock-0": 10.0})
     live.acknowledged("stock-0", ["S0006.US"], now=0.0)

@@ -445,7 +445,10 @@ class CodeLiveness:
     def connection_down(self, conn: str, now: float) -> None:
         """The socket of ``conn`` dropped or was declared silent: all its codes are stale at once."""
         for code, s in self._codes.items():
-            if s.conn == conn and s.state in (CodeState.OK, CodeState.WAITING):
+            if s.conn == conn and s.state is CodeState.STALE and s.reason is Reason.QUIET:
+                # Quiet first, then the whole socket was found dead: its holders know already.
+                s.reason = Reason.CONNECTION
+            elif s.conn == conn and s.state in (CodeState.OK, CodeState.WAITING):
                 told = s.told
                 s.leave(CodeState.STALE, Reason.CONNECTION, now)
                 if not told:  # a waiting code whose connection died again was told already
