@@ -7,7 +7,14 @@ order holds end to end. Per batch it:
   rest of the batch goes on;
 - forwards responses (22001/22003/22005/22007 and error frames) to the registry over Ray, which owns the
   subscription state;
-- dedupes, drops ghosts and fans out (actors.core.routing.Router);
+- drops ghosts, checks every tick and fans out (actors.core.routing.Router over
+  actors.core.codehealth.TickCheck): a duplicate (the vendor pushes the latest tick again on subscribe)
+  or an older tick is dropped, a corrupt one (price <= 0, negative volume, empty code) is dropped
+  unless ``deliver_corrupt``, a seq reset, jump or odd tick_time is delivered; all are counted per
+  code, and the first of each episode is logged and told to the code's holders (``on_problem``);
+- keeps each code's last receive time: ``tick_ages`` gives the registry's liveness check the ages, and
+  the first tick of a code the registry watches (stale or never started) is reported at once
+  (``Registry.codes_ticked``);
 - sends each strategy one msgpack-encoded batch of its ticks over its channel. What a strategy has not
   acknowledged is bounded (``max_pending`` batches, actors.core.routing.Outbox): beyond it a batch is
   dropped for that strategy alone and counted, and the count travels with its next batch to
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from typing import Any
 
 import msgspec
@@ -30,6 +38,7 @@ from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
+from actors.core.codehealth import Report
 from actors.core.routing import Outbox, Router
 from actors.naming import NamedActors
 
@@ -56,18 +65,27 @@ class DecoderStats(msgspec.Struct, frozen=True):
     routes: int
     lost_on_break: dict[str, int] = {}  # records per strategy written but never acknowledged: it died
     frames_lost: int = 0  # frames the connections could not send us (counted at their end)
+    anomalies: dict[str, dict[str, int]] = {}  # code -> anomaly -> count, trades and books, held codes
 
 
 class Decoder:
     """Decode, dedupe and route; wrapped with ``ray.remote`` by the supervisor."""
 
     def __init__(
-        self, decoder_id: int, registry: Any, namespace: str, max_pending: int = 64, supervisor: Any = None
+        self,
+        decoder_id: int,
+        registry: Any,
+        namespace: str,
+        max_pending: int = 64,
+        supervisor: Any = None,
+        *,
+        deliver_corrupt: bool = False,
     ) -> None:
         self._id = decoder_id
         self._registry = registry
         self._max_pending = max_pending
-        self._router = Router()
+        self._router = Router(deliver_corrupt=deliver_corrupt)
+        self._watch: frozenset[str] = frozenset()  # codes whose next tick the registry wants at once
         self._actors = NamedActors(namespace)
         self._senders: dict[str, Sender] = {}
         self._encode = msgspec.msgpack.Encoder().encode
@@ -121,17 +139,47 @@ class Decoder:
                 for exc in batch.errors:
                     logger.warning("decoder {}: {} from {} (counted, feed goes on)", self._id, exc, conn_id)
         delivered = 0
+        now_ms = received_ns // 1_000_000  # the connection's wall-clock read time (0: unknown)
         if batch.ticks:
             self._ticks += len(batch.ticks)
-            delivered += self._send(TICKS, self._router.route(batch.ticks))
+            delivered += self._send(TICKS, self._router.route(batch.ticks, now_ms))
+            if self._watch:
+                self._tell_watched(batch.ticks, now_ms)
         if batch.books:
             self._books += len(batch.books)
-            delivered += self._send(BOOKS, self._router.route(batch.books, books=True))
+            delivered += self._send(BOOKS, self._router.route(batch.books, now_ms, books=True))
+        reports = self._router.reports()
+        if reports:
+            self._report(reports)
         self._delivered += delivered
         slow = sum(sender.outbox.dropped for sender in self._senders.values())
         drops = (self._router.ghosts, self._router.duplicates, self._malformed, slow)
         metrics.decoded(self._id, conn_id, len(batch.ticks) + len(batch.books), drops)
         return delivered
+
+    def _report(self, reports: list[tuple[Report, tuple[str, ...]]]) -> None:
+        # Once per episode (the check decides): logged and told to every holder of the code.
+        for report, holders in reports:
+            logger.warning("decoder {}: {}: {}", self._id, report.code or "<empty code>", report)
+            for name in holders:
+                handle = self._actors.get(strategy_name(name))
+                if handle is not None:
+                    handle.problem.remote(report.code, str(report))  # -> Strategy.on_problem(code, reason)
+
+    def _tell_watched(self, ticks: list[Any], now_ms: int) -> None:
+        seen = self._watch.intersection(t.code for t in ticks)
+        if seen:
+            self._watch = self._watch - seen
+            age = max(0.0, (time.time_ns() // 1_000_000 - now_ms) / 1000) if now_ms else 0.0
+            self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
+
+    def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
+        """Seconds since the last trade tick of each held code (for the registry's liveness check), and
+        from now on report the first tick of each ``watch`` code at once (``Registry.codes_ticked``)."""
+        self._watch = frozenset(watch)
+        now_ms = time.time_ns() // 1_000_000
+        seen = self._router.trades.last_seen_ms()
+        return {code: max(0.0, (now_ms - at) / 1000) for code, at in seen.items()}
 
     def _send(self, kind: str, per_strategy: dict[str, list[Any]]) -> int:
         sent = 0
@@ -175,4 +223,6 @@ class Decoder:
             routes=self._router.routed_codes,
             lost_on_break={name: box.lost for name, box in boxes.items() if box.lost},
             frames_lost=self._frames_lost,
+            anomalies=self._router.anomalies(),
         )
+

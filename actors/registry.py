@@ -12,6 +12,13 @@ book's request allowed by the rate limits, an empty connection's grace period ov
 changed something; every change is made under one lock, so the registry stays a single
 serialization point.
 
+It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged trade code
+is watched; its timer thread wakes at the core's next wake-up, asks the decoders for the age of each
+code's last tick (``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
+connection died (``Strategy.on_stale``), and when its ticks return (``on_recovered``; the decoders
+report the first tick of a watched code at once, ``codes_ticked``). A code with no first tick is
+resubscribed once, then reported to its holders as never started (``on_problem``).
+
 Its state (holdings and the codes the vendor refused) is saved to Ray's internal KV store after every
 change and read back in ``__init__``: a registry restarted by Ray, SIGKILL included, loses no
 subscription. It does not know which requests the server acknowledged before it died, so it marks every
@@ -34,6 +41,15 @@ from actors.log import about, logger
 from ray.experimental import internal_kv
 
 from actors.core import wire
+from actors.core.codehealth import (
+    CodeHealth,
+    CodeLiveness,
+    LivenessEvent,
+    NeverStarted,
+    Recovered,
+    Resubscribe,
+    Stale,
+)
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
@@ -43,6 +59,8 @@ from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate,
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
 IDLE_WAKEUP_S = 60.0  # the timer's longest sleep when no core has anything due (it is woken on changes)
+CODE_EVENTS_KEPT = 20  # the last per-code liveness events shown in the status
+DECODER_ANSWER_S = 2.0  # how long a liveness round waits for the decoders' tick ages
 
 
 class RegistryState(msgspec.Struct):
@@ -79,6 +97,8 @@ class RegistryStatus(msgspec.Struct, frozen=True):
     vendor_errors: list[str]
     in_sync: bool
     pid: int
+    codes: dict[str, CodeHealth] = {}  # held trade codes: state ok/waiting/stale/never_started, and why
+    code_events: list[str] = []  # the last liveness events, newest last
 
 
 KINDS = (Kind.TRADES, Kind.BOOK)
@@ -104,6 +124,7 @@ class Registry:
         tokens: tuple[str, ...] = ("token",),
         token_of: Mapping[str, str] | None = None,
         close_after_s: float = CLOSE_AFTER_S,
+        stale_after_s: Mapping[str, float] | float = 60.0,  # per endpoint name, or one for all
     ) -> None:
         """Args beyond the obvious: ``connections`` are the start-up ones (pinned: never closed), each
         with decoder ``i`` in the order given; ``max_connections`` is the plan's connections per token
@@ -134,6 +155,13 @@ class Registry:
         self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         self._told_603: set[str] = set()
+        self._stale_by_endpoint = {} if isinstance(stale_after_s, int | float) else dict(stale_after_s)
+        default = float(stale_after_s) if isinstance(stale_after_s, int | float) else 60.0
+        self._liveness = CodeLiveness(default_s=default)  # each connection's own limit: _watch_liveness
+        self._liveness_due: float | None = None  # the timer, armed from the core's next wake-up
+        self._watch_sent: frozenset[str] = frozenset()
+        self._code_events: deque[str] = deque(maxlen=CODE_EVENTS_KEPT)
+        self._asked: tuple[list[Any], frozenset[str], float] | None = None  # tick ages asked, unanswered
         state = self._load()
         self._holdings = {
             Kind.TRADES: Holdings.from_snapshot(state.holdings),
@@ -163,6 +191,7 @@ class Registry:
                     self._pool.add(slot)  # a pinned one taken out with its token stays out
         for slot in self._pool.slots.values():
             self._add_books(slot)
+            self._watch_liveness(slot)
             if not slot.pinned:
                 self._open(slot)  # a restarted registry: the Supervisor creates it unless it exists
         self._assignment: dict[Kind, dict[str, frozenset[str]]] = {kind: {} for kind in KINDS}
@@ -303,6 +332,9 @@ class Registry:
                 self._up[conn_id] = False
                 for kind in KINDS:
                     self._books[conn_id, kind].connection_down()
+                now = time.monotonic()
+                self._liveness.connection_down(conn_id, now)  # every code of it is stale at once
+                self._liveness_changed(now)
 
     def on_responses(self, conn_id: str, epoch: int, responses: list[Any]) -> None:
         """Responses read on ``conn_id`` (forwarded by its decoder)."""
@@ -389,6 +421,9 @@ class Registry:
             elif isinstance(event, Acknowledged):
                 metrics.count("subscription_requests", connection=conn_id, code="200")
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
+                if book.kind is Kind.TRADES:
+                    self._liveness.acknowledged(conn_id, book.acknowledged, event.acknowledged_at)
+                    self._liveness_changed(event.acknowledged_at)
         return changed
 
     def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:
@@ -408,6 +443,100 @@ class Registry:
             handle = self._strategy(name)
             if handle is not None:
                 handle.problem.remote(code, error)  # -> Strategy.on_problem(code, reason)
+
+    # --- per-code liveness ------------------------------------------------------------------------
+
+    def codes_ticked(self, ages: Mapping[str, float]) -> None:
+        """A decoder saw the first tick of watched codes (stale or never started), ``ages`` seconds ago."""
+        with self._lock:
+            now = time.monotonic()
+            for code, age in ages.items():
+                self._liveness.ticked(code, now - age)
+            self._liveness_changed(now)
+
+    def _liveness_changed(self, now: float) -> None:
+        """Send the core's events; re-arm its timer (now, when the decoders must learn a new watch list)."""
+        self._liveness_events(self._liveness.events())
+        if self._liveness.watched() != self._watch_sent:
+            self._liveness_due = now
+            self._wake.set()
+        else:
+            self._liveness_due = self._liveness.next_wakeup()
+
+    def _liveness_ask(self) -> None:
+        # The timer thread, when the core's wake-up is due: ask every decoder for its tick ages (and
+        # give it the watch list). The answers are taken by later pump rounds (_liveness_answers), so a
+        # decoder busy with a burst never holds up the subscription requests.
+        with self._lock:
+            watch = self._liveness.watched()
+            self._liveness_due = None
+        decoders = [d for d in (self._decoder(i) for i in sorted(self._decoder_ids())) if d is not None]
+        refs = [d.tick_ages.remote(sorted(watch)) for d in decoders]
+        self._asked = (refs, watch, time.monotonic())
+        for ref in refs:  # the timer wakes as each answer arrives (_next_wakeup: the deadline otherwise)
+            ref.future().add_done_callback(lambda _f: self._wake.set())
+
+    def _liveness_answers(self) -> None:
+        refs, watch, asked_at = self._asked
+        ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs else []
+        if len(ready) < len(refs):
+            if time.monotonic() - asked_at > DECODER_ANSWER_S:
+                # A decoder restarting or far behind: ask again later; its codes are judged then.
+                missing = len(refs) - len(ready)
+                logger.warning("registry: liveness: {} decoder(s) did not answer; asking again", missing)
+                self._asked = None
+                with self._lock:
+                    self._liveness_due = time.monotonic() + DECODER_ANSWER_S
+            return
+        self._asked = None
+        try:
+            ages: list[dict[str, float]] = ray.get(refs, timeout=0) if refs else []
+        except Exception as exc:  # noqa: BLE001 - a decoder that died meanwhile: the next round asks again
+            why = type(exc).__name__
+            logger.warning("registry: liveness: a decoder failed to answer ({}); asking again", why)
+            with self._lock:
+                self._liveness_due = time.monotonic() + DECODER_ANSWER_S
+            return
+        with self._lock:
+            self._watch_sent = watch
+            now = time.monotonic()
+            for table in ages:
+                for code, age in table.items():
+                    self._liveness.ticked(code, now - age)
+            self._liveness.poll(now)
+            self._liveness_changed(now)
+
+    def _liveness_events(self, events: list[LivenessEvent]) -> None:
+        resend: set[str] = set()
+        holdings = self._holdings[Kind.TRADES]
+        for event in events:
+            if isinstance(event, Resubscribe):
+                resend.add(event.connection)
+                text = f"{event.code} got no first tick on {event.connection}: resubscribing it once"
+                self._code_events.append(text)
+                logger.warning("registry: {}", text)
+                continue
+            text = str(event)
+            self._code_events.append(text)
+            holders = holdings.holders(event.code)
+            if isinstance(event, Stale):
+                logger.warning("registry: {}; told {}", text, sorted(holders))
+            elif isinstance(event, Recovered):
+                logger.info("registry: {}; told {}", text, sorted(holders))
+            else:
+                logger.error("registry: {}; told {}", text, sorted(holders))
+            for name in holders:
+                handle = self._strategy(name)
+                if handle is None:
+                    continue
+                if isinstance(event, NeverStarted):
+                    handle.problem.remote(event.code, text)  # -> Strategy.on_problem(code, reason)
+                else:
+                    kind = "stale" if isinstance(event, Stale) else "recovered"
+                    # -> Strategy.on_stale / on_recovered
+                    handle.code_health.remote(kind, event.code, event.silent_for_s)
+        for conn_id in resend:
+            self._books[conn_id, Kind.TRADES].resend()
 
     # --- decoders ---------------------------------------------------------------------------------
 
@@ -477,6 +606,12 @@ class Registry:
         for table in (self._epochs, self._up, self._ids):
             table.pop(slot.conn_id, None)  # type: ignore[attr-defined]
 
+    def _watch_liveness(self, slot: Slot) -> None:
+        """Per-code liveness on ``slot`` uses its endpoint's ``stale_after_s``."""
+        limit = self._stale_by_endpoint.get(slot.endpoint.value)
+        if limit is not None:
+            self._liveness.set_limit(slot.conn_id, limit)
+
     def _open(self, slot: Slot) -> None:
         if self._supervisor is not None:
             # -> Supervisor.open_connection: creates its decoder and connection (idempotent); the
@@ -491,6 +626,7 @@ class Registry:
         for slot in fit.opened:
             logger.info("registry: opening {} on token {} (room for more codes)", slot.conn_id, slot.token)
             self._add_books(slot)
+            self._watch_liveness(slot)
             self._open(slot)
         starved = {code: why for code, why in fit.refused.items() if code not in self._unserved}
         if starved:
@@ -528,6 +664,10 @@ class Registry:
         pool_at = self._pool.next_wakeup()
         if pool_at is not None:
             times.append(pool_at)
+        if self._asked is not None:  # decoders' tick ages asked: judged by this deadline at the latest
+            times.append(self._asked[2] + DECODER_ANSWER_S)
+        elif self._liveness_due is not None:
+            times.append(self._liveness_due)
         return min(times, default=None)
 
     def _timer_loop(self) -> None:
@@ -563,6 +703,11 @@ class Registry:
                 self._close_idle(now)
             self._pump(now)
             metrics.code_states(self._books.values(), self._refused)
+            due = self._liveness_due is not None and now >= self._liveness_due
+        if self._asked is not None:
+            self._liveness_answers()
+        elif due:
+            self._liveness_ask()
 
     def _pump(self, now: float) -> None:
         for (conn_id, _kind), book in self._books.items():
@@ -615,6 +760,8 @@ class Registry:
                 vendor_errors=[f"{conn_id}: {error}" for conn_id, error in self._vendor_errors],
                 in_sync=not self._dirty and all(c.in_sync for c in conns),
                 pid=os.getpid(),
+                codes=self._liveness.status(time.monotonic()),
+                code_events=list(self._code_events),
             )
 
     def clear_state(self) -> None:

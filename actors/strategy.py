@@ -17,8 +17,14 @@ each decoder (actors.channel; not a Ray call). Delivery never waits for the stra
 to ``queue_batches``; beyond that the oldest batch is dropped, and every dropped tick is counted
 (``statistics().missed``) and reported to ``on_missed``, never silently lost: so are the ticks a
 decoder could not send (its bounded outbox was full, or this strategy was restarting). A duplicate
-or older tick (seq not greater than the last delivered for its code) never reaches ``on_ticks``.
+or older tick never reaches ``on_ticks``; after a reset of the vendor's seq counter (seq lower,
+tick_time later) the ticks go on from the new seq (see actors.core.codehealth, rule 2).
 The rules live in actors.core.delivery; this shell moves bytes and calls the hooks.
+
+A code that goes quiet is told to its holders: ``on_stale(code, silent_for_s)`` when its connection
+died or it got no tick for ``[feed] stale_after_s`` seconds, ``on_recovered(code, silent_for_s)`` when
+its ticks return; a code that never started, a corrupt tick or a sequence anomaly goes to
+``on_problem``.
 """
 
 from __future__ import annotations
@@ -130,8 +136,19 @@ class Strategy:
         logger.warning("strategy {}: {} ticks dropped because it was too slow", self.name, count)
 
     async def on_problem(self, code: str, reason: str) -> None:
-        """The vendor refused ``code`` after it was accepted locally (e.g. 600 code invalid)."""
-        logger.error("strategy {}: {} was refused: {}", self.name, code, reason)
+        """Something is wrong with ``code``: the vendor refused it after it was accepted locally (e.g.
+        600 code invalid), it never started, or its ticks were corrupt or out of sequence (once per
+        episode). ``reason`` says which and what was done. Logged by default."""
+        logger.error("strategy {}: {}: {}", self.name, code, reason)
+
+    async def on_stale(self, code: str, silent_for_s: float) -> None:
+        """``code`` got no tick for ``silent_for_s`` seconds: its connection died (every code of it at
+        once) or the code alone went quiet. Pause what depends on it; logged by default."""
+        logger.warning("strategy {}: {} is stale ({:.1f} s without a tick)", self.name, code, silent_for_s)
+
+    async def on_recovered(self, code: str, silent_for_s: float) -> None:
+        """Ticks of ``code`` are back after ``silent_for_s`` seconds without. Logged by default."""
+        logger.info("strategy {}: {} recovered after {:.1f} s", self.name, code, silent_for_s)
 
     async def on_stop(self) -> None:
         """Called on a clean shutdown: flush what you hold."""
@@ -233,9 +250,18 @@ class Strategy:
                 metrics.delivered(self.name, books)
                 await self.on_books(books)
 
-    async def problem(self, code: str, error: FeedError) -> None:
-        """The registry reports a code the vendor refused ("*": the whole request, e.g. 603)."""
-        await self.on_problem(code, f"the vendor refused it: {error}")
+    async def problem(self, code: str, error: FeedError | str) -> None:
+        """The registry reports a code the vendor refused ("*": the whole request, e.g. 603), or a
+        decoder or the registry reports a problem with ``code`` in words (``error`` a str)."""
+        await self.on_problem(code, error if isinstance(error, str) else f"the vendor refused it: {error}")
+
+    async def code_health(self, event: str, code: str, silent_for_s: float) -> None:
+        """The registry reports ``event`` "stale" or "recovered" for ``code`` (actors.core.codehealth)."""
+        hook = self.on_stale if event == "stale" else self.on_recovered
+        try:
+            await hook(code, silent_for_s)
+        except Exception:  # noqa: BLE001 - a user bug must not break the registry's reports
+            logger.exception("strategy {}: on_{} raised", self.name, event)
 
     async def statistics(self) -> StrategyStats:
         """Counters of this strategy."""

@@ -236,6 +236,7 @@ def _create_children(
             tokens=s.token_names(),
             token_of=connection_tokens(s),
             close_after_s=s.feed.idle_connection_close_s,
+            stale_after_s={endpoint: s.stale_after_s(endpoint) for endpoint in s.endpoints},
         )
     )
     created.append(registry)
@@ -279,7 +280,14 @@ def _decoder_actor(
             max_task_retries=-1,
             **lifetime,
         )
-        .remote(decoder_id, registry, namespace, settings.feed.strategy_queue_batches, supervisor)
+        .remote(
+            decoder_id,
+            registry,
+            namespace,
+            settings.feed.strategy_queue_batches,
+            supervisor,
+            deliver_corrupt=settings.feed.deliver_corrupt,
+        )
     )
 
 

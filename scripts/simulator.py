@@ -76,10 +76,21 @@ Faults (``Simulator.inject(name, *, path=None, conn=None, **params)`` or ``/admi
                and are closed; returns []
     reply      answer the next subscription request with ``ret`` (default 603) and ``msg`` (default: the
                PROTOCOL.md message of ret); the subscription stays unchanged
-    clear      remove stall, blackhole and reply, and stop a running burst
     hold       the next ``count`` (default 1) subscription requests on the path (any path if omitted),
                on any connection, new ones included, are read and never answered: a request stays in
                flight (recorded in ``requests`` with ret 0, counted in totals ``held``); returns []
+    clear      remove stall, blackhole and reply, stop a running burst, and lift every per-code fault;
+               with ``code``: lift that code's mute and tick_time_skew only
+
+Per-code faults (``code`` required; they act on the code wherever it is subscribed, and return the
+connections on ``path``/``conn`` that hold it):
+
+    mute            no more normal pushes (trades and books) for the code, until ``clear``
+    seq_reset       the code's trade and book seq restart at 1 (as after a vendor restart); tick_time goes on
+    tick_time_skew  the code's tick_time is off by ``skew_s`` seconds (default 3600; negative = in the
+                    past), until ``clear``
+    corrupt         push ``count`` (default 1) trades of the code at once with ``price`` (default "0") and,
+                    if given, ``volume``; seq advances as for any trade
 
 State (``Simulator.state()``, ``/admin/state``)
 ===============================================
@@ -89,7 +100,8 @@ State (``Simulator.state()``, ``/admin/state``)
                       "requests": [[monotonic_time, cmd_id, ret], ...],   # subscription requests only
                       "refused": {"429": n, "400": n, ...}}, ...],
      "closed": [same, the last 100 closed connections],
-     "totals": {"connections_opened", "refused_606", "refused_401", "pushes", "429", "400", "600", ...}}
+     "totals": {"connections_opened", "refused_606", "refused_401", "pushes", "429", "400", "600", ...},
+     "code_faults": {"muted": [codes], "tick_time_skew_ms": {code: ms}}}
 
 ``max_requests_in_window(conn_state, window_s)`` is the largest number of subscription requests a
 connection sent within any ``window_s`` seconds.

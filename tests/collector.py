@@ -22,13 +22,17 @@ class Collector(Strategy):
         self.missed_reports = 0
         self.books: dict[str, list[int]] = {}  # code -> depth (bids) of each snapshot
         self.book_seqs: dict[str, list[int]] = {}  # code -> seq of each snapshot
+        self.health: list[tuple[str, str, float]] = []  # ("stale" | "recovered", code, silent_for_s)
+        self._times: dict[str, int] = {}  # code -> tick_time of the last tick
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         for t in ticks:
             seqs = self.seen.setdefault(t.code, [])
-            if seqs and t.seq <= seqs[-1]:
+            # A lower seq is a violation unless tick_time moved on: then the vendor's counter was reset.
+            if seqs and (t.seq == seqs[-1] or (t.seq < seqs[-1] and t.tick_time < self._times[t.code])):
                 self.violations.append(f"{t.code}: seq {t.seq} after {seqs[-1]}")
             seqs.append(t.seq)
+            self._times[t.code] = t.tick_time
             self.prices[t.code] = t.price
             if not isinstance(t.price, str):
                 self.violations.append(f"{t.code}: price {t.price!r} is not a string")
@@ -44,6 +48,12 @@ class Collector(Strategy):
     async def on_problem(self, code: str, reason: str) -> None:
         self.problems.append((code, reason))
 
+    async def on_stale(self, code: str, silent_for_s: float) -> None:
+        self.health.append(("stale", code, silent_for_s))
+
+    async def on_recovered(self, code: str, silent_for_s: float) -> None:
+        self.health.append(("recovered", code, silent_for_s))
+
     async def on_missed(self, count: int) -> None:
         self.missed_reports += count
 
@@ -57,6 +67,7 @@ class Collector(Strategy):
             "missed_reports": self.missed_reports,
             "books": self.books,
             "book_seqs": self.book_seqs,
+            "health": self.health,
         }
 
     async def ledger(self) -> dict[str, Any]:

@@ -255,3 +255,68 @@ class TestSlowStrategies:
         wait_for(lambda: len(world.seen("a", code)) == 15, 10, what="every batch at a")
         assert world.seen("a", code) == list(range(1, 16))
         assert world.collected("a")["missed_reports"] == 0
+
+
+class TestTickCheck:
+    """The per-tick check in the decoder's route loop (actors.core.codehealth.TickCheck)."""
+
+    def test_a_seq_reset_keeps_ticks_flowing_and_is_reported_once(self, world: World) -> None:
+        """A restarted vendor (or simulator) counts seq from 1 again: the ticks are delivered, not
+        dropped as duplicates until seq passes the old mark."""
+        code = "ORCL.US"
+        decoder = world.decoder()
+        decoder.set_routes({code: ("a",)}, {})
+        t0 = 1_732_550_400_000
+        frames = [push("push_trade_int_seq_ms", code=code, seq=s, tick_time=t0 + s) for s in (500, 501)]
+        frames += [
+            push("push_trade_int_seq_ms", code=code, seq=s, tick_time=t0 + 1000 + s) for s in (1, 2, 3)
+        ]
+        assert decoder.decode(CONN, 1, frames, (t0 + 2000) * 1_000_000) == 5
+        stats = decoder.statistics()
+        assert stats.anomalies[code] == {"seq_reset": 1}
+        assert stats.duplicates == 0
+        problems = wait_for(
+            lambda: [p for p in world.collected("a")["problems"] if p[0] == code],
+            10,
+            what="the reset reported",
+        )
+        assert len(problems) == 1 and "seq restarted: seq 1 after 501" in problems[0][1], problems
+        # A stale tick (lower seq, older tick_time) is dropped and counted, never delivered.
+        old = push("push_trade_int_seq_ms", code=code, seq=2, tick_time=t0 + 1)
+        assert decoder.decode(CONN, 1, [old], (t0 + 2000) * 1_000_000) == 0
+        assert decoder.statistics().anomalies[code] == {"seq_reset": 1, "seq_backwards": 1}
+        wait_for(
+            lambda: world.seen("a", code)[-5:] == [500, 501, 1, 2, 3], 10, what=f"{code} after the reset"
+        )
+
+    def test_a_price_of_zero_or_below_is_not_delivered_and_reported_once(self, world: World) -> None:
+        code = "IBM.US"
+        decoder = world.decoder()
+        decoder.set_routes({code: ("b",)}, {})
+        frames = [
+            push("push_trade_int_seq_ms", code=code, seq=1),
+            push("push_trade_int_seq_ms", code=code, seq=2, price="0"),
+        ]
+        frames += [
+            push("push_trade_int_seq_ms", code=code, seq=3, price="-1"),
+            push("push_trade_int_seq_ms", code=code, seq=4),
+        ]
+        assert decoder.decode(CONN, 1, frames, 0) == 2
+        assert decoder.statistics().anomalies[code] == {"price_not_positive": 2}
+        wait_for(lambda: world.seen("b", code) == [1, 4], 10, what=f"{code} 1 and 4 only")
+        problems = wait_for(
+            lambda: [p for p in world.collected("b")["problems"] if p[0] == code],
+            10,
+            what="the corrupt price reported",
+        )
+        assert len(problems) == 1 and "price 0 is not positive" in problems[0][1]
+
+    def test_deliver_corrupt_passes_them(self, world: World) -> None:
+        code = "INTC.US"
+        decoder = Decoder(900, world.registry, world.namespace, 64, deliver_corrupt=True)
+        decoder.set_routes({code: ("b",)}, {})
+        assert (
+            decoder.decode(CONN, 1, [push("push_trade_int_seq_ms", code=code, seq=1, price="-0.5")], 0) == 1
+        )
+        wait_for(lambda: world.seen("b", code) == [1], 10, what=f"{code} delivered")
+        assert world.collected("b")["prices"][code] == "-0.5"

@@ -2,50 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.core.routing import Outbox, Router, is_duplicate
+from actors.core.codehealth import Anomaly
+from actors.core.routing import Outbox, Router
+from actors.core.wire import Tick
+
+T0 = 1_700_000_000_000  # ms since the epoch
+NOW = T0 + 30_000  # the receive time of every batch here: within the check's limits
 
 
-class Rec(NamedTuple):
-    code: str
-    seq: int
+def Rec(code: str, seq: int, tick_time: int | None = None) -> Tick:  # noqa: N802 - reads as a record
+    """A trade tick whose tick_time moves on with its seq (a second per seq), unless given."""
+    t = T0 + seq * 1000 if tick_time is None else tick_time
+    return Tick(code=code, seq=seq, tick_time=t, price="1.5", volume="10", turnover="", trade_direction=0)
+
+
+def dropped(router: Router) -> int:
+    """Records the check dropped: duplicates and older ticks."""
+    totals = router.trades.totals()
+    return totals.get(Anomaly.DUPLICATE.value, 0) + totals.get(Anomaly.SEQ_BACKWARDS.value, 0)
 
 
 class TestDedupe:
-    def test_the_rule(self) -> None:
-        assert not is_duplicate(1, None)
-        assert not is_duplicate(8, 7)
-        assert is_duplicate(7, 7)  # the vendor's re-push of the last tick on subscribe
-        assert is_duplicate(6, 7)
-
     def test_a_repeated_seq_is_dropped_and_counted_per_kind(self) -> None:
         router = Router()
         router.set_routes({"A": ("s",)}, {"A": ("s",)})
-        assert router.route([Rec("A", 1), Rec("A", 2)]) == {"s": [Rec("A", 1), Rec("A", 2)]}
-        assert router.route([Rec("A", 2), Rec("A", 3)]) == {"s": [Rec("A", 3)]}
+        assert router.route([Rec("A", 1), Rec("A", 2)], NOW) == {"s": [Rec("A", 1), Rec("A", 2)]}
+        assert router.route([Rec("A", 2), Rec("A", 3)], NOW) == {"s": [Rec("A", 3)]}
         # order books keep marks of their own
-        assert router.route([Rec("A", 2)], books=True) == {"s": [Rec("A", 2)]}
+        assert router.route([Rec("A", 2)], NOW, books=True) == {"s": [Rec("A", 2)]}
         assert router.duplicates == 1
+        assert router.reports() == [], "the re-push after a subscribe is not an anomaly to report"
+
+    def test_an_older_tick_is_dropped_and_a_counter_reset_delivered_and_reported(self) -> None:
+        router = Router()
+        router.set_routes({"A": ("s",)}, {})
+        router.route([Rec("A", 7)], NOW)
+        # lower seq, older tick_time: stale, dropped
+        assert router.route([Rec("A", 6)], NOW) == {}
+        # lower seq, later tick_time: the vendor's counter restarted (a vendor restart): delivered
+        reset = Rec("A", 1, tick_time=T0 + 8000)
+        assert router.route([reset, Rec("A", 2, tick_time=T0 + 9000)], NOW) == {"s": [reset, Rec("A", 2, tick_time=T0 + 9000)]}
+        kinds = sorted(report.anomaly.value for report, holders in router.reports() if holders == ("s",))
+        assert kinds == [Anomaly.SEQ_BACKWARDS.value, Anomaly.SEQ_RESET.value]
 
     def test_a_code_without_holder_loses_its_mark(self) -> None:
         router = Router()
         router.set_routes({"A": ("s",)}, {})
-        router.route([Rec("A", 500)])
+        router.route([Rec("A", 500)], NOW)
         router.set_routes({}, {})
         router.set_routes({"A": ("t",)}, {})
-        assert router.route([Rec("A", 400)]) == {"t": [Rec("A", 400)]}
+        assert router.route([Rec("A", 400)], NOW) == {"t": [Rec("A", 400)]}
 
 
 class TestGhostsAndFanOut:
     def test_ghosts_are_counted_and_held_codes_go_to_every_holder(self) -> None:
         router = Router()
         assert router.set_routes({"A": ("s", "t"), "B": ("t",)}, {}) == 2
-        out = router.route([Rec("A", 1), Rec("X", 1), Rec("B", 1), Rec("A", 2)])
+        out = router.route([Rec("A", 1), Rec("X", 1), Rec("B", 1), Rec("A", 2)], NOW)
         assert out == {"s": [Rec("A", 1), Rec("A", 2)], "t": [Rec("A", 1), Rec("B", 1), Rec("A", 2)]}
         assert (router.ghosts, router.duplicates) == (1, 0)
 
@@ -58,7 +77,7 @@ class TestGhostsAndFanOut:
     ) -> None:
         router = Router()
         router.set_routes({c: tuple(sorted(names)) for c, names in holders.items()}, {})
-        out = router.route([Rec(c, s) for c, s in records])
+        out = router.route([Rec(c, s) for c, s in records], NOW)
         passed = [r for r in out.values() for r in r]  # noqa: PLW2901 - flattening
         unique = {}
         for name, recs in out.items():
@@ -67,9 +86,9 @@ class TestGhostsAndFanOut:
                 assert seqs == sorted(set(seqs)), "per code strictly increasing"
                 assert name in holders[code]
                 unique[code] = seqs
-        # each record routed once counts once per holder; the rest are ghosts or duplicates
+        # each record routed once counts once per holder; the rest are ghosts, duplicates or older ticks
         routed = sum(len(seqs) for seqs in unique.values())
-        assert routed + router.ghosts + router.duplicates == len(records)
+        assert routed + router.ghosts + dropped(router) == len(records)
         assert len(passed) == sum(len(unique[c]) * len(holders[c]) for c in unique)
         assert router.ghosts == sum(1 for c, _ in records if c not in holders)
 

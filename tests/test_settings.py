@@ -121,6 +121,8 @@ class ConfigFileTests(unittest.TestCase):
             "batch_max_age_ms": 5.0,
             "strategy_queue_batches": 64,
             "transport": "picows",
+            "stale_after_s": 60.0,
+            "deliver_corrupt": False,
         }
         assert msgspec.structs.asdict(restart) == {
             "max_restarts": 5,
@@ -368,6 +370,18 @@ class KeyErrorTests(unittest.TestCase):
                 assert f"config error at {key}: " in str(exc)
                 for word in words:
                     assert word in str(exc)
+
+    def test_stale_after_s_per_endpoint_and_its_errors(self) -> None:
+        settings = parse_settings("[feed]\nstale_after_s = 5\n" + ENDPOINTS + "stale_after_s = 0\n")
+        assert (settings.stale_after_s("stock"), settings.stale_after_s("forex_crypto")) == (5.0, 0.0)
+        assert parse_settings(ENDPOINTS).stale_after_s("stock") == 60.0
+        exc = config_error(ENDPOINTS + "stale_after_s = -2\n")
+        assert exc.key == "endpoints.forex_crypto.stale_after_s"
+        assert "expected seconds >= 0 (0 disables the check), got -2.0" in exc.reason
+        exc = config_error("[feed]\nstale_after_s = -1\n" + ENDPOINTS)
+        assert exc.key == "feed.stale_after_s" and ">= 0" in exc.reason
+        exc = config_error("[feed]\ndeliver_corrupt = 1\n" + ENDPOINTS)
+        assert exc.key == "feed.deliver_corrupt" and "expected `bool`" in exc.reason
 
     def test_the_first_unknown_key_is_named_with_the_known_ones(self) -> None:
         exc = config_error("[restart]\nmax_restart = 3\n" + ENDPOINTS)

@@ -786,6 +786,82 @@ class TestFaults:
             sim.inject("drop", count=3)
 
 
+class TestCodeFaults:
+    """Per-code faults: mute, seq_reset, tick_time_skew, corrupt, and clear with a code."""
+
+    async def test_mute_silences_one_code_until_clear(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim(tick_rate=40)
+        client = await open_client(sim.url("stock"))
+        assert (await client.trades("AAPL.US", "TSLA.US"))["ret"] == 200
+        assert sim.inject("mute", code="AAPL.US") == [1]
+        assert sim.state()["code_faults"]["muted"] == ["AAPL.US"]
+        await client.quiet()
+        codes = {f["data"]["code"] for f in await client.pushes_for(300 * MS)}
+        assert codes == {"TSLA.US"}  # the socket is alive, the one code is silent
+        assert sim.inject("clear", code="AAPL.US") == [1]
+        await client.quiet()
+        codes = {f["data"]["code"] for f in await client.pushes_for(300 * MS)}
+        assert codes == {"AAPL.US", "TSLA.US"}
+        assert sim.state()["code_faults"]["muted"] == []
+
+    async def test_a_plain_clear_lifts_code_faults_too(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim()
+        client = await open_client(sim.url("stock"))
+        assert (await client.trades("AAPL.US"))["ret"] == 200
+        sim.inject("mute", code="AAPL.US")
+        sim.inject("tick_time_skew", code="TSLA.US", skew_s=5)
+        sim.inject("clear")
+        assert sim.state()["code_faults"] == {"muted": [], "tick_time_skew_ms": {}}
+
+    async def test_seq_reset_restarts_at_one_with_tick_time_going_on(self, make_sim: MakeSim,
+                                                                     open_client: Any) -> None:
+        sim = await make_sim(tick_rate=40)
+        client = await open_client(sim.url("forex_crypto"))
+        assert (await client.trades("EURUSD"))["ret"] == 200
+        before = [await client.push() for _ in range(3)]
+        assert before[-1]["data"]["seq"] >= 3
+        assert sim.inject("seq_reset", code="EURUSD") == [1]
+        after = [f["data"] for f in await client.pushes_for(200 * MS)]
+        restart = next(i for i, d in enumerate(after) if d["seq"] == 1)
+        assert [d["seq"] for d in after[restart:]] == list(range(1, len(after) - restart + 1))
+        assert after[restart]["tick_time"] >= before[-1]["data"]["tick_time"]
+
+    async def test_tick_time_skew_moves_tick_time_only(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim(tick_rate=40)
+        client = await open_client(sim.url("stock"))
+        assert (await client.trades("AAPL.US"))["ret"] == 200
+        assert sim.inject("tick_time_skew", code="AAPL.US", skew_s="-7200") == [1]
+        await client.quiet()
+        data = (await client.push())["data"]
+        assert abs(data["tick_time"] - (time.time_ns() // 1_000_000 - 7_200_000)) < 60_000
+        assert abs(data["sent_ns"] // 1_000_000 - time.time_ns() // 1_000_000) < 60_000
+        assert sim.state()["code_faults"]["tick_time_skew_ms"] == {"AAPL.US": -7_200_000}
+
+    async def test_corrupt_pushes_bad_prices_at_once(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim()
+        client = await open_client(sim.url("stock"))
+        assert (await client.trades("AAPL.US"))["ret"] == 200
+        await client.quiet()
+        assert sim.inject("corrupt", code="AAPL.US", price="-1", volume="-5", count=2) == [1]
+        frames = [(await client.push())["data"] for _ in range(2)]
+        assert [(d["price"], d["volume"]) for d in frames] == [("-1", "-5"), ("-1", "-5")]
+        assert frames[1]["seq"] == frames[0]["seq"] + 1
+        assert sim.inject("corrupt", code="AAPL.US") == [1]
+        assert (await client.push())["data"]["price"] == "0"
+        assert (await client.trades("AAPL.US"))["ret"] == 200  # the snapshot does not repeat a corrupt trade
+        assert all(f["data"]["price"] not in ("0", "-1") for f in client.before)
+
+    async def test_code_faults_need_a_known_code(self, make_sim: MakeSim) -> None:
+        sim = await make_sim()
+        with pytest.raises(ValueError, match="needs a code"):
+            sim.inject("mute")
+        with pytest.raises(ValueError, match="unknown code 'NOPE'"):
+            sim.inject("seq_reset", code="NOPE")
+        with pytest.raises(ValueError, match="no parameter"):
+            sim.inject("mute", code="AAPL.US", count=2)
+        assert sim.inject("mute", code="AAPL.US") == []  # nobody holds it: no connection affected
+
+
 # --- HTTP admin, secrecy, thread and CLI ------------------------------------------------------------------------------
 
 
@@ -808,7 +884,7 @@ class TestAdmin:
         assert status == 200
         assert [(c["id"], c["path"], c["trades"]) for c in state["connections"]] == [
             (1, STOCK_PATH, ["AAPL.US"]), (2, FOREX_CRYPTO_PATH, [])]
-        assert set(state) == {"connections", "closed", "totals"}
+        assert set(state) == {"connections", "closed", "totals", "code_faults"}
         assert set(state["connections"][0]) == {"id", "path", "peer", "open", "trades", "books", "faults",
                                                 "heartbeats", "pushes", "requests", "refused", "token"}
         assert {"connections_opened", "refused_606", "pushes", "429", "400", "600"} <= set(state["totals"])
@@ -820,6 +896,13 @@ class TestAdmin:
         assert (status, body) == (200, {"affected": [2]})
         status, _ = await asyncio.to_thread(http_get, sim.admin_url("fault", name="explode"))
         assert status == 400
+        status, body = await asyncio.to_thread(http_get, sim.admin_url("fault", name="mute", code="AAPL.US"))
+        assert (status, body) == (200, {"affected": [1]})
+        status, body = await asyncio.to_thread(http_get, sim.admin_url("fault", name="mute"))
+        assert (status, body) == (400, {"error": "fault mute needs a code"})
+        status, body = await asyncio.to_thread(http_get, sim.admin_url("fault", name="clear", code="AAPL.US"))
+        assert (status, body) == (200, {"affected": [1]})
+        assert sim.state()["code_faults"]["muted"] == []
         status, _ = await asyncio.to_thread(http_get, sim.admin_url("nothing"))
         assert status == 404
 

@@ -8,8 +8,9 @@ Rules of this module:
    pushes out the oldest one: its records are counted as missed (never silently lost).
 2. Missed counts (those that travelled with a batch from the sender, and those of rule 1) are told
    to ``on_missed`` before the next batch goes to a hook, so the strategy knows where the gap is.
-3. Within a kind (trades, books), a record whose seq ``is_duplicate`` of the last one delivered for
-   its code is dropped and counted (``out_of_order``): even across a decoder restart, when a new
+3. Within a kind (trades, books), a record ``already_seen`` (actors.core.codehealth: the same seq as
+   the last one delivered for its code, or a lower seq with an older tick_time; a lower seq with a
+   later tick_time is a reset of the vendor's counter and passes) is dropped and counted (``out_of_order``): even across a decoder restart, when a new
    decoder without marks replays frames, no tick reaches a hook twice or out of order.
 4. A batch is acknowledged to its sender once it went through its hook, or once the missed count
    of its dropping was told to ``on_missed``; acknowledgements are cumulative per sender. A sender
@@ -22,9 +23,9 @@ from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
-from actors.core.routing import Record, is_duplicate
+from actors.core.codehealth import already_seen
 
-R = TypeVar("R", bound=Record)
+R = TypeVar("R")
 
 TICKS = "on_ticks"
 BOOKS = "on_books"
@@ -55,7 +56,8 @@ class Delivery:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
         self._max = max_batches
         self._queue: deque[Batch] = deque()
-        self._marks: dict[str, dict[str, int]] = {TICKS: {}, BOOKS: {}}
+        # code -> (seq, tick_time) of the last record delivered, per kind
+        self._marks: dict[str, dict[str, tuple[int, int]]] = {TICKS: {}, BOOKS: {}}
         self._unreported = 0
         self._drop_acks: dict[Hashable, int] = {}  # acknowledged once their count is reported
         self._acks: dict[Hashable, int] = {}  # ready to send
@@ -134,9 +136,9 @@ class Delivery:
         marks = self._marks[kind]
         out = []
         for rec in records:
-            if is_duplicate(rec.seq, marks.get(rec.code)):
+            if already_seen(rec.seq, rec.tick_time, marks.get(rec.code)):  # type: ignore[attr-defined]
                 self.out_of_order += 1
                 continue
-            marks[rec.code] = rec.seq
+            marks[rec.code] = (rec.seq, rec.tick_time)  # type: ignore[attr-defined]
             out.append(rec)
         return out

@@ -3,9 +3,11 @@
 Rules of this module:
 
 1. A record of a code no strategy holds is a ghost: dropped and counted (``Router.ghosts``).
-2. A record that ``is_duplicate`` of the last one routed for its code is dropped and counted
-   (``Router.duplicates``). Trades and order books keep marks of their own. A code's mark goes with
-   its last holder (``set_routes``): a later subscribe starts afresh.
+2. Every other record passes the per-tick quality check (``actors.core.codehealth.TickCheck``): a
+   duplicate (the vendor's re-push of the latest tick), an older tick or a corrupt one is dropped and
+   counted; a seq reset, a seq jump or an odd tick_time is delivered and counted; the first of each
+   episode is queued for the decoder to report (``reports``). Trades and order books are checked
+   apart. A code's marks go with its last holder (``set_routes``): a later subscribe starts afresh.
 3. Every other record goes to every strategy that holds its code, in arrival order (``route``).
 4. An ``Outbox`` holds the numbered batches on their way to one receiver, bounded: the batches queued
    (not yet written, e.g. while the channel re-wires) plus those written but not yet acknowledged.
@@ -21,43 +23,32 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from actors.core.codehealth import Anomaly, Report, TickCheck
 
 
-class Record(Protocol):
-    """What routing reads of a decoded tick or book snapshot."""
-
-    @property
-    def code(self) -> str: ...
-
-    @property
-    def seq(self) -> int: ...
-
-
-R = TypeVar("R", bound=Record)
 B = TypeVar("B")
 
 Routes = Mapping[str, Sequence[str]]  # code -> names of the strategies that hold it
 
 
-def is_duplicate(seq: int, last: int | None) -> bool:
-    """Whether a record with ``seq`` repeats what was already routed for its code (``last``: the seq
-    of the last record routed for it, None when none was). The vendor pushes the latest tick again on
-    every subscribe, so after a reconnect the first push of a code is usually the one last delivered.
-    A seq going backwards is dropped here as well until the per-code quality check decides it."""
-    return last is not None and seq <= last
-
-
 class Router:
-    """Dedupe marks, ghosts and fan-out of one decoder (rules 1-3)."""
+    """Ghosts, the per-tick check and fan-out of one decoder (rules 1-3)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, deliver_corrupt: bool = False) -> None:
         self._routes: dict[str, tuple[str, ...]] = {}
         self._book_routes: dict[str, tuple[str, ...]] = {}
-        self._marks: dict[str, int] = {}
-        self._book_marks: dict[str, int] = {}
+        # Per kind: trade seq and book seq are separate counters (PROTOCOL.md "22998", "22999").
+        self.trades = TickCheck(deliver_corrupt=deliver_corrupt)
+        self.books = TickCheck(deliver_corrupt=deliver_corrupt)
         self.ghosts = 0
-        self.duplicates = 0
+
+    @property
+    def duplicates(self) -> int:
+        """Records dropped as the vendor's re-push of one already routed, both kinds."""
+        dup = Anomaly.DUPLICATE.value
+        return self.trades.totals().get(dup, 0) + self.books.totals().get(dup, 0)
 
     @property
     def routed_codes(self) -> int:
@@ -69,31 +60,49 @@ class Router:
         self._routes = {code: tuple(names) for code, names in routes.items()}
         self._book_routes = {code: tuple(names) for code, names in book_routes.items()}
         # Rule 2: the marks of codes nobody holds any more go (and do not pile up with every code).
-        for marks, table in ((self._marks, self._routes), (self._book_marks, self._book_routes)):
-            for gone in [code for code in marks if code not in table]:
-                del marks[gone]
+        self.trades.forget(self._routes)
+        self.books.forget(self._book_routes)
         return len(self._routes)
 
-    def route(self, records: Iterable[R], *, books: bool = False) -> dict[str, list[R]]:
-        """The records each strategy gets, in arrival order; ghosts and duplicates are counted."""
-        routes, marks = (self._book_routes, self._book_marks) if books else (self._routes, self._marks)
-        out: dict[str, list[R]] = {}
+    def holders(self, code: str, *, books: bool = False) -> tuple[str, ...]:
+        """The strategies that hold ``code`` now."""
+        return (self._book_routes if books else self._routes).get(code, ())
+
+    def route(self, records: Iterable[Any], now_ms: int, *, books: bool = False) -> dict[str, list[Any]]:
+        """The records each strategy gets, in arrival order (``now_ms``: when they were received);
+        ghosts and whatever the check drops are counted."""
+        routes = self._book_routes if books else self._routes
+        check = (self.books if books else self.trades).check
+        out: dict[str, list[Any]] = {}
         for rec in records:
-            code = rec.code
-            targets = routes.get(code)
-            if targets is None:
-                self.ghosts += 1
+            targets = routes.get(rec.code)
+            if targets is None and rec.code:
+                self.ghosts += 1  # a push for a code nobody holds
                 continue
-            if is_duplicate(rec.seq, marks.get(code)):
-                self.duplicates += 1
+            if not check(rec, now_ms) or not targets:  # dropped by the check (an empty code: corrupt)
                 continue
-            marks[code] = rec.seq
             for name in targets:
                 bucket = out.get(name)
                 if bucket is None:
                     out[name] = [rec]
                 else:
                     bucket.append(rec)
+        return out
+
+    def reports(self) -> list[tuple[Report, tuple[str, ...]]]:
+        """The anomaly episodes begun since the last call, each with the strategies to tell (drained)."""
+        out = [(r, self.holders(r.code)) for r in self.trades.reports()]
+        out += [(r, self.holders(r.code, books=True)) for r in self.books.reports()]
+        return out
+
+    def anomalies(self) -> dict[str, dict[str, int]]:
+        """Anomalies counted per held code, both kinds: code -> anomaly -> count."""
+        out: dict[str, dict[str, int]] = {}
+        for table in (self.trades.counts(), self.books.counts()):
+            for code, counts in table.items():
+                mine = out.setdefault(code, {})
+                for anomaly, n in counts.items():
+                    mine[anomaly] = mine.get(anomaly, 0) + n
         return out
 
 

@@ -162,6 +162,22 @@ class FeedSettings(_Table, frozen=True):
             description=f"the WebSocket library each connection reads with, one of: {', '.join(TRANSPORTS)}"
         ),
     ] = TRANSPORTS[0]
+    stale_after_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="the seconds without a tick after which a held code on a live connection is "
+            "stale (and a newly subscribed one never started), >= 0; 0 disables the check; "
+            "[endpoints.NAME] stale_after_s overrides it per endpoint",
+        ),
+    ] = 60.0
+    deliver_corrupt: Annotated[
+        bool,
+        msgspec.Meta(
+            description="whether to deliver ticks with a price at or below zero or a negative volume "
+            "(counted and reported either way); true only for instruments that can trade at or below zero",
+        ),
+    ] = False
 
 
 class RestartSettings(_Table, frozen=True):
@@ -198,6 +214,13 @@ class EndpointSettings(_Table, frozen=True, kw_only=True):
             "?token= from the environment)"
         ),
     ]
+    stale_after_s: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="this endpoint's [feed] stale_after_s: seconds without a tick after which a "
+            "held code is stale, >= 0 (0 disables); omitted = [feed] stale_after_s"
+        ),
+    ] = None
 
 
 class SimulatorSettings(_Table, frozen=True):
@@ -271,6 +294,11 @@ class Settings(_Table, frozen=True, kw_only=True):
     def token_names(self) -> tuple[str, ...]:
         """The names of the token variables: ``feed.token_envs``, or the one ``feed.token_env``."""
         return self.feed.token_envs or (self.feed.token_env,)
+
+    def stale_after_s(self, endpoint: str) -> float:
+        """The seconds after which a code of ``endpoint`` without a tick is stale (0: never)."""
+        own = self.endpoints[endpoint].stale_after_s if endpoint in self.endpoints else None
+        return self.feed.stale_after_s if own is None else own
 
     def plan_limits(self) -> Plan:
         """The effective limits: the plan's, lowered by ``max_connections``/``max_codes_per_connection``."""
@@ -579,6 +607,13 @@ def _check_endpoints(endpoints: Mapping[str, EndpointSettings]) -> None:
         if name not in ENDPOINT_PATHS:
             raise ConfigError(f"endpoints.{name}", _unknown_endpoint_reason())
         _check_url(name, endpoint.url)
+        stale = endpoint.stale_after_s
+        if stale is not None and not (math.isfinite(stale) and stale >= 0):
+            raise ConfigError(
+                f"endpoints.{name}.stale_after_s",
+                f"expected seconds >= 0 (0 disables the check), got {stale}; "
+                "omit it to use [feed] stale_after_s",
+            )
 
 
 def _check_strategy(index: int, strategy: StrategySettings, endpoints: Iterable[str]) -> None:

@@ -211,6 +211,12 @@ class SubscriptionBook:
         self._in_flight = None
         self._suspects = frozenset()
 
+    def resend(self) -> None:
+        """Send the whole set again although it was acknowledged (a code that never got a tick may have
+        been lost on the server's side). Nothing happens while disconnected or with a request in flight."""
+        if self._connected and self._in_flight is None:
+            self.acknowledged = frozenset()
+
     @property
     def target(self) -> frozenset[str]:
         """What the connection should hold: desired minus quarantined."""

@@ -22,7 +22,10 @@ from scripts.sim.state import SimState
 
 log = logging.getLogger("tickvisor.simulator")
 
-FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "burst", "refuse", "reply", "clear", "hold")
+FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "burst", "refuse", "reply", "clear", "hold",
+          "mute", "seq_reset", "tick_time_skew", "corrupt")
+#: Faults of one code, on every connection that holds it (``code`` required); ``clear`` takes a code too.
+CODE_FAULTS = ("mute", "seq_reset", "tick_time_skew", "corrupt")
 MALFORMED_KINDS = ("json", "fields", "types")
 
 BURST_CHUNK_FRAMES = 2000  # frames pre-encoded and written per writelines() call
@@ -67,9 +70,13 @@ class FaultInjector:
         if path is not None and target is None:
             raise ValueError(f"unknown path {path!r}")
         allowed = {"ghost": {"count", "code"}, "malformed": {"kind"}, "burst": {"count", "rate"},
-                   "refuse": {"count"}, "reply": {"ret", "msg"}, "hold": {"count"}}.get(fault, set())
+                   "refuse": {"count"}, "reply": {"ret", "msg"}, "hold": {"count"}, "clear": {"code"},
+                   "mute": {"code"}, "seq_reset": {"code"}, "tick_time_skew": {"code", "skew_s"},
+                   "corrupt": {"code", "price", "volume", "count"}}.get(fault, set())
         if params.keys() - allowed:
             raise ValueError(f"fault {fault} takes no parameter {sorted(params.keys() - allowed)}")
+        if fault in CODE_FAULTS or (fault == "clear" and "code" in params):
+            return self._code_fault(fault, target, conn, **params)
         if fault == "refuse":
             self.sim.refuse_next(target, _as_int(params.get("count", 1)))
             log.info("fault refuse: next %s new connection(s) on %s", params.get("count", 1), target or "any path")
@@ -98,7 +105,47 @@ class FaultInjector:
         link.ws.transport.abort()
         return True
 
+    def _code_fault(self, fault: str, target: str | None, conn: int | None, *, code: object = None,
+                    **params: object) -> list[int]:
+        """A per-code fault; returns the live connections (on ``target``/``conn``) that hold ``code``."""
+        if code is None:
+            raise ValueError(f"fault {fault} needs a code")
+        code = str(code)
+        if code not in self.market.instruments:
+            raise ValueError(f"unknown code {code!r}: the simulator serves no such code")
+        links = [link for link in self.links.values()
+                 if code in link.conn.trades and (target is None or link.conn.path == target)
+                 and (conn is None or link.id == conn)]
+        if fault == "mute":
+            self.market.muted.add(code)
+        elif fault == "clear":
+            self.market.clear_code_faults(code)
+        elif fault == "seq_reset":
+            self.market.reset_seq(code)
+        elif fault == "tick_time_skew":
+            self.market.skew_ms[code] = round(_as_float(params.get("skew_s", 3600)) * 1000)
+        else:
+            self._corrupt(links, code, **params)
+        log.info("fault %s for %s on connection(s) %s", fault, code, [link.id for link in links])
+        return [link.id for link in links]
+
+    def _corrupt(self, links: list[Link], code: str, price: object = "0", volume: object = None,
+                 count: object = 1) -> None:
+        trades = []
+        for _ in range(_as_int(count)):
+            trade = self.market.next_trade(code, time.time_ns())
+            trade.price = str(price)
+            if volume is not None:
+                trade.volume = str(volume)
+            trades.append(trade)
+        self.market.instrument(code).last_trade = None  # a snapshot never repeats a corrupt trade
+        frames = [trade_frame(t) for t in trades]
+        for link in links:
+            if link.write(frames):
+                self.sim.count_pushes(link.id, len(frames))
+
     def _fault_clear(self, link: Link) -> bool:
+        self.market.clear_code_faults()
         removed = self.sim.clear_faults(link.id, time.monotonic())
         if "blackhole" in removed:
             link.ws.transport.resume_reading()

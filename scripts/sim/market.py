@@ -144,6 +144,10 @@ class Market:
     def __init__(self, catalog: Mapping[str, Sequence[str]], *, seed: int) -> None:
         self._rng = random.Random(seed)
         self.instruments: dict[str, Instrument] = {}
+        # Per-code faults (scripts/sim/faults.py): muted codes get no normal pushes; a skewed code's
+        # tick_time is off by this many ms.
+        self.muted: set[str] = set()
+        self.skew_ms: dict[str, int] = {}
         for path, codes in catalog.items():
             base = BASE_PRICES.get(path, {})
             for code in codes:
@@ -164,6 +168,27 @@ class Market:
         if inst is None:
             inst = self.instruments[code] = self._new_instrument(code, None)
         return inst
+
+    def reset_seq(self, code: str) -> None:
+        """Restart ``code``'s trade and book seq at 1, as a restarted vendor server would."""
+        inst = self.instrument(code)
+        inst.trade_seq = inst.book_seq = 0
+
+    def clear_code_faults(self, code: str | None = None) -> set[str]:
+        """Unmute and unskew ``code`` (None: every code). Returns the faults removed."""
+        removed = set()
+        if code is None:
+            removed |= {"mute"} if self.muted else set()
+            removed |= {"tick_time_skew"} if self.skew_ms else set()
+            self.muted.clear()
+            self.skew_ms.clear()
+            return removed
+        if code in self.muted:
+            self.muted.discard(code)
+            removed.add("mute")
+        if self.skew_ms.pop(code, None) is not None:
+            removed.add("tick_time_skew")
+        return removed
 
     def _walk(self, inst: Instrument) -> None:
         # random.random() rather than randint(): the burst fault calls this 100k times in a row.
@@ -190,7 +215,7 @@ class Market:
         trade = TradeData(
             code=code,
             seq=inst.trade_seq,
-            tick_time=now_ns // 1_000_000,
+            tick_time=now_ns // 1_000_000 + self.skew_ms.get(code, 0),
             price=format_units(inst.price, inst.price_dp),
             volume=volume,
             turnover=turnover,
@@ -218,7 +243,8 @@ class Market:
 
         bids = [level(max(1, inst.price - half * (i + 1))) for i in range(depth)]
         asks = [level(inst.price + half * (i + 1)) for i in range(depth)]
-        book = BookData(code=code, seq=inst.book_seq, tick_time=now_ns // 1_000_000, bids=bids, asks=asks,
+        tick_time = now_ns // 1_000_000 + self.skew_ms.get(code, 0)
+        book = BookData(code=code, seq=inst.book_seq, tick_time=tick_time, bids=bids, asks=asks,
                         sent_ns=now_ns)
         inst.last_book = book
         return book

@@ -209,7 +209,10 @@ class Simulator:
 
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: see scripts/simulator.py's docstring. Call it on the simulator's loop."""
-        return self.sim.snapshot()
+        state = self.sim.snapshot()
+        market = self.market
+        state["code_faults"] = {"muted": sorted(market.muted), "tick_time_skew_ms": dict(market.skew_ms)}
+        return state
 
     # WebSocket connections ------------------------------------------------------------------------
 
@@ -322,7 +325,10 @@ class Simulator:
     def _push_trades(self) -> None:
         now_ns = time.time_ns()
         links = self.links
+        muted = self.market.muted
         for code, conn_ids in self.sim.trade_subscribers.items():
+            if code in muted:
+                continue
             targets = [link for cid in conn_ids if (link := links.get(cid)) is not None and link.pushable()]
             if not targets:
                 continue
@@ -334,7 +340,10 @@ class Simulator:
     def _push_books(self) -> None:
         now_ns = time.time_ns()
         links = self.links
+        muted = self.market.muted
         for code, depths in self.sim.book_subscribers.items():
+            if code in muted:
+                continue
             targets = [(link, depth) for cid, depth in depths.items()
                        if (link := links.get(cid)) is not None and link.pushable()]
             if not targets:

@@ -1,0 +1,362 @@
+"""actors.core.codehealth: the per-tick check and per-code liveness, with fake times."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.core.codehealth import (
+    Anomaly,
+    CodeLiveness,
+    CodeState,
+    NeverStarted,
+    Reason,
+    Recovered,
+    Resubscribe,
+    Stale,
+    TickCheck,
+    negative,
+    positive,
+)
+from actors.core.wire import BookTick, Tick
+
+T0 = 1_700_000_000_000  # ms since the epoch
+
+
+def tick(seq: int, t: int = T0, price: str = "1.5", volume: str = "10", code: str = "AAPL.US") -> Tick:
+    return Tick(code=code, seq=seq, tick_time=t, price=price, volume=volume, turnover="", trade_direction=0)
+
+
+def run(check: TickCheck, ticks: list[Tick], now_ms: int = T0) -> list[int]:
+    return [t.seq for t in ticks if check.check(t, now_ms)]
+
+
+def test_positive_and_negative_follow_the_wire_grammar() -> None:
+    assert positive("1") and positive("0.0001") and positive("1e-5") and positive(".5")
+    assert not positive("0") and not positive("0.000") and not positive("-1") and not positive("-0")
+    assert not positive("0e5") and not positive("-0.5")
+    assert negative("-1") and negative("-0.01")
+    assert not negative("") and not negative("-0") and not negative("0") and not negative("5")
+
+
+class TestCorrupt:
+    def test_price_zero_and_negative_are_not_delivered_and_reported_once(self) -> None:
+        check = TickCheck()
+        assert run(
+            check, [tick(1), tick(2, price="0"), tick(3, price="-1"), tick(4), tick(5, price="0.00")]
+        ) == [1, 4]
+        assert check.counts()["AAPL.US"] == {"price_not_positive": 3}
+        reports = check.reports()
+        assert [(r.code, r.anomaly, r.delivered) for r in reports] == [
+            ("AAPL.US", Anomaly.PRICE_NOT_POSITIVE, False)
+        ]
+        assert "price 0 is not positive" in str(reports[0])
+        assert "deliver_corrupt" in str(reports[0])
+        assert check.reports() == []  # drained
+
+    def test_deliver_corrupt_passes_them_but_still_counts_and_reports(self) -> None:
+        check = TickCheck(deliver_corrupt=True)
+        assert run(check, [tick(1, price="-3.5"), tick(2, price="0")]) == [1, 2]
+        assert check.counts()["AAPL.US"] == {"price_not_positive": 2}
+        assert [r.delivered for r in check.reports()] == [True]
+
+    def test_negative_volume_and_empty_code(self) -> None:
+        check = TickCheck(deliver_corrupt=True)
+        assert run(check, [tick(1, volume="-2"), tick(2, code="")]) == [1]  # an empty code has no holder
+        assert check.counts() == {"AAPL.US": {"negative_volume": 1}, "": {"empty_code": 1}}
+        assert {r.anomaly for r in check.reports()} == {Anomaly.NEGATIVE_VOLUME, Anomaly.EMPTY_CODE}
+
+    def test_a_corrupt_tick_moves_the_seq_mark(self) -> None:
+        check = TickCheck()
+        run(check, [tick(1), tick(2, price="0"), tick(3)])
+        assert "seq_jump" not in check.counts()["AAPL.US"]
+
+    def test_a_book_with_a_zero_price_level_is_corrupt(self) -> None:
+        check = TickCheck()
+        good = BookTick(
+            code="700.HK", seq=1, tick_time=T0, bids=(("380.2", "100"),), asks=(("380.4", "200"),)
+        )
+        bad = BookTick(code="700.HK", seq=2, tick_time=T0, bids=(("0", "100"),), asks=())
+        assert check.check(good, T0) and not check.check(bad, T0)
+        assert check.counts()["700.HK"] == {"price_not_positive": 1}
+
+    def test_an_episode_ends_after_the_quiet_time_and_a_new_one_is_reported(self) -> None:
+        check = TickCheck(episode_quiet_s=10)
+        check.check(tick(1, price="0"), T0)
+        check.check(tick(2, price="0"), T0 + 9_000)  # same episode (and it extends it)
+        check.check(tick(3, price="0"), T0 + 18_000)
+        assert len(check.reports()) == 1
+        check.check(tick(4, price="0"), T0 + 28_001)
+        assert len(check.reports()) == 1
+        assert check.counts()["AAPL.US"]["price_not_positive"] == 4
+
+
+class TestSequence:
+    def test_the_re_push_after_subscribe_is_a_duplicate_dropped_not_reported(self) -> None:
+        check = TickCheck()
+        assert run(check, [tick(5), tick(5), tick(6)]) == [5, 6]
+        assert check.counts()["AAPL.US"] == {"duplicate": 1}
+        assert check.reports() == []
+
+    def test_seq_reset_with_a_newer_tick_time_is_delivered_and_reported_once(self) -> None:
+        check = TickCheck()
+        ticks = [tick(100, T0), tick(101, T0 + 10), tick(1, T0 + 20), tick(2, T0 + 30), tick(3, T0 + 40)]
+        assert run(check, ticks) == [100, 101, 1, 2, 3]
+        assert check.counts()["AAPL.US"] == {"seq_reset": 1}
+        [report] = check.reports()
+        assert report.anomaly is Anomaly.SEQ_RESET and report.delivered and "seq 1 after 101" in str(report)
+
+    def test_an_older_tick_with_a_lower_seq_is_dropped_and_reported_once(self) -> None:
+        check = TickCheck()
+        ticks = [tick(10, T0 + 100), tick(8, T0 + 80), tick(9, T0 + 90), tick(11, T0 + 110)]
+        assert run(check, ticks) == [10, 11]
+        assert check.counts()["AAPL.US"] == {"seq_backwards": 2}
+        assert [r.anomaly for r in check.reports()] == [Anomaly.SEQ_BACKWARDS]
+
+    def test_a_jump_and_tick_time_backwards_are_delivered_and_reported(self) -> None:
+        check = TickCheck()
+        assert run(check, [tick(1, T0), tick(5, T0 + 5), tick(6, T0 + 1)]) == [1, 5, 6]
+        assert check.counts()["AAPL.US"] == {"seq_jump": 1, "tick_time_backwards": 1}
+        assert {r.anomaly for r in check.reports()} == {Anomaly.SEQ_JUMP, Anomaly.TIME_BACKWARDS}
+
+    def test_tick_time_far_in_the_future_is_reported_and_does_not_become_the_mark(self) -> None:
+        check = TickCheck()
+        hour = 3_600_000
+        assert run(check, [tick(1, T0), tick(2, T0 + 2 * hour), tick(3, T0 + 10)], now_ms=T0) == [1, 2, 3]
+        counts = check.counts()["AAPL.US"]
+        assert counts == {"tick_time_future": 1}  # tick 3 is not "backwards" from the skewed tick 2
+        [report] = check.reports()
+        assert "7200 s ahead of the receive time" in str(report)
+
+    def test_a_first_tick_from_the_future_is_not_the_mark(self) -> None:
+        check = TickCheck()
+        hour = 3_600_000
+        assert run(check, [tick(1, T0 + hour), tick(2, T0 + 5)], now_ms=T0) == [1, 2]
+        assert check.counts()["AAPL.US"] == {"tick_time_future": 1}
+
+    def test_tick_time_far_in_the_past_is_reported_except_for_the_first_tick(self) -> None:
+        check = TickCheck()
+        day = 86_400_000
+        assert run(check, [tick(1, T0 - day), tick(2, T0 - day + 1)], now_ms=T0) == [1, 2]
+        assert check.counts()["AAPL.US"] == {"tick_time_past": 1}
+
+    def test_without_a_receive_time_no_clock_check_is_made(self) -> None:
+        check = TickCheck()
+        assert run(check, [tick(1, 5), tick(2, 10**15)], now_ms=0) == [1, 2]
+        assert check.counts() == {}
+
+    def test_codes_are_independent_and_forget_drops_marks(self) -> None:
+        check = TickCheck()
+        assert run(check, [tick(3), tick(1, code="TSLA.US"), tick(3)]) == [3, 1]
+        check.forget(["TSLA.US"])
+        assert run(check, [tick(3)]) == [3]  # starts afresh
+        assert "AAPL.US" not in check.counts()
+
+
+ticks_st = st.lists(
+    st.tuples(
+        st.sampled_from(["A.US", "B.US"]),
+        st.integers(0, 12),  # seq
+        st.integers(0, 12),  # tick_time step
+        st.sampled_from(["1.0", "1.0", "1.0", "0", "-1"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ticks_st, st.booleans())
+def test_every_tick_is_delivered_or_counted(
+    ticks: list[tuple[str, int, int, str]], deliver_corrupt: bool
+) -> None:
+    check = TickCheck(deliver_corrupt=deliver_corrupt)
+    delivered = 0
+    for code, seq, t, price in ticks:
+        delivered += check.check(tick(seq, T0 + t, price, code=code), 0)
+    counts = check.counts()
+    dropped = sum(c.get("duplicate", 0) + c.get("seq_backwards", 0) for c in counts.values())
+    if not deliver_corrupt:
+        dropped += sum(c.get("price_not_positive", 0) for c in counts.values())
+    # A corrupt tick is only judged corrupt after its seq passed, so it is counted once as one or the other.
+    assert delivered + dropped == len(ticks)
+    # Reported once per (code, anomaly) at most, since no episode ends without a clock.
+    reports = check.reports()
+    assert len(reports) == len({(r.code, r.anomaly) for r in reports})
+    assert all(r.anomaly is not Anomaly.DUPLICATE for r in reports)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=60))
+def test_delivered_seqs_rise_except_at_a_reported_reset(ticks: list[tuple[int, int]]) -> None:
+    check = TickCheck()
+    last: tuple[int, int] | None = None
+    resets = 0
+    for seq, t in ticks:
+        if check.check(tick(seq, T0 + t), 0):
+            if last is not None and seq <= last[0]:
+                assert seq < last[0] and T0 + t >= last[1], "a lower seq passed without being a reset"
+                resets += 1
+            last = (seq, T0 + t)
+        else:
+            assert last is not None and seq <= last[0]  # only a duplicate or an older tick is dropped
+    assert check.counts().get("AAPL.US", {}).get("seq_reset", 0) == resets
+
+
+# --- liveness -------------------------------------------------------------------------------------
+
+
+def test_a_quiet_code_goes_stale_and_recovers_with_its_next_tick() -> None:
+    live = CodeLiveness({"stock-0": 60.0})
+    live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=0.0)
+    live.ticked("AAPL.US", 1.0)
+    live.ticked("TSLA.US", 2.0)
+    assert live.next_wakeup() == 61.0
+    live.poll(60.9)
+    assert live.events() == []
+    live.poll(61.0)
+    assert live.events() == [Stale("AAPL.US", "stock-0", 60.0, Reason.QUIET)]
+    assert live.watched() == {"AAPL.US"}
+    assert live.next_wakeup() == 62.0
+    live.ticked("AAPL.US", 70.0)
+    assert live.events() == [Recovered("AAPL.US", "stock-0", 69.0)]
+    assert live.status(70.0)["AAPL.US"].state == "ok"
+    assert "no tick for 60.0 s while its connection stock-0 is alive" in str(
+        Stale("AAPL.US", "stock-0", 60.0, Reason.QUIET)
+    )
+
+
+def test_a_dropped_connection_makes_all_its_codes_stale_at_once() -> None:
+    live = CodeLiveness(default_s=60.0)
+    live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=0.0)
+    live.acknowledged("forex_crypto-0", ["EURUSD"], now=0.0)
+    for code in ("AAPL.US", "TSLA.US", "EURUSD"):
+        live.ticked(code, 5.0)
+    live.connection_down("stock-0", 7.0)
+    events = live.events()
+    assert sorted(e.code for e in events) == ["AAPL.US", "TSLA.US"]
+    assert all(
+        isinstance(e, Stale) and e.reason is Reason.CONNECTION and e.silent_for_s == 2.0 for e in events
+    )
+    assert "its connection stock-0 is dead" in str(events[0])
+    live.connection_down("stock-0", 8.0)  # already stale: told once
+    assert live.events() == []
+    live.ticked("TSLA.US", 6.5)  # learnt late: a tick from before the drop proves nothing
+    assert live.events() == [] and live.status(9.0)["TSLA.US"].state == "stale"
+    live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=9.0)  # resubscribed: still stale
+    assert live.status(9.0)["AAPL.US"] == live.status(9.0)["AAPL.US"].__class__(
+        "stale", "connection", "stock-0", 4.0
+    )
+    live.ticked("AAPL.US", 10.0)
+    assert live.events() == [Recovered("AAPL.US", "stock-0", 5.0)]
+
+
+def test_a_code_that_never_ticks_is_resubscribed_once_then_reported() -> None:
+    live = CodeLiveness({"stock-0": 10.0})
+    live.acknowledged("stock-0", ["S0006.US"], now=0.0)
+    assert live.status(0.0)["S0006.US"].state == CodeState.WAITING
+    live.poll(10.0)
+    assert live.events() == [Resubscribe("S0006.US", "stock-0")]
+    live.acknowledged("stock-0", ["S0006.US"], now=10.5)  # the resend's acknowledgement changes nothing
+    assert live.next_wakeup() == 20.0
+    live.poll(20.0)
+    [event] = live.events()
+    assert event == NeverStarted("S0006.US", "stock-0", 20.0)  # since the acknowledgement
+    assert "beyond the plan's per-connection limit" in str(event)
+    live.poll(100.0)
+    assert live.events() == []  # reported once
+    assert live.next_wakeup() is None
+    live.ticked("S0006.US", 120.0)
+    assert live.events() == [Recovered("S0006.US", "stock-0", 120.0)]
+
+
+def test_a_quiet_code_whose_connection_is_then_found_dead_is_not_told_twice() -> None:
+    live = CodeLiveness({"c": 3.0})
+    live.acknowledged("c", ["A"], now=0.0)
+    live.ticked("A", 1.0)
+    live.poll(4.0)
+    assert live.events() == [Stale("A", "c", 3.0, Reason.QUIET)]
+    live.connection_down("c", 6.0)  # the false-alive socket is declared silent later
+    assert live.events() == []
+    assert live.status(6.0)["A"].reason == "connection"
+
+
+def test_a_connection_lost_before_the_first_tick_waits_again_on_the_new_socket() -> None:
+    live = CodeLiveness({"stock-0": 10.0})
+    live.acknowledged("stock-0", ["S0006.US"], now=0.0)
+    live.connection_down("stock-0", 3.0)
+    assert live.events() == [Stale("S0006.US", "stock-0", 3.0, Reason.CONNECTION)]
+    live.acknowledged("stock-0", ["S0006.US"], now=4.0)
+    assert live.status(4.0)["S0006.US"].state == "waiting"
+    live.connection_down("stock-0", 5.0)  # again, before any tick: told once already
+    assert live.events() == []
+    live.acknowledged("stock-0", ["S0006.US"], now=6.0)
+    live.poll(16.0)
+    assert live.events() == [Resubscribe("S0006.US", "stock-0")]
+    live.poll(26.0)
+    assert [type(e) for e in live.events()] == [NeverStarted]
+    live.acknowledged("stock-0", ["S0007.US"], now=30.0)
+    live.acknowledged("stock-0", ["S0007.US", "S0008.US"], now=30.0)
+    live.connection_down("stock-0", 31.0)
+    live.acknowledged("stock-0", ["S0007.US", "S0008.US"], now=32.0)
+    live.ticked("S0007.US", 33.0)  # a waiting code that was told stale is told it recovered
+    assert [e for e in live.events() if isinstance(e, Recovered)] == [Recovered("S0007.US", "stock-0", 3.0)]
+
+
+def test_zero_disables_and_unheld_codes_are_forgotten() -> None:
+    live = CodeLiveness({"stock-0": 0.0}, default_s=5.0)
+    live.acknowledged("stock-0", ["AAPL.US"], now=0.0)
+    live.acknowledged("forex_crypto-0", ["EURUSD"], now=0.0)
+    assert live.next_wakeup() == 5.0
+    live.poll(1000.0)
+    assert [type(e) for e in live.events()] == [Resubscribe]  # EURUSD only
+    live.acknowledged("forex_crypto-0", [], now=1001.0)
+    assert live.codes() == {"AAPL.US"}
+    live.ticked("EURUSD", 1002.0)  # no longer held: ignored
+    assert live.events() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("tick"), st.sampled_from(["A", "B", "C"])),
+            st.tuples(st.just("down"), st.sampled_from(["c0", "c1"])),
+            st.tuples(st.just("ack"), st.sampled_from(["c0", "c1"])),
+            st.tuples(st.just("poll"), st.just("")),
+        ),
+        max_size=60,
+    ),
+    st.lists(st.floats(0.0, 8.0), min_size=60, max_size=60),
+)
+def test_events_alternate_and_nothing_moves_before_the_wakeup(
+    ops: list[tuple[str, str]], steps: list[float]
+) -> None:
+    live = CodeLiveness({"c0": 5.0, "c1": 3.0})
+    placement = {"A": "c0", "B": "c0", "C": "c1"}
+    now = 0.0
+    live.acknowledged("c0", ["A", "B"], now)
+    live.acknowledged("c1", ["C"], now)
+    bad: dict[str, bool] = {}
+    for (op, arg), step in zip(ops, steps, strict=False):
+        wake = live.next_wakeup()
+        now += step
+        if op == "tick":
+            live.ticked(arg, now)
+        elif op == "down":
+            live.connection_down(arg, now)
+        elif op == "ack":
+            live.acknowledged(arg, [c for c, conn in placement.items() if conn == arg], now)
+        else:
+            live.poll(now)
+            if wake is None or now < wake:
+                assert not [e for e in live.events() if not isinstance(e, Recovered)]
+        for event in live.events():
+            if isinstance(event, Stale):
+                assert not bad.get(event.code), f"{event.code} told stale twice"
+                bad[event.code] = True
+            elif isinstance(event, NeverStarted):  # also after a Stale: its connection died before a tick
+                bad[event.code] = True
+            elif isinstance(event, Recovered):
+                assert bad.get(event.code), f"{event.code} recovered without being stale"
+                bad[event.code] = False
+            assert getattr(event, "silent_for_s", 0.0) >= 0.0
