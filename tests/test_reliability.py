@@ -378,7 +378,6 @@ def test_a_simulator_restart_is_seen_and_everything_is_resubscribed(restarted: R
 
 @pytest.mark.usefixtures("ray_session")
 @pytest.mark.timeout(300 * S)
-@pytest.mark.xfail(strict=True, reason="seq reset rule: lands with the health branch")
 def test_after_a_simulator_restart_ticks_flow_again(restarted: Restarted) -> None:
     """The restarted server counts ``seq`` from 1 again: those ticks must reach the strategy, not only
     the ones after the new counter passed the old one (no timing: a tick below the old seq must come)."""
