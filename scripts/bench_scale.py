@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from actors.core.wire import SUBSCRIBE_GAP_PER_TOKEN_S, Tick  # noqa: E402
 from actors.strategy import Strategy  # noqa: E402
+from scripts.bench_sim import rss_mb  # noqa: E402
 
 TOKEN = "bench-scale-" + uuid.uuid4().hex[:6]
 FOREX_PATH = "/quote-b-ws-api"
@@ -87,18 +88,6 @@ def config(port: int, per_conn: int, conns: int) -> str:
             f"symbols = {json.dumps(codes)}",
         ]
     )
-
-
-def rss_mb(pids: list[int]) -> float:
-    page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as f:  # noqa: PTH123
-                total += int(f.read().split()[1])
-        except OSError:
-            continue
-    return total * page / (1 << 20)
 
 
 def one_run(  # noqa: PLR0913
