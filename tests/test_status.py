@@ -196,6 +196,20 @@ def test_per_code_liveness_comes_in_through_code_health() -> None:
     assert "AAPL.US  stale" in render_status(doc)
 
 
+def test_per_code_liveness_comes_from_the_registrys_codes() -> None:
+    # The registry's status (actors.registry.RegistryStatus.codes, as builtins) carries CodeHealth.
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {
+        "AAPL.US": {"state": "never_started", "reason": "no first tick", "connection": "stock-0", "last_tick_age_s": -1.0},
+        "EURUSD": {"state": "waiting", "reason": "", "connection": "forex_crypto-0", "last_tick_age_s": 0.5},
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["AAPL.US"]["state"] == "never_started"
+    assert doc["codes"]["AAPL.US"]["last_tick_age_s"] is None  # -1: no tick yet
+    assert doc["codes"]["EURUSD"]["state"] == "ok"  # waiting for a first tick is not an alarm yet
+    assert doc["codes"]["EURUSD"]["last_tick_age_s"] == 0.5
+
+
 def test_a_registry_that_did_not_answer_is_shown_not_raised() -> None:
     raw = raw_snapshot()
     raw["registry"] = {"error": "ActorDiedError: gone"}

@@ -7,9 +7,11 @@ Rules of this module:
    child that did not answer: that child shows as ``down`` (a connection) or with its ``error``.
 2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
    else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
-3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: it comes
-   in the snapshot under ``code_health`` (code -> {"state", "last_tick_age_s"}) once a child reports
-   it. Without it a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
+3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: the
+   registry's status carries it under ``codes`` (actors.core.codehealth.CodeHealth: code -> {"state",
+   "reason", "connection", "last_tick_age_s"}, an age of -1 before the first tick); a snapshot may
+   also give it as ``code_health``. It turns an ``ok`` code ``stale`` or ``never_started``; without it
+   a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
 4. Time is a parameter (``RateWindow``); nothing here reads a clock.
 """
 
@@ -117,12 +119,17 @@ def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = ""
     assert isinstance(registry, Mapping)
     rates = raw.get("rates") or {}
     codes, pending = _registry_codes(registry)
-    health = raw.get("code_health") or {}
-    for code, seen in health.items():  # the seam for per-code liveness (rule 3)
+    health = raw.get("code_health") or registry.get("codes") or {}
+    for code, seen in health.items():  # per-code liveness (rule 3)
         entry = codes.get(code)
-        if entry is not None and entry["state"] == "ok" and isinstance(seen, Mapping):
-            entry["state"] = seen.get("state", "ok")
-            entry["last_tick_age_s"] = seen.get("last_tick_age_s")
+        if entry is None or not isinstance(seen, Mapping):
+            continue
+        age = _number(seen.get("last_tick_age_s"))
+        entry["last_tick_age_s"] = age if age is not None and age >= 0 else None
+        if entry["state"] == "ok" and seen.get("state") in {"stale", "never_started"}:
+            entry["state"] = seen["state"]
+            if seen.get("reason"):
+                entry["reason"] = seen["reason"]
     for entry in codes.values():
         entry.setdefault("last_tick_age_s", None)
     per_conn: dict[str, set[str]] = {}
