@@ -182,6 +182,29 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
     assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
 
 
+@pytest.mark.timeout(int(240 * S))
+def test_status_exits_1_while_a_connection_is_out_of_sync(system: Any, sim: Any, tmp_env: dict[str, str]) -> None:
+    """Every subscription request on the forex/crypto endpoint is read and never answered from here on
+    (the simulator's ``hold``); its socket is dropped, so the new one's resubscription stays in flight.
+    Runs last on this module's system: it leaves it out of sync."""
+    import ray
+
+    where = ["--namespace", system.namespace, "--address", ray.get_runtime_context().gcs_address]
+    sim.inject("hold", path="forex_crypto", count=100_000)
+    sim.inject("drop", path="forex_crypto")
+    wait_for(lambda: sim.state()["totals"].get("held", 0) >= 1, 30, what="a request held in flight")
+    done = command(["status", "--json", *where], tmp_env)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["in_sync"] is False
+    assert doc["failure"] == ""
+    assert "EURUSD" in doc["registry"]["pending"], doc["registry"]
+    done = command(["status", *where], tmp_env)
+    assert done.returncode == 1
+    assert done.stdout.startswith("tickvisor "), done.stdout
+    assert not done.stdout.startswith("tickvisor OK"), done.stdout
+
+
 def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from actors import control
 
