@@ -16,7 +16,7 @@ can never stop the feed: a failure to record is logged once per metric and then 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from actors.log import logger
@@ -170,9 +170,12 @@ def latency_since(received_ns: int, strategy: str) -> None:
 _code_states_at = [0.0]
 
 
-def code_states(books: Iterable[Any], refused: Mapping[str, str]) -> None:
-    """Set the ``codes`` gauge from the registry's subscription books (actors.core.subscriptions),
-    at most once a second (the registry's timer calls it 50 times a second)."""
+def code_states(
+    books: Iterable[Any], refused: Mapping[str, str], liveness: Callable[[], Mapping[str, Any]] | None = None
+) -> None:
+    """Set the ``codes`` gauge from the registry's subscription books (actors.core.subscriptions) and
+    its per-code liveness (``liveness()``: code -> actors.core.codehealth.CodeHealth), at most once a
+    second (the registry's timer calls it on every round, and at least every few seconds)."""
     _flush_due()  # the registry's timer also hands its counts to Ray
     now = time.monotonic()
     if now - _code_states_at[0] < 1.0:
@@ -184,8 +187,13 @@ def code_states(books: Iterable[Any], refused: Mapping[str, str]) -> None:
         acknowledged = book.acknowledged
         for code in book.target:
             (ok if code in acknowledged else pending).add(code)
-    gauge("codes", len(ok - pending), state="ok")
+    health = liveness() if liveness is not None else {}
+    quiet = {state: {c for c, h in health.items() if h.state == state} for state in ("stale", "never_started")}
+    ok -= pending | quiet["stale"] | quiet["never_started"]
+    gauge("codes", len(ok), state="ok")
     gauge("codes", len(pending), state="pending")
+    gauge("codes", len(quiet["stale"] - pending), state="stale")
+    gauge("codes", len(quiet["never_started"] - pending), state="never_started")
     gauge("codes", len(refused), state="quarantined")
 
 

@@ -58,7 +58,9 @@ from actors.naming import NamedActors
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
-IDLE_WAKEUP_S = 60.0  # the timer's longest sleep when no core has anything due (it is woken on changes)
+#: The timer's longest sleep when no core has anything due (it is woken on changes); it also bounds
+#: how old the ``codes`` gauge and this process's metric counts may get (actors.metrics).
+IDLE_WAKEUP_S = 5.0
 CODE_EVENTS_KEPT = 20  # the last per-code liveness events shown in the status
 DECODER_ANSWER_S = 2.0  # how long a liveness round waits for the decoders' tick ages
 
@@ -702,7 +704,7 @@ class Registry:
             else:
                 self._close_idle(now)
             self._pump(now)
-            metrics.code_states(self._books.values(), self._refused)
+            metrics.code_states(self._books.values(), self._refused, lambda: self._liveness.status(now))
             due = self._liveness_due is not None and now >= self._liveness_due
         if self._asked is not None:
             self._liveness_answers()
