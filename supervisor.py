@@ -216,9 +216,18 @@ def init_ray(args: argparse.Namespace) -> bool:
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     metrics = {"_metrics_export_port": args.metrics_port} if args.metrics_port else {}
-    ray.init(
-        address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING, **metrics
-    )
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING, **metrics
+            )
+            break
+        except Exception as exc:  # Ray raises a bare Exception when its node misses its startup window
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            why = "the local Ray did not start within its startup window (a loaded machine?); trying once more"
+            print(f"tickvisor: {why}", file=sys.stderr, flush=True)  # noqa: T201
+            ray.shutdown()
     return True
 
 

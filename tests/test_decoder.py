@@ -98,11 +98,11 @@ class World:
         ray.get([s.statistics.remote() for s in self.strategies.values()], timeout=60 * S)
         ray.get(self.registry.status.remote(), timeout=60 * S)
 
-    def decoder(self, max_pending: int = 64) -> DecoderProxy:
+    def decoder(self, max_pending: int = 64, *, deliver_corrupt: bool = False) -> DecoderProxy:
         handle = (
             ray.remote(Decoder)
             .options(namespace=self.namespace, num_cpus=0)
-            .remote(next(self._ids), self.registry, self.namespace, max_pending)
+            .remote(next(self._ids), self.registry, self.namespace, max_pending, deliver_corrupt=deliver_corrupt)
         )
         self._decoders.append(handle)
         return DecoderProxy(handle)
@@ -313,7 +313,7 @@ class TestTickCheck:
 
     def test_deliver_corrupt_passes_them(self, world: World) -> None:
         code = "INTC.US"
-        decoder = Decoder(900, world.registry, world.namespace, 64, deliver_corrupt=True)
+        decoder = world.decoder(deliver_corrupt=True)
         decoder.set_routes({code: ("b",)}, {})
         assert (
             decoder.decode(CONN, 1, [push("push_trade_int_seq_ms", code=code, seq=1, price="-0.5")], 0) == 1
