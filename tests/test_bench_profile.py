@@ -1,0 +1,51 @@
+"""scripts/bench_profile.py: py-spy's raw output aggregated per process (pure, no Ray, no py-spy)."""
+
+from __future__ import annotations
+
+from scripts.bench_profile import Profile, aggregate_raw, frame_label, table
+
+RAW = """\
+<module> (bench.py:5);run (/v/lib/python3.11/asyncio/base_events.py:608);_read (/w/actors/connection.py:210) 30
+<module> (bench.py:5);run (/v/lib/python3.11/asyncio/base_events.py:608);decode_batch (/w/actors/core/wire.py:90) 50
+<module> (bench.py:5);decode_batch (/w/actors/core/wire.py:91);_normalise_trade (/w/actors/core/wire.py:120) 15
+<module> (bench.py:5);_read (/w/actors/connection.py:230) 5
+not a stack line
+truncated line without count;
+"""
+
+
+def test_self_samples_count_the_leaf_frame_per_file_and_function() -> None:
+    total, counts = aggregate_raw(RAW)
+    assert total == 100
+    assert counts == {
+        "core/wire.py:decode_batch": 50,
+        "actors/connection.py:_read": 35,  # two lines of one function add up
+        "core/wire.py:_normalise_trade": 15,
+    }
+    # the callers (run, <module>) have no self samples
+    assert "asyncio/base_events.py:run" not in counts
+
+
+def test_empty_and_garbage_give_nothing() -> None:
+    assert aggregate_raw("") == (0, {})
+    assert aggregate_raw("x y z\n\n 12\n") == (0, {})
+
+
+def test_frame_label() -> None:
+    assert frame_label("f (/a/b/c.py:12)") == "b/c.py:f"
+    assert frame_label("<module> (<string>:5)") == "<string>:<module>"
+    assert frame_label("weird frame") == "weird frame"
+
+
+def test_table_lists_the_busiest_process_first_with_its_top_functions() -> None:
+    _, counts = aggregate_raw(RAW)
+    busy = Profile("decoder:0", 11, 100, counts)
+    idle = Profile("registry", 12)
+    broken = Profile("strategy:bench", 13, error="Permission denied")
+    text = table([idle, broken, busy], seconds=2.0, top=2)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].startswith("| decoder:0 | 11 | 100 | 50 | `core/wire.py:decode_batch` | 50 | 50 |")
+    assert rows[1].startswith("|  |  |  |  | `actors/connection.py:_read` | 35 | 35 |")
+    assert len([r for r in rows if "decoder:0" in r or r.startswith("|  |")]) == 2  # top=2
+    assert any("registry" in r and "idle" in r for r in rows)
+    assert any("strategy:bench" in r and "Permission denied" in r for r in rows)
