@@ -7,8 +7,10 @@ py-spy's raw output (one line per distinct stack: ``frame;frame;...;leaf COUNT``
 frame of each stack: where the interpreter was, not who called it). ``table`` prints them.
 
 py-spy samples Python frames only (no ``--native``): time in C code (msgspec, picows, the socket calls)
-counts for the Python function that called it. Idle threads are not sampled (py-spy's default), so a
-process's samples say how busy it was: at ``RATE`` samples/s, 100 samples are about one CPU second.
+counts for the Python function that called it. Idle threads are not sampled (py-spy's default), but a
+thread waiting inside C code often is (Ray's task loop, the asyncio loop's epoll): those leaves
+(``WAITING``) are counted apart, and the rest is "busy": at ``RATE`` samples/s, 100 busy samples are
+about one CPU second (or a thread runnable but waiting for a core, on a loaded machine).
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ RATE = 100  # samples per second per process
 TOP = 8  # functions shown per process
 MAX_S = 600  # py-spy's own --duration: it stops by itself even if never signalled
 
+#: Leaf frames (file name, function without its class) where a thread waits in C code that py-spy does not see as idle (Ray's task loop, the
+#: asyncio loop's epoll, a condition variable): counted apart as "waiting", not as busy.
+WAITING = frozenset({("worker.py", "main_loop"), ("selectors.py", "select"), ("threading.py", "wait")})
+
+
+def is_waiting(label: str) -> bool:
+    """Whether a ``file:function`` label is one of the ``WAITING`` (file name, bare function name)."""
+    file, _, func = label.rpartition(":")
+    return (file.rsplit("/", 1)[-1], func.rsplit(".", 1)[-1]) in WAITING
+
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -41,8 +53,18 @@ class Profile:
     self_samples: Counter[str] = field(default_factory=Counter)
     error: str = ""
 
+    @property
+    def waiting(self) -> int:
+        """Samples whose leaf is a wait (``WAITING``)."""
+        return sum(n for func, n in self.self_samples.items() if is_waiting(func))
+
+    @property
+    def busy(self) -> int:
+        return self.total - self.waiting
+
     def top(self, n: int = TOP) -> list[tuple[str, int]]:
-        return self.self_samples.most_common(n)
+        """The ``n`` functions with the most self samples, waits left out."""
+        return [(f, k) for f, k in self.self_samples.most_common() if not is_waiting(f)][:n]
 
 
 def frame_label(frame: str) -> str:
@@ -151,17 +173,17 @@ def table(profiles: list[Profile], seconds: float, top: int = TOP) -> str:
         f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
         "self samples of the leaf Python frame)",
         "",
-        "| process | pid | samples | busy % | function (file:function) | self | % of process |",
+        "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self | % of busy |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
-    for p in sorted(profiles, key=lambda p: -p.total):
-        busy = 100 * p.total / (RATE * seconds) if seconds > 0 else 0.0
+    for p in sorted(profiles, key=lambda p: -p.busy):
+        busy = 100 * p.busy / (RATE * seconds) if seconds > 0 else 0.0
         if p.error:
             lines.append(f"| {p.label} | {p.pid} | - | - | py-spy: {p.error} | | |")
             continue
         rows = p.top(top) or [("(no samples: idle)", 0)]
         for i, (func, n) in enumerate(rows):
-            head = (p.label, str(p.pid), str(p.total), f"{busy:.0f}") if i == 0 else ("", "", "", "")
-            share = f"{100 * n / p.total:.0f}" if p.total else "-"
+            head = (p.label, str(p.pid), f"{p.total} ({p.waiting})", f"{busy:.0f}") if i == 0 else ("", "", "", "")
+            share = f"{100 * n / p.busy:.0f}" if p.busy else "-"
             lines.append(f"| {' | '.join(head)} | `{func}` | {n} | {share} |")
     return "\n".join(lines)
