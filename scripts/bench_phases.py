@@ -95,7 +95,7 @@ MODES = {
         churn_s=10,
         deadline_s=1.5,
         quiet_s=3.2,
-        hard_cap_s=400,
+        hard_cap_s=480,
     ),
     "full": Mode(
         "full",
@@ -111,7 +111,7 @@ MODES = {
         churn_s=10,
         deadline_s=1.5,
         quiet_s=3.2,
-        hard_cap_s=1200,
+        hard_cap_s=1300,
     ),
 }
 
