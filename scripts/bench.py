@@ -1,7 +1,7 @@
 """Benchmark tickvisor against the simulator on 127.0.0.1, beside its baselines, in one run.
 
     python scripts/bench.py            # full: 3 rounds of every throughput figure, about 5 minutes
-    python scripts/bench.py --quick    # 1 round, within 3 minutes on a 2-core machine
+    python scripts/bench.py --quick    # 1 round, about 4-5 minutes on a 2-core machine
     python scripts/bench.py --smoke    # tiny counts, well under a minute: checks the machinery only
 
 It prints a markdown table and, as its very last line, ``BENCH {json}``. Every figure is measured in
@@ -44,6 +44,14 @@ Figures (the BENCH keys):
 * Recovery, SIGKILL in a live run: ``kill_conn_recover_s``, ``kill_registry_recover_s`` (kill to a new
   tick on every code), ``kill_lost_subscriptions``; ``kill_*_in_sync_s``: kill to the registry in sync
   with the server again; ``kill_*_restarted_s``: kill to Ray's new process reporting in.
+* 4 connections bursting at once (``phase_burst4``: 100 codes, at most 25 per connection, so 4
+  connections, each with its own decoder worker, into one strategy; the simulator's ``burst`` of
+  ``Mode.burst4`` ticks on each at once): ``burst4_tps`` (aggregate, at the strategy),
+  ``burst4_cpu_s_per_mtick`` (every process of the job), ``burst4_{connection,decoder,strategy}_cpu_s_per_mtick``
+  (each role summed over its processes) and ``burst4_decoder_cpu_spread`` (busiest decoder's CPU over
+  the idlest's); ``bare_picows_tps`` is the single-connection reference. ``--profile`` runs that burst
+  once more under py-spy and prints where the CPU goes per process (scripts/bench_profile.py) between
+  the table and the BENCH line; if py-spy is missing or cannot attach, one line says so.
 * Cost, over tickvisor's throughput burst: ``cpu_s_per_mtick`` (CPU seconds of every process of the job:
   driver, Ray's own processes and all actors, per million ticks), ``rss_mb`` (their summed RSS; ``pss_mb``
   counts shared pages once).
@@ -71,7 +79,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actors.core.settings import TRANSPORTS  # noqa: E402
-from scripts.bench_phases import MODES, Mode, phase_liveness, phase_throughput, start_liveness  # noqa: E402
+from scripts.bench_phases import (  # noqa: E402
+    MODES,
+    Mode,
+    phase_burst4,
+    phase_liveness,
+    phase_throughput,
+    start_burst4,
+    start_liveness,
+)
 from scripts.bench_proc import local_ray, setup_environment  # noqa: E402
 from scripts.bench_report import REQUIRED_KEYS, write  # noqa: E402
 from scripts.bench_sim import hard_cap, log  # noqa: E402
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table and the BENCH line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="one round; within 3 minutes on 2 cores")
+    group.add_argument("--quick", action="store_true", help="one round; about 4-5 minutes on 2 cores")
     group.add_argument(
         "--smoke", action="store_true", help="tiny counts: checks the machinery, not the figures"
     )
@@ -103,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         default=TRANSPORTS[0],
         help=f"tickvisor's feed.transport (default {TRANSPORTS[0]}); the BENCH line names it",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the 4-connection burst once more under py-spy (pinned in scripts/requirements.lock) and "
+        "print, per process of the job and the simulator, its samples and top functions by self time",
+    )
     args = p.parse_args(argv)
     mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
     mode = Mode(
@@ -119,23 +141,30 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"mode": mode.name, "niceness": args.niceness}
     started = time.monotonic()
     failed = ""
+    profile = ""
     try:
         # Ray prints its workers' deaths (the SIGKILLs are deliberate) on stdout: keep stdout for the report.
         with hard_cap(mode.hard_cap_s), contextlib.redirect_stdout(sys.stderr), local_ray():
-            early = None
+            early = early4 = None
             try:
-                # Smoke checks the machinery only: the second system starts beside the first to save time.
-                early = start_liveness(mode, token) if mode.name == "smoke" else None
+                # Smoke checks the machinery only: the other systems start beside the first to save time.
+                if mode.name == "smoke":
+                    early = start_liveness(mode, token)
+                    early4 = start_burst4(mode, token)
                 phase_throughput(mode, out, token)
+                profile = phase_burst4(mode, out, token, early4, profile=args.profile)
                 phase_liveness(mode, out, token, early)
             finally:
-                if early is not None:
-                    early[0].stop()
+                for pair in (early, early4):
+                    if pair is not None:
+                        pair[0].stop()
     except Exception as exc:  # noqa: BLE001 - reported in the BENCH line, exit code 1
         failed = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {failed}")
     out["elapsed_s"] = time.monotonic() - started
-    write(out, mode, ok=not failed)
+    if args.profile and not profile:
+        profile = "--profile: not profiled: the run failed before the 4-connection burst"
+    write(out, mode, ok=not failed, extra=profile)
     return 1 if failed else 0
 
 

@@ -60,6 +60,7 @@ class Mode:
     quiet_s: float  # before each stall and kill: time since the last subscription request (token gap)
     hard_cap_s: float  # the whole run is stopped after this
     transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
+    burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
 
 
 MODES = {
@@ -77,7 +78,8 @@ MODES = {
         churn_s=1.5,
         deadline_s=1.5,
         quiet_s=0.0,
-        hard_cap_s=150,
+        hard_cap_s=200,
+        burst4=750,
     ),
     "quick": Mode(
         "quick",
@@ -93,7 +95,7 @@ MODES = {
         churn_s=10,
         deadline_s=1.5,
         quiet_s=3.2,
-        hard_cap_s=400,
+        hard_cap_s=480,
     ),
     "full": Mode(
         "full",
@@ -109,7 +111,7 @@ MODES = {
         churn_s=10,
         deadline_s=1.5,
         quiet_s=3.2,
-        hard_cap_s=1200,
+        hard_cap_s=1300,
     ),
 }
 
@@ -122,13 +124,20 @@ def run_tickvisor(
     job_pids: list[int],
     *,
     rate: float | None = None,
+    conns: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One burst into tickvisor; counted inside the bench strategy. CPU of the job sampled alongside."""
+    """One burst into tickvisor; counted inside the bench strategy. CPU of the job sampled alongside.
+
+    ``conns``: burst ``count`` ticks on each of these simulator connections at once (default: the one
+    holding ``codes``); the strategy then expects ``count`` times as many.
+    """
     strategy = system.actor("strategy:bench")
     system.get(strategy.bench_reset.remote(rate is not None))
-    conn = sim.find_conn(codes)
+    conns = conns or [sim.find_conn(codes)]
+    per_conn, count = count, count * len(conns)
     injected_cpu = cpu_seconds(job_pids)
-    sim.fault("burst", conn=conn, count=count, **({"rate": rate} if rate else {}))
+    for conn in conns:
+        sim.fault("burst", conn=conn, count=per_conn, **({"rate": rate} if rate else {}))
     first: tuple[int, float] | None = None
     last_change, last_count = time.monotonic(), -1
     deadline = time.monotonic() + 60 + count / (rate or 5000)
@@ -197,6 +206,110 @@ def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> di
 
 
 # --- the phases ---------------------------------------------------------------------------------------
+
+BURST4_CONNECTIONS = 4
+
+
+def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
+    """The 4-connection phase's simulator (bursts only) and tickvisor (forex endpoint only), not waited for."""
+    codes = block(0)
+    sim = SimProcess(token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000")
+    sim.start()
+    log(f"burst4: simulator on port {sim.port}; tickvisor with {BURST4_CONNECTIONS} connections")
+    toml = settings_toml(
+        sim.port,
+        [("bench", codes)],
+        heartbeat_s=2.0,
+        deadline_s=6.0,
+        transport=mode.transport,
+        max_codes_per_connection=len(codes) // BURST4_CONNECTIONS,
+        stock=False,
+    )
+    return sim, System.from_toml(toml, token, wait=False)
+
+
+def phase_burst4(
+    mode: Mode,
+    out: dict[str, Any],
+    token: str,
+    started: tuple[SimProcess, System] | None = None,
+    *,
+    profile: bool = False,
+) -> str:
+    """4 connections bursting at once: 100 codes, at most 25 per connection, so the job opens 4
+    connections on the forex endpoint, each with its own decoder worker, all feeding one strategy.
+
+    Writes ``burst4_*`` into ``out``: ``burst4_tps`` (aggregate, counted at the strategy),
+    ``burst4_cpu_s_per_mtick`` (every process of the job, as ``cpu_s_per_mtick``), and the CPU per
+    Mtick of the connections, decoders and strategy (each summed over its processes, from the
+    injection to the last tick) with ``burst4_decoder_cpu_spread``: the busiest decoder's CPU over the
+    idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second, unmeasured burst runs under
+    py-spy (scripts/bench_profile.py); returns its table, or one line saying why it could not run.
+    """
+    from scripts.bench_profile import Profiler, table
+
+    codes = block(0)
+    sim, system = started or start_burst4(mode, token)
+    with sim:
+        try:
+            system.wait_started()
+            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+
+            def forex_conns() -> list[int] | None:
+                live = [
+                    c for c in sim.state()["connections"] if c["open"] and c["path"] == FOREX_PATH and c["trades"]
+                ]
+                held = set().union(*(set(c["trades"]) for c in live)) if live else set()
+                return [int(c["id"]) for c in live] if len(live) == BURST4_CONNECTIONS and held == set(codes) else None
+
+            conns = wait_until(forex_conns, 30, f"{BURST4_CONNECTIONS} connections holding the codes")
+            children = system.pids()
+            job_pids = tree(os.getpid(), exclude=[sim.pid])
+            roles = {
+                role: [pid for name, pid in children.items() if name.startswith(role + ":")]
+                for role in ("connection", "decoder", "strategy")
+            }
+            before = {pid: cpu_seconds([pid]) for pids in roles.values() for pid in pids}
+            log(f"burst4: {mode.burst4} ticks on each of {len(conns)} connections at once")
+            result = run_tickvisor(system, sim, codes, mode.burst4, job_pids, conns=conns)
+            used = {pid: cpu_seconds([pid]) - cpu for pid, cpu in before.items()}
+            n = max(result["count"], 1)
+            out["burst4_tps"] = result["tps"]
+            out["burst4_cpu_s_per_mtick"] = result.get("cpu_s_per_mtick", -1.0)
+            out["burst4_connections"] = len(conns)
+            out["burst4_decoders"] = len(roles["decoder"])
+            out["burst4_ticks"] = result["count"]
+            out["burst4_order_ok"] = (
+                result["count"] == mode.burst4 * len(conns) and result["gaps"] == 0 and result["out_of_order"] == 0
+            )
+            for role in roles:
+                out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in roles[role]) / n * 1e6
+            decoders = sorted(used[p] for p in roles["decoder"])
+            # 0.0: not measurable (an idlest decoder with no CPU clock tick, as in --smoke)
+            out["burst4_decoder_cpu_spread"] = decoders[-1] / decoders[0] if decoders and decoders[0] > 0 else 0.0
+            log(
+                f"burst4: {result['count']} ticks, {result['tps']:.0f}/s; CPU s per decoder "
+                + ", ".join(f"{x:.2f}" for x in decoders)
+            )
+            if not profile:
+                return ""
+            pids = {**children, "simulator": sim.pid}
+            profiler = Profiler(pids)
+            why = profiler.unavailable()
+            if why:
+                return f"--profile: not profiled: {why}"
+            log(f"burst4 --profile: the same burst again under py-spy on {len(pids)} processes (not measured)")
+            profiler.start()
+            time.sleep(1.0)  # py-spy attaches
+            started = time.monotonic()
+            try:
+                run_tickvisor(system, sim, codes, mode.burst4, job_pids, conns=conns)
+            finally:
+                seconds = time.monotonic() - started
+                profiles = profiler.stop()
+            return table(profiles, seconds)
+        finally:
+            system.stop()
 
 
 def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:

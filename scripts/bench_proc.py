@@ -35,8 +35,11 @@ def settings_toml(
     heartbeat_s: float,
     deadline_s: float,
     transport: str = "picows",
+    max_codes_per_connection: int = 0,
+    stock: bool = True,
 ) -> str:
-    """A tickvisor config against the simulator on ``port``, reading with ``transport``."""
+    """A tickvisor config against the simulator on ``port``, reading with ``transport`` (at most
+    ``max_codes_per_connection`` codes per connection if given: more connections for the same codes; without the stock endpoint if not ``stock``)."""
     lines = [
         "[feed]",
         f'transport = "{transport}"',
@@ -44,13 +47,13 @@ def settings_toml(
         f"heartbeat_interval_s = {heartbeat_s}",
         f"silence_deadline_s = {deadline_s}",
         "ping_deadline_s = 1.0",
+        *([f"max_codes_per_connection = {max_codes_per_connection}"] if max_codes_per_connection else []),
         "[restart]",
         "max_restarts = 50",
         "within_s = 60.0",
         "backoff_initial_s = 0.1",
         "backoff_max_s = 2.0",
-        "[endpoints.stock]",
-        f'url = "ws://127.0.0.1:{port}{STOCK_PATH}"',
+        *(["[endpoints.stock]", f'url = "ws://127.0.0.1:{port}{STOCK_PATH}"'] if stock else []),
         "[endpoints.forex_crypto]",
         f'url = "ws://127.0.0.1:{port}{FOREX_PATH}"',
     ]

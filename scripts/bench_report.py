@@ -36,6 +36,8 @@ REQUIRED_KEYS = (
     "kill_lost_subscriptions",
     "cpu_s_per_mtick",
     "rss_mb",
+    "burst4_tps",
+    "burst4_cpu_s_per_mtick",
 )
 
 
@@ -186,6 +188,18 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f"{f('churn_ops_wanted_per_s', '.0f')}/s wanted, {f('churn_errors')} errors",
         ),
         row(
+            "4 connections bursting at once: ticks/s, CPU s per Mtick",
+            f"{f('burst4_tps', '.0f')}, {f('burst4_cpu_s_per_mtick', '.1f')}",
+            "",
+            f"picows 1 conn: {f('bare_picows_tps', '.0f')}",
+            "",
+            f"{f('burst4_ticks')} ticks over {f('burst4_connections')} connections and "
+            f"{f('burst4_decoders')} decoders, in order: {f('burst4_order_ok')}; CPU s/Mtick connections "
+            f"{f('burst4_connection_cpu_s_per_mtick', '.1f')}, decoders {f('burst4_decoder_cpu_s_per_mtick', '.1f')} "
+            f"(busiest / idlest {f('burst4_decoder_cpu_spread')}), strategy "
+            f"{f('burst4_strategy_cpu_s_per_mtick', '.1f')}",
+        ),
+        row(
             "memory",
             f"RSS {f('rss_mb', '.0f')} MB (PSS {f('pss_mb', '.0f')} MB), {f('job_processes')} processes",
             "",
@@ -206,10 +220,11 @@ def table(r: dict[str, Any], mode: Mode) -> str:
     return "\n".join(lines)
 
 
-def write(out: dict[str, Any], mode: Mode, *, ok: bool) -> None:
+def write(out: dict[str, Any], mode: Mode, *, ok: bool, extra: str = "") -> None:
     """Complete ``out`` (-1 for each missing required key, the targets met, ``ok``) and print the report.
 
-    The table comes first; ``BENCH {json}`` is the very last line of stdout.
+    The table comes first, then ``extra`` (``--profile``'s table), and ``BENCH {json}`` is the very last
+    line of stdout.
     """
     for key in REQUIRED_KEYS:
         out.setdefault(key, -1.0)
@@ -218,5 +233,7 @@ def write(out: dict[str, Any], mode: Mode, *, ok: bool) -> None:
     out["targets_total"] = len(rows)
     out["ok"] = ok
     sys.stdout.write(table(out, mode) + "\n\n")
+    if extra:
+        sys.stdout.write(extra + "\n\n")
     sys.stdout.write("BENCH " + json.dumps(out, sort_keys=True) + "\n")
     sys.stdout.flush()

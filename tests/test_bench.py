@@ -62,5 +62,9 @@ def test_smoke_run_reports_every_key() -> None:
     assert isinstance(bench["latency_exact"], bool)
     assert bench["seed_detect_s"] == 22.5
     assert bench["deadline_s"] > 0
+    # 4 connections bursting at once: the job opened 4 connections, each with its own decoder worker.
+    assert bench["burst4_connections"] == 4
+    assert bench["burst4_decoders"] >= 4
+    assert bench["burst4_ticks"] > 0
     # The table comes first: a markdown header row with every consumer.
     assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)
