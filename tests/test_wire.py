@@ -848,6 +848,16 @@ _prices = st.decimals(allow_nan=False, allow_infinity=False).map(lambda d: (str(
     lambda s: (s, Decimal(s))
 )
 
+# Field values around the fast path's edges: numbers and digit strings of every length up to past
+# 2**64, signs, points, exponents, non-ASCII digits.
+_int_edges = st.integers(-5, 5) | st.integers(0, 2**66) | st.sampled_from(
+    [wire.SECONDS_BELOW - 1, wire.SECONDS_BELOW, wire.UINT64_MAX, wire.UINT64_MAX + 1]
+)
+_numbers = _int_edges | _int_edges.map(str) | st.text(alphabet="0123456789.-+e\u0661 ", max_size=22) | st.builds(
+    lambda zeros, n: "0" * zeros + str(n), st.integers(0, 25), st.integers(0, 2**64)
+)
+_decimal_like = st.text(alphabet="0123456789.-eE+\u0661\u00b2", max_size=12) | _prices.map(lambda p: p[0])
+
 
 class PropertyTests(unittest.TestCase):
     """Decoding is total (MalformedFrame or a value), exact on prices, and requests round-trip."""
@@ -931,6 +941,29 @@ class PropertyTests(unittest.TestCase):
         (only,) = forms
         assert only.seq == seq
         assert only.tick_time == (tick_time * 1000 if tick_time < wire.SECONDS_BELOW else tick_time)
+
+    @settings(PROPERTY_SETTINGS, max_examples=400)
+    @given(
+        seq=_numbers,
+        tick_time=_numbers,
+        price=_decimal_like,
+        volume=_decimal_like,
+        turnover=_decimal_like,
+    )
+    def test_fast_normalisation_agrees_with_the_checked_one(
+        self, seq: int | str, tick_time: int | str, price: str, volume: str, turnover: str
+    ) -> None:
+        # wire._normalise_trade takes a shortcut for the usual fields; on any input it must give what
+        # the field-by-field checks give (the same Tick, or the same MalformedFrame message).
+        trade = wire.Trade("XAUUSD", seq, tick_time, price, volume, turnover, 1, 7)
+
+        def outcome(normalise: Callable[..., wire.Tick]) -> object:
+            try:
+                return normalise(trade, b"raw", 5)
+            except MalformedFrame as exc:
+                return str(exc)
+
+        assert outcome(wire._normalise_trade) == outcome(wire._checked_trade)
 
     @PROPERTY_SETTINGS
     @given(codes=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=30))

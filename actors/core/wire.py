@@ -449,7 +449,36 @@ def _decimal(name: str, value: str, frame: bytes | str, *, required: bool) -> st
     return value
 
 
+def _plain(value: str) -> bool:
+    """Digits with at most one point, ASCII only: the decimals the vendor sends, checked without a regex."""
+    return value.isascii() and value.replace(".", "", 1).isdigit()
+
+
 def _normalise_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick:
+    seq, tick_time, price, volume, turnover = trade.seq, trade.tick_time, trade.price, trade.volume, trade.turnover
+    # The fast path, for nearly every tick: integer seq and tick_time in milliseconds (as numbers or
+    # digit strings of at most 19 digits, so below 2**64), plain decimal strings. The same result as
+    # ``_checked_trade``, about 4 times cheaper; anything else takes that path and its exact message.
+    if type(seq) is str and len(seq) < _UINT64_DIGITS and seq.isascii() and seq.isdigit():
+        seq = int(seq)
+    if type(tick_time) is str and len(tick_time) < _UINT64_DIGITS and tick_time.isascii() and tick_time.isdigit():
+        tick_time = int(tick_time)
+    if (
+        type(seq) is int
+        and type(tick_time) is int
+        and 0 <= seq <= UINT64_MAX
+        and SECONDS_BELOW <= tick_time <= UINT64_MAX
+        and _plain(price)
+        and (not volume or _plain(volume))
+        and (not turnover or _plain(turnover))
+    ):
+        return Tick(
+            trade.code, seq, tick_time, price, volume, turnover, trade.trade_direction, received_ns, trade.sent_ns
+        )
+    return _checked_trade(trade, frame, received_ns)
+
+
+def _checked_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick:
     return Tick(
         code=trade.code,
         seq=_int_field("seq", trade.seq, frame),
