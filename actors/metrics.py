@@ -75,8 +75,9 @@ HISTOGRAM_PER_S: Final = 100
 
 _made: dict[str, Any] = {}
 _broken: set[str] = set()
-_pending: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-_observed: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+_Key = tuple[str, tuple[tuple[str, str], ...]]  # a metric's name and its sorted labels
+_pending: dict[_Key, float] = {}
+_observed: dict[_Key, int] = {}
 _next_flush = [0.0]
 
 
@@ -133,11 +134,26 @@ def _flush_due() -> None:
         _record(name, "inc", value, dict(labels))
 
 
+def _key(name: str, **labels: object) -> _Key:
+    return (name, tuple(sorted((label, str(value)) for label, value in labels.items())))
+
+
+def _add(key: _Key, value: float) -> None:
+    if value:
+        _pending[key] = _pending.get(key, 0) + value
+
+
+def _observe(key: _Key, value: float) -> None:
+    """Record one observation unless this second's allowance is used up."""
+    seen = _observed.get(key, 0)
+    if seen < HISTOGRAM_PER_S:
+        _observed[key] = seen + 1
+        _record(key[0], "observe", value, dict(key[1]))
+
+
 def count(name: str, value: float = 1, **labels: str) -> None:
     """Add ``value`` to counter ``name`` (nothing for 0); handed to Ray within FLUSH_EVERY_S."""
-    if value:
-        key = (name, tuple(sorted(labels.items())))
-        _pending[key] = _pending.get(key, 0) + value
+    _add(_key(name, **labels), value)
     _flush_due()
 
 
@@ -149,11 +165,7 @@ def count_now(name: str, value: float = 1, **labels: str) -> None:
 def observe(name: str, value: float, **labels: str) -> None:
     """One observation of histogram ``name``: the first HISTOGRAM_PER_S of each label set per second."""
     _flush_due()  # first: a new second starts a new allowance
-    key = (name, tuple(sorted(labels.items())))
-    seen = _observed.get(key, 0)
-    if seen < HISTOGRAM_PER_S:
-        _observed[key] = seen + 1
-        _record(name, "observe", value, labels)
+    _observe(_key(name, **labels), value)
 
 
 def gauge(name: str, value: float, **labels: str) -> None:
@@ -164,7 +176,11 @@ def gauge(name: str, value: float, **labels: str) -> None:
 def latency_since(received_ns: int, strategy: str) -> None:
     """The end-to-end latency of a batch whose oldest tick was read at ``received_ns`` (wall clock)."""
     if received_ns:
-        observe("latency_seconds", max(0.0, (time.time_ns() - received_ns) / 1e9), strategy=strategy)
+        observe("latency_seconds", _seconds_since(received_ns), strategy=strategy)
+
+
+def _seconds_since(received_ns: int) -> float:
+    return max(0.0, (time.time_ns() - received_ns) / 1e9)
 
 
 _code_states_at = [0.0]
@@ -202,8 +218,12 @@ def code_states(
 
 def connection_batch(connection: str, frames: int) -> None:
     """A connection forwards a batch of ``frames`` raw frames to its decoder."""
-    count("frames_received", frames, connection=connection)
-    observe("batch_size", frames, stage="connection")
+    keys = _hook_keys.get(connection)
+    if keys is None:
+        keys = _hook_keys[connection] = (_key("frames_received", connection=connection),)
+    _add(keys[0], frames)
+    _flush_due()
+    _observe(_CONNECTION_BATCH, frames)
 
 
 def reconnected(connection: str, cause: BaseException | None) -> None:
@@ -212,21 +232,43 @@ def reconnected(connection: str, cause: BaseException | None) -> None:
 
 
 _decoder_seen: dict[int, tuple[int, int, int, int]] = {}
+# The hooks below run per batch: their label sets are built once (a sorted key costs about a
+# microsecond, several per batch when batches are one tick).
+_hook_keys: dict[str, tuple[_Key, ...]] = {}
+_NO_DROPS: Final = (0, 0, 0, 0)
+_DROP_KEYS: Final = tuple(_key("drops", reason=r) for r in ("ghost", "duplicate", "malformed", "slow_strategy"))
+_CONNECTION_BATCH: Final = _key("batch_size", stage="connection")
+_STRATEGY_BATCH: Final = _key("batch_size", stage="strategy")
 
 
 def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int, int, int]) -> None:
     """A decoder decoded ``ticks`` from ``connection``. ``drops`` are its running totals of ghosts,
     duplicates, malformed frames and ticks dropped for slow strategies; what grew since its last batch
     is counted by reason."""
-    count("ticks_decoded", ticks, connection=connection)
-    before = _decoder_seen.get(decoder_id, (0, 0, 0, 0))
-    _decoder_seen[decoder_id] = drops
-    for reason, new, old in zip(("ghost", "duplicate", "malformed", "slow_strategy"), drops, before, strict=True):
-        count("drops", new - old, reason=reason)
+    keys = _hook_keys.get(f"decoded {connection}")
+    if keys is None:
+        keys = _hook_keys[f"decoded {connection}"] = (_key("ticks_decoded", connection=connection),)
+    _add(keys[0], ticks)
+    before = _decoder_seen.get(decoder_id, _NO_DROPS)
+    if drops != before:
+        _decoder_seen[decoder_id] = drops
+        for key, new, old in zip(_DROP_KEYS, drops, before, strict=True):
+            _add(key, new - old)
+    _flush_due()
 
 
 def delivered(strategy: str, records: list[Any]) -> None:
     """A strategy hands ``records`` (ticks or book ticks) to its hook."""
-    count("ticks_delivered", len(records), strategy=strategy)
-    observe("batch_size", len(records), stage="strategy")
-    latency_since(min((r.received_ns for r in records if r.received_ns), default=0), strategy)
+    keys = _hook_keys.get(f"delivered {strategy}")
+    if keys is None:
+        keys = _hook_keys[f"delivered {strategy}"] = (
+            _key("ticks_delivered", strategy=strategy),
+            _key("latency_seconds", strategy=strategy),
+        )
+    _add(keys[0], len(records))
+    _flush_due()
+    _observe(_STRATEGY_BATCH, len(records))
+    if records and _observed.get(keys[1], 0) < HISTOGRAM_PER_S:  # the oldest tick, only when recorded
+        received_ns = min((r.received_ns for r in records if r.received_ns), default=0)
+        if received_ns:
+            _observe(keys[1], _seconds_since(received_ns))

@@ -186,3 +186,44 @@ def test_counters_are_handed_to_ray_once_a_second_and_histograms_capped(monkeypa
     now[0] += metrics.FLUSH_EVERY_S
     metrics.observe("batch_size", 1, stage="strategy")
     assert len(histogram.calls) == metrics.HISTOGRAM_PER_S + 1
+
+
+def test_the_per_batch_hooks_hand_over_exact_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # decoded/delivered/connection_batch build their label sets once and add up locally: what reaches
+    # Ray at the flush must still be every tick and every drop, by label.
+    now = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
+    made = {name: Recorded() for name in ("ticks_decoded", "drops", "ticks_delivered", "frames_received",
+                                           "batch_size", "latency_seconds")}
+    monkeypatch.setattr(metrics, "_made", made)
+    monkeypatch.setattr(metrics, "_pending", {})
+    monkeypatch.setattr(metrics, "_observed", {})
+    monkeypatch.setattr(metrics, "_decoder_seen", {})
+    monkeypatch.setattr(metrics, "_next_flush", [now[0] + 10])
+    metrics.decoded(0, "fx-0", 5, (1, 0, 0, 0))
+    metrics.decoded(0, "fx-0", 3, (1, 2, 0, 0))
+    metrics.decoded(1, "fx-1", 4, (0, 0, 1, 0))
+    metrics.connection_batch("fx-0", 8)
+    metrics.connection_batch("fx-0", 2)
+
+    class Rec:
+        def __init__(self, received_ns: int) -> None:
+            self.received_ns = received_ns
+
+    metrics.delivered("tape", [Rec(0), Rec(0)])  # no read time: no latency observed
+    metrics.delivered("tape", [Rec(1), Rec(1), Rec(1)])
+    assert not made["ticks_decoded"].calls  # nothing handed over before the second is up
+    now[0] += 11
+    metrics.count("ticks_delivered", 0, strategy="tape")  # any hook call flushes when due
+
+    def incs(name: str) -> dict[str, float]:
+        return {",".join(t.values()): v for kind, v, t in made[name].calls if kind == "inc"}
+
+    assert incs("ticks_decoded") == {"fx-0": 8, "fx-1": 4}
+    assert incs("drops") == {"ghost": 1, "duplicate": 2, "malformed": 1}
+    assert incs("frames_received") == {"fx-0": 10}
+    assert incs("ticks_delivered") == {"tape": 5}
+    assert [(v, t) for _, v, t in made["batch_size"].calls] == [
+        (8, {"stage": "connection"}), (2, {"stage": "connection"}), (2, {"stage": "strategy"}), (3, {"stage": "strategy"})
+    ]
+    assert len(made["latency_seconds"].calls) == 1
