@@ -32,7 +32,7 @@ from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
 from actors.core.settings import TRANSPORTS, Secret, endpoint_url, redact
-from actors.transport import Batch, SocketClosed, Transport, open_transport
+from actors.transport import SocketClosed, Transport, open_transport
 
 
 STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
@@ -295,47 +295,41 @@ class Connection:
 
     async def _read(self, ws: Transport, epoch: int) -> None:
         """Read batches of frames (cut by the transport where the socket had nothing more buffered) and
-        hand them to ``_flush``: at ``batch_max_frames``, when the batch is ``batch_max_age_ms`` old, or
-        as soon as the decoder is idle."""
-        frames: list[bytes] = []
+        hand them to ``_flush``: at once when the decoder is idle; while it still works on the previous
+        batch, what arrives meanwhile joins this one until the decoder acknowledges or the batch is
+        ``batch_max_age_ms`` old; at most ``batch_max_frames`` a batch. Frames read before the socket
+        ended are flushed before its end is raised."""
         max_frames = self._cfg.batch_max_frames
         max_age = self._cfg.batch_max_age_ms / 1000.0
-        started = 0.0
-        started_ns = 0
-        recv = ws.recv_batch
+        recv, ready = ws.recv_batch, ws.ready
         accepted = False
         while True:
-            if frames:
-                # Drained, with a batch in hand, while the decoder still works on the previous one:
-                # keep collecting until it is free or the batch is max_age old. Each batch costs a Ray
-                # call at both ends (~1 ms here), so a paced feed must not send one per frame.
-                batch = await self._recv_until_decoder_free(recv, started + max_age)
-                if batch is None:
-                    self._liveness.frame_received(time.monotonic())
-                    await self._flush(frames, epoch, started_ns)
-                    frames = []
-                    continue
-            else:
-                batch = await recv()
-            got, got_ns = batch
+            frames, started_ns = await recv()
             if not accepted:
-                accepted = self._screen_all(got)
-            now = time.monotonic()
-            if not frames:
-                started = now
-                started_ns = got_ns
-            frames += got
-            while len(frames) >= max_frames:
-                self._liveness.frame_received(now)
-                await self._flush(frames[:max_frames], epoch, started_ns)
-                frames = frames[max_frames:]
-                started = now
-                await asyncio.sleep(0)  # let beat() and send() run between the batches of a long burst
-            if frames and (now - started >= max_age or self._decoder_idle()):
-                self._liveness.frame_received(now)
-                await self._flush(frames, epoch, started_ns)
-                frames = []
-                await asyncio.sleep(0)
+                accepted = self._screen_all(frames)
+            if not self._decoder_idle():
+                # One wait for the acknowledgement (the transport's callbacks keep cutting batches
+                # meanwhile); no task per batch: this runs for every batch of a burst.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max_age):
+                        await self._channel.wait_acked()
+            ended: BaseException | None = None
+            while len(frames) < max_frames and ready():
+                try:
+                    got, _ = await recv()
+                except Exception as exc:  # noqa: BLE001 - the socket's end: raised after the flush below
+                    ended = exc
+                    break
+                if not accepted:
+                    accepted = self._screen_all(got)
+                frames += got
+            self._liveness.frame_received(time.monotonic())
+            for start in range(0, len(frames), max_frames):
+                await self._flush(frames[start : start + max_frames], epoch, started_ns)
+            if ended is not None:
+                raise ended
+            if len(frames) >= max_frames:
+                await asyncio.sleep(0)  # a long burst: let beat() and send() run between its batches
 
     def _screen_all(self, frames: list[bytes]) -> bool:
         """``_screen`` the frames of a session not yet accepted, in order; True once one accepted it."""
@@ -365,28 +359,6 @@ class Connection:
 
     def _decoder_idle(self) -> bool:
         return not self._channel.outbox.pending
-
-    async def _recv_until_decoder_free(self, recv: Any, deadline: float) -> Batch | None:
-        """The next batch, or None when the decoder became free (its channel acknowledged a batch) or
-        ``deadline`` passed first."""
-        if self._decoder_idle():
-            return None
-        reading = asyncio.ensure_future(recv())
-        free = asyncio.ensure_future(self._channel.wait_acked())
-        await asyncio.wait(
-            {reading, free}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-        )
-        free.cancel()
-        if reading.done():
-            return reading.result()
-        reading.cancel()  # actors/transport.py: cancelling recv_batch() loses no frame
-        try:
-            return await reading  # it may have completed before the cancel took hold
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # we are being stopped ourselves
-            return None
 
     async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)

@@ -94,6 +94,8 @@ class Transport(Protocol):
 
     async def recv_batch(self) -> Batch: ...
 
+    def ready(self) -> bool: ...
+
     async def send(self, data: bytes) -> bool: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
@@ -197,6 +199,10 @@ class WebsocketsTransport:
             pending.append(await recv(decode=False))
         self._pending = []
         return pending, self._first_ns
+
+    def ready(self) -> bool:
+        """Whether ``recv_batch`` has a frame to return without waiting (a close is seen by its call)."""
+        return bool(self._pending) or len(self._buffered) > 0
 
     async def send(self, data: bytes) -> bool:
         """Send ``data`` as one text frame; False when the socket is closing or closed."""
@@ -409,6 +415,11 @@ class PicowsTransport:
             self._paused = False
             self._transport.underlying_transport.resume_reading()
         return batch
+
+    def ready(self) -> bool:
+        """Whether ``recv_batch`` would return (or raise) without waiting."""
+        listener = self._listener
+        return bool(listener.batches) or listener.ended is not None
 
     async def send(self, data: bytes) -> bool:
         """Send ``data`` as one text frame; False when the socket is closing or closed."""
