@@ -113,13 +113,26 @@ class Peer(_Framing):
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self._receiver = receiver
+        self._loop = asyncio.get_running_loop()
+        self._ack_due = 0  # the highest number acknowledged and not yet written
+        self.ack_writes = 0
 
     def frame_received(self, frame: bytes) -> None:
         number, missed, body = _decode(frame)
         self._receiver.on_message(self, number, missed, body)
 
     def ack(self, number: int) -> None:
-        """Every batch up to ``number`` is done with (dropped silently when the sender is gone)."""
+        """Every batch up to ``number`` is done with (dropped silently when the sender is gone).
+
+        Written once the loop is through its current callbacks: the acknowledgements of every batch
+        one read brought in (or one drain delivered) become one write, not a write each."""
+        if not self._ack_due:
+            self._loop.call_soon(self._write_ack)
+        self._ack_due = max(self._ack_due, number)
+
+    def _write_ack(self) -> None:
+        number, self._ack_due = self._ack_due, 0
+        self.ack_writes += 1
         self.write(_encode(number))
 
     def connection_lost(self, exc: Exception | None) -> None:

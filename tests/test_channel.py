@@ -104,3 +104,22 @@ async def test_a_full_outbox_while_no_receiver_exists_counts_its_drops() -> None
     assert [sender.send(k, 4) for k in range(4)] == [True, True, False, False]
     assert (sender.outbox.dropped, sender.outbox.missed, sender.connected) == (8, 8, False)
     sender.close()
+
+
+async def test_the_acknowledgements_of_one_read_are_written_once() -> None:
+    sink = Sink()
+    address = await sink.receiver.address()
+
+    async def resolve() -> Address:
+        return address
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=256, replay=False), node=NODE)
+    await sender.wait_connected()
+    for k in range(200):  # written back to back: the receiver reads many of them at a time
+        assert sender.send([k], 1)
+    await until(lambda: len(sink.got) == 200, "200 batches")
+    await until(lambda: sender.outbox.pending == 0, "every batch acknowledged, the last one included")
+    (peer,) = sink.receiver.peers
+    assert 1 <= peer.ack_writes < 200
+    sender.close()
+    sink.receiver.close()
