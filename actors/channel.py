@@ -8,7 +8,10 @@ The hops (README "How a tick travels")::
 Each hop is a stream socket: a Unix-domain socket in Linux's abstract namespace when both ends are on
 one node (no file to leave behind), TCP on the receiver's node address otherwise. Every message is a
 4-byte big-endian length and one msgpack array ``[number, missed, body]``; the receiver answers with
-the same framing, ``number``: every batch up to it is done with. Ray carries only the address: the
+the same framing, ``number``: every batch up to it is done with. A stream's first frame is the
+receiver's key (random per receiver, part of its address): a stream that does not begin with it
+(another process on the node, or anyone who can reach the TCP port) is dropped before any of its
+frames is read as a batch. Ray carries only the address: the
 receiver actor serves it from a Ray method, the sender asks for it (``resolve``) when it connects and
 again after every break, so either end may restart (SIGKILL included) and the other re-wires by itself.
 
@@ -20,7 +23,9 @@ Measured against pyzmq in README "Channel candidates": asyncio Unix-domain socke
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
+import secrets
 import struct
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,12 +47,17 @@ RESOLVE_TIMEOUT_S = 10.0
 
 
 class Address(msgspec.Struct, frozen=True):
-    """Where a receiver listens: ``uds`` on node ``node``, ``host``:``port`` from anywhere."""
+    """Where a receiver listens: ``uds`` on node ``node``, ``host``:``port`` from anywhere; ``key``
+    opens its streams (kept out of the repr, like a token)."""
 
     node: str
     uds: str
     host: str
     port: int
+    key: str = msgspec.field(default="")
+
+    def __repr__(self) -> str:
+        return f"Address(node={self.node!r}, uds={self.uds!r}, host={self.host!r}, port={self.port})"
 
 
 class FrameTooBig(ValueError):
@@ -116,10 +126,27 @@ class Peer(_Framing):
         self._loop = asyncio.get_running_loop()
         self._ack_due = 0  # the highest number acknowledged and not yet written
         self.ack_writes = 0
+        self._opened: bool | None = None  # whether the stream began with the receiver's key
 
     def frame_received(self, frame: bytes) -> None:
+        if not self._opened:
+            if self._opened is None:
+                self._open(frame)
+            return  # the key, or whatever follows a wrong one
         number, missed, body = _decode(frame)
         self._receiver.on_message(self, number, missed, body)
+
+    def _open(self, frame: bytes) -> None:
+        self._opened = hmac.compare_digest(frame, self._receiver.key.encode())
+        if self._opened:
+            return
+        self._receiver.strangers += 1
+        logger.error(
+            "channel {}: dropped a stream that did not begin with this receiver's key (not a tickvisor "
+            "sender of this job; {} so far)", self._receiver.name, self._receiver.strangers,
+        )
+        if self.transport is not None:
+            self.transport.abort()
 
     def ack(self, number: int) -> None:
         """Every batch up to ``number`` is done with (dropped silently when the sender is gone).
@@ -158,6 +185,8 @@ class Receiver:
         self.on_message = on_message
         self.on_lost = on_lost
         self.peers: set[Peer] = set()
+        self.key = secrets.token_hex(16)
+        self.strangers = 0  # streams dropped for want of the key
         self._node = node
         self._host = host
         self._servers: list[asyncio.AbstractServer] = []
@@ -176,7 +205,7 @@ class Receiver:
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the address
             self._address.set_exception(exc)
             return
-        self._address.set_result(Address(self._node, uds, self._host, port))
+        self._address.set_result(Address(self._node, uds, self._host, port, self.key))
 
     def _accept(self) -> Peer:
         peer = Peer(self)
@@ -298,6 +327,7 @@ class Sender:
             _, link = await loop.create_unix_connection(lambda: _Link(self), address.uds)
         else:
             _, link = await loop.create_connection(lambda: _Link(self), address.host, address.port)
+        link.write(address.key.encode())  # the first frame opens the stream (Peer._open)
         return link
 
     def close(self) -> None:

@@ -123,3 +123,33 @@ async def test_the_acknowledgements_of_one_read_are_written_once() -> None:
     assert 1 <= peer.ack_writes < 200
     sender.close()
     sink.receiver.close()
+
+
+async def test_a_stream_without_the_receivers_key_is_dropped_unread() -> None:
+    # Anyone who can reach the TCP port (or the node's abstract socket) could write tick batches:
+    # a stream must begin with the key that only the job's actors get (through Ray, in the address).
+    import msgspec
+    from actors.channel import HEADER
+
+    sink = Sink()
+    address = await sink.receiver.address()
+    assert address.key and address.key not in repr(address)
+    batch = msgspec.msgpack.encode([1, 0, ["forged"]])
+    for first in (b"", b"not the key", batch):
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+        frames = ([first] if first != batch else []) + [batch, batch]
+        writer.write(b"".join(HEADER.pack(len(f)) + f for f in frames))
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 20.0) == b""  # dropped, no acknowledgement
+        writer.close()
+    assert sink.got == []
+    assert sink.receiver.strangers == 3
+
+    async def resolve() -> Address:
+        return address
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node="node-b")  # TCP, keyed
+    assert sender.send(["real"], 1)
+    await until(lambda: [body for _, _, body in sink.got] == [["real"]], "the keyed sender's batch")
+    sender.close()
+    sink.receiver.close()
