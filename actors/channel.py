@@ -123,7 +123,7 @@ class Peer(_Framing):
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self._receiver = receiver
-        self._loop = asyncio.get_running_loop()
+        self._reading = False
         self._ack_due = 0  # the highest number acknowledged and not yet written
         self.ack_writes = 0
         self._opened: bool | None = None  # whether the stream began with the receiver's key
@@ -148,14 +148,25 @@ class Peer(_Framing):
         if self.transport is not None:
             self.transport.abort()
 
+    def data_received(self, data: bytes) -> None:
+        self._reading = True
+        try:
+            super().data_received(data)
+        finally:
+            self._reading = False
+            if self._ack_due:
+                self._write_ack()
+
     def ack(self, number: int) -> None:
         """Every batch up to ``number`` is done with (dropped silently when the sender is gone).
 
-        Written once the loop is through its current callbacks: the acknowledgements of every batch
-        one read brought in (or one drain delivered) become one write, not a write each."""
-        if not self._ack_due:
-            self._loop.call_soon(self._write_ack)
+        Given while a read is handled (a receiver done with each batch as it arrives), it is written
+        at the end of that read: the acknowledgements of every batch one read brought in become one
+        write. Given at any other time (a strategy's hook finished), it is written at once, so that
+        the sender sees room as soon as there is some."""
         self._ack_due = max(self._ack_due, number)
+        if not self._reading:
+            self._write_ack()
 
     def _write_ack(self) -> None:
         number, self._ack_due = self._ack_due, 0
