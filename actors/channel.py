@@ -152,6 +152,8 @@ class Peer(_Framing):
         self._reading = True
         try:
             super().data_received(data)
+            if self._receiver.on_read_end is not None:
+                self._receiver.on_read_end()
         finally:
             self._reading = False
             if self._ack_due:
@@ -181,7 +183,9 @@ class Peer(_Framing):
 
 
 class Receiver:
-    """Listens on a Unix-domain socket and on TCP; ``on_message(peer, number, missed, body)`` per batch."""
+    """Listens on a Unix-domain socket and on TCP; ``on_message(peer, number, missed, body)`` per batch,
+    then ``on_read_end()`` once the batches one read brought in were handed over (a receiver that
+    works on them together: the acknowledgements it gives there go out with that read's)."""
 
     def __init__(
         self,
@@ -191,10 +195,12 @@ class Receiver:
         node: str,
         host: str,
         on_lost: Callable[[Peer], None] | None = None,
+        on_read_end: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.on_message = on_message
         self.on_lost = on_lost
+        self.on_read_end = on_read_end
         self.peers: set[Peer] = set()
         self.key = secrets.token_hex(16)
         self.strangers = 0  # streams dropped for want of the key

@@ -94,7 +94,10 @@ class Decoder:
         self._routed = asyncio.Event()
         self._node, host = local_node()
         # connection -> here: raw frame batches (actors.connection._flush)
-        self._receiver = Receiver(decoder_name(decoder_id), self._on_batch, node=self._node, host=host)
+        self._inbox: list[tuple[Peer, int, str, int, int, list[bytes]]] = []  # the batches of one read
+        self._receiver = Receiver(
+            decoder_name(decoder_id), self._on_batch, node=self._node, host=host, on_read_end=self._on_read_end
+        )
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
         if supervisor is not None:
@@ -123,8 +126,25 @@ class Decoder:
         if missed:
             self._frames_lost += missed
             logger.warning("decoder {}: {} frames from {} were lost on the way", self._id, missed, conn_id)
-        self.decode(conn_id, epoch, frames, received_ns)
-        peer.ack(number)
+        self._inbox.append((peer, number, conn_id, epoch, received_ns, frames))
+
+    def _on_read_end(self) -> None:
+        # The batches one read brought in (several when this decoder was behind) are decoded as one, per
+        # stream and session: one decode, one route and one batch per strategy instead of one each.
+        inbox, self._inbox = self._inbox, []
+        i = 0
+        while i < len(inbox):
+            peer, number, conn_id, epoch, received_ns, frames = inbox[i]
+            j = i + 1
+            while j < len(inbox) and inbox[j][0] is peer and inbox[j][3] == epoch:
+                if j == i + 1:
+                    frames = list(frames)
+                frames += inbox[j][5]
+                number = inbox[j][1]
+                j += 1
+            self.decode(conn_id, epoch, frames, received_ns)  # received_ns: the oldest read's
+            peer.ack(number)
+            i = j
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
         """Decode one batch from ``conn_id``; returns how many ticks were sent on (per strategy)."""

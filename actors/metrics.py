@@ -9,7 +9,7 @@ about every 10 s; a counter's Prometheus name also ends in ``_total``.
 The hooks in the other shells are one line each (``metrics.count("frames_received", n, connection=...)``),
 made per batch, never per tick. Counters are added up in the process and handed to Ray once a second
 (so a count can wait up to that long, or until the process's next hook call); histograms keep at most
-100 observations a second per label set. A metric object is created in each process on its first use. Metrics
+20 observations a second per label set. A metric object is created in each process on its first use. Metrics
 can never stop the feed: a failure to record is logged once per metric and then ignored.
 """
 
@@ -71,7 +71,7 @@ METRICS: Final[Mapping[str, Metric]] = {
 #: a second, and each histogram label set takes at most HISTOGRAM_PER_S observations a second (the
 #: first ones of each second). The number of Ray calls stays bounded whatever the batch rate.
 FLUSH_EVERY_S: Final = 1.0
-HISTOGRAM_PER_S: Final = 100
+HISTOGRAM_PER_S: Final = 20
 
 _made: dict[str, Any] = {}
 _broken: set[str] = set()

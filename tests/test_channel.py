@@ -18,12 +18,16 @@ class Sink:
     def __init__(self, name: str = "sink", *, ack: bool = True) -> None:
         self.got: list[tuple[int, int, Any]] = []
         self.ack = ack
-        self.receiver = Receiver(name, self.on_message, node=NODE, host="127.0.0.1")
+        self.reads: list[int] = []  # batches handed over per read
+        self.receiver = Receiver(name, self.on_message, node=NODE, host="127.0.0.1", on_read_end=self.on_read_end)
 
     def on_message(self, peer: Peer, number: int, missed: int, body: Any) -> None:
         self.got.append((number, missed, body))
         if self.ack:
             peer.ack(number)
+
+    def on_read_end(self) -> None:
+        self.reads.append(len(self.got) - sum(self.reads))
 
 
 async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
@@ -121,6 +125,8 @@ async def test_the_acknowledgements_of_one_read_are_written_once() -> None:
     await until(lambda: sender.outbox.pending == 0, "every batch acknowledged, the last one included")
     (peer,) = sink.receiver.peers
     assert 1 <= peer.ack_writes < 200
+    assert sum(sink.reads) == 200
+    assert len([n for n in sink.reads if n]) == peer.ack_writes  # one write per read that brought batches
     sender.close()
     sink.receiver.close()
 
