@@ -24,6 +24,7 @@ from actors.log import for_connection, logger
 from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from actors.direct import direct
 from actors.channel import Sender, local_node
 from actors.core import wire
 from actors.core.naming import connection_name
@@ -203,6 +204,7 @@ class Connection:
         )
         self._stopping = False
         self._session_started = 0.0
+        direct(self, "_flush", "_decoder_idle", "_screen_all")  # per batch: past Ray's wrappers
         self._kick = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
         if supervisor is not None:

@@ -34,6 +34,7 @@ import msgspec
 from actors import metrics
 from actors.log import logger
 
+from actors.direct import direct
 from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS
@@ -92,6 +93,7 @@ class Decoder:
         self._batches = self._frames = self._ticks = self._books = 0
         self._delivered = self._malformed = self._frames_lost = 0
         self._routed = asyncio.Event()
+        direct(self, "decode", "_send", "_sender", "_tell_watched")  # per batch: past Ray's wrappers
         self._node, host = local_node()
         # connection -> here: raw frame batches (actors.connection._flush)
         self._inbox: list[tuple[Peer, int, str, int, int, list[bytes]]] = []  # the batches of one read

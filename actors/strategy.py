@@ -41,6 +41,7 @@ import ray
 from actors import metrics
 from actors.log import logger
 
+from actors.direct import direct
 from actors.channel import Address, Peer, Receiver, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
@@ -94,6 +95,8 @@ class Strategy:
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
         self._receiver: Receiver | None = None
+        # Called per batch: past Ray's tracing wrappers (actors.direct), the user's hooks included.
+        direct(self, "_enqueue", "_dispatch", "_send_acks", "on_ticks", "on_books", "on_missed")
         with contextlib.suppress(RuntimeError):  # outside an event loop (a plain instance): on start()
             asyncio.get_running_loop()
             self._open_channel()
