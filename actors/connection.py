@@ -24,7 +24,7 @@ from actors.log import for_connection, logger
 from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from actors.direct import direct
+from actors.hot import direct, freeze_heap
 from actors.channel import Sender, local_node
 from actors.core import wire
 from actors.core.naming import connection_name
@@ -209,6 +209,7 @@ class Connection:
         self._task = asyncio.get_running_loop().create_task(self._run())
         if supervisor is not None:
             supervisor.child_started.remote(connection_name(conn_id), os.getpid())
+        freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
 
     def __repr__(self) -> str:
         return f"Connection({self._conn_id!r}, {redact(self._url)!r})"

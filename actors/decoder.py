@@ -34,7 +34,7 @@ import msgspec
 from actors import metrics
 from actors.log import logger
 
-from actors.direct import direct
+from actors.hot import direct, freeze_heap
 from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS
@@ -104,6 +104,7 @@ class Decoder:
         registry.decoder_started.remote(decoder_id, os.getpid())
         if supervisor is not None:
             supervisor.child_started.remote(decoder_name(decoder_id), os.getpid())
+        freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
 
     async def channel_address(self) -> Address:
         """Where the connection sends its frames; answered once the routes are in (or after 10 s)."""

@@ -41,7 +41,7 @@ import ray
 from actors import metrics
 from actors.log import logger
 
-from actors.direct import direct
+from actors.hot import direct, freeze_heap
 from actors.channel import Address, Peer, Receiver, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
@@ -102,6 +102,7 @@ class Strategy:
             self._open_channel()
         if supervisor is not None:
             supervisor.child_started.remote(strategy_name(name), os.getpid())
+        freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
 
     # --- what users call ------------------------------------------------------------------------
 
