@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -208,6 +209,45 @@ def test_per_code_liveness_comes_from_the_registrys_codes() -> None:
     assert doc["codes"]["AAPL.US"]["last_tick_age_s"] is None  # -1: no tick yet
     assert doc["codes"]["EURUSD"]["state"] == "ok"  # waiting for a first tick is not an alarm yet
     assert doc["codes"]["EURUSD"]["last_tick_age_s"] == 0.5
+
+
+def test_ages_are_as_of_the_status_call_from_the_decoders_answers() -> None:
+    # The registry's age is as of its last look at the decoders (plus the time since); the decoders'
+    # statistics, gathered by the same status call, know the age now: the freshest is shown.
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {
+        "AAPL.US": {"state": "ok", "reason": "", "connection": "stock-0", "last_tick_age_s": 41.0},
+        "EURUSD": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 75.5},
+    }
+    raw["decoders"] = {
+        "0": {"decoder_id": 0, "tick_ages": {"AAPL.US": 0.2, "EURUSD": 75.0}},
+        "1": {"decoder_id": 1, "tick_ages": {"AAPL.US": 0.05}},  # a code seen by two decoders: freshest
+        "2": {"error": "GetTimeoutError: no answer"},
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["AAPL.US"]["last_tick_age_s"] == 0.05
+    assert doc["codes"]["EURUSD"]["last_tick_age_s"] == 75.0
+    assert doc["codes"]["EURUSD"]["state"] == "stale"
+    raw["decoders"] = {"0": {"error": "ActorDiedError: gone"}}  # no decoder answered: the registry's age
+    assert job_status(raw)["codes"]["AAPL.US"]["last_tick_age_s"] == 41.0
+
+
+def test_a_book_only_code_shows_its_liveness() -> None:
+    raw = raw_snapshot()
+    raw["registry"]["book_strategies"] = {"depth": {"BTCUSDT": 1}}
+    raw["registry"]["connections"].append(
+        {**reg_conn("forex_crypto-0", ["BTCUSDT"], ["BTCUSDT"]), "kind": "book"}
+    )
+    raw["registry"]["codes"] = {
+        "BTCUSDT": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 12.0},
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["BTCUSDT"] == {
+        "state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "kinds": ["book"],
+        "holders": ["depth"], "last_tick_age_s": 12.0,
+    }  # fmt: skip
+    [line] = [row for row in render_status(doc).splitlines() if row.strip().startswith("BTCUSDT")]
+    assert re.split(r"\s{2,}", line.strip()) == ["BTCUSDT", "stale", "code quiet, socket alive", "forex_crypto-0", "12.0 s", "depth"]
 
 
 def test_a_registry_that_did_not_answer_is_shown_not_raised() -> None:
