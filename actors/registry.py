@@ -13,8 +13,9 @@ changed something; every change is made under one lock, so the registry stays a 
 serialization point.
 
 It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged code, trades
-or order book (a book push is that code's sign of life), is watched; its timer thread wakes at the core's next wake-up, asks the decoders for the age of each
-code's last tick (``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
+or order book (a book push is that code's sign of life), is watched; its timer thread wakes at the
+core's next wake-up, asks the decoders for the age of each code's last tick or book
+(``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
 connection died (``Strategy.on_stale``), and when its ticks return (``on_recovered``; the decoders
 report the first tick of a watched code at once, ``codes_ticked``). A code with no first tick is
 resubscribed once, then reported to its holders as never started (``on_problem``).
@@ -424,8 +425,9 @@ class Registry:
                 metrics.count("subscription_requests", connection=conn_id, code="200")
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
                 # Trades and order books alike: a code held only as a book is watched too.
-                self._liveness.acknowledged(conn_id, book.acknowledged, event.acknowledged_at, book.kind.value)
-                self._liveness_changed(event.acknowledged_at)
+                at = event.acknowledged_at
+                self._liveness.acknowledged(conn_id, book.acknowledged, at, book.kind.value)
+                self._liveness_changed(at)
         return changed
 
     def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:

@@ -247,7 +247,8 @@ def test_a_book_only_code_shows_its_liveness() -> None:
         "holders": ["depth"], "last_tick_age_s": 12.0,
     }  # fmt: skip
     [line] = [row for row in render_status(doc).splitlines() if row.strip().startswith("BTCUSDT")]
-    assert re.split(r"\s{2,}", line.strip()) == ["BTCUSDT", "stale", "code quiet, socket alive", "forex_crypto-0", "12.0 s", "depth"]
+    cells = re.split(r"\s{2,}", line.strip())
+    assert cells == ["BTCUSDT", "stale", "code quiet, socket alive", "forex_crypto-0", "12.0 s", "depth"]
 
 
 def test_a_registry_that_did_not_answer_is_shown_not_raised() -> None:
