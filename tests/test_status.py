@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -364,3 +366,26 @@ def test_a_refusal_of_the_request_itself_is_shown() -> None:
 
 def test_split_reason_without_a_known_hint() -> None:
     assert status.split_reason("something new") == ("something new", "")
+
+
+def test_the_readme_schema_names_every_key_of_the_document() -> None:
+    # README "status": the table after "`status --json` prints", its first column the top-level keys
+    # and, for the lists and objects, the keys of each entry as {"key", ...}.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("`status --json` prints the same as one JSON document", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    documented = {key: cells[1] for cells in rows for key in re.findall(r"`(\w+)`", cells[0])}
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {"AAPL.US": {"state": "stale", "reason": "quiet", "connection": "stock-0",
+                                            "last_tick_age_s": 61.0}}  # fmt: skip
+    doc = job_status(raw, namespace="tickvisor", address="127.0.0.1:6379")
+    assert set(documented) == set(doc)
+
+    def entry_keys(key: str) -> set[str]:
+        return set(re.findall(r'"(\w+)"', documented[key].split("}", 1)[0]))
+
+    assert entry_keys("connections") == set(doc["connections"][0])
+    assert entry_keys("strategies") == set(doc["strategies"][0])
+    assert entry_keys("codes") | {"reason"} == set(doc["codes"]["AAPL.US"])
+    assert "`reason`" in documented["codes"]
+    assert set(re.findall(r'"(\w+)":', documented["registry"])) == set(doc["registry"])
