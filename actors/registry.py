@@ -328,13 +328,16 @@ class Registry:
             self._pump(time.monotonic())
             self._wake.set()  # the timer re-arms: a request may now be due sooner
 
-    def connection_down(self, conn_id: str, epoch: int) -> None:
-        """The socket of ``epoch`` is gone."""
+    def connection_down(self, conn_id: str, epoch: int, stopping: bool = False) -> None:
+        """The socket of ``epoch`` is gone (``stopping``: closed by the connection's clean stop, so its
+        codes' holders are not told they went stale: the job is stopping, it is not a dead feed)."""
         with self._lock:
             if conn_id in self._epochs and epoch == self._epochs[conn_id]:
                 self._up[conn_id] = False
                 for kind in KINDS:
                     self._books[conn_id, kind].connection_down()
+                if stopping:
+                    return
                 now = time.monotonic()
                 self._liveness.connection_down(conn_id, now)  # every code of it is stale at once
                 self._liveness_changed(now)

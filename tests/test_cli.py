@@ -122,6 +122,9 @@ def test_commands_on_a_job_started_with_python_supervisor_py(
     assert {(line["connection"], line["endpoint"]) for line in connected} >= {
         ("stock-0", "stock"), ("forex_crypto-0", "forex_crypto"),
     }, job.stderr()[-3000:]  # fmt: skip
+    # A clean stop closes the sockets on purpose: no holder is told its codes went stale.
+    dead = [line["message"] for line in logged if "is dead" in line.get("message", "")]
+    assert dead == [], dead[:3]
     from actors.control import address_file
 
     assert not address_file(namespace).exists(), "the stopped job left its address behind"
