@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,8 +170,6 @@ class TestTickAges:
     def test_a_book_push_is_a_sign_of_life_like_a_trade(self, world: World) -> None:
         """The ages the registry's per-code liveness and the status read: a code held only as a book
         has one from its book pushes, and for a code held both ways the newer push of either kind counts."""
-        import time
-
         now_ns = time.time_ns()
         decoder = world.decoder()
         decoder.set_routes({"AMD.US": ("a",)}, {"9988.HK": ("a",), "AMD.US": ("a",)})
