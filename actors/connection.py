@@ -292,7 +292,8 @@ class Connection:
             finally:
                 self._connected.clear()
                 self._ws = None
-                self._registry.connection_down.remote(self._conn_id, epoch)
+                # A socket closed by stop() is no dead feed: the registry tells no holder.
+                self._registry.connection_down.remote(self._conn_id, epoch, self._stopping)
         finally:
             await ws.close()
 

@@ -12,8 +12,9 @@ order holds end to end. Per batch it:
   or an older tick is dropped, a corrupt one (price <= 0, negative volume, empty code) is dropped
   unless ``deliver_corrupt``, a seq reset, jump or odd tick_time is delivered; all are counted per
   code, and the first of each episode is logged and told to the code's holders (``on_problem``);
-- keeps each code's last receive time: ``tick_ages`` gives the registry's liveness check the ages, and
-  the first tick of a code the registry watches (stale or never started) is reported at once
+- keeps each code's last receive time (trades and order books): ``tick_ages`` gives the registry's
+  liveness check the ages (``statistics`` gives them to the status), and the first tick or book of a
+  code the registry watches (stale or never started) is reported at once
   (``Registry.codes_ticked``);
 - sends each strategy one msgpack-encoded batch of its ticks over its channel. What a strategy has not
   acknowledged is bounded (``max_pending`` batches, actors.core.routing.Outbox): beyond it a batch is
@@ -67,6 +68,7 @@ class DecoderStats(msgspec.Struct, frozen=True):
     lost_on_break: dict[str, int] = {}  # records per strategy written but never acknowledged: it died
     frames_lost: int = 0  # frames the connections could not send us (counted at their end)
     anomalies: dict[str, dict[str, int]] = {}  # code -> anomaly -> count, trades and books, held codes
+    tick_ages: dict[str, float] = {}  # code -> seconds since its last tick or book push, at this call
 
 
 class Decoder:
@@ -171,6 +173,8 @@ class Decoder:
         if batch.books:
             self._books += len(batch.books)
             delivered += self._send(BOOKS, self._router.route(batch.books, now_ms, books=True))
+            if self._watch:
+                self._tell_watched(batch.books, now_ms)
         reports = self._router.reports()
         if reports:
             self._report(reports)
@@ -197,11 +201,18 @@ class Decoder:
             self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
 
     def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
-        """Seconds since the last trade tick of each held code (for the registry's liveness check), and
-        from now on report the first tick of each ``watch`` code at once (``Registry.codes_ticked``)."""
+        """Seconds since the last trade tick or order-book push of each held code (for the registry's
+        liveness check), and from now on report the first tick or book of each ``watch`` code at once
+        (``Registry.codes_ticked``)."""
         self._watch = frozenset(watch)
+        return self._ages()
+
+    def _ages(self) -> dict[str, float]:
         now_ms = time.time_ns() // 1_000_000
         seen = self._router.trades.last_seen_ms()
+        for code, at in self._router.books.last_seen_ms().items():
+            if at > seen.get(code, 0):
+                seen[code] = at  # a code held for both: either kind is a sign of life
         return {code: max(0.0, (now_ms - at) / 1000) for code, at in seen.items()}
 
     def _send(self, kind: str, per_strategy: dict[str, list[Any]]) -> int:
@@ -247,5 +258,6 @@ class Decoder:
             lost_on_break={name: box.lost for name, box in boxes.items() if box.lost},
             frames_lost=self._frames_lost,
             anomalies=self._router.anomalies(),
+            tick_ages=self._ages(),
         )
 

@@ -12,9 +12,10 @@ book's request allowed by the rate limits, an empty connection's grace period ov
 changed something; every change is made under one lock, so the registry stays a single
 serialization point.
 
-It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged trade code
-is watched; its timer thread wakes at the core's next wake-up, asks the decoders for the age of each
-code's last tick (``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
+It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged code, trades
+or order book (a book push is that code's sign of life), is watched; its timer thread wakes at the
+core's next wake-up, asks the decoders for the age of each code's last tick or book
+(``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
 connection died (``Strategy.on_stale``), and when its ticks return (``on_recovered``; the decoders
 report the first tick of a watched code at once, ``codes_ticked``). A code with no first tick is
 resubscribed once, then reported to its holders as never started (``on_problem``).
@@ -327,13 +328,16 @@ class Registry:
             self._pump(time.monotonic())
             self._wake.set()  # the timer re-arms: a request may now be due sooner
 
-    def connection_down(self, conn_id: str, epoch: int) -> None:
-        """The socket of ``epoch`` is gone."""
+    def connection_down(self, conn_id: str, epoch: int, stopping: bool = False) -> None:
+        """The socket of ``epoch`` is gone (``stopping``: closed by the connection's clean stop, so its
+        codes' holders are not told they went stale: the job is stopping, it is not a dead feed)."""
         with self._lock:
             if conn_id in self._epochs and epoch == self._epochs[conn_id]:
                 self._up[conn_id] = False
                 for kind in KINDS:
                     self._books[conn_id, kind].connection_down()
+                if stopping:
+                    return
                 now = time.monotonic()
                 self._liveness.connection_down(conn_id, now)  # every code of it is stale at once
                 self._liveness_changed(now)
@@ -423,9 +427,10 @@ class Registry:
             elif isinstance(event, Acknowledged):
                 metrics.count("subscription_requests", connection=conn_id, code="200")
                 self._last_ack_s[conn_id, book.kind] = event.acknowledged_at - event.requested_at
-                if book.kind is Kind.TRADES:
-                    self._liveness.acknowledged(conn_id, book.acknowledged, event.acknowledged_at)
-                    self._liveness_changed(event.acknowledged_at)
+                # Trades and order books alike: a code held only as a book is watched too.
+                at = event.acknowledged_at
+                self._liveness.acknowledged(conn_id, book.acknowledged, at, book.kind.value)
+                self._liveness_changed(at)
         return changed
 
     def _plan_refused(self, conn_id: str, book: SubscriptionBook, event: Refused) -> None:
@@ -509,18 +514,18 @@ class Registry:
             self._liveness_changed(now)
 
     def _liveness_events(self, events: list[LivenessEvent]) -> None:
-        resend: set[str] = set()
-        holdings = self._holdings[Kind.TRADES]
+        resend: set[tuple[str, Kind]] = set()
         for event in events:
             if isinstance(event, Resubscribe):
-                resend.add(event.connection)
-                text = f"{event.code} got no first tick on {event.connection}: resubscribing it once"
+                resend.add((event.connection, Kind(event.kind)))
+                what = "tick" if event.kind == Kind.TRADES else "order book"
+                text = f"{event.code} got no first {what} on {event.connection}: resubscribing it once"
                 self._code_events.append(text)
                 logger.warning("registry: {}", text)
                 continue
             text = str(event)
             self._code_events.append(text)
-            holders = holdings.holders(event.code)
+            holders = set().union(*(h.holders(event.code) for h in self._holdings.values()))
             if isinstance(event, Stale):
                 logger.warning("registry: {}; told {}", text, sorted(holders))
             elif isinstance(event, Recovered):
@@ -537,8 +542,10 @@ class Registry:
                     kind = "stale" if isinstance(event, Stale) else "recovered"
                     # -> Strategy.on_stale / on_recovered
                     handle.code_health.remote(kind, event.code, event.silent_for_s)
-        for conn_id in resend:
-            self._books[conn_id, Kind.TRADES].resend()
+        for conn_id, kind in resend:
+            book = self._books.get((conn_id, kind))
+            if book is not None:
+                book.resend()
 
     # --- decoders ---------------------------------------------------------------------------------
 

@@ -28,11 +28,14 @@ from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reuse
 pytestmark = [pytest.mark.ray]
 
 
-def command(args: list[str], env: dict[str, str], timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-    """``python supervisor.py ARGS`` to the end; the AllTick token is never in its environment."""
+def command(
+    args: list[str], env: dict[str, str], timeout: float = 90.0, *, entry: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``python supervisor.py ARGS`` (or ``ENTRY ARGS``, e.g. scripts/run) to the end; the AllTick token
+    is never in its environment."""
     env = {k: v for k, v in env.items() if "TOKEN" not in k or k.startswith("RAY_AUTH")}
     return subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, "supervisor.py", *args],
+        [*(entry or (sys.executable, "supervisor.py")), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -96,7 +99,8 @@ def test_commands_on_a_job_started_with_python_supervisor_py(
     assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
     assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": []}
 
-    screen = command(["status", "--namespace", namespace], tmp_env)
+    # The Quick start's entry point takes the subcommands too: `scripts/run status`.
+    screen = command(["status", "--namespace", namespace], tmp_env, entry=(str(ROOT / "scripts" / "run"),))
     assert screen.returncode == 0, screen.stderr[-2000:]
     assert screen.stdout.startswith(f"tickvisor OK: namespace '{namespace}'")
     assert "codes: all 6 ok" in screen.stdout
@@ -118,6 +122,9 @@ def test_commands_on_a_job_started_with_python_supervisor_py(
     assert {(line["connection"], line["endpoint"]) for line in connected} >= {
         ("stock-0", "stock"), ("forex_crypto-0", "forex_crypto"),
     }, job.stderr()[-3000:]  # fmt: skip
+    # A clean stop closes the sockets on purpose: no holder is told its codes went stale.
+    dead = [line["message"] for line in logged if "is dead" in line.get("message", "")]
+    assert dead == [], dead[:3]
     from actors.control import address_file
 
     assert not address_file(namespace).exists(), "the stopped job left its address behind"

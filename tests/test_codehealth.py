@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from actors.core.codehealth import (
     Anomaly,
+    CodeHealth,
     CodeLiveness,
     CodeState,
     NeverStarted,
@@ -315,13 +316,73 @@ def test_zero_disables_and_unheld_codes_are_forgotten() -> None:
     assert live.events() == []
 
 
+def test_a_book_only_code_is_watched_like_a_trade_code() -> None:
+    live = CodeLiveness({"forex_crypto-0": 10.0})
+    live.acknowledged("forex_crypto-0", ["BTCUSDT"], now=0.0, kind="book")
+    assert live.codes() == {"BTCUSDT"}
+    assert live.status(0.0)["BTCUSDT"] == CodeHealth("waiting", "", "forex_crypto-0", -1.0)
+    live.ticked("BTCUSDT", 1.0)  # its first order-book push
+    live.poll(11.0)
+    assert live.events() == [Stale("BTCUSDT", "forex_crypto-0", 10.0, Reason.QUIET)]
+    live.ticked("BTCUSDT", 12.0)
+    assert live.events() == [Recovered("BTCUSDT", "forex_crypto-0", 11.0)]
+    live.connection_down("forex_crypto-0", 13.0)
+    assert live.events() == [Stale("BTCUSDT", "forex_crypto-0", 1.0, Reason.CONNECTION)]
+    live.acknowledged("forex_crypto-0", [], now=14.0, kind="book")  # unsubscribed: forgotten
+    assert live.codes() == frozenset()
+
+
+def test_a_book_only_code_that_never_starts_resubscribes_its_book() -> None:
+    live = CodeLiveness({"forex_crypto-0": 10.0})
+    live.acknowledged("forex_crypto-0", ["ETHUSDT"], now=0.0, kind="book")
+    live.poll(10.0)
+    assert live.events() == [Resubscribe("ETHUSDT", "forex_crypto-0", "book")]
+    live.poll(20.0)
+    assert live.events() == [NeverStarted("ETHUSDT", "forex_crypto-0", 20.0)]
+
+
+def test_a_code_held_for_both_kinds_counts_either_and_is_forgotten_only_when_gone_from_both() -> None:
+    live = CodeLiveness({"c0": 10.0, "c1": 10.0})
+    live.acknowledged("c0", ["A"], now=0.0)
+    live.acknowledged("c0", ["A"], now=0.5, kind="book")
+    assert live.codes() == {"A"}
+    live.poll(10.0)  # neither kind ticked: one resubscribe per kind
+    assert live.events() == [Resubscribe("A", "c0", "trades"), Resubscribe("A", "c0", "book")]
+    live.ticked("A", 12.0)  # a book push alone: ok
+    live.poll(21.9)
+    assert live.events() == [] and live.status(21.9)["A"].state == "ok"
+    live.acknowledged("c0", [], now=22.0)  # trades dropped, the book still held: still watched
+    assert live.codes() == {"A"} and live.status(22.0)["A"].connection == "c0"
+    live.acknowledged("c0", [], now=23.0, kind="book")
+    assert live.codes() == frozenset()
+    # Trades on c1 and the book on c0: the trade connection is its home (status); either connection's
+    # death makes it stale, and the event names the connection that died.
+    live.acknowledged("c0", ["B"], now=30.0, kind="book")
+    live.acknowledged("c1", ["B"], now=30.0)
+    assert live.status(30.0)["B"].connection == "c1"
+    live.ticked("B", 31.0)
+    live.connection_down("c0", 32.0)
+    assert live.events() == [Stale("B", "c0", 1.0, Reason.CONNECTION)]
+
+
+def test_status_ages_are_as_of_the_status_call() -> None:
+    # The registry learns tick times at its looks at the decoders; status(now) gives the age at the
+    # look plus the time since the look, on the caller's clock.
+    live = CodeLiveness({"c": 60.0})
+    live.acknowledged("c", ["A"], now=100.0)
+    live.ticked("A", 110.0 - 2.5)  # the look at 110: the decoder said 2.5 s ago
+    assert live.status(110.0)["A"].last_tick_age_s == 2.5
+    assert live.status(117.25)["A"].last_tick_age_s == 9.75
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.one_of(
-            st.tuples(st.just("tick"), st.sampled_from(["A", "B", "C"])),
+            st.tuples(st.just("tick"), st.sampled_from(["A", "B", "C", "D"])),
             st.tuples(st.just("down"), st.sampled_from(["c0", "c1"])),
             st.tuples(st.just("ack"), st.sampled_from(["c0", "c1"])),
+            st.tuples(st.just("book"), st.sampled_from(["c0", "c1"])),
             st.tuples(st.just("poll"), st.just("")),
         ),
         max_size=60,
@@ -333,9 +394,12 @@ def test_events_alternate_and_nothing_moves_before_the_wakeup(
 ) -> None:
     live = CodeLiveness({"c0": 5.0, "c1": 3.0})
     placement = {"A": "c0", "B": "c0", "C": "c1"}
+    book_placement = {"A": "c1", "D": "c1", "B": "c0"}  # D: a book only; A: trades and book apart
     now = 0.0
     live.acknowledged("c0", ["A", "B"], now)
     live.acknowledged("c1", ["C"], now)
+    live.acknowledged("c1", ["A", "D"], now, kind="book")
+    live.acknowledged("c0", ["B"], now, kind="book")
     bad: dict[str, bool] = {}
     for (op, arg), step in zip(ops, steps, strict=False):
         wake = live.next_wakeup()
@@ -346,6 +410,8 @@ def test_events_alternate_and_nothing_moves_before_the_wakeup(
             live.connection_down(arg, now)
         elif op == "ack":
             live.acknowledged(arg, [c for c, conn in placement.items() if conn == arg], now)
+        elif op == "book":
+            live.acknowledged(arg, [c for c, conn in book_placement.items() if conn == arg], now, kind="book")
         else:
             live.poll(now)
             if wake is None or now < wake:
@@ -360,3 +426,4 @@ def test_events_alternate_and_nothing_moves_before_the_wakeup(
                 assert bad.get(event.code), f"{event.code} recovered without being stale"
                 bad[event.code] = False
             assert getattr(event, "silent_for_s", 0.0) >= 0.0
+    assert live.codes() == {"A", "B", "C", "D"}  # every held code is watched, books included

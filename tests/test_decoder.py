@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +164,21 @@ class TestDedupe:
         stats = decoder.statistics()
         assert (stats.ticks, stats.delivered, stats.duplicates) == (5, 4, 1)
         wait_for(lambda: world.seen("a", code) == [7, 8, 9, 10], 10, what=f"{code} 7..10, each once")
+
+
+class TestTickAges:
+    def test_a_book_push_is_a_sign_of_life_like_a_trade(self, world: World) -> None:
+        """The ages the registry's per-code liveness and the status read: a code held only as a book
+        has one from its book pushes, and for a code held both ways the newer push of either kind counts."""
+        now_ns = time.time_ns()
+        decoder = world.decoder()
+        decoder.set_routes({"AMD.US": ("a",)}, {"9988.HK": ("a",), "AMD.US": ("a",)})
+        assert decoder.decode(CONN, 1, [trade("AMD.US", 1)], now_ns - 1000 * 10**9) == 1
+        assert decoder.decode(CONN, 1, [book("9988.HK", 1), book("AMD.US", 1)], now_ns - 5 * 10**9) == 2
+        ages = decoder.statistics().tick_ages
+        assert set(ages) == {"AMD.US", "9988.HK"}
+        assert 5.0 <= ages["9988.HK"] < 1000.0  # received 5 s ago (its book)
+        assert 5.0 <= ages["AMD.US"] < 1000.0  # the book 5 s ago is newer than the trade 1000 s ago
 
 
 class TestWhatIsNotDelivered:

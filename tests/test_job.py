@@ -16,7 +16,8 @@ What is checked, beyond exit codes and printed lines:
 * the README's cluster recipe runs as written: on a machine with no cluster and no Ray token, its
   commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
   logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
-  token nor the cluster token is shown.
+  token nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe``
+  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job.
 """
 
 from __future__ import annotations
@@ -918,6 +919,19 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         code, out = shell.run("python supervisor.py status")
         assert code == 0, out[-3000:]
         assert "tickvisor OK: namespace 'tickvisor'" in out, out[-3000:]
+        code, out = shell.run("python supervisor.py status --json 2>/dev/null")
+        assert code == 0, out[-3000:]
+        doc = json.loads(out)
+        assert {c["id"]: c["state"] for c in doc["connections"]} == {"stock-0": "up", "forex_crypto-0": "up"}
+        assert {s["name"] for s in doc["strategies"]} == {"tape", "console"}
+        assert len(doc["codes"]) == 7 and doc["registry"]["quarantined"] == {}, doc
+        code, out = shell.run("python supervisor.py subscribe console NVDA.US 2>/dev/null")
+        assert (code, out.strip()) == (0, "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)"), out
+        code, out = shell.run("python supervisor.py subscribe console aapl.us 2>/dev/null")
+        assert code == 2, out[-3000:]
+        assert out.startswith("aapl.us: refused:") and "did you mean AAPL.US?" in out, out
+        code, out = shell.run("python supervisor.py unsubscribe console NVDA.US 2>/dev/null")
+        assert (code, out.strip()) == (0, "NVDA.US: unsubscribe accepted (held 0 time(s) by this strategy)"), out
 
     assert job_id, "no command of the recipe submitted a job"
     token_file = ray_head.auth_token_file

@@ -58,6 +58,17 @@ def test_the_readme_lists_every_metric_and_no_other() -> None:
     assert listed <= exported(), f"the README names metrics we do not export: {sorted(listed - exported())}"
     for name, series in metrics.exported_names().items():
         assert listed & set(series), f"{name} is not in the README's metric list"
+    # Each row's kind and labels are the definition's, and the drop reasons are the ones counted.
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()]
+    rows = [row for row in rows if len(row) == 4 and EXPORTED.search(row[0])]
+    for name, series in metrics.exported_names().items():
+        spec = metrics.METRICS[name]
+        [row] = [row for row in rows if set(EXPORTED.findall(row[0])) & set(series)]
+        assert row[1] == spec.kind, f"README: {name} is a {row[1]}, actors/metrics.py says {spec.kind}"
+        labels = re.findall(r"`(\w+)`", row[2])
+        assert labels == list(spec.labels), f"README: {name} has labels {labels}, not {list(spec.labels)}"
+    [drops] = [row for row in rows if "drops" in row[0]]
+    assert set(re.findall(r"`(\w+)` \(", drops[3])) == set(metrics.DROP_REASONS), drops[3]
 
 
 def free_port() -> int:

@@ -431,22 +431,23 @@ def sigterm_and_check(job: Job, what: str) -> None:
     assert left == [], "processes outlived the job:\n" + "\n".join(left)
 
 
-def start_job(jobs: Callable[..., Job], sim: SimProcess, tmp_path: Path) -> Job:
-    config = write_job_config(tmp_path, sim.port)
-    job = jobs(["--config", str(config), "--status-every", "1"], job_env(**{SIM_TOKEN_ENV: TEST_TOKEN}))
-    job.wait_stdout(STATUS_UP.format(codes=6), 120, "2/2 connections up")
-    job.snapshot()
-    return job
-
-
-@pytest.mark.timeout(300 * S)
-def test_sigterm_while_a_connection_is_reconnecting(
+@pytest.fixture
+def sim_job(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,
     tmp_path: Path,
-) -> None:
-    sim = sim_process
-    job = start_job(jobs, sim, tmp_path)
+) -> tuple[SimProcess, Job]:
+    """A ``python supervisor.py`` job on a SimProcess, both connections up, its processes recorded."""
+    config = write_job_config(tmp_path, sim_process.port)
+    job = jobs(["--config", str(config), "--status-every", "1"], job_env(**{SIM_TOKEN_ENV: TEST_TOKEN}))
+    job.wait_stdout(STATUS_UP.format(codes=6), 120, "2/2 connections up")
+    job.snapshot()
+    return sim_process, job
+
+
+@pytest.mark.timeout(300 * S)
+def test_sigterm_while_a_connection_is_reconnecting(sim_job: tuple[SimProcess, Job]) -> None:
+    sim, job = sim_job
     sim.inject("refuse", path=FX_PATH, count=100000)  # every new connection on the endpoint: 606
     sim.inject("drop", path=FX_PATH)
     wait_for(lambda: sim.state()["totals"]["refused_606"] >= 2, 30, what="two refused reconnects")
@@ -455,13 +456,8 @@ def test_sigterm_while_a_connection_is_reconnecting(
 
 
 @pytest.mark.timeout(300 * S)
-def test_sigterm_while_a_subscription_request_is_in_flight(
-    jobs: Callable[..., Job],  # noqa: F811
-    sim_process: SimProcess,
-    tmp_path: Path,
-) -> None:
-    sim = sim_process
-    job = start_job(jobs, sim, tmp_path)
+def test_sigterm_while_a_subscription_request_is_in_flight(sim_job: tuple[SimProcess, Job]) -> None:
+    sim, job = sim_job
     sim.inject("hold", path=FX_PATH, count=1000)  # subscription requests read, never answered
     sim.inject("drop", path=FX_PATH)  # the new socket resubscribes: that request stays in flight
 

@@ -804,6 +804,17 @@ class TestCodeFaults:
         assert codes == {"AAPL.US", "TSLA.US"}
         assert sim.state()["code_faults"]["muted"] == []
 
+    async def test_mute_silences_the_order_book_of_a_code_too(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim(book_rate=40)
+        client = await open_client(sim.url("forex_crypto"))
+        assert (await client.books(("BTCUSDT", None), ("ETHUSDT", None)))["ret"] == 200
+        assert sim.inject("mute", code="BTCUSDT") == [1]  # held as a book only: still its connection
+        await client.quiet()
+        assert {f["data"]["code"] for f in await client.pushes_for(300 * MS)} == {"ETHUSDT"}
+        assert sim.inject("clear", code="BTCUSDT") == [1]
+        await client.quiet()
+        assert {f["data"]["code"] for f in await client.pushes_for(300 * MS)} == {"BTCUSDT", "ETHUSDT"}
+
     async def test_a_plain_clear_lifts_code_faults_too(self, make_sim: MakeSim, open_client: Any) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("stock"))

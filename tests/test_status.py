@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
+
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -210,6 +213,46 @@ def test_per_code_liveness_comes_from_the_registrys_codes() -> None:
     assert doc["codes"]["EURUSD"]["last_tick_age_s"] == 0.5
 
 
+def test_ages_are_as_of_the_status_call_from_the_decoders_answers() -> None:
+    # The registry's age is as of its last look at the decoders (plus the time since); the decoders'
+    # statistics, gathered by the same status call, know the age now: the freshest is shown.
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {
+        "AAPL.US": {"state": "ok", "reason": "", "connection": "stock-0", "last_tick_age_s": 41.0},
+        "EURUSD": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 75.5},
+    }
+    raw["decoders"] = {
+        "0": {"decoder_id": 0, "tick_ages": {"AAPL.US": 0.2, "EURUSD": 75.0}},
+        "1": {"decoder_id": 1, "tick_ages": {"AAPL.US": 0.05}},  # a code seen by two decoders: freshest
+        "2": {"error": "GetTimeoutError: no answer"},
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["AAPL.US"]["last_tick_age_s"] == 0.05
+    assert doc["codes"]["EURUSD"]["last_tick_age_s"] == 75.0
+    assert doc["codes"]["EURUSD"]["state"] == "stale"
+    raw["decoders"] = {"0": {"error": "ActorDiedError: gone"}}  # no decoder answered: the registry's age
+    assert job_status(raw)["codes"]["AAPL.US"]["last_tick_age_s"] == 41.0
+
+
+def test_a_book_only_code_shows_its_liveness() -> None:
+    raw = raw_snapshot()
+    raw["registry"]["book_strategies"] = {"depth": {"BTCUSDT": 1}}
+    raw["registry"]["connections"].append(
+        {**reg_conn("forex_crypto-0", ["BTCUSDT"], ["BTCUSDT"]), "kind": "book"}
+    )
+    raw["registry"]["codes"] = {
+        "BTCUSDT": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 12.0},
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["BTCUSDT"] == {
+        "state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "kinds": ["book"],
+        "holders": ["depth"], "last_tick_age_s": 12.0,
+    }  # fmt: skip
+    [line] = [row for row in render_status(doc).splitlines() if row.strip().startswith("BTCUSDT")]
+    cells = re.split(r"\s{2,}", line.strip())
+    assert cells == ["BTCUSDT", "stale", "code quiet, socket alive", "forex_crypto-0", "12.0 s", "depth"]
+
+
 def test_a_registry_that_did_not_answer_is_shown_not_raised() -> None:
     raw = raw_snapshot()
     raw["registry"] = {"error": "ActorDiedError: gone"}
@@ -323,3 +366,26 @@ def test_a_refusal_of_the_request_itself_is_shown() -> None:
 
 def test_split_reason_without_a_known_hint() -> None:
     assert status.split_reason("something new") == ("something new", "")
+
+
+def test_the_readme_schema_names_every_key_of_the_document() -> None:
+    # README "status": the table after "`status --json` prints", its first column the top-level keys
+    # and, for the lists and objects, the keys of each entry as {"key", ...}.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("`status --json` prints the same as one JSON document", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    documented = {key: cells[1] for cells in rows for key in re.findall(r"`(\w+)`", cells[0])}
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {"AAPL.US": {"state": "stale", "reason": "quiet", "connection": "stock-0",
+                                            "last_tick_age_s": 61.0}}  # fmt: skip
+    doc = job_status(raw, namespace="tickvisor", address="127.0.0.1:6379")
+    assert set(documented) == set(doc)
+
+    def entry_keys(key: str) -> set[str]:
+        return set(re.findall(r'"(\w+)"', documented[key].split("}", 1)[0]))
+
+    assert entry_keys("connections") == set(doc["connections"][0])
+    assert entry_keys("strategies") == set(doc["strategies"][0])
+    assert entry_keys("codes") | {"reason"} == set(doc["codes"]["AAPL.US"])
+    assert "`reason`" in documented["codes"]
+    assert set(re.findall(r'"(\w+)":', documented["registry"])) == set(doc["registry"])

@@ -8,7 +8,9 @@ Two cores, each fed by the shell that sees its events:
   and kind, and reported once per episode through ``reports()``; none is dropped or passed silently.
 * ``CodeLiveness`` (the registry, which knows holders and acknowledged subscriptions): per held code
   the state ``ok``, ``waiting`` (acknowledged, no tick yet), ``stale`` or ``never_started``, the
-  events to send to its holders, and ``next_wakeup()`` for the shell's one timer.
+  events to send to its holders, and ``next_wakeup()`` for the shell's one timer. A code counts as
+  held when it is acknowledged as trades (22004), as an order book (22002) or both; a push of either
+  kind is its sign of life.
 """
 
 # Rules of this module:
@@ -338,10 +340,12 @@ class Recovered(msgspec.Struct, frozen=True):
 
 
 class Resubscribe(msgspec.Struct, frozen=True):
-    """Send the connection's whole trade set again (once per code that never started)."""
+    """Send the connection's whole set of ``kind`` ("trades" or "book") again (once per code that never
+    started; one event per connection and kind that carries the code)."""
 
     code: str
     connection: str
+    kind: str = "trades"
 
 
 class NeverStarted(msgspec.Struct, frozen=True):
@@ -375,6 +379,7 @@ class CodeHealth(msgspec.Struct, frozen=True):
 class _Code:
     __slots__ = (
         "bad_since",
+        "carriers",
         "conn",
         "last_tick",
         "reason",
@@ -385,8 +390,9 @@ class _Code:
         "wait_from",
     )
 
-    def __init__(self, conn: str, since: float) -> None:
-        self.conn = conn
+    def __init__(self, conn: str, since: float, carriers: set[tuple[str, str]] | None = None) -> None:
+        self.conn = conn  # its home: the connection carrying its trades, else its order book
+        self.carriers = carriers if carriers is not None else {(conn, "trades")}  # (connection, kind)
         self.since = since  # acknowledged at
         self.wait_from = since  # the never-started clock: from the acknowledgement, then the resubscribe
         self.last_tick: float | None = None
@@ -424,21 +430,34 @@ class CodeLiveness:
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def acknowledged(self, conn: str, codes: Iterable[str], now: float) -> None:
-        """``codes`` is now the whole acknowledged trade set of ``conn``.
+    def acknowledged(self, conn: str, codes: Iterable[str], now: float, kind: str = "trades") -> None:
+        """``codes`` is now the whole acknowledged set of ``kind`` ("trades" or "book") on ``conn``.
 
-        A code new here starts ``waiting``; a code gone from it is forgotten (nobody holds it, or it
-        moved to another connection, where it is acknowledged afresh). A known code keeps its state.
+        A code new here starts ``waiting``; a code no longer acknowledged in any kind anywhere is
+        forgotten (nobody holds it). A code whose home connection changes (it moved) is acknowledged
+        afresh there. A known code keeps its state.
         """
         codes = set(codes)
-        for code in [c for c, s in self._codes.items() if s.conn == conn and c not in codes]:
-            del self._codes[code]
+        carrier = (conn, kind)
+        for code in [c for c, s in self._codes.items() if carrier in s.carriers and c not in codes]:
+            s = self._codes[code]
+            s.carriers.discard(carrier)
+            if not s.carriers:
+                del self._codes[code]
+            elif (home := _home(s.carriers, s.conn)) != s.conn:
+                self._codes[code] = _Code(home, now, s.carriers)
         for code in codes:
             state = self._codes.get(code)
-            if state is None or state.conn != conn:
-                self._codes[code] = _Code(conn, now)
+            if state is None:
+                self._codes[code] = _Code(conn, now, {carrier})
+                continue
+            state.carriers.add(carrier)
+            home = _home(state.carriers, state.conn)
+            if home != state.conn:
+                self._codes[code] = _Code(home, now, state.carriers)
             elif (
-                state.state is CodeState.STALE
+                conn == home
+                and state.state is CodeState.STALE
                 and state.reason is Reason.CONNECTION
                 and state.last_tick is None
             ):
@@ -449,17 +468,20 @@ class CodeLiveness:
     def connection_down(self, conn: str, now: float) -> None:
         """The socket of ``conn`` dropped or was declared silent: all its codes are stale at once."""
         for code, s in self._codes.items():
-            if s.conn == conn and s.state is CodeState.STALE and s.reason is Reason.QUIET:
+            if not any(c == conn for c, _ in s.carriers):
+                continue
+            if s.state is CodeState.STALE and s.reason is Reason.QUIET:
                 # Quiet first, then the whole socket was found dead: its holders know already.
                 s.reason = Reason.CONNECTION
-            elif s.conn == conn and s.state in (CodeState.OK, CodeState.WAITING):
+            elif s.state in (CodeState.OK, CodeState.WAITING):
                 told = s.told
                 s.leave(CodeState.STALE, Reason.CONNECTION, now)
                 if not told:  # a waiting code whose connection died again was told already
                     self._events.append(Stale(code, conn, _silent(s, now), Reason.CONNECTION))
 
     def ticked(self, code: str, at: float) -> None:
-        """``code`` had a tick at ``at`` (the caller's clock). Ticks of codes not held are ignored.
+        """``code`` had a tick or an order-book push at ``at`` (the caller's clock). Codes not held are
+        ignored.
 
         A stale or never-started code recovers only by a tick after it left ``ok``: the shell learns
         tick times late, and a tick from before its connection died proves nothing.
@@ -490,7 +512,8 @@ class CodeLiveness:
                     # Once: a lost 22004, or a server that dropped it, deserves one more try.
                     s.resubscribed = True
                     s.wait_from = now
-                    self._events.append(Resubscribe(code, s.conn))
+                    for conn, kind in sorted(s.carriers, key=_carrier_order):
+                        self._events.append(Resubscribe(code, conn, kind))
                 else:
                     s.leave(CodeState.NEVER_STARTED, Reason.NEVER_STARTED, now)
                     self._events.append(NeverStarted(code, s.conn, now - s.since))
@@ -542,6 +565,18 @@ class CodeLiveness:
             )
             for code, s in self._codes.items()
         }
+
+
+def _carrier_order(carrier: tuple[str, str]) -> tuple[bool, str]:
+    return carrier[1] != "trades", carrier[0]
+
+
+def _home(carriers: set[tuple[str, str]], current: str) -> str:
+    """A code's home connection: one carrying its trades, else one carrying its order book; the
+    current one while it still qualifies (a code moving between connections is briefly on both)."""
+    trades = sorted(c for c, k in carriers if k == "trades")
+    candidates = trades or sorted(c for c, _ in carriers)
+    return current if current in candidates else candidates[0]
 
 
 def _silent(s: _Code, now: float) -> float:

@@ -12,6 +12,10 @@ Rules of this module:
    "reason", "connection", "last_tick_age_s"}, an age of -1 before the first tick); a snapshot may
    also give it as ``code_health``. It turns an ``ok`` code ``stale`` or ``never_started``; without it
    a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
+   The registry learns tick times only when it looks at the decoders (at its liveness wake-ups), so
+   its age is the age at that look plus the time since. The decoders' own statistics, gathered by the
+   same status call, carry each code's age at the call (``tick_ages``): the freshest of the two is
+   shown, so a busy code never shows an age from the registry's last look.
 4. Time is a parameter (``RateWindow``); nothing here reads a clock.
 """
 
@@ -113,6 +117,19 @@ def _registry_codes(registry: Mapping[str, Any]) -> tuple[dict[str, dict[str, An
     return codes, sorted(c for c, e in codes.items() if e["state"] == "pending")
 
 
+def decoder_ages(decoders: Mapping[str, Any]) -> dict[str, float]:
+    """code -> seconds since its last tick or book push, the freshest over the decoders that answered."""
+    ages: dict[str, float] = {}
+    for stats in decoders.values():
+        if not _answered(stats):
+            continue
+        for code, age in (stats.get("tick_ages") or {}).items():
+            age = _number(age)
+            if age >= 0 and (code not in ages or age < ages[code]):
+                ages[code] = age
+    return ages
+
+
 def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = "") -> dict[str, Any]:
     """The status document (README "Status") from ``Supervisor.status()``'s snapshot."""
     registry = raw.get("registry") if _answered(raw.get("registry")) else {}
@@ -120,12 +137,13 @@ def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = ""
     rates = raw.get("rates") or {}
     codes, pending = _registry_codes(registry)
     health = raw.get("code_health") or registry.get("codes") or {}
+    fresh = decoder_ages(raw.get("decoders") or {})
     for code, seen in health.items():  # per-code liveness (rule 3)
         entry = codes.get(code)
         if entry is None or not isinstance(seen, Mapping):
             continue
-        age = _number(seen.get("last_tick_age_s"))
-        entry["last_tick_age_s"] = age if age is not None and age >= 0 else None
+        ages = [a for a in (_number(seen.get("last_tick_age_s")), fresh.get(code, -1.0)) if a >= 0]
+        entry["last_tick_age_s"] = round(min(ages), 3) if ages else None
         if entry["state"] == "ok" and seen.get("state") in {"stale", "never_started"}:
             entry["state"] = seen["state"]
             if seen.get("reason"):
@@ -205,6 +223,14 @@ def no_job_line(namespace: str, address: str, why: str = "") -> str:
     return f"tickvisor: no job found in namespace {namespace!r} at {where}{tail}"
 
 
+#: The three cases an operator must tell apart (actors.core.codehealth.Reason), in the text screen.
+_WHY: Final = {
+    "connection": "connection dead",
+    "quiet": "code quiet, socket alive",
+    "never_started": "no first tick",
+}
+
+
 def _age(value: Any) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
@@ -246,10 +272,11 @@ def render_status(doc: Mapping[str, Any]) -> str:
         lines.append(f"  vendor error {error}")
     not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] != "ok"]
     if not_ok:
-        rows = [["code", "state", "connection", "last tick", "holders"]]
+        rows = [["code", "state", "why", "connection", "last tick", "holders"]]
         for code, e in not_ok:
             holders = ",".join(e["holders"]) or "-"
-            rows.append([code, e["state"], e["connection"] or "-", _age(e["last_tick_age_s"]), holders])
+            why = _WHY.get(e.get("reason", ""), "-") if e["state"] != "quarantined" else "refused by the vendor"
+            rows.append([code, e["state"], why, e["connection"] or "-", _age(e["last_tick_age_s"]), holders])
         lines.append(f"codes not ok: {len(not_ok)} of {len(doc['codes'])}")
         lines += _table(rows)
     else:

@@ -113,8 +113,12 @@ class FaultInjector:
         code = str(code)
         if code not in self.market.instruments:
             raise ValueError(f"unknown code {code!r}: the simulator serves no such code")
+        # corrupt pushes trades, so it goes to the trade holders; the others act wherever the code is
+        # held, as trades or as an order book
+        kinds = ("trades",) if fault == "corrupt" else ("trades", "books")
         links = [link for link in self.links.values()
-                 if code in link.conn.trades and (target is None or link.conn.path == target)
+                 if any(code in getattr(link.conn, kind) for kind in kinds)
+                 and (target is None or link.conn.path == target)
                  and (conn is None or link.id == conn)]
         if fault == "mute":
             self.market.muted.add(code)
