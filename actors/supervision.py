@@ -222,6 +222,14 @@ def _create_children(
     s = settings
     ns = namespace
     conn_ids = connection_ids(s)
+    # Ray 2.60 logs once per process "Actor registry ... has constructor arguments in the object store
+    # and max_restarts > 0" (ray-project/ray#53727). No argument is large: every one is inlined, and
+    # what Ray counts as "in the object store" is an actor handle (here ``supervisor``; the children
+    # below take handles too, the registry is only the first one created). A handle carries a
+    # reference to its actor, which the restart of the child would need if that actor were gone; ours
+    # are named, restarted by Ray and owned by this driver for the job's life, so a child's restart
+    # finds them (tests/test_recovery.py kills each child). Passing names instead would silence the
+    # log only if every child looked its peers up by name.
     registry = (
         ray.remote(Registry)
         .options(name=REGISTRY, namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=3)
@@ -509,7 +517,6 @@ class Supervisor:
             names = ", ".join(missing)
             raise FeedError(f"no actor {names} in namespace {self._namespace!r}; create a job with launch()")
         connections = {c: self._children[connection_name(c)] for ids in self._conn_ids.values() for c in ids}
-        await self._children[REGISTRY].register_decoders.remote(len(connections))
         try:
             await asyncio.gather(*(self._wait_started(c, h, s.feed.start_timeout_s) for c, h in connections.items()))
         except FeedError as exc:
