@@ -28,6 +28,13 @@ restart of the Supervisor, restarted with the same policy, watched by the heartb
 by ``close_connection`` (the registry's pool closes a connection that held nothing for a grace
 period) or by ``stop``.
 
+Placement (actors.core.placement): each connection and its decoder share one placement-group bundle,
+so raw frames stay on one node. ``launch`` creates one SPREAD group with a bundle per start-up
+connection (owned by the driver, like the children); ``open_connection`` creates a detached group of
+one bundle per grown connection, found again by name after a restart of the Supervisor. Ray
+reschedules the bundles of a lost node on the nodes left and restarts both actors of each pair there.
+``close_connection`` and ``stop`` remove the groups.
+
 Restart policy (Erlang/OTP style, actors.core.backoff.RestartIntensity): each child may restart at most
 ``restart.max_restarts`` times within ``restart.within_s``. Beyond that the supervisor escalates once:
 it restarts the whole group of connections, spaced with jitter (never a reconnection storm). If the
@@ -692,14 +699,18 @@ class Supervisor:
     def _emptiest_node(self) -> str | None:
         """The live node holding the fewest of this job's pairs (None: let Ray choose)."""
         need = PAIR_BUNDLE["memory"]
-        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("memory", 0) >= need)
-        prefix = group_name(self._run_id, "")
-        used = [
-            node
-            for info in placement_group_table().values()
-            if str(info.get("name", "")).startswith(prefix) and info.get("state") != "REMOVED"
-            for node in info.get("bundles_to_node_id", {}).values()
-        ]
+        try:
+            nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("memory", 0) >= need)
+            prefix = group_name(self._run_id, "")
+            used = [
+                node
+                for info in placement_group_table().values()
+                if str(info.get("name", "")).startswith(prefix) and info.get("state") != "REMOVED"
+                for node in info.get("bundles_to_node_id", {}).values()
+            ]
+        except Exception as exc:  # noqa: BLE001 - only a hint: without it Ray still places the pair
+            logger.warning("supervisor: no placement hint for a grown connection ({})", type(exc).__name__)
+            return None
         return least_used(nodes, used)
 
     def _remove_group(self, conn_id: str | None) -> None:
