@@ -22,7 +22,10 @@ codes, so the job starts with N connections of C codes. It reports, per run:
 - reconnection of every shard at once: the simulator's ``drop`` fault tears down every socket of the
   job at one moment; ``reconnect_s`` is from then to the strategy having seen a tick of every code read
   from a new socket (``Tick.received_ns`` after the drop), against ``reconnect_bound_s``, the same
-  pacing bound for the N full-set requests the resubscription needs;
+  pacing bound for the N full-set requests the resubscription needs; ``resubscribed_s`` is from the
+  drop to the server's open sockets carrying every code again (the simulator's state, polled 4 times
+  a second), so ``reconnect_s`` - ``resubscribed_s`` is the wait for the next push of each code (the
+  simulator pushes every code once per 1 / tick-rate s);
 - ``two_tokens``: the runs of ``--two-tokens CxN`` (C codes on each of N connections, the connections
   alternating over two tokens, as the pool opens them), whose bound is that of the busier token,
   (ceil(N / 2) - 1) x 3 s: tokens are paced apart, so they subscribe in parallel.
@@ -149,7 +152,7 @@ def one_run(  # noqa: PLR0913
         rss = rss_mb(pids)
         per_token = [len(range(t, conns, tokens)) for t in range(tokens)]  # the tokens in turn
         bound = startup_lower_bound_s(per_token, token_gap_s=SUBSCRIBE_GAP_PER_TOKEN_S)
-        reconnect_s, fresh = reconnect_all(sim, strategy, total, limit_s)
+        resubscribed_s, reconnect_s, fresh = reconnect_all(sim, strategy, total, limit_s)
         return {
             "codes_per_connection": per_conn,
             "connections": conns,
@@ -168,6 +171,7 @@ def one_run(  # noqa: PLR0913
             "sim_pushes_per_s": round(pushed / elapsed, 1),
             "rss_mb": round(rss, 1),
             "all_reflowing": fresh >= total,
+            "resubscribed_s": round(resubscribed_s, 2),  # the server's sockets carry every code again
             "reconnect_s": round(reconnect_s, 2),
             "reconnect_bound_s": round(bound, 2),
             "reconnect_over_bound_s": round(reconnect_s - bound, 2),
@@ -176,25 +180,36 @@ def one_run(  # noqa: PLR0913
         job.stop(timeout=60)
 
 
-def reconnect_all(sim: Any, strategy: Any, total: int, limit_s: float) -> tuple[float, int]:
-    """Drop every socket of the simulator at once; (seconds until a tick of every code was read from a
-    new socket, how many codes were by then)."""
+def reconnect_all(sim: Any, strategy: Any, total: int, limit_s: float) -> tuple[float, float, int]:
+    """Drop every socket of the simulator at once. Returns (seconds until the server's open sockets
+    carried every code again, seconds until a tick of every code was read from a new socket, how many
+    codes were by then)."""
     import ray
 
-    paths = {c["path"] for c in sim.state()["connections"] if c["open"]}
+    state = sim.state()
+    paths = {c["path"] for c in state["connections"] if c["open"]}
+    codes = set().union(*(c["trades"] for c in state["connections"] if c["open"]))
+    old = {c["id"] for c in state["connections"]}  # the server may list a dropped socket a moment longer
     dropped = time.monotonic()
     for path in sorted(paths):
         sim.fault("drop", path=path)
     # Marked after the drop: whatever is read from then on came through a new socket (a tick still on
     # its way from an old one carries the time its socket read it, before the drop).
     ray.get(strategy.mark.remote(time.time_ns()), timeout=30)
-    fresh = 0
+    fresh, resubscribed_s, asked_at = 0, 0.0, 0.0
     while time.monotonic() - dropped < limit_s:
+        now = time.monotonic()
+        if not resubscribed_s and now - asked_at >= 0.25:  # noqa: PLR2004 - the state is large: 4 a second
+            asked_at = now
+            conns = sim.state()["connections"]
+            open_sets = [set(c["trades"]) for c in conns if c["open"] and c["id"] not in old]
+            if set().union(*open_sets) >= codes:
+                resubscribed_s = time.monotonic() - dropped
         _, _, fresh = ray.get(strategy.progress.remote(), timeout=30)
-        if fresh >= total:
+        if fresh >= total and resubscribed_s:
             break
         time.sleep(0.1)
-    return time.monotonic() - dropped, fresh
+    return resubscribed_s, time.monotonic() - dropped, fresh
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=10.0, help="seconds over which ticks/s is measured")
     p.add_argument("--limit", type=float, default=180.0, help="seconds a run may take to flow")
     p.add_argument(
-        "--two-tokens", default="100x10", help="CxN,...: C codes on N connections over two tokens ('' for none)"
+        "--two-tokens", default="100x10", help="CxN,...: C codes on N connections over two tokens ('' none)"
     )
     p.add_argument("--smoke", action="store_true", help="a tiny grid, for the test suite")
     args = p.parse_args(argv)
@@ -232,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     two_runs: list[dict[str, Any]] = []
     ok = True
-    sim_args = ["--plan", "pro", "--codes", str(most), "--tick-rate", str(args.tick_rate), "--more-token", SECOND_TOKEN]
+    sim_args = ["--plan", "pro", "--codes", str(most), "--tick-rate", str(args.tick_rate)]
+    sim_args += ["--more-token", SECOND_TOKEN]
     with SimProcess(TOKEN, *sim_args) as sim:
         for attempt in (1, 2, 3):  # Ray gives its raylet 30 s to register: a loaded machine can miss that
             try:
@@ -257,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(mine) >= 2 and mine[-1]["codes"] > mine[0]["codes"]:  # noqa: PLR2004
             slope = (mine[-1]["rss_mb"] - mine[0]["rss_mb"]) / (mine[-1]["codes"] - mine[0]["codes"]) * 1000
             slopes[str(conns)] = round(slope, 2)
-    report = {"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "two_tokens": two_runs, "mb_per_1000_codes": slopes}
+    report = {"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "two_tokens": two_runs}
+    report["mb_per_1000_codes"] = slopes
     print("SCALE " + json.dumps(report))  # noqa: T201
     return 0 if ok else 1
 

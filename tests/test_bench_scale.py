@@ -22,6 +22,8 @@ def test_smoke_run_reports_every_key() -> None:
         # Every socket dropped at once: every code ticked again from a new socket, no sooner than the
         # pacing allows (the simulator enforces it: a faster figure would mean old ticks were counted).
         assert run["all_reflowing"]
+        assert run["resubscribed_s"] > 0
+        assert run["resubscribed_s"] >= run["reconnect_bound_s"]
         assert run["reconnect_s"] >= run["reconnect_bound_s"]
     for run in report["runs"]:  # one token: N requests 3 s apart
         assert run["bound_s"] == 3.0 * (run["connections"] - 1)
