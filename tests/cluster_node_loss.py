@@ -7,7 +7,8 @@ every check held, 1 otherwise.
 
 Scenario: a job on the cluster, against the simulator (loopback), with 4 stock codes on 2 stock
 connections (2 codes each) and 2 forex codes on 1 forex connection; the connections spread over the
-nodes. The worker node that holds a connection is removed. Checks, through public APIs only (the
+nodes. A fifth stock code subscribed while running opens a third stock connection (a grown pair, in
+a placement group of its own). The worker node that holds a connection is removed. Checks, through public APIs only (the
 simulator's state, the registry's status, what the strategy received):
 
 - each connection's decoder runs on its connection's node (the pair shares a placement-group bundle:
@@ -40,6 +41,7 @@ SCALE = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 STOCK_PATH = "/quote-stock-b-ws-api"
 STOCK = ["AAPL.US", "TSLA.US", "700.HK", "MSFT.US"]
 FX = ["EURUSD", "BTCUSDT"]
+GROWN = "NVDA.US"  # subscribed while running: a third stock connection opens for it
 TOKEN = "node-loss-token"
 
 
@@ -122,6 +124,13 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
             }
 
         wait(lambda: len(placement()) == len(pairs), 60, "every connection alive")
+        # A grown pair: the registry's pool gives the next connection the next decoder id.
+        strategy = ray.get_actor("strategy:watcher", job.namespace)
+        assert ray.get(strategy.do_subscribe.remote([GROWN]), timeout=60).get(GROWN) == 1
+        pairs["connection:stock-2"] = f"decoder:{len(pairs)}"
+        wait(lambda: len(placement()) == len(pairs), 120, "the grown connection alive")
+        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        wait(lambda: not apart(), 60, "the grown decoder alive")
         report["apart_at_start"] = apart()
         assert not report["apart_at_start"], f"a decoder is not on its connection's node: {report['apart_at_start']}"
         where = placement()
@@ -149,7 +158,6 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
             code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.desired
         )
         report |= {"placement": where, "removed": lost, "lost_codes": lost_codes}
-        strategy = ray.get_actor("strategy:watcher", job.namespace)
         before = ray.get(strategy.collected.remote())["seen"]
         counts = {code: len(before.get(code, [])) for code in lost_codes}
 
@@ -170,7 +178,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
 
         def served() -> bool:
             sets = [set(c["trades"]) for c in sim.state()["connections"] if c["open"]]
-            return set().union(*sets) >= set(STOCK + FX) if sets else False
+            return set().union(*sets) >= {*STOCK, *FX, GROWN} if sets else False
 
         wait(served, 120, "the simulator serving the whole union again")
         report["resubscribed_s"] = round(time.monotonic() - removed_at, 2)
@@ -183,9 +191,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         report["loss_window_s"] = round(time.monotonic() - removed_at, 2)
         collected = ray.get(strategy.collected.remote())
         assert collected["violations"] == [], collected["violations"][:5]
-        assert set(collected["seen"]) >= set(STOCK + FX)
+        assert set(collected["seen"]) >= {*STOCK, *FX, GROWN}
         final = ray.get(ray.get_actor("registry", job.namespace).status.remote())
-        assert set(final.union) == set(STOCK + FX), final.union
+        assert set(final.union) == {*STOCK, *FX, GROWN}, final.union
         report["ok"] = True
     except AssertionError as exc:
         report["error"] = str(exc)
