@@ -72,7 +72,6 @@ class RegistryState(msgspec.Struct):
     holdings: dict[str, dict[str, int]] = {}  # trades: strategy -> code -> refcount
     book_holdings: dict[str, dict[str, int]] = {}  # order books, likewise
     refused: dict[str, str] = {}  # code -> the vendor's reason
-    decoders: int = 0  # how many decoders take routes (register_decoders): a restarted registry keeps sending them
     pool: PoolState | None = None  # the connections, the grown ones included
 
 
@@ -154,7 +153,6 @@ class Registry:
         self._up: dict[str, bool] = {}
         self._ids: dict[str, wire.RequestIds] = {}
         self._actors = NamedActors(namespace)
-        self._decoder_count = 0
         self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         self._told_603: set[str] = set()
@@ -171,7 +169,6 @@ class Registry:
             Kind.BOOK: Holdings.from_snapshot(state.book_holdings),
         }
         self._refused = dict(state.refused)
-        self._decoder_count = state.decoders
         token_of = dict(token_of or {})
         first = tokens[0]
         per_token = Counter((e, token_of.get(c, first)) for e, ids in connections.items() for c in ids)
@@ -227,7 +224,6 @@ class Registry:
             self._holdings[Kind.TRADES].snapshot(),
             self._holdings[Kind.BOOK].snapshot(),
             self._refused,
-            self._decoder_count,
             self._pool.snapshot(),
         )
         internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
@@ -556,24 +552,17 @@ class Registry:
             if handle is not None:
                 handle.set_routes.remote(*self._routes())
 
-    def register_decoders(self, count: int) -> None:
-        """The supervisor says how many decoders exist (named ``decoder:<i>``)."""
-        with self._lock:
-            self._decoder_count = count
-            self._save()
-            self._push_routes()
-
     def _decoder_ids(self) -> set[int]:
-        return set(range(self._decoder_count)) | {s.decoder for s in self._pool.slots.values()}
+        # The one source of truth: each connection's slot names its decoder, the start-up ones (decoder
+        # i of the i-th configured connection) and the grown ones alike; the pool is saved with the
+        # state, so a restarted registry still routes to every decoder.
+        return {s.decoder for s in self._pool.slots.values()}
 
     def _decoder(self, decoder_id: int) -> Any:
         return self._actors.get(decoder_name(decoder_id))
 
     def _routes(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
         return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
-
-    def _push_routes(self) -> None:
-        self._send_routes(self._routes())
 
     def _send_routes(self, routes: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]) -> None:
         decoders = [self._decoder(i) for i in sorted(self._decoder_ids())]

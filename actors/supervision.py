@@ -28,6 +28,13 @@ restart of the Supervisor, restarted with the same policy, watched by the heartb
 by ``close_connection`` (the registry's pool closes a connection that held nothing for a grace
 period) or by ``stop``.
 
+Placement (actors.core.placement): each connection and its decoder share one placement-group bundle,
+so raw frames stay on one node. ``launch`` creates one SPREAD group with a bundle per start-up
+connection (owned by the driver, like the children); ``open_connection`` creates a detached group of
+one bundle per grown connection, found again by name after a restart of the Supervisor. Ray
+reschedules the bundles of a lost node on the nodes left and restarts both actors of each pair there.
+``close_connection`` and ``stop`` remove the groups.
+
 Restart policy (Erlang/OTP style, actors.core.backoff.RestartIntensity): each child may restart at most
 ``restart.max_restarts`` times within ``restart.within_s``. Beyond that the supervisor escalates once:
 it restarts the whole group of connections, spaced with jitter (never a reconnection storm). If the
@@ -56,6 +63,14 @@ import msgspec
 import ray
 from ray.exceptions import RayTaskError
 from ray.experimental import internal_kv
+from ray.util.placement_group import (
+    PlacementGroup,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.log import about, logger
 
@@ -67,6 +82,7 @@ from actors.decoder import Decoder
 from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError, VendorError
 from actors.heartbeat import Heartbeat
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
+from actors.core.placement import PAIR_BUNDLE, group_name, least_used
 from actors.naming import NamedActors
 from actors.registry import Registry
 from actors.core.settings import Secret, Settings
@@ -189,6 +205,10 @@ def launch(
         ConfigError: a strategy's ``kind`` cannot be imported.
     """
     tokens = token_map(settings, token)
+    # One bundle per start-up connection, shared with its decoder (actors.core.placement); owned by
+    # this driver like the children, so it goes with the driver too.
+    pairs = sum(len(ids) for ids in connection_ids(settings).values())
+    group = placement_group([dict(PAIR_BUNDLE)] * pairs, strategy="SPREAD", name=group_name(run_id))
     supervisor = (
         ray.remote(Supervisor)
         .options(
@@ -199,29 +219,46 @@ def launch(
             max_restarts=-1,  # a killed Supervisor comes back and finds its children by name
             max_task_retries=-1,  # calls to it wait for the restart instead of failing
         )
-        .remote(settings, tokens, run_id, namespace)
+        .remote(settings, tokens, run_id, namespace, group)
     )
     created: list[Any] = []
     try:
-        _create_children(settings, tokens, run_id, namespace, supervisor, created)
+        _create_children(settings, tokens, run_id, namespace, supervisor, created, group)
     except BaseException:
         for handle in [supervisor, *created]:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
+        with contextlib.suppress(Exception):
+            remove_placement_group(group)
         raise
     return Launched(supervisor, created)
 
 
-def _create_children(
-    settings: Settings, tokens: dict[str, Secret], run_id: str, namespace: str, supervisor: Any, created: list[Any]
+def _create_children(  # noqa: PLR0913
+    settings: Settings,
+    tokens: dict[str, Secret],
+    run_id: str,
+    namespace: str,
+    supervisor: Any,
+    created: list[Any],
+    group: PlacementGroup,
 ) -> None:
     """Create every configured child, named in ``namespace``, each reporting to ``supervisor``.
+    Connection ``k`` and decoder ``k`` share bundle ``k`` of ``group``.
 
     Nothing is awaited: their processes start in parallel, and ``Supervisor.start`` waits for them.
     """
     s = settings
     ns = namespace
     conn_ids = connection_ids(s)
+    # Ray 2.60 logs once per process "Actor registry ... has constructor arguments in the object store
+    # and max_restarts > 0" (ray-project/ray#53727). No argument is large: every one is inlined, and
+    # what Ray counts as "in the object store" is an actor handle (here ``supervisor``; the children
+    # below take handles too, the registry is only the first one created). A handle carries a
+    # reference to its actor, which the restart of the child would need if that actor were gone; ours
+    # are named, restarted by Ray and owned by this driver for the job's life, so a child's restart
+    # finds them (tests/test_recovery.py kills each child). Passing names instead would silence the
+    # log only if every child looked its peers up by name.
     registry = (
         ray.remote(Registry)
         .options(name=REGISTRY, namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=3)
@@ -242,7 +279,7 @@ def _create_children(
     created.append(registry)
     decoders = []
     for i in range(sum(len(ids) for ids in conn_ids.values())):
-        decoder = _decoder_actor(s, ns, i, registry, supervisor)
+        decoder = _decoder_actor(s, ns, i, registry, supervisor, _in_bundle(group, i))
         created.append(decoder)
         decoders.append(decoder)
     connections: dict[str, Any] = {}
@@ -251,7 +288,9 @@ def _create_children(
     for endpoint, ids in conn_ids.items():
         for conn_id in ids:
             token = tokens[token_of[conn_id]]
-            handle = _connection_actor(s, ns, conn_id, endpoint, token, decoders[k], registry, supervisor)
+            handle = _connection_actor(
+                s, ns, conn_id, endpoint, token, decoders[k], registry, supervisor, _in_bundle(group, k)
+            )
             created.append(handle)
             k += 1
             connections[conn_id] = handle
@@ -266,8 +305,21 @@ def _create_children(
         created.append(_strategy_actor(s, ns, registry, supervisor, st.name, st.kind, symbols, options))
 
 
-def _decoder_actor(
-    settings: Settings, namespace: str, decoder_id: int, registry: Any, supervisor: Any, *, detached: bool = False
+def _in_bundle(group: PlacementGroup, index: int) -> PlacementGroupSchedulingStrategy:
+    """Where a connection and its decoder run: both in bundle ``index`` of ``group``, on one node
+    (actors.core.placement). Ray restarts either in that bundle, wherever the bundle is now."""
+    return PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=index)
+
+
+def _decoder_actor(  # noqa: PLR0913
+    settings: Settings,
+    namespace: str,
+    decoder_id: int,
+    registry: Any,
+    supervisor: Any,
+    where: PlacementGroupSchedulingStrategy,
+    *,
+    detached: bool = False,
 ) -> Any:
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
@@ -278,6 +330,7 @@ def _decoder_actor(
             num_cpus=0,
             max_restarts=-1,
             max_task_retries=-1,
+            scheduling_strategy=where,  # beside its connection: raw frames stay on the node
             **lifetime,
         )
         .remote(
@@ -300,6 +353,7 @@ def _connection_actor(
     decoder: Any,
     registry: Any,
     supervisor: Any,
+    where: PlacementGroupSchedulingStrategy,
     *,
     detached: bool = False,
 ) -> Any:
@@ -322,9 +376,9 @@ def _connection_actor(
             namespace=namespace,
             num_cpus=0,
             max_restarts=-1,
-            # On a cluster the sockets spread over the nodes: losing one node loses only its share,
-            # and Ray restarts those connections on the nodes left.
-            scheduling_strategy="SPREAD",
+            # In its pair's bundle, beside its decoder. The bundles spread over the nodes: losing
+            # one node loses only its share, and Ray restarts those pairs on the nodes left.
+            scheduling_strategy=where,
             **lifetime,
         )
         .remote(conn_id, endpoint, s.endpoints[endpoint].url, token, cfg, decoder, registry, supervisor)
@@ -380,9 +434,16 @@ class Supervisor:
     """Created with ``ray.remote`` by ``launch()``, in the job's driver."""
 
     def __init__(
-        self, settings: Settings, token: Secret | Mapping[str, Secret], run_id: str, namespace: str = NAMESPACE
+        self,
+        settings: Settings,
+        token: Secret | Mapping[str, Secret],
+        run_id: str,
+        namespace: str = NAMESPACE,
+        group: PlacementGroup | None = None,
     ) -> None:
+        """``group`` holds the start-up connections' pairs (``launch`` creates it); ``stop`` removes it."""
         self._settings = settings
+        self._group = group
         self._run_id = run_id
         self._namespace = namespace
         self._self = ray.get_runtime_context().current_actor
@@ -509,7 +570,6 @@ class Supervisor:
             names = ", ".join(missing)
             raise FeedError(f"no actor {names} in namespace {self._namespace!r}; create a job with launch()")
         connections = {c: self._children[connection_name(c)] for ids in self._conn_ids.values() for c in ids}
-        await self._children[REGISTRY].register_decoders.remote(len(connections))
         try:
             await asyncio.gather(*(self._wait_started(c, h, s.feed.start_timeout_s) for c, h in connections.items()))
         except FeedError as exc:
@@ -593,20 +653,78 @@ class Supervisor:
         self._grown[conn_id] = GrownConnection(endpoint, token, decoder_id)
         self._save()  # saved before it exists: a Supervisor killed right after still finds it
         registry = self._children[REGISTRY] if REGISTRY in self._children else self._child(REGISTRY)
+        # Its pair's own placement group (GCS calls: off the event loop, which serves the children).
+        where = _in_bundle(await asyncio.to_thread(self._grown_group, conn_id), 0)
         decoder = self._child(decoder_name(decoder_id))
         if decoder is None:
             decoder = _decoder_actor(
-                self._settings, self._namespace, decoder_id, registry, self._self, detached=True
+                self._settings, self._namespace, decoder_id, registry, self._self, where, detached=True
             )
             self._children[decoder_name(decoder_id)] = decoder
         handle = _connection_actor(
-            self._settings, self._namespace, conn_id, endpoint, secret, decoder, registry, self._self, detached=True
+            self._settings,
+            self._namespace,
+            conn_id,
+            endpoint,
+            secret,
+            decoder,
+            registry,
+            self._self,
+            where,
+            detached=True,
         )
         self._children[conn_key] = handle
         self._record(conn_key, "opened", f"on the registry's request: more room needed on {endpoint} (token {token})")
         # Watched once the server accepted it: a process that is still starting misses pings.
         self._watching[conn_id] = asyncio.get_running_loop().create_task(self._watch_when_started(conn_id, handle))
         return True
+
+    def _grown_group(self, conn_id: str) -> PlacementGroup:
+        """The placement group of grown connection ``conn_id``'s pair: found by name (this Supervisor
+        created it before a restart), or created, detached like the pair, on the node that holds the
+        fewest of the job's pairs (actors.core.placement, rule 3)."""
+        name = group_name(self._run_id, conn_id)
+        with contextlib.suppress(ValueError):  # ValueError: no group of that name
+            return get_placement_group(name)
+        return placement_group(
+            [dict(PAIR_BUNDLE)],
+            strategy="STRICT_PACK",
+            name=name,
+            lifetime="detached",
+            # A hint (Ray 2.60 honours it for STRICT_PACK only): a node that died or has no room is
+            # passed over, and Ray places the group elsewhere.
+            _soft_target_node_id=self._emptiest_node(),
+        )
+
+    def _emptiest_node(self) -> str | None:
+        """The live node holding the fewest of this job's pairs (None: let Ray choose)."""
+        need = PAIR_BUNDLE["memory"]
+        try:
+            nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("memory", 0) >= need)
+            prefix = group_name(self._run_id, "")
+            used = [
+                node
+                for info in placement_group_table().values()
+                if str(info.get("name", "")).startswith(prefix) and info.get("state") != "REMOVED"
+                for node in info.get("bundles_to_node_id", {}).values()
+            ]
+        except Exception as exc:  # noqa: BLE001 - only a hint: without it Ray still places the pair
+            logger.warning("supervisor: no placement hint for a grown connection ({})", type(exc).__name__)
+            return None
+        return least_used(nodes, used)
+
+    def _remove_group(self, conn_id: str | None) -> None:
+        """Free the placement group of grown connection ``conn_id``, or (None) of the start-up pairs.
+        Ray kills whatever still runs in it."""
+        group = self._group
+        if conn_id is not None:
+            try:
+                group = get_placement_group(group_name(self._run_id, conn_id))
+            except ValueError:
+                return  # removed already (a stop after a close, or retried across a restart)
+        if group is not None:
+            with contextlib.suppress(Exception):  # removed already
+                remove_placement_group(group)
 
     async def _watch_when_started(self, conn_id: str, handle: Any) -> None:
         with contextlib.suppress(Exception):  # a failed start is reported by the connection itself
@@ -641,6 +759,7 @@ class Supervisor:
             if handle is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(handle, no_restart=True)
+        await asyncio.to_thread(self._remove_group, conn_id)  # after the kills: its bundle is free
         self._pids.pop(connection_name(conn_id), None)
         self._pids.pop(decoder_name(grown.decoder), None)
         self._record(connection_name(conn_id), "closed", "it held nothing for the registry's grace period")
@@ -856,5 +975,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
         self._children.clear()
+        for conn_id in [*self._grown, None]:  # the pairs' bundles, grown ones and start-up ones
+            await asyncio.to_thread(self._remove_group, conn_id)
         self._stopped = True
         internal_kv._internal_kv_del(self._state_key)  # noqa: SLF001

@@ -22,6 +22,8 @@ Command line
                                     the token on one path (default 3.0, 0 disables)
     --token-env NAME                read the token from this environment variable instead of --token
                                     (keeps it out of `ps`); one of the two is required
+    --more-token TOKEN              a further valid token, with its own connection limit and rate clocks
+                                    (repeatable; the bundled benchmarks' second token)
     --log-level LEVEL               stderr logging level (default INFO); the token is logged as "***"
     --tls CERT KEY                  serve wss:// (and https:// admin) with this PEM certificate and key
 
@@ -185,6 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--token", help="the only valid token (never printed)")
     tok.add_argument("--token-env", metavar="NAME",
                      help="read the token from this environment variable instead (keeps it out of `ps`)")
+    p.add_argument("--more-token", action="append", default=[], metavar="TOKEN",
+                   help="a further valid token with its own limits and rate clocks (repeatable; benchmarks)")
     p.add_argument("--heartbeat-timeout", type=float, default=DEFAULT_HEARTBEAT_TIMEOUT_S)
     p.add_argument("--plan", choices=sorted(PLAN_LIMITS), default="pro")
     p.add_argument("--max-connections", type=int, default=None)
@@ -214,7 +218,8 @@ async def _serve(args: argparse.Namespace) -> None:
     sim = Simulator(host=args.host, port=args.port, token=args.token, heartbeat_timeout=args.heartbeat_timeout,
                     plan=args.plan, max_connections=args.max_connections, max_codes=args.max_codes,
                     tick_rate=args.tick_rate, book_rate=args.book_rate, codes=args.codes, seed=args.seed,
-                    conn_gap_s=args.conn_gap_s, token_gap_s=args.token_gap_s, tls=_tls(args.tls))
+                    conn_gap_s=args.conn_gap_s, token_gap_s=args.token_gap_s, tls=_tls(args.tls),
+                    more_tokens=tuple(args.more_token))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

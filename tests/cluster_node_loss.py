@@ -7,9 +7,12 @@ every check held, 1 otherwise.
 
 Scenario: a job on the cluster, against the simulator (loopback), with 4 stock codes on 2 stock
 connections (2 codes each) and 2 forex codes on 1 forex connection; the connections spread over the
-nodes. The worker node that holds a connection is removed. Checks, through public APIs only (the
+nodes. A fifth stock code subscribed while running opens a third stock connection (a grown pair, in
+a placement group of its own). The worker node that holds a connection is removed. Checks, through public APIs only (the
 simulator's state, the registry's status, what the strategy received):
 
+- each connection's decoder runs on its connection's node (the pair shares a placement-group bundle:
+  actors.core.placement), at start and after the lost pairs came back on a surviving node;
 - the lost connection comes back on a surviving node and its codes are subscribed again;
 - no subscription is lost: the simulator serves the whole union again;
 - every code ticks again at the strategy, with no duplicate and no out-of-order seq per code;
@@ -38,6 +41,7 @@ SCALE = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 STOCK_PATH = "/quote-stock-b-ws-api"
 STOCK = ["AAPL.US", "TSLA.US", "700.HK", "MSFT.US"]
 FX = ["EURUSD", "BTCUSDT"]
+GROWN = "NVDA.US"  # subscribed while running: a third stock connection opens for it
 TOKEN = "node-loss-token"
 
 
@@ -73,6 +77,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
 
     from actors.control import Job
     from actors.core.settings import parse_settings
+    from actors.supervision import connection_ids
     from scripts.simulator import SimulatorThread
     from tests.conftest import collector_toml, system_toml
 
@@ -95,13 +100,39 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
             silence_deadline_s=5.0,
             ping_deadline_s=3.0,
         )
-        job = Job.start(parse_settings(text), TOKEN, timeout=180 * SCALE)
+        settings = parse_settings(text)
+        job = Job.start(settings, TOKEN, timeout=180 * SCALE)
         wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        # Connection k of the configured ones reads into decoder k (actors.supervision.launch).
+        conns = [f"connection:{c}" for ids in connection_ids(settings).values() for c in ids]
+        pairs = {conn: f"decoder:{k}" for k, conn in enumerate(conns)}
+
+        def alive_nodes() -> dict[str, str]:
+            actors = gcs_state.actors(actor_state_name="ALIVE").values()
+            return {a["Name"]: a["Address"]["NodeID"] for a in actors if a["Name"]}
 
         def placement() -> dict[str, str]:
-            actors = gcs_state.actors(actor_state_name="ALIVE").values()
-            return {a["Name"]: a["Address"]["NodeID"] for a in actors if a["Name"].startswith("connection:")}
+            return {n: node for n, node in alive_nodes().items() if n.startswith("connection:")}
 
+        def apart() -> dict[str, tuple[str, str]]:
+            """The pairs whose connection and decoder are not both alive on one node."""
+            now = alive_nodes()
+            return {
+                c: (now.get(c, "-")[:8], now.get(d, "-")[:8])
+                for c, d in pairs.items()
+                if c not in now or now.get(d) != now[c]
+            }
+
+        wait(lambda: len(placement()) == len(pairs), 60, "every connection alive")
+        # A grown pair: the registry's pool gives the next connection the next decoder id.
+        strategy = ray.get_actor("strategy:watcher", job.namespace)
+        assert ray.get(strategy.do_subscribe.remote([GROWN]), timeout=60).get(GROWN) == 1
+        pairs["connection:stock-2"] = f"decoder:{len(pairs)}"
+        wait(lambda: len(placement()) == len(pairs), 120, "the grown connection alive")
+        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        wait(lambda: not apart(), 60, "the grown decoder alive")
+        report["apart_at_start"] = apart()
+        assert not report["apart_at_start"], f"a decoder is not on its connection's node: {report['apart_at_start']}"
         where = placement()
         report["nodes_used"] = len(set(where.values()))
         worker_ids = {w.node_id: w for w in workers}
@@ -115,22 +146,10 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         # The strategy's record of what it received is the public output this test reads: the node
         # removed must not be its node (its restart would start that record afresh).
         keep = strategy_node()
+        # The three pairs are the bundles of one SPREAD placement group: one per node on these three
+        # nodes, so a worker node without the strategy holds one.
         on_workers = sorted(n for n, node in where.items() if node in worker_ids and node != keep)
-        for attempt in range(8):
-            # SPREAD is a preference: on a loaded machine Ray may put every connection on the head
-            # (whose removal would end the cluster) or beside the strategy. Restarting one lets Ray
-            # place it again.
-            if on_workers:
-                break
-            movable = sorted(n for n in where if where[n] == keep or where[n] not in worker_ids)
-            ray.kill(ray.get_actor(movable[attempt % len(movable)], job.namespace), no_restart=False)
-            time.sleep(2)
-            wait(lambda: len(placement()) == len(where), 60, "the restarted connection alive")
-            wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
-            where = placement()
-            on_workers = sorted(n for n, node in where.items() if node in worker_ids and node != keep)
-        report["nodes_used"] = len(set(where.values()))
-        assert on_workers, f"no connection on a worker node: {where}"
+        assert on_workers, f"no connection on a worker node without the strategy: {where}"
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])
         victim_node = where[victim_name]
         lost = sorted(n for n, node in where.items() if node == victim_node)
@@ -139,7 +158,6 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
             code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.desired
         )
         report |= {"placement": where, "removed": lost, "lost_codes": lost_codes}
-        strategy = ray.get_actor("strategy:watcher", job.namespace)
         before = ray.get(strategy.collected.remote())["seen"]
         counts = {code: len(before.get(code, [])) for code in lost_codes}
 
@@ -153,10 +171,14 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         wait(back, 120, "the lost connections alive on a surviving node")
         report["back_s"] = round(time.monotonic() - removed_at, 2)
         report["placement_after"] = placement()
+        # Their decoders came back with them, in the same bundle on the same surviving node.
+        wait(lambda: not apart(), 120, "each decoder alive beside its connection again")
+        report["apart_after"] = apart()
+        assert not report["apart_after"], f"a decoder is not on its connection's node: {report['apart_after']}"
 
         def served() -> bool:
             sets = [set(c["trades"]) for c in sim.state()["connections"] if c["open"]]
-            return set().union(*sets) >= set(STOCK + FX) if sets else False
+            return set().union(*sets) >= {*STOCK, *FX, GROWN} if sets else False
 
         wait(served, 120, "the simulator serving the whole union again")
         report["resubscribed_s"] = round(time.monotonic() - removed_at, 2)
@@ -169,9 +191,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         report["loss_window_s"] = round(time.monotonic() - removed_at, 2)
         collected = ray.get(strategy.collected.remote())
         assert collected["violations"] == [], collected["violations"][:5]
-        assert set(collected["seen"]) >= set(STOCK + FX)
+        assert set(collected["seen"]) >= {*STOCK, *FX, GROWN}
         final = ray.get(ray.get_actor("registry", job.namespace).status.remote())
-        assert set(final.union) == set(STOCK + FX), final.union
+        assert set(final.union) == {*STOCK, *FX, GROWN}, final.union
         report["ok"] = True
     except AssertionError as exc:
         report["error"] = str(exc)

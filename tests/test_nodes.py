@@ -33,5 +33,11 @@ def test_a_removed_node_loses_no_subscription() -> None:
     assert report["ok"], f"{report}\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0
     assert report["nodes_used"] >= 2, "the connections did not spread over the nodes"
+    # Each decoder ran on its connection's node, before the loss and after Ray moved the lost pairs;
+    # that includes the pair grown while running (its own placement group).
+    assert "connection:stock-2" in report["placement"]
+    assert report["apart_at_start"] == {}
+    assert report["apart_after"] == {}
+    assert set(report["placement_after"].values()).isdisjoint({report["placement"][n] for n in report["removed"]})
     assert report["lost_codes"], "the removed node held no subscribed connection"
     assert report["loss_window_s"] > 0

@@ -46,7 +46,6 @@ class Handle:
             .options(name=decoder_name(0), namespace=self.namespace, num_cpus=0)
             .remote(0, self.actor, self.namespace)
         )
-        self.get(self.actor.register_decoders.remote(1))
 
     def get(self, ref: Any, timeout: float = 30.0) -> Any:
         return ray.get(ref, timeout=timeout * S)

@@ -88,6 +88,9 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     wait_for(lambda: set(FIRST + MORE) <= set(seen(system)["seen"]), 30, what="ticks of every code")
     events = system.status()["events"]
     assert {e["child"] for e in events if e["event"] == "opened"} == {"connection:stock-1", "connection:stock-2"}
+    # Each grown pair (connection and decoder) has a placement group of its own, beside the start-up one.
+    run_id = system.status()["run_id"]
+    assert live_groups(run_id) == {"startup", "stock-1", "stock-2"}
 
     # Beyond the quota (3 connections x 2 codes, 5 held): one of the two would fit, the other not. The
     # call is refused as a whole, naming the code that did not fit with the plan; nothing changed.
@@ -106,6 +109,7 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     assert frozenset(FIRST) in before, "the first codes stayed on their connection all along"
     for name in ("connection:stock-1", "connection:stock-2", "decoder:2", "decoder:3"):
         wait_for(lambda n=name: not _exists(n, system.namespace), 30, what=f"{name} killed")
+    wait_for(lambda: live_groups(run_id) == {"startup"}, 30, what="the closed pairs' placement groups freed")
     assert "connection:stock-1" not in system.pids()
     assert seen(system)["violations"] == []
 
@@ -126,6 +130,8 @@ def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: A
         system.get(collector.do_subscribe.remote(MORE[:1]))
         wait_for(lambda: "stock-1" in stock_conns(system), 30, what="a second stock connection")
         wait_for(lambda: system.registry().in_sync, 30, what="in sync on two connections")
+        run_id = system.status()["run_id"]
+        assert live_groups(run_id) == {"startup", "stock-1"}
         before = system.pids()
         os.kill(before["supervisor"], signal.SIGKILL)
         wait_for(lambda: system.pids()["supervisor"] != before["supervisor"], 60, what="the Supervisor restarted")
@@ -133,10 +139,28 @@ def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: A
         assert system.pids()["connection:stock-1"] == before["connection:stock-1"]
         count = len(seen_of(system, "killer").get(MORE[0], []))
         wait_for(lambda: len(seen_of(system, "killer").get(MORE[0], [])) > count, 30, what="ticks still flowing")
+        # The restarted Supervisor found the grown pair's placement group by name: still one.
+        assert live_groups(run_id) == {"startup", "stock-1"}
     finally:
         system.stop()
     for name in ("connection:stock-1", "connection:stock-0", "decoder:2"):
         wait_for(lambda n=name: not _exists(n, system.namespace), 30, what=f"{name} gone after stop")
+    wait_for(lambda: not live_groups(run_id), 30, what="every placement group of the job freed by stop")
+
+
+def live_groups(run_id: str) -> set[str]:
+    """The job's placement groups not removed, by what follows the run's prefix: "startup" (the
+    start-up pairs) or a grown connection's id (actors.core.placement.group_name)."""
+    from ray.util.placement_group import placement_group_table
+
+    from actors.core.placement import group_name
+
+    prefix = group_name(run_id, "")
+    return {
+        info["name"][len(prefix) :]
+        for info in placement_group_table().values()
+        if info["name"].startswith(prefix) and info["state"] != "REMOVED"
+    }
 
 
 def seen_of(system: System, name: str) -> dict[str, list[int]]:
