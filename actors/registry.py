@@ -42,15 +42,7 @@ from actors.log import about, logger
 from ray.experimental import internal_kv
 
 from actors.core import wire
-from actors.core.codehealth import (
-    CodeHealth,
-    CodeLiveness,
-    LivenessEvent,
-    NeverStarted,
-    Recovered,
-    Resubscribe,
-    Stale,
-)
+from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, fan_out
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
@@ -510,36 +502,22 @@ class Registry:
             self._liveness_changed(now)
 
     def _liveness_events(self, events: list[LivenessEvent]) -> None:
-        resend: set[tuple[str, Kind]] = set()
-        for event in events:
-            if isinstance(event, Resubscribe):
-                resend.add((event.connection, Kind(event.kind)))
-                what = "tick" if event.kind == Kind.TRADES else "order book"
-                text = f"{event.code} got no first {what} on {event.connection}: resubscribing it once"
-                self._code_events.append(text)
-                logger.warning("registry: {}", text)
+        # One Ray call per holder and round (a connection of thousands of codes that dies is thousands
+        # of events), and a bounded number of log lines (actors.core.codehealth.fan_out).
+        plan = fan_out(events, lambda code: set().union(*(h.holders(code) for h in self._holdings.values())))
+        self._code_events.extend(plan.texts)
+        for level, line in plan.lines:
+            logger.log(level.upper(), "registry: {}", line)
+        for name in plan.told.keys() | plan.problems.keys():
+            handle = self._strategy(name)
+            if handle is None:
                 continue
-            text = str(event)
-            self._code_events.append(text)
-            holders = set().union(*(h.holders(event.code) for h in self._holdings.values()))
-            if isinstance(event, Stale):
-                logger.warning("registry: {}; told {}", text, sorted(holders))
-            elif isinstance(event, Recovered):
-                logger.info("registry: {}; told {}", text, sorted(holders))
-            else:
-                logger.error("registry: {}; told {}", text, sorted(holders))
-            for name in holders:
-                handle = self._strategy(name)
-                if handle is None:
-                    continue
-                if isinstance(event, NeverStarted):
-                    handle.problem.remote(event.code, text)  # -> Strategy.on_problem(code, reason)
-                else:
-                    kind = "stale" if isinstance(event, Stale) else "recovered"
-                    # -> Strategy.on_stale / on_recovered
-                    handle.code_health.remote(kind, event.code, event.silent_for_s)
-        for conn_id, kind in resend:
-            book = self._books.get((conn_id, kind))
+            for code, text in plan.problems.get(name, ()):
+                handle.problem.remote(code, text)  # -> Strategy.on_problem(code, reason)
+            if name in plan.told:
+                handle.code_health_many.remote(plan.told[name])  # -> Strategy.on_stale / on_recovered, in order
+        for conn_id, kind in plan.resend:
+            book = self._books.get((conn_id, Kind(kind)))
             if book is not None:
                 book.resend()
 

@@ -267,6 +267,11 @@ class Strategy:
         except Exception:  # noqa: BLE001 - a user bug must not break the registry's reports
             logger.exception("strategy {}: on_{} raised", self.name, event)
 
+    async def code_health_many(self, events: list[tuple[str, str, float]]) -> None:
+        """The registry's reports of one round, in order: ``(event, code, silent_for_s)`` each."""
+        for event, code, silent_for_s in events:
+            await self.code_health(event, code, silent_for_s)
+
     async def statistics(self) -> StrategyStats:
         """Counters of this strategy."""
         age = time.monotonic() - self._last_tick_at if self._last_tick_at else -1.0

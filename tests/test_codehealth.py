@@ -6,18 +6,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core.codehealth import (
+    LOG_EVENTS_EACH,
     Anomaly,
     CodeHealth,
     CodeLiveness,
     CodeState,
+    fan_out,
+    negative,
     NeverStarted,
+    positive,
     Reason,
     Recovered,
     Resubscribe,
     Stale,
     TickCheck,
-    negative,
-    positive,
 )
 from actors.core.wire import BookTick, Tick
 
@@ -427,3 +429,33 @@ def test_events_alternate_and_nothing_moves_before_the_wakeup(
                 bad[event.code] = False
             assert getattr(event, "silent_for_s", 0.0) >= 0.0
     assert live.codes() == {"A", "B", "C", "D"}  # every held code is watched, books included
+
+
+def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
+    # A connection of 500 codes dies: 500 events become one list per holder, in order, and the log
+    # gets LOG_EVENTS_EACH lines and one sum, not 500.
+    codes = [f"C{i:04d}USDT" for i in range(500)]
+    holders = {code: {"a", "b"} if i % 2 else {"a"} for i, code in enumerate(codes)}
+    events = [Stale(code, "fx-0", 2.0, Reason.CONNECTION) for code in codes]
+    events += [Recovered(codes[0], "fx-0", 3.0), Resubscribe("XAUUSD", "fx-1", "book")]
+    events.append(NeverStarted("SILVER", "fx-1", 60.0))
+    plan = fan_out(events, lambda code: holders.get(code, {"c"}))
+    assert set(plan.told) == {"a", "b"}
+    assert [code for _, code, _ in plan.told["a"]] == [*codes, codes[0]]
+    assert plan.told["a"][0] == ("stale", codes[0], 2.0) and plan.told["a"][-1] == ("recovered", codes[0], 3.0)
+    assert [code for _, code, _ in plan.told["b"]] == codes[1::2]
+    assert plan.problems == {"c": [("SILVER", str(events[-1]))]}
+    assert plan.resend == {("fx-1", "book")}
+    assert len(plan.texts) == len(events)
+    assert len(plan.lines) == LOG_EVENTS_EACH + 1
+    assert plan.lines[0] == ("warning", f"{events[0]}; told ['a']")
+    level, summary = plan.lines[-1]
+    assert level == "warning"
+    assert "483 more code events" in summary and "480 stale" in summary and "1 never started" in summary
+
+
+def test_fan_out_of_a_small_round_logs_every_event() -> None:
+    events = [Stale("EURUSD", "fx-0", 61.0, Reason.QUIET), Recovered("EURUSD", "fx-0", 62.0)]
+    plan = fan_out(events, lambda _code: ["s"])
+    assert plan.lines == [("warning", f"{events[0]}; told ['s']"), ("info", f"{events[1]}; told ['s']")]
+    assert plan.told == {"s": [("stale", "EURUSD", 61.0), ("recovered", "EURUSD", 62.0)]}

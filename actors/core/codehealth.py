@@ -35,7 +35,8 @@ Two cores, each fed by the shell that sees its events:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 import msgspec
 
@@ -581,3 +582,63 @@ def _home(carriers: set[tuple[str, str]], current: str) -> str:
 
 def _silent(s: _Code, now: float) -> float:
     return max(0.0, now - (s.last_tick if s.last_tick is not None else s.since))
+
+
+#: Per round of events, the lines logged one per event; the rest are summed up in one line.
+LOG_EVENTS_EACH: Final = 20
+
+
+class Fanout(msgspec.Struct):
+    """What one round of liveness events asks of the registry's shell (``fan_out``)."""
+
+    resend: set[tuple[str, str]]  # (connection, kind) whose whole set goes again
+    told: dict[str, list[tuple[str, str, float]]]  # holder -> [("stale"|"recovered", code, silent_for_s)]
+    problems: dict[str, list[tuple[str, str]]]  # holder -> [(code, text)] for on_problem
+    texts: list[str]  # every event in words, in order (the registry keeps the latest for status)
+    lines: list[tuple[str, str]]  # (level, line) to log: the first LOG_EVENTS_EACH events, then a sum
+
+
+def fan_out(events: Iterable[LivenessEvent], holders_of: Callable[[str], Iterable[str]]) -> Fanout:
+    """Group one round of events by holder, so the shell makes one call per holder, not per code
+    and holder (a connection of 3,000 codes that dies is 3,000 events), and logs a bounded number
+    of lines per round. Order is kept within each holder's list.
+
+    ``holders_of(code)``: the strategies holding ``code`` now, either kind.
+    """
+    out = Fanout(set(), {}, {}, [], [])
+    more: dict[str, int] = {}
+    for event in events:
+        if isinstance(event, Resubscribe):
+            out.resend.add((event.connection, event.kind))
+            what = "tick" if event.kind == "trades" else "order book"
+            text = f"{event.code} got no first {what} on {event.connection}: resubscribing it once"
+            _note(out, more, "warning", text, "", "resubscribed")
+            continue
+        text = str(event)
+        holders = sorted(set(holders_of(event.code)))
+        told = f"; told {holders}"
+        if isinstance(event, NeverStarted):
+            _note(out, more, "error", text, told, "never started")
+            for name in holders:
+                out.problems.setdefault(name, []).append((event.code, text))
+            continue
+        kind = "stale" if isinstance(event, Stale) else "recovered"
+        _note(out, more, "warning" if kind == "stale" else "info", text, told, kind)
+        for name in holders:
+            out.told.setdefault(name, []).append((kind, event.code, event.silent_for_s))
+    if more:
+        counts = ", ".join(f"{n} {what}" for what, n in more.items())
+        out.lines.append((
+            "warning",
+            f"and {sum(more.values())} more code events this round ({counts}); "
+            "`supervisor.py status` lists every code's state",
+        ))
+    return out
+
+
+def _note(out: Fanout, more: dict[str, int], level: str, text: str, told: str, what: str) -> None:
+    out.texts.append(text)
+    if len(out.lines) < LOG_EVENTS_EACH:
+        out.lines.append((level, text + told))
+    else:
+        more[what] = more.get(what, 0) + 1
