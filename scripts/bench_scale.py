@@ -171,6 +171,7 @@ def one_run(  # noqa: PLR0913
             "sim_pushes_per_s": round(pushed / elapsed, 1),
             "rss_mb": round(rss, 1),
             "all_reflowing": fresh >= total,
+            "reflowed": fresh,  # codes with a tick from a new socket when the wait ended
             "resubscribed_s": round(resubscribed_s, 2),  # the server's sockets carry every code again
             "reconnect_s": round(reconnect_s, 2),
             "reconnect_bound_s": round(bound, 2),

@@ -55,8 +55,9 @@ def run_smoke(script: str, tag: str, timeout_s: float) -> tuple[dict[str, Any], 
     last = lines[-1]
     assert last.startswith(f"{tag} "), f"the last line is not the {tag} line: {last!r}"
     result = json.loads(last[len(tag) + 1 :])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert result["ok"] is True, proc.stderr[-3000:]
+    # The report first: it says which part failed (the stderr tail is mostly the actors' last log lines).
+    assert proc.returncode == 0, f"{last[:3000]}\nstderr:\n{proc.stderr[-2000:]}"
+    assert result["ok"] is True, f"{last[:3000]}\nstderr:\n{proc.stderr[-2000:]}"
     return result, lines
 
 
