@@ -207,9 +207,9 @@ class Connection:
         direct(self, "_flush", "_decoder_idle", "_screen_all")  # per batch: past Ray's wrappers
         self._kick = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
-        if supervisor is not None:
-            supervisor.child_started.remote(connection_name(conn_id), os.getpid())
         freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
+        if supervisor is not None:  # last: the new pid is reported once the process is ready
+            supervisor.child_started.remote(connection_name(conn_id), os.getpid())
 
     def __repr__(self) -> str:
         return f"Connection({self._conn_id!r}, {redact(self._url)!r})"

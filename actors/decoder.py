@@ -104,9 +104,9 @@ class Decoder:
         )
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
-        if supervisor is not None:
-            supervisor.child_started.remote(decoder_name(decoder_id), os.getpid())
         freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
+        if supervisor is not None:  # last: the new pid is reported once the process is ready
+            supervisor.child_started.remote(decoder_name(decoder_id), os.getpid())
 
     async def channel_address(self) -> Address:
         """Where the connection sends its frames; answered once the routes are in (or after 10 s)."""

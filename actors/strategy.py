@@ -100,9 +100,9 @@ class Strategy:
         with contextlib.suppress(RuntimeError):  # outside an event loop (a plain instance): on start()
             asyncio.get_running_loop()
             self._open_channel()
-        if supervisor is not None:
-            supervisor.child_started.remote(strategy_name(name), os.getpid())
         freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
+        if supervisor is not None:  # last: the new pid is reported once the process is ready
+            supervisor.child_started.remote(strategy_name(name), os.getpid())
 
     # --- what users call ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import ray
 
 from scripts.simulator import max_requests_in_window
 from tests.conftest import System, collector_toml, sim_sets, start_system, wait_for
@@ -74,8 +75,17 @@ def test_sigkill_strategy_recovers_its_delivery(system: System, sim: Any) -> Non
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: system.pids().get(child) not in (None, pid), 20, what="strategy restarted by Ray")
+
+    def every_code_seen() -> bool:
+        # The new process reports its pid from its constructor: Ray may still call it "restarting"
+        # for a moment, and a call then fails at once (strategies take no task retries).
+        try:
+            return all(collected(system)["seen"].get(c) for c in CODES)
+        except ray.exceptions.ActorUnavailableError:
+            return False
+
     # The restarted strategy starts with empty memory: wait for every code to show up again.
-    wait_for(lambda: all(collected(system)["seen"].get(c) for c in CODES), 20, what="ticks in the new strategy")
+    wait_for(every_code_seen, 20, what="ticks in the new strategy")
     took = time.monotonic() - killed_at
     holdings = system.get(system.actor("registry").holdings_of.remote("collector"))
     assert holdings == dict.fromkeys(CODES, 1), "the restart must not double or lose the refcounts"
