@@ -142,9 +142,7 @@ class Decoder:
             peer, number, conn_id, epoch, received_ns, frames = inbox[i]
             j = i + 1
             while j < len(inbox) and inbox[j][0] is peer and inbox[j][3] == epoch:
-                if j == i + 1:
-                    frames = list(frames)
-                frames += inbox[j][5]
+                frames += inbox[j][5]  # the first batch's list, ours: the inbox is dropped
                 number = inbox[j][1]
                 j += 1
             self.decode(conn_id, epoch, frames, received_ns)  # received_ns: the oldest read's

@@ -173,12 +173,6 @@ def gauge(name: str, value: float, **labels: str) -> None:
     _record(name, "set", value, labels)
 
 
-def latency_since(received_ns: int, strategy: str) -> None:
-    """The end-to-end latency of a batch whose oldest tick was read at ``received_ns`` (wall clock)."""
-    if received_ns:
-        observe("latency_seconds", _seconds_since(received_ns), strategy=strategy)
-
-
 def _seconds_since(received_ns: int) -> float:
     return max(0.0, (time.time_ns() - received_ns) / 1e9)
 
@@ -218,10 +212,8 @@ def code_states(
 
 def connection_batch(connection: str, frames: int) -> None:
     """A connection forwards a batch of ``frames`` raw frames to its decoder."""
-    keys = _hook_keys.get(connection)
-    if keys is None:
-        keys = _hook_keys[connection] = (_key("frames_received", connection=connection),)
-    _add(keys[0], frames)
+    (key,) = _keys_of(f"connection {connection}", ("frames_received", "connection", connection))
+    _add(key, frames)
     _flush_due()
     _observe(_CONNECTION_BATCH, frames)
 
@@ -238,6 +230,14 @@ _hook_keys: dict[str, tuple[_Key, ...]] = {}
 _NO_DROPS: Final = (0, 0, 0, 0)
 _DROP_KEYS: Final = tuple(_key("drops", reason=r) for r in ("ghost", "duplicate", "malformed", "slow_strategy"))
 _CONNECTION_BATCH: Final = _key("batch_size", stage="connection")
+
+
+def _keys_of(slot: str, *metrics: tuple[str, str, str]) -> tuple[_Key, ...]:
+    """The keys of ``metrics`` ((name, label, value) each) for one hook and label value, built once."""
+    keys = _hook_keys.get(slot)
+    if keys is None:
+        keys = _hook_keys[slot] = tuple(_key(name, **{label: value}) for name, label, value in metrics)
+    return keys
 _STRATEGY_BATCH: Final = _key("batch_size", stage="strategy")
 
 
@@ -245,10 +245,8 @@ def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int,
     """A decoder decoded ``ticks`` from ``connection``. ``drops`` are its running totals of ghosts,
     duplicates, malformed frames and ticks dropped for slow strategies; what grew since its last batch
     is counted by reason."""
-    keys = _hook_keys.get(f"decoded {connection}")
-    if keys is None:
-        keys = _hook_keys[f"decoded {connection}"] = (_key("ticks_decoded", connection=connection),)
-    _add(keys[0], ticks)
+    (key,) = _keys_of(f"decoded {connection}", ("ticks_decoded", "connection", connection))
+    _add(key, ticks)
     before = _decoder_seen.get(decoder_id, _NO_DROPS)
     if drops != before:
         _decoder_seen[decoder_id] = drops
@@ -259,12 +257,9 @@ def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int,
 
 def delivered(strategy: str, records: list[Any]) -> None:
     """A strategy hands ``records`` (ticks or book ticks) to its hook."""
-    keys = _hook_keys.get(f"delivered {strategy}")
-    if keys is None:
-        keys = _hook_keys[f"delivered {strategy}"] = (
-            _key("ticks_delivered", strategy=strategy),
-            _key("latency_seconds", strategy=strategy),
-        )
+    keys = _keys_of(
+        f"delivered {strategy}", ("ticks_delivered", "strategy", strategy), ("latency_seconds", "strategy", strategy)
+    )
     _add(keys[0], len(records))
     _flush_due()
     _observe(_STRATEGY_BATCH, len(records))

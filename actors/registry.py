@@ -432,6 +432,10 @@ class Registry:
         self._tell(holders - self._told_603, "*", error)
         self._told_603 |= holders
 
+    def _holders_of(self, code: str) -> set[str]:
+        """The strategies that hold ``code``, as trades or as an order book."""
+        return set().union(*(h.holders(code) for h in self._holdings.values()))
+
     def _tell(self, holders: Iterable[str], code: str, error: FeedError) -> None:
         """Report ``error`` about ``code`` ("*": every code) to the strategies ``holders``."""
         for name in holders:
@@ -504,7 +508,7 @@ class Registry:
     def _liveness_events(self, events: list[LivenessEvent]) -> None:
         # One Ray call per holder and round (a connection of thousands of codes that dies is thousands
         # of events), and a bounded number of log lines (actors.core.codehealth.fan_out).
-        plan = fan_out(events, lambda code: set().union(*(h.holders(code) for h in self._holdings.values())))
+        plan = fan_out(events, self._holders_of)
         self._code_events.extend(plan.texts)
         for level, line in plan.lines:
             logger.log(level.upper(), "registry: {}", line)
@@ -610,7 +614,7 @@ class Registry:
             # served again as soon as room comes back.
             logger.error("registry: {} held code(s) without room: {}", len(starved), sorted(starved))
             for code, why in starved.items():
-                holders = set().union(*(h.holders(code) for h in self._holdings.values()))
+                holders = self._holders_of(code)
                 self._tell(holders, code, FeedError(why))
         self._unserved = dict(fit.refused)
         for kind in KINDS:

@@ -95,7 +95,7 @@ class Strategy:
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
         self._receiver: Receiver | None = None
-        # Called per batch: past Ray's tracing wrappers (actors.direct), the user's hooks included.
+        # Called per batch: past Ray's tracing wrappers (actors.hot), the user's hooks included.
         direct(self, "_enqueue", "_dispatch", "_send_acks", "on_ticks", "on_books", "on_missed")
         with contextlib.suppress(RuntimeError):  # outside an event loop (a plain instance): on start()
             asyncio.get_running_loop()
