@@ -459,3 +459,46 @@ def test_fan_out_of_a_small_round_logs_every_event() -> None:
     plan = fan_out(events, lambda _code: ["s"])
     assert plan.lines == [("warning", f"{events[0]}; told ['s']"), ("info", f"{events[1]}; told ['s']")]
     assert plan.told == {"s": [("stale", "EURUSD", 61.0), ("recovered", "EURUSD", 62.0)]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["A.US", "A.US", "B.US", "GHOST.US", ""]),
+            st.integers(0, 4),  # seq: small, so that the next seq (the inline path) comes often
+            st.integers(-1, 4),  # tick_time step
+            st.sampled_from(["1.0", "1.0", "0.5", "0", "-1", "1e-3"]),
+            st.sampled_from(["10", "", "-1", "-0"]),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([0, T0, T0 + 2 * 3_600_000, T0 - 120_000]),
+    st.integers(1, 4),
+)
+def test_sift_judges_as_the_whole_check_and_fans_out_in_order(
+    ticks: list[tuple[str, int, int, str, str]], now_ms: int, split: int
+) -> None:
+    # sift judges the usual tick inline; record by record it must decide, count and report what the
+    # whole check (TickCheck._check) decides, and hand each delivered record to every holder in order.
+    routes = {"A.US": ("s1",), "B.US": ("s1", "s2"), "": ("s1",)}
+    records = [tick(seq, T0 + t, price, volume, code) for code, seq, t, price, volume in ticks]
+    fast, slow = TickCheck(), TickCheck()
+    got: dict[str, list[Tick]] = {}
+    ghosts = 0
+    for at in range(0, len(records), split):  # batches of various sizes: marks carry over
+        out, n = fast.sift(records[at : at + split], now_ms, routes)
+        ghosts += n
+        for name, recs in out.items():
+            got.setdefault(name, []).extend(recs)
+    want: dict[str, list[Tick]] = {}
+    for rec in records:
+        if rec.code == "GHOST.US":
+            continue
+        if slow._check(rec, now_ms):
+            for name in routes[rec.code]:
+                want.setdefault(name, []).append(rec)
+    assert got == want
+    assert ghosts == sum(1 for r in records if r.code == "GHOST.US")
+    assert fast.counts() == slow.counts() and fast.reports() == slow.reports()
+    assert fast.last_seen_ms() == slow.last_seen_ms()

@@ -859,6 +859,14 @@ _numbers = _int_edges | _int_edges.map(str) | st.text(alphabet="0123456789.-+e\u
 _decimal_like = st.text(alphabet="0123456789.-eE+\u0661\u00b2", max_size=12) | _prices.map(lambda p: p[0])
 
 
+# Values next to the usual ones, one of which in a batch of usual trades must send it trade by trade.
+_odd_ints = st.sampled_from(
+    ["", "0", "00", "05", "-1", "1.0", "1e3", " 1", "1,2", "\u0661", "1700000000", "1700000000.5",
+     str(2**63), str(2**64 - 1), str(2**64), 2**63, 2**64 - 1, 2**64, -1, 1700000000]
+)
+_odd_decimals = st.sampled_from(["1..2", "1.2.3", ".", "", "1.", ".5", "01.5", "1,5", "-1", "1e5", "\u0661", " 1", ",", "1.2,3"])
+
+
 class PropertyTests(unittest.TestCase):
     """Decoding is total (MalformedFrame or a value), exact on prices, and requests round-trip."""
 
@@ -964,6 +972,58 @@ class PropertyTests(unittest.TestCase):
                 return str(exc)
 
         assert outcome(wire._normalise_trade) == outcome(wire._checked_trade)
+        # And decode_batch's own shortcut, on the frame as it comes off the socket.
+        frame = wire.encode(wire.TradePush(data=trade))
+        batch = wire.decode_batch([frame], 5)
+        try:
+            expected: object = wire._checked_trade(trade, frame, 5)
+        except MalformedFrame as exc:
+            expected = str(exc)
+        assert [*batch.ticks, *map(str, batch.errors)] == [expected]
+
+    @settings(PROPERTY_SETTINGS, max_examples=600)
+    @given(
+        trades=st.lists(
+            st.tuples(
+                st.integers(0, 10**6) | st.integers(0, 10**6).map(str),
+                st.integers(wire.SECONDS_BELOW, 2 * wire.SECONDS_BELOW).map(str),
+                st.sampled_from(["1.5", "20", "0.25"]),
+                st.sampled_from(["", "3", "4.5"]),
+                st.sampled_from(["", "12.5"]),
+            ).map(list)
+            | st.tuples(_numbers, _numbers, _decimal_like, _decimal_like, _decimal_like).map(list),
+            min_size=1,
+            max_size=6,
+        ),
+        odd=st.none()
+        | st.tuples(st.integers(0, 5), st.integers(0, 1), _odd_ints)
+        | st.tuples(st.integers(0, 5), st.integers(2, 4), _odd_decimals),
+        junk=st.lists(st.integers(0, 6), max_size=2),
+    )
+    def test_a_batch_decodes_as_its_frames_one_by_one(
+        self, trades: list[list[int | str]], odd: tuple[int, int, int | str] | None, junk: list[int]
+    ) -> None:
+        # decode_batch checks the trades of a batch together (wire._fast_trades) and goes trade by
+        # trade when any is unusual: either way each frame gets what the field-by-field checks give,
+        # ticks and errors in arrival order.
+        if odd is not None:  # one odd field in a batch of usual trades
+            at, field, value = odd
+            trades[min(at, len(trades) - 1)][field] = value
+        frames = [wire.encode(wire.TradePush(data=wire.Trade("EURUSD", *t, 1, 7))) for t in trades]  # type: ignore[arg-type]
+        for at in junk:
+            frames.insert(min(at, len(frames)), b'{"cmd_id":22998,"data":')
+        ticks: list[wire.Tick] = []
+        errors: list[str] = []
+        for frame in frames:
+            try:
+                match wire.decode_frame(frame):
+                    case wire.TradePush(data=trade):
+                        ticks.append(wire._checked_trade(trade, frame, 5))
+            except MalformedFrame as exc:
+                errors.append(str(exc))
+        batch = wire.decode_batch(frames, 5)
+        assert batch.ticks == ticks
+        assert [str(exc) for exc in batch.errors] == errors
 
     @PROPERTY_SETTINGS
     @given(codes=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=30))

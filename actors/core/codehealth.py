@@ -35,7 +35,7 @@ Two cores, each fed by the shell that sees its events:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -160,21 +160,52 @@ class TickCheck:
 
         Everything not plainly good is counted, and the first of an episode queued in ``reports()``.
         """
-        marks = self._marks.get(rec.code)
-        if marks is not None and type(rec) is wire.Tick:
-            # The fast path, for most ticks: the next seq, time not going back nor far from now, a
-            # price with a leading non-zero digit and no minus sign on the volume.
-            seq, tick_ms = rec.seq, rec.tick_time
+        return bool(self.sift((rec,), now_ms, {rec.code: ("",)})[0])
+
+    def sift(
+        self, records: Iterable[wire.Tick | wire.BookTick], now_ms: int, routes: Mapping[str, Sequence[str]]
+    ) -> tuple[dict[str, list[wire.Tick | wire.BookTick]], int]:
+        """Judge every record (as ``check``) and hand each delivered one to every name ``routes`` gives
+        for its code, in arrival order: returns the records per name, and how many were ghosts (a code
+        ``routes`` does not name, neither judged nor marked; an empty code is judged: corrupt).
+
+        One pass, the decoder's hot loop: the usual tick (the next seq, time not going back nor far
+        from now, a price with a leading non-zero digit and no minus sign on the volume) is judged
+        inline, anything else by the whole check.
+        """
+        out: dict[str, list[wire.Tick | wire.BookTick]] = {}
+        ghosts = 0
+        marks_of, full, tick, nonzero = self._marks.get, self._check, wire.Tick, _NONZERO_DIGITS
+        low, high = (now_ms - self._past_ms, now_ms + self._future_ms) if now_ms > 0 else (0, wire.UINT64_MAX)
+        for rec in records:
+            code = rec.code
+            targets = routes.get(code)
+            if targets is None and code:
+                ghosts += 1
+                continue
+            marks = marks_of(code)
             if (
-                seq == marks.seq + 1
-                and tick_ms >= marks.time_ms
-                and (now_ms <= 0 or -self._past_ms <= tick_ms - now_ms <= self._future_ms)
-                and (rec.price[:1] in _NONZERO_DIGITS or positive(rec.price))
-                and rec.volume[:1] != "-"
+                marks is not None
+                and type(rec) is tick
+                and (seq := rec.seq) == marks.seq + 1
+                and marks.time_ms <= (ms := rec.tick_time) <= high
+                and low <= ms
+                and (rec.price[:1] in nonzero or positive(rec.price))
+                and not rec.volume.startswith("-")
             ):
-                marks.seq, marks.time_ms, marks.seen_ms = seq, tick_ms, now_ms
-                return True
-        return self._check(rec, now_ms)
+                marks.seq = seq
+                marks.time_ms = ms
+                marks.seen_ms = now_ms
+            elif not full(rec, now_ms):
+                continue
+            if targets:
+                for name in targets:
+                    bucket = out.get(name)
+                    if bucket is None:
+                        out[name] = [rec]
+                    else:
+                        bucket.append(rec)
+        return out, ghosts
 
     def _check(self, rec: wire.Tick | wire.BookTick, now_ms: int) -> bool:
         code = rec.code

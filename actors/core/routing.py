@@ -71,22 +71,9 @@ class Router:
     def route(self, records: Iterable[Any], now_ms: int, *, books: bool = False) -> dict[str, list[Any]]:
         """The records each strategy gets, in arrival order (``now_ms``: when they were received);
         ghosts and whatever the check drops are counted."""
-        routes = self._book_routes if books else self._routes
-        check = (self.books if books else self.trades).check
-        out: dict[str, list[Any]] = {}
-        for rec in records:
-            targets = routes.get(rec.code)
-            if targets is None and rec.code:
-                self.ghosts += 1  # a push for a code nobody holds
-                continue
-            if not check(rec, now_ms) or not targets:  # dropped by the check (an empty code: corrupt)
-                continue
-            for name in targets:
-                bucket = out.get(name)
-                if bucket is None:
-                    out[name] = [rec]
-                else:
-                    bucket.append(rec)
+        check = self.books if books else self.trades
+        out, ghosts = check.sift(records, now_ms, self._book_routes if books else self._routes)
+        self.ghosts += ghosts
         return out
 
     def reports(self) -> list[tuple[Report, tuple[str, ...]]]:
