@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.core.codehealth import already_seen
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 
 
@@ -129,3 +130,29 @@ class TestAccounting:
             assert d.queued <= bound
         assert offered == hooked + reported
         assert acked == number or not ops or number == 0
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("AB"), st.integers(0, 6), st.integers(0, 6)), max_size=8),
+        max_size=6,
+    )
+)
+def test_in_order_passes_what_already_seen_allows_batch_after_batch(batches: list[list[tuple[str, int, int]]]) -> None:
+    # in_order inlines codehealth.already_seen; batch after batch it must keep exactly what the rule
+    # keeps against the last record passed for each code, and hand back the batch itself when all pass.
+    d = Delivery(max_batches=4)
+    last: dict[str, tuple[int, int]] = {}
+    for raw in batches:
+        records = [Rec(code, seq, t) for code, seq, t in raw]
+        want = []
+        for rec in records:
+            if not already_seen(rec.seq, rec.tick_time, last.get(rec.code)):
+                last[rec.code] = (rec.seq, rec.tick_time)
+                want.append(rec)
+        dropped_before = d.out_of_order
+        got = d.in_order(records)
+        assert got == want
+        assert d.out_of_order - dropped_before == len(records) - len(want)
+        if want == records:
+            assert got is records

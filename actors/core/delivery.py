@@ -20,10 +20,9 @@ Rules of this module:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any, NamedTuple, TypeVar
 
-from actors.core.codehealth import already_seen
 
 R = TypeVar("R")
 
@@ -56,8 +55,8 @@ class Delivery:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
         self._max = max_batches
         self._queue: deque[Batch] = deque()
-        # code -> (seq, tick_time) of the last record delivered, per kind
-        self._marks: dict[str, dict[str, tuple[int, int]]] = {TICKS: {}, BOOKS: {}}
+        # code -> the last record delivered (its seq and tick_time are the mark), per kind
+        self._marks: dict[str, dict[str, Any]] = {TICKS: {}, BOOKS: {}}
         self._unreported = 0
         self._drop_acks: dict[Hashable, int] = {}  # acknowledged once their count is reported
         self._acks: dict[Hashable, int] = {}  # ready to send
@@ -131,14 +130,24 @@ class Delivery:
         self._acks.pop(source, None)
         self._drop_acks.pop(source, None)
 
-    def in_order(self, records: Iterable[R], kind: str = TICKS) -> list[R]:
-        """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``."""
+    def in_order(self, records: list[R], kind: str = TICKS) -> list[R]:
+        """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``.
+        Usually none is dropped: then ``records`` itself comes back."""
         marks = self._marks[kind]
-        out = []
-        for rec in records:
-            if already_seen(rec.seq, rec.tick_time, marks.get(rec.code)):  # type: ignore[attr-defined]
+        last_of = marks.get
+        out: list[R] | None = None  # built from the first drop on
+        for at, rec in enumerate(records):
+            code = rec.code  # type: ignore[attr-defined]
+            last = last_of(code)
+            # already_seen(rec.seq, rec.tick_time, (last.seq, last.tick_time)), inline: once per tick
+            if last is not None and (
+                rec.seq == last.seq or (rec.seq < last.seq and rec.tick_time < last.tick_time)  # type: ignore[attr-defined]
+            ):
+                if out is None:
+                    out = records[:at]
                 self.out_of_order += 1
                 continue
-            marks[rec.code] = (rec.seq, rec.tick_time)  # type: ignore[attr-defined]
-            out.append(rec)
-        return out
+            marks[code] = rec
+            if out is not None:
+                out.append(rec)
+        return records if out is None else out
