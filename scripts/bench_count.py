@@ -71,8 +71,9 @@ class TickCounter:
         """Record one send-to-here latency."""
         self.latency_ns.append(now_ns - sent_ns)
 
-    def result(self) -> dict[str, Any]:
-        """A JSON-able summary; ``tps`` counts from the first batch's arrival to the last one's."""
+    def result(self, *, percentiles: bool = True) -> dict[str, Any]:
+        """A JSON-able summary; ``tps`` counts from the first batch's arrival to the last one's. The
+        latency percentiles (a sort of every sample) only with ``percentiles``."""
         span = self.last_at - self.first_at
         return {
             "count": self.count,
@@ -81,7 +82,7 @@ class TickCounter:
             "codes": len(self.last),
             "span_s": span,
             "tps": (self.count - self.first_n) / span if span > 0 else 0.0,
-            **percentiles_ms(self.latency_ns),
+            **(percentiles_ms(self.latency_ns) if percentiles else {}),
         }
 
 

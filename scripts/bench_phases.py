@@ -133,6 +133,8 @@ def run_tickvisor(
     """
     strategy = system.actor("strategy:bench")
     system.get(strategy.bench_reset.remote(rate is not None))
+    decoders = [system.actor(name) for name in system.pids() if name.startswith("decoder:")]
+    before = [system.get(d.statistics.remote()) for d in decoders]
     conns = conns or [sim.find_conn(codes)]
     per_conn, count = count, count * len(conns)
     injected_cpu = cpu_seconds(job_pids)
@@ -143,7 +145,7 @@ def run_tickvisor(
     deadline = time.monotonic() + 60 + count / (rate or 5000)
     while True:
         cpu = cpu_seconds(job_pids)
-        result = system.get(strategy.bench_result.remote())
+        result = system.get(strategy.bench_result.remote(False))  # counts only: no pause in the strategy
         n = result["count"]
         if n and first is None:
             first = (n, cpu)
@@ -157,14 +159,23 @@ def run_tickvisor(
         ):
             break
         time.sleep(0.1)
+    result = system.get(strategy.bench_result.remote(True))  # now the percentiles too
     if first is not None and n - first[0] >= n // 2:  # sampled inside the burst
         result["cpu_s_per_mtick"] = (cpu - first[1]) / (n - first[0]) * 1e6
     elif n:  # a burst shorter than the sampling: from the injection on (the simulator's encoding included)
         result["cpu_s_per_mtick"] = (cpu - injected_cpu) / n * 1e6
+    after = [system.get(d.statistics.remote()) for d in decoders]
+    # How the work was cut: the fewer and fuller the batches, the less each tick pays for its hops.
+    batches = sum(a.batches - b.batches for a, b in zip(after, before, strict=True))
+    frames = sum(a.frames - b.frames for a, b in zip(after, before, strict=True))
+    result["frames_per_decoder_batch"] = frames / batches if batches else 0.0
+    result["ticks_per_strategy_batch"] = n / result["batches"] if result["batches"] else 0.0
     log(
         f"tickvisor: {n} ticks, {result['tps']:.0f}/s, missed {result['missed']}, gaps {result['gaps']}, "
         f"dropped as out of order {result['dropped_out_of_order']}"
         + (f", p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms" if rate else "")
+        + f"; frames per decoder batch {result['frames_per_decoder_batch']:.1f}, ticks per on_ticks"
+        f" {result['ticks_per_strategy_batch']:.1f}"
     )
     return result
 

@@ -30,12 +30,15 @@ class BenchStrategy(Strategy):
         self.read_ns = array("q")  # connection read -> strategy, exact
         self.exact = False  # True once a tick carried sent_ns
         self.base_missed = self.base_out_of_order = 0  # the base class's counters at bench_reset
+        # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns.
+        self.trace = array("q")
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         counter = self.counter
         counter.add_batch(ticks, time.monotonic())
         if counter.record_latency:
             now_ns = time.time_ns()
+            worst = worst_read = 0
             for t in ticks:
                 sent = getattr(t, "sent_ns", 0)
                 if sent:
@@ -43,30 +46,46 @@ class BenchStrategy(Strategy):
                 else:
                     sent = t.tick_time * MS_NS + MS_NS // 2
                 counter.latency(sent, now_ns)
+                worst = max(worst, now_ns - sent)
                 if t.received_ns:
                     self.read_ns.append(now_ns - t.received_ns)
+                    worst_read = max(worst_read, now_ns - t.received_ns)
+            self.trace.extend((now_ns, len(ticks), worst, worst_read, time.thread_time_ns(), time.process_time_ns()))
 
     async def bench_reset(self, latency: bool = False) -> None:  # noqa: FBT001, FBT002 - a Ray method
         """Start a new measurement."""
         self.counter.reset(record_latency=latency)
         self.read_ns = array("q")
+        self.trace = array("q")
         self.exact = False
         stats = await self.statistics()
         self.base_missed, self.base_out_of_order = stats.missed, stats.out_of_order
+        self.base_batches = stats.batches
 
-    async def bench_result(self) -> dict[str, Any]:
-        """The measurement so far, with the base class's own counters."""
+    async def bench_result(self, final: bool = True) -> dict[str, Any]:  # noqa: FBT001, FBT002 - a Ray method
+        """The measurement so far, with the base class's own counters. The latency percentiles only
+        when ``final``: sorting every sample so far takes this process tens of milliseconds, and the
+        bench polls while ticks flow (that pause once put a 30 ms tail under every p99 it measured)."""
         stats = await self.statistics()
-        read = percentiles_ms(self.read_ns)
+        result = self.counter.result(percentiles=final)
+        if final:
+            read = percentiles_ms(self.read_ns)
+            result.update(read_p50_ms=read["p50_ms"], read_p99_ms=read["p99_ms"])
         return {
-            **self.counter.result(),
+            **result,
             "exact": self.exact,
-            "read_p50_ms": read["p50_ms"],
-            "read_p99_ms": read["p99_ms"],
             "missed": stats.missed - self.base_missed,
             "dropped_out_of_order": stats.out_of_order - self.base_out_of_order,
             "queued_batches": stats.queued_batches,
+            "batches": stats.batches - self.base_batches,  # on_ticks calls
         }
+
+    async def bench_trace(self) -> list[tuple[int, int, int, int, int, int]]:
+        """Per batch since the last ``bench_reset(latency=True)``: arrival time_ns, ticks, the worst
+        send-to-here and read-to-here ns in it, and this thread's and process's CPU ns so far (where
+        the tail latencies come from, and whether this process was busy meanwhile)."""
+        t = self.trace
+        return [(t[i], t[i + 1], t[i + 2], t[i + 3], t[i + 4], t[i + 5]) for i in range(0, len(t), 6)]
 
     async def bench_last_seqs(self) -> dict[str, int]:
         """The last seq seen per code since the last reset (for "ticks flowing again")."""
