@@ -635,10 +635,12 @@ def _uints(values: list[int | str], decode: Callable[[bytes], list[int]], low: i
     2**63-1); else None."""
     try:
         text = ",".join(values).encode()  # type: ignore[arg-type]
-    except TypeError:  # integers (or a mix)
-        if all(type(v) is int for v in values) and min(values) >= low and max(values) <= UINT64_MAX:  # type: ignore[type-var]
-            return values  # type: ignore[return-value]
-        return None
+    except TypeError:  # integers (Trade's fields are int | str), or a mix: then min() raises too
+        try:
+            in_range = min(values) >= low and max(values) <= UINT64_MAX  # type: ignore[type-var, operator]
+        except TypeError:
+            return None
+        return values if in_range else None  # type: ignore[return-value]
     # Digits and commas only (bytes: ASCII, unlike str.isdigit); then JSON refuses an empty value and
     # a leading zero, and a comma within a value makes one too many.
     if text.translate(None, b"0123456789,"):
