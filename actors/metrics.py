@@ -230,6 +230,7 @@ _hook_keys: dict[str, tuple[_Key, ...]] = {}
 _NO_DROPS: Final = (0, 0, 0, 0)
 _DROP_KEYS: Final = tuple(_key("drops", reason=r) for r in ("ghost", "duplicate", "malformed", "slow_strategy"))
 _CONNECTION_BATCH: Final = _key("batch_size", stage="connection")
+_STRATEGY_BATCH: Final = _key("batch_size", stage="strategy")
 
 
 def _keys_of(slot: str, *metrics: tuple[str, str, str]) -> tuple[_Key, ...]:
@@ -238,7 +239,6 @@ def _keys_of(slot: str, *metrics: tuple[str, str, str]) -> tuple[_Key, ...]:
     if keys is None:
         keys = _hook_keys[slot] = tuple(_key(name, **{label: value}) for name, label, value in metrics)
     return keys
-_STRATEGY_BATCH: Final = _key("batch_size", stage="strategy")
 
 
 def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int, int, int]) -> None:

@@ -29,8 +29,9 @@ class BenchStrategy(Strategy):
         self.counter = TickCounter()
         self.read_ns = array("q")  # connection read -> strategy, exact
         self.exact = False  # True once a tick carried sent_ns
-        self.base_missed = self.base_out_of_order = 0  # the base class's counters at bench_reset
-        # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns.
+        self.base_missed = self.base_out_of_order = self.base_batches = 0  # the base class's counters at bench_reset
+        # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns, this
+        # thread's and this process's CPU ns (see bench_trace).
         self.trace = array("q")
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
