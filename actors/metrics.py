@@ -258,7 +258,9 @@ def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int,
 def delivered(strategy: str, records: list[Any]) -> None:
     """A strategy hands ``records`` (ticks or book ticks) to its hook."""
     keys = _keys_of(
-        f"delivered {strategy}", ("ticks_delivered", "strategy", strategy), ("latency_seconds", "strategy", strategy)
+        f"delivered {strategy}",
+        ("ticks_delivered", "strategy", strategy),
+        ("latency_seconds", "strategy", strategy),
     )
     _add(keys[0], len(records))
     _flush_due()

@@ -29,7 +29,8 @@ class BenchStrategy(Strategy):
         self.counter = TickCounter()
         self.read_ns = array("q")  # connection read -> strategy, exact
         self.exact = False  # True once a tick carried sent_ns
-        self.base_missed = self.base_out_of_order = self.base_batches = 0  # the base class's counters at bench_reset
+        # the base class's counters at bench_reset
+        self.base_missed = self.base_out_of_order = self.base_batches = 0
         # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns, this
         # thread's and this process's CPU ns (see bench_trace).
         self.trace = array("q")
@@ -51,7 +52,8 @@ class BenchStrategy(Strategy):
                 if t.received_ns:
                     self.read_ns.append(now_ns - t.received_ns)
                     worst_read = max(worst_read, now_ns - t.received_ns)
-            self.trace.extend((now_ns, len(ticks), worst, worst_read, time.thread_time_ns(), time.process_time_ns()))
+            cpu = (time.thread_time_ns(), time.process_time_ns())
+            self.trace.extend((now_ns, len(ticks), worst, worst_read, *cpu))
 
     async def bench_reset(self, latency: bool = False) -> None:  # noqa: FBT001, FBT002 - a Ray method
         """Start a new measurement."""

@@ -138,7 +138,9 @@ class TestAccounting:
         max_size=6,
     )
 )
-def test_in_order_passes_what_already_seen_allows_batch_after_batch(batches: list[list[tuple[str, int, int]]]) -> None:
+def test_in_order_passes_what_already_seen_allows_batch_after_batch(
+    batches: list[list[tuple[str, int, int]]],
+) -> None:
     # in_order inlines codehealth.already_seen; batch after batch it must keep exactly what the rule
     # keeps against the last record passed for each code, and hand back the batch itself when all pass.
     d = Delivery(max_batches=4)

@@ -864,7 +864,9 @@ _odd_ints = st.sampled_from(
     ["", "0", "00", "05", "-1", "1.0", "1e3", " 1", "1,2", "\u0661", "1700000000", "1700000000.5",
      str(2**63), str(2**64 - 1), str(2**64), 2**63, 2**64 - 1, 2**64, -1, 1700000000]
 )
-_odd_decimals = st.sampled_from(["1..2", "1.2.3", ".", "", "1.", ".5", "01.5", "1,5", "-1", "1e5", "\u0661", " 1", ",", "1.2,3"])
+_odd_decimals = st.sampled_from(
+    ["1..2", "1.2.3", ".", "", "1.", ".5", "01.5", "1,5", "-1", "1e5", "\u0661", " 1", ",", "1.2,3"]
+)
 
 
 class PropertyTests(unittest.TestCase):
@@ -1009,7 +1011,10 @@ class PropertyTests(unittest.TestCase):
         if odd is not None:  # one odd field in a batch of usual trades
             at, field, value = odd
             trades[min(at, len(trades) - 1)][field] = value
-        frames = [wire.encode(wire.TradePush(data=wire.Trade("EURUSD", *t, 1, 7))) for t in trades]  # type: ignore[arg-type]
+        frames = [
+            wire.encode(wire.TradePush(data=wire.Trade("EURUSD", *t, 1, 7)))  # type: ignore[arg-type]
+            for t in trades
+        ]
         for at in junk:
             frames.insert(min(at, len(frames)), b'{"cmd_id":22998,"data":')
         ticks: list[wire.Tick] = []

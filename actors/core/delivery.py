@@ -140,8 +140,9 @@ class Delivery:
             code = rec.code  # type: ignore[attr-defined]
             last = last_of(code)
             # already_seen(rec.seq, rec.tick_time, (last.seq, last.tick_time)), inline: once per tick
+            seq = rec.seq  # type: ignore[attr-defined]
             if last is not None and (
-                rec.seq == last.seq or (rec.seq < last.seq and rec.tick_time < last.tick_time)  # type: ignore[attr-defined]
+                seq == last.seq or (seq < last.seq and rec.tick_time < last.tick_time)  # type: ignore[attr-defined]
             ):
                 if out is None:
                     out = records[:at]

@@ -585,7 +585,9 @@ _TWO_POINTS: Final = re.compile(rb"\.[0-9]*\.")  # within one value: they are se
 # stop at 2**63-1: a higher one, still valid, goes trade by trade).
 _INT64_MAX: Final = 2**63 - 1
 _decode_seqs = msgspec.json.Decoder(list[Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]]).decode
-_decode_times = msgspec.json.Decoder(list[Annotated[int, msgspec.Meta(ge=SECONDS_BELOW, le=_INT64_MAX)]]).decode
+_decode_times = msgspec.json.Decoder(
+    list[Annotated[int, msgspec.Meta(ge=SECONDS_BELOW, le=_INT64_MAX)]]
+).decode
 
 
 def _fast_trades(trades: list[Trade], received_ns: int) -> list[Tick] | None:
