@@ -297,7 +297,10 @@ class Sender:
             link.write(_encode(out))
 
     def acked(self, number: int) -> None:
-        self.outbox.acked(number)
+        outbox = self.outbox
+        outbox.acked(number)
+        if outbox.queued and self._link is not None:
+            self._write(self._link)  # the window has room again (an outbox with a merge rule)
         self._acked.set()
 
     async def wait_acked(self) -> None:

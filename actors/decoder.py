@@ -16,10 +16,13 @@ order holds end to end. Per batch it:
   liveness check the ages (``statistics`` gives them to the status), and the first tick or book of a
   code the registry watches (stale or never started) is reported at once
   (``Registry.codes_ticked``);
-- sends each strategy one msgpack-encoded batch of its ticks over its channel. What a strategy has not
-  acknowledged is bounded (``max_pending`` batches, actors.core.routing.Outbox): beyond it a batch is
-  dropped for that strategy alone and counted, and the count travels with its next batch to
-  ``on_missed``, so a slow or restarting strategy never stalls the feed or the others;
+- sends each strategy one msgpack-encoded batch of its ticks over its channel. At most ``max_pending``
+  batches are on their way to a strategy unacknowledged; while that window is full (the strategy is
+  behind, or restarting), its new ticks join one waiting batch (actors.core.routing.Outbox with
+  ``join_tick_batches``), so a strategy that pauses catches up with a few big batches instead of
+  losing ticks. Beyond ``max_pending_ticks`` ticks waiting for it, its ticks are dropped for it alone
+  and counted, and the count travels with its next batch to ``on_missed``: a slow or restarting
+  strategy never stalls the feed or the others;
 - acknowledges the connection's batch once it is routed.
 """
 
@@ -41,7 +44,7 @@ from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.codehealth import Report
-from actors.core.routing import Outbox, Router
+from actors.core.routing import Outbox, Router, join_tick_batches
 from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
@@ -63,12 +66,14 @@ class DecoderStats(msgspec.Struct, frozen=True):
     ghosts: int
     malformed: int
     dropped_for_slow: dict[str, int]  # records dropped per strategy: its outbox was full
-    pending: dict[str, int]  # batches sent to each strategy that it has not acknowledged yet
+    pending: dict[str, int]  # batches sent to each strategy that it has not acknowledged yet, or waiting
     routes: int
     lost_on_break: dict[str, int] = {}  # records per strategy written but never acknowledged: it died
     frames_lost: int = 0  # frames the connections could not send us (counted at their end)
     anomalies: dict[str, dict[str, int]] = {}  # code -> anomaly -> count, trades and books, held codes
     tick_ages: dict[str, float] = {}  # code -> seconds since its last tick or book push, at this call
+    pending_ticks: dict[str, int] = {}  # ticks and books on their way to each strategy, not acknowledged
+    joined: dict[str, int] = {}  # batches that joined a waiting one per strategy (it was behind), ever
 
 
 class Decoder:
@@ -83,10 +88,12 @@ class Decoder:
         supervisor: Any = None,
         *,
         deliver_corrupt: bool = False,
+        max_pending_ticks: int = 50_000,
     ) -> None:
         self._id = decoder_id
         self._registry = registry
         self._max_pending = max_pending
+        self._max_pending_ticks = max_pending_ticks
         self._router = Router(deliver_corrupt=deliver_corrupt)
         self._watch: frozenset[str] = frozenset()  # codes whose next tick the registry wants at once
         self._actors = NamedActors(namespace)
@@ -217,14 +224,19 @@ class Decoder:
         sent = 0
         for name, recs in per_strategy.items():
             # -> the strategy, over its channel (actors.strategy._on_batch); dropped and counted when full
-            if self._sender(name).send([kind, len(recs), self._encode(recs)], len(recs)):
+            if self._sender(name).send([kind, len(recs), [self._encode(recs)]], len(recs)):
                 sent += len(recs)
         return sent
 
     def _sender(self, name: str) -> Sender:
         sender = self._senders.get(name)
         if sender is None:
-            outbox: Outbox[Any] = Outbox(max_batches=self._max_pending, replay=False)
+            outbox: Outbox[Any] = Outbox(
+                max_batches=self._max_pending,
+                replay=False,
+                max_records=self._max_pending_ticks,
+                merge=join_tick_batches,
+            )
             label = f"decoder:{self._id}->{name}"
             sender = Sender(label, lambda: self._resolve(name), outbox, node=self._node)
             self._senders[name] = sender
@@ -257,5 +269,7 @@ class Decoder:
             frames_lost=self._frames_lost,
             anomalies=self._router.anomalies(),
             tick_ages=self._ages(),
+            pending_ticks={name: box.records for name, box in boxes.items()},
+            joined={name: box.merged for name, box in boxes.items() if box.merged},
         )
 

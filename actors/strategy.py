@@ -13,8 +13,11 @@ Example::
                 print(t.code, t.seq, t.price)   # exact decimal strings; t.decimal_price() for Decimal
 
 A strategy receives only the codes it holds, in per-code seq order, in batches, over a channel from
-each decoder (actors.channel; not a Ray call). Delivery never waits for the strategy: batches queue up
-to ``queue_batches``; beyond that the oldest batch is dropped, and every dropped tick is counted
+each decoder (actors.channel; not a Ray call). Delivery never waits for the strategy: while it is
+behind, a decoder joins its new ticks into one waiting batch (up to ``[feed] strategy_queue_ticks``),
+and the batches waiting here go to ``on_ticks`` in one call, so a strategy that pauses catches up
+instead of losing ticks. Batches queue here up to ``queue_batches`` from each decoder; beyond that
+its oldest batch is dropped, and every dropped tick is counted
 (``statistics().missed``) and reported to ``on_missed``, never silently lost: so are the ticks a
 decoder could not send (its bounded outbox was full, or this strategy was restarting). A duplicate
 or older tick never reaches ``on_ticks``; after a reset of the vendor's seq counter (seq lower,
@@ -193,13 +196,13 @@ class Strategy:
         return await self._receiver.address()
 
     def _on_batch(self, peer: Peer, number: int, missed: int, body: Any) -> None:
-        kind, count, payload = body
-        self._enqueue(Batch(kind, payload, count, peer, number), missed)
+        kind, count, payloads = body  # payloads: encoded record lists (several: the decoder joined them)
+        self._enqueue(Batch(kind, payloads, count, peer, number), missed)
 
     async def deliver(self, kind: str, payload: bytes, missed: int = 0) -> None:
         """Queue a batch handed over by a Ray call (tests, tools); never waits for ``on_ticks``."""
         decode = self._decode_ticks if kind == TICKS else self._decode_books
-        self._enqueue(Batch(kind, payload, len(decode(payload))), missed)
+        self._enqueue(Batch(kind, [payload], len(decode(payload))), missed)
 
     def _enqueue(self, batch: Batch, missed: int) -> None:
         if self._drain_task is None:
@@ -216,7 +219,7 @@ class Strategy:
     async def _drain(self) -> None:
         delivery = self._delivery
         while not self._stopped:
-            item = delivery.next()
+            item = delivery.next_run()
             if item is None:
                 # Only here, between batches, is the strategy idle: not while a batch is in a hook.
                 self._idle.set()
@@ -231,16 +234,20 @@ class Strategy:
                     logger.exception("strategy {}: on_missed raised; delivery goes on", self.name)
                 delivery.reported()
             else:
+                # The batches of one kind waiting in a row: one hook call (a strategy behind catches up)
+                kind = item[0].kind
                 try:
-                    await self._dispatch(item.kind, item.payload)
+                    await self._dispatch(kind, [p for batch in item for p in batch.payload])
                 except Exception:  # noqa: BLE001 - a user bug must not stop delivery
-                    logger.exception("strategy {}: {} raised; delivery goes on", self.name, item.kind)
-                delivery.finished(item)
+                    logger.exception("strategy {}: {} raised; delivery goes on", self.name, kind)
+                for batch in item:
+                    delivery.finished(batch)
             self._send_acks()
 
-    async def _dispatch(self, kind: str, payload: bytes) -> None:
+    async def _dispatch(self, kind: str, payloads: list[bytes]) -> None:
         if kind == TICKS:
-            ticks = self._delivery.in_order(self._decode_ticks(payload), TICKS)
+            ticks = self._decode_all(self._decode_ticks, payloads)
+            ticks = self._delivery.in_order(ticks, TICKS)
             if ticks:
                 self._batches += 1
                 self._ticks += len(ticks)
@@ -248,11 +255,20 @@ class Strategy:
                 metrics.delivered(self.name, ticks)
                 await self.on_ticks(ticks)
         else:
-            books = self._delivery.in_order(self._decode_books(payload), BOOKS)
+            books = self._delivery.in_order(self._decode_all(self._decode_books, payloads), BOOKS)
             if books:
                 self._books += len(books)
                 metrics.delivered(self.name, books)
                 await self.on_books(books)
+
+    @staticmethod
+    def _decode_all(decode: Any, payloads: list[bytes]) -> list[Any]:
+        if len(payloads) == 1:
+            return decode(payloads[0])
+        out: list[Any] = []
+        for payload in payloads:
+            out += decode(payload)
+        return out
 
     async def problem(self, code: str, error: FeedError | str) -> None:
         """The registry reports a code the vendor refused ("*": the whole request, e.g. 603), or a

@@ -340,6 +340,7 @@ def _decoder_actor(  # noqa: PLR0913
             settings.feed.strategy_queue_batches,
             supervisor,
             deliver_corrupt=settings.feed.deliver_corrupt,
+            max_pending_ticks=settings.feed.strategy_queue_ticks,
         )
     )
 

@@ -48,8 +48,9 @@ def system(sim: Any, journal_path: Path) -> Iterator[System]:
         '[[strategies]]\nname = "journal"\nkind = "tests.collector:Journal"\n'
         f'symbols = {CODES!r}\noptions = {{ path = "{journal_path}" }}\n'
     ).replace("'", '"')
-    # A small strategy queue: a strategy dead for a second or two costs its decoder's outbox for sure.
-    sys_ = start_system(sim, strategies, strategy_queue_batches=8)
+    # Small bounds: while a strategy is dead for a second or two (120 ticks/s here), its decoders hold
+    # its first 40 ticks, joined, for the new process, and must drop and count the rest.
+    sys_ = start_system(sim, strategies, strategy_queue_batches=8, strategy_queue_ticks=40)
     yield sys_
     sys_.stop()
 

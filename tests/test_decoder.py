@@ -17,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,20 @@ class World:
         ray.get([s.statistics.remote() for s in self.strategies.values()], timeout=60 * S)
         ray.get(self.registry.status.remote(), timeout=60 * S)
 
-    def decoder(self, max_pending: int = 64, *, deliver_corrupt: bool = False) -> DecoderProxy:
+    def decoder(
+        self, max_pending: int = 64, *, deliver_corrupt: bool = False, max_pending_ticks: int = 50_000
+    ) -> DecoderProxy:
         handle = (
             ray.remote(Decoder)
             .options(namespace=self.namespace, num_cpus=0)
-            .remote(next(self._ids), self.registry, self.namespace, max_pending, deliver_corrupt=deliver_corrupt)
+            .remote(
+                next(self._ids),
+                self.registry,
+                self.namespace,
+                max_pending,
+                deliver_corrupt=deliver_corrupt,
+                max_pending_ticks=max_pending_ticks,
+            )
         )
         self._decoders.append(handle)
         return DecoderProxy(handle)
@@ -224,24 +233,61 @@ class TestWhatIsNotDelivered:
 
 
 class TestSlowStrategies:
-    def test_a_strategy_that_takes_no_deliveries_loses_batches_alone_and_is_told(
-        self, world: World, tmp_path: Path
-    ) -> None:
-        """With ``max_pending`` batches not taken by a strategy, further batches are dropped for it alone,
-        counted, and the count travels with its next batch to ``on_missed``."""
-        code = "NVDA.US"
+    @contextlib.contextmanager
+    def frozen(self, world: World, tmp_path: Path, name: str) -> Iterator[Callable[[], None]]:
+        """Strategy ``name`` with its event loop blocked (it takes no delivery) until ``release()``."""
         fifo, marker = tmp_path / "gate", tmp_path / "frozen"
         os.mkfifo(fifo)
-        frozen = world.strategies["slow"].freeze.remote(str(fifo), str(marker))
+        frozen = world.strategies[name].freeze.remote(str(fifo), str(marker))
         released = False
 
         def release() -> None:
+            nonlocal released
             with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
                 gate.write(b"x")
+            released = True
+            ray.get(frozen, timeout=30 * S)
 
         try:
-            wait_for(marker.exists, 30, what="the slow strategy frozen")
-            decoder = world.decoder(max_pending=2)
+            wait_for(marker.exists, 30, what=f"the {name} strategy frozen")
+            yield release
+        finally:
+            if not released and marker.exists():
+                release()
+
+    def test_beyond_the_window_a_strategy_that_takes_no_deliveries_gets_one_joined_batch(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """With ``max_pending`` batches not taken by a strategy, the next batches wait joined as one:
+        once it takes deliveries again it gets every tick, in order, none missed."""
+        code = "AMD.US"
+        decoder = world.decoder(max_pending=2)
+        decoder.set_routes({code: ("slow",)}, {})
+
+        def batch(k: int) -> list[bytes]:
+            return [trade(code, 3 * k + i) for i in (1, 2, 3)]
+
+        assert decoder.decode(CONN, 1, batch(0), 0) == 3  # the channel open before the strategy stops
+        wait_for(lambda: len(world.seen("slow", code)) == 3, 10, what="the first batch at slow")
+        with self.frozen(world, tmp_path, "slow") as release:
+            assert [decoder.decode(CONN, 1, batch(k), 0) for k in range(1, 6)] == [3] * 5
+            stats = decoder.statistics()
+            assert (stats.pending["slow"], stats.pending_ticks["slow"]) == (3, 15)  # 2 written, 1 waiting
+            assert stats.joined == {"slow": 2} and stats.dropped_for_slow == {}
+            release()
+        wait_for(lambda: len(world.seen("slow", code)) == 18, 10, what="every tick at slow")
+        assert world.seen("slow", code) == list(range(1, 19))
+        assert world.collected("slow")["missed_reports"] == 0
+        wait_for(lambda: decoder.statistics().pending_ticks["slow"] == 0, 10, what="all acknowledged")
+
+    def test_a_strategy_that_takes_no_deliveries_loses_ticks_alone_and_is_told(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """Beyond ``max_pending_ticks`` ticks not taken by a strategy, further ticks are dropped for it
+        alone, counted, and the count travels with its next batch to ``on_missed``."""
+        code = "NVDA.US"
+        with self.frozen(world, tmp_path, "slow") as release:
+            decoder = world.decoder(max_pending=2, max_pending_ticks=6)
             decoder.set_routes({code: ("a", "slow")}, {})
 
             def batch(k: int) -> list[bytes]:
@@ -249,21 +295,16 @@ class TestSlowStrategies:
                 wait_for(lambda: not decoder.statistics().pending.get("a"), 10, what="a took its batches")
                 return [trade(code, 3 * k + i) for i in (1, 2, 3)]
 
-            # Batches 0 and 1 wait at the frozen strategy; 2 and 3 find 2 pending and go to a alone.
+            # Batches 0 and 1 wait for the frozen strategy (6 ticks); 2 and 3 go to a alone.
             assert [decoder.decode(CONN, 1, batch(k), 0) for k in range(4)] == [6, 6, 3, 3]
             stats = decoder.statistics()
             assert stats.dropped_for_slow == {"slow": 6}
-            assert stats.pending["slow"] == 2
+            assert stats.pending_ticks["slow"] == 6
             release()
-            released = True
-            ray.get(frozen, timeout=30 * S)
             wait_for(lambda: decoder.statistics().pending["slow"] == 0, 10, what="slow took its batches")
             assert decoder.decode(CONN, 1, batch(4), 0) == 6  # to both again, carrying the count
             assert decoder.statistics().dropped_for_slow == {"slow": 6}
             wait_for(lambda: len(world.seen("slow", code)) == 9, 10, what="3 batches at slow")
-        finally:
-            if not released and marker.exists():
-                release()
         slow = world.collected("slow")
         assert slow["seen"][code] == [1, 2, 3, 4, 5, 6, 13, 14, 15]
         assert slow["missed_reports"] == 6

@@ -39,6 +39,14 @@ class TestQueue:
         assert d.next() == Batch(TICKS, 2, 10, "dec", 3)
         assert d.next() is None
 
+    def test_each_sender_has_its_own_share_of_the_queue(self) -> None:
+        d = Delivery(max_batches=1)
+        d.push(Batch(TICKS, "x1", 2, "x", 1))
+        assert d.push(Batch(TICKS, "y1", 3, "y", 1)) == 0  # another decoder: no room taken from x
+        assert d.push(Batch(TICKS, "x2", 4, "x", 2)) == 2  # x's share is full: x's oldest goes
+        assert d.next() == MissedReport(2)
+        assert [b.payload for b in d.next_run()] == ["y1", "x2"]  # type: ignore[union-attr]
+
     def test_missed_counts_from_the_sender_come_first(self) -> None:
         d = Delivery(max_batches=4)
         d.push(Batch(TICKS, "p", 1), missed=7)
@@ -57,6 +65,24 @@ class TestQueue:
     def test_bad_bound(self) -> None:
         with pytest.raises(ValueError, match="max_batches must be >= 1"):
             Delivery(max_batches=0)
+
+    def test_the_batches_of_a_kind_waiting_in_a_row_go_to_one_hook_call(self) -> None:
+        d = Delivery(max_batches=8)
+        batches = [Batch(TICKS, 1, 1, "x", 1), Batch(TICKS, 2, 2, "y", 1), Batch(BOOKS, 3, 1, "x", 2)]
+        batches.append(Batch(TICKS, 4, 1, "x", 3))
+        for batch in batches:
+            d.push(batch)
+        d.push(Batch(TICKS, 5, 1, "x", 4), missed=2)  # a gap before it: told first
+        assert d.next_run() == MissedReport(2)
+        d.reported()
+        assert d.next_run() == batches[:2]
+        assert d.next_run() == [batches[2]]
+        run = d.next_run()
+        assert run == [batches[3], Batch(TICKS, 5, 1, "x", 4)]
+        for batch in run:  # type: ignore[union-attr]
+            d.finished(batch)
+        assert d.take_acks() == {"x": 4}
+        assert d.next_run() is None
 
 
 class TestOrder:
@@ -106,30 +132,34 @@ class TestAccounting:
     def test_every_record_reaches_a_hook_or_on_missed(
         self, ops: list[tuple[str, int, int]], bound: int
     ) -> None:
+        """Two senders (their batches by the parity of ``missed``): every record offered reaches a
+        hook or ``on_missed``, acknowledgements grow per sender, each sender's share stays bounded."""
         d = Delivery(max_batches=bound)
         offered = hooked = reported = 0
-        number = 0
-        acked = 0
+        numbers = {"s": 0, "t": 0}
+        acked = {"s": 0, "t": 0}
         for op, count, missed in [*ops, *[("step", 0, 0)] * (2 * len(ops) + 2)]:
             if op == "push":
-                number += 1
+                source = "st"[missed % 2]
+                numbers[source] += 1
                 offered += count + missed
-                d.push(Batch(TICKS, None, count, "s", number), missed)
+                d.push(Batch(TICKS if count % 2 else BOOKS, count, count, source, numbers[source]), missed)
             else:
-                item = d.next()
+                item = d.next_run()
                 if isinstance(item, MissedReport):
                     reported += item.count
                     d.reported()
-                elif isinstance(item, Batch):
-                    hooked += item.count
-                    d.finished(item)
-            acks = d.take_acks()
-            if acks:
-                assert acks["s"] > acked  # cumulative, growing
-                acked = acks["s"]
-            assert d.queued <= bound
+                elif item is not None:
+                    assert len({batch.kind for batch in item}) == 1  # a run is of one kind
+                    for batch in item:
+                        hooked += batch.count
+                        d.finished(batch)
+            for source, number in d.take_acks().items():
+                assert number > acked[source]  # cumulative, growing
+                acked[source] = number
+            assert d.queued <= 2 * bound
         assert offered == hooked + reported
-        assert acked == number or not ops or number == 0
+        assert acked == {source: n for source, n in numbers.items()}
 
 
 @given(

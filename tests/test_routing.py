@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.core.codehealth import Anomaly
-from actors.core.routing import Outbox, Router
+from actors.core.routing import Outbox, Router, join_tick_batches
 from actors.core.wire import Tick
 
 T0 = 1_700_000_000_000  # ms since the epoch
@@ -130,6 +130,101 @@ class TestOutbox:
     def test_bad_bound(self) -> None:
         with pytest.raises(ValueError, match="max_batches must be >= 1, got 0"):
             Outbox(max_batches=0, replay=False)
+        with pytest.raises(ValueError, match="max_records must be >= 1 or None, got 0"):
+            Outbox(max_batches=1, replay=False, max_records=0)
+
+
+class TestJoiningOutbox:
+    """An outbox with a merge rule (tick batches to a strategy): a full window joins, it does not drop."""
+
+    def box(self, window: int = 2, max_records: int = 100) -> Outbox[list[Any]]:
+        return Outbox(max_batches=window, replay=False, max_records=max_records, merge=join_tick_batches)
+
+    def test_beyond_the_window_batches_of_a_kind_join_one_waiting_batch(self) -> None:
+        box = self.box()
+        for k in range(2):  # each written before the next comes (as the channel does when connected)
+            assert box.put(["on_ticks", 1, [f"p{k}"]], 1)
+            assert [o.number for o in box.take()] == [k + 1]
+        for k in range(2, 5):  # the window is full: they wait, joined
+            assert box.put(["on_ticks", 2, [f"p{k}"]], 2)
+        assert box.put(["on_books", 1, ["b"]], 1)  # another kind: a batch of its own
+        assert box.put(["on_books", 1, ["b2"]], 1)
+        assert box.take() == []  # nothing fits before an acknowledgement
+        assert (box.queued, box.in_flight, box.records, box.merged, box.dropped) == (2, 2, 10, 3, 0)
+        box.acked(1)
+        assert [(o.number, o.body) for o in box.take()] == [(3, ["on_ticks", 6, ["p2", "p3", "p4"]])]
+        box.acked(3)
+        assert [o.body for o in box.take()] == [["on_books", 2, ["b", "b2"]]]
+        assert box.records == 2
+
+    def test_only_the_record_bound_drops_and_the_count_travels(self) -> None:
+        box = self.box(window=1, max_records=5)
+        assert box.put(["on_ticks", 3, ["a"]], 3)
+        box.take()
+        assert box.put(["on_ticks", 2, ["b"]], 2)  # 3 + 2: at the bound now
+        assert not box.put(["on_ticks", 4, ["c"]], 4)
+        assert (box.dropped, box.missed, box.records) == (4, 4, 5)
+        box.acked(1)
+        assert [(o.missed, o.body) for o in box.take()] == [(4, ["on_ticks", 2, ["b"]])]
+
+    def test_a_break_loses_what_was_written_and_keeps_what_waits(self) -> None:
+        box = self.box(window=1)
+        box.put(["on_ticks", 2, ["a"]], 2)
+        box.take()
+        box.put(["on_ticks", 3, ["b"]], 3)
+        box.put(["on_ticks", 1, ["c"]], 1)
+        assert box.broken() == 2
+        assert box.records == 4
+        assert [(o.number, o.missed, o.body) for o in box.take()] == [(1, 2, ["on_ticks", 4, ["b", "c"]])]
+
+
+JOIN_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from(["on_ticks", "on_books"]), st.integers(1, 5)),
+        st.tuples(st.just("take"), st.just(""), st.just(0)),
+        st.tuples(st.just("ack"), st.just(""), st.integers(0, 3)),
+        st.tuples(st.just("break"), st.just(""), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+@given(ops=JOIN_OPS, window=st.integers(1, 4), max_records=st.integers(1, 20))
+def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
+    ops: list[tuple[str, str, int]], window: int, max_records: int
+) -> None:
+    box: Outbox[list[Any]] = Outbox(max_batches=window, replay=False, max_records=max_records, merge=join_tick_batches)
+    counts: dict[int, int] = {}  # batch id -> records
+    written: list[tuple[int, int, list[Any]]] = []
+    offered = delivered = told = 0
+    seen: dict[str, list[int]] = {"on_ticks": [], "on_books": []}
+    for op, kind, arg in ops:
+        if op == "put":
+            offered += arg
+            ident = len(counts)
+            counts[ident] = arg
+            box.put([kind, arg, [ident]], arg)
+        elif op == "take":
+            for o in box.take():
+                assert o.body[1] == sum(counts[i] for i in o.body[2])  # a joined batch counts its parts
+                written.append((o.number, o.missed, o.body))
+        elif op == "ack" and written:
+            upto = written[min(arg, len(written) - 1)][0]
+            for _, missed, body in [w for w in written if w[0] <= upto]:
+                delivered += body[1]
+                told += missed
+                seen[body[0]] += body[2]
+            written = [w for w in written if w[0] > upto]
+            box.acked(upto)
+        elif op == "break":
+            written = []
+            box.broken()
+        assert offered == delivered + told + _in_outbox(box)
+        assert box.in_flight <= window and box.queued <= window
+        assert box.records == sum(e.count for e in [*box._queued, *(e for _, e in box._in_flight)])  # noqa: SLF001
+        assert box.records < max_records + 5  # admitted while below the bound, a batch holds <= 5
+    for ids in seen.values():
+        assert ids == sorted(ids)  # batches of one kind reach the receiver in the order they were put
 
 
 OPS = st.lists(

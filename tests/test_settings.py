@@ -120,6 +120,7 @@ class ConfigFileTests(unittest.TestCase):
             "batch_max_frames": 256,
             "batch_max_age_ms": 5.0,
             "strategy_queue_batches": 64,
+            "strategy_queue_ticks": 50_000,
             "transport": "picows",
             "stale_after_s": 60.0,
             "deliver_corrupt": False,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,12 +27,18 @@ CODES = ["AAPL.US", "TSLA.US", "EURUSD", "BTCUSDT"]
 def system(sim: Any) -> Iterator[System]:
     # Only the slow strategy holds CODES at start, so it holds them before the server pushes any tick of
     # them (routes reach the decoders before the request goes out): this module's simulator is fresh,
-    # so the slow strategy is sent every tick of each code from seq 1. The fast one joins at once after.
-    strategies = collector_toml("fast", []) + collector_toml("slow", CODES, sleep_s=0.4)
-    # 16 batches: over the channels a batch is often a single tick, so a smaller bound drops ticks for
-    # the fast strategy too whenever a loaded machine delays its acknowledgements by a few tens of ms.
-    sys_ = start_system(sim, strategies, in_sync=False, strategy_queue_batches=16)
-    sys_.get(sys_.actor("registry").subscribe.remote("fast", CODES))
+    # so the slow strategy is sent every tick of each code from seq 1. The others join at once after.
+    strategies = collector_toml("fast", []) + collector_toml("slow", CODES, sleep_s=2.0)
+    strategies += collector_toml("pausing", [])
+    # 80 ticks/s over 4 codes, often one tick a batch. 16 batches on their way to a strategy, then its
+    # ticks join one waiting batch, up to 150 ticks: about 2 s of a strategy that does not keep up. The
+    # slow one (2 s per on_ticks) exceeds it for sure; the pausing one's 0.8 s stop does not (16 batches
+    # alone would have dropped ticks there); a fast one is safe from a loaded machine's delays.
+    sys_ = start_system(
+        sim, strategies, in_sync=False, strategy_queue_batches=16, strategy_queue_ticks=150
+    )
+    for name in ("fast", "pausing"):
+        sys_.get(sys_.actor("registry").subscribe.remote(name, CODES))
     yield sys_
     sys_.stop()
 
@@ -43,7 +52,7 @@ def stats(system: System, name: str) -> Any:
 
 
 def test_a_slow_strategy_misses_counted_ticks_and_never_stalls_the_fast_one(system: System, sim: Any) -> None:
-    # 4 codes x 20 ticks/s: the slow strategy (0.4 s per batch, 16 queued batches) must fall behind.
+    # 4 codes x 20 ticks/s: the slow strategy (2 s per on_ticks, 150 ticks held for it) falls behind.
     wait_for(lambda: stats(system, "slow").missed > 0, 30, what="the slow strategy to miss ticks")
     wait_for(lambda: got(system, "slow")["missed_reports"] > 0, 30, what="on_missed called")
     fast = got(system, "fast")
@@ -78,8 +87,39 @@ def test_a_slow_strategy_misses_counted_ticks_and_never_stalls_the_fast_one(syst
         wait_for(balanced, 30, what="seen + missed == every tick sent, on_missed told of all")
     finally:
         print(f"the slow strategy's ledger: {ledger}")
+
     assert ledger["missed"] > 0
     assert (ledger["out_of_order"], ledger["late_batches"], ledger["lost_batches"]) == (0, 0, 0)
+
+
+def test_a_strategy_that_pauses_gets_every_tick_in_bigger_batches(system: System, tmp_path: Path) -> None:
+    """A strategy whose event loop stops for 0.8 s (a long computation, a collector pause) misses no
+    tick: while it is behind, its decoder joins the new ticks into one waiting batch, and it catches up
+    with a few big on_ticks calls. Before, every batch beyond 16 was dropped for it."""
+    wait_for(lambda: set(got(system, "pausing")["seen"]) == set(CODES), 30, what="ticks of every code")
+    fifo, marker = tmp_path / "gate", tmp_path / "frozen"
+    os.mkfifo(fifo)
+    frozen = system.actor("strategy:pausing").freeze.remote(str(fifo), str(marker))
+    wait_for(marker.exists, 30, what="the pausing strategy frozen")
+    time.sleep(0.8)
+    with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
+        gate.write(b"x")
+    system.get(frozen)
+    before = {code: seqs[-1] for code, seqs in got(system, "pausing")["seen"].items()}
+    wait_for(
+        lambda: all(got(system, "pausing")["seen"][c][-1] > before[c] + 10 for c in CODES),
+        30,
+        what="ticks flowing again after the pause",
+    )
+    pausing = got(system, "pausing")
+    assert pausing["violations"] == []
+    for code in CODES:
+        seqs = pausing["seen"][code]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{code}: a tick is missing"
+    assert pausing["missed_reports"] == 0
+    assert stats(system, "pausing").missed == 0
+    decoders = system.status()["decoders"].values()
+    assert sum(d["joined"].get("pausing", 0) for d in decoders) > 0, "the decoder joined no batch"
 
 
 def test_subscribe_refusals_name_each_code(system: System) -> None:

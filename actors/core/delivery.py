@@ -4,8 +4,10 @@ the hooks it names.
 
 Rules of this module:
 
-1. Batches are queued in arrival order, at most ``max_batches``. A batch that finds the queue full
-   pushes out the oldest one: its records are counted as missed (never silently lost).
+1. Batches are queued in arrival order, at most ``max_batches`` from each sender (each decoder keeps
+   the same window of unacknowledged batches, so its batches fit; several decoders do not push each
+   other's out). A batch that finds its sender's share full pushes out that sender's oldest one: its
+   records are counted as missed (never silently lost).
 2. Missed counts (those that travelled with a batch from the sender, and those of rule 1) are told
    to ``on_missed`` before the next batch goes to a hook, so the strategy knows where the gap is.
 3. Within a kind (trades, books), a record ``already_seen`` (actors.core.codehealth: the same seq as
@@ -15,6 +17,9 @@ Rules of this module:
 4. A batch is acknowledged to its sender once it went through its hook, or once the missed count
    of its dropping was told to ``on_missed``; acknowledgements are cumulative per sender. A sender
    whose channel breaks counts what was not acknowledged as lost, so nothing is lost uncounted.
+5. The batches of one kind that wait one behind the other go to their hook in one call, their
+   records in queue order (``next_run``): a strategy that fell behind catches up in a few calls
+   instead of one per batch. Each is acknowledged when that call returns (rule 4).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ BOOKS = "on_books"
 
 
 class Batch(NamedTuple):
-    """A batch as received: its hook (``on_ticks``/``on_books``), its still-encoded payload, how many
-    records it holds, and whom to acknowledge it to (``source``, ``number``; None, 0: nobody)."""
+    """A batch as received: its hook (``on_ticks``/``on_books``), its still-encoded payload (to the
+    shell: a list of encoded record lists), how many records it holds, and whom to acknowledge it to
+    (``source``, ``number``; None, 0: nobody)."""
 
     kind: str
     payload: Any
@@ -55,6 +61,7 @@ class Delivery:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
         self._max = max_batches
         self._queue: deque[Batch] = deque()
+        self._queued_from: dict[Hashable | None, int] = {}  # sender -> its batches in the queue
         # code -> the last record delivered (its seq and tick_time are the mark), per kind
         self._marks: dict[str, dict[str, Any]] = {TICKS: {}, BOOKS: {}}
         self._unreported = 0
@@ -78,13 +85,18 @@ class Delivery:
         dropped from the queue to make room (rule 1)."""
         self._count_missed(missed)
         dropped = 0
-        while len(self._queue) >= self._max:
-            old = self._queue.popleft()
+        source, queued_from, queue = batch.source, self._queued_from, self._queue
+        while queued_from.get(source, 0) >= self._max:
+            at = next(i for i, old in enumerate(queue) if old.source == source)
+            old = queue[at]
+            del queue[at]
+            self._taken(source)
             dropped += old.count
-            if old.source is not None:
-                self._drop_acks[old.source] = max(old.number, self._drop_acks.get(old.source, 0))
+            if source is not None:
+                self._drop_acks[source] = max(old.number, self._drop_acks.get(source, 0))
         self._count_missed(dropped)
-        self._queue.append(batch)
+        queue.append(batch)
+        queued_from[source] = queued_from.get(source, 0) + 1
         return dropped
 
     def missed_before(self, count: int) -> None:
@@ -102,8 +114,31 @@ class Delivery:
             count, self._unreported = self._unreported, 0
             return MissedReport(count)
         if self._queue:
-            return self._queue.popleft()
+            return self._popleft()
         return None
+
+    def next_run(self) -> MissedReport | list[Batch] | None:
+        """Like ``next``, but a batch comes with the batches of its kind queued right behind it (rule 5)."""
+        item = self.next()
+        if not isinstance(item, Batch):
+            return item
+        run = [item]
+        queue = self._queue
+        while queue and queue[0].kind == item.kind:
+            run.append(self._popleft())
+        return run
+
+    def _popleft(self) -> Batch:
+        batch = self._queue.popleft()
+        self._taken(batch.source)
+        return batch
+
+    def _taken(self, source: Hashable | None) -> None:
+        left = self._queued_from[source] - 1
+        if left:
+            self._queued_from[source] = left
+        else:
+            del self._queued_from[source]  # senders come and go (a peer per stream)
 
     def reported(self) -> None:
         """``on_missed`` was told: the batches dropped so far may be acknowledged (rule 4)."""
@@ -129,6 +164,7 @@ class Delivery:
         """A sender went away: nothing more to acknowledge to it."""
         self._acks.pop(source, None)
         self._drop_acks.pop(source, None)
+
 
     def in_order(self, records: list[R], kind: str = TICKS) -> list[R]:
         """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``.

@@ -13,6 +13,11 @@ Rules of this module:
    (not yet written, e.g. while the channel re-wires) plus those written but not yet acknowledged.
    A batch that finds it full is dropped and counted for that receiver alone; the count travels with
    the next batch written (``missed``), so the receiver can tell ``on_missed``.
+   With a ``merge`` rule (tick batches to a strategy, ``join_tick_batches``) the batch bound is the
+   window of batches written and not acknowledged instead: while it is full, a new batch joins the
+   last queued one when the rule allows (same kind), so a receiver that is behind gets fewer, bigger
+   batches rather than losing ticks; only ``max_records`` (records queued or written, not yet
+   acknowledged) drops then, and at most ``max_batches`` batches wait unwritten.
 5. When the channel breaks, the batches written but not acknowledged are either queued again in
    front of the rest (``replay=True``: the connection's raw frames, which a restarted decoder can
    decode again) or counted as missed (``replay=False``: tick batches to a strategy, which must never
@@ -22,7 +27,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from actors.core.codehealth import Anomaly, Report, TickCheck
@@ -112,19 +117,32 @@ class Outbox(Generic[B]):
     ``take`` when it can write, ``acked`` when the receiver acknowledges, ``lost`` when the channel broke.
     """
 
-    def __init__(self, *, max_batches: int, replay: bool) -> None:
+    def __init__(
+        self,
+        *,
+        max_batches: int,
+        replay: bool,
+        max_records: int | None = None,
+        merge: Callable[[B, B], B | None] | None = None,
+    ) -> None:
         if max_batches < 1:
             raise ValueError(f"max_batches must be >= 1, got {max_batches}")
+        if max_records is not None and max_records < 1:
+            raise ValueError(f"max_records must be >= 1 or None, got {max_records}")
         self._max = max_batches
+        self._max_records = max_records
+        self._merge = merge
         self._replay = replay
         self._queued: deque[_Entry[B]] = deque()
         self._in_flight: deque[tuple[int, _Entry[B]]] = deque()
         self._number = 0
+        self.records = 0  # records queued or written and not yet acknowledged
         self.missed = 0  # records dropped or lost, not yet told to the receiver
         self.dropped = 0  # records dropped because the outbox was full, ever
         self.lost = 0  # records written but never acknowledged before the channel broke, ever
         self.sent = 0  # batches written
         self.replayed = 0  # batches written again after a break
+        self.merged = 0  # batches that joined a queued one (merge rule), ever
 
     @property
     def pending(self) -> int:
@@ -142,22 +160,38 @@ class Outbox(Generic[B]):
         return len(self._queued)
 
     def put(self, body: B, count: int) -> bool:
-        """Queue a batch of ``count`` records. False when full: dropped and counted (rule 4)."""
-        if self.pending >= self._max:
-            self.dropped += count
-            self.missed += count
-            return False
-        self._queued.append(_Entry(body, count, 0))
-        return True
+        """Queue a batch of ``count`` records (joined to the last queued one when the merge rule allows).
+        False when full: dropped and counted (rule 4)."""
+        if self._max_records is None or self.records < self._max_records:
+            queued, merge = self._queued, self._merge
+            if merge is not None and queued:
+                last = queued[-1]
+                joined = merge(last.body, body)
+                if joined is not None:
+                    queued[-1] = _Entry(joined, last.count + count, last.missed)
+                    self.records += count
+                    self.merged += 1
+                    return True
+            # With a merge rule the bound is on the batches waiting (the window bounds those written).
+            if (len(queued) if merge is not None else self.pending) < self._max:
+                queued.append(_Entry(body, count, 0))
+                self.records += count
+                return True
+        self.dropped += count
+        self.missed += count
+        return False
 
     def take(self) -> list[Outgoing[B]]:
-        """Every queued batch, numbered, to write now; the first carries the missed count."""
+        """The queued batches to write now, numbered (with a merge rule, as many as the window has room
+        for; else all); the first carries the missed count."""
         out: list[Outgoing[B]] = []
-        while self._queued:
-            entry = self._queued.popleft()
+        queued, in_flight = self._queued, self._in_flight
+        window = self._max if self._merge is not None else None
+        while queued and (window is None or len(in_flight) < window):
+            entry = queued.popleft()
             self._number += 1
             missed, self.missed = self.missed + entry.missed, 0
-            self._in_flight.append((self._number, _Entry(entry.body, entry.count, missed)))
+            in_flight.append((self._number, _Entry(entry.body, entry.count, missed)))
             out.append(Outgoing(self._number, missed, entry.body))
         self.sent += len(out)
         return out
@@ -166,7 +200,7 @@ class Outbox(Generic[B]):
         """The receiver is done with every batch up to ``number`` (acknowledgements are cumulative)."""
         in_flight = self._in_flight
         while in_flight and in_flight[0][0] <= number:
-            in_flight.popleft()
+            self.records -= in_flight.popleft()[1].count
 
     def broken(self) -> int:
         """The channel broke (rule 5). Returns how many records were counted as lost."""
@@ -180,6 +214,7 @@ class Outbox(Generic[B]):
             self._queued.extendleft(reversed(entries))
             return 0
         lost = sum(entry.count for entry in entries)
+        self.records -= lost
         self.lost += lost
         self.missed += lost + sum(entry.missed for entry in entries)
         return lost
@@ -188,8 +223,20 @@ class Outbox(Generic[B]):
         """The counters, for statistics."""
         return {
             "pending": self.pending,
+            "records": self.records,
             "missed": self.missed,
             "dropped": self.dropped,
             "lost": self.lost,
             "sent": self.sent,
         }
+
+
+def join_tick_batches(first: list[Any], then: list[Any]) -> list[Any] | None:
+    """The merge rule of tick batches to a strategy (rule 4): ``[kind, count, payloads]`` each, with
+    ``payloads`` a list of encoded record lists. Two batches of one kind become one (``first``,
+    extended in place: it is the outbox's own); batches of different kinds stay apart (None)."""
+    if first[0] != then[0]:
+        return None
+    first[1] += then[1]
+    first[2] += then[2]
+    return first

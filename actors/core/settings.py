@@ -154,8 +154,21 @@ class FeedSettings(_Table, frozen=True):
         ),
     ] = 5.0
     strategy_queue_batches: Annotated[
-        int, msgspec.Meta(ge=1, description="the bounded queue of each strategy, in batches, >= 1")
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="the batches on their way from a decoder to a strategy, unacknowledged (beyond "
+            "them its new ticks join one waiting batch), and the strategy's own queue per decoder, >= 1",
+        ),
     ] = 64
+    strategy_queue_ticks: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="the ticks a decoder holds for a strategy that is behind (sent or waiting, not "
+            "acknowledged); beyond them its ticks are dropped and reported to on_missed, >= 1",
+        ),
+    ] = 50_000
     transport: Annotated[
         str,
         msgspec.Meta(
