@@ -165,7 +165,6 @@ class Delivery:
         self._acks.pop(source, None)
         self._drop_acks.pop(source, None)
 
-
     def in_order(self, records: list[R], kind: str = TICKS) -> list[R]:
         """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``.
         Usually none is dropped: then ``records`` itself comes back."""
