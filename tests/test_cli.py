@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, S, collector_toml, start_system, wait_for
-from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
+from tests.test_job import CONSOLE_ROW, CONSOLE_VIEW, STATUS_UP, STOP_PROMISE_S, Job, job_env
+from tests.test_job import jobs  # noqa: F401 - the fixture, reused
 
 pytestmark = [pytest.mark.ray]
 
@@ -80,12 +81,23 @@ def json_lines(stderr: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
-def test_commands_on_a_job_started_with_python_supervisor_py(
+def test_the_default_job_flows_answers_the_commands_and_stops_cleanly_on_sigint(
     jobs: Callable[..., Job],  # noqa: F811
     tmp_env: dict[str, str],
 ) -> None:
+    """The embedded default as users run it first (``python supervisor.py``, no config, no token): it
+    shows ticks flowing, answers the commands, and SIGINT stops it cleanly within the documented 10 s,
+    leaving no process behind (one job start for both: each costs a local Ray)."""
     namespace = f"tv-cli-{uuid.uuid4().hex[:8]}"
-    job = start_job(jobs, ["--namespace", namespace, "--status-every", "0", "--log-format", "json"], tmp_env)
+    args = ["--namespace", namespace, "--status-every", "2", "--log-format", "json"]
+    job = start_job(jobs, args, tmp_env)
+    job.wait_stdout(STATUS_UP.format(codes=6), 90, "2/2 connections up")
+    job.wait_stdout(CONSOLE_VIEW, 20, "a console view")
+    job.wait_stdout(CONSOLE_ROW, 20, "a console row with a price")
+    running = job.snapshot()
+    sims = [p for p in running if "scripts/simulator.py" in p.cmd]
+    assert len(sims) == 1, [p.cmd for p in running]
+    assert any("raylet" in p.cmd for p in running), "the job's local Ray was not found in its session"
 
     def in_sync() -> dict[str, Any] | None:
         done = command(["status", "--json", "--namespace", namespace], tmp_env)
@@ -114,8 +126,14 @@ def test_commands_on_a_job_started_with_python_supervisor_py(
     doc = wait_for(in_sync, 60, every=1.0, what="in sync with 8 codes")
     assert doc["codes"]["NVDA.US"]["holders"] == ["console"]
 
-    code, _ = job.stop(signal.SIGINT)
+    code, took = job.stop(signal.SIGINT)
+    print(f"SIGINT: exit {code} after {took:.2f} s")  # noqa: T201 - shown with -s or -rP
     assert code == 0, job.tail()
+    assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
+    assert "tickvisor: SIGINT, stopping" in job.stderr()
+    assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
+    left = job.leftovers()
+    assert left == [], "processes outlived the job:\n" + "\n".join(left)
     # --log-format json: the actors' lines are JSON objects; a connection's carry its id and endpoint.
     logged = json_lines(job.stderr())
     connected = [line for line in logged if "connected to" in line.get("message", "")]
