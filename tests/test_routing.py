@@ -209,13 +209,11 @@ def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
                 assert o.body[1] == sum(counts[i] for i in o.body[2])  # a joined batch counts its parts
                 written.append((o.number, o.missed, o.body))
         elif op == "ack" and written:
-            upto = written[min(arg, len(written) - 1)][0]
-            for _, missed, body in [w for w in written if w[0] <= upto]:
+            done, written = _acknowledge(box, written, arg)
+            for _, missed, body in done:
                 delivered += body[1]
                 told += missed
                 seen[body[0]] += body[2]
-            written = [w for w in written if w[0] > upto]
-            box.acked(upto)
         elif op == "break":
             written = []
             box.broken()
@@ -236,6 +234,13 @@ OPS = st.lists(
     ),
     max_size=80,
 )
+
+
+def _acknowledge(box: Outbox[Any], written: list[Any], arg: int) -> tuple[list[Any], list[Any]]:
+    """The receiver acknowledges up to the ``arg``-th written batch: (those done, those still written)."""
+    upto = written[min(arg, len(written) - 1)][0]
+    box.acked(upto)
+    return [w for w in written if w[0] <= upto], [w for w in written if w[0] > upto]
 
 
 def _in_outbox(box: Outbox[Any]) -> int:
@@ -261,12 +266,10 @@ class TestOutboxProperties:
             elif op == "take":
                 written += [(o.number, o.missed, o.body) for o in box.take()]
             elif op == "ack" and written:
-                upto = written[min(arg, len(written) - 1)][0]
-                for number, missed, body in [w for w in written if w[0] <= upto]:
+                done, written = _acknowledge(box, written, arg)
+                for _, missed, body in done:
                     delivered += counts[body]
                     told += missed
-                written = [w for w in written if w[0] > upto]
-                box.acked(upto)
             elif op == "break":
                 written = []
                 box.broken()
