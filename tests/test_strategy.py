@@ -87,7 +87,6 @@ def test_a_slow_strategy_misses_counted_ticks_and_never_stalls_the_fast_one(syst
         wait_for(balanced, 30, what="seen + missed == every tick sent, on_missed told of all")
     finally:
         print(f"the slow strategy's ledger: {ledger}")
-
     assert ledger["missed"] > 0
     assert (ledger["out_of_order"], ledger["late_batches"], ledger["lost_batches"]) == (0, 0, 0)
 
