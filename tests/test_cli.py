@@ -173,12 +173,14 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
     doc = json.loads(done.stdout)
     assert doc["namespace"] == system.namespace
     assert sorted(doc["codes"]) == ["AAPL.US", "EURUSD"]
-    # "queue": batches waiting for on_ticks at that instant (a batch that came in just before the
-    # status call may not have reached the hook yet), so only its kind and bound are certain.
+    # "queue" and "behind": batches waiting for on_ticks and ticks its decoders hold for it at that
+    # instant (a batch that came in just before the status call may not have been through the hook
+    # yet), so only their kind and bound are certain.
     tape = doc["strategies"][0]
     assert 0 <= tape["queue"] <= 64
-    assert tape | {"ticks": 0, "queue": 0} == {
-        "name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 0, "ticks": 0, "missed": 0,
+    assert 0 <= tape["behind"] <= 50_000
+    assert tape | {"ticks": 0, "queue": 0, "behind": 0} == {
+        "name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 0, "behind": 0, "ticks": 0, "missed": 0,
     }  # fmt: skip
 
     # A foreign notation is refused before anything is sent; the other codes are not sent either.

@@ -116,7 +116,9 @@ def test_a_healthy_job_gives_the_documented_document_and_exit_0() -> None:
         "last_vendor_error": "",
     }
     assert next(c for c in doc["connections"] if c["id"] == "forex_crypto-0")["ticks_per_s"] is None
-    assert doc["strategies"] == [{"name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 1, "ticks": 40, "missed": 2}]
+    assert doc["strategies"] == [
+        {"name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 1, "behind": 0, "ticks": 40, "missed": 2}
+    ]
     assert doc["codes"]["AAPL.US"] == {
         "state": "ok", "connection": "stock-0", "kinds": ["trades"], "holders": ["tape"], "last_tick_age_s": None,
     }  # fmt: skip
@@ -268,7 +270,19 @@ def test_a_strategy_that_did_not_answer_shows_its_error() -> None:
     doc = job_status(raw)
     assert doc["strategies"][0]["queue"] is None
     assert doc["strategies"][0]["error"] == "GetTimeoutError"
-    assert "tape      2      ?      ?      ?" in render_status(doc)
+    assert "tape      2      ?      0       ?      ?" in render_status(doc)  # behind: the decoders' count
+
+
+def test_behind_sums_what_the_decoders_hold_for_each_strategy() -> None:
+    raw = raw_snapshot()
+    raw["decoders"] = {
+        "decoder:0": {"pending_ticks": {"tape": 5, "other": 1}},
+        "decoder:1": {"pending_ticks": {"tape": 7}},
+        "decoder:2": {"error": "GetTimeoutError"},  # did not answer: not counted
+    }
+    doc = job_status(raw)
+    assert doc["strategies"][0]["behind"] == 12
+    assert "tape      2      1      12      40     2" in render_status(doc)
 
 
 @settings(deadline=None)  # a shared, loaded machine: no time limit per example

@@ -130,6 +130,18 @@ def decoder_ages(decoders: Mapping[str, Any]) -> dict[str, float]:
     return ages
 
 
+def waiting_ticks(decoders: Mapping[str, Any]) -> dict[str, int]:
+    """strategy -> ticks and books its decoders hold for it, sent or waiting, not yet acknowledged (how
+    far behind it is), summed over the decoders that answered."""
+    out: dict[str, int] = {}
+    for stats in decoders.values():
+        if not _answered(stats):
+            continue
+        for name, count in (stats.get("pending_ticks") or {}).items():
+            out[name] = out.get(name, 0) + int(_number(count, 0))
+    return out
+
+
 def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = "") -> dict[str, Any]:
     """The status document (README "Status") from ``Supervisor.status()``'s snapshot."""
     registry = raw.get("registry") if _answered(raw.get("registry")) else {}
@@ -175,6 +187,7 @@ def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = ""
             }
         )
     strategies = []
+    behind = waiting_ticks(raw.get("decoders") or {})
     held: dict[str, set[str]] = {}
     for key in ("strategies", "book_strategies"):
         for name, codes_of in (registry.get(key) or {}).items():
@@ -185,6 +198,7 @@ def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = ""
             "name": name,
             "codes": sorted(held.get(name, ())),
             "queue": int(_number(stats.get("queued_batches"), 0)) if answered else None,
+            "behind": behind.get(name, 0),
             "ticks": int(_number(stats.get("ticks"), 0)) if answered else None,
             "missed": int(_number(stats.get("missed"), 0)) if answered else None,
         }
@@ -255,9 +269,9 @@ def render_status(doc: Mapping[str, Any]) -> str:
              str(c["reconnects"]), errors]
         )  # fmt: skip
     lines += _table(rows)
-    rows = [["strategy", "codes", "queue", "ticks", "missed"]]
+    rows = [["strategy", "codes", "queue", "behind", "ticks", "missed"]]
     for s in doc["strategies"]:
-        cells = [str(s[k]) if s[k] is not None else "?" for k in ("queue", "ticks", "missed")]
+        cells = [str(s[k]) if s[k] is not None else "?" for k in ("queue", "behind", "ticks", "missed")]
         rows.append([s["name"], str(len(s["codes"])), *cells])
     lines += _table(rows) if len(rows) > 1 else ["  no strategies"]
     reg = doc["registry"]
