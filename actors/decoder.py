@@ -224,9 +224,23 @@ class Decoder:
         sent = 0
         for name, recs in per_strategy.items():
             # -> the strategy, over its channel (actors.strategy._on_batch); dropped and counted when full
-            if self._sender(name).send([kind, len(recs), [self._encode(recs)]], len(recs)):
+            sender = self._sender(name)
+            if sender.send([kind, len(recs), [self._encode(recs)]], len(recs)):
                 sent += len(recs)
+            news = sender.outbox.behind_news()
+            if news is not None:
+                self._tell_behind(name, news, sender.outbox.records)
         return sent
+
+    def _tell_behind(self, name: str, behind: bool, held: int) -> None:
+        if behind:
+            logger.warning(
+                "decoder {}: strategy {} is falling behind: {} ticks held for it; beyond {} they are dropped "
+                "and told to its on_missed ([feed] strategy_queue_ticks)",
+                self._id, name, held, self._max_pending_ticks,
+            )  # fmt: skip
+        else:
+            logger.info("decoder {}: strategy {} caught up ({} ticks held for it)", self._id, name, held)
 
     def _sender(self, name: str) -> Sender:
         sender = self._senders.get(name)

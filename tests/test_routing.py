@@ -167,6 +167,23 @@ class TestJoiningOutbox:
         box.acked(1)
         assert [(o.missed, o.body) for o in box.take()] == [(4, ["on_ticks", 2, ["b"]])]
 
+    def test_falling_behind_and_catching_up_are_news_once_each(self) -> None:
+        box = self.box(window=1, max_records=10)
+        box.put(["on_ticks", 4, ["a"]], 4)
+        box.take()
+        assert box.behind_news() is None  # 4 of 10
+        box.put(["on_ticks", 1, ["b"]], 1)
+        assert box.behind_news() is True  # 5 of 10: half the bound, drops are near
+        box.put(["on_ticks", 3, ["c"]], 3)
+        assert box.behind_news() is None  # still behind: told once
+        box.acked(1)
+        assert box.behind_news() is None  # 4 left: not yet under a tenth
+        box.take()
+        box.acked(2)
+        assert box.behind_news() is False  # caught up
+        assert box.behind_news() is None
+        assert Outbox(max_batches=1, replay=False).behind_news() is None  # no record bound: no news
+
     def test_a_break_loses_what_was_written_and_keeps_what_waits(self) -> None:
         box = self.box(window=1)
         box.put(["on_ticks", 2, ["a"]], 2)

@@ -143,6 +143,7 @@ class Outbox(Generic[B]):
         self.sent = 0  # batches written
         self.replayed = 0  # batches written again after a break
         self.merged = 0  # batches that joined a queued one (merge rule), ever
+        self.behind = False  # records held reached half of max_records, and not yet back under a tenth
 
     @property
     def pending(self) -> int:
@@ -180,6 +181,21 @@ class Outbox(Generic[B]):
         self.dropped += count
         self.missed += count
         return False
+
+    def behind_news(self) -> bool | None:
+        """Whether the receiver just fell behind (True: the records held reached half of ``max_records``,
+        where drops are near) or just caught up (False: back under a tenth of it); None when nothing
+        changed since the last call, or without ``max_records``. For a warning before ticks are lost."""
+        bound = self._max_records
+        if bound is None:
+            return None
+        if not self.behind and 2 * self.records >= bound:
+            self.behind = True
+            return True
+        if self.behind and 10 * self.records < bound:
+            self.behind = False
+            return False
+        return None
 
     def take(self) -> list[Outgoing[B]]:
         """The queued batches to write now, numbered (with a merge rule, as many as the window has room
