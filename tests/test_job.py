@@ -496,7 +496,8 @@ def run_to_exit(config: Path, env: dict[str, str], timeout: float = 120.0) -> su
     own would cost each several seconds (the local-Ray path is the default job's, tests/test_cli.py)."""
     import ray
 
-    where = ["--address", ray.get_runtime_context().gcs_address, "--namespace", f"tv-exit-{uuid.uuid4().hex[:8]}"]
+    address = ray.get_runtime_context().gcs_address
+    where = ["--address", address, "--namespace", f"tv-exit-{uuid.uuid4().hex[:8]}"]
     return subprocess.run(  # noqa: S603
         [sys.executable, "supervisor.py", "--config", str(config), "--status-every", "0", *where],
         cwd=ROOT,

@@ -210,7 +210,9 @@ JOIN_OPS = st.lists(
 def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
     ops: list[tuple[str, str, int]], window: int, max_records: int
 ) -> None:
-    box: Outbox[list[Any]] = Outbox(max_batches=window, replay=False, max_records=max_records, merge=join_tick_batches)
+    box: Outbox[list[Any]] = Outbox(
+        max_batches=window, replay=False, max_records=max_records, merge=join_tick_batches
+    )
     counts: dict[int, int] = {}  # batch id -> records
     written: list[tuple[int, int, list[Any]]] = []
     offered = delivered = told = 0
@@ -236,7 +238,8 @@ def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
             box.broken()
         assert offered == delivered + told + _in_outbox(box)
         assert box.in_flight <= window and box.queued <= window
-        assert box.records == sum(e.count for e in [*box._queued, *(e for _, e in box._in_flight)])  # noqa: SLF001
+        entries = [*box._queued, *(e for _, e in box._in_flight)]  # noqa: SLF001 - the test's view
+        assert box.records == sum(e.count for e in entries)
         assert box.records < max_records + 5  # admitted while below the bound, a batch holds <= 5
     for ids in seen.values():
         assert ids == sorted(ids)  # batches of one kind reach the receiver in the order they were put
