@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -81,13 +83,14 @@ def json_lines(stderr: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(int(240 * S))  # a job start, several commands and a stop on a shared machine
-def test_the_default_job_flows_answers_the_commands_and_stops_cleanly_on_sigint(
+def test_the_default_job_flows_survives_its_supervisors_death_answers_the_commands_and_stops_on_sigint(
     jobs: Callable[..., Job],  # noqa: F811
     tmp_env: dict[str, str],
 ) -> None:
     """The embedded default as users run it first (``python supervisor.py``, no config, no token): it
-    shows ticks flowing, answers the commands, and SIGINT stops it cleanly within the documented 10 s,
-    leaving no process behind (one job start for both: each costs a local Ray)."""
+    shows ticks flowing, survives a SIGKILL of its Supervisor actor, answers the commands, and SIGINT
+    stops it cleanly within the documented 10 s, leaving no process behind (one job start for all:
+    each costs a local Ray)."""
     namespace = f"tv-cli-{uuid.uuid4().hex[:8]}"
     args = ["--namespace", namespace, "--status-every", "2", "--log-format", "json"]
     job = start_job(jobs, args, tmp_env)
@@ -98,6 +101,26 @@ def test_the_default_job_flows_answers_the_commands_and_stops_cleanly_on_sigint(
     sims = [p for p in running if "scripts/simulator.py" in p.cmd]
     assert len(sims) == 1, [p.cmd for p in running]
     assert any("raylet" in p.cmd for p in running), "the job's local Ray was not found in its session"
+
+    # The Supervisor actor SIGKILLed: Ray restarts it, it finds its children again, the job goes on
+    # (the status lines count the restart) and everything below runs against the restarted one.
+    sups = [p for p in running if p.cmd.startswith("ray::Supervisor")]
+    assert len(sups) == 1, [p.cmd for p in running]
+    lines_before = len(job.stdout().splitlines())
+    os.kill(sups[0].pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    up_after_restart = re.compile(STATUS_UP.format(codes=6) + r" \(\d+/s\), restarts [1-9]")
+
+    def status_after_kill() -> str | None:
+        if job.proc.poll() is not None:
+            pytest.fail(f"the job exited ({job.proc.returncode}) after the SIGKILL\n{job.tail()}")
+        new = job.stdout().splitlines()[lines_before:]
+        return next((line for line in new if up_after_restart.search(line)), None)
+
+    line = wait_for(status_after_kill, 60, every=0.2, what="a status line counting the supervisor's restart")
+    print(f"SIGKILL supervisor of the main job: status again after {time.monotonic() - killed_at:.2f} s: {line}")  # noqa: T201
+    new_sups = [p for p in job.snapshot() if p.cmd.startswith("ray::Supervisor")]
+    assert [p.pid for p in new_sups] != [sups[0].pid] and len(new_sups) == 1, [p.cmd for p in new_sups]
 
     def in_sync() -> dict[str, Any] | None:
         done = command(["status", "--json", "--namespace", namespace], tmp_env)
@@ -131,6 +154,7 @@ def test_the_default_job_flows_answers_the_commands_and_stops_cleanly_on_sigint(
     assert code == 0, job.tail()
     assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
     assert "tickvisor: SIGINT, stopping" in job.stderr()
+    assert "the supervisor did not answer" not in job.stderr()
     assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
     left = job.leftovers()
     assert left == [], "processes outlived the job:\n" + "\n".join(left)
