@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,33 @@ def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.1, w
             return last
         time.sleep(every)
     pytest.fail(f"timed out after {timeout * S:.1f} s waiting for {what}; last value {last!r}")
+
+
+@contextlib.contextmanager
+def frozen(strategy: Any, tmp_path: Path, what: str = "the strategy") -> Iterator[Callable[[], None]]:
+    """A ``tests.collector.Collector`` actor with its event loop blocked (``freeze``: it takes no
+    delivery and reads nothing) until ``release()``, which also waits for the call to return; released
+    on the way out if the body did not."""
+    import ray
+
+    fifo, marker = tmp_path / "gate", tmp_path / "frozen"
+    os.mkfifo(fifo)
+    call = strategy.freeze.remote(str(fifo), str(marker))
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
+            gate.write(b"x")
+        released = True
+        ray.get(call, timeout=30 * S)
+
+    try:
+        wait_for(marker.exists, 30, what=f"{what} frozen")
+        yield release
+    finally:
+        if not released and marker.exists():
+            release()
 
 
 def run_smoke(script: str, tag: str, timeout_s: float) -> tuple[dict[str, Any], list[str]]:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from actors.decoder import Decoder
 from actors.registry import Registry
 from actors.strategy import strategy_actor
 from tests.collector import Collector
-from tests.conftest import S, wait_for
+from tests.conftest import S, frozen, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -233,28 +232,6 @@ class TestWhatIsNotDelivered:
 
 
 class TestSlowStrategies:
-    @contextlib.contextmanager
-    def frozen(self, world: World, tmp_path: Path, name: str) -> Iterator[Callable[[], None]]:
-        """Strategy ``name`` with its event loop blocked (it takes no delivery) until ``release()``."""
-        fifo, marker = tmp_path / "gate", tmp_path / "frozen"
-        os.mkfifo(fifo)
-        frozen = world.strategies[name].freeze.remote(str(fifo), str(marker))
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
-                gate.write(b"x")
-            released = True
-            ray.get(frozen, timeout=30 * S)
-
-        try:
-            wait_for(marker.exists, 30, what=f"the {name} strategy frozen")
-            yield release
-        finally:
-            if not released and marker.exists():
-                release()
-
     def test_beyond_the_window_a_strategy_that_takes_no_deliveries_gets_one_joined_batch(
         self, world: World, tmp_path: Path
     ) -> None:
@@ -269,7 +246,7 @@ class TestSlowStrategies:
 
         assert decoder.decode(CONN, 1, batch(0), 0) == 3  # the channel open before the strategy stops
         wait_for(lambda: len(world.seen("slow", code)) == 3, 10, what="the first batch at slow")
-        with self.frozen(world, tmp_path, "slow") as release:
+        with frozen(world.strategies["slow"], tmp_path, "the slow strategy") as release:
             assert [decoder.decode(CONN, 1, batch(k), 0) for k in range(1, 6)] == [3] * 5
             stats = decoder.statistics()
             assert (stats.pending["slow"], stats.pending_ticks["slow"]) == (3, 15)  # 2 written, 1 waiting
@@ -286,7 +263,7 @@ class TestSlowStrategies:
         """Beyond ``max_pending_ticks`` ticks not taken by a strategy, further ticks are dropped for it
         alone, counted, and the count travels with its next batch to ``on_missed``."""
         code = "NVDA.US"
-        with self.frozen(world, tmp_path, "slow") as release:
+        with frozen(world.strategies["slow"], tmp_path, "the slow strategy") as release:
             decoder = world.decoder(max_pending=2, max_pending_ticks=6)
             decoder.set_routes({code: ("a", "slow")}, {})
 

@@ -238,8 +238,7 @@ def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
             box.broken()
         assert offered == delivered + told + _in_outbox(box)
         assert box.in_flight <= window and box.queued <= window
-        entries = [*box._queued, *(e for _, e in box._in_flight)]  # noqa: SLF001 - the test's view
-        assert box.records == sum(e.count for e in entries)
+        assert box.records == sum(e.count for e in _entries(box))
         assert box.records < max_records + 5  # admitted while below the bound, a batch holds <= 5
     for ids in seen.values():
         assert ids == sorted(ids)  # batches of one kind reach the receiver in the order they were put
@@ -263,10 +262,14 @@ def _acknowledge(box: Outbox[Any], written: list[Any], arg: int) -> tuple[list[A
     return [w for w in written if w[0] <= upto], [w for w in written if w[0] > upto]
 
 
+def _entries(box: Outbox[Any]) -> list[Any]:
+    """The outbox's entries, queued and written (the test's view of its insides)."""
+    return [*box._queued, *(e for _, e in box._in_flight)]  # noqa: SLF001
+
+
 def _in_outbox(box: Outbox[Any]) -> int:
     """Records and carried missed counts still inside the outbox (read through its own entries)."""
-    entries = list(box._queued) + [e for _, e in box._in_flight]  # noqa: SLF001 - the test's view
-    return sum(e.count + e.missed for e in entries) + box.missed
+    return sum(e.count + e.missed for e in _entries(box)) + box.missed
 
 
 class TestOutboxProperties:

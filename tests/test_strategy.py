@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import ray
 from actors.core.wire import Tick
 from actors.strategy import strategy_actor
 from tests.collector import SlowHandler
-from tests.conftest import S, System, collector_toml, start_system, wait_for
+from tests.conftest import S, System, collector_toml, frozen, start_system, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -96,14 +95,9 @@ def test_a_strategy_that_pauses_gets_every_tick_in_bigger_batches(system: System
     tick: while it is behind, its decoder joins the new ticks into one waiting batch, and it catches up
     with a few big on_ticks calls. Before, every batch beyond 16 was dropped for it."""
     wait_for(lambda: set(got(system, "pausing")["seen"]) == set(CODES), 30, what="ticks of every code")
-    fifo, marker = tmp_path / "gate", tmp_path / "frozen"
-    os.mkfifo(fifo)
-    frozen = system.actor("strategy:pausing").freeze.remote(str(fifo), str(marker))
-    wait_for(marker.exists, 30, what="the pausing strategy frozen")
-    time.sleep(0.8)
-    with open(fifo, "wb") as gate:  # noqa: PTH123 - a named pipe
-        gate.write(b"x")
-    system.get(frozen)
+    with frozen(system.actor("strategy:pausing"), tmp_path, "the pausing strategy") as release:
+        time.sleep(0.8)
+        release()
     before = {code: seqs[-1] for code, seqs in got(system, "pausing")["seen"].items()}
     wait_for(
         lambda: all(got(system, "pausing")["seen"][c][-1] > before[c] + 10 for c in CODES),
