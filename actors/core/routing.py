@@ -143,7 +143,7 @@ class Outbox(Generic[B]):
         self.sent = 0  # batches written
         self.replayed = 0  # batches written again after a break
         self.merged = 0  # batches that joined a queued one (merge rule), ever
-        self.behind = False  # records held reached half of max_records, and not yet back under a tenth
+        self._behind = False  # records held reached half of max_records, and not yet back under a tenth
 
     @property
     def pending(self) -> int:
@@ -189,11 +189,11 @@ class Outbox(Generic[B]):
         bound = self._max_records
         if bound is None:
             return None
-        if not self.behind and 2 * self.records >= bound:
-            self.behind = True
+        if not self._behind and 2 * self.records >= bound:
+            self._behind = True
             return True
-        if self.behind and 10 * self.records < bound:
-            self.behind = False
+        if self._behind and 10 * self.records < bound:
+            self._behind = False
             return False
         return None
 
@@ -234,17 +234,6 @@ class Outbox(Generic[B]):
         self.lost += lost
         self.missed += lost + sum(entry.missed for entry in entries)
         return lost
-
-    def snapshot(self) -> dict[str, Any]:
-        """The counters, for statistics."""
-        return {
-            "pending": self.pending,
-            "records": self.records,
-            "missed": self.missed,
-            "dropped": self.dropped,
-            "lost": self.lost,
-            "sent": self.sent,
-        }
 
 
 def join_tick_batches(first: list[Any], then: list[Any]) -> list[Any] | None:
