@@ -215,6 +215,25 @@ class TestWhatIsNotDelivered:
         assert (stats.frames, stats.malformed, stats.ticks, stats.delivered) == (9, 6, 3, 3)
         wait_for(lambda: world.seen("a", code) == [1, 2, 3], 10, what=f"{code} 1, 2, 3 in order")
 
+    def test_trades_in_the_other_forms_are_decoded_alike_batch_after_batch(self, world: World) -> None:
+        """A batch with a numeric-string seq or a tick_time in seconds (the vendor's example) is decoded
+        the general way, and the next batches skip the usual form for a while: every tick arrives."""
+        code = "NFLX.US"
+        decoder = world.decoder()
+        decoder.set_routes({code: ("a",)}, {})
+        batches = [
+            [trade(code, 1)],
+            [push("push_trade_int_seq_ms", code=code, seq="2"), trade(code, 3)],
+            [trade(code, 4)],
+            [push("push_trade_int_seq_ms", code=code, seq=5, tick_time=1732550401)],  # seconds
+            [push("push_trade_int_seq_ms", code=code, seq=seq, tick_time=1732550401500) for seq in (6, 7)],
+        ]
+        for frames in batches:
+            assert decoder.decode(CONN, 1, frames, 0) == len(frames)
+        wait_for(lambda: world.seen("a", code) == [1, 2, 3, 4, 5, 6, 7], 10, what=f"{code} 1-7 in order")
+        stats = decoder.statistics()
+        assert (stats.malformed, stats.anomalies) == (0, {})  # nothing odd: time only went forward
+
     def test_responses_go_to_the_registry_and_the_ticks_to_the_strategies(self, world: World) -> None:
         code = "GOOGL.US"
         decoder = world.decoder()

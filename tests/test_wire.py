@@ -692,6 +692,23 @@ class MalformedTests(unittest.TestCase):
             frame("malformed_seq_12a"), frame("malformed_truncated"), frame("malformed_array_not_object")
         ]
 
+    def test_the_usual_form_is_tried_first_and_the_batch_says_whether_it_held(self) -> None:
+        # Integer seq and tick_time in milliseconds: msgspec checks them while decoding, no second pass.
+        usual = [
+            frame("push_trade_int_seq_ms"),
+            frame("push_book_one_side_empty"),
+            frame("response_ack_subscribe_trades_22005"),
+        ]
+        batch = wire.decode_batch(usual)
+        assert batch.usual
+        assert batch.ticks == [EXPECTED_TICKS["push_trade_int_seq_ms"]]
+        assert batch.books == [EXPECTED_BOOKS["push_book_one_side_empty"]]
+        # One trade in another form: the whole batch is decoded the general way, and says so.
+        batch = wire.decode_batch([*usual, frame("push_trade_seq_string")])
+        assert not batch.usual
+        assert batch.ticks == [EXPECTED_TICKS[n] for n in ("push_trade_int_seq_ms", "push_trade_seq_string")]
+        assert not wire.decode_batch(usual, usual=False).usual  # not tried: not known to hold
+
     def test_decode_batch_of_nothing(self) -> None:
         batch = wire.decode_batch([])
         assert (batch.ticks, batch.books, batch.responses, batch.errors) == ([], [], [], [])
@@ -904,18 +921,22 @@ class PropertyTests(unittest.TestCase):
         self, objs: list[object], as_str: bool  # noqa: FBT001 - a hypothesis-drawn flag
     ) -> None:
         frames = [_to_wire(obj, as_str) for obj in objs]
-        batch = wire.decode_batch(frames)
-        assert len(batch.ticks) + len(batch.books) + len(batch.responses) + len(batch.errors) == len(frames)
-        assert all(isinstance(exc, MalformedFrame) for exc in batch.errors)
+        for usual in (True, False):
+            batch = wire.decode_batch(frames, usual=usual)
+            decoded = (batch.ticks, batch.books, batch.responses, batch.errors)
+            assert sum(map(len, decoded)) == len(frames)
+            assert all(isinstance(exc, MalformedFrame) for exc in batch.errors)
 
     @PROPERTY_SETTINGS
     @given(names=st.lists(st.sampled_from(_recorded), max_size=12))
     def test_decode_batch_keeps_recorded_frames_in_order(self, names: list[str]) -> None:
-        batch = wire.decode_batch([frame(name) for name in names])
-        assert batch.ticks == [EXPECTED_TICKS[n] for n in names if n in EXPECTED_TICKS]
-        assert batch.books == [EXPECTED_BOOKS[n] for n in names if n in EXPECTED_BOOKS]
-        assert batch.responses == [EXPECTED_RESPONSES[n] for n in names if n in EXPECTED_RESPONSES]
-        assert [e.frame for e in batch.errors] == [frame(n)[:200] for n in names if n in EXPECTED_MALFORMED]
+        for usual in (True, False):  # the usual form tried first, or not: the same result
+            batch = wire.decode_batch([frame(name) for name in names], usual=usual)
+            assert batch.ticks == [EXPECTED_TICKS[n] for n in names if n in EXPECTED_TICKS]
+            assert batch.books == [EXPECTED_BOOKS[n] for n in names if n in EXPECTED_BOOKS]
+            assert batch.responses == [EXPECTED_RESPONSES[n] for n in names if n in EXPECTED_RESPONSES]
+            malformed = [frame(n)[:200] for n in names if n in EXPECTED_MALFORMED]
+            assert [e.frame for e in batch.errors] == malformed
 
     @PROPERTY_SETTINGS
     @given(price=_prices, volume=_prices, turnover=_prices, encoder=st.sampled_from(["msgspec", "json"]))
@@ -988,7 +1009,8 @@ class PropertyTests(unittest.TestCase):
         trades=st.lists(
             st.tuples(
                 st.integers(0, 10**6) | st.integers(0, 10**6).map(str),
-                st.integers(wire.SECONDS_BELOW, 2 * wire.SECONDS_BELOW).map(str),
+                st.integers(wire.SECONDS_BELOW, 2 * wire.SECONDS_BELOW)
+                | st.integers(wire.SECONDS_BELOW, 2 * wire.SECONDS_BELOW).map(str),
                 st.sampled_from(["1.5", "20", "0.25"]),
                 st.sampled_from(["", "3", "4.5"]),
                 st.sampled_from(["", "12.5"]),
@@ -1007,7 +1029,7 @@ class PropertyTests(unittest.TestCase):
     ) -> None:
         # decode_batch checks the trades of a batch together (wire._fast_trades) and goes trade by
         # trade when any is unusual: either way each frame gets what the field-by-field checks give,
-        # ticks and errors in arrival order.
+        # ticks and errors in arrival order. So does it with the usual form tried first or not.
         if odd is not None:  # one odd field in a batch of usual trades
             at, field, value = odd
             trades[min(at, len(trades) - 1)][field] = value
@@ -1026,9 +1048,10 @@ class PropertyTests(unittest.TestCase):
                         ticks.append(wire._checked_trade(trade, frame, 5))
             except MalformedFrame as exc:
                 errors.append(str(exc))
-        batch = wire.decode_batch(frames, 5)
-        assert batch.ticks == ticks
-        assert [str(exc) for exc in batch.errors] == errors
+        for usual in (True, False):
+            batch = wire.decode_batch(frames, 5, usual=usual)
+            assert batch.ticks == ticks
+            assert [str(exc) for exc in batch.errors] == errors
 
     @PROPERTY_SETTINGS
     @given(codes=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=30))
