@@ -204,7 +204,8 @@ class Connection:
         )
         self._stopping = False
         self._session_started = 0.0
-        direct(self, "_flush", "_decoder_idle", "_screen_all")  # per batch: past Ray's wrappers
+        # per batch: past Ray's wrappers
+        direct(self, "_flush", "_send_batch", "_decoder_idle", "_screen_all")
         self._kick = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
         freeze_heap()  # the start-up heap out of the collector's scans: no pause of tens of ms mid-feed
@@ -307,8 +308,22 @@ class Connection:
         max_age = self._cfg.batch_max_age_ms / 1000.0
         recv, ready = ws.recv_batch, ws.ready
         accepted = False
+
+        def take(frames: list[bytes], started_ns: int) -> bool:
+            # Offered by the transport while we wait below with nothing in hand: an idle decoder gets
+            # the batch now, from picows' callback, without waking this task (a turn of the loop less).
+            if not self._decoder_idle():
+                return False  # queued: this task joins what arrives while the decoder works
+            self._liveness.frame_received(time.monotonic())
+            self._send_batch(frames, epoch, started_ns)
+            return True
+
         while True:
-            frames, started_ns = await recv()
+            ws.direct = take if accepted else None
+            try:
+                frames, started_ns = await recv()
+            finally:
+                ws.direct = None
             if not accepted:
                 accepted = self._screen_all(frames)
             if not self._decoder_idle():
@@ -364,13 +379,16 @@ class Connection:
     def _decoder_idle(self) -> bool:
         return not self._channel.outbox.pending
 
-    async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
+    def _send_batch(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
         self._frames += len(frames)
         self._batches += 1
         metrics.connection_batch(self._conn_id, len(frames))
-        channel = self._channel
         # -> the decoder, over the channel (actors.decoder._on_batch): a full buffer drops and counts
-        channel.send([self._conn_id, epoch, received_ns, frames], len(frames))
+        self._channel.send([self._conn_id, epoch, received_ns, frames], len(frames))
+
+    async def _flush(self, frames: list[bytes], epoch: int, received_ns: int) -> None:
+        self._send_batch(frames, epoch, received_ns)
+        channel = self._channel
         while channel.connected and channel.outbox.in_flight > self._cfg.max_batches_in_flight:
             # Backpressure: the decoder is behind. Waiting here lets the kernel buffer the socket.
             # (While the decoder is away, batches wait in the channel's bounded buffer instead.)

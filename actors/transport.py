@@ -7,6 +7,9 @@ and returns a ``Transport``:
 - ``recv_batch()``: the raw frames received since the last call, cut where the socket had nothing more
   buffered (picows: the frame is ``last_in_buffer``; websockets: its queue of received frames is
   empty) or at ``max_frames``, with the wall-clock time the first of them was read;
+- ``direct``: while set (by a reader parked in ``recv_batch`` with nothing in hand), a batch cut when
+  none is waiting is offered to it at once, from picows' callback, before it is queued: a reader that
+  takes it (returns True) sends it on without a turn of the event loop. websockets never offers;
 - ``send(data)``: one text frame, False when the socket is no longer open;
 - ``close(code, reason)``: the closing handshake, bounded by ``close_timeout``; ``abort()``: drop the
   socket at once (it may be dead);
@@ -91,6 +94,7 @@ class Transport(Protocol):
     """What the Connection actor needs of a WebSocket (see the module docstring)."""
 
     name: str
+    direct: Callable[[list[bytes], int], bool] | None
 
     async def recv_batch(self) -> Batch: ...
 
@@ -155,6 +159,7 @@ class WebsocketsTransport:
     name = "websockets"
 
     def __init__(self, ws: ClientConnection, max_frames: int, close_timeout: float) -> None:
+        self.direct: Callable[[list[bytes], int], bool] | None = None  # never offered: frames come by recv
         self._ws = ws
         self._max_frames = max_frames
         self._close_timeout = close_timeout
@@ -249,6 +254,7 @@ class _Listener(WSListener):
         self.ended: BaseException | None = None  # set once the socket is gone
         self.failure: BaseException | None = None  # what we closed the socket for
         self.wake = asyncio.Event()
+        self.direct: Callable[[list[bytes], int], bool] | None = None  # PicowsTransport.direct
 
     # picows calls these, synchronously, on the event loop's thread.
 
@@ -329,8 +335,11 @@ class _Listener(WSListener):
             self._cut()
 
     def _cut(self) -> None:
-        self.batches.append((self.frames, self.first_ns))
-        self.frames = []
+        frames, self.frames = self.frames, []
+        direct = self.direct
+        if direct is not None and not self.batches and direct(frames, self.first_ns):
+            return  # taken at once: nothing older was waiting, so the order holds
+        self.batches.append((frames, self.first_ns))
         self.wake.set()
         self.on_batch()
 
@@ -371,6 +380,16 @@ class PicowsTransport:
 
     def __repr__(self) -> str:
         return f"PicowsTransport(disconnected={self._transport.is_disconnected})"
+
+    @property
+    def direct(self) -> Callable[[list[bytes], int], bool] | None:
+        """Offered each batch cut while no batch waits, before it is queued (see the module docstring);
+        it must not raise, and returns False to have the batch queued after all."""
+        return self._listener.direct
+
+    @direct.setter
+    def direct(self, taker: Callable[[list[bytes], int], bool] | None) -> None:
+        self._listener.direct = taker
 
     @classmethod
     async def open(  # noqa: PLR0913

@@ -365,3 +365,32 @@ class TestPicowsListener:
             listener._add(str(i).encode())  # noqa: SLF001 - frames of one read, not yet its last
         assert [b for b, _ in listener.batches] == [[b"0"], [b"1", b"2", b"3"], [b"4", b"5", b"6"]]
         assert listener.frames == [b"7"]
+
+    def test_a_batch_is_offered_to_direct_only_while_none_waits(self) -> None:
+        listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
+        taken: list[list[bytes]] = []
+        refuse = False
+
+        def take(frames: list[bytes], first_ns: int) -> bool:
+            assert first_ns > 0
+            if refuse:
+                return False
+            taken.append(frames)
+            return True
+
+        listener.direct = take
+        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"0"))
+        assert (taken, list(listener.batches)) == ([[b"0"]], [])  # taken at once, not queued
+        assert not listener.wake.is_set()  # the reader is not woken for it
+        refuse = True  # e.g. the decoder is busy: queued, and the reader woken
+        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"1"))
+        assert [b for b, _ in listener.batches] == [[b"1"]]
+        assert listener.wake.is_set()
+        refuse = False  # an older batch waits: the next is queued behind it, never offered (order)
+        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"2"))
+        assert [b for b, _ in listener.batches] == [[b"1"], [b"2"]]
+        assert taken == [[b"0"]]
+        listener.direct = None
+        listener.batches.clear()
+        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"3"))
+        assert [b for b, _ in listener.batches] == [[b"3"]]
