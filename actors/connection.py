@@ -302,8 +302,10 @@ class Connection:
         """Read batches of frames (cut by the transport where the socket had nothing more buffered) and
         hand them to ``_flush``: at once when the decoder is idle; while it still works on the previous
         batch, what arrives meanwhile joins this one until the decoder acknowledges or the batch is
-        ``batch_max_age_ms`` old; at most ``batch_max_frames`` a batch. Frames read before the socket
-        ended are flushed before its end is raised."""
+        ``batch_max_age_ms`` old; at most ``batch_max_frames`` a batch, and a batch that full goes at
+        once (in a burst the decoder then finds the next batch waiting when it is done with one, up to
+        ``max_batches_in_flight``). Frames read before the socket ended are flushed before its end is
+        raised."""
         max_frames = self._cfg.batch_max_frames
         max_age = self._cfg.batch_max_age_ms / 1000.0
         recv, ready = ws.recv_batch, ws.ready
@@ -326,9 +328,10 @@ class Connection:
                 ws.direct = None
             if not accepted:
                 accepted = self._screen_all(frames)
-            if not self._decoder_idle():
+            if len(frames) < max_frames and not self._decoder_idle():
                 # One wait for the acknowledgement (the transport's callbacks keep cutting batches
-                # meanwhile); no task per batch: this runs for every batch of a burst.
+                # meanwhile); no task per batch: this runs for every batch of a burst. A full batch
+                # goes at once: it waits at the decoder instead, which finds it there when done.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max_age):
                         await self._channel.wait_acked()
