@@ -580,7 +580,9 @@ def decode_batch(frames: Sequence[bytes | str], received_ns: int = 0, *, usual: 
     not in it (``DecodedBatch.usual`` then says False: a caller whose feed sends another form can skip
     the try for a while). The result is the same either way; the usual form is only cheaper.
     """
-    if usual and frames:
+    if not frames:
+        return DecodedBatch([], [], [], [])  # nothing in another form either
+    if usual:
         batch = _decode_usual_batch(frames, received_ns)
         if batch is not None:
             return batch
