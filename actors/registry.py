@@ -553,8 +553,8 @@ class Registry:
         decoders = [self._decoder(i) for i in sorted(self._decoder_ids())]
         refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
         # Routes must be in place before the server is asked for the codes, or the first ticks
-        # would be dropped as ghosts (on a loaded machine a decoder took more than 2 s to take them,
-        # and a strategy's first ticks were lost uncounted). Decoders never call the registry
+        # would be dropped as ghosts, uncounted for the strategy (a decoder slower than the 2 s once
+        # waited here did that: tests/test_system.py stops one to show it). Decoders never call the registry
         # synchronously: no deadlock. Registry calls are served meanwhile (this is the pump thread).
         if refs:
             _, late = ray.wait(refs, num_returns=len(refs), timeout=ROUTES_CONFIRM_S)

@@ -28,7 +28,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Annotated, Final
+from typing import Annotated, Final, Union, get_args
 
 import msgspec
 
@@ -430,10 +430,10 @@ class _UsualTradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
     data: _UsualTrade
 
 
-# The frames of a batch in the usual form: as InboundFrame, with the trade's integers checked.
-_decode_usual = msgspec.json.Decoder(
-    _UsualTradePush | BookPush | HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame
-).decode
+# The frames of a batch in the usual form: InboundFrame with TradePush swapped for _UsualTradePush.
+_USUAL_MEMBERS = tuple(_UsualTradePush if t is TradePush else t for t in get_args(InboundFrame))
+_USUAL_FRAME = Union[_USUAL_MEMBERS]  # noqa: UP007 - a union built from a tuple
+_decode_usual = msgspec.json.Decoder(_USUAL_FRAME).decode
 
 
 def _show(value: object) -> str:
