@@ -56,9 +56,6 @@ VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the conne
 IDLE_WAKEUP_S = 5.0
 CODE_EVENTS_KEPT = 20  # the last per-code liveness events shown in the status
 DECODER_ANSWER_S = 2.0  # how long a liveness round waits for the decoders' tick ages
-#: How long new routes may take to reach the decoders before the server is asked for their codes anyway
-#: (a decoder that does not answer is dead or starved; one restarting answers once it is back).
-ROUTES_CONFIRM_S = 10.0
 
 
 class RegistryState(msgspec.Struct):
@@ -553,17 +550,9 @@ class Registry:
         decoders = [self._decoder(i) for i in sorted(self._decoder_ids())]
         refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
         # Routes must be in place before the server is asked for the codes, or the first ticks
-        # would be dropped as ghosts, uncounted for the strategy (a decoder slower than the 2 s once
-        # waited here did that: tests/test_system.py stops one to show it). Decoders never call the registry
-        # synchronously: no deadlock. Registry calls are served meanwhile (this is the pump thread).
+        # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
         if refs:
-            _, late = ray.wait(refs, num_returns=len(refs), timeout=ROUTES_CONFIRM_S)
-            if late:
-                logger.warning(
-                    "registry: {} of {} decoders did not take the new routes within {:g} s; asking the "
-                    "server for the codes anyway (ticks they decode before the routes arrive are ghosts)",
-                    len(late), len(refs), ROUTES_CONFIRM_S,
-                )  # fmt: skip
+            ray.wait(refs, num_returns=len(refs), timeout=2.0)
 
     # --- the core loop ----------------------------------------------------------------------------
 
