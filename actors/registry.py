@@ -33,6 +33,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -56,6 +57,9 @@ VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the conne
 IDLE_WAKEUP_S = 5.0
 CODE_EVENTS_KEPT = 20  # the last per-code liveness events shown in the status
 DECODER_ANSWER_S = 2.0  # how long a liveness round waits for the decoders' tick ages
+#: A decoder slower than this to take new routes is named in a warning (its connections' requests
+#: wait for it however long it takes: asked for earlier, a new code's first ticks would be ghosts).
+ROUTES_SLOW_S = 2.0
 
 
 class RegistryState(msgspec.Struct):
@@ -192,6 +196,9 @@ class Registry:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._dirty = False
+        # decoder id -> (its latest set_routes call, when sent, warned): its connections ask the server
+        # for nothing until it has taken them.
+        self._routes_pending: dict[int, tuple[Future[Any], float, bool]] = {}
         self._thread = threading.Thread(target=self._timer_loop, name="registry-timer", daemon=True)
         self._thread.start()
         for conn_id in self._pool.slots:
@@ -532,7 +539,7 @@ class Registry:
         with self._lock:
             handle = self._decoder(decoder_id)
             if handle is not None:
-                handle.set_routes.remote(*self._routes())
+                self._routes_sent(decoder_id, handle.set_routes.remote(*self._routes()))
 
     def _decoder_ids(self) -> set[int]:
         # The one source of truth: each connection's slot names its decoder, the start-up ones (decoder
@@ -547,12 +554,43 @@ class Registry:
         return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
 
     def _send_routes(self, routes: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]) -> None:
-        decoders = [self._decoder(i) for i in sorted(self._decoder_ids())]
-        refs = [d.set_routes.remote(*routes) for d in decoders if d is not None]
-        # Routes must be in place before the server is asked for the codes, or the first ticks
-        # would be dropped as ghosts. Decoders never call the registry synchronously: no deadlock.
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=2.0)
+        for i in sorted(self._decoder_ids()):
+            handle = self._decoder(i)
+            if handle is not None:
+                self._routes_sent(i, handle.set_routes.remote(*routes))
+
+    def _routes_sent(self, decoder_id: int, ref: Any) -> None:
+        # Routes must be in place before the server is asked for the codes, or the first ticks would be
+        # dropped as ghosts: the decoder's connections send no request until this call is done (a later
+        # call supersedes it: a decoder runs them in order). Nothing waits: the timer wakes when it is.
+        future = ref.future()
+        self._routes_pending[decoder_id] = (future, time.monotonic(), False)
+        future.add_done_callback(lambda _f: self._wake.set())
+
+    def _routes_awaited(self, now: float) -> set[int]:
+        """The decoders still taking their latest routes (a call that failed counts as taken: a
+        decoder that died is given the routes again when it restarts, by decoder_started)."""
+        for i, (future, sent, warned) in list(self._routes_pending.items()):
+            if future.done():
+                del self._routes_pending[i]
+                if now - sent > ROUTES_SLOW_S:
+                    logger.info("registry: decoder-{} took the new routes after {:.1f} s", i, now - sent)
+            elif not warned and now - sent > ROUTES_SLOW_S:
+                self._routes_pending[i] = (future, sent, True)
+                logger.warning(
+                    "registry: decoder-{} has not taken new routes for {:.1f} s: its connections' "
+                    "subscription requests wait for it",
+                    i,
+                    now - sent,
+                )
+        return set(self._routes_pending)
+
+    def _held(self, now: float) -> set[str]:
+        """The connections whose decoder is still taking its latest routes: they ask for nothing yet."""
+        awaited = self._routes_awaited(now)
+        if not awaited:
+            return set()
+        return {conn_id for conn_id, slot in self._pool.slots.items() if slot.decoder in awaited}
 
     # --- the core loop ----------------------------------------------------------------------------
 
@@ -640,7 +678,12 @@ class Registry:
     def _next_wakeup(self, now: float) -> float | None:
         """The earliest time a core has something due: a request the rate limits allow, a lost
         request to resend, an empty connection's grace period over."""
-        times = [t for book in self._books.values() if (t := book.next_wakeup(now)) is not None]
+        held = self._held(now)  # their wake-up is their decoder's answer
+        times = [
+            t
+            for (conn_id, _kind), book in self._books.items()
+            if conn_id not in held and (t := book.next_wakeup(now)) is not None
+        ]
         pool_at = self._pool.next_wakeup()
         if pool_at is not None:
             times.append(pool_at)
@@ -648,6 +691,7 @@ class Registry:
             times.append(self._asked[2] + DECODER_ANSWER_S)
         elif self._liveness_due is not None:
             times.append(self._liveness_due)
+        times.extend(sent + ROUTES_SLOW_S for _f, sent, warned in self._routes_pending.values() if not warned)
         return min(times, default=None)
 
     def _timer_loop(self) -> None:
@@ -666,18 +710,13 @@ class Registry:
             delay = IDLE_WAKEUP_S if due is None else min(IDLE_WAKEUP_S, max(0.0, due - now))
 
     def _pump_round(self) -> None:
-        routes = None
-        with self._lock:
-            if self._dirty:
-                self._dirty = False
-                routes = self._routes()
-        if routes is not None:
-            # Outside the lock: calls keep being served while the decoders take the new routes.
-            # The routes are in place before any request asks the server for their codes.
-            self._send_routes(routes)
         with self._lock:
             now = time.monotonic()
-            if routes is not None:
+            if self._dirty:
+                self._dirty = False
+                # The routes go out before the books want the codes; each decoder's connections ask
+                # for them once it has taken them (_pump).
+                self._send_routes(self._routes())
                 self._reassign(now)
             else:
                 self._close_idle(now)
@@ -690,7 +729,10 @@ class Registry:
             self._liveness_ask()
 
     def _pump(self, now: float) -> None:
+        held = self._held(now)
         for (conn_id, _kind), book in self._books.items():
+            if conn_id in held:
+                continue  # its decoder is still taking the routes: the request waits (the timer wakes)
             request = book.request_to_send(now, self._ids[conn_id])
             if request is None:
                 continue

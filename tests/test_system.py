@@ -8,7 +8,10 @@ shell's module: test_registry, test_decoder, test_heartbeat (the stall and the h
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,6 +218,34 @@ class TestFaults:
         # The reply fault answers one request; the retry after the back-off succeeds.
         wait_for(lambda: "META.US" in sim_sets(sim).get(STOCK_PATH, set()), 20, what="META.US after the 603")
         system.get(system.actor("registry").unsubscribe.remote("collector", ["META.US"]))
+
+    def test_a_new_code_is_asked_for_once_its_decoder_has_the_route(self, system: System, sim: Any) -> None:
+        """A decoder slow to take new routes (here the stock one, stopped with SIGSTOP for longer than the
+        registry once waited) holds back its connection's request for a new code until it has them, or
+        the code's first ticks would be dropped as ghosts (before: 9 here); the other connection's
+        requests go on."""
+        stock, fx = "MSFT.US", "GBPUSD"
+        # In step with the server first: an earlier test's unsubscribed code pushes until its set is acked.
+        wait_for(lambda: in_sync_with_server(system, sim), 20, what="the server's sets as desired")
+        time.sleep(0.5)  # its last pushes read
+        decoders = system.status()["decoders"]
+        ghosts = sum(d["ghosts"] for d in decoders.values())
+        key = next(key for key, d in decoders.items() if STOCK[0] in d["tick_ages"])
+        pid = system.pids()[f"decoder:{key}"]
+        collector = system.actor("strategy:collector")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            assert isinstance(system.get(collector.do_subscribe.remote([stock, fx])), dict)
+            wait_for(lambda: fx in sim_sets(sim).get(FX_PATH, set()), 20, what=f"{fx}, its decoder running")
+            time.sleep(3.0)  # longer than the registry once waited for the routes (2 s)
+            early = stock in sim_sets(sim).get(STOCK_PATH, set())
+            assert not early, "asked for before its decoder had the route"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: stock in sim_sets(sim).get(STOCK_PATH, set()), 20, what=f"{stock} subscribed")
+        wait_for(lambda: collected(system)["seen"].get(stock), 20, what=f"ticks of {stock}")
+        assert sum(d["ghosts"] for d in system.status()["decoders"].values()) == ghosts
+        system.get(system.actor("registry").unsubscribe.remote("collector", [stock, fx]))
 
     def test_600_finds_the_bad_code_and_keeps_the_good_ones(self, system: System, sim: Any) -> None:
         collector = system.actor("strategy:collector")
