@@ -1,7 +1,7 @@
 """A soak: the job against the simulator under seeded random faults, checked tick by tick.
 
     python scripts/soak.py --minutes 30 --seed 7
-    python scripts/soak.py --minutes 1 --seed 1          # what tests/test_soak.py runs
+    python scripts/soak.py --minutes 0.5 --seed 1        # what tests/test_soak.py runs
 
 It starts a local Ray and the simulator (in this process, on 127.0.0.1), runs the job with one checking
 strategy (scripts/soak_strategy.py) on six codes, and then, one fault at a time, after a pause drawn
@@ -363,8 +363,9 @@ class Soak:
             what = f"last {last.kind} ({last.target}) recovered in {last.recovered - last.injected:.2f} s"
         else:
             what = f"in {last.kind} ({last.target}) for {time.time() - last.injected:.1f} s"
+        elapsed = now - self.began if self.began else 0.0  # drained during the start-up: no fault yet
         print(  # noqa: T201
-            f"soak {now - self.began:6.1f}/{self.args.minutes * 60:.0f} s: {len(self.faults)} faults, "
+            f"soak {elapsed:6.1f}/{self.args.minutes * 60:.0f} s: {len(self.faults)} faults, "
             f"{len(done)} recovered, {what}; {self.ledger.delivered} ticks, dup {self.ledger.duplicates}, "
             f"out of order {self.ledger.out_of_order}, gaps {len(self.ledger.gaps)}",
             flush=True,

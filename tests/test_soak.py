@@ -1,4 +1,4 @@
-"""scripts/soak.py: its checks on made-up ticks (fast, no Ray), and a 60-second soak as users run it.
+"""scripts/soak.py: its checks on made-up ticks (fast, no Ray), and a 30-second soak as users run it.
 
 The 60-second run is a subprocess with a Ray of its own; it must exit 0 (every invariant held) and
 print the table and the ``SOAK {json}`` line. The figures are printed, not asserted (shared machine).
@@ -100,19 +100,19 @@ def test_bad_arguments_exit_2_naming_the_argument() -> None:
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(600 * S + 60)  # a minute of faults, plus Ray's start and the stop on a busy machine
-def test_a_60_second_soak_holds_every_invariant() -> None:
+@pytest.mark.timeout(600 * S + 60)  # half a minute of faults, plus Ray's start and the stop on a busy machine
+def test_a_30_second_soak_holds_every_invariant() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)  # its own local Ray
     started = time.monotonic()
     proc = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, "scripts/soak.py", "--minutes", "1", "--seed", "1"],
+        [sys.executable, "scripts/soak.py", "--minutes", "0.5", "--seed", "1"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600 * S, check=False,
     )
     took = time.monotonic() - started
     lines = proc.stdout.strip().splitlines()
     print("\n".join(line for line in lines if not line.startswith("SOAK ")))  # noqa: T201 - the table
-    print(f"the 60-second soak took {took:.0f} s in all")  # noqa: T201
+    print(f"the 30-second soak took {took:.0f} s in all")  # noqa: T201
     assert lines and lines[-1].startswith("SOAK "), proc.stderr[-3000:]
     result = json.loads(lines[-1][len("SOAK ") :])
     assert result["violations"] == [], "\n".join(lines[-40:])
@@ -120,7 +120,8 @@ def test_a_60_second_soak_holds_every_invariant() -> None:
     assert any(line.startswith("soak ") and " faults, " in line for line in lines), "no progress line"
     faults = result["faults"]
     injected = sum(row["injected"] for row in faults.values())
-    assert injected >= 5, faults  # seed 1 injects about 14 in a minute here
+    # Seed 1 injects 7 in 30 s here (a kill among the first three); fewer on a loaded machine.
+    assert injected >= 4, faults
     assert all(row["recovered"] == row["injected"] for row in faults.values()), faults
     assert any(kind.startswith("kill:") for kind in faults), faults
     assert result["delivered"] > 0
