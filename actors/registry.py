@@ -97,6 +97,9 @@ class RegistryStatus(msgspec.Struct, frozen=True):
     pid: int
     codes: dict[str, CodeHealth] = {}  # held trade codes: state ok/waiting/stale/never_started, and why
     code_events: list[str] = []  # the last liveness events, newest last
+    # decoder name -> seconds it has not taken its latest routes, when over ROUTES_SLOW_S: its
+    # connections' subscription requests wait for it.
+    routes_awaited: dict[str, float] = {}
 
 
 KINDS = (Kind.TRADES, Kind.BOOK)
@@ -753,6 +756,7 @@ class Registry:
     def status(self) -> RegistryStatus:
         """Everything a status CLI shows about subscriptions."""
         with self._lock:
+            now = time.monotonic()
             conns = []
             for (c, kind), book in self._books.items():
                 stats = book.statistics()
@@ -782,8 +786,13 @@ class Registry:
                 vendor_errors=[f"{conn_id}: {error}" for conn_id, error in self._vendor_errors],
                 in_sync=not self._dirty and all(c.in_sync for c in conns),
                 pid=os.getpid(),
-                codes=self._liveness.status(time.monotonic()),
+                codes=self._liveness.status(now),
                 code_events=list(self._code_events),
+                routes_awaited={
+                    decoder_name(i): round(now - sent, 1)
+                    for i, (future, sent, _w) in sorted(self._routes_pending.items())
+                    if not future.done() and now - sent > ROUTES_SLOW_S
+                },
             )
 
     def clear_state(self) -> None:

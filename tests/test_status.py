@@ -122,7 +122,7 @@ def test_a_healthy_job_gives_the_documented_document_and_exit_0() -> None:
     assert doc["codes"]["AAPL.US"] == {
         "state": "ok", "connection": "stock-0", "kinds": ["trades"], "holders": ["tape"], "last_tick_age_s": None,
     }  # fmt: skip
-    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": []}
+    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
     assert status_exit(doc) == OK
     json.dumps(doc)  # one JSON document
 
@@ -179,6 +179,16 @@ def test_pending_and_quarantined_codes_reach_codes_and_registry() -> None:
     assert "quarantined ZZZ.US: vendor error 604" in screen
     assert "codes not ok: 2 of 4" in screen
     assert "TSLA.US  pending" in screen
+
+
+def test_a_decoder_late_with_its_routes_is_named_with_what_waits() -> None:
+    raw = raw_snapshot()
+    raw["registry"]["routes_awaited"] = {"decoder:1": 12.3}
+    raw["registry"]["in_sync"] = False
+    doc = job_status(raw)
+    assert doc["registry"]["routes_awaited"] == {"decoder:1": 12.3}
+    assert "decoder:1 has not taken new routes for 12.3 s: its connections' requests wait" in render_status(doc)
+    assert status_exit(doc) == NOT_OK
 
 
 def test_codes_of_a_connection_that_is_down_are_pending() -> None:

@@ -240,6 +240,7 @@ class TestFaults:
             time.sleep(3.0)  # longer than the registry once waited for the routes (2 s)
             early = stock in sim_sets(sim).get(STOCK_PATH, set())
             assert not early, "asked for before its decoder had the route"
+            assert list(system.registry().routes_awaited) == [f"decoder:{key}"]  # the status names it
         finally:
             os.kill(pid, signal.SIGCONT)
         wait_for(lambda: stock in sim_sets(sim).get(STOCK_PATH, set()), 20, what=f"{stock} subscribed")

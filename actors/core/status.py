@@ -218,6 +218,7 @@ def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = ""
             "pending": pending,
             "quarantined": dict(sorted((registry.get("refused") or {}).items())),
             "vendor_errors": list(registry.get("vendor_errors") or []),
+            "routes_awaited": dict(sorted((registry.get("routes_awaited") or {}).items())),
         }
         | ({} if registry else {"error": (raw.get("registry") or {}).get("error", "no answer")}),
     }
@@ -284,6 +285,8 @@ def render_status(doc: Mapping[str, Any]) -> str:
         lines.append(f"  quarantined {code}: {reason}")
     for error in reg["vendor_errors"][-3:]:
         lines.append(f"  vendor error {error}")
+    for decoder, waited in reg.get("routes_awaited", {}).items():
+        lines.append(f"  {decoder} has not taken new routes for {waited:.1f} s: its connections' requests wait")
     not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] != "ok"]
     if not_ok:
         rows = [["code", "state", "why", "connection", "last tick", "holders"]]
