@@ -127,9 +127,15 @@ class Decoder:
             await asyncio.wait_for(asyncio.gather(*senders), STRATEGIES_WAIT_S)
         return await self._receiver.address()
 
-    def set_routes(self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]]) -> int:
-        """Replace the routing tables (code -> strategy names). Returns the number of routed codes."""
-        count = self._router.set_routes(routes, book_routes)
+    def set_routes(
+        self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]], version: int = 0
+    ) -> int:
+        """Replace the routing tables (code -> strategy names) unless ``version`` is older than those in
+        force (the registry's calls may run out of order here). Returns the number of routed codes."""
+        if not self._router.set_routes(routes, book_routes, version):
+            logger.info("decoder {}: routes of version {} came after newer ones: ignored", self._id, version)
+            return self._router.routed_codes
+        count = self._router.routed_codes
         for names in (*routes.values(), *book_routes.values()):
             for name in names:
                 self._sender(name)  # open the channel now, not with the first tick

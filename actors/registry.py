@@ -202,6 +202,7 @@ class Registry:
         # decoder id -> (its latest set_routes call, when sent, warned): its connections ask the server
         # for nothing until it has taken them.
         self._routes_pending: dict[int, tuple[Future[Any], float, bool]] = {}
+        self._routes_version = 0  # the last version sent (_next_version)
         self._thread = threading.Thread(target=self._timer_loop, name="registry-timer", daemon=True)
         self._thread.start()
         for conn_id in self._pool.slots:
@@ -542,7 +543,7 @@ class Registry:
         with self._lock:
             handle = self._decoder(decoder_id)
             if handle is not None:
-                self._routes_sent(decoder_id, handle.set_routes.remote(*self._routes()))
+                self._routes_sent(decoder_id, handle.set_routes.remote(*self._routes(), self._next_version()))
 
     def _decoder_ids(self) -> set[int]:
         # The one source of truth: each connection's slot names its decoder, the start-up ones (decoder
@@ -556,11 +557,18 @@ class Registry:
     def _routes(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
         return self._holdings[Kind.TRADES].routes(), self._holdings[Kind.BOOK].routes()
 
+    def _next_version(self) -> int:
+        # Wall-clock nanoseconds, strictly increasing here: comparable with a previous registry's (a
+        # restarted registry's tables must not be taken for old ones), unlike a counter from 1.
+        self._routes_version = max(time.time_ns(), self._routes_version + 1)
+        return self._routes_version
+
     def _send_routes(self, routes: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]) -> None:
+        version = self._next_version()
         for i in sorted(self._decoder_ids()):
             handle = self._decoder(i)
             if handle is not None:
-                self._routes_sent(i, handle.set_routes.remote(*routes))
+                self._routes_sent(i, handle.set_routes.remote(*routes, version))
 
     def _routes_sent(self, decoder_id: int, ref: Any) -> None:
         # Routes must be in place before the server is asked for the codes, or the first ticks would be

@@ -65,8 +65,8 @@ class DecoderProxy:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    def set_routes(self, routes: dict[str, Any], book_routes: dict[str, Any]) -> int:
-        return ray.get(self._handle.set_routes.remote(routes, book_routes), timeout=30 * S)
+    def set_routes(self, routes: dict[str, Any], book_routes: dict[str, Any], version: int = 0) -> int:
+        return ray.get(self._handle.set_routes.remote(routes, book_routes, version), timeout=30 * S)
 
     def decode(self, conn_id: str, epoch: int, frames: list[bytes], received_ns: int) -> int:
         return ray.get(self._handle.decode.remote(conn_id, epoch, frames, received_ns), timeout=30 * S)
@@ -161,6 +161,17 @@ class TestDedupe:
         assert (stats.delivered, stats.duplicates, stats.ghosts) == (2, 0, 0)
         wait_for(lambda: world.collected("b")[seen].get(code) == [400], 10, what=f"b to get {code} seq 400")
         assert world.collected("a")[seen][code] == [500]
+
+    def test_routes_older_than_those_in_force_are_ignored(self, world: World) -> None:
+        """Ray runs an async actor's calls in no guaranteed order: the registry's empty tables sent at
+        the decoder's start can run after the next ones, which hold the code. They must not win."""
+        code = "CRM.US"
+        decoder = world.decoder()
+        assert decoder.set_routes({code: ("a",)}, {}, version=200) == 1
+        assert decoder.set_routes({}, {}, version=100) == 1  # older: ignored
+        assert decoder.decode(CONN, 1, [trade(code, 3)], 0) == 1
+        assert decoder.statistics().ghosts == 0
+        wait_for(lambda: world.seen("a", code) == [3], 10, what=f"a to get {code} seq 3")
 
     def test_the_tick_pushed_again_after_a_reconnect_is_dropped_as_a_duplicate(self, world: World) -> None:
         code = "TSLA.US"

@@ -63,10 +63,24 @@ class TestDedupe:
 class TestGhostsAndFanOut:
     def test_ghosts_are_counted_and_held_codes_go_to_every_holder(self) -> None:
         router = Router()
-        assert router.set_routes({"A": ("s", "t"), "B": ("t",)}, {}) == 2
+        assert router.set_routes({"A": ("s", "t"), "B": ("t",)}, {})
+        assert router.routed_codes == 2
         out = router.route([Rec("A", 1), Rec("X", 1), Rec("B", 1), Rec("A", 2)], NOW)
         assert out == {"s": [Rec("A", 1), Rec("A", 2)], "t": [Rec("A", 1), Rec("B", 1), Rec("A", 2)]}
         assert (router.ghosts, router.duplicates) == (1, 0)
+
+    def test_tables_older_than_those_in_force_are_ignored(self) -> None:
+        # The registry sends version 10 (nothing held yet), then 11 (A held); the decoder runs them the
+        # other way round: A must stay routed.
+        router = Router()
+        assert router.set_routes({"A": ("s",)}, {}, version=11)
+        assert not router.set_routes({}, {}, version=10)
+        assert router.route([Rec("A", 1)], NOW) == {"s": [Rec("A", 1)]}
+        assert (router.routes_version, router.ghosts) == (11, 0)
+        assert router.set_routes({}, {}, version=12)  # a newer one replaces them
+        assert router.route([Rec("A", 2)], NOW) == {} and router.ghosts == 1
+        assert router.set_routes({"B": ("s",)}, {})  # unversioned (tests, tools): always replaces
+        assert router.holders("B") == ("s",)
 
     @given(
         holders=st.dictionaries(st.sampled_from("ABCD"), st.sets(st.sampled_from("stu"), min_size=1)),

@@ -8,6 +8,8 @@ Rules of this module:
    counted; a seq reset, a seq jump or an odd tick_time is delivered and counted; the first of each
    episode is queued for the decoder to report (``reports``). Trades and order books are checked
    apart. A code's marks go with its last holder (``set_routes``): a later subscribe starts afresh.
+   Routing tables carry a version: one older than the tables in force is ignored (Ray runs an async
+   actor's calls in no guaranteed order, so the tables sent first may arrive last).
 3. Every other record goes to every strategy that holds its code, in arrival order (``route``).
 4. An ``Outbox`` holds the numbered batches on their way to one receiver, bounded: the batches queued
    (not yet written, e.g. while the channel re-wires) plus those written but not yet acknowledged.
@@ -48,6 +50,7 @@ class Router:
         self.trades = TickCheck(deliver_corrupt=deliver_corrupt)
         self.books = TickCheck(deliver_corrupt=deliver_corrupt)
         self.ghosts = 0
+        self.routes_version = 0  # the version of the tables in force (0: unversioned)
 
     @property
     def duplicates(self) -> int:
@@ -60,14 +63,19 @@ class Router:
         """How many trade codes have a route."""
         return len(self._routes)
 
-    def set_routes(self, routes: Routes, book_routes: Routes) -> int:
-        """Replace both routing tables; returns the number of routed trade codes."""
+    def set_routes(self, routes: Routes, book_routes: Routes, version: int = 0) -> bool:
+        """Replace both routing tables, unless ``version`` is older than the tables' in force (rule 2);
+        returns whether they were replaced. Version 0 (unversioned: tests, tools) always replaces."""
+        if version:
+            if version < self.routes_version:
+                return False
+            self.routes_version = version
         self._routes = {code: tuple(names) for code, names in routes.items()}
         self._book_routes = {code: tuple(names) for code, names in book_routes.items()}
         # Rule 2: the marks of codes nobody holds any more go (and do not pile up with every code).
         self.trades.forget(self._routes)
         self.books.forget(self._book_routes)
-        return len(self._routes)
+        return True
 
     def holders(self, code: str, *, books: bool = False) -> tuple[str, ...]:
         """The strategies that hold ``code`` now."""
