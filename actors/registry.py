@@ -572,8 +572,9 @@ class Registry:
 
     def _routes_sent(self, decoder_id: int, ref: Any) -> None:
         # Routes must be in place before the server is asked for the codes, or the first ticks would be
-        # dropped as ghosts: the decoder's connections send no request until this call is done (a later
-        # call supersedes it: a decoder runs them in order). Nothing waits: the timer wakes when it is.
+        # dropped as ghosts: the decoder's connections send no request until this call is done. A later
+        # call supersedes it (a decoder keeps the newest version it was given, whatever order Ray runs
+        # the calls in). Nothing waits: the timer wakes when the call is done.
         future = ref.future()
         self._routes_pending[decoder_id] = (future, time.monotonic(), False)
         future.add_done_callback(lambda _f: self._wake.set())
@@ -585,13 +586,13 @@ class Registry:
             if future.done():
                 del self._routes_pending[i]
                 if now - sent > ROUTES_SLOW_S:
-                    logger.info("registry: decoder-{} took the new routes after {:.1f} s", i, now - sent)
+                    logger.info("registry: {} took the new routes after {:.1f} s", decoder_name(i), now - sent)
             elif not warned and now - sent > ROUTES_SLOW_S:
                 self._routes_pending[i] = (future, sent, True)
                 logger.warning(
-                    "registry: decoder-{} has not taken new routes for {:.1f} s: its connections' "
+                    "registry: {} has not taken new routes for {:.1f} s: its connections' "
                     "subscription requests wait for it",
-                    i,
+                    decoder_name(i),
                     now - sent,
                 )
         return set(self._routes_pending)
