@@ -132,7 +132,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     assert all(c["ticks_per_s"] is not None and c["ticks_per_s"] > 0 for c in doc["connections"]), doc
     assert doc["strategies"][0]["name"] == "console"
     assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
-    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": []}
+    assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
 
     # The Quick start's entry point takes the subcommands too: `scripts/run status`.
     screen = command(["status", "--namespace", namespace], tmp_env, entry=(str(ROOT / "scripts" / "run"),))
