@@ -176,6 +176,7 @@ class Job:
             reader.start()
         self.tracked: dict[int, int] = {}
         self.sids: set[int] = {self.pid}
+        self.namespace: str | None = None  # set by a test whose job joins the session's Ray
 
     def _read(self, stream: Any, into: list[bytes]) -> None:
         for line in iter(stream.readline, b""):

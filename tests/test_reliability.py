@@ -19,7 +19,9 @@ Part 2, faults we had not tried (issue 16), each against a simulator in a proces
   A restarted server counts every code's ``seq`` from 1 again;
 * SIGTERM to ``python supervisor.py`` while a connection is reconnecting (its endpoint answers every
   new connection with 606) and while a subscription request is in flight (the simulator's ``hold``
-  fault): the job exits 0 within the promised 10 s and nothing of it keeps running.
+  fault): the job exits 0 within the promised 10 s and nothing of it keeps running. These jobs join
+  the session's Ray with ``--address`` (no actor of theirs may stay in it); the local Ray a plain
+  ``python supervisor.py`` starts and stops is checked by tests/test_job.py and tests/test_cli.py.
 
 Figures are printed, not asserted (the machine is shared); the only bounds are generous liveness
 waits, scaled by TICKVISOR_TEST_S, and the documented 10 s stop promise of supervisor.py.
@@ -402,6 +404,9 @@ def sigterm_and_check(job: Job, what: str) -> None:
     assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
     left = job.leftovers()
     assert left == [], "processes outlived the job:\n" + "\n".join(left)
+    # It joined the session's Ray: its actors are gone from there, and that cluster keeps running.
+    assert job.namespace is not None
+    assert actors_in(job.namespace) == [], "actors outlived the job"
 
 
 @pytest.fixture
@@ -409,10 +414,18 @@ def sim_job(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,
     tmp_path: Path,
+    ray_session: None,  # noqa: ARG001 - the job joins it: a local Ray of its own costs seconds to start
 ) -> tuple[SimProcess, Job]:
-    """A ``python supervisor.py`` job on a SimProcess, both connections up, its processes recorded."""
+    """A ``python supervisor.py --address`` job on a SimProcess, joining the session's Ray (its own
+    local Ray start and stop are tests/test_job.py's and tests/test_cli.py's), both connections up, its
+    processes recorded."""
+    import ray
+
     config = write_job_config(tmp_path, sim_process.port)
-    job = jobs(["--config", str(config), "--status-every", "1"], job_env(**{SIM_TOKEN_ENV: TEST_TOKEN}))
+    namespace = f"sigterm-{os.getpid()}-{time.monotonic_ns()}"
+    where = ["--address", ray.get_runtime_context().gcs_address, "--namespace", namespace]
+    job = jobs(["--config", str(config), "--status-every", "1", *where], job_env(**{SIM_TOKEN_ENV: TEST_TOKEN}))
+    job.namespace = namespace
     job.wait_stdout(STATUS_UP.format(codes=6), 120, "2/2 connections up")
     job.snapshot()
     return sim_process, job
