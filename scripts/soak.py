@@ -1,12 +1,12 @@
 """A soak: the job against the simulator under seeded random faults, checked tick by tick.
 
     python scripts/soak.py --minutes 30 --seed 7
-    python scripts/soak.py --minutes 0.5 --seed 1        # what tests/test_soak.py runs
+    python scripts/soak.py --minutes 0.5 --seed 1        # what tests/test_soak.py runs (with --address)
 
-It starts a local Ray and the simulator (in this process, on 127.0.0.1), runs the job with one checking
-strategy (scripts/soak_strategy.py) on six codes, and then, one fault at a time, after a pause drawn
-from ``--seed``, injects the next fault of a seeded shuffle of every fault kind (each kind once per
-round):
+It starts a local Ray (or joins a running one on this machine, ``--address``) and the simulator (in
+this process, on 127.0.0.1), runs the job with one checking strategy (scripts/soak_strategy.py) on six
+codes, and then, one fault at a time, after a pause drawn from ``--seed``, injects the next fault of a
+seeded shuffle of every fault kind (each kind once per round):
 
     stall, blackhole, drop, ghost, malformed     the simulator's faults on a random endpoint's socket
     refuse                                       the next connection gets 606; the socket is dropped
@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-faults", type=int, default=0, help="at most this many faults (default: 1 per second)")
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--verbose", action="store_true", help="show the actors' logs (Ray forwards them to stderr)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="join this running Ray cluster (GCS address, e.g. 127.0.0.1:6379) instead of starting a local "
+        "one; its workers must import this tree (PYTHONPATH), and the actors must run on this machine: "
+        "the soak signals their processes by pid",
+    )
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.minutes > 24 * 60:
         p.error(f"--minutes {args.minutes}: give a number of minutes above 0 and at most 1440")
@@ -279,8 +286,12 @@ class Soak:
         os.environ[TOKEN_ENV] = TOKEN
         for attempt in (1, 2):
             try:
-                ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=self.args.verbose, namespace="soak")
+                if self.args.address:  # a running cluster: joined, and left running
+                    ray.init(address=self.args.address, logging_level=logging.WARNING,
+                             log_to_driver=self.args.verbose, namespace="soak")
+                else:
+                    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                             log_to_driver=self.args.verbose, namespace="soak")
                 break
             except Exception:
                 # Ray gives its raylet 30 s to register; a heavily loaded machine can miss that once.
