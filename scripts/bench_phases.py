@@ -474,12 +474,18 @@ LIVENESS_CODES = block(0, 50)
 
 
 def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
-    """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for."""
+    """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for: its codes
+    are all on the forex endpoint, so the job has no stock endpoint (two processes fewer to start)."""
     sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
     toml = settings_toml(
-        sim.port, [("bench", LIVENESS_CODES)], heartbeat_s=0.5, deadline_s=mode.deadline_s, transport=mode.transport
+        sim.port,
+        [("bench", LIVENESS_CODES)],
+        heartbeat_s=0.5,
+        deadline_s=mode.deadline_s,
+        transport=mode.transport,
+        stock=False,
     )
     return sim, System.from_toml(toml, token, wait=False)
 
