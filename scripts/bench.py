@@ -16,7 +16,10 @@ What runs where:
   System does (actors.control.Job): a Supervisor actor with Settings from actors.core.settings.parse_settings, here with
   scripts.bench_strategy:BenchStrategy as the strategy.
 * Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench_clients.py) each in their own process; ``naive``
-  (scripts/bench_naive.py) as two Ray actors making one Ray call per tick.
+  (scripts/bench_naive.py) as two Ray actors making one Ray call per tick; ``pipeline``: the Ray-free
+  three-process pipeline of scripts/bench_channels.py (tickvisor's transport receiving, Unix-domain
+  sockets, ``wire.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks, acks,
+  routing tables or supervision): the floor of the design on this machine.
 
 Figures (the BENCH keys):
 
@@ -26,6 +29,9 @@ Figures (the BENCH keys):
   rounds), ``transport`` (tickvisor's feed.transport, ``--transport``), ``naive_tps`` (over fewer ticks in --quick: one Ray call per tick is slow). ``order_ok``: every
   consumer got every tick, in order, without a gap; ``tickvisor_out_of_order_dropped``: ticks tickvisor's
   strategy base class dropped because they arrived after a later one.
+* The Ray-free pipeline, measured beside tickvisor in each round and at both paces: ``pipeline_tps``,
+  ``pipeline_cpu_s_per_mtick`` (its three processes), ``pipeline_p50_ms``/``pipeline_p99_ms`` (20k/s)
+  and ``pipeline_low_p50_ms`` (2k/s).
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
   ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.wire.Tick
   passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms per sample).

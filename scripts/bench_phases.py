@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from scripts.bench_channels import Pipeline
 from scripts.bench_proc import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
 from scripts.bench_sim import (
     FOREX_PATH,
@@ -326,8 +329,9 @@ def phase_burst4(
 def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
     codes = block(0)
+    # No heartbeat timeout: the Ray-free pipeline's receiver sends no 22000 (tickvisor does, every 2 s).
     with SimProcess(
-        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000"
+        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
         system = System.from_toml(
@@ -336,6 +340,8 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             ),
             token,
         )
+        pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
+        workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
             wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
             job_pids = tree(os.getpid(), exclude=[sim.pid])
@@ -344,18 +350,23 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
             out["sim_fps"] = raw["tps"]
 
-            runs: dict[str, list[dict[str, Any]]] = {"tickvisor": [], "bare": [], "bare_picows": [], "seed": []}
+            runs: dict[str, list[dict[str, Any]]] = {
+                "tickvisor": [], "bare": [], "bare_picows": [], "seed": [], "pipeline": []
+            }  # fmt: skip
             out["transport"] = mode.transport
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
                 runs["bare_picows"].append(run_client("bare_picows", sim, block(next(next_block)), mode.burst))
                 runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
-                if r == 0:
+                if r == 0:  # the job's processes (the simulator's excluded), before the pipeline starts
                     pids = tree(os.getpid(), exclude=[sim.pid])
                     out["rss_mb"] = rss_mb(pids)
                     out["pss_mb"] = pss_mb(pids)
                     out["job_processes"] = len(pids)
+                    pipeline = Pipeline(mode.transport, "uds").start(sim, block(next(next_block)), workdir)
+                assert pipeline is not None
+                runs["pipeline"].append(pipeline.measure(sim, mode.burst))
                 runs["seed"].append(run_client("seed", sim, block(next(next_block)), mode.burst))
 
             def median(name: str, key: str) -> float:
@@ -375,6 +386,10 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             )
             out["seed_cpu_s_per_mtick"] = statistics.median(
                 r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["seed"]
+            )
+            out["pipeline_tps"] = median("pipeline", "tps")
+            out["pipeline_cpu_s_per_mtick"] = statistics.median(
+                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["pipeline"]
             )
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
             out["tickvisor_out_of_order_dropped"] = sum(r["dropped_out_of_order"] for r in runs["tickvisor"])
@@ -403,6 +418,13 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
             out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
             order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
+            assert pipeline is not None
+            pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
+            pl_low = pipeline.measure(sim, int(LOW_RATE * mode.latency_s / 2), rate=LOW_RATE)
+            out.update(
+                pipeline_p50_ms=pl_lat["p50_ms"], pipeline_p99_ms=pl_lat["p99_ms"], pipeline_low_p50_ms=pl_low["p50_ms"]
+            )
+            order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]
 
             churn(mode, out, system, sim)
@@ -414,6 +436,9 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             order.append(naive["gaps"] == 0 and naive["out_of_order"] == 0)
             out["order_ok"] = all(order)
         finally:
+            if pipeline is not None:
+                pipeline.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
             system.stop()
 
 
