@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="a tiny grid, for the test suite")
     args = p.parse_args(argv)
     if args.smoke:
-        args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "1,2", 2.0, 2.0, 120.0
+        # Two connections: the smallest grid with the per-token pacing in it (one is the trivial case).
+        args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "2", 2.0, 2.0, 120.0
         args.two_tokens = "5x2"
     grid = [(c, n) for n in map(int, args.conns.split(",")) for c in map(int, args.codes.split(","))]
     if any(n > 10 or n < 1 for _, n in grid):  # noqa: PLR2004 - PROTOCOL.md "Limits": professional
