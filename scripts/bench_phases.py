@@ -422,7 +422,9 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
             pl_low = pipeline.measure(sim, int(LOW_RATE * mode.latency_s / 2), rate=LOW_RATE)
             out.update(
-                pipeline_p50_ms=pl_lat["p50_ms"], pipeline_p99_ms=pl_lat["p99_ms"], pipeline_low_p50_ms=pl_low["p50_ms"]
+                pipeline_p50_ms=pl_lat["p50_ms"],
+                pipeline_p99_ms=pl_lat["p99_ms"],
+                pipeline_low_p50_ms=pl_low["p50_ms"],
             )
             order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]

@@ -212,12 +212,13 @@ def table(r: dict[str, Any], mode: Mode) -> str:
         ),
         row(
             "Ray-free pipeline: ticks/s, CPU s per Mtick, p50 / p99 ms",
-            f"{f('pipeline_tps', '.0f')}, {f('pipeline_cpu_s_per_mtick', '.1f')}, {pair('pipeline_p50_ms', 'pipeline_p99_ms')}",
+            f"{f('pipeline_tps', '.0f')}, {f('pipeline_cpu_s_per_mtick', '.1f')}, "
+            f"{pair('pipeline_p50_ms', 'pipeline_p99_ms')}",
             "",
             "",
             "",
-            f"scripts/bench_channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, checks, acks "
-            f"or supervision; tickvisor over it: {ratio(g('tps', 0), g('pipeline_tps', 0)):.2f}x ticks/s, "
+            f"scripts/bench_channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, "
+            f"checks, acks or supervision; tickvisor over it: {ratio(g('tps', 0), g('pipeline_tps', 0)):.2f}x ticks/s, "
             f"{ratio(g('cpu_s_per_mtick', 0), g('pipeline_cpu_s_per_mtick', 0)):.2f}x CPU; its p50 @ "
             f"{f('low_rate', '.0f')}/s {f('pipeline_low_p50_ms')}",
         ),

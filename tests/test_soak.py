@@ -1,7 +1,8 @@
 """scripts/soak.py: its checks on made-up ticks (fast, no Ray), and a 30-second soak as users run it.
 
 The 30-second run is a subprocess that joins the session's Ray (``--address``); it must exit 0 (every
-invariant held) and print the table and the ``SOAK {json}`` line. The figures are printed, not asserted (shared machine).
+invariant held) and print the table and the ``SOAK {json}`` line. The figures are printed, not
+asserted (shared machine).
 """
 
 from __future__ import annotations
