@@ -30,8 +30,11 @@ Figures (the BENCH keys):
   consumer got every tick, in order, without a gap; ``tickvisor_out_of_order_dropped``: ticks tickvisor's
   strategy base class dropped because they arrived after a later one.
 * The Ray-free pipeline, measured beside tickvisor in each round and at both paces: ``pipeline_tps``,
-  ``pipeline_cpu_s_per_mtick`` (its three processes), ``pipeline_p50_ms``/``pipeline_p99_ms`` (20k/s)
-  and ``pipeline_low_p50_ms`` (2k/s).
+  ``pipeline_cpu_s_per_mtick`` (its three processes; per process ``pipeline_{receiver,decoder,
+  strategy}_cpu_s_per_mtick``), ``pipeline_p50_ms``/``pipeline_p99_ms`` (20k/s) and
+  ``pipeline_low_p50_ms`` (2k/s). Beside them, tickvisor's burst per stage, from the injection to the
+  last tick: ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest
+  decoder, the strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
   ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.wire.Tick
   passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms per sample).
@@ -59,7 +62,9 @@ Figures (the BENCH keys):
   once more under py-spy and prints where the CPU goes per process (scripts/bench_profile.py) between
   the table and the BENCH line; if py-spy is missing or cannot attach, one line says so.
 * Cost, over tickvisor's throughput burst: ``cpu_s_per_mtick`` (CPU seconds of every process of the job:
-  driver, Ray's own processes and all actors, per million ticks), ``rss_mb`` (their summed RSS; ``pss_mb``
+  Ray's own processes and all actors, per million ticks; not this benchmark's own process, the Ray
+  driver here, whose polling and /proc reads are the measurement's: 0.7-0.9 us a tick when it was
+  counted, until 2026-12-01 night), ``rss_mb`` (their summed RSS, the driver's included; ``pss_mb``
   counts shared pages once).
 
 Every measured consumer runs at the same niceness (``--niceness``, default 0; Ray's own default for its

@@ -278,7 +278,7 @@ def phase_burst4(
 
             conns = wait_until(forex_conns, 30, f"{BURST4_CONNECTIONS} connections holding the codes")
             children = system.pids()
-            job_pids = tree(os.getpid(), exclude=[sim.pid])
+            job_pids = job_processes(sim)
             roles = {
                 role: [pid for name, pid in children.items() if name.startswith(role + ":")]
                 for role in ("connection", "decoder", "strategy")
@@ -326,6 +326,23 @@ def phase_burst4(
             system.stop()
 
 
+def job_processes(sim: SimProcess) -> list[int]:
+    """The processes whose CPU counts as tickvisor's: Ray's own and every actor, not the simulator and not
+    this one. This process is the Ray driver here, but its work is the benchmark's (it polls the
+    strategy every 0.1 s and reads /proc); a job's own driver, supervisor.py, only waits."""
+    return [pid for pid in tree(os.getpid(), exclude=[sim.pid]) if pid != os.getpid()]
+
+
+def stage_pids(system: System) -> dict[str, list[int]]:
+    """The pids of the forex connection (it holds the bench's codes), every decoder and the strategy."""
+    children = system.pids()
+    return {
+        "connection": [children["connection:forex_crypto-0"]],
+        "decoder": [pid for name, pid in children.items() if name.startswith("decoder:")],
+        "strategy": [children["strategy:bench"]],
+    }
+
+
 def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
     codes = block(0)
@@ -344,7 +361,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
             wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
-            job_pids = tree(os.getpid(), exclude=[sim.pid])
+            job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
 
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
@@ -353,12 +370,25 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             runs: dict[str, list[dict[str, Any]]] = {
                 "tickvisor": [], "bare": [], "bare_picows": [], "seed": [], "pipeline": []
             }  # fmt: skip
+            # Per stage, to set beside the pipeline's: the connection holding the codes, its decoder, the
+            # strategy; "rest" is every other process of the job (Ray's own, the actors that only wait).
+            stages = stage_pids(system)
+            stage_cpu: dict[str, list[float]] = {stage: [] for stage in (*stages, "rest")}
             out["transport"] = mode.transport
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
                 runs["bare_picows"].append(run_client("bare_picows", sim, block(next(next_block)), mode.burst))
+                before = {pid: cpu_seconds([pid]) for pids in stages.values() for pid in pids}
+                before_all = cpu_seconds(job_pids)
                 runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
+                spent = {pid: cpu_seconds([pid]) - cpu for pid, cpu in before.items()}
+                # The decoder is the busiest one (the idle stock endpoint's counts with the rest).
+                used = {stage: max(spent[pid] for pid in pids) for stage, pids in stages.items()}
+                # (read a moment apart from the stages': clamped, as a short burst can read -1 clock tick)
+                used["rest"] = max(0.0, cpu_seconds(job_pids) - before_all - sum(used.values()))
+                for stage, cpu in used.items():
+                    stage_cpu[stage].append(cpu / max(runs["tickvisor"][-1]["count"], 1) * 1e6)
                 if r == 0:  # the job's processes (the simulator's excluded), before the pipeline starts
                     pids = tree(os.getpid(), exclude=[sim.pid])
                     out["rss_mb"] = rss_mb(pids)
@@ -391,6 +421,12 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             out["pipeline_cpu_s_per_mtick"] = statistics.median(
                 r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["pipeline"]
             )
+            for stage, values in stage_cpu.items():  # from the injection to the last tick
+                out[f"{stage}_cpu_s_per_mtick"] = statistics.median(values)
+            for role in ("receiver", "decoder", "strategy"):
+                out[f"pipeline_{role}_cpu_s_per_mtick"] = statistics.median(
+                    r[f"cpu_s_{role}"] / max(r["count"], 1) * 1e6 for r in runs["pipeline"]
+                )
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
             out["tickvisor_out_of_order_dropped"] = sum(r["dropped_out_of_order"] for r in runs["tickvisor"])
             order = [

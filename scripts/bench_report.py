@@ -143,7 +143,11 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f("bare_cpu_s_per_mtick", ".1f"),
             "",
             f"tickvisor: every process of the job; baselines: their one (bare picows "
-            f"{f('bare_picows_cpu_s_per_mtick', '.1f')})",
+            f"{f('bare_picows_cpu_s_per_mtick', '.1f')}); per stage from the injection: connection "
+            f"{f('connection_cpu_s_per_mtick', '.1f')}, decoder {f('decoder_cpu_s_per_mtick', '.1f')}, strategy "
+            f"{f('strategy_cpu_s_per_mtick', '.1f')}, the job's other processes {f('rest_cpu_s_per_mtick', '.1f')} "
+            f"(Ray-free pipeline: {f('pipeline_receiver_cpu_s_per_mtick', '.1f')}, "
+            f"{f('pipeline_decoder_cpu_s_per_mtick', '.1f')}, {f('pipeline_strategy_cpu_s_per_mtick', '.1f')})",
         ),
         row(
             f"latency p50 / p99 ms @ {mode.latency_rate:.0f}/s",

@@ -16,6 +16,7 @@ import pytest
 
 from actors.core.settings import TRANSPORTS
 from scripts.bench import REQUIRED_KEYS
+from scripts.bench_channels import ROLES
 from scripts.bench_count import TickCounter, percentiles_ms
 from tests.conftest import S, run_smoke
 
@@ -67,9 +68,13 @@ def test_smoke_run_reports_every_key() -> None:
     assert bench["burst4_decoders"] >= 4
     assert bench["burst4_ticks"] > 0
     # The Ray-free pipeline ran beside tickvisor, at both paces (its order counts in order_ok).
-    pipeline = ("pipeline_tps", "pipeline_cpu_s_per_mtick", "pipeline_p50_ms", "pipeline_p99_ms")
-    for key in (*pipeline, "pipeline_low_p50_ms"):
+    for key in ("pipeline_tps", "pipeline_p50_ms", "pipeline_p99_ms", "pipeline_low_p50_ms"):
         assert number(bench.get(key)) and bench[key] > 0, f"{key} = {bench.get(key)!r}"
     assert any(line.startswith("| Ray-free pipeline:") for line in lines)
+    # CPU per stage, tickvisor's and the pipeline's: a number each (>= 0 above; a smoke burst lasts a few
+    # clock ticks of the CPU counters, so one may read 0).
+    stages = ("connection", "decoder", "strategy", "rest", "pipeline", *(f"pipeline_{r}" for r in ROLES))
+    for stage in stages:
+        assert number(bench.get(f"{stage}_cpu_s_per_mtick")), stage
     # The table comes first: a markdown header row with every consumer.
     assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)
