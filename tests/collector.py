@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,21 @@ class Collector(Strategy):
         self.missed_reports += count
 
     async def collected(self) -> dict[str, Any]:
-        """Everything seen so far."""
-        return {
-            "seen": self.seen,
-            "prices": self.prices,
-            "violations": self.violations,
-            "problems": self.problems,
-            "missed_reports": self.missed_reports,
-            "books": self.books,
-            "book_seqs": self.book_seqs,
-            "health": self.health,
-        }
+        """Everything seen so far, copied: Ray serializes a result in another thread than the event loop's,
+        which meanwhile goes on appending to these (a dict that grows while Ray packs it comes out
+        corrupt: "unpack(b) received extra data")."""
+        return copy.deepcopy(
+            {
+                "seen": self.seen,
+                "prices": self.prices,
+                "violations": self.violations,
+                "problems": self.problems,
+                "missed_reports": self.missed_reports,
+                "books": self.books,
+                "book_seqs": self.book_seqs,
+                "health": self.health,
+            }
+        )
 
     async def ledger(self) -> dict[str, Any]:
         """One consistent snapshot (no await inside) of what was seen and what was counted as missed."""
