@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.bench_channels import Pipeline
+from scripts.bench_channels import ROLES, Pipeline, per_mtick
 from scripts.bench_proc import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
 from scripts.bench_sim import (
     FOREX_PATH,
@@ -403,30 +403,21 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 values = [r[key] for r in runs[name] if key in r]
                 return statistics.median(values) if values else -1.0
 
+            def cpu_median(name: str, key: str = "cpu_s") -> float:  # CPU s per Mtick, median of the rounds
+                return statistics.median(per_mtick(r, key) for r in runs[name])
+
             out["tps"] = median("tickvisor", "tps")
             out["bare_tps"] = median("bare", "tps")
             out["bare_picows_tps"] = median("bare_picows", "tps")
             out["seed_tps"] = median("seed", "tps")
             out["cpu_s_per_mtick"] = median("tickvisor", "cpu_s_per_mtick")
-            out["bare_cpu_s_per_mtick"] = statistics.median(
-                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["bare"]
-            )
-            out["bare_picows_cpu_s_per_mtick"] = statistics.median(
-                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["bare_picows"]
-            )
-            out["seed_cpu_s_per_mtick"] = statistics.median(
-                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["seed"]
-            )
+            for name in ("bare", "bare_picows", "seed", "pipeline"):
+                out[f"{name}_cpu_s_per_mtick"] = cpu_median(name)
             out["pipeline_tps"] = median("pipeline", "tps")
-            out["pipeline_cpu_s_per_mtick"] = statistics.median(
-                r["cpu_s"] / max(r["count"], 1) * 1e6 for r in runs["pipeline"]
-            )
             for stage, values in stage_cpu.items():  # from the injection to the last tick
                 out[f"{stage}_cpu_s_per_mtick"] = statistics.median(values)
-            for role in ("receiver", "decoder", "strategy"):
-                out[f"pipeline_{role}_cpu_s_per_mtick"] = statistics.median(
-                    r[f"cpu_s_{role}"] / max(r["count"], 1) * 1e6 for r in runs["pipeline"]
-                )
+            for role in ROLES:
+                out[f"pipeline_{role}_cpu_s_per_mtick"] = cpu_median("pipeline", f"cpu_s_{role}")
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
             out["tickvisor_out_of_order_dropped"] = sum(r["dropped_out_of_order"] for r in runs["tickvisor"])
             order = [
