@@ -26,6 +26,7 @@ import asyncio
 import hmac
 import os
 import secrets
+import socket
 import struct
 import uuid
 from collections.abc import Awaitable, Callable
@@ -215,7 +216,7 @@ class Receiver:
         # Linux abstract namespace: the leading NUL means no file, and the kernel frees it with the process.
         uds = f"\0tickvisor-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            self._servers.append(await loop.create_unix_server(lambda: self._accept(), uds))
+            self._servers.append(await loop.create_unix_server(lambda: self._accept(), sock=_unix_listener(uds)))
             tcp = await loop.create_server(lambda: self._accept(), self._host, 0)
             self._servers.append(tcp)
             port = tcp.sockets[0].getsockname()[1]
@@ -344,7 +345,7 @@ class Sender:
     async def _open(self, address: Address) -> _Link:
         loop = asyncio.get_running_loop()
         if address.node == self._node and address.uds:
-            _, link = await loop.create_unix_connection(lambda: _Link(self), address.uds)
+            _, link = await loop.create_unix_connection(lambda: _Link(self), sock=await _unix_connected(address.uds))
         else:
             _, link = await loop.create_connection(lambda: _Link(self), address.host, address.port)
         link.write(address.key.encode())  # the first frame opens the stream (Peer._open)
@@ -360,6 +361,33 @@ class Sender:
 
 
 LOOPBACK = "127.0.0.1"
+
+
+# The Unix sockets are made here and handed to the loop (``sock=``): uvloop, which Ray runs async actors
+# on when it is installed, refuses a Linux abstract-namespace path (a leading NUL) given as ``path``.
+
+
+def _unix_listener(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _unix_connected(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def local_node() -> tuple[str, str]:

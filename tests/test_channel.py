@@ -41,6 +41,32 @@ async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+def test_the_unix_socket_works_on_uvloop_the_loop_ray_gives_async_actors() -> None:
+    # Ray runs async actors on uvloop when it is installed (it is pinned), and uvloop refuses an
+    # abstract-namespace path given as ``path`` (EINVAL): the channel hands it sockets it made itself.
+    import uvloop
+
+    async def round_trip() -> None:
+        sink = Sink()
+        address = await sink.receiver.address()
+        assert address.uds.startswith("\0")
+
+        async def resolve() -> Address:
+            return address
+
+        sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node=NODE)
+        assert sender.send(["on uvloop"], 1)
+        await until(lambda: sink.got == [(1, 0, ["on uvloop"])], "the batch over the Unix socket")
+        await until(lambda: sender.outbox.pending == 0, "its acknowledgement")
+        assert sender.breaks == 0 and sender.last_error == ""
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        sender.close()
+        sink.receiver.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(round_trip())
+
+
 async def test_batches_arrive_in_order_and_are_acknowledged_over_uds_and_tcp() -> None:
     for node in (NODE, "node-b"):  # the same node: Unix socket; another: TCP
         sink = Sink()
