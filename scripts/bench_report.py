@@ -73,22 +73,30 @@ def ratios(transport: str) -> list[tuple[str, float, str, str]]:
     return [("seed_tps", 6, ".1f", "x"), *bare, ("naive_tps", 40, ".1f", "x")]
 
 
+def measured(r: dict[str, Any], *keys: str) -> bool:
+    """Whether every figure named was measured: a positive number (-1 stands for one that was not)."""
+    return all(isinstance(r.get(key), int | float) and r[key] > 0 for key in keys)
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(figure, value, target, met) rows of the table."""
     g = r.get
     rows = [
         (
             f"tps / {base}",
-            f"{ratio(g('tps', 0), g(base, 0)):{spec}}{suffix}",
+            f"{ratio(g('tps'), g(base)):{spec}}{suffix}" if measured(r, "tps", base) else "n/a",
             f">= {factor:g}{suffix}",
-            g("tps", 0) >= factor * g(base, math.inf),
+            measured(r, "tps", base) and g("tps") >= factor * g(base),
         )
         for base, factor, spec, suffix in ratios(g("transport", "picows"))
     ]
     # CPU per tick against the bare websockets client's: at most 0.5 x with picows, 1.3 x with websockets.
     cpu_bound = 1.3 if g("transport", "picows") == "websockets" else 0.5
-    cpu = ratio(g("cpu_s_per_mtick", math.inf), g("bare_cpu_s_per_mtick", 0))
-    rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", f"{cpu:.2f}x", f"<= {cpu_bound:g}x", cpu <= cpu_bound))
+    if measured(r, "cpu_s_per_mtick", "bare_cpu_s_per_mtick"):
+        cpu = ratio(g("cpu_s_per_mtick"), g("bare_cpu_s_per_mtick"))
+        rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", f"{cpu:.2f}x", f"<= {cpu_bound:g}x", cpu <= cpu_bound))
+    else:
+        rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", "n/a", f"<= {cpu_bound:g}x", False))
     for key, bound, spec in UPPER_BOUNDS[:LATENCY_BOUNDS]:
         rows.append((key, f"{g(key, -1):{spec}}", f"<= {bound:g}", 0 <= g(key, -1) <= bound))
     deadline = g("deadline_s", 0) + 1.5
@@ -228,7 +236,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
         ),
         row(
             "memory",
-            f"RSS {f('rss_mb', '.0f')} MB (PSS {f('pss_mb', '.0f')} MB), {f('job_processes')} processes",
+            f"RSS {f('rss_mb', '.0f')} MB (PSS {f('pss_mb', '.0f')} MB), {f('job_processes')} processes; "
+            f"idle (no tick flowing) {f('idle_cpu_cores')} of a core",
             "",
             "",
             "",

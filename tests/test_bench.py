@@ -16,6 +16,7 @@ import pytest
 
 from actors.core.settings import TRANSPORTS
 from scripts.bench import REQUIRED_KEYS
+from scripts.bench_report import targets
 from scripts.bench_channels import ROLES
 from scripts.bench_count import TickCounter, percentiles_ms
 from tests.conftest import S, run_smoke
@@ -49,6 +50,23 @@ class TickCounterTests(unittest.TestCase):
         assert percentiles_ms([])["samples"] == 0
 
 
+def test_a_figure_not_measured_meets_no_target() -> None:
+    # A run that failed early has -1 for its figures: no ratio of two -1s may pass for a target met.
+    out = dict.fromkeys(REQUIRED_KEYS, -1.0)
+    out |= {"bare_cpu_s_per_mtick": -1.0, "transport": "picows"}
+    rows = targets(out)
+    assert [met for *_, met in rows] == [False] * len(rows)
+    ratio_rows = [row for row in rows if row[0].startswith(("tps /", "cpu_s_per_mtick /"))]
+    assert len(ratio_rows) == 5 and all(value == "n/a" for _, value, _, _ in ratio_rows)
+    # Measured, the same rows are judged on the figures.
+    out |= {"tps": 120.0, "seed_tps": 10.0, "bare_tps": 100.0, "bare_picows_tps": 130.0, "naive_tps": 1.0}
+    out |= {"cpu_s_per_mtick": 4.0, "bare_cpu_s_per_mtick": 10.0}
+    met = {name: ok for name, _, _, ok in targets(out)}
+    assert met["tps / seed_tps"] and met["tps / naive_tps"] and met["tps / bare_picows_tps"]
+    assert not met["tps / bare_tps"]  # 1.2x, 3x wanted
+    assert met["cpu_s_per_mtick / bare_cpu_s_per_mtick"]  # 0.4x, at most 0.5x wanted
+
+
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
 def test_smoke_run_reports_every_key() -> None:
     bench, lines = run_smoke("bench.py", "BENCH", SMOKE_TIMEOUT_S * S)
@@ -76,5 +94,8 @@ def test_smoke_run_reports_every_key() -> None:
     stages = ("connection", "decoder", "strategy", "rest", "pipeline", *(f"pipeline_{r}" for r in ROLES))
     for stage in stages:
         assert number(bench.get(f"{stage}_cpu_s_per_mtick")), stage
+    # What the job costs while no tick flows: measured (a Ray job's processes never idle at zero).
+    assert number(bench.get("idle_cpu_cores")) and bench["idle_cpu_cores"] > 0
+    assert any("idle (no tick flowing)" in line for line in lines)
     # The table comes first: a markdown header row with every consumer.
     assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)
