@@ -4,6 +4,7 @@ a receiver that goes away and comes back, and the counts of what a break cost. N
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import Any
 
 from actors.channel import Address, Peer, Receiver, Sender
@@ -41,30 +42,47 @@ async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-def test_the_unix_socket_works_on_uvloop_the_loop_ray_gives_async_actors() -> None:
-    # Ray runs async actors on uvloop when it is installed (it is pinned), and uvloop refuses an
-    # abstract-namespace path given as ``path`` (EINVAL): the channel hands it sockets it made itself.
-    import uvloop
+class PathlessUnixLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, refusing a Unix socket *path* as uvloop does for a Linux abstract-namespace one
+    (EINVAL). Ray runs async actors on uvloop whenever it is installed on the cluster; the channel
+    must then hand the loop sockets it made itself (``sock=``)."""
 
+    refused = 0
+
+    async def create_unix_server(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._refuse(args[1] if len(args) > 1 else kwargs.get("path"))
+        return await super().create_unix_server(*args, **kwargs)
+
+    async def create_unix_connection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._refuse(args[1] if len(args) > 1 else kwargs.get("path"))
+        return await super().create_unix_connection(*args, **kwargs)
+
+    def _refuse(self, path: Any) -> None:
+        if isinstance(path, str) and path.startswith("\0"):
+            PathlessUnixLoop.refused += 1
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+
+def test_the_unix_socket_works_on_a_loop_that_takes_no_abstract_path() -> None:
     async def round_trip() -> None:
         sink = Sink()
-        address = await sink.receiver.address()
+        address = await sink.receiver.address()  # listening: its socket was accepted
         assert address.uds.startswith("\0")
 
         async def resolve() -> Address:
             return address
 
         sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node=NODE)
-        assert sender.send(["on uvloop"], 1)
-        await until(lambda: sink.got == [(1, 0, ["on uvloop"])], "the batch over the Unix socket")
+        assert sender.send(["over the Unix socket"], 1)
+        await until(lambda: sink.got == [(1, 0, ["over the Unix socket"])], "the batch")
         await until(lambda: sender.outbox.pending == 0, "its acknowledgement")
         assert sender.breaks == 0 and sender.last_error == ""
-        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
         sender.close()
         sink.receiver.close()
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=PathlessUnixLoop) as runner:
         runner.run(round_trip())
+    assert PathlessUnixLoop.refused == 0  # the channel never gave it a path to refuse
 
 
 async def test_batches_arrive_in_order_and_are_acknowledged_over_uds_and_tcp() -> None:
