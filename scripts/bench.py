@@ -65,7 +65,8 @@ Figures (the BENCH keys):
   Ray's own processes and all actors, per million ticks; not this benchmark's own process, the Ray
   driver here, whose polling and /proc reads are the measurement's: 0.7-0.9 us a tick when it was
   counted, until 2026-12-01 night), ``rss_mb`` (their summed RSS, the driver's included; ``pss_mb``
-  counts shared pages once).
+  counts shared pages once); ``idle_cpu_cores``: the same processes' CPU while no tick flows (after
+  start-up, before the first burst), in cores: what the job costs while its market is closed.
 
 Every measured consumer runs at the same niceness (``--niceness``, default 0; Ray's own default for its
 workers is 15), so that on a shared machine none is starved more than the others.

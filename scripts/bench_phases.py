@@ -64,6 +64,7 @@ class Mode:
     hard_cap_s: float  # the whole run is stopped after this
     transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
     burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
+    idle_s: float = 3.0  # the job's CPU while no tick flows is read over this long
 
 
 MODES = {
@@ -83,6 +84,7 @@ MODES = {
         quiet_s=0.0,
         hard_cap_s=200,
         burst4=750,
+        idle_s=0.5,
     ),
     "quick": Mode(
         "quick",
@@ -343,6 +345,16 @@ def stage_pids(system: System) -> dict[str, list[int]]:
     }
 
 
+def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
+    """What the job costs while no tick flows (a market closed, a quiet night): its CPU over
+    ``mode.idle_s``, in cores (CPU seconds per second), every process of it counted (Ray's own too)."""
+    time.sleep(min(1.0, mode.idle_s))  # the start-up's last answers (subscriptions, liveness) settle
+    before, started = cpu_seconds(job_pids), time.monotonic()
+    time.sleep(mode.idle_s)
+    out["idle_cpu_cores"] = (cpu_seconds(job_pids) - before) / (time.monotonic() - started)
+    log(f"idle: {out['idle_cpu_cores']:.2f} of a core over {mode.idle_s:g} s, {len(job_pids)} processes")
+
+
 def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
     codes = block(0)
@@ -363,6 +375,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
             job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
+            idle(mode, out, job_pids)
 
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
             out["sim_fps"] = raw["tps"]
