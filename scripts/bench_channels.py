@@ -301,10 +301,25 @@ async def connect(channel: str, address: str) -> Channel:
 # ("ready", address) once it listens (or, the receiver, once subscribed), and ("error", text) if it fails.
 
 
+def actor_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind Ray runs an async actor on: uvloop when it is installed (it is not in
+    scripts/requirements.lock: README "uvloop") unless ``RAY_USE_UVLOOP`` is false, else asyncio's own.
+    The pipeline's processes run on it, so that the floor they measure and tickvisor's actors share
+    their loop wherever the benchmark runs."""
+    if os.environ.get("RAY_USE_UVLOOP", "1").lower() in {"1", "true"}:
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: PLC0415 - optional, as in Ray
+
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def _process(conn: Connection, main: Callable[[], Any]) -> None:
-    """Run ``main()`` in a fresh loop; report a failure on ``conn`` instead of dying silently."""
+    """Run ``main()`` in a fresh loop (``actor_loop``); report a failure on ``conn`` instead of dying
+    silently."""
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=actor_loop) as runner:
+            runner.run(main())
     except Exception as exc:  # noqa: BLE001 - reported to the benchmark, which stops the run
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
