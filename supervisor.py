@@ -231,6 +231,24 @@ def init_ray(args: argparse.Namespace) -> bool:
     return True
 
 
+class StopSteps:
+    """How long each step of the clean stop took, counted from the signal: one line on stderr at the
+    end, so that a stop slower than STOP_WITHIN_S says where the time went."""
+
+    def __init__(self, began: float) -> None:
+        self._began = self._last = began
+        self._steps: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self._steps.append((step, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in self._steps)
+        return f"stop took {self._last - self._began:.1f} s from the signal ({parts})"
+
+
 def status_line(status: dict[str, Any], previous_ticks: int, span_s: float) -> tuple[str, int]:
     """One compact line from the supervisor's status."""
     conns = status.get("connections", {})
@@ -381,17 +399,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         # The budget counts from the signal (or from now, at the end of --duration), and keeps
         # STOP_RESERVE_S for the simulator and ray.shutdown, which come after the Supervisor's stop.
         deadline = (signalled_at[0] if signalled_at else time.monotonic()) + STOP_WITHIN_S - 1.0
+        steps = StopSteps(signalled_at[0] if signalled_at else time.monotonic())
         if sup is not None:
             with contextlib.suppress(Exception):
                 ray.get(sup.stop.remote(), timeout=max(1.0, deadline - time.monotonic() - STOP_RESERVE_S))
             with contextlib.suppress(Exception):
                 ray.kill(sup, no_restart=True)
+            steps.done("supervisor")
         if sim_proc is not None:
             sim_proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 sim_proc.wait(timeout=SIMULATOR_STOP_S)
             if sim_proc.poll() is None:
                 sim_proc.kill()
+            steps.done("simulator")
         if started_ray:
             from actors.control import unpublish_address
 
@@ -399,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
             ray.shutdown()
         elif ray.is_initialized():
             ray.shutdown()  # disconnect this driver; the cluster keeps running
+        steps.done("Ray" if started_ray else "Ray driver")
+        print(f"tickvisor: {steps}", file=sys.stderr, flush=True)  # noqa: T201
     print("tickvisor: stopped", flush=True)  # noqa: T201
     return code
 

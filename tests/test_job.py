@@ -373,6 +373,12 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
     assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
     assert "tickvisor: SIGTERM, stopping" in job.stderr()
     assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
+    # Where the stop's time went, on stderr (a slow stop above shows it in job.tail()).
+    steps = re.search(r"tickvisor: stop took ([\d.]+) s from the signal \(supervisor ([\d.]+) s, "
+                      r"simulator ([\d.]+) s, Ray ([\d.]+) s\)", job.stderr())
+    assert steps, job.tail()
+    assert float(steps[1]) <= took + 0.1  # the driver's own count ends before the process exits
+    assert abs(sum(float(x) for x in steps.groups()[1:]) - float(steps[1])) <= 0.2
 
     text = recorder_run["tape"].read_text(encoding="utf-8")
     assert text.endswith("\n"), "the last line was cut"
