@@ -233,7 +233,8 @@ def init_ray(args: argparse.Namespace) -> bool:
 
 class StopSteps:
     """How long each step of the clean stop took, counted from the signal: one line on stderr at the
-    end, so that a stop slower than STOP_WITHIN_S says where the time went."""
+    end of a stop by SIGINT or SIGTERM, so that a stop slower than STOP_WITHIN_S says where the time
+    went."""
 
     def __init__(self, began: float) -> None:
         self._began = self._last = began
@@ -421,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
         elif ray.is_initialized():
             ray.shutdown()  # disconnect this driver; the cluster keeps running
         steps.done("Ray" if started_ray else "Ray driver")
-        print(f"tickvisor: {steps}", file=sys.stderr, flush=True)  # noqa: T201
+        if signalled_at:  # the promise counts from a signal; a job that failed says why, in one line
+            print(f"tickvisor: {steps}", file=sys.stderr, flush=True)  # noqa: T201
     print("tickvisor: stopped", flush=True)  # noqa: T201
     return code
 

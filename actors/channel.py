@@ -216,7 +216,8 @@ class Receiver:
         # Linux abstract namespace: the leading NUL means no file, and the kernel frees it with the process.
         uds = f"\0tickvisor-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            self._servers.append(await loop.create_unix_server(lambda: self._accept(), sock=_unix_listener(uds)))
+            listener = _unix_listener(uds)
+            self._servers.append(await loop.create_unix_server(lambda: self._accept(), sock=listener))
             tcp = await loop.create_server(lambda: self._accept(), self._host, 0)
             self._servers.append(tcp)
             port = tcp.sockets[0].getsockname()[1]
@@ -345,7 +346,8 @@ class Sender:
     async def _open(self, address: Address) -> _Link:
         loop = asyncio.get_running_loop()
         if address.node == self._node and address.uds:
-            _, link = await loop.create_unix_connection(lambda: _Link(self), sock=await _unix_connected(address.uds))
+            sock = await _unix_connected(address.uds)
+            _, link = await loop.create_unix_connection(lambda: _Link(self), sock=sock)
         else:
             _, link = await loop.create_connection(lambda: _Link(self), address.host, address.port)
         link.write(address.key.encode())  # the first frame opens the stream (Peer._open)

@@ -94,7 +94,9 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     cpu_bound = 1.3 if g("transport", "picows") == "websockets" else 0.5
     if measured(r, "cpu_s_per_mtick", "bare_cpu_s_per_mtick"):
         cpu = ratio(g("cpu_s_per_mtick"), g("bare_cpu_s_per_mtick"))
-        rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", f"{cpu:.2f}x", f"<= {cpu_bound:g}x", cpu <= cpu_bound))
+        rows.append(
+            ("cpu_s_per_mtick / bare_cpu_s_per_mtick", f"{cpu:.2f}x", f"<= {cpu_bound:g}x", cpu <= cpu_bound)
+        )
     else:
         rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", "n/a", f"<= {cpu_bound:g}x", False))
     for key, bound, spec in UPPER_BOUNDS[:LATENCY_BOUNDS]:
