@@ -399,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     finally:
         # The budget counts from the signal (or from now, at the end of --duration), and keeps
         # STOP_RESERVE_S for the simulator and ray.shutdown, which come after the Supervisor's stop.
-        deadline = (signalled_at[0] if signalled_at else time.monotonic()) + STOP_WITHIN_S - 1.0
-        steps = StopSteps(signalled_at[0] if signalled_at else time.monotonic())
+        began = signalled_at[0] if signalled_at else time.monotonic()
+        deadline = began + STOP_WITHIN_S - 1.0
+        steps = StopSteps(began)
         if sup is not None:
             with contextlib.suppress(Exception):
                 ray.get(sup.stop.remote(), timeout=max(1.0, deadline - time.monotonic() - STOP_RESERVE_S))

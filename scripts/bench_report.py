@@ -7,7 +7,6 @@ the phases put in ``out`` (-1 for a required one that was not measured), the tar
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +38,6 @@ REQUIRED_KEYS = (
     "burst4_tps",
     "burst4_cpu_s_per_mtick",
 )
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else math.inf
 
 
 #: Upper bounds: latency from the data-path issue (13), the rest from the benchmark issue: (key,
@@ -78,27 +73,34 @@ def measured(r: dict[str, Any], *keys: str) -> bool:
     return all(isinstance(r.get(key), int | float) and r[key] > 0 for key in keys)
 
 
+def times(r: dict[str, Any], a: str, b: str, spec: str = ".2f") -> str:
+    """Figure ``a`` over figure ``b``, e.g. ``1.23x``; ``n/a`` unless both were measured."""
+    return f"{r[a] / r[b]:{spec}}x" if measured(r, a, b) else "n/a"
+
+
 def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(figure, value, target, met) rows of the table."""
     g = r.get
     rows = [
         (
             f"tps / {base}",
-            f"{ratio(g('tps'), g(base)):{spec}}{suffix}" if measured(r, "tps", base) else "n/a",
+            times(r, "tps", base, spec),
             f">= {factor:g}{suffix}",
-            measured(r, "tps", base) and g("tps") >= factor * g(base),
+            measured(r, "tps", base) and r["tps"] >= factor * r[base],
         )
         for base, factor, spec, suffix in ratios(g("transport", "picows"))
     ]
     # CPU per tick against the bare websockets client's: at most 0.5 x with picows, 1.3 x with websockets.
     cpu_bound = 1.3 if g("transport", "picows") == "websockets" else 0.5
-    if measured(r, "cpu_s_per_mtick", "bare_cpu_s_per_mtick"):
-        cpu = ratio(g("cpu_s_per_mtick"), g("bare_cpu_s_per_mtick"))
-        rows.append(
-            ("cpu_s_per_mtick / bare_cpu_s_per_mtick", f"{cpu:.2f}x", f"<= {cpu_bound:g}x", cpu <= cpu_bound)
+    cpu, bare_cpu = "cpu_s_per_mtick", "bare_cpu_s_per_mtick"
+    rows.append(
+        (
+            f"{cpu} / {bare_cpu}",
+            times(r, cpu, bare_cpu),
+            f"<= {cpu_bound:g}x",
+            measured(r, cpu, bare_cpu) and r[cpu] / r[bare_cpu] <= cpu_bound,
         )
-    else:
-        rows.append(("cpu_s_per_mtick / bare_cpu_s_per_mtick", "n/a", f"<= {cpu_bound:g}x", False))
+    )
     for key, bound, spec in UPPER_BOUNDS[:LATENCY_BOUNDS]:
         rows.append((key, f"{g(key, -1):{spec}}", f"<= {bound:g}", 0 <= g(key, -1) <= bound))
     deadline = g("deadline_s", 0) + 1.5
@@ -232,8 +234,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             "",
             f"scripts/bench_channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, "
-            f"checks, acks or supervision; tickvisor over it: {ratio(g('tps', 0), g('pipeline_tps', 0)):.2f}x ticks/s, "
-            f"{ratio(g('cpu_s_per_mtick', 0), g('pipeline_cpu_s_per_mtick', 0)):.2f}x CPU; its p50 @ "
+            f"checks, acks or supervision; tickvisor over it: {times(r, 'tps', 'pipeline_tps')} ticks/s, "
+            f"{times(r, 'cpu_s_per_mtick', 'pipeline_cpu_s_per_mtick')} CPU; its p50 @ "
             f"{f('low_rate', '.0f')}/s {f('pipeline_low_p50_ms')}",
         ),
         row(

@@ -16,9 +16,9 @@ import pytest
 
 from actors.core.settings import TRANSPORTS
 from scripts.bench import REQUIRED_KEYS
-from scripts.bench_report import targets
 from scripts.bench_channels import ROLES
 from scripts.bench_count import TickCounter, percentiles_ms
+from scripts.bench_report import targets
 from tests.conftest import S, run_smoke
 
 SMOKE_TIMEOUT_S = 240.0
