@@ -40,7 +40,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.core.errors import ConfigError, FeedError  # noqa: E402
-from actors.core.settings import Secret, Settings, default_settings, load_settings, resolve_tokens, with_simulator  # noqa: E402
+from actors.core.settings import (
+    Secret,
+    Settings,
+    default_settings,
+    load_settings,
+    resolve_tokens,
+    with_simulator,
+)
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
 #: Of that, what the end of the stop needs after the Supervisor's own stop: the simulator (about 0.2 s,
@@ -60,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(prog="supervisor.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="TOML config (default: the embedded default, no token needed)")
-    p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after this many seconds (0: run)")
+    p.add_argument(
+        "--duration", type=float, default=0.0, help="stop cleanly after this many seconds (0: run)"
+    )
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: none)")
     p.add_argument("--namespace", default="tickvisor", help="Ray namespace of the job's named actors")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
@@ -76,11 +85,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = argparse.ArgumentParser(add_help=False)
     # Also accepted after the command; SUPPRESS keeps a value given before it.
     where.add_argument("--namespace", default=argparse.SUPPRESS, help="Ray namespace of the job")
-    where.add_argument("--address", default=argparse.SUPPRESS, help="its Ray (default: RAY_ADDRESS, else local)")
+    where.add_argument(
+        "--address", default=argparse.SUPPRESS, help="its Ray (default: RAY_ADDRESS, else local)"
+    )
     status = commands.add_parser("status", parents=[where], help="one screen about the running job")
     status.add_argument("--json", action="store_true", help="the same as one JSON document")
     for name, verb in (("subscribe", "hold"), ("unsubscribe", "release")):
-        sub = commands.add_parser(name, parents=[where], help=f"{verb} codes for a strategy of the running job")
+        sub = commands.add_parser(
+            name, parents=[where], help=f"{verb} codes for a strategy of the running job"
+        )
         sub.add_argument("strategy", help="the strategy's name")
         sub.add_argument("codes", nargs="+", metavar="CODE", help="codes in the vendor's notation")
         sub.add_argument("--book", action="store_true", help="order books (22002) instead of trades")
@@ -95,7 +108,11 @@ def send_cluster_token(environ: dict[str, str] | os._Environ[str]) -> None:
     """
     if "RAY_AUTH_MODE" in environ:
         return
-    if environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").exists():
+    if (
+        environ.get("RAY_AUTH_TOKEN")
+        or environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").exists()
+    ):
         environ["RAY_AUTH_MODE"] = "token"
 
 
@@ -168,7 +185,8 @@ def _drain(stream: Any) -> None:
 
 def _get(ref: Any, timeout: float, stop: threading.Event) -> Any:
     """``ray.get(ref, timeout=timeout)``, but None as soon as ``stop`` is set: a signal must not wait
-    for a start or a status answer (a blocking ray.get only returns when the answer comes)."""
+    for a start or a status answer (a blocking ray.get only returns when the answer comes).
+    """
     import ray
 
     deadline = time.monotonic() + timeout
@@ -191,6 +209,7 @@ def ask(method: Any, stop: threading.Event) -> Any:
     Raises:
         GetTimeoutError, ActorUnavailableError: no answer within SUPERVISOR_PATIENCE_S.
         ActorDiedError: the Supervisor is dead for good.
+
     """
     from ray.exceptions import ActorUnavailableError
 
@@ -219,13 +238,19 @@ def init_ray(args: argparse.Namespace) -> bool:
     for attempt in (1, 2):
         try:
             ray.init(
-                address="local", namespace=args.namespace, include_dashboard=False, logging_level=logging.WARNING, **metrics
+                address="local",
+                namespace=args.namespace,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                **metrics,
             )
             break
         except Exception as exc:  # Ray raises a bare Exception when its node misses its startup window
             if attempt == 2 or "timed out during startup" not in str(exc):
                 raise
-            why = "the local Ray did not start within its startup window (a loaded machine?); trying once more"
+            why = (
+                "the local Ray did not start within its startup window (a loaded machine?); trying once more"
+            )
             print(f"tickvisor: {why}", file=sys.stderr, flush=True)  # noqa: T201
             ray.shutdown()
     return True
@@ -234,7 +259,8 @@ def init_ray(args: argparse.Namespace) -> bool:
 class StopSteps:
     """How long each step of the clean stop took, counted from the signal: one line on stderr at the
     end of a stop by SIGINT or SIGTERM, so that a stop slower than STOP_WITHIN_S says where the time
-    went."""
+    went.
+    """
 
     def __init__(self, began: float) -> None:
         self._began = self._last = began
@@ -269,7 +295,8 @@ def status_line(status: dict[str, Any], previous_ticks: int, span_s: float) -> t
 def start_job(sup: Any, settings: Settings, stop: threading.Event) -> tuple[Any, FeedError | None]:
     """Start the Supervisor; returns its connection ids (None when a signal came first) and the failure
     that stops the job before it runs, if any: a connection not accepted in time (ConnectFailed, naming
-    the endpoint and the last error) or refused for good (ChildFailed, e.g. 401 token invalid)."""
+    the endpoint and the last error) or refused for good (ChildFailed, e.g. 401 token invalid).
+    """
     from ray.exceptions import RayTaskError
 
     try:
@@ -290,6 +317,7 @@ def check_strategy_classes(settings: Settings) -> None:
 
     Raises:
         ConfigError: naming ``strategies[i].kind``.
+
     """
     from actors.supervision import load_strategy_class
 

@@ -14,7 +14,6 @@ import msgspec
 from actors.core import wire
 from actors.strategy import Strategy
 
-
 #: One line of the recorder's file, a JSON object: every field of ``Tick`` (tick_time in ms, prices
 #: the vendor's strings, received_ns) but the last, ``sent_ns``, which only the simulator stamps.
 RecordedTick = msgspec.defstruct(
@@ -43,10 +42,7 @@ class Recorder(Strategy):
         """Write the batch; the flush loop makes it durable within a second."""
         encode = self._encode
         self._file.write(
-            b"".join(
-                encode(RecordedTick(*msgspec.structs.astuple(t)[:-1])) + b"\n"
-                for t in ticks
-            )
+            b"".join(encode(RecordedTick(*msgspec.structs.astuple(t)[:-1])) + b"\n" for t in ticks)
         )
         self._unflushed += len(ticks)
 

@@ -49,7 +49,8 @@ RESOLVE_TIMEOUT_S = 10.0
 
 class Address(msgspec.Struct, frozen=True):
     """Where a receiver listens: ``uds`` on node ``node``, ``host``:``port`` from anywhere; ``key``
-    opens its streams (kept out of the repr, like a token)."""
+    opens its streams (kept out of the repr, like a token).
+    """
 
     node: str
     uds: str
@@ -84,7 +85,7 @@ class _Framing(asyncio.Protocol):
         buf = self._buf
         buf += data
         start, end = 0, len(buf)
-        while end - start >= 4:  # noqa: PLR2004 - the header
+        while end - start >= 4:
             (size,) = HEADER.unpack_from(buf, start)
             if size > MAX_FRAME_BYTES:
                 logger.error("channel: {}", FrameTooBig(size))
@@ -144,7 +145,9 @@ class Peer(_Framing):
         self._receiver.strangers += 1
         logger.error(
             "channel {}: dropped a stream that did not begin with this receiver's key (not a tickvisor "
-            "sender of this job; {} so far)", self._receiver.name, self._receiver.strangers,
+            "sender of this job; {} so far)",
+            self._receiver.name,
+            self._receiver.strangers,
         )
         if self.transport is not None:
             self.transport.abort()
@@ -166,7 +169,8 @@ class Peer(_Framing):
         Given while a read is handled (a receiver done with each batch as it arrives), it is written
         at the end of that read: the acknowledgements of every batch one read brought in become one
         write. Given at any other time (a strategy's hook finished), it is written at once, so that
-        the sender sees room as soon as there is some."""
+        the sender sees room as soon as there is some.
+        """
         self._ack_due = max(self._ack_due, number)
         if not self._reading:
             self._write_ack()
@@ -186,7 +190,8 @@ class Peer(_Framing):
 class Receiver:
     """Listens on a Unix-domain socket and on TCP; ``on_message(peer, number, missed, body)`` per batch,
     then ``on_read_end()`` once the batches one read brought in were handed over (a receiver that
-    works on them together: the acknowledgements it gives there go out with that read's)."""
+    works on them together: the acknowledgements it gives there go out with that read's).
+    """
 
     def __init__(
         self,
@@ -395,7 +400,8 @@ async def _unix_connected(path: str) -> socket.socket:
 def local_node() -> tuple[str, str]:
     """This process's Ray node id, and where a receiver's TCP socket listens: loopback while the
     cluster has one node (peers on this node use the Unix socket anyway), the node's address once it
-    has more, so that actors on other nodes reach it."""
+    has more, so that actors on other nodes reach it.
+    """
     import ray  # noqa: PLC0415 - only the shells that run under Ray call this
 
     if not ray.is_initialized():  # a plain instance outside Ray (tests): this node only
@@ -403,4 +409,3 @@ def local_node() -> tuple[str, str]:
     node = ray.get_runtime_context().get_node_id()
     alive = sum(1 for n in ray.nodes() if n.get("Alive"))
     return node, ray.util.get_node_ip_address() if alive > 1 else LOOPBACK
-

@@ -19,22 +19,21 @@ import uuid
 from typing import Any
 
 import msgspec
-from actors import metrics
-from actors.log import for_connection, logger
 from picows import WSHandshakeError, WSInvalidStatusError, WSInvalidURL, WSProtocolError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from actors.hot import direct, freeze_heap
+from actors import metrics
 from actors.channel import Sender, local_node
 from actors.core import wire
-from actors.core.naming import connection_name
-from actors.core.routing import Outbox
 from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
+from actors.core.naming import connection_name
+from actors.core.routing import Outbox
 from actors.core.settings import TRANSPORTS, Secret, endpoint_url, redact
+from actors.hot import direct, freeze_heap
+from actors.log import for_connection, logger
 from actors.transport import SocketClosed, Transport, open_transport
-
 
 STABLE_SESSION_S = 10.0  # a socket that stayed up this long resets the reconnect backoff
 #: WebSocket ping/pong is a second, independent check (PROTOCOL.md "Liveness"). A pong queues behind
@@ -69,7 +68,8 @@ RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
 
 def retryable_status(status: int) -> bool:
     """Whether a handshake refused with HTTP ``status`` may succeed later: 429 and 5xx may; any other
-    refusal (401/403 wrong token, 404 wrong path, 400...) will be refused again the same way."""
+    refusal (401/403 wrong token, 404 wrong path, 400...) will be refused again the same way.
+    """
     return status == 429 or status >= 500
 
 
@@ -85,6 +85,7 @@ def classify(exc: BaseException) -> BaseException | None:  # noqa: PLR0911 - a d
         cannot change (see ``retryable_status``), a bad URI, a TLS certificate that fails verification,
         anything that is not an ``Exception`` (KeyboardInterrupt, SystemExit, CancelledError) and every
         exception not known to be transient. An exception group is retried only when all of it is.
+
     """
     if not isinstance(exc, Exception):
         return exc  # KeyboardInterrupt, SystemExit, asyncio.CancelledError: never swallowed
@@ -236,7 +237,9 @@ class Connection:
                 fatal = None if cause is not None else classify(exc)
                 self._last_error = cause if cause is not None else exc
                 if fatal is not None:
-                    logger.error("{}: giving up until told to reconnect: {}", self._conn_id, self._error_text())
+                    logger.error(
+                        "{}: giving up until told to reconnect: {}", self._conn_id, self._error_text()
+                    )
                     self._fatal = fatal
                     self._settled.set()
                     if self._supervisor is not None:
@@ -251,7 +254,9 @@ class Connection:
             if self._session_started and time.monotonic() - self._session_started > STABLE_SESSION_S:
                 # A session that lasted is not part of a failure streak: start the backoff afresh.
                 delays = backoff(
-                    initial=self._cfg.backoff_initial_s, cap=self._cfg.backoff_max_s, jitter=self._cfg.backoff_jitter
+                    initial=self._cfg.backoff_initial_s,
+                    cap=self._cfg.backoff_max_s,
+                    jitter=self._cfg.backoff_jitter,
                 )
             self._ordered_cause = None
             self._reconnects += 1
@@ -305,7 +310,8 @@ class Connection:
         ``batch_max_age_ms`` old; at most ``batch_max_frames`` a batch, and a batch that full goes at
         once (in a burst the decoder then finds the next batch waiting when it is done with one, up to
         ``max_batches_in_flight``). Frames read before the socket ended are flushed before its end is
-        raised."""
+        raised.
+        """
         max_frames = self._cfg.batch_max_frames
         max_age = self._cfg.batch_max_age_ms / 1000.0
         recv, ready = ws.recv_batch, ws.ready
@@ -363,6 +369,7 @@ class Connection:
         Raises:
             VendorError: the server refused the session (401 token invalid, 606 too many); the socket
                 is dropped at once, and ``classify`` decides whether to retry. A 401 is not retried.
+
         """
         answer = wire.session_answer(frame)
         if isinstance(answer, VendorError):
@@ -406,6 +413,7 @@ class Connection:
             VendorError: the server refused the session for good (401 token invalid).
             FeedError: another failure that no retry can cure (e.g. HTTP 404: a wrong path).
             ConnectFailed: neither within ``timeout`` seconds; it names the endpoint and the last error.
+
         """
         try:
             await asyncio.wait_for(self._settled.wait(), timeout)
@@ -439,7 +447,14 @@ class Connection:
         ws = self._ws
         if ws is None or not self._connected.is_set():
             return BeatReport(
-                self._conn_id, self._epoch, False, -1, 0.0, self._cfg.silence_deadline_s, False, os.getpid()  # noqa: FBT003
+                self._conn_id,
+                self._epoch,
+                False,
+                -1,
+                0.0,
+                self._cfg.silence_deadline_s,
+                False,
+                os.getpid(),
             )
         verdict, sent = await self._heartbeat_if_due(ws, now)
         return BeatReport(
@@ -512,7 +527,8 @@ class Connection:
 
 def _typed(exc: BaseException) -> FeedError:
     """A fatal failure as a FeedError for the supervisor: ours as they are, anything else (a refused
-    handshake, a certificate) wrapped so that its text, redacted, travels instead of a foreign type."""
+    handshake, a certificate) wrapped so that its text, redacted, travels instead of a foreign type.
+    """
     if isinstance(exc, FeedError):
         return exc
     return FeedError(redact(f"{type(exc).__name__}: {exc}"))

@@ -52,7 +52,8 @@ class Job:
         timeout: float = 120.0,
     ) -> Job:
         """Create a Supervisor and its children (in ``namespace``, or a fresh ``<prefix>-<hex>`` one)
-        and start it. The calling process owns them: they live as long as it does, or until ``stop``."""
+        and start it. The calling process owns them: they live as long as it does, or until ``stop``.
+        """
         from actors.supervision import launch
 
         namespace = namespace or f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -72,6 +73,7 @@ class Job:
 
         Raises:
             ValueError: no job runs there.
+
         """
         return cls(namespace, ray.get_actor(SUPERVISOR_NAME, namespace=namespace))
 
@@ -150,6 +152,7 @@ def find_address(namespace: str, address: str | None, environ: Mapping[str, str]
 
     Raises:
         NoJob: none of these gives an address.
+
     """
     if address:
         return address
@@ -182,6 +185,7 @@ def _gcs_of_dashboard(namespace: str, url: str) -> str:
 
     Raises:
         NoJob: the dashboard is on another machine, or no ``ray start`` left an address here.
+
     """
     host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]/")
     current = _last_ray_start()
@@ -196,6 +200,7 @@ def connect(namespace: str, address: str | None, environ: Mapping[str, str] | No
 
     Raises:
         NoJob: no address, nothing listening, Ray refused, or no Supervisor in ``namespace``.
+
     """
     env = os.environ if environ is None else environ
     found = find_address(namespace, address, env)

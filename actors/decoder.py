@@ -35,16 +35,16 @@ import time
 from typing import Any
 
 import msgspec
-from actors import metrics
-from actors.log import logger
 
-from actors.hot import direct, freeze_heap
+from actors import metrics
 from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import wire
+from actors.core.codehealth import Report
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
-from actors.core.codehealth import Report
 from actors.core.routing import Outbox, Router, join_tick_batches
+from actors.hot import direct, freeze_heap
+from actors.log import logger
 from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
@@ -110,7 +110,11 @@ class Decoder:
         # connection -> here: raw frame batches (actors.connection._flush)
         self._inbox: list[tuple[Peer, int, str, int, int, list[bytes]]] = []  # the batches of one read
         self._receiver = Receiver(
-            decoder_name(decoder_id), self._on_batch, node=self._node, host=host, on_read_end=self._on_read_end
+            decoder_name(decoder_id),
+            self._on_batch,
+            node=self._node,
+            host=host,
+            on_read_end=self._on_read_end,
         )
         # A restarted decoder asks for the routes instead of waiting for the next change.
         registry.decoder_started.remote(decoder_id, os.getpid())
@@ -131,7 +135,8 @@ class Decoder:
         self, routes: dict[str, tuple[str, ...]], book_routes: dict[str, tuple[str, ...]], version: int = 0
     ) -> int:
         """Replace the routing tables (code -> strategy names) unless ``version`` is older than those in
-        force (the registry's calls may run out of order here). Returns the number of routed codes."""
+        force (the registry's calls may run out of order here). Returns the number of routed codes.
+        """
         if not self._router.set_routes(routes, book_routes, version):
             logger.info("decoder {}: routes of version {} came after newer ones: ignored", self._id, version)
             return self._router.routed_codes
@@ -220,7 +225,8 @@ class Decoder:
     def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
         """Seconds since the last trade tick or order-book push of each held code (for the registry's
         liveness check), and from now on report the first tick or book of each ``watch`` code at once
-        (``Registry.codes_ticked``)."""
+        (``Registry.codes_ticked``).
+        """
         self._watch = frozenset(watch)
         return self._ages()
 
@@ -298,4 +304,3 @@ class Decoder:
             pending_ticks={name: box.records for name, box in boxes.items()},
             joined={name: box.merged for name, box in boxes.items() if box.merged},
         )
-

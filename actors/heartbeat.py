@@ -21,13 +21,12 @@ import time
 from typing import Any
 
 import msgspec
-from actors import metrics
-from actors.log import about, logger
 
+from actors import metrics
 from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
 from actors.core.liveness import Verdict
 from actors.core.naming import HEARTBEAT, connection_name
-
+from actors.log import about, logger
 
 #: A healthy actor starved of CPU can miss one deadline; killing it then costs a Ray restart (~2 s)
 #: and a resubscribe. A hung one misses every deadline: it is killed after the second in a row.
@@ -82,16 +81,20 @@ class Heartbeat:
             return
         try:
             report = await asyncio.wait_for(handle.beat.remote(), self._ping_deadline_s)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self._missed += 1
             misses = self._misses[conn_id] = self._misses.get(conn_id, 0) + 1
             if misses >= MISSES_BEFORE_KILL:
                 self._misses[conn_id] = 0
-                self._restart(conn_id, Unresponsive(connection_name(conn_id), misses, self._ping_deadline_s), hard=True)
+                self._restart(
+                    conn_id, Unresponsive(connection_name(conn_id), misses, self._ping_deadline_s), hard=True
+                )
             return
         except Exception as exc:  # noqa: BLE001 - a dead or restarting actor: Ray brings it back
             self._missed += 1
-            about(conn_id).warning("heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__)
+            about(conn_id).warning(
+                "heartbeat: {}: actor unreachable ({}); Ray is restarting it", conn_id, type(exc).__name__
+            )
             return
         self._misses[conn_id] = 0
         if report.heartbeat_sent:
@@ -103,7 +106,9 @@ class Heartbeat:
 
     def _restart(self, conn_id: str, cause: FeedError, *, hard: bool) -> None:
         about(conn_id).warning("heartbeat: {}: {}", conn_id, cause)
-        self._restarting[conn_id] = time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
+        self._restarting[conn_id] = (
+            time.monotonic() + self._ping_deadline_s + (RAY_RESTART_S if hard else 0.0)
+        )
         self._supervisor.restart_connection.remote(conn_id, cause, hard)
 
     async def watch(self, conn_id: str, handle: Any) -> None:

@@ -25,7 +25,8 @@ _RAY_MARK = "__ray_tracing_wrapped__"  # set by Ray on each wrapper; ``__wrapped
 
 def direct(obj: object, *names: str) -> None:
     """Bind each method ``name`` of ``obj``'s class (a subclass's override included) to ``obj`` itself,
-    past Ray's tracing wrapper; a plain instance (outside Ray) gets the same methods it had."""
+    past Ray's tracing wrapper; a plain instance (outside Ray) gets the same methods it had.
+    """
     cls = type(obj)
     for name in names:
         function = next((klass.__dict__[name] for klass in cls.__mro__ if name in klass.__dict__), None)

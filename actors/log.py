@@ -61,7 +61,11 @@ def _fields(extra: dict[str, Any]) -> str:
 def _text_format(record: Any) -> str:
     extra = " |{extra_fields}" if record["extra"] else ""
     record["extra_fields"] = _fields(record["extra"]) if extra else ""
-    return "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}" + extra + "\n{exception}"
+    return (
+        "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+        + extra
+        + "\n{exception}"
+    )
 
 
 def _text_sink(message: Any) -> None:
@@ -95,6 +99,7 @@ def configure(fmt: str | None = None, level: str | None = None, stream: TextIO |
 
     Raises:
         ValueError: ``fmt`` is not ``text`` or ``json``.
+
     """
     fmt = (fmt or os.environ.get(FORMAT_ENV) or "text").lower()
     if fmt not in FORMATS:
@@ -105,7 +110,9 @@ def configure(fmt: str | None = None, level: str | None = None, stream: TextIO |
     if fmt == "json":
         logger.add(_json_sink, level=level, format="{message}", diagnose=False, backtrace=False)
     else:
-        logger.add(_text_sink, level=level, format=_text_format, diagnose=False, backtrace=False, colorize=False)
+        logger.add(
+            _text_sink, level=level, format=_text_format, diagnose=False, backtrace=False, colorize=False
+        )
 
 
 def endpoint_of_connection(conn_id: str) -> str:

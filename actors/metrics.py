@@ -41,28 +41,41 @@ PREFIX: Final = "tickvisor_"
 
 METRICS: Final[Mapping[str, Metric]] = {
     "frames_received": Metric(
-        "counter", "WebSocket frames read from the socket, per connection (a push frame is one tick)", ("connection",)
+        "counter",
+        "WebSocket frames read from the socket, per connection (a push frame is one tick)",
+        ("connection",),
     ),
-    "ticks_decoded": Metric("counter", "Trade and book ticks decoded from a connection's frames", ("connection",)),
+    "ticks_decoded": Metric(
+        "counter", "Trade and book ticks decoded from a connection's frames", ("connection",)
+    ),
     "ticks_delivered": Metric("counter", "Ticks handed to a strategy's on_ticks/on_books", ("strategy",)),
-    "drops": Metric(
-        "counter", "Ticks or frames dropped, by reason: " + ", ".join(DROP_REASONS), ("reason",)
+    "drops": Metric("counter", "Ticks or frames dropped, by reason: " + ", ".join(DROP_REASONS), ("reason",)),
+    "reconnects": Metric(
+        "counter", "Reconnects of a connection, by the cause that ended its socket", ("connection", "cause")
     ),
-    "reconnects": Metric("counter", "Reconnects of a connection, by the cause that ended its socket", ("connection", "cause")),
     "subscription_requests": Metric(
-        "counter", "Subscription requests answered, by the vendor's result code (200 accepted)", ("connection", "code")
+        "counter",
+        "Subscription requests answered, by the vendor's result code (200 accepted)",
+        ("connection", "code"),
     ),
     "codes": Metric("gauge", "Codes per state (ok, pending, quarantined; stale, never_started)", ("state",)),
     "silence_detect_seconds": Metric(
-        "histogram", "Seconds from a connection's last frame to its being declared silent", ("connection",),
+        "histogram",
+        "Seconds from a connection's last frame to its being declared silent",
+        ("connection",),
         SILENCE_BUCKETS,
     ),  # fmt: skip
     "latency_seconds": Metric(
-        "histogram", "Seconds from the socket read of a batch's oldest tick to its strategy hook", ("strategy",),
+        "histogram",
+        "Seconds from the socket read of a batch's oldest tick to its strategy hook",
+        ("strategy",),
         LATENCY_BUCKETS,
     ),  # fmt: skip
     "batch_size": Metric(
-        "histogram", "Batch sizes: frames per connection batch, ticks per strategy batch", ("stage",), SIZE_BUCKETS
+        "histogram",
+        "Batch sizes: frames per connection batch, ticks per strategy batch",
+        ("stage",),
+        SIZE_BUCKETS,
     ),
 }
 
@@ -106,7 +119,9 @@ def _metric(name: str) -> Any:
         elif spec.kind == "gauge":
             made = ray_metrics.Gauge(PREFIX + name, spec.help, tag_keys=spec.labels)
         else:
-            made = ray_metrics.Histogram(PREFIX + name, spec.help, boundaries=list(spec.buckets), tag_keys=spec.labels)
+            made = ray_metrics.Histogram(
+                PREFIX + name, spec.help, boundaries=list(spec.buckets), tag_keys=spec.labels
+            )
         _made[name] = made
     return made
 
@@ -185,7 +200,8 @@ def code_states(
 ) -> None:
     """Set the ``codes`` gauge from the registry's subscription books (actors.core.subscriptions) and
     its per-code liveness (``liveness()``: code -> actors.core.codehealth.CodeHealth), at most once a
-    second (the registry's timer calls it on every round, and at least every few seconds)."""
+    second (the registry's timer calls it on every round, and at least every few seconds).
+    """
     _flush_due()  # the registry's timer also hands its counts to Ray
     now = time.monotonic()
     if now - _code_states_at[0] < 1.0:
@@ -198,7 +214,9 @@ def code_states(
         for code in book.target:
             (ok if code in acknowledged else pending).add(code)
     health = liveness() if liveness is not None else {}
-    quiet = {state: {c for c, h in health.items() if h.state == state} for state in ("stale", "never_started")}
+    quiet = {
+        state: {c for c, h in health.items() if h.state == state} for state in ("stale", "never_started")
+    }
     ok -= pending | quiet["stale"] | quiet["never_started"]
     gauge("codes", len(ok), state="ok")
     gauge("codes", len(pending), state="pending")
@@ -228,7 +246,9 @@ _decoder_seen: dict[int, tuple[int, int, int, int]] = {}
 # microsecond, several per batch when batches are one tick).
 _hook_keys: dict[str, tuple[_Key, ...]] = {}
 _NO_DROPS: Final = (0, 0, 0, 0)
-_DROP_KEYS: Final = tuple(_key("drops", reason=r) for r in ("ghost", "duplicate", "malformed", "slow_strategy"))
+_DROP_KEYS: Final = tuple(
+    _key("drops", reason=r) for r in ("ghost", "duplicate", "malformed", "slow_strategy")
+)
 _CONNECTION_BATCH: Final = _key("batch_size", stage="connection")
 _STRATEGY_BATCH: Final = _key("batch_size", stage="strategy")
 
@@ -244,7 +264,8 @@ def _keys_of(slot: str, *metrics: tuple[str, str, str]) -> tuple[_Key, ...]:
 def decoded(decoder_id: int, connection: str, ticks: int, drops: tuple[int, int, int, int]) -> None:
     """A decoder decoded ``ticks`` from ``connection``. ``drops`` are its running totals of ghosts,
     duplicates, malformed frames and ticks dropped for slow strategies; what grew since its last batch
-    is counted by reason."""
+    is counted by reason.
+    """
     (key,) = _keys_of(f"decoded {connection}", ("ticks_decoded", "connection", connection))
     _add(key, ticks)
     before = _decoder_seen.get(decoder_id, _NO_DROPS)

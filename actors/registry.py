@@ -38,18 +38,18 @@ from typing import Any
 
 import msgspec
 import ray
-from actors import metrics
-from actors.log import about, logger
 from ray.experimental import internal_kv
 
+from actors import metrics
 from actors.core import wire
 from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, fan_out
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
-from actors.naming import NamedActors
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
+from actors.log import about, logger
+from actors.naming import NamedActors
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
 #: The timer's longest sleep when no core has anything due (it is woken on changes); it also bounds
@@ -131,7 +131,8 @@ class Registry:
         with decoder ``i`` in the order given; ``max_connections`` is the plan's connections per token
         and endpoint (0: no growth beyond the start-up ones); ``tokens`` are the tokens' labels (their
         environment variables' NAMES) and ``token_of`` the label of each start-up connection (default:
-        the first)."""
+        the first).
+        """
         self._lock = threading.RLock()
         self._endpoints = {wire.Endpoint(e) for e in connections}
         self._max_codes = max_codes
@@ -243,6 +244,7 @@ class Registry:
             SubscriptionRefused: empty list or any bad code; nothing is changed.
             QuotaExhausted: some codes fit in no connection the plan and the live tokens allow; each
                 is named with the plan and its limits; nothing is changed.
+
         """
         book_kind = _kind(kind)
         codes = [codes] if isinstance(codes, str) else list(codes)
@@ -252,7 +254,9 @@ class Registry:
             if not codes or problems:
                 raise SubscriptionRefused(problems)
             trial = self._pool.fit(
-                {book_kind: holdings.union() | set(codes)}, {book_kind: self._assignment[book_kind]}, self._endpoints
+                {book_kind: holdings.union() | set(codes)},
+                {book_kind: self._assignment[book_kind]},
+                self._endpoints,
             )
             problems = {code: why for code, why in trial.refused.items() if code in codes}
             if problems:
@@ -268,6 +272,7 @@ class Registry:
 
         Raises:
             SubscriptionRefused: empty list, or a code the strategy does not hold; nothing is changed.
+
         """
         book_kind = _kind(kind)
         codes = [codes] if isinstance(codes, str) else list(codes)
@@ -329,7 +334,8 @@ class Registry:
 
     def connection_down(self, conn_id: str, epoch: int, stopping: bool = False) -> None:
         """The socket of ``epoch`` is gone (``stopping``: closed by the connection's clean stop, so its
-        codes' holders are not told they went stale: the job is stopping, it is not a dead feed)."""
+        codes' holders are not told they went stale: the job is stopping, it is not a dead feed).
+        """
         with self._lock:
             if conn_id in self._epochs and epoch == self._epochs[conn_id]:
                 self._up[conn_id] = False
@@ -414,7 +420,9 @@ class Registry:
                     holders |= holdings.drop_code(event.code)
                 changed = True
                 metrics.count("drops", reason="quarantined")
-                logger.error("registry: {} refused by the vendor ({}); told {}", event.code, error, sorted(holders))
+                logger.error(
+                    "registry: {} refused by the vendor ({}); told {}", event.code, error, sorted(holders)
+                )
                 self._tell(holders, event.code, error)
             elif isinstance(event, Refused):
                 error = event.error()
@@ -530,7 +538,9 @@ class Registry:
             for code, text in plan.problems.get(name, ()):
                 handle.problem.remote(code, text)  # -> Strategy.on_problem(code, reason)
             if name in plan.told:
-                handle.code_health_many.remote(plan.told[name])  # -> Strategy.on_stale / on_recovered, in order
+                handle.code_health_many.remote(
+                    plan.told[name]
+                )  # -> Strategy.on_stale / on_recovered, in order
         for conn_id, kind in plan.resend:
             book = self._books.get((conn_id, Kind(kind)))
             if book is not None:
@@ -581,12 +591,15 @@ class Registry:
 
     def _routes_awaited(self, now: float) -> set[int]:
         """The decoders still taking their latest routes (a call that failed counts as taken: a
-        decoder that died is given the routes again when it restarts, by decoder_started)."""
+        decoder that died is given the routes again when it restarts, by decoder_started).
+        """
         for i, (future, sent, warned) in list(self._routes_pending.items()):
             if future.done():
                 del self._routes_pending[i]
                 if now - sent > ROUTES_SLOW_S:
-                    logger.info("registry: {} took the new routes after {:.1f} s", decoder_name(i), now - sent)
+                    logger.info(
+                        "registry: {} took the new routes after {:.1f} s", decoder_name(i), now - sent
+                    )
             elif not warned and now - sent > ROUTES_SLOW_S:
                 self._routes_pending[i] = (future, sent, True)
                 logger.warning(
@@ -646,7 +659,9 @@ class Registry:
         if self._supervisor is not None:
             # -> Supervisor.open_connection: creates its decoder and connection (idempotent); the
             # connection's connection_up then brings its books to life.
-            self._supervisor.open_connection.remote(slot.conn_id, slot.endpoint.value, slot.token, slot.decoder)
+            self._supervisor.open_connection.remote(
+                slot.conn_id, slot.endpoint.value, slot.token, slot.decoder
+            )
 
     def _reassign(self, now: float) -> None:
         """The pool fits the union of every kind; new connections are opened, empty ones closed."""
@@ -678,7 +693,9 @@ class Registry:
     def _close_idle(self, now: float) -> None:
         closed = self._pool.to_close(now)
         for slot in closed:
-            logger.info("registry: closing {}: it held nothing for {:g} s", slot.conn_id, self._pool.close_after_s)
+            logger.info(
+                "registry: closing {}: it held nothing for {:g} s", slot.conn_id, self._pool.close_after_s
+            )
             self._drop_books(slot)
             for kind in KINDS:
                 self._assignment[kind].pop(slot.conn_id, None)
@@ -689,7 +706,8 @@ class Registry:
 
     def _next_wakeup(self, now: float) -> float | None:
         """The earliest time a core has something due: a request the rate limits allow, a lost
-        request to resend, an empty connection's grace period over."""
+        request to resend, an empty connection's grace period over.
+        """
         held = self._held(now)  # their wake-up is their decoder's answer
         times = [
             t

@@ -41,15 +41,15 @@ from typing import Any
 
 import msgspec
 import ray
-from actors import metrics
-from actors.log import logger
 
-from actors.hot import direct, freeze_heap
+from actors import metrics
 from actors.channel import Address, Peer, Receiver, local_node
 from actors.core import wire
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
+from actors.hot import direct, freeze_heap
+from actors.log import logger
 
 
 class StrategyStats(msgspec.Struct, frozen=True):
@@ -115,6 +115,7 @@ class Strategy:
 
         Raises:
             SubscriptionRefused: empty list or invalid codes; nothing changed. ``problems`` says why per code.
+
         """
         return await self._registry.subscribe.remote(self.name, _code_list(codes), kind)
 
@@ -123,6 +124,7 @@ class Strategy:
 
         Raises:
             SubscriptionRefused: a code this strategy does not hold; nothing changed.
+
         """
         return await self._registry.unsubscribe.remote(self.name, _code_list(codes), kind)
 
@@ -130,7 +132,8 @@ class Strategy:
 
     async def on_start(self) -> None:
         """Called once per process start (also after a restart), after the configured ``symbols``
-        are subscribed. Subscribe more here; the registry keeps what you hold across restarts."""
+        are subscribed. Subscribe more here; the registry keeps what you hold across restarts.
+        """
 
     async def on_ticks(self, ticks: list[wire.Tick]) -> None:
         """A batch of trades, in per-code seq order."""
@@ -145,12 +148,14 @@ class Strategy:
     async def on_problem(self, code: str, reason: str) -> None:
         """Something is wrong with ``code``: the vendor refused it after it was accepted locally (e.g.
         600 code invalid), it never started, or its ticks were corrupt or out of sequence (once per
-        episode). ``reason`` says which and what was done. Logged by default."""
+        episode). ``reason`` says which and what was done. Logged by default.
+        """
         logger.error("strategy {}: {}: {}", self.name, code, reason)
 
     async def on_stale(self, code: str, silent_for_s: float) -> None:
         """``code`` got no tick for ``silent_for_s`` seconds: its connection died (every code of it at
-        once) or the code alone went quiet. Pause what depends on it; logged by default."""
+        once) or the code alone went quiet. Pause what depends on it; logged by default.
+        """
         logger.warning("strategy {}: {} is stale ({:.1f} s without a tick)", self.name, code, silent_for_s)
 
     async def on_recovered(self, code: str, silent_for_s: float) -> None:
@@ -272,7 +277,8 @@ class Strategy:
 
     async def problem(self, code: str, error: FeedError | str) -> None:
         """The registry reports a code the vendor refused ("*": the whole request, e.g. 603), or a
-        decoder or the registry reports a problem with ``code`` in words (``error`` a str)."""
+        decoder or the registry reports a problem with ``code`` in words (``error`` a str).
+        """
         await self.on_problem(code, error if isinstance(error, str) else f"the vendor refused it: {error}")
 
     async def code_health(self, event: str, code: str, silent_for_s: float) -> None:
@@ -313,6 +319,7 @@ class Strategy:
 
         Returns:
             True when idle, False when ``timeout`` seconds passed first.
+
         """
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)

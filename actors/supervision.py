@@ -55,8 +55,8 @@ import os
 import pickle
 import random
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
@@ -72,21 +72,27 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.log import about, logger
-
-from actors.core import wire
-from actors.core.backoff import RestartIntensity
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
-from actors.decoder import Decoder
-from actors.core.errors import ChildFailed, ConfigError, ConnectFailed, EscalationError, FeedError, VendorError
-from actors.heartbeat import Heartbeat
+from actors.core import wire
+from actors.core.backoff import RestartIntensity
+from actors.core.errors import (
+    ChildFailed,
+    ConfigError,
+    ConnectFailed,
+    EscalationError,
+    FeedError,
+    VendorError,
+)
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.core.placement import PAIR_BUNDLE, group_name, least_used
-from actors.naming import NamedActors
-from actors.registry import Registry
 from actors.core.settings import Secret, Settings
 from actors.core.status import RateWindow
+from actors.decoder import Decoder
+from actors.heartbeat import Heartbeat
+from actors.log import about, logger
+from actors.naming import NamedActors
+from actors.registry import Registry
 from actors.strategy import Strategy, strategy_actor
 
 NAMESPACE = "tickvisor"
@@ -112,7 +118,8 @@ class GrownConnection(msgspec.Struct, frozen=True):
 
 class SupervisorState(msgspec.Struct):
     """What survives a restart of the Supervisor: saved to Ray's internal KV after every change, under
-    ``tickvisor/<run_id>/supervisor``, read back in ``__init__``, deleted by a clean stop."""
+    ``tickvisor/<run_id>/supervisor``, read back in ``__init__``, deleted by a clean stop.
+    """
 
     pid: int  # the process that saved it: after a restart, the one that died
     started: bool = False
@@ -131,6 +138,7 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
 
     Raises:
         ConfigError: (naming ``key``) the module or class cannot be imported, or is not a Strategy subclass.
+
     """
     if kind in BUILTIN:
         return BUILTIN[kind]
@@ -138,7 +146,9 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(key, f"cannot import {kind!r}: {exc}; is its package under the job's directory?") from None
+        raise ConfigError(
+            key, f"cannot import {kind!r}: {exc}; is its package under the job's directory?"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(key, f"{kind!r} is not a subclass of actors.Strategy")
     return cls
@@ -146,7 +156,8 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
 
 def connection_ids(settings: Settings) -> dict[str, list[str]]:
     """Connection ids per configured endpoint: enough for the configured symbols within the plan
-    (over every token: quotas add up). More are opened while running when subscriptions need them."""
+    (over every token: quotas add up). More are opened while running when subscriptions need them.
+    """
     limits = settings.plan_limits()
     wanted: dict[str, set[str]] = {}
     for strategy in settings.strategies:
@@ -162,7 +173,8 @@ def connection_ids(settings: Settings) -> dict[str, list[str]]:
 
 def connection_tokens(settings: Settings) -> dict[str, str]:
     """The token (its variable's name) of each start-up connection: the tokens in turn, per endpoint,
-    as actors.core.growth.Pool picks them for the connections it opens."""
+    as actors.core.growth.Pool picks them for the connections it opens.
+    """
     names = settings.token_names()
     return {c: names[i % len(names)] for ids in connection_ids(settings).values() for i, c in enumerate(ids)}
 
@@ -172,6 +184,7 @@ def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[
 
     Raises:
         ConfigError: key ``feed.token_envs``; a name has no token.
+
     """
     names = settings.token_names()
     if isinstance(token, Secret):
@@ -184,7 +197,8 @@ def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[
 
 class Launched(NamedTuple):
     """What ``launch`` created. The caller must keep it as long as the job runs: Ray ends a
-    non-detached actor once the process that created it holds no handle to it any more."""
+    non-detached actor once the process that created it holds no handle to it any more.
+    """
 
     supervisor: Any
     children: list[Any]
@@ -203,6 +217,7 @@ def launch(
         ValueError: an actor of one of these names already runs in ``namespace`` (another job runs
             there); whatever was created is killed again.
         ConfigError: a strategy's ``kind`` cannot be imported.
+
     """
     tokens = token_map(settings, token)
     # One bundle per start-up connection, shared with its decoder (actors.core.placement); owned by
@@ -307,7 +322,8 @@ def _create_children(  # noqa: PLR0913
 
 def _in_bundle(group: PlacementGroup, index: int) -> PlacementGroupSchedulingStrategy:
     """Where a connection and its decoder run: both in bundle ``index`` of ``group``, on one node
-    (actors.core.placement). Ray restarts either in that bundle, wherever the bundle is now."""
+    (actors.core.placement). Ray restarts either in that bundle, wherever the bundle is now.
+    """
     return PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=index)
 
 
@@ -533,7 +549,8 @@ class Supervisor:
 
     def _adopt(self) -> list[str]:
         """Find the children by name (a handle stays valid across their restarts); returns the names
-        not found."""
+        not found.
+        """
         missing = []
         for name in self._child_names():
             if name not in self._children:
@@ -562,6 +579,7 @@ class Supervisor:
             ConnectFailed: a connection was not accepted within ``feed.start_timeout_s``.
             ChildFailed: a connection hit a failure no retry can cure (401 token invalid, HTTP 404...).
             FeedError: a child is missing (the job was not created with ``launch``).
+
         """
         if self._started:
             return self._conn_ids
@@ -572,7 +590,9 @@ class Supervisor:
             raise FeedError(f"no actor {names} in namespace {self._namespace!r}; create a job with launch()")
         connections = {c: self._children[connection_name(c)] for ids in self._conn_ids.values() for c in ids}
         try:
-            await asyncio.gather(*(self._wait_started(c, h, s.feed.start_timeout_s) for c, h in connections.items()))
+            await asyncio.gather(
+                *(self._wait_started(c, h, s.feed.start_timeout_s) for c, h in connections.items())
+            )
         except FeedError as exc:
             if self._failure is None:
                 self._failure = exc
@@ -590,6 +610,7 @@ class Supervisor:
         Raises:
             ConnectFailed: not accepted within ``timeout_s`` (it names the endpoint and the last error).
             ChildFailed: a failure no retry can cure, e.g. 401 token invalid.
+
         """
         try:
             return await handle.wait_started.remote(timeout_s)
@@ -609,6 +630,7 @@ class Supervisor:
         Raises:
             ValueError: a strategy of that name already runs.
             ConfigError: ``kind`` cannot be imported.
+
         """
         key = strategy_name(name)
         if self._child(key) is not None:
@@ -675,15 +697,20 @@ class Supervisor:
             detached=True,
         )
         self._children[conn_key] = handle
-        self._record(conn_key, "opened", f"on the registry's request: more room needed on {endpoint} (token {token})")
+        self._record(
+            conn_key, "opened", f"on the registry's request: more room needed on {endpoint} (token {token})"
+        )
         # Watched once the server accepted it: a process that is still starting misses pings.
-        self._watching[conn_id] = asyncio.get_running_loop().create_task(self._watch_when_started(conn_id, handle))
+        self._watching[conn_id] = asyncio.get_running_loop().create_task(
+            self._watch_when_started(conn_id, handle)
+        )
         return True
 
     def _grown_group(self, conn_id: str) -> PlacementGroup:
         """The placement group of grown connection ``conn_id``'s pair: found by name (this Supervisor
         created it before a restart), or created, detached like the pair, on the node that holds the
-        fewest of the job's pairs (actors.core.placement, rule 3)."""
+        fewest of the job's pairs (actors.core.placement, rule 3).
+        """
         name = group_name(self._run_id, conn_id)
         with contextlib.suppress(ValueError):  # ValueError: no group of that name
             return get_placement_group(name)
@@ -701,7 +728,9 @@ class Supervisor:
         """The live node holding the fewest of this job's pairs (None: let Ray choose)."""
         need = PAIR_BUNDLE["memory"]
         try:
-            nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("memory", 0) >= need)
+            nodes = sorted(
+                n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("memory", 0) >= need
+            )
             prefix = group_name(self._run_id, "")
             used = [
                 node
@@ -716,7 +745,8 @@ class Supervisor:
 
     def _remove_group(self, conn_id: str | None) -> None:
         """Free the placement group of grown connection ``conn_id``, or (None) of the start-up pairs.
-        Ray kills whatever still runs in it."""
+        Ray kills whatever still runs in it.
+        """
         group = self._group
         if conn_id is not None:
             try:
@@ -736,7 +766,8 @@ class Supervisor:
 
     async def close_connection(self, conn_id: str) -> bool:
         """Close and kill connection ``conn_id`` (opened by ``open_connection``) and its decoder.
-        Returns whether there was one to close."""
+        Returns whether there was one to close.
+        """
         grown = self._grown.pop(conn_id, None)
         if grown is None:
             return False
@@ -807,7 +838,7 @@ class Supervisor:
             len(self._tokens) > 1
             and child.startswith("connection:")
             and isinstance(cause, VendorError)
-            and cause.ret == 401  # noqa: PLR2004 - PROTOCOL.md "Error codes": token invalid
+            and cause.ret == 401
         ):
             registry = self._child(REGISTRY)
             taken = None
@@ -880,7 +911,9 @@ class Supervisor:
             return "gave up"
         self._escalated[child] = now
         intensity.reset()
-        self._record(child, "escalated", f"more than {r.max_restarts} restarts in {r.within_s:g} s: group restart")
+        self._record(
+            child, "escalated", f"more than {r.max_restarts} restarts in {r.within_s:g} s: group restart"
+        )
         self._restart_group(FeedError(f"group restart: {child} restarted too often; last cause: {cause}"))
         return "escalated"
 
@@ -906,7 +939,8 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         """The current process id of every child, and of this Supervisor under ``supervisor`` (for
-        SIGKILL tests and the status view)."""
+        SIGKILL tests and the status view).
+        """
         return {**self._pids, SUPERVISOR: os.getpid()}
 
     def failure(self) -> FeedError | None:
@@ -916,7 +950,12 @@ class Supervisor:
     async def status(self) -> dict[str, Any]:
         """A snapshot of every child, for the status view (JSON-safe)."""
         failure = "" if self._failure is None else str(self._failure)
-        out: dict[str, Any] = {"run_id": self._run_id, "failure": failure, "connections": {}, "strategies": {}}
+        out: dict[str, Any] = {
+            "run_id": self._run_id,
+            "failure": failure,
+            "connections": {},
+            "strategies": {},
+        }
 
         async def ask(name: str, method: str) -> Any:
             handle = self._children.get(name)
@@ -964,10 +1003,14 @@ class Supervisor:
             ray.kill(hb, no_restart=True)
         strategies = [h for n, h in self._children.items() if n.startswith("strategy:")]
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*(h.stop.remote() for h in strategies), return_exceptions=True), 4.0)
+            await asyncio.wait_for(
+                asyncio.gather(*(h.stop.remote() for h in strategies), return_exceptions=True), 4.0
+            )
         conns = [h for n, h in self._children.items() if n.startswith("connection:")]
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*(h.stop.remote() for h in conns), return_exceptions=True), 2.0)
+            await asyncio.wait_for(
+                asyncio.gather(*(h.stop.remote() for h in conns), return_exceptions=True), 2.0
+            )
         registry = self._children.get(REGISTRY)
         if registry is not None:
             with contextlib.suppress(Exception):

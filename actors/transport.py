@@ -74,6 +74,7 @@ class SocketClosed(FeedError):
             either way (an abnormal closure, 1006).
         reason: the close reason, or what went wrong.
         by: "server", "client", or "" when the TCP connection was simply dropped.
+
     """
 
     def __init__(self, code: int | None, reason: str = "", by: str = "") -> None:
@@ -135,16 +136,27 @@ async def open_transport(  # noqa: PLR0913 - every knob of a socket, by keyword
         TimeoutError: no handshake within ``open_timeout``.
         OSError, ssl.SSLError, picows.WSError, websockets.exceptions.InvalidHandshake...: the library's
             own refusal (``actors.connection.classify`` knows them all).
+
     """
     if kind == "picows":
         return await PicowsTransport.open(
-            url, open_timeout=open_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout,
-            max_frames=max_frames, close_timeout=close_timeout, ssl_context=ssl_context,
+            url,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_frames=max_frames,
+            close_timeout=close_timeout,
+            ssl_context=ssl_context,
         )
     if kind == "websockets":
         return await WebsocketsTransport.open(
-            url, open_timeout=open_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout,
-            max_frames=max_frames, close_timeout=close_timeout, ssl_context=ssl_context,
+            url,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_frames=max_frames,
+            close_timeout=close_timeout,
+            ssl_context=ssl_context,
         )
     raise ValueError(f"unknown transport {kind!r}; expected one of {', '.join(TRANSPORTS)}")
 
@@ -154,7 +166,8 @@ async def open_transport(  # noqa: PLR0913 - every knob of a socket, by keyword
 
 class WebsocketsTransport:
     """websockets' asyncio client. The batch boundary reads websockets' queue of received frames
-    (``recv_messages.frames``, a private attribute: without it every frame is a batch of its own)."""
+    (``recv_messages.frames``, a private attribute: without it every frame is a batch of its own).
+    """
 
     name = "websockets"
 
@@ -172,8 +185,15 @@ class WebsocketsTransport:
 
     @classmethod
     async def open(  # noqa: PLR0913
-        cls, url: str, *, open_timeout: float, ping_interval: float, ping_timeout: float, max_frames: int,
-        close_timeout: float, ssl_context: ssl.SSLContext | None,
+        cls,
+        url: str,
+        *,
+        open_timeout: float,
+        ping_interval: float,
+        ping_timeout: float,
+        max_frames: int,
+        close_timeout: float,
+        ssl_context: ssl.SSLContext | None,
     ) -> WebsocketsTransport:
         """See ``open_transport``."""
         extra = {} if ssl_context is None else {"ssl": ssl_context}
@@ -195,6 +215,7 @@ class WebsocketsTransport:
 
         Raises:
             websockets.exceptions.ConnectionClosed: the socket ended (its close frames inside).
+
         """
         pending, recv, buffered = self._pending, self._ws.recv, self._buffered
         if not pending:
@@ -362,7 +383,7 @@ def _closed(transport: WSTransport) -> SocketClosed:
             # picows' auto-ping gave up: "peer has not replied to ping/heartbeat request within ..."
             return SocketClosed(sent.code.value, f"no pong: {sent.reason}", "client")
         return SocketClosed(sent.code.value, sent.reason, "client")
-    assert recv is not None  # noqa: S101 - checked above
+    assert recv is not None
     return SocketClosed(recv.code.value, recv.reason, "server")
 
 
@@ -384,7 +405,8 @@ class PicowsTransport:
     @property
     def direct(self) -> Callable[[list[bytes], int], bool] | None:
         """Offered each batch cut while no batch waits, before it is queued (see the module docstring);
-        it must not raise, and returns False to have the batch queued after all."""
+        it must not raise, and returns False to have the batch queued after all.
+        """
         return self._listener.direct
 
     @direct.setter
@@ -393,8 +415,15 @@ class PicowsTransport:
 
     @classmethod
     async def open(  # noqa: PLR0913
-        cls, url: str, *, open_timeout: float, ping_interval: float, ping_timeout: float, max_frames: int,
-        close_timeout: float, ssl_context: ssl.SSLContext | None,
+        cls,
+        url: str,
+        *,
+        open_timeout: float,
+        ping_interval: float,
+        ping_timeout: float,
+        max_frames: int,
+        close_timeout: float,
+        ssl_context: ssl.SSLContext | None,
     ) -> PicowsTransport:
         """See ``open_transport``."""
         transport, listener = await asyncio.wait_for(
@@ -415,7 +444,7 @@ class PicowsTransport:
             ),
             open_timeout,
         )
-        assert isinstance(listener, _Listener)  # noqa: S101 - our factory made it
+        assert isinstance(listener, _Listener)
         return cls(transport, listener, close_timeout)
 
     def _on_batch(self) -> None:
@@ -430,6 +459,7 @@ class PicowsTransport:
             SocketClosed: the socket ended, every batch before the end returned.
             ProtocolViolation: the server broke RFC 6455 in a way picows let through (fragments).
             picows.WSProtocolError: picows found the server's framing broken, and closed.
+
         """
         listener = self._listener
         batches = listener.batches

@@ -305,7 +305,8 @@ def actor_loop() -> asyncio.AbstractEventLoop:
     """A new event loop of the kind Ray runs an async actor on: uvloop when it is installed (it is not in
     scripts/requirements.lock: README "uvloop") unless ``RAY_USE_UVLOOP`` is false, else asyncio's own.
     The pipeline's processes run on it, so that the floor they measure and tickvisor's actors share
-    their loop wherever the benchmark runs."""
+    their loop wherever the benchmark runs.
+    """
     if os.environ.get("RAY_USE_UVLOOP", "1").lower() in {"1", "true"}:
         with contextlib.suppress(ImportError):
             import uvloop  # noqa: PLC0415 - optional, as in Ray
@@ -316,7 +317,8 @@ def actor_loop() -> asyncio.AbstractEventLoop:
 
 def _process(conn: Connection, main: Callable[[], Any]) -> None:
     """Run ``main()`` in a fresh loop (``actor_loop``); report a failure on ``conn`` instead of dying
-    silently."""
+    silently.
+    """
     try:
         with asyncio.Runner(loop_factory=actor_loop) as runner:
             runner.run(main())

@@ -166,6 +166,7 @@ async def subscribe_websockets(ws: ClientConnection, codes: list[str]) -> None:
     Raises:
         ConnectionError: the server refused the subscription with a ``ret`` other than 200 or 429.
         TimeoutError: no answer within ``ACK_TIMEOUT_S``.
+
     """
     seq_id = 1
     await ws.send(subscribe_frame(codes, seq_id))
@@ -198,6 +199,7 @@ class PicowsFeed(WSListener):
     Args:
         codes: the trade codes to subscribe, with one 22004 (again after ``RETRY_AFTER_S`` on 429).
         on_frame: called with each text frame's payload (bytes, copied out of picows' buffer).
+
     """
 
     def __init__(self, codes: list[str], on_frame: Callable[[bytes, bool], None]) -> None:
@@ -259,6 +261,7 @@ async def connect_picows(url: str, codes: list[str], on_frame: Callable[[bytes, 
     Raises:
         ConnectionError: refused, or closed before subscribed.
         TimeoutError: not subscribed within ``ACK_TIMEOUT_S``.
+
     """
     transport, feed = await ws_connect(
         lambda: PicowsFeed(codes, on_frame), url, max_frame_size=MAX_FRAME_BYTES
@@ -273,7 +276,7 @@ async def connect_picows(url: str, codes: list[str], on_frame: Callable[[bytes, 
 
 
 async def run_bare_picows(url: str, codes: list[str], count: int, idle_s: float, *, latency: bool) -> None:
-    """picows client; msgspec typed decoding in the frame callback; the strategy's work inline."""
+    """Picows client; msgspec typed decoding in the frame callback; the strategy's work inline."""
     decode = msgspec.json.Decoder(TradePush | Ack).decode
     counter = TickCounter()
     counter.reset(record_latency=latency)

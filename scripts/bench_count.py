@@ -73,7 +73,8 @@ class TickCounter:
 
     def result(self, *, percentiles: bool = True) -> dict[str, Any]:
         """A JSON-able summary; ``tps`` counts from the first batch's arrival to the last one's. The
-        latency percentiles (a sort of every sample) only with ``percentiles``."""
+        latency percentiles (a sort of every sample) only with ``percentiles``.
+        """
         span = self.last_at - self.first_at
         return {
             "count": self.count,

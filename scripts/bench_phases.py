@@ -273,10 +273,16 @@ def phase_burst4(
 
             def forex_conns() -> list[int] | None:
                 live = [
-                    c for c in sim.state()["connections"] if c["open"] and c["path"] == FOREX_PATH and c["trades"]
+                    c
+                    for c in sim.state()["connections"]
+                    if c["open"] and c["path"] == FOREX_PATH and c["trades"]
                 ]
                 held = set().union(*(set(c["trades"]) for c in live)) if live else set()
-                return [int(c["id"]) for c in live] if len(live) == BURST4_CONNECTIONS and held == set(codes) else None
+                return (
+                    [int(c["id"]) for c in live]
+                    if len(live) == BURST4_CONNECTIONS and held == set(codes)
+                    else None
+                )
 
             conns = wait_until(forex_conns, 30, f"{BURST4_CONNECTIONS} connections holding the codes")
             children = system.pids()
@@ -296,13 +302,17 @@ def phase_burst4(
             out["burst4_decoders"] = len(roles["decoder"])
             out["burst4_ticks"] = result["count"]
             out["burst4_order_ok"] = (
-                result["count"] == mode.burst4 * len(conns) and result["gaps"] == 0 and result["out_of_order"] == 0
+                result["count"] == mode.burst4 * len(conns)
+                and result["gaps"] == 0
+                and result["out_of_order"] == 0
             )
             for role in roles:
                 out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in roles[role]) / n * 1e6
             decoders = sorted(used[p] for p in roles["decoder"])
             # 0.0: not measurable (an idlest decoder with no CPU clock tick, as in --smoke)
-            out["burst4_decoder_cpu_spread"] = decoders[-1] / decoders[0] if decoders and decoders[0] > 0 else 0.0
+            out["burst4_decoder_cpu_spread"] = (
+                decoders[-1] / decoders[0] if decoders and decoders[0] > 0 else 0.0
+            )
             log(
                 f"burst4: {result['count']} ticks, {result['tps']:.0f}/s; CPU s per decoder "
                 + ", ".join(f"{x:.2f}" for x in decoders)
@@ -314,7 +324,9 @@ def phase_burst4(
             why = profiler.unavailable()
             if why:
                 return f"--profile: not profiled: {why}"
-            log(f"burst4 --profile: the same burst again under py-spy on {len(pids)} processes (not measured)")
+            log(
+                f"burst4 --profile: the same burst again under py-spy on {len(pids)} processes (not measured)"
+            )
             profiler.start()
             time.sleep(1.0)  # py-spy attaches
             started = time.monotonic()
@@ -331,7 +343,8 @@ def phase_burst4(
 def job_processes(sim: SimProcess) -> list[int]:
     """The processes whose CPU counts as tickvisor's: Ray's own and every actor, not the simulator and not
     this one. This process is the Ray driver here, but its work is the benchmark's (it polls the
-    strategy every 0.1 s and reads /proc); a job's own driver, supervisor.py, only waits."""
+    strategy every 0.1 s and reads /proc); a job's own driver, supervisor.py, only waits.
+    """
     return [pid for pid in tree(os.getpid(), exclude=[sim.pid]) if pid != os.getpid()]
 
 
@@ -347,7 +360,8 @@ def stage_pids(system: System) -> dict[str, list[int]]:
 
 def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
     """What the job costs while no tick flows (a market closed, a quiet night): its CPU over
-    ``mode.idle_s``, in cores (CPU seconds per second), every process of it counted (Ray's own too)."""
+    ``mode.idle_s``, in cores (CPU seconds per second), every process of it counted (Ray's own too).
+    """
     time.sleep(min(1.0, mode.idle_s))  # the start-up's last answers (subscriptions, liveness) settle
     before, started = cpu_seconds(job_pids), time.monotonic()
     time.sleep(mode.idle_s)
@@ -391,7 +405,9 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
-                runs["bare_picows"].append(run_client("bare_picows", sim, block(next(next_block)), mode.burst))
+                runs["bare_picows"].append(
+                    run_client("bare_picows", sim, block(next(next_block)), mode.burst)
+                )
                 before = {pid: cpu_seconds([pid]) for pids in stages.values() for pid in pids}
                 before_all = cpu_seconds(job_pids)
                 runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
@@ -542,7 +558,8 @@ LIVENESS_CODES = block(0, 50)
 
 def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for: its codes
-    are all on the forex endpoint, so the job has no stock endpoint (two processes fewer to start)."""
+    are all on the forex endpoint, so the job has no stock endpoint (two processes fewer to start).
+    """
     sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")

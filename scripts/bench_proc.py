@@ -39,7 +39,8 @@ def settings_toml(
     stock: bool = True,
 ) -> str:
     """A tickvisor config against the simulator on ``port``, reading with ``transport`` (at most
-    ``max_codes_per_connection`` codes per connection if given: more connections for the same codes; without the stock endpoint if not ``stock``)."""
+    ``max_codes_per_connection`` codes per connection if given: more connections for the same codes; without the stock endpoint if not ``stock``).
+    """
     lines = [
         "[feed]",
         f'transport = "{transport}"',

@@ -40,6 +40,7 @@ def is_waiting(label: str) -> bool:
     file, _, func = label.rpartition(":")
     return (file.rsplit("/", 1)[-1], func.rsplit(".", 1)[-1]) in WAITING
 
+
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -135,8 +136,21 @@ class Profiler:
         for label, pid in self.pids.items():
             out = self.dir / f"{pid}.txt"
             self.procs[label] = subprocess.Popen(  # noqa: S603 - our own executable and a pid
-                [self.exe, "record", "--format", "raw", "--nonblocking", "--rate", str(RATE),
-                 "--duration", str(MAX_S), "--pid", str(pid), "-o", str(out)],
+                [
+                    self.exe,
+                    "record",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--rate",
+                    str(RATE),
+                    "--duration",
+                    str(MAX_S),
+                    "--pid",
+                    str(pid),
+                    "-o",
+                    str(out),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -183,7 +197,11 @@ def table(profiles: list[Profile], seconds: float, top: int = TOP) -> str:
             continue
         rows = p.top(top) or [("(no samples: idle)", 0)]
         for i, (func, n) in enumerate(rows):
-            head = (p.label, str(p.pid), f"{p.total} ({p.waiting})", f"{busy:.0f}") if i == 0 else ("", "", "", "")
+            head = (
+                (p.label, str(p.pid), f"{p.total} ({p.waiting})", f"{busy:.0f}")
+                if i == 0
+                else ("", "", "", "")
+            )
             share = f"{100 * n / p.busy:.0f}" if p.busy else "-"
             lines.append(f"| {' | '.join(head)} | `{func}` | {n} | {share} |")
     return "\n".join(lines)

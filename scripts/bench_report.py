@@ -60,7 +60,8 @@ LATENCY_BOUNDS = 3  # the first entries of UPPER_BOUNDS
 def ratios(transport: str) -> list[tuple[str, float, str, str]]:
     """Throughput ratios: (tickvisor over this baseline) at least (factor), shown with (format) and
     (suffix). The data-path issue's bars depend on the transport: with picows, 3 x the bare websockets
-    client and 0.85 x the bare picows one; with websockets, 1 x the bare websockets client."""
+    client and 0.85 x the bare picows one; with websockets, 1 x the bare websockets client.
+    """
     if transport == "websockets":
         bare = [("bare_tps", 1.0, ".2f", "x")]
     else:

@@ -184,7 +184,8 @@ def one_run(  # noqa: PLR0913
 def reconnect_all(sim: Any, strategy: Any, total: int, limit_s: float) -> tuple[float, float, int]:
     """Drop every socket of the simulator at once. Returns (seconds until the server's open sockets
     carried every code again, seconds until a tick of every code was read from a new socket, how many
-    codes were by then)."""
+    codes were by then).
+    """
     import ray
 
     state = sim.state()
@@ -200,7 +201,7 @@ def reconnect_all(sim: Any, strategy: Any, total: int, limit_s: float) -> tuple[
     fresh, resubscribed_s, asked_at = 0, 0.0, 0.0
     while time.monotonic() - dropped < limit_s:
         now = time.monotonic()
-        if not resubscribed_s and now - asked_at >= 0.25:  # noqa: PLR2004 - the state is large: 4 a second
+        if not resubscribed_s and now - asked_at >= 0.25:
             asked_at = now
             conns = sim.state()["connections"]
             open_sets = [set(c["trades"]) for c in conns if c["open"] and c["id"] not in old]
@@ -230,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "2", 2.0, 2.0, 120.0
         args.two_tokens = "5x2"
     grid = [(c, n) for n in map(int, args.conns.split(",")) for c in map(int, args.codes.split(","))]
-    if any(n > 10 or n < 1 for _, n in grid):  # noqa: PLR2004 - PROTOCOL.md "Limits": professional
+    if any(n > 10 or n < 1 for _, n in grid):
         p.error("--conns: between 1 and 10 (the professional plan's connections per token)")
     try:
         two = [(int(c), int(n)) for c, n in (x.split("x") for x in args.two_tokens.split(",") if x)]
     except ValueError:
         p.error(f"--two-tokens {args.two_tokens!r}: expected CxN,... e.g. 100x10")
-    if any(n > 20 or n < 2 for _, n in two):  # noqa: PLR2004 - two professional tokens
+    if any(n > 20 or n < 2 for _, n in two):
         p.error("--two-tokens: N between 2 and 20 (two tokens of 10 connections each)")
 
     import ray
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except Exception:
                 ray.shutdown()
-                if attempt == 3:  # noqa: PLR2004
+                if attempt == 3:
                     raise
         try:
             for tokens, todo, done in ((1, grid, runs), (2, two, two_runs)):
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     slopes: dict[str, float] = {}
     for conns in sorted({n for _, n in grid}):
         mine = sorted((r for r in runs if r["connections"] == conns), key=lambda r: r["codes"])
-        if len(mine) >= 2 and mine[-1]["codes"] > mine[0]["codes"]:  # noqa: PLR2004
+        if len(mine) >= 2 and mine[-1]["codes"] > mine[0]["codes"]:
             slope = (mine[-1]["rss_mb"] - mine[0]["rss_mb"]) / (mine[-1]["codes"] - mine[0]["codes"]) * 1000
             slopes[str(conns)] = round(slope, 2)
     report = {"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "two_tokens": two_runs}

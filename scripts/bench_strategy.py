@@ -14,8 +14,8 @@ import time
 from array import array
 from typing import Any
 
-from actors.strategy import Strategy
 from actors.core.wire import Tick
+from actors.strategy import Strategy
 from scripts.bench_count import TickCounter, percentiles_ms
 
 MS_NS = 1_000_000
@@ -68,7 +68,8 @@ class BenchStrategy(Strategy):
     async def bench_result(self, final: bool = True) -> dict[str, Any]:  # noqa: FBT001, FBT002 - a Ray method
         """The measurement so far, with the base class's own counters. The latency percentiles only
         when ``final``: sorting every sample so far takes this process tens of milliseconds, and the
-        bench polls while ticks flow (that pause once put a 30 ms tail under every p99 it measured)."""
+        bench polls while ticks flow (that pause once put a 30 ms tail under every p99 it measured).
+        """
         stats = await self.statistics()
         result = self.counter.result(percentiles=final)
         if final:
@@ -86,7 +87,8 @@ class BenchStrategy(Strategy):
     async def bench_trace(self) -> list[tuple[int, int, int, int, int, int]]:
         """Per batch since the last ``bench_reset(latency=True)``: arrival time_ns, ticks, the worst
         send-to-here and read-to-here ns in it, and this thread's and process's CPU ns so far (where
-        the tail latencies come from, and whether this process was busy meanwhile)."""
+        the tail latencies come from, and whether this process was busy meanwhile).
+        """
         t = self.trace
         return [(t[i], t[i + 1], t[i + 2], t[i + 3], t[i + 4], t[i + 5]) for i in range(0, len(t), 6)]
 

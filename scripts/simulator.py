@@ -185,10 +185,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     tok = p.add_mutually_exclusive_group(required=True)
     tok.add_argument("--token", help="the only valid token (never printed)")
-    tok.add_argument("--token-env", metavar="NAME",
-                     help="read the token from this environment variable instead (keeps it out of `ps`)")
-    p.add_argument("--more-token", action="append", default=[], metavar="TOKEN",
-                   help="a further valid token with its own limits and rate clocks (repeatable; benchmarks)")
+    tok.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="read the token from this environment variable instead (keeps it out of `ps`)",
+    )
+    p.add_argument(
+        "--more-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a further valid token with its own limits and rate clocks (repeatable; benchmarks)",
+    )
     p.add_argument("--heartbeat-timeout", type=float, default=DEFAULT_HEARTBEAT_TIMEOUT_S)
     p.add_argument("--plan", choices=sorted(PLAN_LIMITS), default="pro")
     p.add_argument("--max-connections", type=int, default=None)
@@ -200,8 +208,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conn-gap-s", type=float, default=DEFAULT_CONN_GAP_S)
     p.add_argument("--token-gap-s", type=float, default=DEFAULT_TOKEN_GAP_S)
     p.add_argument("--log-level", default="INFO")
-    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None,
-                   help="serve wss:// with this PEM certificate chain and private key")
+    p.add_argument(
+        "--tls",
+        nargs=2,
+        metavar=("CERT", "KEY"),
+        default=None,
+        help="serve wss:// with this PEM certificate chain and private key",
+    )
     return p
 
 
@@ -215,11 +228,23 @@ def _tls(files: list[str] | None) -> ssl.SSLContext | None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sim = Simulator(host=args.host, port=args.port, token=args.token, heartbeat_timeout=args.heartbeat_timeout,
-                    plan=args.plan, max_connections=args.max_connections, max_codes=args.max_codes,
-                    tick_rate=args.tick_rate, book_rate=args.book_rate, codes=args.codes, seed=args.seed,
-                    conn_gap_s=args.conn_gap_s, token_gap_s=args.token_gap_s, tls=_tls(args.tls),
-                    more_tokens=tuple(args.more_token))
+    sim = Simulator(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        heartbeat_timeout=args.heartbeat_timeout,
+        plan=args.plan,
+        max_connections=args.max_connections,
+        max_codes=args.max_codes,
+        tick_rate=args.tick_rate,
+        book_rate=args.book_rate,
+        codes=args.codes,
+        seed=args.seed,
+        conn_gap_s=args.conn_gap_s,
+        token_gap_s=args.token_gap_s,
+        tls=_tls(args.tls),
+        more_tokens=tuple(args.more_token),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -241,8 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.token = os.environ.get(args.token_env, "")
         if not args.token:
             parser.error(f"--token-env {args.token_env}: that environment variable is not set or empty")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     asyncio.run(_serve(args))
     return 0
 

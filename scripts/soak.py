@@ -68,9 +68,22 @@ CODES = {
 }
 PATHS = {"stock": "/quote-stock-b-ws-api", "forex_crypto": "/quote-b-ws-api"}
 #: Codes the strategy adds to cause a subscription request: the simulator's generated ones, each once.
-EXTRA = {"stock": [f"S{i:04d}.US" for i in range(1, 200)], "forex_crypto": [f"C{i:04d}USDT" for i in range(1, 200)]}
+EXTRA = {
+    "stock": [f"S{i:04d}.US" for i in range(1, 200)],
+    "forex_crypto": [f"C{i:04d}USDT" for i in range(1, 200)],
+}
 KILL_TARGETS = ("connection", "decoder", "registry", "heartbeat", "strategy", "supervisor")
-SIM_FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "refuse", "reply:429", "reply:600", "reply:603")
+SIM_FAULTS = (
+    "stall",
+    "blackhole",
+    "drop",
+    "ghost",
+    "malformed",
+    "refuse",
+    "reply:429",
+    "reply:600",
+    "reply:603",
+)
 STRATEGY = "soak"
 TOKEN = "soak-token-" + uuid.uuid4().hex[:8]
 TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"
@@ -84,12 +97,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=1.0, help="how long faults are injected (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seeds the fault order and times (default 0)")
     p.add_argument("--tick-rate", type=float, default=10.0, help="simulator trades/s per code (default 10)")
-    p.add_argument("--pause", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"),
-                   help="seconds between a recovery and the next fault, drawn uniformly (default 0.5 3)")
+    p.add_argument(
+        "--pause",
+        type=float,
+        nargs=2,
+        default=(0.5, 3.0),
+        metavar=("MIN", "MAX"),
+        help="seconds between a recovery and the next fault, drawn uniformly (default 0.5 3)",
+    )
     p.add_argument("--recovery-timeout", type=float, default=60.0, help="seconds a fault may take to recover")
-    p.add_argument("--max-faults", type=int, default=0, help="at most this many faults (default: 1 per second)")
+    p.add_argument(
+        "--max-faults", type=int, default=0, help="at most this many faults (default: 1 per second)"
+    )
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
-    p.add_argument("--verbose", action="store_true", help="show the actors' logs (Ray forwards them to stderr)")
+    p.add_argument(
+        "--verbose", action="store_true", help="show the actors' logs (Ray forwards them to stderr)"
+    )
     p.add_argument(
         "--address",
         default=None,
@@ -149,7 +172,7 @@ def actor_table(namespace: str) -> list[tuple[str, str, int]]:
 
 
 def alive(namespace: str) -> dict[str, list[int]]:
-    """name -> pids of its ALIVE actors (more than one pid: a duplicate)."""
+    """Name -> pids of its ALIVE actors (more than one pid: a duplicate)."""
     out: dict[str, list[int]] = {}
     for name, state, pid in actor_table(namespace):
         if state == "ALIVE":
@@ -279,19 +302,32 @@ class Soak:
         from actors.core.settings import parse_settings
         from scripts.simulator import SimulatorThread
 
-        self.sim = SimulatorThread(token=TOKEN, tick_rate=self.args.tick_rate, heartbeat_timeout=10.0,
-                                   seed=self.args.seed)
+        self.sim = SimulatorThread(
+            token=TOKEN, tick_rate=self.args.tick_rate, heartbeat_timeout=10.0, seed=self.args.seed
+        )
         self.sim.start()
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
         os.environ[TOKEN_ENV] = TOKEN
         for attempt in (1, 2):
             try:
                 if self.args.address:  # a running cluster: joined, and left running
-                    ray.init(address=self.args.address, logging_level=logging.WARNING,
-                             log_to_driver=self.args.verbose, namespace="soak")
+                    ray.init(
+                        address=self.args.address,
+                        logging_level=logging.WARNING,
+                        log_to_driver=self.args.verbose,
+                        namespace="soak",
+                    )
                 else:
-                    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                             log_to_driver=self.args.verbose, namespace="soak")
+                    ray.init(
+                        address="local",
+                        num_cpus=2,
+                        include_dashboard=False,
+                        logging_level=logging.WARNING,
+                        log_to_driver=self.args.verbose,
+                        namespace="soak",
+                    )
                 break
             except Exception:
                 # Ray gives its raylet 30 s to register; a heavily loaded machine can miss that once.
@@ -407,7 +443,9 @@ class Soak:
         if "mute" in FAULTS:
             kinds.append("mute")
         else:
-            self.notes.append("the simulator has no 'mute' fault (scripts/sim/faults.py FAULTS): muted codes skipped")
+            self.notes.append(
+                "the simulator has no 'mute' fault (scripts/sim/faults.py FAULTS): muted codes skipped"
+            )
             print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
         return kinds
 
@@ -435,7 +473,7 @@ class Soak:
         self.record_usage("end")
         self.progress(force=True)
 
-    def inject(self, kind: str) -> Fault | None:  # noqa: C901, PLR0911, PLR0912 - one branch per kind
+    def inject(self, kind: str) -> Fault | None:  # noqa: PLR0911 - one branch per kind
         endpoint = self.rng.choice(sorted(PATHS))
         path = PATHS[endpoint]
         now = time.time()
@@ -494,7 +532,8 @@ class Soak:
     def inject_reply(self, ret: int, endpoint: str, now: float) -> Fault:
         """Answer the next subscription request on ``endpoint`` with ``ret``, and cause one: the strategy
         adds a fresh code (always, for 600: a code added alone and refused 600 is quarantined), or drops
-        the one it added before."""
+        the one it added before.
+        """
         import ray
 
         self.sim.inject("reply", path=PATHS[endpoint], ret=ret)
@@ -552,9 +591,14 @@ class Soak:
         parts = [f"server sets {sorted(self.server_union())}, desired {sorted(self.desired())}"]
         try:
             reg = self.job.registry(timeout=10)
-            conns = [(c.conn_id, c.up, sorted(c.desired), sorted(c.acknowledged), c.in_sync) for c in reg.connections]
-            parts.append(f"registry: in_sync {reg.in_sync}, union {sorted(reg.union)}, connections {conns}, "
-                         f"refused {reg.refused}, vendor errors {reg.vendor_errors[-3:]}")
+            conns = [
+                (c.conn_id, c.up, sorted(c.desired), sorted(c.acknowledged), c.in_sync)
+                for c in reg.connections
+            ]
+            parts.append(
+                f"registry: in_sync {reg.in_sync}, union {sorted(reg.union)}, connections {conns}, "
+                f"refused {reg.refused}, vendor errors {reg.vendor_errors[-3:]}"
+            )
             decoders = ray.get(self.job.sup.status.remote(), timeout=10).get("decoders", {})
             parts.append(f"decoders: {decoders}")
         except Exception as exc:  # noqa: BLE001 - a diagnosis must not fail the report
@@ -585,7 +629,8 @@ class Soak:
         now = time.time()
         windows = [f.window(now) for f in self.faults]
         return [
-            g for g in self.ledger.gaps
+            g
+            for g in self.ledger.gaps
             if not any(g.after_ms / 1000 <= end and g.before_ms / 1000 >= start for start, end in windows)
         ]
 
@@ -595,7 +640,9 @@ class Soak:
         out: Counter[str] = Counter()
         for gap in self.ledger.gaps:
             lo, hi = gap.after_ms / 1000, gap.before_ms / 1000
-            overlaps = [(min(hi, end) - max(lo, start), f.kind) for f in self.faults for start, end in [f.window(now)]]
+            overlaps = [
+                (min(hi, end) - max(lo, start), f.kind) for f in self.faults for start, end in [f.window(now)]
+            ]
             best = max(overlaps, default=(-1.0, ""))
             if best[0] >= 0:
                 out[best[1]] += gap.missing
@@ -617,7 +664,8 @@ class Soak:
         by_kind: dict[str, dict[str, Any]] = {}
         for f in self.faults:
             row = by_kind.setdefault(
-                f.kind, {"injected": 0, "recovered": 0, "slowest_s": 0.0, "total_s": 0.0, "lost": lost_kind[f.kind]}
+                f.kind,
+                {"injected": 0, "recovered": 0, "slowest_s": 0.0, "total_s": 0.0, "lost": lost_kind[f.kind]},
             )
             row["injected"] += 1
             if f.recovered is not None:
@@ -625,7 +673,10 @@ class Soak:
                 row["recovered"] += 1
                 row["total_s"] += took
                 row["slowest_s"] = max(row["slowest_s"], took)
-        lines = ["", "fault kind            injected  recovered  mean s  slowest s  ticks lost in its windows"]
+        lines = [
+            "",
+            "fault kind            injected  recovered  mean s  slowest s  ticks lost in its windows",
+        ]
         for kind, row in sorted(by_kind.items()):
             mean = row["total_s"] / row["recovered"] if row["recovered"] else float("nan")
             lines.append(
@@ -651,7 +702,9 @@ class Soak:
             fmt = lambda u: f"{u[0]:<8} {u[1]:>7.1f} {u[2]:>4}" if u else f"{'-':<8} {'-':>7} {'-':>4}"  # noqa: E731
             lines.append(f"{name:<30} {fmt(s)}   ->   {fmt(e)}")
         for gap in outside[:10]:
-            lines.append(f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} and {gap.before_ms}")
+            lines.append(
+                f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} and {gap.before_ms}"
+            )
         lines += [f"example: {e}" for e in led.examples[:10]]
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"INVARIANT BROKEN: {v}" for v in self.violations]
@@ -690,8 +743,10 @@ def main(argv: list[str] | None = None) -> int:
         soak.start()
         signal.signal(signal.SIGINT, on_signal)  # ray.init replaces them
         signal.signal(signal.SIGTERM, on_signal)
-        print(f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, seed {args.seed}",
-              flush=True)  # noqa: T201
+        print(
+            f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, seed {args.seed}",
+            flush=True,
+        )
         soak.run()
     except Exception as exc:  # noqa: BLE001 - reported, then the job is stopped
         soak.violations.append(f"the soak itself failed: {type(exc).__name__}: {exc}")

@@ -60,9 +60,11 @@ def _start_cluster(cluster_class: Any) -> Any:
     # Ray gives a raylet 30 s to register; a loaded machine can miss that: try three times.
     for attempt in (1, 2, 3):
         try:
-            return cluster_class(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+            return cluster_class(
+                initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
+            )
         except Exception:
-            if attempt == 3:  # noqa: PLR2004
+            if attempt == 3:
                 raise
             time.sleep(5)
     raise AssertionError("unreachable")
@@ -72,8 +74,8 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
     import logging
 
     import ray
-    from ray.cluster_utils import Cluster
     from ray._private import state as gcs_state  # the GCS actor table: ray.util.state needs a dashboard
+    from ray.cluster_utils import Cluster
 
     from actors.control import Job
     from actors.core.settings import parse_settings
@@ -132,13 +134,16 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
         wait(lambda: not apart(), 60, "the grown decoder alive")
         report["apart_at_start"] = apart()
-        assert not report["apart_at_start"], f"a decoder is not on its connection's node: {report['apart_at_start']}"
+        assert not report["apart_at_start"], (
+            f"a decoder is not on its connection's node: {report['apart_at_start']}"
+        )
         where = placement()
         report["nodes_used"] = len(set(where.values()))
         worker_ids = {w.node_id: w for w in workers}
         alive = gcs_state.actors(actor_state_name="ALIVE").values()
         report["all_actors"] = {a["Name"]: a["Address"]["NodeID"][:8] for a in alive}
         report["head"] = cluster.head_node.node_id[:8]
+
         def strategy_node() -> str:
             actors = gcs_state.actors(actor_state_name="ALIVE").values()
             return next(a["Address"]["NodeID"] for a in actors if a["Name"] == "strategy:watcher")
@@ -174,7 +179,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         # Their decoders came back with them, in the same bundle on the same surviving node.
         wait(lambda: not apart(), 120, "each decoder alive beside its connection again")
         report["apart_after"] = apart()
-        assert not report["apart_after"], f"a decoder is not on its connection's node: {report['apart_after']}"
+        assert not report["apart_after"], (
+            f"a decoder is not on its connection's node: {report['apart_after']}"
+        )
 
         def served() -> bool:
             sets = [set(c["trades"]) for c in sim.state()["connections"] if c["open"]]

@@ -7,8 +7,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from actors.strategy import Strategy
 from actors.core.wire import BookTick, Tick
+from actors.strategy import Strategy
 
 
 class Collector(Strategy):
@@ -61,7 +61,8 @@ class Collector(Strategy):
     async def collected(self) -> dict[str, Any]:
         """Everything seen so far, copied: Ray serializes a result in another thread than the event loop's,
         which meanwhile goes on appending to these (a dict that grows while Ray packs it comes out
-        corrupt: "unpack(b) received extra data")."""
+        corrupt: "unpack(b) received extra data").
+        """
         return copy.deepcopy(
             {
                 "seen": self.seen,
@@ -93,7 +94,8 @@ class Collector(Strategy):
 
     async def freeze(self, fifo: str, marker: str) -> None:
         """Block this actor's event loop until a byte arrives on the named pipe ``fifo``; ``marker`` is
-        created first. Meanwhile no delivery is taken: to a decoder this is a strategy far too slow."""
+        created first. Meanwhile no delivery is taken: to a decoder this is a strategy far too slow.
+        """
         Path(marker).touch()
         with open(fifo, "rb") as gate:  # noqa: ASYNC230, PTH123 - blocking the loop is the point
             gate.read(1)
@@ -111,7 +113,6 @@ class Collector(Strategy):
             return await self.unsubscribe(codes, kind)
         except Exception as exc:  # noqa: BLE001 - the test reads the message
             return f"{type(exc).__name__}: {exc}"
-
 
 
 class SlowHandler(Strategy):
@@ -157,7 +158,8 @@ class SlowHandler(Strategy):
 class Journal(Strategy):
     """Appends every tick it gets (``t CODE SEQ``), every ``on_missed`` count (``m COUNT``) and every
     process start (``s PID``) to the file ``options.path``: the record outlives a SIGKILL, so a test
-    can check order and accounting across restarts of any actor, this one included."""
+    can check order and accounting across restarts of any actor, this one included.
+    """
 
     def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
         super().__init__(name, symbols, options, **kwargs)

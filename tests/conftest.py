@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 S = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.1, what: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout: float, every: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout * S
     last: Any = None
@@ -39,7 +41,8 @@ def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.1, w
 def frozen(strategy: Any, tmp_path: Path, what: str = "the strategy") -> Iterator[Callable[[], None]]:
     """A ``tests.collector.Collector`` actor with its event loop blocked (``freeze``: it takes no
     delivery and reads nothing) until ``release()``, which also waits for the call to return; released
-    on the way out if the body did not."""
+    on the way out if the body did not.
+    """
     import ray
 
     fifo, marker = tmp_path / "gate", tmp_path / "frozen"
@@ -168,7 +171,9 @@ def collector_toml(name: str, symbols: list[str], **options: Any) -> str:
     )
 
 
-def start_system(sim: Any, strategies: str, *, in_sync: bool = True, restart: str = "", **feed: Any) -> System:
+def start_system(
+    sim: Any, strategies: str, *, in_sync: bool = True, restart: str = "", **feed: Any
+) -> System:
     """A System on ``sim`` with these ``[[strategies]]``; waits for the first subscription by default."""
     from actors.core.settings import parse_settings
 

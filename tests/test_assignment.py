@@ -27,8 +27,13 @@ def fs(*codes: str) -> frozenset[str]:
     return frozenset(codes)
 
 
-def check_invariants(test: unittest.TestCase, result: Assignment, wanted: set[str],
-                     connections: Mapping[Endpoint, Sequence[str]], max_codes: int) -> None:
+def check_invariants(
+    test: unittest.TestCase,
+    result: Assignment,
+    wanted: set[str],
+    connections: Mapping[Endpoint, Sequence[str]],
+    max_codes: int,
+) -> None:
     """What must hold for any input: a partition of ``wanted``, limits, endpoints, no needless overflow."""
     conn_endpoint = {c: e for e, conns in connections.items() for c in conns}
     test.assertEqual(set(result.by_connection), set(conn_endpoint), "every connection listed, no other")
@@ -42,8 +47,10 @@ def check_invariants(test: unittest.TestCase, result: Assignment, wanted: set[st
             test.assertIs(endpoint_of(code), conn_endpoint[conn], f"{code} on {conn}")
     for code in result.unplaced:
         conns = connections.get(endpoint_of(code), ())
-        test.assertTrue(all(len(result.by_connection[c]) >= max_codes for c in conns),
-                        f"{code} unplaced although a connection had room")
+        test.assertTrue(
+            all(len(result.by_connection[c]) >= max_codes for c in conns),
+            f"{code} unplaced although a connection had room",
+        )
 
 
 class AssignmentTests(unittest.TestCase):
@@ -60,7 +67,9 @@ class AssignmentTests(unittest.TestCase):
         first = assign(wanted, connections, 3)
         self.assertEqual(assign(list(reversed(wanted)), connections, 3), first)
         self.assertEqual(assign(set(wanted), {FX: ["f0"], STOCK: ["s0", "s1"]}, 3), first)
-        self.assertEqual(assign(iter(wanted + wanted), connections, 3), first, "duplicates and a one-shot iterator")
+        self.assertEqual(
+            assign(iter(wanted + wanted), connections, 3), first, "duplicates and a one-shot iterator"
+        )
         self.assertEqual(first, Assignment({"s0": fs(S1, S3), "s1": fs(S2, S4), "f0": fs(X1, X2, X3)}, fs()))
 
     def test_sticky_adding_a_code_moves_nothing(self) -> None:
@@ -118,21 +127,27 @@ class AssignmentTests(unittest.TestCase):
         self.assertEqual(assign([S1], {}, 5), Assignment({}, fs(S1)))
 
     def test_idle_connections_are_listed_with_nothing(self) -> None:
-        self.assertEqual(assign([], {STOCK: ["s0"], FX: ["f0"]}, 5), Assignment({"s0": fs(), "f0": fs()}, fs()))
+        self.assertEqual(
+            assign([], {STOCK: ["s0"], FX: ["f0"]}, 5), Assignment({"s0": fs(), "f0": fs()}, fs())
+        )
 
     def test_config_strings_work_as_endpoint_keys(self) -> None:
-        self.assertEqual(assign([S1, X1], {"stock": ["s0"], "forex_crypto": ["f0"]}, 5),  # type: ignore[dict-item]
-                         assign([S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5))
+        self.assertEqual(
+            assign([S1, X1], {"stock": ["s0"], "forex_crypto": ["f0"]}, 5),  # type: ignore[dict-item]
+            assign([S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5),
+        )
 
     def test_an_invalid_code_is_refused(self) -> None:
         with self.assertRaises(InvalidCode):
             assign(["aapl.us"], {STOCK: ["s0"]}, 5)
 
 
-CONNECTIONS = st.fixed_dictionaries({
-    STOCK: st.integers(0, 3).map(lambda n: [f"s{i}" for i in range(n)]),
-    FX: st.integers(0, 3).map(lambda n: [f"f{i}" for i in range(n)]),
-})
+CONNECTIONS = st.fixed_dictionaries(
+    {
+        STOCK: st.integers(0, 3).map(lambda n: [f"s{i}" for i in range(n)]),
+        FX: st.integers(0, 3).map(lambda n: [f"f{i}" for i in range(n)]),
+    }
+)
 WANTED = st.frozensets(st.sampled_from(STOCKS + FOREX))
 
 
@@ -141,8 +156,13 @@ class AssignmentPropertyTests(unittest.TestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(wanted=WANTED, more=WANTED, connections=CONNECTIONS, max_codes=st.integers(1, 5))
-    def test_invariants_and_stickiness(self, wanted: frozenset[str], more: frozenset[str],
-                                       connections: dict[Endpoint, list[str]], max_codes: int) -> None:
+    def test_invariants_and_stickiness(
+        self,
+        wanted: frozenset[str],
+        more: frozenset[str],
+        connections: dict[Endpoint, list[str]],
+        max_codes: int,
+    ) -> None:
         first = assign(wanted, connections, max_codes)
         check_invariants(self, first, set(wanted), connections, max_codes)
         self.assertEqual(assign(sorted(wanted, reverse=True), connections, max_codes), first, "deterministic")
@@ -160,14 +180,28 @@ class AssignmentPropertyTests(unittest.TestCase):
         shrunk = assign(wanted - more, connections, max_codes, first.by_connection)
         check_invariants(self, shrunk, set(wanted - more), connections, max_codes)
         for conn, codes in first.by_connection.items():
-            self.assertLessEqual(codes - more, shrunk.by_connection[conn], f"removing codes moved some off {conn}")
+            self.assertLessEqual(
+                codes - more, shrunk.by_connection[conn], f"removing codes moved some off {conn}"
+            )
 
     @settings(max_examples=200, deadline=None)
-    @given(wanted=WANTED, connections=CONNECTIONS, max_codes=st.integers(1, 5),
-           previous=st.dictionaries(st.sampled_from(["s0", "s1", "s2", "f0", "f1", "gone"]),
-                                    st.frozensets(st.sampled_from(STOCKS + FOREX)), max_size=4))
-    def test_invariants_with_any_previous(self, wanted: frozenset[str], connections: dict[Endpoint, list[str]],
-                                          max_codes: int, previous: dict[str, frozenset[str]]) -> None:
+    @given(
+        wanted=WANTED,
+        connections=CONNECTIONS,
+        max_codes=st.integers(1, 5),
+        previous=st.dictionaries(
+            st.sampled_from(["s0", "s1", "s2", "f0", "f1", "gone"]),
+            st.frozensets(st.sampled_from(STOCKS + FOREX)),
+            max_size=4,
+        ),
+    )
+    def test_invariants_with_any_previous(
+        self,
+        wanted: frozenset[str],
+        connections: dict[Endpoint, list[str]],
+        max_codes: int,
+        previous: dict[str, frozenset[str]],
+    ) -> None:
         result = assign(wanted, connections, max_codes, previous)
         check_invariants(self, result, set(wanted), connections, max_codes)
         self.assertEqual(assign(sorted(wanted, reverse=True), connections, max_codes, previous), result)

@@ -13,7 +13,9 @@ pytestmark = [pytest.mark.ray]
 def test_smoke_run_reports_every_key() -> None:
     report, _ = run_smoke("bench_scale.py", "SCALE", 600 * S)
     assert [(r["codes_per_connection"], r["connections"]) for r in report["runs"]] == [(5, 2)]
-    assert [(r["codes_per_connection"], r["connections"], r["tokens"]) for r in report["two_tokens"]] == [(5, 2, 2)]
+    assert [(r["codes_per_connection"], r["connections"], r["tokens"]) for r in report["two_tokens"]] == [
+        (5, 2, 2)
+    ]
     for run in [*report["runs"], *report["two_tokens"]]:
         assert run["all_flowing"]
         assert run["subscribed_s"] >= 0

@@ -1,5 +1,6 @@
 """Built-in strategies and the Strategy base class's delivery, in-process (no Ray runtime needed:
-a Strategy without a registry is a plain object on the test's event loop)."""
+a Strategy without a registry is a plain object on the test's event loop).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import msgspec
 
 from actors.builtin import Console, Recorder
-from actors.strategy import Strategy
 from actors.core.wire import Tick
+from actors.strategy import Strategy
 
 encode = msgspec.msgpack.Encoder().encode
 
@@ -40,12 +41,36 @@ async def test_recorder_writes_exact_fields_and_flushes_on_stop(tmp_path: Path) 
     await rec.stop()
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert rows == [
-        {"code": "AAPL.US", "seq": 1, "tick_time": 1_700_000_000_001, "price": "189.2300", "volume": "10",
-         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
-        {"code": "AAPL.US", "seq": 2, "tick_time": 1_700_000_000_002, "price": "189.2300", "volume": "10",
-         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
-        {"code": "EURUSD", "seq": 7, "tick_time": 1_700_000_000_007, "price": "1.08350", "volume": "10",
-         "turnover": "1892.3", "trade_direction": 1, "received_ns": 5},
+        {
+            "code": "AAPL.US",
+            "seq": 1,
+            "tick_time": 1_700_000_000_001,
+            "price": "189.2300",
+            "volume": "10",
+            "turnover": "1892.3",
+            "trade_direction": 1,
+            "received_ns": 5,
+        },
+        {
+            "code": "AAPL.US",
+            "seq": 2,
+            "tick_time": 1_700_000_000_002,
+            "price": "189.2300",
+            "volume": "10",
+            "turnover": "1892.3",
+            "trade_direction": 1,
+            "received_ns": 5,
+        },
+        {
+            "code": "EURUSD",
+            "seq": 7,
+            "tick_time": 1_700_000_000_007,
+            "price": "1.08350",
+            "volume": "10",
+            "turnover": "1892.3",
+            "trade_direction": 1,
+            "received_ns": 5,
+        },
     ]
 
 
@@ -61,7 +86,9 @@ async def test_recorder_flushes_within_a_second_while_running(tmp_path: Path) ->
 
 async def test_console_renders_latest_price_per_code() -> None:
     con = Console("view", options={"every_s": 60})
-    await con.deliver("on_ticks", encode(ticks("AAPL.US", [1, 2], "190.01") + ticks("BTCUSDT", [3], "67000.5")))
+    await con.deliver(
+        "on_ticks", encode(ticks("AAPL.US", [1, 2], "190.01") + ticks("BTCUSDT", [3], "67000.5"))
+    )
     await con.wait_idle()
     text = con.render()
     assert "2 codes" in text and "190.01" in text and "67000.5" in text
@@ -70,7 +97,8 @@ async def test_console_renders_latest_price_per_code() -> None:
 
 async def test_batches_handed_over_by_deliver_keep_their_order() -> None:
     """Batches come over one ordered channel per decoder now (actors/channel.py); ``deliver`` (the
-    Ray-call way in, for tools and tests) queues them as they come."""
+    Ray-call way in, for tools and tests) queues them as they come.
+    """
     s = Keeper("k")
     for n in range(1, 6):
         await s.deliver("on_ticks", encode(ticks("A", [n])))

@@ -1,5 +1,6 @@
 """The channel shell (actors/channel.py) on real sockets in this process: Unix-domain and TCP, acks,
-a receiver that goes away and comes back, and the counts of what a break cost. No Ray."""
+a receiver that goes away and comes back, and the counts of what a break cost. No Ray.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ class Sink:
         self.got: list[tuple[int, int, Any]] = []
         self.ack = ack
         self.reads: list[int] = []  # batches handed over per read
-        self.receiver = Receiver(name, self.on_message, node=NODE, host="127.0.0.1", on_read_end=self.on_read_end)
+        self.receiver = Receiver(
+            name, self.on_message, node=NODE, host="127.0.0.1", on_read_end=self.on_read_end
+        )
 
     def on_message(self, peer: Peer, number: int, missed: int, body: Any) -> None:
         self.got.append((number, missed, body))
@@ -45,7 +48,8 @@ async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
 class PathlessUnixLoop(asyncio.SelectorEventLoop):
     """asyncio's loop, refusing a Unix socket *path* as uvloop does for a Linux abstract-namespace one
     (EINVAL). Ray runs async actors on uvloop whenever it is installed on the cluster; the channel
-    must then hand the loop sockets it made itself (``sock=``)."""
+    must then hand the loop sockets it made itself (``sock=``).
+    """
 
     refused = 0
 
@@ -179,6 +183,7 @@ async def test_a_stream_without_the_receivers_key_is_dropped_unread() -> None:
     # Anyone who can reach the TCP port (or the node's abstract socket) could write tick batches:
     # a stream must begin with the key that only the job's actors get (through Ray, in the address).
     import msgspec
+
     from actors.channel import HEADER
 
     sink = Sink()

@@ -25,8 +25,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, S, collector_toml, start_system, wait_for
-from tests.test_job import CONSOLE_ROW, CONSOLE_VIEW, STATUS_UP, STOP_PROMISE_S, Job, job_env
-from tests.test_job import jobs  # noqa: F401 - the fixture, reused
+from tests.test_job import (
+    CONSOLE_ROW,
+    CONSOLE_VIEW,
+    STATUS_UP,
+    STOP_PROMISE_S,
+    Job,
+    job_env,
+    jobs,  # noqa: F401 - the fixture, reused
+)
 
 pytestmark = [pytest.mark.ray]
 
@@ -35,7 +42,8 @@ def command(
     args: list[str], env: dict[str, str], timeout: float = 90.0, *, entry: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """``python supervisor.py ARGS`` (or ``ENTRY ARGS``, e.g. scripts/run) to the end; the AllTick token
-    is never in its environment."""
+    is never in its environment.
+    """
     env = {k: v for k, v in env.items() if "TOKEN" not in k or k.startswith("RAY_AUTH")}
     return subprocess.run(  # noqa: S603 - our own script
         [*(entry or (sys.executable, "supervisor.py")), *args],
@@ -56,7 +64,8 @@ def tmp_env() -> dict[str, str]:
 
 def start_job(jobs: Callable[..., Job], args: list[str], env: dict[str, str]) -> Job:  # noqa: F811
     """``python supervisor.py ARGS``, waited for until started. On this shared machine a local Ray
-    sometimes misses its fixed 30 s for the raylet to register; that start is tried once more."""
+    sometimes misses its fixed 30 s for the raylet to register; that start is tried once more.
+    """
     for attempt in (1, 2):
         job = jobs(args, env)
         try:
@@ -90,7 +99,8 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     """The embedded default as users run it first (``python supervisor.py``, no config, no token): it
     shows ticks flowing, survives a SIGKILL of its Supervisor actor, answers the commands, and SIGINT
     stops it cleanly within the documented 10 s, leaving no process behind (one job start for all:
-    each costs a local Ray)."""
+    each costs a local Ray).
+    """
     namespace = f"tv-cli-{uuid.uuid4().hex[:8]}"
     args = ["--namespace", namespace, "--status-every", "2", "--log-format", "json"]
     job = start_job(jobs, args, tmp_env)
@@ -118,7 +128,9 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
         return next((line for line in new if up_after_restart.search(line)), None)
 
     line = wait_for(status_after_kill, 60, every=0.2, what="a status line counting the supervisor's restart")
-    print(f"SIGKILL supervisor of the main job: status again after {time.monotonic() - killed_at:.2f} s: {line}")  # noqa: T201
+    print(
+        f"SIGKILL supervisor of the main job: status again after {time.monotonic() - killed_at:.2f} s: {line}"
+    )
     new_sups = [p for p in job.snapshot() if p.cmd.startswith("ray::Supervisor")]
     assert [p.pid for p in new_sups] != [sups[0].pid] and len(new_sups) == 1, [p.cmd for p in new_sups]
 
@@ -219,11 +231,15 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
     # The registry refuses: a code the strategy does not hold.
     done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
     assert done.returncode == 2
-    assert done.stdout.startswith("TSLA.US: refused: strategy 'tape' holds it 0 time(s), cannot drop 1; hint: ")
+    assert done.stdout.startswith(
+        "TSLA.US: refused: strategy 'tape' holds it 0 time(s), cannot drop 1; hint: "
+    )
 
     done = command(["subscribe", "tape", "TSLA.US", *where], tmp_env)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    wait_for(lambda: "TSLA.US" in system.registry().union and system.registry().in_sync, 30, what="TSLA.US held")
+    wait_for(
+        lambda: "TSLA.US" in system.registry().union and system.registry().in_sync, 30, what="TSLA.US held"
+    )
     done = command(["unsubscribe", "tape", "TSLA.US", *where], tmp_env)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.strip() == "TSLA.US: unsubscribe accepted (held 0 time(s) by this strategy)"
@@ -238,10 +254,13 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
 
 
 @pytest.mark.timeout(int(240 * S))
-def test_status_exits_1_while_a_connection_is_out_of_sync(system: Any, sim: Any, tmp_env: dict[str, str]) -> None:
+def test_status_exits_1_while_a_connection_is_out_of_sync(
+    system: Any, sim: Any, tmp_env: dict[str, str]
+) -> None:
     """Every subscription request on the forex/crypto endpoint is read and never answered from here on
     (the simulator's ``hold``); its socket is dropped, so the new one's resubscription stays in flight.
-    Runs last on this module's system: it leaves it out of sync."""
+    Runs last on this module's system: it leaves it out of sync.
+    """
     import ray
 
     where = ["--namespace", system.namespace, "--address", ray.get_runtime_context().gcs_address]
@@ -268,7 +287,9 @@ def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.
     ns = "tv-where"
     assert control.find_address(ns, "10.0.0.1:6379", {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.1:6379"
     assert control.find_address(ns, None, {"RAY_ADDRESS": "10.0.0.2:6379"}) == "10.0.0.2:6379"
-    with pytest.raises(control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*nor .* exists"):
+    with pytest.raises(
+        control.NoJob, match=rf"no job found in namespace '{ns}' at no Ray address .*nor .* exists"
+    ):
         control.find_address(ns, None, {})
     with socket.socket() as listening:  # a GCS stand-in: something listens at the published address
         listening.bind(("127.0.0.1", 0))

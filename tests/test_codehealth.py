@@ -11,15 +11,15 @@ from actors.core.codehealth import (
     CodeHealth,
     CodeLiveness,
     CodeState,
-    fan_out,
-    negative,
     NeverStarted,
-    positive,
     Reason,
     Recovered,
     Resubscribe,
     Stale,
     TickCheck,
+    fan_out,
+    negative,
+    positive,
 )
 from actors.core.wire import BookTick, Tick
 
@@ -442,7 +442,11 @@ def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
     plan = fan_out(events, lambda code: holders.get(code, {"c"}))
     assert set(plan.told) == {"a", "b"}
     assert [code for _, code, _ in plan.told["a"]] == [*codes, codes[0]]
-    assert plan.told["a"][0] == ("stale", codes[0], 2.0) and plan.told["a"][-1] == ("recovered", codes[0], 3.0)
+    assert plan.told["a"][0] == ("stale", codes[0], 2.0) and plan.told["a"][-1] == (
+        "recovered",
+        codes[0],
+        3.0,
+    )
     assert [code for _, code, _ in plan.told["b"]] == codes[1::2]
     assert plan.problems == {"c": [("SILVER", str(events[-1]))]}
     assert plan.resend == {("fx-1", "book")}

@@ -171,7 +171,8 @@ def told_stale_then_recovered(
     system: System, sim: Any, fault: str, path: str, conn_id: str, codes_: list[str], timeout: float
 ) -> None:
     """Inject ``fault`` on ``path``: every code of ``codes_`` is told ``on_stale`` (its connection
-    ``conn_id`` is dead: the reason in the registry's events), then ``on_recovered``, and is ``ok``."""
+    ``conn_id`` is dead: the reason in the registry's events), then ``on_recovered``, and is ``ok``.
+    """
     stale = {c: len(health(system, "stale", c)) for c in codes_}
     recovered = {c: len(health(system, "recovered", c)) for c in codes_}
     assert sim.inject(fault, path=path)
@@ -202,7 +203,8 @@ def test_a_connection_declared_silent_makes_all_its_codes_stale_then_they_recove
     system: System, sim: Any
 ) -> None:
     """The false-alive socket (the simulator's ``stall``): the heartbeat declares it silent and it is
-    replaced; every code of it is stale at once (reason: the connection), then recovers."""
+    replaced; every code of it is stale at once (reason: the connection), then recovers.
+    """
     told_stale_then_recovered(system, sim, "stall", "forex_crypto", "forex_crypto-0", FX, 20)
 
 

@@ -1,5 +1,6 @@
 """Tests of actors.connection: ``classify`` with websockets' and picows' real exception types (no Ray
-needed), and the Connection shell against the real simulator on 127.0.0.1 (tests marked ``ray``)."""
+needed), and the Connection shell against the real simulator on 127.0.0.1 (tests marked ``ray``).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from websockets.frames import Close
 from websockets.http11 import Response
 
 from actors.connection import classify
-from actors.transport import SocketClosed
 from actors.core.errors import (
     ConfigError,
     ConnectionSilent,
@@ -45,6 +45,7 @@ from actors.core.errors import (
     SubscriptionRefused,
     VendorError,
 )
+from actors.transport import SocketClosed
 
 
 def refused(status: int) -> InvalidStatus:
@@ -118,7 +119,9 @@ FATAL: dict[str, BaseException] = {
     "picows: HTTP 401": picows_refused(401),
     "picows: HTTP 404 (wrong path)": picows_refused(404),
     "picows: bad URI": WSInvalidURL("http://example", "scheme isn't ws or wss"),
-    "group with a fatal error": ExceptionGroup("two", [ConnectionResetError(), VendorError(401, "token invalid")]),
+    "group with a fatal error": ExceptionGroup(
+        "two", [ConnectionResetError(), VendorError(401, "token invalid")]
+    ),
 }
 
 

@@ -60,7 +60,8 @@ def book(code: str, seq: int) -> bytes:
 
 class DecoderProxy:
     """A Decoder actor, called as if it were here: each call waits for its answer, so counts are exact.
-    (It must be an actor: it sends to its strategies over channels from its own event loop.)"""
+    (It must be an actor: it sends to its strategies over channels from its own event loop.)
+    """
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -141,7 +142,8 @@ class TestDedupe:
     @pytest.mark.parametrize("kind", ["trades", "book"])
     def test_a_code_that_loses_its_last_holder_starts_afresh(self, world: World, kind: str) -> None:
         """The dedupe mark of a code goes with its last holder, for trades and order books alike: when
-        the code is held again, the vendor's pushes are delivered from whatever seq it sends."""
+        the code is held again, the vendor's pushes are delivered from whatever seq it sends.
+        """
         code, make, seen = {
             "trades": ("AMD.US", trade, "seen"),
             "book": ("9988.HK", book, "book_seqs"),
@@ -164,7 +166,8 @@ class TestDedupe:
 
     def test_routes_older_than_those_in_force_are_ignored(self, world: World) -> None:
         """Ray runs an async actor's calls in no guaranteed order: the registry's empty tables sent at
-        the decoder's start can run after the next ones, which hold the code. They must not win."""
+        the decoder's start can run after the next ones, which hold the code. They must not win.
+        """
         code = "CRM.US"
         decoder = world.decoder()
         assert decoder.set_routes({code: ("a",)}, {}, version=200) == 1
@@ -188,7 +191,8 @@ class TestDedupe:
 class TestTickAges:
     def test_a_book_push_is_a_sign_of_life_like_a_trade(self, world: World) -> None:
         """The ages the registry's per-code liveness and the status read: a code held only as a book
-        has one from its book pushes, and for a code held both ways the newer push of either kind counts."""
+        has one from its book pushes, and for a code held both ways the newer push of either kind counts.
+        """
         now_ns = time.time_ns()
         decoder = world.decoder()
         decoder.set_routes({"AMD.US": ("a",)}, {"9988.HK": ("a",), "AMD.US": ("a",)})
@@ -228,7 +232,8 @@ class TestWhatIsNotDelivered:
 
     def test_trades_in_the_other_forms_are_decoded_alike_batch_after_batch(self, world: World) -> None:
         """A batch with a numeric-string seq or a tick_time in seconds (the vendor's example) is decoded
-        the general way, and the next batches skip the usual form for a while: every tick arrives."""
+        the general way, and the next batches skip the usual form for a while: every tick arrives.
+        """
         code = "NFLX.US"
         decoder = world.decoder()
         decoder.set_routes({code: ("a",)}, {})
@@ -266,7 +271,8 @@ class TestSlowStrategies:
         self, world: World, tmp_path: Path
     ) -> None:
         """With ``max_pending`` batches not taken by a strategy, the next batches wait joined as one:
-        once it takes deliveries again it gets every tick, in order, none missed."""
+        once it takes deliveries again it gets every tick, in order, none missed.
+        """
         code = "AMD.US"
         decoder = world.decoder(max_pending=2)
         decoder.set_routes({code: ("slow",)}, {})
@@ -291,7 +297,8 @@ class TestSlowStrategies:
         self, world: World, tmp_path: Path
     ) -> None:
         """Beyond ``max_pending_ticks`` ticks not taken by a strategy, further ticks are dropped for it
-        alone, counted, and the count travels with its next batch to ``on_missed``."""
+        alone, counted, and the count travels with its next batch to ``on_missed``.
+        """
         code = "NVDA.US"
         with frozen(world.strategies["slow"], tmp_path, "the slow strategy") as release:
             decoder = world.decoder(max_pending=2, max_pending_ticks=6)
@@ -326,7 +333,8 @@ class TestTickCheck:
 
     def test_a_seq_reset_keeps_ticks_flowing_and_is_reported_once(self, world: World) -> None:
         """A restarted vendor (or simulator) counts seq from 1 again: the ticks are delivered, not
-        dropped as duplicates until seq passes the old mark."""
+        dropped as duplicates until seq passes the old mark.
+        """
         code = "ORCL.US"
         decoder = world.decoder()
         decoder.set_routes({code: ("a",)}, {})

@@ -133,7 +133,8 @@ class TestAccounting:
         self, ops: list[tuple[str, int, int]], bound: int
     ) -> None:
         """Two senders (their batches by the parity of ``missed``): every record offered reaches a
-        hook or ``on_missed``, acknowledgements grow per sender, each sender's share stays bounded."""
+        hook or ``on_missed``, acknowledgements grow per sender, each sender's share stays bounded.
+        """
         d = Delivery(max_batches=bound)
         offered = hooked = reported = 0
         numbers = {"s": 0, "t": 0}

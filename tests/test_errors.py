@@ -49,9 +49,16 @@ EXAMPLES: list[FeedError] = [
     InvalidTransition("can't handle SubscribeAck in state idle"),
     ConnectionSilent(31.25, 30.0),
     Unresponsive("connection:stock-0", 2, 1.0),
-    ConnectFailed("stock-0", "stock", "ws://127.0.0.1:9/quote-stock-b-ws-api?token=***", "ConnectionRefusedError: "
-                  "[Errno 111] Connect call failed ('127.0.0.1', 9)", 60.0),
-    ConnectFailed("forex_crypto-1", "forex_crypto", "wss://quote.alltick.co/quote-b-ws-api?token=***", "", 10.0),
+    ConnectFailed(
+        "stock-0",
+        "stock",
+        "ws://127.0.0.1:9/quote-stock-b-ws-api?token=***",
+        "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 9)",
+        60.0,
+    ),
+    ConnectFailed(
+        "forex_crypto-1", "forex_crypto", "wss://quote.alltick.co/quote-b-ws-api?token=***", "", 10.0
+    ),
     ConfigError("feed.token_env", "the environment variable ALLTICK_TOKEN is not set"),
     ConfigError("", "no configuration file"),
     EscalationError("conn-stock-0", 5, 60.0, "ConnectionSilent: connection silent for 31.00 s"),
@@ -61,7 +68,8 @@ EXAMPLES: list[FeedError] = [
 
 def fields(exc: BaseException) -> dict[str, object]:
     """An exception's structured fields (its instance attributes) and args; a nested exception (a
-    ChildFailed's cause) by its type and fields, since exceptions do not compare equal."""
+    ChildFailed's cause) by its type and fields, since exceptions do not compare equal.
+    """
     return {
         name: (type(value), fields(value)) if isinstance(value, BaseException) else value
         for name, value in {**vars(exc), "args": exc.args}.items()
@@ -82,8 +90,19 @@ class HierarchyTests(unittest.TestCase):
         assert classes == {type(exc) for exc in EXAMPLES}
 
     def test_the_tree(self) -> None:
-        for cls in (VendorError, ProtocolViolation, InvalidCode, SubscriptionRefused, InvalidTransition,
-                    ConnectionSilent, Unresponsive, ConnectFailed, ConfigError, EscalationError, ChildFailed):
+        for cls in (
+            VendorError,
+            ProtocolViolation,
+            InvalidCode,
+            SubscriptionRefused,
+            InvalidTransition,
+            ConnectionSilent,
+            Unresponsive,
+            ConnectFailed,
+            ConfigError,
+            EscalationError,
+            ChildFailed,
+        ):
             with self.subTest(cls=cls.__name__):
                 assert issubclass(cls, FeedError)
         assert issubclass(MalformedFrame, ProtocolViolation)

@@ -106,7 +106,9 @@ class ShrinkTests(unittest.TestCase):
         pool.commit(grown, 0.0)
         self.assertIsNone(pool.next_wakeup())
         shrunk = pool.fit({"trades": STOCKS[1:2]}, grown.by_kind, endpoints=[STOCK])
-        self.assertEqual(shrunk.by_kind["trades"], {"stock-0": fs(), "stock-1": fs(STOCKS[1])}, "nothing moved")
+        self.assertEqual(
+            shrunk.by_kind["trades"], {"stock-0": fs(), "stock-1": fs(STOCKS[1])}, "nothing moved"
+        )
         pool.commit(shrunk, 10.0)
         self.assertIsNone(pool.next_wakeup(), "the pinned connection is never closed")
         pool.commit(pool.fit({"trades": []}, shrunk.by_kind, endpoints=[STOCK]), 20.0)
@@ -135,8 +137,9 @@ class TokenTests(unittest.TestCase):
         pool = Pool(quota(conns=2, codes=1, tokens=(T1, T2)))
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:4]}, endpoints=[STOCK])
-        self.assertEqual([(s.conn_id, s.token) for s in fit.opened],
-                         [("stock-1", T2), ("stock-2", T1), ("stock-3", T2)])
+        self.assertEqual(
+            [(s.conn_id, s.token) for s in fit.opened], [("stock-1", T2), ("stock-2", T1), ("stock-3", T2)]
+        )
         self.assertEqual(fit.refused, {})
         self.assertEqual(set(pool.fit({"trades": STOCKS[:5]}, endpoints=[STOCK]).refused), {STOCKS[4]})
 
@@ -145,7 +148,9 @@ class TokenTests(unittest.TestCase):
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:4]}, endpoints=[STOCK])
         pool.commit(fit, 0.0)
-        self.assertEqual(fit.by_kind["trades"], {"stock-0": fs(*STOCKS[0:4:2]), "stock-1": fs(*STOCKS[1:4:2])})
+        self.assertEqual(
+            fit.by_kind["trades"], {"stock-0": fs(*STOCKS[0:4:2]), "stock-1": fs(*STOCKS[1:4:2])}
+        )
         gone = pool.take_out(T2)
         self.assertEqual([s.conn_id for s in gone], ["stock-1"])
         self.assertEqual(pool.live_tokens, (T1,))
@@ -155,7 +160,9 @@ class TokenTests(unittest.TestCase):
         self.assertEqual(after.by_kind["trades"]["stock-2"], fs(*STOCKS[1:4:2]))
         self.assertEqual(after.refused, {})
         full = pool.fit({"trades": STOCKS[:5]}, after.by_kind, endpoints=[STOCK])
-        self.assertIn("1 of 2 token(s) taken out, 1 live token(s) give 2 connection(s)", full.refused[STOCKS[4]])
+        self.assertIn(
+            "1 of 2 token(s) taken out, 1 live token(s) give 2 connection(s)", full.refused[STOCKS[4]]
+        )
 
     def test_snapshot_and_restore(self) -> None:
         pool = Pool(quota(conns=2, codes=1, tokens=(T1, T2)))
@@ -168,8 +175,10 @@ class TokenTests(unittest.TestCase):
         again = Pool.restore(pool.quota, msgspec.json.decode(msgspec.json.encode(state), type=PoolState))
         self.assertEqual(again.slots, pool.slots)
         self.assertEqual(again.live_tokens, (T1,))
-        self.assertEqual(again.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]),
-                         pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]))
+        self.assertEqual(
+            again.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]),
+            pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]),
+        )
 
 
 class LowerBoundTests(unittest.TestCase):
@@ -185,7 +194,9 @@ class LowerBoundTests(unittest.TestCase):
 CODES = STOCKS[:25] + FOREX[:10]
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("want"), st.sampled_from(["trades", "book"]), st.frozensets(st.sampled_from(CODES))),
+        st.tuples(
+            st.just("want"), st.sampled_from(["trades", "book"]), st.frozensets(st.sampled_from(CODES))
+        ),
         st.tuples(st.just("wait"), st.floats(0.0, 40.0)),
         st.tuples(st.just("take_out"), st.sampled_from([T1, T2])),
     ),
@@ -195,7 +206,8 @@ OPS = st.lists(
 
 class PoolPropertyTests(unittest.TestCase):
     """Over random sequences of wanted sets, waits and 401s: the limits hold, nothing moves needlessly,
-    and the union is covered whenever the quota allows."""
+    and the union is covered whenever the quota allows.
+    """
 
     @settings(max_examples=300, deadline=None)
     @given(ops=OPS, conns=st.integers(1, 3), codes=st.integers(1, 6), two_tokens=st.booleans())
@@ -214,7 +226,9 @@ class PoolPropertyTests(unittest.TestCase):
                 for slot in pool.to_close(now):
                     self.assertFalse(slot.pinned)
                     for kind in current:
-                        self.assertFalse(current[kind].get(slot.conn_id), f"closed {slot.conn_id} while it held codes")
+                        self.assertFalse(
+                            current[kind].get(slot.conn_id), f"closed {slot.conn_id} while it held codes"
+                        )
                         current[kind].pop(slot.conn_id, None)
                 continue
             else:
@@ -225,8 +239,14 @@ class PoolPropertyTests(unittest.TestCase):
             pool.commit(fit, now)
             current = {kind: dict(fit.by_kind[kind]) for kind in current}
 
-    def check(self, pool: Pool, fit: Fit, wanted: dict[str, frozenset[str]],
-              current: dict[str, dict[str, frozenset[str]]], before: dict[str, Slot]) -> None:
+    def check(
+        self,
+        pool: Pool,
+        fit: Fit,
+        wanted: dict[str, frozenset[str]],
+        current: dict[str, dict[str, frozenset[str]]],
+        before: dict[str, Slot],
+    ) -> None:
         q = pool.quota
         live = pool.live_tokens
         slots = {**pool.slots, **{s.conn_id: s for s in fit.opened}}
@@ -259,8 +279,10 @@ class PoolPropertyTests(unittest.TestCase):
         # A connection opens only when the room of those that exist is too small.
         for endpoint in (STOCK, FX):
             have = sum(1 for c in before if slots[c].endpoint is endpoint)
-            need = max(math.ceil(sum(1 for c in codes if endpoint_of(c) is endpoint) / q.codes_per_connection)
-                       for codes in wanted.values())
+            need = max(
+                math.ceil(sum(1 for c in codes if endpoint_of(c) is endpoint) / q.codes_per_connection)
+                for codes in wanted.values()
+            )
             opened = sum(1 for s in fit.opened if s.endpoint is endpoint)
             self.assertLessEqual(opened, max(0, need - have))
 
@@ -269,17 +291,23 @@ class PacingPropertyTests(unittest.TestCase):
     """The registry's books sharing one RateGate per token and endpoint: however wanted sets change and
     whenever the server answers, requests keep 1 s per connection and 3 s per token (PROTOCOL.md
     "Limits"), and every book reaches its set. Time jumps from one ``next_wakeup`` to the next, as the
-    registry's timer does."""
+    registry's timer does.
+    """
 
     @settings(max_examples=150, deadline=None)
     @given(
         layout=st.lists(st.sampled_from([T1, T2]), min_size=1, max_size=5),
-        changes=st.lists(st.tuples(st.integers(0, 4), st.frozensets(st.sampled_from(STOCKS[:8]), min_size=1),
-                                   st.floats(0.0, 5.0)), max_size=8),
+        changes=st.lists(
+            st.tuples(
+                st.integers(0, 4), st.frozensets(st.sampled_from(STOCKS[:8]), min_size=1), st.floats(0.0, 5.0)
+            ),
+            max_size=8,
+        ),
         ack_delay=st.floats(0.01, 2.0),
     )
-    def test_pacing_is_never_violated(self, layout: list[str], changes: list[tuple[int, frozenset[str], float]],
-                                      ack_delay: float) -> None:
+    def test_pacing_is_never_violated(
+        self, layout: list[str], changes: list[tuple[int, frozenset[str], float]], ack_delay: float
+    ) -> None:
         gates = {t: RateGate(conn_gap_s=1.0, token_gap_s=3.0) for t in (T1, T2)}
         books = [SubscriptionBook(f"c{i}", Kind.TRADES, gate=gates[t]) for i, t in enumerate(layout)]
         ids = wire.RequestIds("t")
@@ -309,7 +337,7 @@ class PacingPropertyTests(unittest.TestCase):
             now = max(now, min(wakeups))
         self.assertTrue(all(b.in_sync for b in books), "every book reached its set")
         for k, (at, i) in enumerate(sent):
-            for at2, j in sent[k + 1:]:
+            for at2, j in sent[k + 1 :]:
                 if j == i:
                     self.assertGreaterEqual(at2 - at, 1.0 - 1e-9, f"two requests on c{i} closer than 1 s")
                 elif layout[j] == layout[i]:

@@ -103,13 +103,18 @@ class TestHeartbeats:
 
     def test_an_idle_socket_is_kept_by_the_answers_to_its_heartbeats(self, system: System, sim: Any) -> None:
         """The server sends nothing unasked: an idle socket's only frames are 22001 answers, and they keep
-        it alive well past the silence deadline."""
+        it alive well past the silence deadline.
+        """
         since = time.time()
         idle = the_open_conn(sim, FX_PATH)
         assert (idle["trades"], idle["books"]) == ([], [])
         # Heartbeats are the clock here: 3 silence deadlines' worth of them
         enough = idle["heartbeats"] + round(3 * SILENCE_DEADLINE_S / HEARTBEAT_INTERVAL_S)
-        wait_for(lambda: (open_conn(sim, FX_PATH) or {"heartbeats": 0})["heartbeats"] >= enough, 20, what=f"{enough} heartbeats")
+        wait_for(
+            lambda: (open_conn(sim, FX_PATH) or {"heartbeats": 0})["heartbeats"] >= enough,
+            20,
+            what=f"{enough} heartbeats",
+        )
         now = the_open_conn(sim, FX_PATH)
         assert (now["id"], now["pushes"]) == (idle["id"], 0), "the idle socket was replaced"
         assert restarts_since(system.status(), "connection:forex_crypto-0", since) == []
@@ -125,7 +130,9 @@ class TestDeadConnections:
         sim.inject("stall", conn=stalled["id"])
 
         def replaced() -> bool:
-            conn = open_conn(sim, STOCK_PATH)  # None while the stalled socket is closed, the new one not yet open
+            conn = open_conn(
+                sim, STOCK_PATH
+            )  # None while the stalled socket is closed, the new one not yet open
             return conn is not None and conn["id"] != stalled["id"] and set(CODES) <= set(conn["trades"])
 
         wait_for(replaced, 15, every=0.05, what="a new stock socket holding the full set")
@@ -134,7 +141,10 @@ class TestDeadConnections:
         assert restarts, status["events"]
         # The watchdog records how long the socket had been silent when its beat found it.
         # The reason is the ConnectionSilent the watchdog raised, rendered: its silence and deadline.
-        found = re.fullmatch(rf"connection silent for (\d+\.\d+) s \(deadline {SILENCE_DEADLINE_S:.2f} s\)", restarts[0]["reason"])
+        found = re.fullmatch(
+            rf"connection silent for (\d+\.\d+) s \(deadline {SILENCE_DEADLINE_S:.2f} s\)",
+            restarts[0]["reason"],
+        )
         assert found, restarts[0]
         silent_for = float(found.group(1))
         # Not before the deadline (liveness: SILENT once the silence is strictly longer), and by the first
@@ -152,7 +162,8 @@ class TestDeadConnections:
     ) -> None:
         """SIGSTOP freezes the actor: its socket stays open, but it answers no ping. The heartbeat actor
         must notice after two missed ping deadlines in a row and have the supervisor kill it for Ray to
-        restart."""
+        restart.
+        """
         child = "connection:stock-0"
         pid = system.pids()[child]
         frozen_at, frozen_wall = time.monotonic(), time.time()

@@ -51,12 +51,15 @@ class HoldingsTests(unittest.TestCase):
         self.assertEqual(h.subscribe("s1", [A]), frozenset())
         self.assertEqual(h.subscribe("s2", [B, C]), {C})
         self.assertEqual(h.subscribe("s2", [D, D]), {D}, "a duplicate in one call is new once")
-        self.assertEqual(state(h), {
-            "snapshot": {"s1": {A: 2, B: 1}, "s2": {B: 1, C: 1, D: 2}},
-            "union": sorted({A, B, C, D}),
-            "routes": {A: ("s1",), B: ("s1", "s2"), C: ("s2",), D: ("s2",)},
-            "strategies": ["s1", "s2"],
-        })
+        self.assertEqual(
+            state(h),
+            {
+                "snapshot": {"s1": {A: 2, B: 1}, "s2": {B: 1, C: 1, D: 2}},
+                "union": sorted({A, B, C, D}),
+                "routes": {A: ("s1",), B: ("s1", "s2"), C: ("s2",), D: ("s2",)},
+                "strategies": ["s1", "s2"],
+            },
+        )
 
     def test_subscribing_twice_needs_two_unsubscribes(self) -> None:
         h = Holdings()
@@ -64,8 +67,9 @@ class HoldingsTests(unittest.TestCase):
         h.subscribe("s1", [A])
         self.assertEqual(h.codes_of("s1"), {A: 2})
         self.assertEqual(h.unsubscribe("s1", [A]), frozenset(), "still held once")
-        self.assertEqual(state(h), {"snapshot": {"s1": {A: 1}}, "union": [A], "routes": {A: ("s1",)},
-                                    "strategies": ["s1"]})
+        self.assertEqual(
+            state(h), {"snapshot": {"s1": {A: 1}}, "union": [A], "routes": {A: ("s1",)}, "strategies": ["s1"]}
+        )
         self.assertEqual(h.unsubscribe("s1", [A]), {A})
         self.assertEqual(state(h), state(Holdings()))
 
@@ -128,14 +132,24 @@ class HoldingsTests(unittest.TestCase):
         h = held(s1={A: 1})
         self.assertEqual(h.subscribe("s2", []), frozenset())
         self.assertEqual(h.unsubscribe("s3", []), frozenset())
-        self.assertEqual(state(h), {"snapshot": {"s1": {A: 1}}, "union": [A], "routes": {A: ("s1",)},
-                                    "strategies": ["s1"]}, "no empty entry for s2 or s3")
+        self.assertEqual(
+            state(h),
+            {"snapshot": {"s1": {A: 1}}, "union": [A], "routes": {A: ("s1",)}, "strategies": ["s1"]},
+            "no empty entry for s2 or s3",
+        )
 
     def test_drop_strategy(self) -> None:
         h = held(s1={A: 2, B: 1}, s2={B: 1, C: 3})
         self.assertEqual(h.drop_strategy("s1"), {A}, "B is still held by s2")
-        self.assertEqual(state(h), {"snapshot": {"s2": {B: 1, C: 3}}, "union": [C, B],
-                                    "routes": {B: ("s2",), C: ("s2",)}, "strategies": ["s2"]})
+        self.assertEqual(
+            state(h),
+            {
+                "snapshot": {"s2": {B: 1, C: 3}},
+                "union": [C, B],
+                "routes": {B: ("s2",), C: ("s2",)},
+                "strategies": ["s2"],
+            },
+        )
         self.assertEqual(h.drop_strategy("s1"), frozenset(), "dropping twice is harmless")
         self.assertEqual(h.drop_strategy("s2"), {B, C})
         self.assertEqual(state(h), state(Holdings()))
@@ -143,9 +157,16 @@ class HoldingsTests(unittest.TestCase):
     def test_drop_code_returns_its_holders(self) -> None:
         h = held(s1={A: 2, B: 1}, s2={B: 4}, s3={C: 1})
         self.assertEqual(h.drop_code(B), {"s1", "s2"})
-        self.assertEqual(state(h), {"snapshot": {"s1": {A: 2}, "s3": {C: 1}}, "union": [C, A],
-                                    "routes": {A: ("s1",), C: ("s3",)}, "strategies": ["s1", "s3"]},
-                         "s2 held only B: gone")
+        self.assertEqual(
+            state(h),
+            {
+                "snapshot": {"s1": {A: 2}, "s3": {C: 1}},
+                "union": [C, A],
+                "routes": {A: ("s1",), C: ("s3",)},
+                "strategies": ["s1", "s3"],
+            },
+            "s2 held only B: gone",
+        )
         self.assertEqual(h.drop_code(B), frozenset())
         self.assertEqual(h.drop_code(D), frozenset())
 
@@ -170,8 +191,9 @@ class HoldingsTests(unittest.TestCase):
 
     def test_from_snapshot_skips_empty_counts(self) -> None:
         h = Holdings.from_snapshot({"s1": {A: 0, B: 1}, "s2": {}, "s3": {C: -1}})
-        self.assertEqual(state(h), {"snapshot": {"s1": {B: 1}}, "union": [B], "routes": {B: ("s1",)},
-                                    "strategies": ["s1"]})
+        self.assertEqual(
+            state(h), {"snapshot": {"s1": {B: 1}}, "union": [B], "routes": {B: ("s1",)}, "strategies": ["s1"]}
+        )
 
 
 def caught_for(h: Holdings, strategy: str, codes: list[str]) -> SubscriptionRefused:
@@ -186,10 +208,16 @@ STRATEGIES = ["s1", "s2", "s3"]
 CODES = [A, B, C, D]
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("subscribe"), st.sampled_from(STRATEGIES), st.lists(st.sampled_from(CODES), max_size=4)),
-        st.tuples(st.just("unsubscribe"), st.sampled_from(STRATEGIES), st.lists(st.sampled_from(CODES), max_size=4)),
+        st.tuples(
+            st.just("subscribe"), st.sampled_from(STRATEGIES), st.lists(st.sampled_from(CODES), max_size=4)
+        ),
+        st.tuples(
+            st.just("unsubscribe"), st.sampled_from(STRATEGIES), st.lists(st.sampled_from(CODES), max_size=4)
+        ),
         st.tuples(st.just("drop_strategy"), st.sampled_from(STRATEGIES), st.just([])),
-        st.tuples(st.just("drop_code"), st.just(""), st.lists(st.sampled_from(CODES), min_size=1, max_size=1)),
+        st.tuples(
+            st.just("drop_code"), st.just(""), st.lists(st.sampled_from(CODES), min_size=1, max_size=1)
+        ),
     ),
     max_size=40,
 )
@@ -241,9 +269,13 @@ class HoldingsPropertyTests(unittest.TestCase):
             self.assertEqual(h.snapshot(), expected)
             self.assertEqual(h.union(), union())
             self.assertEqual(h.strategies(), sorted(expected))
-            self.assertEqual(h.routes(), {c: tuple(sorted(s for s in expected if c in expected[s])) for c in union()})
-            self.assertEqual(state(Holdings.from_snapshot(msgspec.json.decode(msgspec.json.encode(h.snapshot())))),
-                             state(h))
+            self.assertEqual(
+                h.routes(), {c: tuple(sorted(s for s in expected if c in expected[s])) for c in union()}
+            )
+            self.assertEqual(
+                state(Holdings.from_snapshot(msgspec.json.decode(msgspec.json.encode(h.snapshot())))),
+                state(h),
+            )
 
 
 if __name__ == "__main__":

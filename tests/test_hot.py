@@ -1,5 +1,6 @@
 """actors/hot.py: an actor's calls to its own methods skip Ray's tracing wrappers. No Ray runtime:
-the wrappers are Ray's own, applied as ``ray.remote`` applies them."""
+the wrappers are Ray's own, applied as ``ray.remote`` applies them.
+"""
 
 from __future__ import annotations
 

@@ -374,8 +374,11 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
     assert "tickvisor: SIGTERM, stopping" in job.stderr()
     assert job.stdout().rstrip().endswith("tickvisor: stopped"), job.tail()
     # Where the stop's time went, on stderr (a slow stop above shows it in job.tail()).
-    steps = re.search(r"tickvisor: stop took ([\d.]+) s from the signal \(supervisor ([\d.]+) s, "
-                      r"simulator ([\d.]+) s, Ray ([\d.]+) s\)", job.stderr())
+    steps = re.search(
+        r"tickvisor: stop took ([\d.]+) s from the signal \(supervisor ([\d.]+) s, "
+        r"simulator ([\d.]+) s, Ray ([\d.]+) s\)",
+        job.stderr(),
+    )
     assert steps, job.tail()
     assert float(steps[1]) <= took + 0.1  # the driver's own count ends before the process exits
     assert abs(sum(float(x) for x in steps.groups()[1:]) - float(steps[1])) <= 0.2
@@ -497,10 +500,13 @@ def test_bad_config_exits_2_naming_the_key(case: str, tmp_path: Path) -> None:
 # --- 3b. a job that cannot start: exit 1 with one line that says why ------------------------------
 
 
-def run_to_exit(config: Path, env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_to_exit(
+    config: Path, env: dict[str, str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     """``python supervisor.py --config CONFIG`` run to its end (it must end by itself), joining the test
     session's Ray in a namespace of its own: these jobs end before they start, and a local Ray of their
-    own would cost each several seconds (the local-Ray path is the default job's, tests/test_cli.py)."""
+    own would cost each several seconds (the local-Ray path is the default job's, tests/test_cli.py).
+    """
     import ray
 
     address = ray.get_runtime_context().gcs_address
@@ -519,7 +525,8 @@ def run_to_exit(config: Path, env: dict[str, str], timeout: float = 120.0) -> su
 
 def one_line_why(done: subprocess.CompletedProcess[str]) -> str:
     """The job's own account of why it ended: exit 1, one ``tickvisor:`` line on stderr, no traceback,
-    and never ``started`` before it."""
+    and never ``started`` before it.
+    """
     assert done.returncode == 1, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
     assert "tickvisor: started" not in done.stdout, done.stdout
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -532,7 +539,6 @@ def one_line_why(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.usefixtures("ray_session")
 def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
     from scripts.simulator import SimulatorThread
-
     from tests.conftest import collector_toml, system_toml
 
     sim = SimulatorThread(token="the-right-token", tick_rate=5.0)  # noqa: S106 - the simulator's own token
@@ -548,7 +554,9 @@ def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
         assert why.startswith("tickvisor: connection:stock-0: 401 token invalid"), why
         assert "feed.token_env" in why  # the vendor advice reaches the user
         totals = sim.state()["totals"]
-        assert (totals["connections_opened"], totals["refused_401"]) == (0, 1), totals  # refused once, not retried
+        assert (totals["connections_opened"], totals["refused_401"]) == (0, 1), (
+            totals
+        )  # refused once, not retried
     finally:
         sim.stop()
     assert "WRONG" not in done.stdout + done.stderr
@@ -558,11 +566,11 @@ def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("ray_session")
 def test_an_untrusted_certificate_ends_the_job_at_once(tmp_path: Path) -> None:
     """wss:// to the simulator with a self-signed certificate: refused by the system's trust store,
-    not retried (a new socket meets the same certificate), named in the job's last line."""
+    not retried (a new socket meets the same certificate), named in the job's last line.
+    """
     import ssl
 
     from scripts.simulator import SimulatorThread
-
     from tests.conftest import collector_toml, system_toml
     from tests.test_transport import self_signed
 
@@ -846,7 +854,7 @@ def simulator_accepts(port: int, token: str) -> int:
     """What the simulator's admin API answers for ``token``: 200 only for the token it was started with."""
     url = f"http://127.0.0.1:{port}/admin/state?token={urllib.parse.quote(token)}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -923,12 +931,17 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         assert {s["name"] for s in doc["strategies"]} == {"tape", "console"}
         assert len(doc["codes"]) == 7 and doc["registry"]["quarantined"] == {}, doc
         code, out = shell.run("python supervisor.py subscribe console NVDA.US 2>/dev/null")
-        assert (code, out.strip()) == (0, "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)"), out
+        assert (code, out.strip()) == (0, "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)"), (
+            out
+        )
         code, out = shell.run("python supervisor.py subscribe console aapl.us 2>/dev/null")
         assert code == 2, out[-3000:]
         assert out.startswith("aapl.us: refused:") and "did you mean AAPL.US?" in out, out
         code, out = shell.run("python supervisor.py unsubscribe console NVDA.US 2>/dev/null")
-        assert (code, out.strip()) == (0, "NVDA.US: unsubscribe accepted (held 0 time(s) by this strategy)"), out
+        assert (code, out.strip()) == (
+            0,
+            "NVDA.US: unsubscribe accepted (held 0 time(s) by this strategy)",
+        ), out
 
     assert job_id, "no command of the recipe submitted a job"
     token_file = ray_head.auth_token_file

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from actors import metrics
-from tests.conftest import ROOT, S, TEST_TOKEN, collector_toml, system_toml, wait_for
+from tests.conftest import ROOT, TEST_TOKEN, S, collector_toml, system_toml, wait_for
 from tests.test_cli import start_job
 from tests.test_job import Job, job_env, jobs  # noqa: F401 - the fixture, reused
 
@@ -79,7 +79,7 @@ def free_port() -> int:
 
 def scrape(port: int) -> dict[str, list[tuple[str, float]]]:
     """Every tickvisor sample on the endpoint: name -> [(labels, value)]."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     out: dict[str, list[tuple[str, float]]] = {}
     for line in text.splitlines():
@@ -154,7 +154,9 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
         return not missing
 
     try:
-        samples = wait_for(scraped(all_flowing), 90, every=1.0, what=f"every check in the metrics on port {port}")
+        samples = wait_for(
+            scraped(all_flowing), 90, every=1.0, what=f"every check in the metrics on port {port}"
+        )
     except pytest.fail.Exception:
         pytest.fail(f"the metrics on port {port} never showed: {missing}")
 
@@ -175,7 +177,7 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
     assert set(samples) <= exported(), sorted(set(samples) - exported())
     silence = total(samples, "ray_tickvisor_silence_detect_seconds_sum", 'connection="stock-0"')
     assert silence >= 1.5  # the test config's silence deadline: never declared before it
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         assert TEST_TOKEN not in response.read().decode()
 
     code, _ = job.stop(signal.SIGINT)
@@ -195,7 +197,9 @@ class Recorded:
         self.calls.append(("observe", value, tags))
 
 
-def test_counters_are_handed_to_ray_once_a_second_and_histograms_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counters_are_handed_to_ray_once_a_second_and_histograms_capped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     now = [100.0]
     monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
     counter, histogram = Recorded(), Recorded()
@@ -225,8 +229,17 @@ def test_the_per_batch_hooks_hand_over_exact_counts(monkeypatch: pytest.MonkeyPa
     # Ray at the flush must still be every tick and every drop, by label.
     now = [100.0]
     monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
-    made = {name: Recorded() for name in ("ticks_decoded", "drops", "ticks_delivered", "frames_received",
-                                           "batch_size", "latency_seconds")}
+    made = {
+        name: Recorded()
+        for name in (
+            "ticks_decoded",
+            "drops",
+            "ticks_delivered",
+            "frames_received",
+            "batch_size",
+            "latency_seconds",
+        )
+    }
     monkeypatch.setattr(metrics, "_made", made)
     monkeypatch.setattr(metrics, "_pending", {})
     monkeypatch.setattr(metrics, "_observed", {})
@@ -256,6 +269,9 @@ def test_the_per_batch_hooks_hand_over_exact_counts(monkeypatch: pytest.MonkeyPa
     assert incs("frames_received") == {"fx-0": 10}
     assert incs("ticks_delivered") == {"tape": 5}
     assert [(v, t) for _, v, t in made["batch_size"].calls] == [
-        (8, {"stage": "connection"}), (2, {"stage": "connection"}), (2, {"stage": "strategy"}), (3, {"stage": "strategy"})
+        (8, {"stage": "connection"}),
+        (2, {"stage": "connection"}),
+        (2, {"stage": "strategy"}),
+        (3, {"stage": "strategy"}),
     ]
     assert len(made["latency_seconds"].calls) == 1

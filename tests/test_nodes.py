@@ -24,11 +24,16 @@ def test_a_removed_node_loses_no_subscription() -> None:
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(  # noqa: S603 - our own script
         [sys.executable, str(ROOT / "tests" / "cluster_node_loss.py")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900 * S, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900 * S,
+        check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("NODELOSS ")]
     assert lines, f"no report; stderr:\n{proc.stderr[-4000:]}"
-    report = json.loads(lines[-1][len("NODELOSS "):])
+    report = json.loads(lines[-1][len("NODELOSS ") :])
     print(lines[-1])  # the loss window, for the log  # noqa: T201
     assert report["ok"], f"{report}\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0
@@ -38,6 +43,8 @@ def test_a_removed_node_loses_no_subscription() -> None:
     assert "connection:stock-2" in report["placement"]
     assert report["apart_at_start"] == {}
     assert report["apart_after"] == {}
-    assert set(report["placement_after"].values()).isdisjoint({report["placement"][n] for n in report["removed"]})
+    assert set(report["placement_after"].values()).isdisjoint(
+        {report["placement"][n] for n in report["removed"]}
+    )
     assert report["lost_codes"], "the removed node held no subscribed connection"
     assert report["loss_window_s"] > 0

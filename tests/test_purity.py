@@ -65,10 +65,7 @@ def _probe() -> dict[str, Any]:
 
 
 def _core_files() -> set[str]:
-    return {
-        "actors.core" if p.name == "__init__.py" else f"actors.core.{p.stem}"
-        for p in CORE.glob("*.py")
-    }
+    return {"actors.core" if p.name == "__init__.py" else f"actors.core.{p.stem}" for p in CORE.glob("*.py")}
 
 
 def test_the_walk_reaches_every_file_of_the_core() -> None:

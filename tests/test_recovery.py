@@ -143,10 +143,10 @@ def test_churn_converges_without_rate_limit_hits(system: System, sim: Any) -> No
     wait_for(lambda: server_matches_registry(system, sim), 15, what="back to the strategies' codes")
 
 
-
 def test_a_code_subscribed_after_a_registry_restart_reaches_the_strategy(system: System, sim: Any) -> None:
     """A restarted registry still sends new routes to the decoders (found by scripts/soak.py: it had
-    forgotten how many decoders there are, so the new code's ticks were dropped as ghosts)."""
+    forgotten how many decoders there are, so the new code's ticks were dropped as ghosts).
+    """
     pid = system.pids()["registry"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: system.pids().get("registry") not in (None, pid), 20, what="registry restarted by Ray")

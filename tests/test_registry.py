@@ -128,7 +128,12 @@ class TestRefusals:
         )
         assert exc.problems == {"S0008.US": no_room, "S0009.US": no_room}
         assert isinstance(exc, QuotaExhausted)
-        assert (exc.plan, exc.connections_per_token, exc.codes_per_connection, exc.tokens) == ("free", 1, 5, 1)
+        assert (exc.plan, exc.connections_per_token, exc.codes_per_connection, exc.tokens) == (
+            "free",
+            1,
+            5,
+            1,
+        )
         assert registry.call("holdings_of", b) == {}
         # A code already carried takes no room: another strategy may hold it too.
         carried = fill[0] if fill else sorted(held)[0]
@@ -206,6 +211,7 @@ class TestPersistence:
         registry.call("subscribe", b, ["700.HK"], "book")
         before = registry.call("status")
         os.kill(before.pid, signal.SIGKILL)
+
         def restarted() -> Any:
             status = registry.call("status")
             return status if status.pid != before.pid else None

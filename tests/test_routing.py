@@ -47,7 +47,9 @@ class TestDedupe:
         assert router.route([Rec("A", 6)], NOW) == {}
         # lower seq, later tick_time: the vendor's counter restarted (a vendor restart): delivered
         reset = Rec("A", 1, tick_time=T0 + 8000)
-        assert router.route([reset, Rec("A", 2, tick_time=T0 + 9000)], NOW) == {"s": [reset, Rec("A", 2, tick_time=T0 + 9000)]}
+        assert router.route([reset, Rec("A", 2, tick_time=T0 + 9000)], NOW) == {
+            "s": [reset, Rec("A", 2, tick_time=T0 + 9000)]
+        }
         kinds = sorted(report.anomaly.value for report, holders in router.reports() if holders == ("s",))
         assert kinds == [Anomaly.SEQ_BACKWARDS.value, Anomaly.SEQ_RESET.value]
 
@@ -92,7 +94,7 @@ class TestGhostsAndFanOut:
         router = Router()
         router.set_routes({c: tuple(sorted(names)) for c, names in holders.items()}, {})
         out = router.route([Rec(c, s) for c, s in records], NOW)
-        passed = [r for r in out.values() for r in r]  # noqa: PLW2901 - flattening
+        passed = [r for r in out.values() for r in r]
         unique = {}
         for name, recs in out.items():
             for code in {r.code for r in recs}:

@@ -36,7 +36,11 @@ def sim() -> Iterator[Any]:
     from scripts.simulator import SimulatorThread
 
     simulator = SimulatorThread(
-        token=TEST_TOKEN, tick_rate=20.0, heartbeat_timeout=10.0, plan="premium", max_codes=CODES_PER_CONNECTION
+        token=TEST_TOKEN,
+        tick_rate=20.0,
+        heartbeat_timeout=10.0,
+        plan="premium",
+        max_codes=CODES_PER_CONNECTION,
     )
     simulator.start()
     yield simulator
@@ -87,7 +91,10 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     assert stock_conns(system) == {"stock-0", "stock-1", "stock-2"}
     wait_for(lambda: set(FIRST + MORE) <= set(seen(system)["seen"]), 30, what="ticks of every code")
     events = system.status()["events"]
-    assert {e["child"] for e in events if e["event"] == "opened"} == {"connection:stock-1", "connection:stock-2"}
+    assert {e["child"] for e in events if e["event"] == "opened"} == {
+        "connection:stock-1",
+        "connection:stock-2",
+    }
     # Each grown pair (connection and decoder) has a placement group of its own, beside the start-up one.
     run_id = system.status()["run_id"]
     assert live_groups(run_id) == {"startup", "stock-1", "stock-2"}
@@ -96,8 +103,10 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     # call is refused as a whole, naming the code that did not fit with the plan; nothing changed.
     refusal = system.get(collector.do_subscribe.remote(BEYOND))
     assert "QuotaExhausted" in refusal, refusal
-    assert "subscription refused, nothing changed: 'GOOGL.US': quota exhausted: plan 'premium' allows " \
-        "3 connection(s) per token x 2 codes on the stock endpoint" in refusal, refusal
+    assert (
+        "subscription refused, nothing changed: 'GOOGL.US': quota exhausted: plan 'premium' allows "
+        "3 connection(s) per token x 2 codes on the stock endpoint" in refusal
+    ), refusal
     assert "'9988.HK':" not in refusal
     assert set(system.registry().union) == set(FIRST + MORE)
 
@@ -105,7 +114,11 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     before = {frozenset(s) for s in open_stock_sets(sim)}
     assert system.get(collector.do_unsubscribe.remote(MORE)) == dict.fromkeys(FIRST, 1)
     wait_for(lambda: stock_conns(system) == {"stock-0"}, 30, what="the grown connections closed")
-    wait_for(lambda: open_stock_sets(sim) == [set(FIRST)], 30, what="one stock socket left, carrying the first codes")
+    wait_for(
+        lambda: open_stock_sets(sim) == [set(FIRST)],
+        30,
+        what="one stock socket left, carrying the first codes",
+    )
     assert frozenset(FIRST) in before, "the first codes stayed on their connection all along"
     for name in ("connection:stock-1", "connection:stock-2", "decoder:2", "decoder:3"):
         wait_for(lambda n=name: not _exists(n, system.namespace), 30, what=f"{name} killed")
@@ -117,7 +130,8 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
 @pytest.mark.timeout(600)
 def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: Any) -> None:
     """The Supervisor creates grown connections detached: its SIGKILL leaves them serving, its
-    restarted self finds them by name, and a clean stop kills them."""
+    restarted self finds them by name, and a clean stop kills them.
+    """
     system = start_system(
         sim,
         collector_toml("killer", FIRST),
@@ -134,11 +148,15 @@ def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: A
         assert live_groups(run_id) == {"startup", "stock-1"}
         before = system.pids()
         os.kill(before["supervisor"], signal.SIGKILL)
-        wait_for(lambda: system.pids()["supervisor"] != before["supervisor"], 60, what="the Supervisor restarted")
+        wait_for(
+            lambda: system.pids()["supervisor"] != before["supervisor"], 60, what="the Supervisor restarted"
+        )
         # The grown connection kept its process, and the restarted Supervisor knows it.
         assert system.pids()["connection:stock-1"] == before["connection:stock-1"]
         count = len(seen_of(system, "killer").get(MORE[0], []))
-        wait_for(lambda: len(seen_of(system, "killer").get(MORE[0], [])) > count, 30, what="ticks still flowing")
+        wait_for(
+            lambda: len(seen_of(system, "killer").get(MORE[0], [])) > count, 30, what="ticks still flowing"
+        )
         # The restarted Supervisor found the grown pair's placement group by name: still one.
         assert live_groups(run_id) == {"startup", "stock-1"}
     finally:
@@ -150,7 +168,8 @@ def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: A
 
 def live_groups(run_id: str) -> set[str]:
     """The job's placement groups not removed, by what follows the run's prefix: "startup" (the
-    start-up pairs) or a grown connection's id (actors.core.placement.group_name)."""
+    start-up pairs) or a grown connection's id (actors.core.placement.group_name).
+    """
     from ray.util.placement_group import placement_group_table
 
     from actors.core.placement import group_name
@@ -227,8 +246,13 @@ def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves
             return out
 
         # Quotas add up: one connection on each token carries two codes each.
-        wait_for(lambda: stock_by_token().keys() == {0, 1} and set().union(*stock_by_token().values()) == set(FOUR),
-                 30, what="the four codes on one connection of each token")
+        wait_for(
+            lambda: (
+                stock_by_token().keys() == {0, 1} and set().union(*stock_by_token().values()) == set(FOUR)
+            ),
+            30,
+            what="the four codes on one connection of each token",
+        )
         collector = system.actor("strategy:pair")
         refusal = system.get(collector.do_subscribe.remote(["NVDA.US"]))
         assert "2 live token(s) give 2 connection(s), 4 codes, all taken" in refusal, refusal
@@ -236,19 +260,29 @@ def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves
         # The second token expires: it is taken out, the job goes on with the first.
         moved = stock_by_token()[1]
         assert sim2.revoke(1) >= 1
-        wait_for(lambda: any(e["event"] == "token out" for e in system.status()["events"]), 30, what="a token-out event")
+        wait_for(
+            lambda: any(e["event"] == "token out" for e in system.status()["events"]),
+            30,
+            what="a token-out event",
+        )
         (event,) = [e for e in system.status()["events"] if e["event"] == "token out"]
         assert "token TICKVISOR_TEST_TOKEN_2 refused (401 token invalid" in event["reason"], event
         assert SECOND_TOKEN not in json.dumps(system.status()), "a token value in the status"
         assert system.get(system.sup.failure.remote()) is None, "the job goes on"
         # One connection per token: no room for the moved codes; their holder is told, the rest still flows.
-        wait_for(lambda: stock_by_token() == {0: set(FOUR) - moved}, 30, what="only the first token's socket left")
+        wait_for(
+            lambda: stock_by_token() == {0: set(FOUR) - moved}, 30, what="only the first token's socket left"
+        )
         problems = wait_for(lambda: seen_of_all(system, "pair")["problems"], 30, what="the holder told")
         assert {code for code, _ in problems} == moved
         assert all("quota exhausted" in why for _, why in problems)
         code = sorted(set(FOUR) - moved)[0]
         count = len(seen_of_all(system, "pair")["seen"].get(code, []))
-        wait_for(lambda: len(seen_of_all(system, "pair")["seen"].get(code, [])) > count, 30, what="ticks still flowing")
+        wait_for(
+            lambda: len(seen_of_all(system, "pair")["seen"].get(code, [])) > count,
+            30,
+            what="ticks still flowing",
+        )
     finally:
         system.stop()
 

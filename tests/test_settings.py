@@ -347,8 +347,12 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
         "strategies[1].symbols[3]",
         ("more than 5", "stock"),
     ),
-    ("simulator plan", '[simulator]\nplan = "professional"\n' + ENDPOINTS, "simulator.plan",
-     ("free, basic, premium, pro",)),
+    (
+        "simulator plan",
+        '[simulator]\nplan = "professional"\n' + ENDPOINTS,
+        "simulator.plan",
+        ("free, basic, premium, pro",),
+    ),
     ("negative tick rate", "[simulator]\ntick_rate = -1\n" + ENDPOINTS, "simulator.tick_rate", (">= 0",)),
     ("simulator key", "[simulator]\nenable = true\n" + ENDPOINTS, "simulator.enable", ("'enabled'",)),
     (

@@ -63,7 +63,9 @@ class Client:
     async def recv(self, timeout: float = 2000 * MS) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
 
-    async def request(self, cmd_id: int, data: object = MISSING, *, timeout: float = 2000 * MS) -> dict[str, Any]:
+    async def request(
+        self, cmd_id: int, data: object = MISSING, *, timeout: float = 2000 * MS
+    ) -> dict[str, Any]:
         seq_id = next(self._seq)
         frame: dict[str, Any] = {"cmd_id": cmd_id, "seq_id": seq_id, "trace": f"trace-{seq_id}"}
         if data is not MISSING:
@@ -124,8 +126,15 @@ async def make_sim() -> AsyncIterator[MakeSim]:
     sims: list[Simulator] = []
 
     async def factory(**kwargs: Any) -> Simulator:
-        kwargs = {"token": TOKEN, "tick_rate": 0, "book_rate": 0, "conn_gap_s": 0, "token_gap_s": 0,
-                  "codes": 20, **kwargs}
+        kwargs = {
+            "token": TOKEN,
+            "tick_rate": 0,
+            "book_rate": 0,
+            "conn_gap_s": 0,
+            "token_gap_s": 0,
+            "codes": 20,
+            **kwargs,
+        }
         sim = Simulator(**kwargs)
         await sim.start()
         sims.append(sim)
@@ -169,7 +178,12 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 2000 * MS) ->
 def envelope_ok(frame: dict[str, Any], *, ret: int, cmd_id: int, seq_id: int, trace: str) -> None:
     assert set(frame) == {"ret", "msg", "cmd_id", "seq_id", "trace", "data"}
     assert (frame["ret"], frame["cmd_id"], frame["seq_id"], frame["trace"], frame["data"]) == (
-        ret, cmd_id, seq_id, trace, {})
+        ret,
+        cmd_id,
+        seq_id,
+        trace,
+        {},
+    )
 
 
 # --- The sans-I/O core, with fake times -------------------------------------------------------------------
@@ -179,13 +193,18 @@ def core(**overrides: Any) -> SimState:
     kwargs: dict[str, Any] = {
         "catalog": {STOCK_PATH: ["AAPL.US", "TSLA.US", "700.HK"], FOREX_CRYPTO_PATH: ["EURUSD"]},
         "limits": PlanLimits(max_connections=2, max_codes=10),
-        "conn_gap_s": 1.0, "token_gap_s": 3.0, "heartbeat_timeout": 30.0, **overrides}
+        "conn_gap_s": 1.0,
+        "token_gap_s": 3.0,
+        "heartbeat_timeout": 30.0,
+        **overrides,
+    }
     return SimState(**kwargs)
 
 
 def sub(code: str, seq_id: int = 1) -> bytes:
-    return json.dumps({"cmd_id": 22004, "seq_id": seq_id, "trace": "", "data": {"symbol_list": [{"code": code}]}}
-                      ).encode()
+    return json.dumps(
+        {"cmd_id": 22004, "seq_id": seq_id, "trace": "", "data": {"symbol_list": [{"code": code}]}}
+    ).encode()
 
 
 class TestSimStateCore:
@@ -229,7 +248,9 @@ class TestSimStateCore:
         state.hold_next(STOCK_PATH, 2)
         assert state.receive(a.id, sub("AAPL.US"), 1.0).reply is None
         assert state.receive(fx.id, sub("EURUSD"), 1.0).reply["ret"] == 200  # another path
-        assert state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5).reply["ret"] == 200
+        assert (
+            state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5).reply["ret"] == 200
+        )
         b = state.admit(STOCK_PATH, "b", 2.0)  # a new connection is held too
         assert b
         assert state.receive(b.id, sub("TSLA.US"), 2.0).reply is None
@@ -239,15 +260,26 @@ class TestSimStateCore:
         assert state.totals["held"] == 2
 
     def test_max_requests_in_window(self) -> None:
-        conn = {"requests": [[0.0, 22004, 200], [0.5, 22004, 429], [0.99, 22002, 200], [1.0, 22006, 200],
-                             [5.0, 22004, 200]]}
+        conn = {
+            "requests": [
+                [0.0, 22004, 200],
+                [0.5, 22004, 429],
+                [0.99, 22002, 200],
+                [1.0, 22006, 200],
+                [5.0, 22004, 200],
+            ]
+        }
         assert max_requests_in_window(conn, 1.0) == 3
         assert max_requests_in_window(conn, 0.5) == 2
         assert max_requests_in_window({"requests": []}) == 0
 
     def test_format_units_is_exact(self) -> None:
         assert [format_units(u, d) for u, d in [(1892300, 4), (5, 3), (0, 2), (1200, 0)]] == [
-            "189.2300", "0.005", "0.00", "1200"]
+            "189.2300",
+            "0.005",
+            "0.00",
+            "1200",
+        ]
 
 
 # --- Handshake and envelope ---------------------------------------------------------------------------------
@@ -255,8 +287,9 @@ class TestSimStateCore:
 
 class TestHandshake:
     @pytest.mark.parametrize(("endpoint", "code"), [("stock", "AAPL.US"), ("forex_crypto", "EURUSD")])
-    async def test_both_paths_answer_heartbeat_and_subscribe(self, make_sim: MakeSim, open_client: Any,
-                                                             endpoint: str, code: str) -> None:
+    async def test_both_paths_answer_heartbeat_and_subscribe(
+        self, make_sim: MakeSim, open_client: Any, endpoint: str, code: str
+    ) -> None:
         sim = await make_sim()
         client = await open_client(sim.url(endpoint))
         await client.ws.send(json.dumps({"cmd_id": 22000, "seq_id": 4242, "trace": "hb-trace-1", "data": {}}))
@@ -266,14 +299,24 @@ class TestHandshake:
         assert reply["msg"] == "ok"
         state = conn_state(sim)
         assert (state["path"], state["trades"], state["heartbeats"]) == (
-            {"stock": STOCK_PATH, "forex_crypto": FOREX_CRYPTO_PATH}[endpoint], [code], 1)
+            {"stock": STOCK_PATH, "forex_crypto": FOREX_CRYPTO_PATH}[endpoint],
+            [code],
+            1,
+        )
 
     @pytest.mark.parametrize("query", ["?token=wrong", "", "?token="])
     async def test_bad_or_missing_token_gets_401_then_close(self, make_sim: MakeSim, query: str) -> None:
         sim = await make_sim()
         async with connect(f"ws://127.0.0.1:{sim.port}{STOCK_PATH}{query}", ping_interval=None) as ws:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 2000 * MS))
-            assert frame == {"ret": 401, "msg": "token invalid", "cmd_id": 0, "seq_id": 0, "trace": "", "data": {}}
+            assert frame == {
+                "ret": 401,
+                "msg": "token invalid",
+                "cmd_id": 0,
+                "seq_id": 0,
+                "trace": "",
+                "data": {},
+            }
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 2000 * MS)
             assert ws.close_code == 1008
@@ -298,8 +341,9 @@ class TestHandshake:
 
 
 class TestHeartbeat:
-    async def test_heartbeats_keep_open_and_silence_closes_with_1000(self, make_sim: MakeSim,
-                                                                     open_client: Any) -> None:
+    async def test_heartbeats_keep_open_and_silence_closes_with_1000(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(heartbeat_timeout=0.5)
         client = await open_client(sim.url("stock"))
         for _ in range(4):  # 0.8 s in all, beyond the 0.5 s timeout
@@ -316,8 +360,9 @@ class TestHeartbeat:
 
 
 class TestMalformedRequests:
-    async def test_bad_envelopes_get_400_with_cmd_id_0_and_connection_stays(self, make_sim: MakeSim,
-                                                                           open_client: Any) -> None:
+    async def test_bad_envelopes_get_400_with_cmd_id_0_and_connection_stays(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("stock"))
         cases = [
@@ -343,17 +388,29 @@ class TestMalformedRequests:
         unknown = await client.request(12345, {})
         envelope_ok(unknown, ret=400, cmd_id=12346, seq_id=1, trace="trace-1")
         no_data = await client.request(22000)  # PROTOCOL.md: data is required, may be {}
-        assert (no_data["ret"], no_data["cmd_id"], no_data["msg"]) == (400, 22001, "request data param invalid")
+        assert (no_data["ret"], no_data["cmd_id"], no_data["msg"]) == (
+            400,
+            22001,
+            "request data param invalid",
+        )
         assert conn_state(sim)["heartbeats"] == 0
         assert (await client.trades("EURUSD"))["ret"] == 200
 
-    async def test_empty_or_invalid_symbol_list_is_400_and_set_kept(self, make_sim: MakeSim,
-                                                                   open_client: Any) -> None:
+    async def test_empty_or_invalid_symbol_list_is_400_and_set_kept(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("stock"))
         assert (await client.trades("AAPL.US"))["ret"] == 200
-        for data in ({"symbol_list": []}, {}, {"symbol_list": "AAPL.US"}, {"symbol_list": [{"cod": "AAPL.US"}]},
-                     {"symbol_list": ["AAPL.US"]}, MISSING, [1]):
+        for data in (
+            {"symbol_list": []},
+            {},
+            {"symbol_list": "AAPL.US"},
+            {"symbol_list": [{"cod": "AAPL.US"}]},
+            {"symbol_list": ["AAPL.US"]},
+            MISSING,
+            [1],
+        ):
             reply = await client.request(22004, data)
             assert (reply["ret"], reply["cmd_id"], reply["msg"]) == (400, 22005, "request data param invalid")
         bad_depth = await client.request(22002, {"symbol_list": [{"code": "700.HK", "depth_level": "5"}]})
@@ -377,8 +434,9 @@ class TestOverwrite:
         after = await client.pushes_for(200 * MS)
         assert {f["data"]["code"] for f in after} == {"TSLA.US", "MSFT.US", "NVDA.US"}
 
-    async def test_600_for_unknown_or_other_endpoint_code_keeps_previous_set(self, make_sim: MakeSim,
-                                                                            open_client: Any) -> None:
+    async def test_600_for_unknown_or_other_endpoint_code_keeps_previous_set(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         stock = await open_client(sim.url("stock"))
         fx = await open_client(sim.url("forex_crypto"))
@@ -430,16 +488,28 @@ class TestOverwrite:
 
 
 class TestBook:
-    async def test_depth_per_asset_class_and_forex_has_no_volume(self, make_sim: MakeSim,
-                                                                 open_client: Any) -> None:
+    async def test_depth_per_asset_class_and_forex_has_no_volume(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(book_rate=40)
         stock = await open_client(sim.url("stock"))
         fx = await open_client(sim.url("forex_crypto"))
-        assert (await stock.books(("700.HK", 10), ("600519.SH", 20), ("AAPL.US", 5), ("1288.HK", None),
-                                  ("000001.SZ", 3)))["ret"] == 200
+        assert (
+            await stock.books(
+                ("700.HK", 10), ("600519.SH", 20), ("AAPL.US", 5), ("1288.HK", None), ("000001.SZ", 3)
+            )
+        )["ret"] == 200
         assert (await fx.books(("EURUSD", 5), ("BTCUSDT", 5), ("XAUUSD", None)))["ret"] == 200
-        expected = {"700.HK": 10, "600519.SH": 5, "AAPL.US": 1, "1288.HK": 1, "000001.SZ": 3,
-                    "EURUSD": 1, "BTCUSDT": 5, "XAUUSD": 1}
+        expected = {
+            "700.HK": 10,
+            "600519.SH": 5,
+            "AAPL.US": 1,
+            "1288.HK": 1,
+            "000001.SZ": 3,
+            "EURUSD": 1,
+            "BTCUSDT": 5,
+            "XAUUSD": 1,
+        }
         seen: dict[str, dict[str, Any]] = {}
         for client in (stock, fx):
             for frame in await client.pushes_for(200 * MS):
@@ -487,13 +557,21 @@ class TestLimits:
         assert (await again.recv())["ret"] == 401
         assert (await first.heartbeat())["ret"] == 200, "the first token still serves"
 
-    async def test_connections_beyond_limit_get_606_and_close(self, make_sim: MakeSim, open_client: Any) -> None:
+    async def test_connections_beyond_limit_get_606_and_close(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(max_connections=1)
         first = await open_client(sim.url("stock"))
         second = await open_client(sim.url("stock"))
         frame = await second.recv()
-        assert frame == {"ret": 606, "msg": "too many requests and connection will be closed", "cmd_id": 0,
-                         "seq_id": 0, "trace": "", "data": {}}
+        assert frame == {
+            "ret": 606,
+            "msg": "too many requests and connection will be closed",
+            "cmd_id": 0,
+            "seq_id": 0,
+            "trace": "",
+            "data": {},
+        }
         with pytest.raises(ConnectionClosed):
             await second.recv()
         assert second.ws.close_code == 1008
@@ -522,8 +600,13 @@ class TestLimits:
         assert (await client.trades("TSLA.US"))["ret"] == 200
         state = conn_state(sim)
         assert state["trades"] == ["TSLA.US"]
-        assert [r[1:] for r in state["requests"]] == [[22004, 200], [22004, 429], [22006, 429], [22002, 429],
-                                                      [22004, 200]]
+        assert [r[1:] for r in state["requests"]] == [
+            [22004, 200],
+            [22004, 429],
+            [22006, 429],
+            [22002, 429],
+            [22004, 200],
+        ]
         assert state["refused"] == {"429": 3}
         assert max_requests_in_window(state, 1.0) == 5
         assert max_requests_in_window(state, 0.1) == 3
@@ -547,8 +630,9 @@ class TestLimits:
 
 
 class TestPushes:
-    async def test_trade_fields_exact_decimals_and_increasing_seq(self, make_sim: MakeSim,
-                                                                  open_client: Any) -> None:
+    async def test_trade_fields_exact_decimals_and_increasing_seq(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(tick_rate=50)
         stock = await open_client(sim.url("stock"))
         fx = await open_client(sim.url("forex_crypto"))
@@ -560,8 +644,16 @@ class TestPushes:
         for frame in frames:
             assert frame["cmd_id"] == 22998
             data = frame["data"]
-            assert set(data) == {"code", "seq", "tick_time", "price", "volume", "turnover", "trade_direction",
-                                 "sent_ns"}
+            assert set(data) == {
+                "code",
+                "seq",
+                "tick_time",
+                "price",
+                "volume",
+                "turnover",
+                "trade_direction",
+                "sent_ns",
+            }
             for key in ("price", "volume", "turnover"):
                 assert isinstance(data[key], str) and DECIMAL.match(data[key]), data
             assert Decimal(data["price"]) * Decimal(data["volume"]) == Decimal(data["turnover"])
@@ -576,12 +668,17 @@ class TestPushes:
         assert min(last.values()) >= 5
         assert sim.state()["totals"]["pushes"] >= len(frames)
 
-    async def test_snapshot_repeats_last_tick_after_resubscribe(self, make_sim: MakeSim,
-                                                                open_client: Any) -> None:
+    async def test_snapshot_repeats_last_tick_after_resubscribe(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(tick_rate=40, book_rate=40)
         client = await open_client(sim.url("stock"))
         assert (await client.trades("AAPL.US", "TSLA.US"))["ret"] == 200
-        assert (await client.books(("700.HK", 5),))["ret"] == 200
+        assert (
+            await client.books(
+                ("700.HK", 5),
+            )
+        )["ret"] == 200
         await asyncio.sleep(120 * MS)
         assert (await client.trades("TSLA.US"))["ret"] == 200  # AAPL.US has no subscriber now: it stops
         trades = [f["data"]["seq"] for f in client.before if f["data"]["code"] == "AAPL.US"]
@@ -592,8 +689,15 @@ class TestPushes:
         assert (await client.trades("TSLA.US", "AAPL.US"))["ret"] == 200
         snapshot = await client.push()  # written right after the response: nothing in between
         assert (snapshot["cmd_id"], snapshot["data"]["code"], snapshot["data"]["seq"]) == (
-            22998, "AAPL.US", trades[-1])
-        assert (await client.books(("700.HK", 5),))["ret"] == 200
+            22998,
+            "AAPL.US",
+            trades[-1],
+        )
+        assert (
+            await client.books(
+                ("700.HK", 5),
+            )
+        )["ret"] == 200
         book = await client.push()
         assert (book["cmd_id"], book["data"]["code"], book["data"]["seq"]) == (22999, "700.HK", books[-1])
         assert len(book["data"]["bids"]) == 5
@@ -618,8 +722,9 @@ class TestPushes:
 
 
 class TestFaults:
-    async def test_stall_reads_and_pongs_but_sends_nothing_and_never_closes(self, make_sim: MakeSim,
-                                                                            open_client: Any) -> None:
+    async def test_stall_reads_and_pongs_but_sends_nothing_and_never_closes(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(tick_rate=40, heartbeat_timeout=0.5)
         client = await open_client(sim.url("stock"))
         assert (await client.trades("AAPL.US"))["ret"] == 200
@@ -705,7 +810,7 @@ class TestFaults:
         assert sim.inject("burst", count=20_000) == [1]
         await client.quiet(1 * MS)  # normal ticks written before the burst
         count = 0
-        last = {code: 0 for code in codes}
+        last = dict.fromkeys(codes, 0)
         while count < 20_000:
             raw = await asyncio.wait_for(client.ws.recv(decode=False), 5000 * MS)
             data = json.loads(raw)["data"]
@@ -715,8 +820,9 @@ class TestFaults:
         await wait_for(lambda: "burst" not in conn_state(sim)["faults"])
         assert all(seq >= 6666 for seq in last.values())
 
-    async def test_burst_count_exact_without_ticks_and_paced_by_rate(self, make_sim: MakeSim,
-                                                                     open_client: Any) -> None:
+    async def test_burst_count_exact_without_ticks_and_paced_by_rate(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("forex_crypto"))
         assert (await client.trades("BTCUSDT", "ETHUSDT"))["ret"] == 200
@@ -750,7 +856,9 @@ class TestFaults:
         assert (await refused.recv())["ret"] == 606
         assert sim.state()["totals"]["refused_606"] == 3
 
-    async def test_reply_answers_next_subscription_then_clears(self, make_sim: MakeSim, open_client: Any) -> None:
+    async def test_reply_answers_next_subscription_then_clears(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("stock"))
         assert (await client.trades("AAPL.US"))["ret"] == 200
@@ -768,7 +876,9 @@ class TestFaults:
         assert (await client.cancel(0))["ret"] == 200
         assert conn_state(sim)["refused"] == {"604": 1, "603": 1}
 
-    async def test_targeting_by_path_and_conn_and_bad_names(self, make_sim: MakeSim, open_client: Any) -> None:
+    async def test_targeting_by_path_and_conn_and_bad_names(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim()
         await open_client(sim.url("stock"))
         await open_client(sim.url("forex_crypto"))
@@ -804,7 +914,9 @@ class TestCodeFaults:
         assert codes == {"AAPL.US", "TSLA.US"}
         assert sim.state()["code_faults"]["muted"] == []
 
-    async def test_mute_silences_the_order_book_of_a_code_too(self, make_sim: MakeSim, open_client: Any) -> None:
+    async def test_mute_silences_the_order_book_of_a_code_too(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(book_rate=40)
         client = await open_client(sim.url("forex_crypto"))
         assert (await client.books(("BTCUSDT", None), ("ETHUSDT", None)))["ret"] == 200
@@ -824,8 +936,9 @@ class TestCodeFaults:
         sim.inject("clear")
         assert sim.state()["code_faults"] == {"muted": [], "tick_time_skew_ms": {}}
 
-    async def test_seq_reset_restarts_at_one_with_tick_time_going_on(self, make_sim: MakeSim,
-                                                                     open_client: Any) -> None:
+    async def test_seq_reset_restarts_at_one_with_tick_time_going_on(
+        self, make_sim: MakeSim, open_client: Any
+    ) -> None:
         sim = await make_sim(tick_rate=40)
         client = await open_client(sim.url("forex_crypto"))
         assert (await client.trades("EURUSD"))["ret"] == 200
@@ -894,16 +1007,33 @@ class TestAdmin:
         status, state = await asyncio.to_thread(http_get, sim.admin_url("state"))
         assert status == 200
         assert [(c["id"], c["path"], c["trades"]) for c in state["connections"]] == [
-            (1, STOCK_PATH, ["AAPL.US"]), (2, FOREX_CRYPTO_PATH, [])]
+            (1, STOCK_PATH, ["AAPL.US"]),
+            (2, FOREX_CRYPTO_PATH, []),
+        ]
         assert set(state) == {"connections", "closed", "totals", "code_faults"}
-        assert set(state["connections"][0]) == {"id", "path", "peer", "open", "trades", "books", "faults",
-                                                "heartbeats", "pushes", "requests", "refused", "token"}
+        assert set(state["connections"][0]) == {
+            "id",
+            "path",
+            "peer",
+            "open",
+            "trades",
+            "books",
+            "faults",
+            "heartbeats",
+            "pushes",
+            "requests",
+            "refused",
+            "token",
+        }
         assert {"connections_opened", "refused_606", "pushes", "429", "400", "600"} <= set(state["totals"])
         status, body = await asyncio.to_thread(
-            http_get, sim.admin_url("fault", name="ghost", path=STOCK_PATH, conn=1, count=2, code="MSFT.US"))
+            http_get, sim.admin_url("fault", name="ghost", path=STOCK_PATH, conn=1, count=2, code="MSFT.US")
+        )
         assert (status, body) == (200, {"affected": [1]})
         assert [(await client.push())["data"]["code"] for _ in range(2)] == ["MSFT.US", "MSFT.US"]
-        status, body = await asyncio.to_thread(http_get, sim.admin_url("fault", name="drop", path="forex_crypto"))
+        status, body = await asyncio.to_thread(
+            http_get, sim.admin_url("fault", name="drop", path="forex_crypto")
+        )
         assert (status, body) == (200, {"affected": [2]})
         status, _ = await asyncio.to_thread(http_get, sim.admin_url("fault", name="explode"))
         assert status == 400
@@ -923,15 +1053,20 @@ class TestAdmin:
             status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{sim.port}/admin/state{query}")
             assert status == 401
         status, _ = await asyncio.to_thread(
-            http_get, f"http://127.0.0.1:{sim.port}/admin/fault?name=refuse&token=nope")
+            http_get, f"http://127.0.0.1:{sim.port}/admin/fault?name=refuse&token=nope"
+        )
         assert status == 401
         assert sim.state()["totals"]["refused_606"] == 0
 
 
 class TestSecrecy:
-    async def test_token_never_in_repr_state_logs_or_stdout(self, make_sim: MakeSim, open_client: Any,
-                                                            caplog: pytest.LogCaptureFixture,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    async def test_token_never_in_repr_state_logs_or_stdout(
+        self,
+        make_sim: MakeSim,
+        open_client: Any,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
         caplog.set_level(logging.DEBUG)  # websockets logs request lines, query string included, at DEBUG
         sim = await make_sim()
         assert TOKEN not in repr(sim) and "***" in repr(sim)
@@ -970,9 +1105,25 @@ def test_simulator_thread_for_sync_callers() -> None:
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 async def test_cli_prints_listening_serves_and_exits_0_on_signal(stop_signal: signal.Signals) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "scripts" / "simulator.py"), "--host", "127.0.0.1", "--port", "0",
-        "--token", TOKEN, "--heartbeat-timeout", "5", "--tick-rate", "20", "--plan", "basic",
-        "--log-level", "DEBUG", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(REPO / "scripts" / "simulator.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--heartbeat-timeout",
+        "5",
+        "--tick-rate",
+        "20",
+        "--plan",
+        "basic",
+        "--log-level",
+        "DEBUG",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None and proc.stderr is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()

@@ -30,7 +30,13 @@ def ledger_of(*ticks: tuple[str, int, int]) -> Ledger:
 class TestLedger:
     def test_an_unbroken_stream_is_clean(self) -> None:
         led = ledger_of(("AAPL.US", 1, 1000), ("EURUSD", 7, 1000), ("AAPL.US", 2, 1100), ("EURUSD", 8, 1100))
-        assert (led.delivered, led.duplicates, led.out_of_order, led.gaps, led.unexpected) == (4, 0, 0, [], {})
+        assert (led.delivered, led.duplicates, led.out_of_order, led.gaps, led.unexpected) == (
+            4,
+            0,
+            0,
+            [],
+            {},
+        )
 
     def test_a_tick_delivered_twice_is_counted(self) -> None:
         led = ledger_of(("AAPL.US", 1, 1000), ("AAPL.US", 2, 1100), ("AAPL.US", 1, 1000))
@@ -92,9 +98,13 @@ class TestWindows:
 
 
 def test_bad_arguments_exit_2_naming_the_argument() -> None:
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         [sys.executable, "scripts/soak.py", "--minutes", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "--minutes 0" in proc.stderr
@@ -113,7 +123,12 @@ def test_a_30_second_soak_holds_every_invariant() -> None:
     started = time.monotonic()
     proc = subprocess.run(  # noqa: S603 - our own script
         [sys.executable, "scripts/soak.py", "--minutes", "0.5", "--seed", "1", "--address", address],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600 * S, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600 * S,
+        check=False,
     )
     took = time.monotonic() - started
     lines = proc.stdout.strip().splitlines()

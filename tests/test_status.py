@@ -9,9 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,8 +77,19 @@ def raw_snapshot() -> dict[str, Any]:
         "failure": "",
         "connections": {"stock-0": conn_stats("stock-0"), "forex_crypto-0": conn_stats("forex_crypto-0")},
         "strategies": {
-            "tape": {"name": "tape", "batches": 5, "ticks": 40, "books": 0, "missed": 2, "out_of_order": 0,
-                     "late_batches": 0, "lost_batches": 0, "queued_batches": 1, "last_tick_age_s": 0.1, "pid": 7},
+            "tape": {
+                "name": "tape",
+                "batches": 5,
+                "ticks": 40,
+                "books": 0,
+                "missed": 2,
+                "out_of_order": 0,
+                "late_batches": 0,
+                "lost_batches": 0,
+                "queued_batches": 1,
+                "last_tick_age_s": 0.1,
+                "pid": 7,
+            },
         },  # fmt: skip
         "registry": {
             "strategies": {"tape": {"AAPL.US": 1, "EURUSD": 1}},
@@ -187,7 +197,9 @@ def test_a_decoder_late_with_its_routes_is_named_with_what_waits() -> None:
     raw["registry"]["in_sync"] = False
     doc = job_status(raw)
     assert doc["registry"]["routes_awaited"] == {"decoder:1": 12.3}
-    assert "decoder:1 has not taken new routes for 12.3 s: its connections' requests wait" in render_status(doc)
+    assert "decoder:1 has not taken new routes for 12.3 s: its connections' requests wait" in render_status(
+        doc
+    )
     assert status_exit(doc) == NOT_OK
 
 
@@ -215,7 +227,12 @@ def test_per_code_liveness_comes_from_the_registrys_codes() -> None:
     # The registry's status (actors.registry.RegistryStatus.codes, as builtins) carries CodeHealth.
     raw = raw_snapshot()
     raw["registry"]["codes"] = {
-        "AAPL.US": {"state": "never_started", "reason": "no first tick", "connection": "stock-0", "last_tick_age_s": -1.0},
+        "AAPL.US": {
+            "state": "never_started",
+            "reason": "no first tick",
+            "connection": "stock-0",
+            "last_tick_age_s": -1.0,
+        },
         "EURUSD": {"state": "waiting", "reason": "", "connection": "forex_crypto-0", "last_tick_age_s": 0.5},
     }
     doc = job_status(raw)
@@ -231,7 +248,12 @@ def test_ages_are_as_of_the_status_call_from_the_decoders_answers() -> None:
     raw = raw_snapshot()
     raw["registry"]["codes"] = {
         "AAPL.US": {"state": "ok", "reason": "", "connection": "stock-0", "last_tick_age_s": 41.0},
-        "EURUSD": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 75.5},
+        "EURUSD": {
+            "state": "stale",
+            "reason": "quiet",
+            "connection": "forex_crypto-0",
+            "last_tick_age_s": 75.5,
+        },
     }
     raw["decoders"] = {
         "0": {"decoder_id": 0, "tick_ages": {"AAPL.US": 0.2, "EURUSD": 75.0}},
@@ -253,7 +275,12 @@ def test_a_book_only_code_shows_its_liveness() -> None:
         {**reg_conn("forex_crypto-0", ["BTCUSDT"], ["BTCUSDT"]), "kind": "book"}
     )
     raw["registry"]["codes"] = {
-        "BTCUSDT": {"state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "last_tick_age_s": 12.0},
+        "BTCUSDT": {
+            "state": "stale",
+            "reason": "quiet",
+            "connection": "forex_crypto-0",
+            "last_tick_age_s": 12.0,
+        },
     }
     doc = job_status(raw)
     assert doc["codes"]["BTCUSDT"] == {
@@ -317,7 +344,9 @@ def test_any_snapshot_gives_a_valid_document(conns: dict[str, Any], in_sync: boo
     json.dumps(doc)
     assert all(c["state"] in CONNECTION_STATES for c in doc["connections"])
     assert all(e["state"] in CODE_STATES for e in doc["codes"].values())
-    expect_ok = bool(conns) and in_sync and not failure and all(c["state"] == "up" for c in doc["connections"])
+    expect_ok = (
+        bool(conns) and in_sync and not failure and all(c["state"] == "up" for c in doc["connections"])
+    )
     assert status_exit(doc) == (OK if expect_ok else NOT_OK)
     render_status(doc)
 
@@ -343,7 +372,9 @@ def test_no_job_line_names_namespace_and_address() -> None:
 
 
 def test_subscription_report_accepted() -> None:
-    lines, code = subscription_report("subscribe", ["AAPL.US", "EURUSD"], holdings={"AAPL.US": 2, "EURUSD": 1})
+    lines, code = subscription_report(
+        "subscribe", ["AAPL.US", "EURUSD"], holdings={"AAPL.US": 2, "EURUSD": 1}
+    )
     assert code == OK
     assert lines == [
         "AAPL.US: subscribe accepted (held 2 time(s) by this strategy)",
@@ -357,7 +388,9 @@ def test_foreign_notation_is_refused_here_with_a_hint() -> None:
     assert all(isinstance(e, InvalidCode) for e in invalid.values())
     lines, code = subscription_report("subscribe", ["aapl.us", "AAPL.US", "0001.ZZ"], invalid=invalid)
     assert code == REFUSED
-    assert lines[0] == "aapl.us: refused: codes are case-sensitive and upper-case; hint: did you mean AAPL.US?"
+    assert (
+        lines[0] == "aapl.us: refused: codes are case-sensitive and upper-case; hint: did you mean AAPL.US?"
+    )
     assert lines[1] == "AAPL.US: not sent: another code of this request was refused (nothing changed)"
     assert lines[2].startswith("0001.ZZ: refused: not in the vendor's notation")
     assert "hint: use the vendor's notation" in lines[2]
@@ -383,7 +416,9 @@ def test_registry_refusals_name_code_reason_and_hint() -> None:
 
 
 def test_a_refusal_of_the_request_itself_is_shown() -> None:
-    lines, code = subscription_report("unsubscribe", ["AAPL.US"], refused={"kind": "'x' is not 'trades' or 'book'"})
+    lines, code = subscription_report(
+        "unsubscribe", ["AAPL.US"], refused={"kind": "'x' is not 'trades' or 'book'"}
+    )
     assert code == REFUSED
     assert lines[-1] == "kind: refused: 'x' is not 'trades' or 'book'"
 

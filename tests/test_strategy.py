@@ -33,9 +33,7 @@ def system(sim: Any) -> Iterator[System]:
     # ticks join one waiting batch, up to 150 ticks: about 2 s of a strategy that does not keep up. The
     # slow one (2 s per on_ticks) exceeds it for sure; the pausing one's 0.8 s stop does not (16 batches
     # alone would have dropped ticks there); a fast one is safe from a loaded machine's delays.
-    sys_ = start_system(
-        sim, strategies, in_sync=False, strategy_queue_batches=16, strategy_queue_ticks=150
-    )
+    sys_ = start_system(sim, strategies, in_sync=False, strategy_queue_batches=16, strategy_queue_ticks=150)
     for name in ("fast", "pausing"):
         sys_.get(sys_.actor("registry").subscribe.remote(name, CODES))
     yield sys_
@@ -93,7 +91,8 @@ def test_a_slow_strategy_misses_counted_ticks_and_never_stalls_the_fast_one(syst
 def test_a_strategy_that_pauses_gets_every_tick_in_bigger_batches(system: System, tmp_path: Path) -> None:
     """A strategy whose event loop stops for 0.8 s (a long computation, a collector pause) misses no
     tick: while it is behind, its decoder joins the new ticks into one waiting batch, and it catches up
-    with a few big on_ticks calls. Before, every batch beyond 16 was dropped for it."""
+    with a few big on_ticks calls. Before, every batch beyond 16 was dropped for it.
+    """
     wait_for(lambda: set(got(system, "pausing")["seen"]) == set(CODES), 30, what="ticks of every code")
     with frozen(system.actor("strategy:pausing"), tmp_path, "the pausing strategy") as release:
         time.sleep(0.8)

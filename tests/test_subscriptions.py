@@ -33,17 +33,29 @@ RETRY_AFTER = 2.0
 BACKOFF = 10.0
 TIMEOUT = 5.0
 
-MSG = {200: "ok", 400: "request data param invalid", 401: "token invalid", 429: "rate limit",
-       600: "code invalid", 603: "token level not enough", 604: "code unauthorized"}
+MSG = {
+    200: "ok",
+    400: "request data param invalid",
+    401: "token invalid",
+    429: "rate limit",
+    600: "code invalid",
+    603: "token level not enough",
+    604: "code unauthorized",
+}
 
 PROPERTY = settings(max_examples=200, deadline=None)
 #: Strategies built once: building them per example costs more than the test itself.
 CODES12 = st.frozensets(st.sampled_from(sorted(ALL8 | {"XAUUSD", "XAGUSD", "USOIL", "ETHUSDT"})))
 #: A random universe of codes, each (bad, held before, wanted).
-UNIVERSE = st.dictionaries(st.text("ABCDEFGHXYZ", min_size=3, max_size=6),
-                           st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=16)
+UNIVERSE = st.dictionaries(
+    st.text("ABCDEFGHXYZ", min_size=3, max_size=6),
+    st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    min_size=1,
+    max_size=16,
+)
 RATE_STEP = st.tuples(
-    st.sampled_from([0.0, 0.125, 0.5, 1.0, 2.875, 3.0, 6.0]), st.integers(0, 2),  # exact in binary
+    st.sampled_from([0.0, 0.125, 0.5, 1.0, 2.875, 3.0, 6.0]),
+    st.integers(0, 2),  # exact in binary
     st.sampled_from(["want", "answer", "refuse", "reconnect", "nothing"]),
     st.frozensets(st.sampled_from(sorted(ALL8)), max_size=4),
 )
@@ -56,11 +68,22 @@ def gate() -> RateGate:
     return RateGate(conn_gap_s=CONN_GAP, token_gap_s=TOKEN_GAP)
 
 
-def make_book(kind: Kind = Kind.TRADES, *, conn: str = "c1", rate: RateGate | None = None,
-              depth_level: int | None = None, up: bool = True) -> SubscriptionBook:
+def make_book(
+    kind: Kind = Kind.TRADES,
+    *,
+    conn: str = "c1",
+    rate: RateGate | None = None,
+    depth_level: int | None = None,
+    up: bool = True,
+) -> SubscriptionBook:
     book = SubscriptionBook(
-        conn, kind, gate=rate if rate is not None else gate(), retry_after_s=RETRY_AFTER,
-        refused_backoff_s=BACKOFF, request_timeout_s=TIMEOUT, depth_level=depth_level,
+        conn,
+        kind,
+        gate=rate if rate is not None else gate(),
+        retry_after_s=RETRY_AFTER,
+        refused_backoff_s=BACKOFF,
+        request_timeout_s=TIMEOUT,
+        depth_level=depth_level,
     )
     if up:
         book.connection_up()
@@ -79,22 +102,40 @@ def codes_of(request: wire.AnyRequest) -> frozenset[str]:
 
 def trades_body(seq_id: int, codes: Iterable[str], prefix: str = "t") -> dict[str, Any]:
     """What a 22004 must look like on the wire: the whole set, sorted, no duplicates."""
-    return {"cmd_id": 22004, "seq_id": seq_id, "trace": f"{prefix}-{seq_id}",
-            "data": {"symbol_list": [{"code": c} for c in sorted(set(codes))]}}
+    return {
+        "cmd_id": 22004,
+        "seq_id": seq_id,
+        "trace": f"{prefix}-{seq_id}",
+        "data": {"symbol_list": [{"code": c} for c in sorted(set(codes))]},
+    }
 
 
 def cancel_body(seq_id: int, cancel_type: int, prefix: str = "t") -> dict[str, Any]:
-    return {"cmd_id": 22006, "seq_id": seq_id, "trace": f"{prefix}-{seq_id}", "data": {"cancel_type": cancel_type}}
+    return {
+        "cmd_id": 22006,
+        "seq_id": seq_id,
+        "trace": f"{prefix}-{seq_id}",
+        "data": {"cancel_type": cancel_type},
+    }
 
 
-def reply(request: wire.AnyRequest, ret: int = 200, *, cmd_id: int | None = None,
-          seq_id: int | None = None, msg: str | None = None) -> Any:
+def reply(
+    request: wire.AnyRequest,
+    ret: int = 200,
+    *,
+    cmd_id: int | None = None,
+    seq_id: int | None = None,
+    msg: str | None = None,
+) -> Any:
     """The server's answer to ``request``, decoded as the connection decodes it."""
     body = on_wire(request)
     frame = {
-        "ret": ret, "msg": MSG.get(ret, "error") if msg is None else msg,
+        "ret": ret,
+        "msg": MSG.get(ret, "error") if msg is None else msg,
         "cmd_id": wire.ACK_OF[body["cmd_id"]] if cmd_id is None else cmd_id,
-        "seq_id": body["seq_id"] if seq_id is None else seq_id, "trace": body["trace"], "data": {},
+        "seq_id": body["seq_id"] if seq_id is None else seq_id,
+        "trace": body["trace"],
+        "data": {},
     }
     return wire.decode_frame(msgspec.json.encode(frame))
 
@@ -110,8 +151,15 @@ def state(book: SubscriptionBook) -> dict[str, Any]:
     }
 
 
-def expect(desired: Iterable[str], acknowledged: Iterable[str], *, quarantined: dict[str, tuple[int, str]] | None = None,
-           in_flight: bool = False, sent: int = 0, refusals: int = 0) -> dict[str, Any]:
+def expect(
+    desired: Iterable[str],
+    acknowledged: Iterable[str],
+    *,
+    quarantined: dict[str, tuple[int, str]] | None = None,
+    in_flight: bool = False,
+    sent: int = 0,
+    refusals: int = 0,
+) -> dict[str, Any]:
     quarantined = quarantined or {}
     target = set(desired) - quarantined.keys()
     return {
@@ -119,9 +167,15 @@ def expect(desired: Iterable[str], acknowledged: Iterable[str], *, quarantined: 
         "acknowledged": sorted(acknowledged),
         "target": sorted(target),
         "quarantined": dict(sorted(quarantined.items())),
-        "stats": {"desired": len(set(desired)), "acknowledged": len(set(acknowledged)), "in_flight": in_flight,
-                  "requests_sent": sent, "refusals": refusals, "quarantined": len(quarantined),
-                  "in_sync": not in_flight and set(acknowledged) == target},
+        "stats": {
+            "desired": len(set(desired)),
+            "acknowledged": len(set(acknowledged)),
+            "in_flight": in_flight,
+            "requests_sent": sent,
+            "refusals": refusals,
+            "quarantined": len(quarantined),
+            "in_sync": not in_flight and set(acknowledged) == target,
+        },
     }
 
 
@@ -158,9 +212,16 @@ class FakeServer:
 Hook = Callable[[int, SubscriptionBook], None]
 
 
-def run(book: SubscriptionBook, server: FakeServer, ids: wire.RequestIds, *, now: float = 0.0,
-        keep: frozenset[str] = frozenset(), hook: Hook | None = None, limit: int = 200,
-        ) -> tuple[list[wire.AnyRequest], float]:
+def run(
+    book: SubscriptionBook,
+    server: FakeServer,
+    ids: wire.RequestIds,
+    *,
+    now: float = 0.0,
+    keep: frozenset[str] = frozenset(),
+    hook: Hook | None = None,
+    limit: int = 200,
+) -> tuple[list[wire.AnyRequest], float]:
     """Send what the book asks, when ``next_wakeup`` says, and feed the answers back until in sync.
 
     Checked at every step: a wakeup always yields a request; every request keeps the acknowledged codes
@@ -179,7 +240,9 @@ def run(book: SubscriptionBook, server: FakeServer, ids: wire.RequestIds, *, now
         kept = book.acknowledged & book.target
         request = book.request_to_send(now, ids)
         assert request is not None, f"next_wakeup said {now} but nothing was sent: {state(book)}"
-        assert kept <= codes_of(request), f"request {sorted(codes_of(request))} drops acknowledged {sorted(kept)}"
+        assert kept <= codes_of(request), (
+            f"request {sorted(codes_of(request))} drops acknowledged {sorted(kept)}"
+        )
         requests.append(request)
         if hook is not None:
             hook(len(requests), book)
@@ -188,13 +251,17 @@ def run(book: SubscriptionBook, server: FakeServer, ids: wire.RequestIds, *, now
         assert book.receive_response(response, now)
         assert book.acknowledged == server.held
         assert keep & book.target <= book.acknowledged, f"lost {sorted(keep - book.acknowledged)}"
-        assert not (book.quarantined.keys() - server.bad), f"good code quarantined: {sorted(book.quarantined)}"
+        assert not (book.quarantined.keys() - server.bad), (
+            f"good code quarantined: {sorted(book.quarantined)}"
+        )
     assert book.next_wakeup(now) is None
     assert book.request_to_send(now + 100.0, ids) is None
     return requests, now
 
 
-def synced(codes: Iterable[str], *, rate: RateGate | None = None) -> tuple[SubscriptionBook, wire.RequestIds, float]:
+def synced(
+    codes: Iterable[str], *, rate: RateGate | None = None
+) -> tuple[SubscriptionBook, wire.RequestIds, float]:
     """A book whose connection holds ``codes`` (acknowledged); events drained."""
     book, ids = make_book(rate=rate), wire.RequestIds("t")
     book.want(codes)
@@ -220,7 +287,9 @@ class OverwriteTests(unittest.TestCase):
         request = book.request_to_send(0.0, ids)
         assert request is not None
         self.assertEqual(on_wire(request), trades_body(1, [A, B, C]))
-        self.assertEqual(wire.encode(request), wire.encode(wire.subscribe_trades([A, B, C], wire.RequestIds("t"))))
+        self.assertEqual(
+            wire.encode(request), wire.encode(wire.subscribe_trades([A, B, C], wire.RequestIds("t")))
+        )
         self.assertEqual(state(book), expect([A, B, C], [], in_flight=True, sent=1))
         self.assertEqual(book.events(), [])
 
@@ -245,8 +314,11 @@ class OverwriteTests(unittest.TestCase):
         request = book.request_to_send(1.0, ids)
         assert request is not None
         self.assertEqual(on_wire(request), trades_body(2, [B, C, E]))
-        self.assertEqual(state(book), expect([B, C, E], [A, B, C], in_flight=True, sent=2),
-                         "acknowledged changes on the answer, not on send")
+        self.assertEqual(
+            state(book),
+            expect([B, C, E], [A, B, C], in_flight=True, sent=2),
+            "acknowledged changes on the answer, not on send",
+        )
         self.assertTrue(book.receive_response(reply(request), 1.3))
         self.assertEqual(state(book), expect([B, C, E], [B, C, E], sent=2))
         self.assertEqual(book.events(), [Acknowledged(frozenset({B, C, E}), 1.0, 1.3)])
@@ -272,9 +344,18 @@ class OverwriteTests(unittest.TestCase):
         book.want({B, A})
         request = book.request_to_send(0.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), {"cmd_id": 22002, "seq_id": 1, "trace": "t-1", "data": {
-            "symbol_list": [{"code": A, "depth_level": 5}, {"code": B, "depth_level": 5}]}})
-        self.assertFalse(book.receive_response(reply(request, cmd_id=22005), 0.1), "a 22005 answers trades, not this")
+        self.assertEqual(
+            on_wire(request),
+            {
+                "cmd_id": 22002,
+                "seq_id": 1,
+                "trace": "t-1",
+                "data": {"symbol_list": [{"code": A, "depth_level": 5}, {"code": B, "depth_level": 5}]},
+            },
+        )
+        self.assertFalse(
+            book.receive_response(reply(request, cmd_id=22005), 0.1), "a 22005 answers trades, not this"
+        )
         self.assertTrue(book.receive_response(reply(request), 0.1))  # 22003
         self.assertEqual(state(book), expect([A, B], [A, B], sent=1))
         book.want([])
@@ -328,8 +409,10 @@ class OverwriteTests(unittest.TestCase):
     def test_only_the_matching_answer_changes_acknowledged(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
         book.want({A, B})
-        self.assertFalse(book.receive_response(reply(wire.subscribe_trades([A], wire.RequestIds("t"))), 0.0),
-                         "nothing in flight")
+        self.assertFalse(
+            book.receive_response(reply(wire.subscribe_trades([A], wire.RequestIds("t"))), 0.0),
+            "nothing in flight",
+        )
         request = book.request_to_send(0.0, ids)
         assert request is not None
         before = state(book)
@@ -399,8 +482,9 @@ class OverwriteTests(unittest.TestCase):
         second = book.request_to_send(2.0, ids)
         assert second is not None
         book.receive_response(reply(second), 2.7)
-        self.assertEqual(book.events(), [Acknowledged(frozenset({A}), 0.0, 0.3),
-                                         Acknowledged(frozenset({A, B}), 2.0, 2.7)])
+        self.assertEqual(
+            book.events(), [Acknowledged(frozenset({A}), 0.0, 0.3), Acknowledged(frozenset({A, B}), 2.0, 2.7)]
+        )
 
 
 class RateTests(unittest.TestCase):
@@ -567,10 +651,18 @@ class RateTests(unittest.TestCase):
 
 class BisectionTests(unittest.TestCase):
     """PROTOCOL.md "Error codes", our reading of 600 (and 604): the whole request is rejected, the previous
-    set stays in force, and the response does not say which code was bad."""
+    set stays in force, and the response does not say which code was bad.
+    """
 
-    def bisect(self, ret: int, bad: set[str], *, initial: Iterable[str] = (A, B), wanted: Iterable[str] = ALL8,
-               hook: Hook | None = None) -> tuple[SubscriptionBook, list[wire.AnyRequest], FakeServer]:
+    def bisect(
+        self,
+        ret: int,
+        bad: set[str],
+        *,
+        initial: Iterable[str] = (A, B),
+        wanted: Iterable[str] = ALL8,
+        hook: Hook | None = None,
+    ) -> tuple[SubscriptionBook, list[wire.AnyRequest], FakeServer]:
         book, ids, now = synced(initial)
         server = FakeServer(bad, ret)
         server.held = book.acknowledged
@@ -582,21 +674,30 @@ class BisectionTests(unittest.TestCase):
         for ret, msg in ((600, "code invalid"), (604, "code unauthorized")):
             with self.subTest(ret=ret):
                 book, requests, server = self.bisect(ret, {D})
-                self.assertEqual(state(book), expect(ALL8, ALL8 - {D}, quarantined={D: (ret, msg)},
-                                                     sent=1 + len(requests), refusals=3))
+                self.assertEqual(
+                    state(book),
+                    expect(ALL8, ALL8 - {D}, quarantined={D: (ret, msg)}, sent=1 + len(requests), refusals=3),
+                )
                 self.assertLessEqual(len(requests), bisection_bound(len(ALL8)))
                 # The exact dialogue: the whole set; then probes keeping {A, B} plus half the suspects.
-                self.assertEqual([(codes, r) for _, _, codes, r in server.log], [
-                    (ALL8, ret),
-                    (frozenset({A, B, C, D, E}), ret),  # suspects C..H; first half C, D, E
-                    (frozenset({A, B, C}), 200),  # suspects C, D, E; C is good
-                    (frozenset({A, B, C, D}), ret),  # suspects D, E: D alone is refused
-                    (ALL8 - {D}, 200),
-                ])
+                self.assertEqual(
+                    [(codes, r) for _, _, codes, r in server.log],
+                    [
+                        (ALL8, ret),
+                        (frozenset({A, B, C, D, E}), ret),  # suspects C..H; first half C, D, E
+                        (frozenset({A, B, C}), 200),  # suspects C, D, E; C is good
+                        (frozenset({A, B, C, D}), ret),  # suspects D, E: D alone is refused
+                        (ALL8 - {D}, 200),
+                    ],
+                )
                 events = book.events()
-                self.assertEqual([e for e in events if not isinstance(e, Acknowledged)], [Quarantined(D, ret, msg)])
-                self.assertEqual([e.codes for e in events if isinstance(e, Acknowledged)],
-                                 [frozenset({A, B, C}), ALL8 - {D}])
+                self.assertEqual(
+                    [e for e in events if not isinstance(e, Acknowledged)], [Quarantined(D, ret, msg)]
+                )
+                self.assertEqual(
+                    [e.codes for e in events if isinstance(e, Acknowledged)],
+                    [frozenset({A, B, C}), ALL8 - {D}],
+                )
 
     def test_one_bad_code_anywhere(self) -> None:
         for bad in sorted(ALL8 - {A, B}):
@@ -610,36 +711,52 @@ class BisectionTests(unittest.TestCase):
         book, requests, _ = self.bisect(600, {C}, wanted={A, B, C})
         # {A, B, C} refused: C was the only addition, so C is bad; {A, B} is still held, nothing to send.
         self.assertEqual([codes_of(r) for r in requests], [frozenset({A, B, C})])
-        self.assertEqual(state(book), expect({A, B, C}, {A, B}, quarantined={C: (600, "code invalid")},
-                                             sent=2, refusals=1))
+        self.assertEqual(
+            state(book), expect({A, B, C}, {A, B}, quarantined={C: (600, "code invalid")}, sent=2, refusals=1)
+        )
 
     def test_two_bad_codes(self) -> None:
         book, requests, _ = self.bisect(600, {C, G})
-        self.assertEqual(state(book), expect(ALL8, ALL8 - {C, G}, quarantined={C: (600, "code invalid"),
-                                                                             G: (600, "code invalid")},
-                                             sent=1 + len(requests), refusals=book.statistics().refusals))
+        self.assertEqual(
+            state(book),
+            expect(
+                ALL8,
+                ALL8 - {C, G},
+                quarantined={C: (600, "code invalid"), G: (600, "code invalid")},
+                sent=1 + len(requests),
+                refusals=book.statistics().refusals,
+            ),
+        )
         self.assertLessEqual(len(requests), 2 * (1 + math.ceil(math.log2(6))) + 1)
 
     def test_all_added_codes_bad(self) -> None:
         book, requests, _ = self.bisect(600, ALL8 - {A, B})
-        bad = {c: (600, "code invalid") for c in ALL8 - {A, B}}
-        self.assertEqual(state(book), expect(ALL8, {A, B}, quarantined=bad, sent=1 + len(requests),
-                                             refusals=book.statistics().refusals))
+        bad = dict.fromkeys(ALL8 - {A, B}, (600, "code invalid"))
+        self.assertEqual(
+            state(book),
+            expect(
+                ALL8, {A, B}, quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals
+            ),
+        )
         self.assertEqual(book.acknowledged, {A, B}, "the previous set stayed in force throughout")
 
     def test_all_wanted_codes_bad_on_a_fresh_connection(self) -> None:
         book, requests, _ = self.bisect(600, {C, D, E}, initial=(), wanted={C, D, E})
-        bad = {c: (600, "code invalid") for c in (C, D, E)}
+        bad = dict.fromkeys((C, D, E), (600, "code invalid"))
         self.assertEqual(state(book), expect({C, D, E}, [], quarantined=bad, sent=5, refusals=5))
-        self.assertEqual([codes_of(r) for r in requests],
-                         [frozenset({C, D, E}), frozenset({C}), frozenset({D, E}), frozenset({D}), frozenset({E})])
+        self.assertEqual(
+            [codes_of(r) for r in requests],
+            [frozenset({C, D, E}), frozenset({C}), frozenset({D, E}), frozenset({D}), frozenset({E})],
+        )
         self.assertTrue(book.in_sync, "nothing to hold: in sync with an empty set")
 
     def test_all_wanted_codes_bad_after_dropping_the_old_ones_cancels(self) -> None:
         book, requests, server = self.bisect(600, {C, D}, wanted={C, D})
-        bad = {c: (600, "code invalid") for c in (C, D)}
-        self.assertEqual(state(book), expect({C, D}, [], quarantined=bad, sent=1 + len(requests),
-                                             refusals=book.statistics().refusals))
+        bad = dict.fromkeys((C, D), (600, "code invalid"))
+        self.assertEqual(
+            state(book),
+            expect({C, D}, [], quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals),
+        )
         self.assertEqual(server.log[-1][1:], (wire.CMD_CANCEL, frozenset(), 200))
 
     def test_the_bad_code_unsubscribed_during_the_bisection(self) -> None:
@@ -647,6 +764,7 @@ class BisectionTests(unittest.TestCase):
         # them may be quarantined for D's sake.
         for after in (1, 2, 3):
             with self.subTest(unsubscribed_after_request=after):
+
                 def drop_d(n: int, book: SubscriptionBook, after: int = after) -> None:
                     if n == after:
                         book.want(ALL8 - {D})
@@ -662,9 +780,16 @@ class BisectionTests(unittest.TestCase):
                 book.want(ALL8 - {C})
 
         book, _, _ = self.bisect(600, {F}, hook=drop_c)
-        self.assertEqual(state(book), expect(ALL8 - {C}, ALL8 - {C, F}, quarantined={F: (600, "code invalid")},
-                                             sent=book.statistics().requests_sent,
-                                             refusals=book.statistics().refusals))
+        self.assertEqual(
+            state(book),
+            expect(
+                ALL8 - {C},
+                ALL8 - {C, F},
+                quarantined={F: (600, "code invalid")},
+                sent=book.statistics().requests_sent,
+                refusals=book.statistics().refusals,
+            ),
+        )
 
     def test_codes_added_during_the_bisection_are_sent_after_it(self) -> None:
         def add_h(n: int, book: SubscriptionBook) -> None:
@@ -716,8 +841,9 @@ class BisectionTests(unittest.TestCase):
 
     @PROPERTY
     @given(universe=UNIVERSE, ret=st.sampled_from([600, 604]))
-    def test_bisection_finds_exactly_the_bad_wanted_codes(self, universe: dict[str, tuple[bool, bool, bool]],
-                                                          ret: int) -> None:
+    def test_bisection_finds_exactly_the_bad_wanted_codes(
+        self, universe: dict[str, tuple[bool, bool, bool]], ret: int
+    ) -> None:
         bad = {c for c, (is_bad, _, _) in universe.items() if is_bad}
         initial = {c for c, (is_bad, held, _) in universe.items() if held and not is_bad}
         wanted = {c for c, (_, _, want) in universe.items() if want}
@@ -736,10 +862,17 @@ class BisectionTests(unittest.TestCase):
         self.assertEqual({e.code for e in book.events() if isinstance(e, Quarantined)}, bad & wanted)
 
     @PROPERTY
-    @given(bad=CODES12, initial=CODES12, wanted=CODES12,
-           changes=st.dictionaries(st.integers(1, 12), CODES12, max_size=3))
+    @given(
+        bad=CODES12,
+        initial=CODES12,
+        wanted=CODES12,
+        changes=st.dictionaries(st.integers(1, 12), CODES12, max_size=3),
+    )
     def test_bisection_with_strategies_changing_their_minds(
-        self, bad: frozenset[str], initial: frozenset[str], wanted: frozenset[str],
+        self,
+        bad: frozenset[str],
+        initial: frozenset[str],
+        wanted: frozenset[str],
         changes: dict[int, frozenset[str]],
     ) -> None:
         initial -= bad

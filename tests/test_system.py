@@ -102,8 +102,11 @@ class TestWholeJob:
         assert sets[FX_PATH] == set(FX)
 
     def test_ticks_reach_strategies_in_order_with_exact_prices(self, system: System) -> None:
-        wait_for(lambda: all(len(collected(system)["seen"].get(c, [])) >= 5 for c in STOCK + FX), 15,
-                 what="5 ticks of every code")
+        wait_for(
+            lambda: all(len(collected(system)["seen"].get(c, [])) >= 5 for c in STOCK + FX),
+            15,
+            what="5 ticks of every code",
+        )
         got = collected(system)
         assert got["violations"] == []
         for code, seqs in got["seen"].items():
@@ -117,9 +120,18 @@ class TestWholeJob:
                 return []
             return [json.loads(x) for x in tape.read_text().splitlines() if x]
 
-        rows = wait_for(lambda: len(lines()) >= 20 and lines(), 10, what="20 recorded ticks (flushed each second)")
+        rows = wait_for(
+            lambda: len(lines()) >= 20 and lines(), 10, what="20 recorded ticks (flushed each second)"
+        )
         assert set(rows[0]) == {
-            "code", "seq", "tick_time", "price", "volume", "turnover", "trade_direction", "received_ns"
+            "code",
+            "seq",
+            "tick_time",
+            "price",
+            "volume",
+            "turnover",
+            "trade_direction",
+            "received_ns",
         }
         last: dict[str, int] = {}
         for row in rows:
@@ -192,8 +204,11 @@ class TestFaults:
         refused_before = sim.state()["totals"].get("refused_606", 0)
         sim.inject("refuse", path=FX_PATH, count=2)
         sim.inject("drop", path=FX_PATH)
-        wait_for(lambda: sim.state()["totals"].get("refused_606", 0) >= refused_before + 2, 15,
-                 what="two refused reconnects")
+        wait_for(
+            lambda: sim.state()["totals"].get("refused_606", 0) >= refused_before + 2,
+            15,
+            what="two refused reconnects",
+        )
         self._recovered(system, sim)
 
     def test_429_is_retried(self, system: System, sim: Any) -> None:
@@ -223,7 +238,8 @@ class TestFaults:
         """A decoder slow to take new routes (here the stock one, stopped with SIGSTOP for longer than the
         registry once waited) holds back its connection's request for a new code until it has them, or
         the code's first ticks would be dropped as ghosts (before: 9 here); the other connection's
-        requests go on."""
+        requests go on.
+        """
         stock, fx = "MSFT.US", "GBPUSD"
         # In step with the server first: an earlier test's unsubscribed code pushes until its set is acked.
         wait_for(lambda: in_sync_with_server(system, sim), 20, what="the server's sets as desired")
@@ -257,11 +273,12 @@ class TestFaults:
         wait_for(lambda: set(good) <= sim_sets(sim).get(STOCK_PATH, set()), 15, what="good codes subscribed")
         assert set(STOCK) <= sim_sets(sim)[STOCK_PATH]  # the previous set stayed in force
         told = wait_for(
-            lambda: [p for p in collected(system)["problems"] if p[0] == "ZZZZ.US"], 10, what="the strategy told"
+            lambda: [p for p in collected(system)["problems"] if p[0] == "ZZZZ.US"],
+            10,
+            what="the strategy told",
         )
         assert "600" in told[0][1]
         # A second attempt is refused at once, naming the vendor's reason.
         again = system.get(collector.do_subscribe.remote(["ZZZZ.US"]))
         assert "ZZZZ.US" in again and "600" in again
         system.get(system.actor("registry").unsubscribe.remote("collector", good))
-

@@ -1,7 +1,8 @@
 """Tests of actors.transport, both implementations, against the real simulator on 127.0.0.1 (no Ray):
 batches, the close handshake of a 401/606 refusal, a dropped and a blackholed socket, pings, TLS with
 a self-signed certificate. The picows listener's own rules (fragments, pings, a failing callback) are
-unit-tested with picows' test frames, since the simulator never sends such frames."""
+unit-tested with picows' test frames, since the simulator never sends such frames.
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
-from actors.core.errors import FRAME_EXCERPT_BYTES, InvalidCode, MalformedFrame, SubscriptionRefused, VendorError
+from actors.core.errors import (
+    FRAME_EXCERPT_BYTES,
+    InvalidCode,
+    MalformedFrame,
+    SubscriptionRefused,
+    VendorError,
+)
 
 FRAMES_DIR = Path(__file__).parent / "frames"
 
@@ -68,9 +74,7 @@ EXPECTED_TICKS: dict[str, wire.Tick] = {
     "push_trade_int_seq_ms": wire.Tick(
         "BTCUSDT", 90817263, 1732550400123, "67321.45", "0.0153", "1030.018185", 1
     ),
-    "push_trade_seq_string": wire.Tick(
-        "BTCUSDT", 90817264, 1732550400456, "67321.50", "0.2", "13464.3", 2
-    ),
+    "push_trade_seq_string": wire.Tick("BTCUSDT", 90817264, 1732550400456, "67321.50", "0.2", "13464.3", 2),
     "push_trade_tick_time_string": wire.Tick(
         "AAPL.US", 55120, 1732550400789, "229.8700", "100", "22987.00", 0
     ),
@@ -86,14 +90,28 @@ EXPECTED_TICKS: dict[str, wire.Tick] = {
 }
 
 _HK_BIDS = (
-    ("412.200", "1200"), ("412.000", "2200"), ("411.800", "3200"), ("411.600", "4200"),
-    ("411.400", "5200"), ("411.200", "6200"), ("411.000", "7200"), ("410.800", "8200"),
-    ("410.600", "9200"), ("410.400", "10200"),
+    ("412.200", "1200"),
+    ("412.000", "2200"),
+    ("411.800", "3200"),
+    ("411.600", "4200"),
+    ("411.400", "5200"),
+    ("411.200", "6200"),
+    ("411.000", "7200"),
+    ("410.800", "8200"),
+    ("410.600", "9200"),
+    ("410.400", "10200"),
 )
 _HK_ASKS = (
-    ("412.400", "800"), ("412.600", "1600"), ("412.800", "2400"), ("413.000", "3200"),
-    ("413.200", "4000"), ("413.400", "4800"), ("413.600", "5600"), ("413.800", "6400"),
-    ("414.000", "7200"), ("414.200", "8000"),
+    ("412.400", "800"),
+    ("412.600", "1600"),
+    ("412.800", "2400"),
+    ("413.000", "3200"),
+    ("413.200", "4000"),
+    ("413.400", "4800"),
+    ("413.600", "5600"),
+    ("413.800", "6400"),
+    ("414.000", "7200"),
+    ("414.200", "8000"),
 )
 EXPECTED_BOOKS: dict[str, wire.BookTick] = {
     # Forex carries no volume: the vendor sends "" and we keep "".
@@ -437,8 +455,17 @@ class PushDecodeTests(unittest.TestCase):
         # Trailing zeros, many decimals, exponent forms: the vendor's string, untouched.
         for price in ("229.8700", "0.000000012345678901234567890", "1E+3", "-37.63", "100", ".5", "5."):
             with self.subTest(price=price):
-                raw = {"cmd_id": 22998, "data": {"code": "USOIL", "seq": 1, "tick_time": 1, "price": price,
-                                                 "volume": price, "turnover": price}}
+                raw = {
+                    "cmd_id": 22998,
+                    "data": {
+                        "code": "USOIL",
+                        "seq": 1,
+                        "tick_time": 1,
+                        "price": price,
+                        "volume": price,
+                        "turnover": price,
+                    },
+                }
                 tick = decode_tick(msgspec.json.encode(raw))
                 assert (tick.price, tick.volume, tick.turnover) == (price, price, price)
 
@@ -450,8 +477,10 @@ class PushDecodeTests(unittest.TestCase):
         tick = decode_tick(frame("push_trade_int_seq_ms"))
         assert isinstance(tick.decimal_price(), Decimal)
         assert tick.decimal_price() == Decimal("67321.45")
-        raw = {"cmd_id": 22998, "data": {"code": "BTCUSDT", "seq": 1, "tick_time": 1,
-                                         "price": "0.30000000000000000001"}}
+        raw = {
+            "cmd_id": 22998,
+            "data": {"code": "BTCUSDT", "seq": 1, "tick_time": 1, "price": "0.30000000000000000001"},
+        }
         precise = decode_tick(msgspec.json.encode(raw))
         assert precise.decimal_price() == Decimal("0.3") + Decimal("0.00000000000000000001")
         assert precise.decimal_price() != Decimal(0.3)  # not via float
@@ -468,8 +497,11 @@ class PushDecodeTests(unittest.TestCase):
 
     def test_only_pushes_become_ticks_and_books(self) -> None:
         # Dispatch is a match on the tagged Struct: acks, errors and unlisted responses go to responses.
-        for name in ("response_ack_subscribe_trades_22005", "response_error_401_token_invalid",
-                     "response_unknown_cmd_id"):
+        for name in (
+            "response_ack_subscribe_trades_22005",
+            "response_error_401_token_invalid",
+            "response_unknown_cmd_id",
+        ):
             with self.subTest(frame=name):
                 batch = wire.decode_batch([frame(name)])
                 assert (batch.ticks, batch.books, batch.errors, len(batch.responses)) == ([], [], [], 1)
@@ -502,7 +534,12 @@ class ResponseTests(unittest.TestCase):
                 ack = wire.decode_frame(frame(name))
                 assert isinstance(ack, wire.Response)
                 assert (ack.cmd_id, ack.seq_id, ack.trace, ack.ret, ack.msg, ack.ok) == (
-                    cmd_id, seq_id, trace, 200, "ok", True
+                    cmd_id,
+                    seq_id,
+                    trace,
+                    200,
+                    "ok",
+                    True,
                 )
 
     def test_each_ack_answers_its_request(self) -> None:
@@ -515,7 +552,11 @@ class ResponseTests(unittest.TestCase):
         refusal = wire.decode_frame(frame("response_refused_600_on_22005"))
         assert isinstance(refusal, wire.SubscribeTradesAck)
         assert (refusal.ret, refusal.msg, refusal.cmd_id, refusal.seq_id, refusal.trace) == (
-            600, "code invalid", 22005, 7, "fx-0-3-7"
+            600,
+            "code invalid",
+            22005,
+            7,
+            "fx-0-3-7",
         )
         assert not refusal.ok
         error = VendorError(refusal.ret, refusal.msg, refusal.cmd_id, refusal.seq_id)
@@ -534,7 +575,12 @@ class ResponseTests(unittest.TestCase):
         other = wire.decode_frame(frame("response_unknown_cmd_id"))
         assert isinstance(other, wire.OtherResponse)
         assert (other.cmd_id, other.ret, other.msg, other.seq_id, other.trace, other.ok) == (
-            22011, 200, "ok", 45, "stock-0-1-45", True
+            22011,
+            200,
+            "ok",
+            45,
+            "stock-0-1-45",
+            True,
         )
         refused = wire.decode_frame(b'{"ret":400,"msg":"request data param invalid","cmd_id":22013}')
         assert isinstance(refused, wire.OtherResponse)
@@ -567,8 +613,12 @@ class MalformedTests(unittest.TestCase):
         assert [exc.frame for exc in batch.errors] == [frame(name)[:FRAME_EXCERPT_BYTES] for name in names]
 
     def test_structural_errors_are_caught_by_decode_frame_itself(self) -> None:
-        for name in ("malformed_truncated", "malformed_price_number", "malformed_missing_code",
-                     "malformed_array_not_object"):
+        for name in (
+            "malformed_truncated",
+            "malformed_price_number",
+            "malformed_missing_code",
+            "malformed_array_not_object",
+        ):
             with self.subTest(frame=name):
                 malformed(wire.decode_frame, frame(name))
 
@@ -625,7 +675,11 @@ class MalformedTests(unittest.TestCase):
 
     def test_bad_book_levels_are_malformed(self) -> None:
         for levels in (
-            [{"price": 1.05, "volume": ""}], [{"volume": "1"}], [{"price": "x"}], [["1.05", "1"]], {}
+            [{"price": 1.05, "volume": ""}],
+            [{"volume": "1"}],
+            [{"price": "x"}],
+            [["1.05", "1"]],
+            {},
         ):
             raw = msgspec.json.encode(
                 {"cmd_id": 22999, "data": {"code": "EURUSD", "seq": 1, "tick_time": 1, "bids": levels}}
@@ -682,14 +736,17 @@ class MalformedTests(unittest.TestCase):
             EXPECTED_TICKS["push_trade_tick_time_seconds"],
         ]
         assert batch.books == [
-            EXPECTED_BOOKS["push_book_hk_ten_levels"], EXPECTED_BOOKS["push_book_one_side_empty"]
+            EXPECTED_BOOKS["push_book_hk_ten_levels"],
+            EXPECTED_BOOKS["push_book_one_side_empty"],
         ]
         assert batch.responses == [
             EXPECTED_RESPONSES["response_ack_subscribe_trades_22005"],
             EXPECTED_RESPONSES["response_error_606_unsolicited"],
         ]
         assert [exc.frame for exc in batch.errors] == [
-            frame("malformed_seq_12a"), frame("malformed_truncated"), frame("malformed_array_not_object")
+            frame("malformed_seq_12a"),
+            frame("malformed_truncated"),
+            frame("malformed_array_not_object"),
         ]
 
     def test_the_usual_form_is_tried_first_and_the_batch_says_whether_it_held(self) -> None:
@@ -810,9 +867,7 @@ class CodeTests(unittest.TestCase):
 
 # --- properties --------------------------------------------------------------------------------------
 
-PROPERTY_SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _json_scalars = (
     st.none()
@@ -859,7 +914,10 @@ _recorded = sorted(path.stem for path in FRAMES_DIR.glob("*.json"))
 # Decimal as str() writes it ("1E+5", "-0", "0.000123"), or plain digits with many decimals.
 _digits = st.text(alphabet="0123456789", min_size=1, max_size=60)
 _long_decimals = st.builds(
-    lambda sign, whole, fraction: f"{sign}{whole[:30]}.{fraction}", st.sampled_from(["", "-"]), _digits, _digits
+    lambda sign, whole, fraction: f"{sign}{whole[:30]}.{fraction}",
+    st.sampled_from(["", "-"]),
+    _digits,
+    _digits,
 )
 _prices = st.decimals(allow_nan=False, allow_infinity=False).map(lambda d: (str(d), d)) | _long_decimals.map(
     lambda s: (s, Decimal(s))
@@ -867,19 +925,44 @@ _prices = st.decimals(allow_nan=False, allow_infinity=False).map(lambda d: (str(
 
 # Field values around the fast path's edges: numbers and digit strings of every length up to past
 # 2**64, signs, points, exponents, non-ASCII digits.
-_int_edges = st.integers(-5, 5) | st.integers(0, 2**66) | st.sampled_from(
-    [wire.SECONDS_BELOW - 1, wire.SECONDS_BELOW, wire.UINT64_MAX, wire.UINT64_MAX + 1]
+_int_edges = (
+    st.integers(-5, 5)
+    | st.integers(0, 2**66)
+    | st.sampled_from([wire.SECONDS_BELOW - 1, wire.SECONDS_BELOW, wire.UINT64_MAX, wire.UINT64_MAX + 1])
 )
-_numbers = _int_edges | _int_edges.map(str) | st.text(alphabet="0123456789.-+e\u0661 ", max_size=22) | st.builds(
-    lambda zeros, n: "0" * zeros + str(n), st.integers(0, 25), st.integers(0, 2**64)
+_numbers = (
+    _int_edges
+    | _int_edges.map(str)
+    | st.text(alphabet="0123456789.-+e\u0661 ", max_size=22)
+    | st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 25), st.integers(0, 2**64))
 )
 _decimal_like = st.text(alphabet="0123456789.-eE+\u0661\u00b2", max_size=12) | _prices.map(lambda p: p[0])
 
 
 # Values next to the usual ones, one of which in a batch of usual trades must send it trade by trade.
 _odd_ints = st.sampled_from(
-    ["", "0", "00", "05", "-1", "1.0", "1e3", " 1", "1,2", "\u0661", "1700000000", "1700000000.5",
-     str(2**63), str(2**64 - 1), str(2**64), 2**63, 2**64 - 1, 2**64, -1, 1700000000]
+    [
+        "",
+        "0",
+        "00",
+        "05",
+        "-1",
+        "1.0",
+        "1e3",
+        " 1",
+        "1,2",
+        "\u0661",
+        "1700000000",
+        "1700000000.5",
+        str(2**63),
+        str(2**64 - 1),
+        str(2**64),
+        2**63,
+        2**64 - 1,
+        2**64,
+        -1,
+        1700000000,
+    ]
 )
 _odd_decimals = st.sampled_from(
     ["1..2", "1.2.3", ".", "", "1.", ".5", "01.5", "1,5", "-1", "1e5", "\u0661", " 1", ",", "1.2,3"]
@@ -909,7 +992,9 @@ class PropertyTests(unittest.TestCase):
     @PROPERTY_SETTINGS
     @given(obj=_json_objects, as_str=st.booleans())
     def test_decode_frame_on_json_objects_raises_only_malformed_frame(
-        self, obj: object, as_str: bool  # noqa: FBT001 - a hypothesis-drawn flag
+        self,
+        obj: object,
+        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
     ) -> None:
         raw = _to_wire(obj, as_str)
         only_malformed(wire.decode_frame, raw)
@@ -918,7 +1003,9 @@ class PropertyTests(unittest.TestCase):
     @settings(PROPERTY_SETTINGS, max_examples=100)  # several frames per example
     @given(objs=st.lists(_json_objects, max_size=4), as_str=st.booleans())
     def test_decode_batch_never_raises(
-        self, objs: list[object], as_str: bool  # noqa: FBT001 - a hypothesis-drawn flag
+        self,
+        objs: list[object],
+        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
     ) -> None:
         frames = [_to_wire(obj, as_str) for obj in objs]
         for usual in (True, False):
@@ -947,8 +1034,14 @@ class PropertyTests(unittest.TestCase):
         turnover: tuple[str, Decimal],
         encoder: str,
     ) -> None:
-        raw_data = {"code": "BTCUSDT", "seq": 1, "tick_time": 1732550400123,
-                    "price": price[0], "volume": volume[0], "turnover": turnover[0]}
+        raw_data = {
+            "code": "BTCUSDT",
+            "seq": 1,
+            "tick_time": 1732550400123,
+            "price": price[0],
+            "volume": volume[0],
+            "turnover": turnover[0],
+        }
         obj = {"cmd_id": 22998, "data": raw_data}
         raw = msgspec.json.encode(obj) if encoder == "msgspec" else json.dumps(obj).encode()
         tick = decode_tick(raw)
@@ -963,8 +1056,10 @@ class PropertyTests(unittest.TestCase):
     )
     def test_int_and_numeric_string_forms_decode_equal(self, seq: int, tick_time: int) -> None:
         def tick(seq_form: int | str, time_form: int | str) -> wire.Tick:
-            raw = {"cmd_id": 22998, "data": {"code": "XAUUSD", "seq": seq_form, "tick_time": time_form,
-                                             "price": "2631.47"}}
+            raw = {
+                "cmd_id": 22998,
+                "data": {"code": "XAUUSD", "seq": seq_form, "tick_time": time_form, "price": "2631.47"},
+            }
             return decode_tick(msgspec.json.encode(raw))
 
         forms = {tick(s, t) for s in (seq, str(seq)) for t in (tick_time, str(tick_time))}
@@ -1076,7 +1171,11 @@ class SessionAnswerTests(unittest.TestCase):
     """A new socket's first frames: accepted (any 200), refused (401, 606: the server closes), or neither."""
 
     def test_a_200_answer_accepts_the_session(self) -> None:
-        for name in ("response_ack_heartbeat_22001", "response_ack_subscribe_trades_22005", "response_unknown_cmd_id"):
+        for name in (
+            "response_ack_heartbeat_22001",
+            "response_ack_subscribe_trades_22005",
+            "response_unknown_cmd_id",
+        ):
             with self.subTest(frame=name):
                 assert wire.session_answer(frame(name)) is True
 
@@ -1090,7 +1189,11 @@ class SessionAnswerTests(unittest.TestCase):
         assert too_many.ret == 606
 
     def test_pushes_other_refusals_and_garbage_say_nothing(self) -> None:
-        for name in ("push_trade_int_seq_ms", "push_book_hk_ten_levels", "response_refused_600_on_22005",
-                     "malformed_truncated"):
+        for name in (
+            "push_trade_int_seq_ms",
+            "push_book_hk_ten_levels",
+            "response_refused_600_on_22005",
+            "malformed_truncated",
+        ):
             with self.subTest(frame=name):
                 assert wire.session_answer(frame(name)) is None

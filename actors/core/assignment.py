@@ -41,6 +41,7 @@ def assign(
 
     Returns:
         Each connection's whole set, and the codes that found no room or no connection.
+
     """
     by_endpoint: dict[Endpoint, list[str]] = {}
     for code in sorted(set(wanted)):

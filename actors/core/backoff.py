@@ -48,6 +48,7 @@ def backoff(
 
     Raises:
         ValueError: an argument is out of range (raised at once, not at the first ``next``).
+
     """
     _check_positive("initial", initial)
     _check_positive("cap", cap)
@@ -88,6 +89,7 @@ class RestartIntensity:
 
         Raises:
             ValueError: an argument is out of range.
+
         """
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be an integer >= 0, not {max_restarts!r}")
@@ -114,6 +116,7 @@ class RestartIntensity:
 
         Returns:
             True while the intensity holds; False when this restart exceeds it (the caller escalates).
+
         """
         self._restarts.append(now)
         return self.count(now) <= self._max_restarts
@@ -123,6 +126,7 @@ class RestartIntensity:
 
         Args:
             now: the current time.
+
         """
         horizon = now - self._within_s
         restarts = self._restarts

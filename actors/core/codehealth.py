@@ -122,7 +122,8 @@ def negative(number: str) -> bool:
 def already_seen(seq: int, tick_time: int, last: tuple[int, int] | None) -> bool:
     """Rule 2 for a guard that keeps only ``last`` = (seq, tick_time) of the last record it passed:
     True for a duplicate (same seq) or an older record (lower seq and older tick_time); a lower seq
-    with a tick_time that moved on is a reset of the vendor's counter and passes."""
+    with a tick_time that moved on is a reset of the vendor's counter and passes.
+    """
     if last is None:
         return False
     return seq == last[0] or (seq < last[0] and tick_time < last[1])
@@ -135,6 +136,7 @@ class TickCheck:
         deliver_corrupt: deliver corrupt ticks too (they are still counted and reported).
         episode_quiet_s: an anomaly not seen for this long on a code ends its episode.
         future_limit_ms / past_limit_ms: how far tick_time may be from the receive time.
+
     """
 
     def __init__(
@@ -304,7 +306,8 @@ class TickCheck:
 
     def forget(self, keep: Iterable[str] | Mapping[str, object]) -> None:
         """Forget the marks, counts and episodes of codes not in ``keep`` (nobody holds them any more):
-        a later subscribe starts afresh, and nothing piles up with every code ever held."""
+        a later subscribe starts afresh, and nothing piles up with every code ever held.
+        """
         keep = keep if isinstance(keep, Mapping) else set(keep)
         for table in (self._marks, self._counts):
             for gone in [c for c in table if c not in keep]:
@@ -373,7 +376,8 @@ class Recovered(msgspec.Struct, frozen=True):
 
 class Resubscribe(msgspec.Struct, frozen=True):
     """Send the connection's whole set of ``kind`` ("trades" or "book") again (once per code that never
-    started; one event per connection and kind that carries the code)."""
+    started; one event per connection and kind that carries the code).
+    """
 
     code: str
     connection: str
@@ -445,6 +449,7 @@ class CodeLiveness:
         stale_after_s: per connection id, the seconds without a tick after which a code is stale
             (0 disables the check on that connection); a connection not listed uses ``default_s``.
         default_s: see above.
+
     """
 
     def __init__(self, stale_after_s: Mapping[str, float] | None = None, *, default_s: float = 60.0) -> None:
@@ -605,7 +610,8 @@ def _carrier_order(carrier: tuple[str, str]) -> tuple[bool, str]:
 
 def _home(carriers: set[tuple[str, str]], current: str) -> str:
     """A code's home connection: one carrying its trades, else one carrying its order book; the
-    current one while it still qualifies (a code moving between connections is briefly on both)."""
+    current one while it still qualifies (a code moving between connections is briefly on both).
+    """
     trades = sorted(c for c, k in carriers if k == "trades")
     candidates = trades or sorted(c for c, _ in carriers)
     return current if current in candidates else candidates[0]
@@ -659,11 +665,13 @@ def fan_out(events: Iterable[LivenessEvent], holders_of: Callable[[str], Iterabl
             out.told.setdefault(name, []).append((kind, event.code, event.silent_for_s))
     if more:
         counts = ", ".join(f"{n} {what}" for what, n in more.items())
-        out.lines.append((
-            "warning",
-            f"and {sum(more.values())} more code events this round ({counts}); "
-            "`supervisor.py status` lists every code's state",
-        ))
+        out.lines.append(
+            (
+                "warning",
+                f"and {sum(more.values())} more code events this round ({counts}); "
+                "`supervisor.py status` lists every code's state",
+            )
+        )
     return out
 
 

@@ -28,7 +28,6 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any, NamedTuple, TypeVar
 
-
 R = TypeVar("R")
 
 TICKS = "on_ticks"
@@ -38,7 +37,8 @@ BOOKS = "on_books"
 class Batch(NamedTuple):
     """A batch as received: its hook (``on_ticks``/``on_books``), its still-encoded payload (to the
     shell: a list of encoded record lists), how many records it holds, and whom to acknowledge it to
-    (``source``, ``number``; None, 0: nobody)."""
+    (``source``, ``number``; None, 0: nobody).
+    """
 
     kind: str
     payload: Any
@@ -82,7 +82,8 @@ class Delivery:
 
     def push(self, batch: Batch, missed: int = 0) -> int:
         """Queue ``batch``; ``missed`` records were lost before it on the way. Returns the records
-        dropped from the queue to make room (rule 1)."""
+        dropped from the queue to make room (rule 1).
+        """
         self._count_missed(missed)
         dropped = 0
         source, queued_from, queue = batch.source, self._queued_from, self._queue
@@ -167,7 +168,8 @@ class Delivery:
 
     def in_order(self, records: list[R], kind: str = TICKS) -> list[R]:
         """The records that may reach the hook (rule 3); the others are counted in ``out_of_order``.
-        Usually none is dropped: then ``records`` itself comes back."""
+        Usually none is dropped: then ``records`` itself comes back.
+        """
         marks = self._marks[kind]
         last_of = marks.get
         out: list[R] | None = None  # built from the first drop on

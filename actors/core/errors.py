@@ -150,7 +150,12 @@ class QuotaExhausted(SubscriptionRefused):
     """
 
     def __init__(
-        self, problems: Mapping[str, str], plan: str, connections_per_token: int, codes_per_connection: int, tokens: int
+        self,
+        problems: Mapping[str, str],
+        plan: str,
+        connections_per_token: int,
+        codes_per_connection: int,
+        tokens: int,
     ) -> None:
         self.plan = plan
         self.connections_per_token = connections_per_token

@@ -166,6 +166,7 @@ class Pool:
             previous: each kind's current assignment, so codes stay where they are.
             endpoints: the endpoints that may hold codes (the configured ones); default every endpoint
                 of a counted connection. A code of another endpoint is refused.
+
         """
         previous = previous or {}
         cap = self.quota.codes_per_connection
@@ -202,7 +203,7 @@ class Pool:
     def _open(self, endpoint: Endpoint, count: int, next_decoder: int) -> list[Slot]:
         if count <= 0:
             return []
-        per_token = {t: 0 for t in self.live_tokens}
+        per_token = dict.fromkeys(self.live_tokens, 0)
         for slot in self._slots.values():
             if slot.endpoint is endpoint and slot.token in per_token:
                 per_token[slot.token] += 1
@@ -247,7 +248,8 @@ class Pool:
 
     def take_out(self, token: str) -> list[Slot]:
         """``token`` was refused (401): it counts no more, and neither do its connections (returned,
-        for the shell to close). The next ``fit`` moves their codes to the room left."""
+        for the shell to close). The next ``fit`` moves their codes to the room left.
+        """
         if token not in self.quota.tokens:
             return []
         self._dead.add(token)
@@ -269,6 +271,7 @@ def startup_lower_bound_s(
         connections_per_token: connections of each token on the endpoint.
         token_gap_s: the spacing the client keeps between two requests of one token.
         first_at_s: when the first request can go (the sockets' opening).
+
     """
     busiest = max(connections_per_token, default=0)
     return first_at_s + max(0, busiest - 1) * token_gap_s

@@ -44,6 +44,7 @@ class Holdings:
 
         Raises:
             SubscriptionRefused: a code the strategy does not hold (nothing is changed).
+
         """
         codes = _collection(codes)
         counts = self._counts.get(strategy, {})

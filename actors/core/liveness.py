@@ -90,6 +90,7 @@ class Liveness:
         Raises:
             ValueError: an argument is not a positive finite number, ``heartbeat_every`` is above 10.0,
                 or ``probe_after`` is not below ``silent_after``. The message names the argument.
+
         """
         self._heartbeat_every = _positive("heartbeat_every", heartbeat_every)
         self._silent_after = _positive("silent_after", silent_after)
@@ -137,6 +138,7 @@ class Liveness:
 
         Args:
             now: the time the socket opened.
+
         """
         self._connects += 1
         self._connected_at = now
@@ -151,6 +153,7 @@ class Liveness:
 
         Raises:
             InvalidTransition: before ``connected``.
+
         """
         last_frame = self._require("record a frame")[0]
         self._frames += 1
@@ -164,6 +167,7 @@ class Liveness:
 
         Raises:
             InvalidTransition: before ``connected``.
+
         """
         last_heartbeat = self._require("record a heartbeat")[1]
         self._heartbeats_sent += 1
@@ -179,6 +183,7 @@ class Liveness:
 
         Raises:
             InvalidTransition: before ``connected``.
+
         """
         last_frame, last_heartbeat = self._require("give a verdict")
         return self._verdict(now, last_frame, last_heartbeat)
@@ -191,6 +196,7 @@ class Liveness:
 
         Raises:
             InvalidTransition: before ``connected``.
+
         """
         last_frame = self._require("measure silence")[0]
         return max(0.0, now - last_frame)
@@ -207,6 +213,7 @@ class Liveness:
 
         Raises:
             InvalidTransition: before ``connected``.
+
         """
         last_frame, last_heartbeat = self._require("plan the next check")
         verdict = self._verdict(now, last_frame, last_heartbeat)

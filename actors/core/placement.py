@@ -28,7 +28,8 @@ PAIR_BUNDLE: Final[Mapping[str, float]] = {"memory": float(1 << 20)}
 
 def group_name(run_id: str, conn_id: str | None = None) -> str:
     """The name of the placement group of the start-up pairs (``conn_id`` None) or of a grown
-    connection. The run id keeps a group left behind by an earlier run of the same job apart."""
+    connection. The run id keeps a group left behind by an earlier run of the same job apart.
+    """
     return f"tickvisor-{run_id}-{'startup' if conn_id is None else conn_id}"
 
 
@@ -42,6 +43,7 @@ def least_used(nodes: Sequence[str], used: Iterable[str]) -> str | None:
 
     Returns:
         A node id, or None when ``nodes`` is empty (then Ray chooses).
+
     """
     if not nodes:
         return None

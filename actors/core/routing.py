@@ -34,7 +34,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from actors.core.codehealth import Anomaly, Report, TickCheck
 
-
 B = TypeVar("B")
 
 Routes = Mapping[str, Sequence[str]]  # code -> names of the strategies that hold it
@@ -65,7 +64,8 @@ class Router:
 
     def set_routes(self, routes: Routes, book_routes: Routes, version: int = 0) -> bool:
         """Replace both routing tables, unless ``version`` is older than the tables' in force (rule 2);
-        returns whether they were replaced. Version 0 (unversioned: tests, tools) always replaces."""
+        returns whether they were replaced. Version 0 (unversioned: tests, tools) always replaces.
+        """
         if version:
             if version < self.routes_version:
                 return False
@@ -83,7 +83,8 @@ class Router:
 
     def route(self, records: Iterable[Any], now_ms: int, *, books: bool = False) -> dict[str, list[Any]]:
         """The records each strategy gets, in arrival order (``now_ms``: when they were received);
-        ghosts and whatever the check drops are counted."""
+        ghosts and whatever the check drops are counted.
+        """
         check = self.books if books else self.trades
         out, ghosts = check.sift(records, now_ms, self._book_routes if books else self._routes)
         self.ghosts += ghosts
@@ -170,7 +171,8 @@ class Outbox(Generic[B]):
 
     def put(self, body: B, count: int) -> bool:
         """Queue a batch of ``count`` records (joined to the last queued one when the merge rule allows).
-        False when full: dropped and counted (rule 4)."""
+        False when full: dropped and counted (rule 4).
+        """
         if self._max_records is None or self.records < self._max_records:
             queued, merge = self._queued, self._merge
             if merge is not None and queued:
@@ -193,7 +195,8 @@ class Outbox(Generic[B]):
     def behind_news(self) -> bool | None:
         """Whether the receiver just fell behind (True: the records held reached half of ``max_records``,
         where drops are near) or just caught up (False: back under a tenth of it); None when nothing
-        changed since the last call, or without ``max_records``. For a warning before ticks are lost."""
+        changed since the last call, or without ``max_records``. For a warning before ticks are lost.
+        """
         bound = self._max_records
         if bound is None:
             return None
@@ -207,7 +210,8 @@ class Outbox(Generic[B]):
 
     def take(self) -> list[Outgoing[B]]:
         """The queued batches to write now, numbered (with a merge rule, as many as the window has room
-        for; else all); the first carries the missed count."""
+        for; else all); the first carries the missed count.
+        """
         out: list[Outgoing[B]] = []
         queued, in_flight = self._queued, self._in_flight
         window = self._max if self._merge is not None else None
@@ -247,7 +251,8 @@ class Outbox(Generic[B]):
 def join_tick_batches(first: list[Any], then: list[Any]) -> list[Any] | None:
     """The merge rule of tick batches to a strategy (rule 4): ``[kind, count, payloads]`` each, with
     ``payloads`` a list of encoded record lists. Two batches of one kind become one (``first``,
-    extended in place: it is the outbox's own); batches of different kinds stay apart (None)."""
+    extended in place: it is the outbox's own); batches of different kinds stay apart (None).
+    """
     if first[0] != then[0]:
         return None
     first[1] += then[1]

@@ -356,6 +356,7 @@ def parse_settings(text: str, *, source: str = "<config>") -> Settings:
         ConfigError: the TOML is malformed (the message names ``source`` and the line), or a key is
             unknown, missing, of the wrong type, out of range, or inconsistent with another key (the
             error's ``key`` is its dotted path).
+
     """
     where = "" if source == "<config>" else f" (in {source})"
     try:
@@ -381,6 +382,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     Raises:
         ConfigError: the file is missing, unreadable or not UTF-8 (the message names the path), or see
             ``parse_settings``.
+
     """
     file = Path(path)
     try:
@@ -727,6 +729,7 @@ class Secret:
 
         Raises:
             ValueError: ``value`` is not a non-empty string.
+
         """
         if not isinstance(value, str) or not value:
             raise ValueError("a Secret holds a non-empty string")
@@ -766,6 +769,7 @@ def resolve_token(settings: Settings, environ: Mapping[str, str]) -> Secret:
     Raises:
         ConfigError: key ``feed.token_env``; the variable is unset, empty or blank and the simulator is
             not enabled. The message names the variable, never a value.
+
     """
     name = settings.feed.token_env
     value = environ.get(name)
@@ -791,6 +795,7 @@ def resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> dict[str, 
         ConfigError: key ``feed.token_env`` or ``feed.token_envs[i]``: a variable is unset, empty or
             blank (and the simulator is not enabled), or two variables hold the same token. Messages
             name the variables, never a value.
+
     """
     if not settings.feed.token_envs:
         return {settings.feed.token_env: resolve_token(settings, environ)}
@@ -828,6 +833,7 @@ def endpoint_url(url: str, token: Secret) -> str:
 
     Raises:
         ValueError: the url already carries a token.
+
     """
     if "token=" in url.lower():
         raise ValueError(f"the url already carries a token: {redact(url)}")
@@ -842,6 +848,7 @@ def redact(url: str) -> str:
 
     Args:
         url: the text to show.
+
     """
     return _TOKEN_RE.sub(r"\1***", url)
 
@@ -856,6 +863,7 @@ def with_simulator(settings: Settings, host: str, port: int) -> Settings:
 
     Raises:
         ValueError: an empty host or a port out of range.
+
     """
     if not host:
         raise ValueError("host must not be empty")

@@ -93,7 +93,7 @@ def _last_vendor_errors(vendor_errors: Iterable[str]) -> dict[str, str]:
 
 
 def _registry_codes(registry: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """code -> {state, connection, holders, kinds} from the registry, and the connections' code counts."""
+    """Code -> {state, connection, holders, kinds} from the registry, and the connections' code counts."""
     codes: dict[str, dict[str, Any]] = {}
     holders: dict[str, set[str]] = {}
     for key in ("strategies", "book_strategies"):
@@ -118,7 +118,7 @@ def _registry_codes(registry: Mapping[str, Any]) -> tuple[dict[str, dict[str, An
 
 
 def decoder_ages(decoders: Mapping[str, Any]) -> dict[str, float]:
-    """code -> seconds since its last tick or book push, the freshest over the decoders that answered."""
+    """Code -> seconds since its last tick or book push, the freshest over the decoders that answered."""
     ages: dict[str, float] = {}
     for stats in decoders.values():
         if not _answered(stats):
@@ -131,8 +131,9 @@ def decoder_ages(decoders: Mapping[str, Any]) -> dict[str, float]:
 
 
 def waiting_ticks(decoders: Mapping[str, Any]) -> dict[str, int]:
-    """strategy -> ticks and books its decoders hold for it, sent or waiting, not yet acknowledged (how
-    far behind it is), summed over the decoders that answered."""
+    """Strategy -> ticks and books its decoders hold for it, sent or waiting, not yet acknowledged (how
+    far behind it is), summed over the decoders that answered.
+    """
     out: dict[str, int] = {}
     for stats in decoders.values():
         if not _answered(stats):
@@ -252,7 +253,10 @@ def _age(value: Any) -> str:
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def render_status(doc: Mapping[str, Any]) -> str:
@@ -286,13 +290,17 @@ def render_status(doc: Mapping[str, Any]) -> str:
     for error in reg["vendor_errors"][-3:]:
         lines.append(f"  vendor error {error}")
     for decoder, waited in reg.get("routes_awaited", {}).items():
-        lines.append(f"  {decoder} has not taken new routes for {waited:.1f} s: its connections' requests wait")
+        lines.append(
+            f"  {decoder} has not taken new routes for {waited:.1f} s: its connections' requests wait"
+        )
     not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] != "ok"]
     if not_ok:
         rows = [["code", "state", "why", "connection", "last tick", "holders"]]
         for code, e in not_ok:
             holders = ",".join(e["holders"]) or "-"
-            why = _WHY.get(e.get("reason", ""), "-") if e["state"] != "quarantined" else "refused by the vendor"
+            why = (
+                _WHY.get(e.get("reason", ""), "-") if e["state"] != "quarantined" else "refused by the vendor"
+            )
             rows.append([code, e["state"], why, e["connection"] or "-", _age(e["last_tick_age_s"]), holders])
         lines.append(f"codes not ok: {len(not_ok)} of {len(doc['codes'])}")
         lines += _table(rows)
@@ -336,7 +344,9 @@ def invalid_codes(codes: Iterable[str]) -> dict[str, InvalidCode]:
 
 def invalid_line(exc: InvalidCode) -> tuple[str, str]:
     """(reason, hint) of a code refused before it left this machine."""
-    hint = f"did you mean {exc.hint}?" if exc.hint else "use the vendor's notation, e.g. AAPL.US, 700.HK, EURUSD"
+    hint = (
+        f"did you mean {exc.hint}?" if exc.hint else "use the vendor's notation, e.g. AAPL.US, 700.HK, EURUSD"
+    )
     return exc.reason, hint
 
 

@@ -143,7 +143,8 @@ class RateGate:
 
     def new_socket(self, conn: str) -> None:
         """``conn`` opened a new socket: to the server that is another connection of the token, so the
-        token gap, not the connection gap, now separates it from the old socket's last request."""
+        token gap, not the connection gap, now separates it from the old socket's last request.
+        """
         last = self._last.pop(conn, None)
         if last is not None:
             previous = f"{conn}#previous-socket"
@@ -213,7 +214,8 @@ class SubscriptionBook:
 
     def resend(self) -> None:
         """Send the whole set again although it was acknowledged (a code that never got a tick may have
-        been lost on the server's side). Nothing happens while disconnected or with a request in flight."""
+        been lost on the server's side). Nothing happens while disconnected or with a request in flight.
+        """
         if self._connected and self._in_flight is None:
             self.acknowledged = frozenset()
 

@@ -200,6 +200,7 @@ def subscribe_trades(codes: Iterable[str], ids: RequestIds) -> SubscribeTrades:
 
     Raises:
         SubscriptionRefused: the set is empty; use ``cancel(CANCEL_TRADES)`` to drop everything.
+
     """
     data = _symbol_list(codes)
     seq_id, trace = ids.next()
@@ -211,6 +212,7 @@ def subscribe_book(codes: Iterable[str], ids: RequestIds, depth_level: int | Non
 
     Raises:
         SubscriptionRefused: the set is empty; use ``cancel(CANCEL_BOOK)`` to drop everything.
+
     """
     data = _symbol_list(codes, depth_level)
     seq_id, trace = ids.next()
@@ -282,7 +284,8 @@ class _Answer:
 
 class Inbound(msgspec.Struct, frozen=True, tag_field="cmd_id"):
     """Server to client. The tag is ``cmd_id``; it lives on each Struct's config, and callers dispatch
-    with ``match`` on the type (``case TradePush(data=t):``), never on the number."""
+    with ``match`` on the type (``case TradePush(data=t):``), never on the number.
+    """
 
     @property
     def cmd_id(self) -> int:
@@ -339,7 +342,9 @@ class OtherResponse(msgspec.Struct, _Answer, frozen=True):
     trace: str = ""
 
 
-InboundFrame = TradePush | BookPush | HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame
+InboundFrame = (
+    TradePush | BookPush | HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame
+)
 AnyResponse = HeartbeatAck | SubscribeBookAck | SubscribeTradesAck | CancelAck | ErrorFrame | OtherResponse
 
 #: The request each acknowledgement answers.
@@ -414,7 +419,8 @@ _INT64_MAX: Final = 2**63 - 1
 
 class _UsualTrade(msgspec.Struct, frozen=True, gc=False):
     """22998 ``data`` in the form PROTOCOL.md's table gives (and the bundled simulator sends): ``seq``
-    and ``tick_time`` integers, the time in milliseconds; msgspec checks both while it decodes."""
+    and ``tick_time`` integers, the time in milliseconds; msgspec checks both while it decodes.
+    """
 
     code: str
     seq: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
@@ -483,7 +489,8 @@ def _decimal(name: str, value: str, frame: bytes | str, *, required: bool) -> st
 
 def _normalise_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick:
     """The Tick of one trade push: the batch's fast path for a batch of one (``_fast_trades``), else
-    the field-by-field checks with their exact message."""
+    the field-by-field checks with their exact message.
+    """
     fast = _fast_trades([trade], received_ns)
     return _checked_trade(trade, frame, received_ns) if fast is None else fast[0]
 
@@ -528,6 +535,7 @@ def decode_frame(frame: bytes | str) -> InboundFrame | OtherResponse:
 
     Raises:
         MalformedFrame: not JSON, not a frame PROTOCOL.md allows, or fields of the wrong type.
+
     """
     # RecursionError: deeply nested JSON (msgspec recurses even to skip an unknown field).
     # UnicodeError: a str frame with a lone surrogate cannot be encoded to UTF-8.
@@ -556,6 +564,7 @@ def session_answer(frame: bytes | str) -> bool | VendorError | None:
         True when the server answered a request with 200 (it accepted the token and the connection);
         the ``VendorError`` when it refused the session (``SESSION_REFUSALS``); None when the frame
         says neither (a push, another refusal, a malformed frame).
+
     """
     try:
         decoded = decode_frame(frame)
@@ -593,7 +602,8 @@ def decode_batch(frames: Sequence[bytes | str], received_ns: int = 0, *, usual: 
 
 def _decode_usual_batch(frames: Sequence[bytes | str], received_ns: int) -> DecodedBatch | None:
     """``decode_batch`` for a batch whose every frame is a push or acknowledgement in the usual form;
-    None at the first frame that is not."""
+    None at the first frame that is not.
+    """
     decode = _decode_usual
     trades: list[_UsualTrade] = []
     books: list[BookTick] = []
@@ -673,7 +683,8 @@ def _fast_trades(
     operations in C instead of a dozen Python calls per tick): integer seq and tick_time in
     milliseconds (as numbers or digit strings), plain decimal strings; the same result as
     ``_checked_trade`` for each. None when any trade is unusual. ``checked``: the trades are
-    ``_UsualTrade``s, whose seq and tick_time msgspec checked already."""
+    ``_UsualTrade``s, whose seq and tick_time msgspec checked already.
+    """
     if not (
         _all_plain([t.price for t in trades], required=True)
         and _all_plain([t.volume for t in trades], required=False)
@@ -683,8 +694,15 @@ def _fast_trades(
     if checked:
         return [
             Tick(
-                t.code, t.seq, t.tick_time, t.price, t.volume, t.turnover,  # type: ignore[arg-type]
-                t.trade_direction, received_ns, t.sent_ns,
+                t.code,
+                t.seq,
+                t.tick_time,
+                t.price,
+                t.volume,
+                t.turnover,  # type: ignore[arg-type]
+                t.trade_direction,
+                received_ns,
+                t.sent_ns,
             )  # fmt: skip
             for t in trades
         ]
@@ -701,7 +719,8 @@ def _fast_trades(
 def _uints(values: list[int | str], decode: Callable[[bytes], list[int]], low: int) -> list[int] | None:
     """The values as integers when every one is an integer in ``low``..2**64-1, or every one a string
     of ASCII digits without a leading zero for such an integer (``decode`` checks the range, up to
-    2**63-1); else None."""
+    2**63-1); else None.
+    """
     try:
         text = ",".join(values).encode()  # type: ignore[arg-type]
     except TypeError:  # integers (Trade's fields are int | str), or a mix: then min() raises too
@@ -723,7 +742,8 @@ def _uints(values: list[int | str], decode: Callable[[bytes], list[int]], low: i
 
 def _all_plain(values: list[str], *, required: bool) -> bool:
     """Every value ASCII digits with at most one point and at least one digit (or empty, when not
-    ``required``)."""
+    ``required``).
+    """
     text = f",{','.join(values)},".encode()
     return (
         not text.translate(None, b"0123456789,.")  # digits, points and the commas between only
@@ -746,7 +766,20 @@ _US_EXCHANGES: Final = frozenset({"NASDAQ", "NYSE", "AMEX", "ARCA", "BATS", "NYS
 _HK_EXCHANGES: Final = frozenset({"HKEX", "HKG", "SEHK", "HK"})
 _SH_EXCHANGES: Final = frozenset({"SSE", "SHA", "SH", "SHSE"})
 _SZ_EXCHANGES: Final = frozenset({"SZSE", "SHE", "SZ"})
-_QUOTE_CURRENCIES: Final = ("USDT", "USDC", "USD", "EUR", "JPY", "GBP", "AUD", "CHF", "CAD", "BTC", "ETH", "HKD")
+_QUOTE_CURRENCIES: Final = (
+    "USDT",
+    "USDC",
+    "USD",
+    "EUR",
+    "JPY",
+    "GBP",
+    "AUD",
+    "CHF",
+    "CAD",
+    "BTC",
+    "ETH",
+    "HKD",
+)
 _SUFFIX_ALIASES: Final = {"SS": "SH", "O": "US", "N": "US", "OQ": "US", "K": "US"}
 
 
@@ -808,6 +841,7 @@ def endpoint_of(code: object) -> Endpoint:
     Raises:
         InvalidCode: the code is not a string, empty, too long, or not in the vendor's notation
             (the exception's ``hint`` carries the vendor's notation where it can be guessed).
+
     """
     if not isinstance(code, str):
         raise InvalidCode(repr(code), f"a code must be a string, not {type(code).__name__}")
@@ -832,6 +866,7 @@ def validate_code(code: object, endpoint: Endpoint | None = None) -> Endpoint:
 
     Raises:
         InvalidCode: see ``endpoint_of``; or the code belongs to the other endpoint.
+
     """
     found = endpoint_of(code)
     # Endpoint(...) so that the config's string "stock" compares equal to Endpoint.STOCK.

@@ -25,10 +25,12 @@ class AdminAPI:
         token: the only valid token.
         state: returns the simulator's state() dict.
         inject: the simulator's inject(fault, *, path, conn, **params).
+
     """
 
-    def __init__(self, token: str, *, state: Callable[[], dict[str, Any]],
-                 inject: Callable[..., list[int]]) -> None:
+    def __init__(
+        self, token: str, *, state: Callable[[], dict[str, Any]], inject: Callable[..., list[int]]
+    ) -> None:
         self._token = token
         self.state = state
         self.inject = inject

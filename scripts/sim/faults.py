@@ -22,8 +22,22 @@ from scripts.sim.state import SimState
 
 log = logging.getLogger("tickvisor.simulator")
 
-FAULTS = ("stall", "blackhole", "drop", "ghost", "malformed", "burst", "refuse", "reply", "clear", "hold",
-          "mute", "seq_reset", "tick_time_skew", "corrupt")
+FAULTS = (
+    "stall",
+    "blackhole",
+    "drop",
+    "ghost",
+    "malformed",
+    "burst",
+    "refuse",
+    "reply",
+    "clear",
+    "hold",
+    "mute",
+    "seq_reset",
+    "tick_time_skew",
+    "corrupt",
+)
 #: Faults of one code, on every connection that holds it (``code`` required); ``clear`` takes a code too.
 CODE_FAULTS = ("mute", "seq_reset", "tick_time_skew", "corrupt")
 MALFORMED_KINDS = ("json", "fields", "types")
@@ -41,6 +55,7 @@ class FaultInjector:
         sim: the server's SimState (faults' bookkeeping, push counters).
         market: the server's Market (ghost, malformed and burst trades advance its seq numbers).
         links: the server's live connections by id; the server keeps it current.
+
     """
 
     def __init__(self, sim: SimState, market: Market, links: Mapping[int, Link]) -> None:
@@ -48,8 +63,9 @@ class FaultInjector:
         self.market = market
         self.links = links
 
-    def inject(self, fault: str, *, path: str | None = None, conn: int | None = None,
-               **params: object) -> list[int]:
+    def inject(
+        self, fault: str, *, path: str | None = None, conn: int | None = None, **params: object
+    ) -> list[int]:
         """Inject a fault into live connections; call it on the simulator's loop.
 
         Args:
@@ -63,30 +79,49 @@ class FaultInjector:
 
         Raises:
             ValueError: unknown fault, path or parameter.
+
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}, expected one of {list(FAULTS)}")
         target = endpoint_path(path)
         if path is not None and target is None:
             raise ValueError(f"unknown path {path!r}")
-        allowed = {"ghost": {"count", "code"}, "malformed": {"kind"}, "burst": {"count", "rate"},
-                   "refuse": {"count"}, "reply": {"ret", "msg"}, "hold": {"count"}, "clear": {"code"},
-                   "mute": {"code"}, "seq_reset": {"code"}, "tick_time_skew": {"code", "skew_s"},
-                   "corrupt": {"code", "price", "volume", "count"}}.get(fault, set())
+        allowed = {
+            "ghost": {"count", "code"},
+            "malformed": {"kind"},
+            "burst": {"count", "rate"},
+            "refuse": {"count"},
+            "reply": {"ret", "msg"},
+            "hold": {"count"},
+            "clear": {"code"},
+            "mute": {"code"},
+            "seq_reset": {"code"},
+            "tick_time_skew": {"code", "skew_s"},
+            "corrupt": {"code", "price", "volume", "count"},
+        }.get(fault, set())
         if params.keys() - allowed:
             raise ValueError(f"fault {fault} takes no parameter {sorted(params.keys() - allowed)}")
         if fault in CODE_FAULTS or (fault == "clear" and "code" in params):
             return self._code_fault(fault, target, conn, **params)
         if fault == "refuse":
             self.sim.refuse_next(target, _as_int(params.get("count", 1)))
-            log.info("fault refuse: next %s new connection(s) on %s", params.get("count", 1), target or "any path")
+            log.info(
+                "fault refuse: next %s new connection(s) on %s", params.get("count", 1), target or "any path"
+            )
             return []
         if fault == "hold":
             self.sim.hold_next(target, _as_int(params.get("count", 1)))
-            log.info("fault hold: next %s subscription request(s) on %s", params.get("count", 1), target or "any path")
+            log.info(
+                "fault hold: next %s subscription request(s) on %s",
+                params.get("count", 1),
+                target or "any path",
+            )
             return []
-        links = [link for link in self.links.values()
-                 if (target is None or link.conn.path == target) and (conn is None or link.id == conn)]
+        links = [
+            link
+            for link in self.links.values()
+            if (target is None or link.conn.path == target) and (conn is None or link.id == conn)
+        ]
         action = getattr(self, f"_fault_{fault}")
         affected = [link.id for link in links if action(link, **params)]
         log.info("fault %s on connection(s) %s", fault, affected)
@@ -105,8 +140,9 @@ class FaultInjector:
         link.ws.transport.abort()
         return True
 
-    def _code_fault(self, fault: str, target: str | None, conn: int | None, *, code: object = None,
-                    **params: object) -> list[int]:
+    def _code_fault(
+        self, fault: str, target: str | None, conn: int | None, *, code: object = None, **params: object
+    ) -> list[int]:
         """A per-code fault; returns the live connections (on ``target``/``conn``) that hold ``code``."""
         if code is None:
             raise ValueError(f"fault {fault} needs a code")
@@ -116,10 +152,13 @@ class FaultInjector:
         # corrupt pushes trades, so it goes to the trade holders; the others act wherever the code is
         # held, as trades or as an order book
         kinds = ("trades",) if fault == "corrupt" else ("trades", "books")
-        links = [link for link in self.links.values()
-                 if any(code in getattr(link.conn, kind) for kind in kinds)
-                 and (target is None or link.conn.path == target)
-                 and (conn is None or link.id == conn)]
+        links = [
+            link
+            for link in self.links.values()
+            if any(code in getattr(link.conn, kind) for kind in kinds)
+            and (target is None or link.conn.path == target)
+            and (conn is None or link.id == conn)
+        ]
         if fault == "mute":
             self.market.muted.add(code)
         elif fault == "clear":
@@ -133,8 +172,9 @@ class FaultInjector:
         log.info("fault %s for %s on connection(s) %s", fault, code, [link.id for link in links])
         return [link.id for link in links]
 
-    def _corrupt(self, links: list[Link], code: str, price: object = "0", volume: object = None,
-                 count: object = 1) -> None:
+    def _corrupt(
+        self, links: list[Link], code: str, price: object = "0", volume: object = None, count: object = 1
+    ) -> None:
         trades = []
         for _ in range(_as_int(count)):
             trade = self.market.next_trade(code, time.time_ns())
@@ -200,7 +240,8 @@ class FaultInjector:
             link.burst.cancel()
         self.sim.set_fault(link.id, "burst")
         link.burst = asyncio.create_task(
-            self._burst(link, codes, _as_int(count), None if rate is None else _as_float(rate)))
+            self._burst(link, codes, _as_int(count), None if rate is None else _as_float(rate))
+        )
         return True
 
     async def _burst(self, link: Link, codes: list[str], count: int, rate: float | None) -> None:

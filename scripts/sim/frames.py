@@ -84,8 +84,15 @@ def book_frame(book: BookData, depth: int) -> bytes:
     return ws_text_frame(encode(BookPush(cmd_id=CMD_BOOK_PUSH, data=book)))
 
 
-def error_frame(ret: int, msg: str | None = None, *, cmd_id: int = 0, seq_id: int = 0,
-                trace: str = "") -> dict[str, Any]:
+def error_frame(
+    ret: int, msg: str | None = None, *, cmd_id: int = 0, seq_id: int = 0, trace: str = ""
+) -> dict[str, Any]:
     """A response or unsolicited error frame in PROTOCOL.md's envelope, keys in the vendor's order."""
-    return {"ret": ret, "msg": ERROR_MESSAGES.get(ret, "error") if msg is None else msg,
-            "cmd_id": cmd_id, "seq_id": seq_id, "trace": trace, "data": {}}
+    return {
+        "ret": ret,
+        "msg": ERROR_MESSAGES.get(ret, "error") if msg is None else msg,
+        "cmd_id": cmd_id,
+        "seq_id": seq_id,
+        "trace": trace,
+        "data": {},
+    }

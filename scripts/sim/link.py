@@ -28,8 +28,12 @@ class Link:
 
     def writable(self) -> bool:
         """Open, and not stalled or blackholed: frames may be written."""
-        return (self.conn.open and not (self.conn.faults & SILENT_FAULTS)
-                and self.ws.protocol.state is State.OPEN and not self.ws.transport.is_closing())
+        return (
+            self.conn.open
+            and not (self.conn.faults & SILENT_FAULTS)
+            and self.ws.protocol.state is State.OPEN
+            and not self.ws.transport.is_closing()
+        )
 
     def pushable(self) -> bool:
         """Writable, not in a burst and not hopelessly behind: the normal tick loops may push.
@@ -37,8 +41,11 @@ class Link:
         A client that lets SLOW_CONSUMER_BYTES pile up in the server's send buffer misses ticks (it
         sees seq gaps) instead of growing the server's memory without bound.
         """
-        return (self.writable() and "burst" not in self.conn.faults
-                and self.ws.transport.get_write_buffer_size() < SLOW_CONSUMER_BYTES)
+        return (
+            self.writable()
+            and "burst" not in self.conn.faults
+            and self.ws.transport.get_write_buffer_size() < SLOW_CONSUMER_BYTES
+        )
 
     def write(self, frames: list[bytes]) -> bool:
         """Write whole pre-built frames in order; False if the connection cannot take them."""

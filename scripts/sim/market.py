@@ -131,7 +131,12 @@ VOLUME_DP: Mapping[AssetClass, int] = {  # decimals of trade and book volumes
     AssetClass.CRYPTO: 4,
 }
 TRADE_DIRECTIONS = (0, 1, 1, 2, 2)  # PROTOCOL.md: 0 default, 1 buy, 2 sell; mostly buys and sells
-LOT: Mapping[AssetClass, int] = {AssetClass.US: 1, AssetClass.HK: 100, AssetClass.CN: 100, AssetClass.CRYPTO: 1}
+LOT: Mapping[AssetClass, int] = {
+    AssetClass.US: 1,
+    AssetClass.HK: 100,
+    AssetClass.CN: 100,
+    AssetClass.CRYPTO: 1,
+}
 
 
 class Market:
@@ -244,7 +249,8 @@ class Market:
         bids = [level(max(1, inst.price - half * (i + 1))) for i in range(depth)]
         asks = [level(inst.price + half * (i + 1)) for i in range(depth)]
         tick_time = now_ns // 1_000_000 + self.skew_ms.get(code, 0)
-        book = BookData(code=code, seq=inst.book_seq, tick_time=tick_time, bids=bids, asks=asks,
-                        sent_ns=now_ns)
+        book = BookData(
+            code=code, seq=inst.book_seq, tick_time=tick_time, bids=bids, asks=asks, sent_ns=now_ns
+        )
         inst.last_book = book
         return book

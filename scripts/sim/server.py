@@ -102,15 +102,28 @@ class Simulator:
         tls: serve wss:// with this server-side SSL context (None: plain ws://).
         more_tokens: further valid tokens, each with its own connection limit and rate clocks (token
             number 1, 2... in ``state()``); ``revoke`` makes one invalid.
+
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = "test-token",  # noqa: S107
-                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT_S, plan: str = "pro", *,
-                 max_connections: int | None = None, max_codes: int | None = None,
-                 tick_rate: float = DEFAULT_TICK_RATE, book_rate: float = DEFAULT_BOOK_RATE,
-                 codes: int = DEFAULT_EXTRA_CODES, seed: int = 0, conn_gap_s: float = DEFAULT_CONN_GAP_S,
-                 token_gap_s: float = DEFAULT_TOKEN_GAP_S, tls: ssl.SSLContext | None = None,
-                 more_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str = "test-token",  # noqa: S107
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
+        plan: str = "pro",
+        *,
+        max_connections: int | None = None,
+        max_codes: int | None = None,
+        tick_rate: float = DEFAULT_TICK_RATE,
+        book_rate: float = DEFAULT_BOOK_RATE,
+        codes: int = DEFAULT_EXTRA_CODES,
+        seed: int = 0,
+        conn_gap_s: float = DEFAULT_CONN_GAP_S,
+        token_gap_s: float = DEFAULT_TOKEN_GAP_S,
+        tls: ssl.SSLContext | None = None,
+        more_tokens: tuple[str, ...] = (),
+    ) -> None:
         if plan not in PLAN_LIMITS:
             raise ValueError(f"unknown plan {plan!r}, expected one of {sorted(PLAN_LIMITS)}")
         base = PLAN_LIMITS[plan]
@@ -127,9 +140,16 @@ class Simulator:
         self._token = token
         self._tokens = (token, *more_tokens)
         self._revoked: set[int] = set()
-        catalog = {path: [*BASE_PRICES[path], *generated_codes(path, codes)] for path in ENDPOINT_PATHS.values()}
-        self.sim = SimState(catalog=catalog, limits=self.limits, conn_gap_s=conn_gap_s,
-                            token_gap_s=token_gap_s, heartbeat_timeout=heartbeat_timeout)
+        catalog = {
+            path: [*BASE_PRICES[path], *generated_codes(path, codes)] for path in ENDPOINT_PATHS.values()
+        }
+        self.sim = SimState(
+            catalog=catalog,
+            limits=self.limits,
+            conn_gap_s=conn_gap_s,
+            token_gap_s=token_gap_s,
+            heartbeat_timeout=heartbeat_timeout,
+        )
         self.market = Market(catalog, seed=seed)
         self.links: dict[int, Link] = {}
         self._faults = FaultInjector(self.sim, self.market, self.links)
@@ -140,8 +160,10 @@ class Simulator:
         self._redact = _RedactToken(*self._tokens)  # websockets logs request paths at DEBUG, tokens included
 
     def __repr__(self) -> str:
-        return (f"Simulator(host={self.host!r}, port={self.port}, plan={self.plan!r}, token='***', "
-                f"connections={len(self.links)})")
+        return (
+            f"Simulator(host={self.host!r}, port={self.port}, plan={self.plan!r}, token='***', "
+            f"connections={len(self.links)})"
+        )
 
     # Lifecycle ------------------------------------------------------------------------------------
 
@@ -149,7 +171,9 @@ class Simulator:
         """Bind and serve; return the bound port."""
         self._ws_logger.addFilter(self._redact)
         self._server = await serve(
-            self._handle, self.host, self.port,
+            self._handle,
+            self.host,
+            self.port,
             process_request=self._http.process_request,
             compression=None,  # pushes are pre-built raw frames
             ping_interval=None,  # PROTOCOL.md: the server sends no heartbeats of its own
@@ -164,8 +188,13 @@ class Simulator:
             self._tasks.append(asyncio.create_task(self._tick_loop(self.tick_rate, self._push_trades)))
         if self.book_rate > 0:
             self._tasks.append(asyncio.create_task(self._tick_loop(self.book_rate, self._push_books)))
-        log.info("simulator listening on %s:%d (plan %s, %s, token ***)", self.host, self.port, self.plan,
-                 self.limits)
+        log.info(
+            "simulator listening on %s:%d (plan %s, %s, token ***)",
+            self.host,
+            self.port,
+            self.plan,
+            self.limits,
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -203,7 +232,9 @@ class Simulator:
 
     def admin_url(self, action: str = "state", **params: object) -> str:
         """The http:// URL of ``/admin/<action>`` with the token and params, e.g. admin_url("fault", name="drop")."""
-        query = urllib.parse.urlencode({**{k: v for k, v in params.items() if v is not None}, "token": self._token})
+        query = urllib.parse.urlencode(
+            {**{k: v for k, v in params.items() if v is not None}, "token": self._token}
+        )
         scheme = "http" if self.tls is None else "https"
         return f"{scheme}://{self.host}:{self.port}/admin/{action}?{query}"
 
@@ -217,13 +248,15 @@ class Simulator:
     # WebSocket connections ------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        assert ws.request is not None  # noqa: S101 - websockets calls the handler after the handshake
+        assert ws.request is not None
         split = urllib.parse.urlsplit(ws.request.path)
         path = split.path
         token = urllib.parse.parse_qs(split.query).get("token", [""])[-1]
         host, port, *_ = ws.remote_address
         peer = f"{host}:{port}"
-        number = next((i for i, t in enumerate(self._tokens) if hmac.compare_digest(token.encode(), t.encode())), None)
+        number = next(
+            (i for i, t in enumerate(self._tokens) if hmac.compare_digest(token.encode(), t.encode())), None
+        )
         if number is None or number in self._revoked:
             # PROTOCOL.md "Error codes": 401 token invalid.
             self.sim.bad_token()
@@ -256,7 +289,8 @@ class Simulator:
 
     def revoke(self, number: int) -> int:
         """Make token ``number`` invalid (it expired): its open connections get 401 and are closed, new
-        ones are refused with 401. Returns how many were open. Call it on the simulator's loop."""
+        ones are refused with 401. Returns how many were open. Call it on the simulator's loop.
+        """
         self._revoked.add(number)
         links = [link for link in self.links.values() if link.conn.token == number]
         for link in links:
@@ -289,7 +323,9 @@ class Simulator:
         for code in outcome.new_books:
             book = self.market.instrument(code).last_book
             if book is not None:
-                frames.append(book_frame(msgspec.structs.replace(book, sent_ns=now_ns), link.conn.books[code]))
+                frames.append(
+                    book_frame(msgspec.structs.replace(book, sent_ns=now_ns), link.conn.books[code])
+                )
                 snapshots += 1
         if link.write(frames):
             self.sim.count_pushes(link.id, snapshots)
@@ -344,8 +380,11 @@ class Simulator:
         for code, depths in self.sim.book_subscribers.items():
             if code in muted:
                 continue
-            targets = [(link, depth) for cid, depth in depths.items()
-                       if (link := links.get(cid)) is not None and link.pushable()]
+            targets = [
+                (link, depth)
+                for cid, depth in depths.items()
+                if (link := links.get(cid)) is not None and link.pushable()
+            ]
             if not targets:
                 continue
             book = self.market.next_book(code, now_ns)
@@ -359,7 +398,8 @@ class Simulator:
 
     # Faults ---------------------------------------------------------------------------------------
 
-    def inject(self, fault: str, *, path: str | None = None, conn: int | None = None,
-               **params: object) -> list[int]:
+    def inject(
+        self, fault: str, *, path: str | None = None, conn: int | None = None, **params: object
+    ) -> list[int]:
         """Inject a fault into live connections; call it on the simulator's loop. See FaultInjector.inject."""
         return self._faults.inject(fault, path=path, conn=conn, **params)

@@ -118,10 +118,18 @@ class SimState:
         token_gap_s: min seconds between accepted subscription requests on different connections of
             the token on one path (0 = off).
         heartbeat_timeout: seconds without a 22000 before the connection is closed.
+
     """
 
-    def __init__(self, *, catalog: Mapping[str, Sequence[str]], limits: PlanLimits, conn_gap_s: float,
-                 token_gap_s: float, heartbeat_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Mapping[str, Sequence[str]],
+        limits: PlanLimits,
+        conn_gap_s: float,
+        token_gap_s: float,
+        heartbeat_timeout: float,
+    ) -> None:
         self.catalog = {path: frozenset(codes) for path, codes in catalog.items()}
         self.catalog_order = {path: tuple(codes) for path, codes in catalog.items()}
         self.limits = limits
@@ -133,8 +141,16 @@ class SimState:
         self.trade_subscribers: dict[str, dict[int, None]] = {}  # code -> ordered set of conn ids
         self.book_subscribers: dict[str, dict[int, int]] = {}  # code -> conn id -> depth
         self.totals: collections.Counter[str] = collections.Counter(
-            {"connections_opened": 0, "refused_606": 0, "refused_401": 0, "pushes": 0,
-             "429": 0, "400": 0, "600": 0})
+            {
+                "connections_opened": 0,
+                "refused_606": 0,
+                "refused_401": 0,
+                "pushes": 0,
+                "429": 0,
+                "400": 0,
+                "600": 0,
+            }
+        )
         self._refuse: collections.Counter[str | None] = collections.Counter()  # path (None = any) -> n
         self._hold: collections.Counter[str | None] = collections.Counter()  # path (None = any) -> n
         self._last_accepted: dict[str, dict[int, float]] = {}  # path -> conn id -> time
@@ -144,16 +160,22 @@ class SimState:
 
     def admit(self, path: str, peer: str, now: float, token: int = 0) -> ConnState | None:
         """Register a new connection with valid token number ``token``, or None when it must get 606
-        and be closed. The connection limit counts each token's connections apart."""
+        and be closed. The connection limit counts each token's connections apart.
+        """
         # PROTOCOL.md "Limits": connections beyond the limit are closed at once.
         if self._refuse[path] > 0 or self._refuse[None] > 0:
             self._refuse[path if self._refuse[path] > 0 else None] -= 1
             self.totals["refused_606"] += 1
             return None
-        if sum(1 for c in self.conns.values() if c.path == path and c.token == token) >= self.limits.max_connections:
+        if (
+            sum(1 for c in self.conns.values() if c.path == path and c.token == token)
+            >= self.limits.max_connections
+        ):
             self.totals["refused_606"] += 1
             return None
-        conn = ConnState(id=next(self._ids), path=path, peer=peer, opened_at=now, last_heartbeat=now, token=token)
+        conn = ConnState(
+            id=next(self._ids), path=path, peer=peer, opened_at=now, last_heartbeat=now, token=token
+        )
         self.conns[conn.id] = conn
         self.totals["connections_opened"] += 1
         return conn
@@ -245,7 +267,8 @@ class SimState:
         echo_trace = trace if trace_ok else ""
         if not (_is_uint32(cmd_id) and _is_uint32(seq_id) and trace_ok):
             return self._refuse_frame(
-                conn, error_frame(400, MSG_HEADER_INVALID, seq_id=echo_seq, trace=echo_trace))
+                conn, error_frame(400, MSG_HEADER_INVALID, seq_id=echo_seq, trace=echo_trace)
+            )
 
         def answer(ret: int, msg: str | None = None) -> dict[str, Any]:
             return error_frame(ret, msg, cmd_id=cmd_id + 1, seq_id=seq_id, trace=trace)
@@ -267,8 +290,14 @@ class SimState:
         self.totals[key] += 1
         return Outcome(reply=frame)
 
-    def _subscription(self, conn: ConnState, cmd_id: int, data: object, now: float,
-                      answer: Callable[[int, str | None], dict[str, Any]]) -> Outcome:
+    def _subscription(
+        self,
+        conn: ConnState,
+        cmd_id: int,
+        data: object,
+        now: float,
+        answer: Callable[[int, str | None], dict[str, Any]],
+    ) -> Outcome:
         def refuse(ret: int, msg: str | None = None) -> Outcome:
             conn.requests.append((now, cmd_id, ret))
             return self._refuse_frame(conn, answer(ret, msg))
@@ -306,7 +335,11 @@ class SimState:
     def _rate_limited(self, conn: ConnState, now: float) -> bool:
         # PROTOCOL.md "Limits": one subscription request per second per connection, and 3 s between
         # requests across connections of one token. Only accepted requests start the clocks.
-        if self.conn_gap_s > 0 and conn.last_accepted is not None and now - conn.last_accepted < self.conn_gap_s:
+        if (
+            self.conn_gap_s > 0
+            and conn.last_accepted is not None
+            and now - conn.last_accepted < self.conn_gap_s
+        ):
             return True
         if self.token_gap_s > 0:
             others = [t for cid, t in self._last_accepted.get(_gap_key(conn), {}).items() if cid != conn.id]
@@ -320,6 +353,7 @@ class SimState:
         Raises:
             _BadData: data or an item is malformed, or the list is empty.
             KeyError: a code is unknown on this path (600).
+
         """
         if not isinstance(data, dict):
             raise _BadData
@@ -352,8 +386,10 @@ class SimState:
     def _replace_books(self, conn: ConnState, data: object) -> list[str]:
         # PROTOCOL.md: 22002 REPLACES the connection's order-book subscription; without depth_level one
         # level, and never more than the class allows.
-        wanted = {code: min(depth or 1, BOOK_DEPTH_MAX[asset_class(code)])
-                  for code, depth in self._symbol_list(conn, data, book=True).items()}
+        wanted = {
+            code: min(depth or 1, BOOK_DEPTH_MAX[asset_class(code)])
+            for code, depth in self._symbol_list(conn, data, book=True).items()
+        }
         new = [code for code in wanted if code not in conn.books]
         self._set_books(conn, wanted)
         return new
@@ -410,6 +446,7 @@ def max_requests_in_window(conn_state: Mapping[str, Any], window_s: float = 1.0)
     Args:
         conn_state: one entry of ``state()["connections"]`` or ``state()["closed"]``.
         window_s: the window length; requests exactly window_s apart are in different windows.
+
     """
     times = sorted(r[0] for r in conn_state["requests"])
     best, start = 0, 0

@@ -20,6 +20,7 @@ class SimulatorThread:
 
     Args:
         kwargs: the Simulator's arguments.
+
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -73,8 +74,9 @@ class SimulatorThread:
         """See Simulator.admin_url."""
         return self.simulator.admin_url(action, **params)
 
-    def inject(self, fault: str, *, path: str | None = None, conn: int | None = None,
-               **params: object) -> list[int]:
+    def inject(
+        self, fault: str, *, path: str | None = None, conn: int | None = None, **params: object
+    ) -> list[int]:
         """See Simulator.inject; runs on the simulator's loop."""
         return self._call(lambda: self.simulator.inject(fault, path=path, conn=conn, **params))
 
