@@ -1,4 +1,4 @@
-"""Built-in strategies: ``recorder`` (ticks to a JSON-lines file) and ``console`` (a live view)."""
+"""Built-in strategies: ``recorder`` (ticks to a tape: JSON lines or Parquet) and ``console`` (live)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from actors.core import wire
+from actors.core.errors import ConfigError
 from actors.strategy import Strategy
-
-#: One line of the recorder's file, a JSON object: every field of ``Tick`` (tick_time in ms, prices
-#: the vendor's strings, received_ns) but the last, ``sent_ns``, which only the simulator stamps.
-RecordedTick = msgspec.defstruct(
-    "RecordedTick", [(f.name, f.type) for f in msgspec.structs.fields(wire.Tick)[:-1]], frozen=True
-)
+from actors.tape import open_writer
 
 
 class Recorder(Strategy):
-    """Appends one JSON object per tick to ``path``; flushed at least every second and on stop."""
+    """Records every tick to a tape (``actors.tape``): options ``path``, ``format`` ("jsonl", the default, or
+    "parquet"), ``flush_every_s`` (default 1; a SIGKILL loses at most that much) and ``max_file_mb``
+    (Parquet: a new file past that size, besides one per UTC day).
+    """
 
     FLUSH_EVERY_S = 1.0
 
@@ -30,40 +27,39 @@ class Recorder(Strategy):
         super().__init__(name, symbols, options, **kwargs)
         path = self.options.get("path")
         if not path:
-            raise ValueError(f"recorder {name!r} needs a path")
+            raise ConfigError(f"strategies.{name}.path", "a recorder needs a path (the tape file or stem)")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab")
-        self._encode = msgspec.json.Encoder().encode
-        self._unflushed = 0
+        fmt = str(self.options.get("format", "jsonl"))
+        self._every = float(self.options.get("flush_every_s", self.FLUSH_EVERY_S))
+        if self._every <= 0:
+            raise ConfigError(f"strategies.{name}.flush_every_s", f"must be > 0 seconds, not {self._every}")
+        try:
+            self._writer = open_writer(
+                self.path, fmt, now=time.time(), max_file_mb=float(self.options.get("max_file_mb", 256.0))
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"strategies.{name}.format", exc.reason) from None
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def on_ticks(self, ticks: list[wire.Tick]) -> None:
-        """Write the batch; the flush loop makes it durable within a second."""
-        encode = self._encode
-        self._file.write(
-            b"".join(encode(RecordedTick(*msgspec.structs.astuple(t)[:-1])) + b"\n" for t in ticks)
-        )
-        self._unflushed += len(ticks)
+        """Write the batch; the flush loop makes it durable within ``flush_every_s``."""
+        self._writer.write(ticks)
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.FLUSH_EVERY_S)
+            await asyncio.sleep(self._every)
             self.flush()
 
     def flush(self) -> None:
-        """Push written lines to the file."""
-        if self._unflushed:
-            self._file.flush()
-            self._unflushed = 0
+        """Make what was written durable (JSON lines: flushed; Parquet: one more part)."""
+        self._writer.flush(time.time())
 
     async def on_stop(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the tape."""
         self._flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._flusher
-        self.flush()
-        self._file.close()
+        self._writer.close(time.time())
 
 
 class Console(Strategy):
