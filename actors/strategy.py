@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+import contextvars
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import msgspec
 import ray
@@ -67,7 +69,28 @@ class StrategyStats(msgspec.Struct, frozen=True):
 
 
 class Strategy:
-    """Base class of user strategies. Override ``on_ticks`` (and optionally the other ``on_*`` hooks)."""
+    """Base class of user strategies. Override ``on_ticks`` (and optionally the other ``on_*`` hooks).
+
+    A subclass that defines ``__init__`` takes and passes on ``(name, symbols, options)``::
+
+        def __init__(self, name: str, symbols: list[str], options: dict[str, Any]) -> None:
+            super().__init__(name, symbols, options)
+            self.window = int(self.options.get("window", 20))
+
+    Read the time with ``self.clock()`` (seconds since the epoch): the test harness
+    (``actors.testing``) and replay set it, so a strategy's timing is testable.
+
+    Hooks run on the actor's event loop, one at a time per kind: ``on_ticks`` and ``on_books`` are called
+    by one delivery loop, never concurrently with themselves or each other; ``on_stale``,
+    ``on_recovered`` and ``on_problem`` come from the registry and may start while ``on_ticks`` awaits
+    something (they interleave at ``await``, never in parallel threads). A hook that blocks (CPU work or
+    a blocking call without ``await``) holds up every hook of this strategy and its channel: meanwhile
+    decoders join its ticks into one waiting batch up to ``[feed] strategy_queue_ticks``, and beyond
+    that they are dropped and counted (``on_missed``); the feed and other strategies are not slowed.
+    """
+
+    #: The time source of this strategy: wall-clock seconds; the harness and replay replace it.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(
         self,
@@ -77,8 +100,18 @@ class Strategy:
         *,
         registry: Any = None,
         supervisor: Any = None,
-        queue_batches: int = 64,
+        queue_batches: int | None = None,
     ) -> None:
+        # The system's wiring comes from ``hosted`` (the actor) or the test harness, so a subclass's own
+        # __init__ needs to pass on only (name, symbols, options); explicit keywords still win.
+        wiring = _WIRING.get()
+        if wiring is not None:
+            registry = registry if registry is not None else wiring.registry
+            supervisor = supervisor if supervisor is not None else wiring.supervisor
+            queue_batches = queue_batches if queue_batches is not None else wiring.queue_batches
+            self.clock = wiring.clock
+        if queue_batches is None:
+            queue_batches = 64
         self.name = name
         self.symbols = list(symbols)
         self.options = dict(options or {})
@@ -347,8 +380,80 @@ def _code_list(codes: Iterable[str]) -> list[str]:
     return list(codes)
 
 
+class Wiring(NamedTuple):
+    """What the system hands a strategy besides its own arguments (see ``hosted``)."""
+
+    registry: Any
+    supervisor: Any
+    queue_batches: int
+    clock: Callable[[], float] = time.time
+
+
+_WIRING: contextvars.ContextVar[Wiring | None] = contextvars.ContextVar(
+    "tickvisor_strategy_wiring", default=None
+)
+
+
+def check_init(cls: type[Strategy], kind: str) -> str | None:
+    """Why ``cls`` cannot be built as ``cls(name, symbols, options)``, or None when it can."""
+    try:
+        inspect.signature(cls).bind("name", [], {})
+    except TypeError as exc:
+        return (
+            f"{kind}.__init__ cannot take (name, symbols, options): {exc}; write "
+            "'def __init__(self, name, symbols=(), options=None): super().__init__(name, symbols, options)'"
+        )
+    except ValueError:  # no signature to read (a C type): trust it
+        return None
+    return None
+
+
+def build(
+    cls: type[Strategy], name: str, symbols: Iterable[str], options: Mapping[str, Any], wiring: Wiring
+) -> Any:
+    """An instance of ``cls`` built with only its own arguments, the system's ``wiring`` beside them."""
+    token = _WIRING.set(wiring)
+    try:
+        return cls(name, list(symbols), dict(options))
+    finally:
+        _WIRING.reset(token)
+
+
+def _hosted_init(
+    self: Strategy,
+    name: str,
+    symbols: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
+    *,
+    registry: Any = None,
+    supervisor: Any = None,
+    queue_batches: int = 64,
+) -> None:
+    # Module-level, so Ray pickles it by reference (a closure would drag the ContextVar along).
+    cls: type[Strategy] = type(self)._tickvisor_user_class  # type: ignore[attr-defined]
+    token = _WIRING.set(Wiring(registry, supervisor, queue_batches))
+    try:
+        cls.__init__(self, name, list(symbols), dict(options or {}))
+    finally:
+        _WIRING.reset(token)
+
+
+def hosted(cls: type[Strategy]) -> type[Strategy]:
+    """``cls`` as the actor runs it: it takes the wiring as keywords, and ``cls.__init__`` sees only
+    ``(name, symbols, options)``, whether or not it passes unknown keyword arguments on.
+    """
+    attrs = {
+        "__init__": _hosted_init,
+        "_tickvisor_user_class": cls,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    }
+    return type(cls.__name__, (cls,), attrs)
+
+
 def strategy_actor(cls: type[Strategy]) -> Any:
     """The Ray actor class for a Strategy subclass (it mostly waits: no CPU reserved)."""
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a subclass of actors.Strategy")
-    return ray.remote(num_cpus=0)(cls)
+    return ray.remote(num_cpus=0)(hosted(cls))
