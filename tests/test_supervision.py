@@ -10,7 +10,7 @@ import pytest
 from actors.control import Job
 from actors.core.errors import ConfigError, EscalationError
 from actors.core.settings import parse_settings
-from actors.supervision import connection_ids, load_strategy_class
+from actors.children import connection_ids, load_strategy_class
 from tests.conftest import System, collector_toml, start_system, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]

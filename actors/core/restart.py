@@ -21,6 +21,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from actors.core.backoff import RestartIntensity
 from actors.core.errors import ChildFailed, EscalationError, FeedError, VendorError
 from actors.core.naming import SUPERVISOR
@@ -53,6 +55,15 @@ class EventKind(enum.StrEnum):
     TOKEN_OUT = "token out"  # noqa: S105 - an event: a token was refused and taken out; the job goes on
     OPENED = "opened"  # a connection opened while running, on the registry's request
     CLOSED = "closed"  # a connection closed while running: it held nothing for the grace period
+
+
+class ChildEvent(msgspec.Struct, frozen=True):
+    """One supervision event, as the Supervisor saves it and the status shows it."""
+
+    at: float  # wall-clock seconds
+    child: str  # a child's actor name, or "supervisor" for the Supervisor's own restarts
+    event: EventKind
+    reason: str
 
 
 class RestartPolicy:
