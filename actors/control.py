@@ -34,7 +34,6 @@ from actors.core.status import (
     subscription_report,
 )
 
-
 #: How long ``status_document`` waits before its second sample when a rate was not measurable yet.
 RATE_SAMPLE_S = 1.0
 
@@ -257,8 +256,8 @@ def change_subscription(
     try:
         handle = job.actor(strategy_name(strategy))
     except ValueError:
-        running = sorted(job.snapshot(timeout).strategies)
-        line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {', '.join(running) or 'none'}"
+        running = ", ".join(sorted(job.snapshot(timeout).strategies)) or "none"
+        line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {running}"
         return [line], REFUSED
     # A strategy subscribes its configured symbols in ``start`` only when it holds nothing (it takes
     # holdings for a sign of its own restart): have it start first. Once per process: a no-op later.
