@@ -319,7 +319,7 @@ def check_strategy_classes(settings: Settings) -> None:
         ConfigError: naming ``strategies[i].kind``.
 
     """
-    from actors.supervision import load_strategy_class
+    from actors.children import load_strategy_class
 
     for i, strategy in enumerate(settings.strategies):
         load_strategy_class(strategy.kind, f"strategies[{i}].kind")
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
 
-    from actors.supervision import launch
+    from actors.launch import launch
 
     started_ray = False
     sup = None

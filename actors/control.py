@@ -25,9 +25,17 @@ from ray.exceptions import RayTaskError
 from actors.core.errors import SubscriptionRefused
 from actors.core.naming import REGISTRY, SUPERVISOR, strategy_name
 from actors.core.settings import Secret, Settings, redact
-from actors.core.status import REFUSED, invalid_codes, job_status, no_job_line, subscription_report
+from actors.core.status import (
+    REFUSED,
+    StatusSnapshot,
+    invalid_codes,
+    job_status,
+    no_job_line,
+    subscription_report,
+)
 
-SUPERVISOR_NAME = SUPERVISOR
+#: How long ``status_document`` waits before its second sample when a rate was not measurable yet.
+RATE_SAMPLE_S = 1.0
 
 
 class Job:
@@ -54,11 +62,11 @@ class Job:
         """Create a Supervisor and its children (in ``namespace``, or a fresh ``<prefix>-<hex>`` one)
         and start it. The calling process owns them: they live as long as it does, or until ``stop``.
         """
-        from actors.supervision import launch
+        from actors.launch import launch
 
         namespace = namespace or f"{prefix}-{uuid.uuid4().hex[:8]}"
         secret = Secret(token) if isinstance(token, str) else token  # a Mapping: every token by name
-        # This process creates, and so owns, every actor of the job (see actors.supervision.launch).
+        # This process creates, and so owns, every actor of the job (see actors.launch).
         sup, children = launch(settings, secret, uuid.uuid4().hex[:12], namespace)
         job = cls(namespace, sup)
         job._children = children
@@ -75,7 +83,7 @@ class Job:
             ValueError: no job runs there.
 
         """
-        return cls(namespace, ray.get_actor(SUPERVISOR_NAME, namespace=namespace))
+        return cls(namespace, ray.get_actor(SUPERVISOR, namespace=namespace))
 
     def wait_started(self, timeout: float = 120.0) -> dict[str, list[str]]:
         """Wait until every child runs and every connection is open; returns the connection ids."""
@@ -96,8 +104,12 @@ class Job:
         return self.get(self.actor(REGISTRY).status.remote(), timeout)
 
     def status(self, timeout: float = 30.0) -> dict[str, Any]:
-        """The supervisor's JSON-safe status of every child."""
+        """The supervisor's JSON-safe status: every child's own statistics, rates, events."""
         return self.get(self.sup.status.remote(), timeout)
+
+    def snapshot(self, timeout: float = 30.0) -> StatusSnapshot:
+        """What the status document shows of every child, typed (actors.core.status.StatusSnapshot)."""
+        return self.get(self.sup.snapshot.remote(), timeout)
 
     def pids(self, timeout: float = 30.0) -> dict[str, int]:
         """The current process id of every child."""
@@ -224,11 +236,11 @@ def connect(namespace: str, address: str | None, environ: Mapping[str, str] | No
 
 def status_document(job: Job, address: str, timeout: float = 20.0) -> dict[str, Any]:
     """The status document (actors.core.status.job_status); asks twice, 1 s apart, when a rate is unknown."""
-    raw = job.status(timeout)
-    if any(rate is None for rate in (raw.get("rates") or {None: None}).values()):
-        time.sleep(1.0)  # the Supervisor had no earlier sample to measure ticks/s against
-        raw = job.status(timeout)
-    return job_status(raw, namespace=job.namespace, address=address)
+    snapshot = job.snapshot(timeout)
+    if not snapshot.rates or None in snapshot.rates.values():
+        time.sleep(RATE_SAMPLE_S)  # the Supervisor had no earlier sample to measure ticks/s against
+        snapshot = job.snapshot(timeout)
+    return job_status(snapshot, namespace=job.namespace, address=address)
 
 
 def change_subscription(
@@ -244,8 +256,8 @@ def change_subscription(
     try:
         handle = job.actor(strategy_name(strategy))
     except ValueError:
-        running = sorted(job.status(timeout).get("strategies") or {})
-        line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {', '.join(running) or 'none'}"
+        running = ", ".join(sorted(job.snapshot(timeout).strategies)) or "none"
+        line = f"tickvisor: no strategy {strategy!r} in namespace {job.namespace!r}; running: {running}"
         return [line], REFUSED
     # A strategy subscribes its configured symbols in ``start`` only when it holds nothing (it takes
     # holdings for a sign of its own restart): have it start first. Once per process: a no-op later.

@@ -1,7 +1,8 @@
 """actors/core/status.py: the status document, its text screen, exit codes, subscription answers. No Ray.
 
 The raw snapshots below have the shape of ``Supervisor.status()`` (each child's statistics as builtins;
-a child that did not answer is ``{"error": ...}``), as captured from a run of ``python supervisor.py``.
+a child that did not answer is ``{"error": ...}``), as captured from a run of ``python supervisor.py``;
+``job_status`` takes them typed, as ``Supervisor.snapshot()`` gives them (``snap``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,23 @@ from actors.core.status import (
     OK,
     REFUSED,
     RateWindow,
+    StatusSnapshot,
     invalid_codes,
-    job_status,
+    read_snapshot,
     no_job_line,
     render_status,
     status_exit,
     subscription_report,
 )
+
+
+def job_status(raw: dict[str, Any], **where: str) -> dict[str, Any]:
+    """``status.job_status`` of the raw snapshot, typed as the Supervisor's snapshot is."""
+    return status.job_status(snap(raw), **where)
+
+
+def snap(raw: dict[str, Any]) -> StatusSnapshot:
+    return read_snapshot(raw)
 
 
 def conn_stats(conn_id: str, *, connected: bool = True, **extra: Any) -> dict[str, Any]:

@@ -2,16 +2,17 @@
 
 Rules of this module:
 
-1. ``job_status`` turns the Supervisor's raw snapshot (``Supervisor.status()``: every child's own
-   statistics, as builtins) into the documented JSON document (README "Status"). It never fails on a
-   child that did not answer: that child shows as ``down`` (a connection) or with its ``error``.
+1. ``job_status`` turns the Supervisor's typed snapshot (``StatusSnapshot``, from
+   ``Supervisor.snapshot()``: what the status reads of every child's statistics) into the documented
+   JSON document (README "Status"). It never fails on a child that did not answer: that child shows
+   as ``down`` (a connection) or with its ``error``.
 2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
    else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
 3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: the
-   registry's status carries it under ``codes`` (actors.core.codehealth.CodeHealth: code -> {"state",
-   "reason", "connection", "last_tick_age_s"}, an age of -1 before the first tick); a snapshot may
-   also give it as ``code_health``. It turns an ``ok`` code ``stale`` or ``never_started``; without it
-   a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
+   registry's status carries it under ``codes`` (actors.core.codehealth.CodeHealth, an age of -1
+   before the first tick); a snapshot may also give it as ``code_health``. It turns an ``ok`` code
+   ``stale`` or ``never_started``; without it a code is ``ok``, ``pending`` or ``quarantined``, as the
+   registry knows them.
    The registry learns tick times only when it looks at the decoders (at its liveness wake-ups), so
    its age is the age at that look plus the time since. The decoders' own statistics, gathered by the
    same status call, carry each code's age at the call (``tick_ages``): the freshest of the two is
@@ -25,8 +26,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import msgspec
+
 from actors.core import wire
 from actors.core.errors import InvalidCode
+from actors.core.restart import ChildEvent
 
 OK: Final = 0
 NOT_OK: Final = 1
@@ -35,6 +39,89 @@ NO_JOB: Final = 3
 
 CONNECTION_STATES: Final = ("up", "down", "connecting")
 CODE_STATES: Final = ("ok", "stale", "never_started", "quarantined", "pending")
+
+
+# --- the snapshot: what the status reads of each child's statistics -----------------------------------
+# Each view names the fields of a child's own statistics Struct that the status shows, with a default
+# for each (a child of an older version may lack one); ``error`` is set instead when the call failed.
+
+
+class ConnectionView(msgspec.Struct, frozen=True):
+    """Of a connection's statistics (actors.connection.ConnectionStats)."""
+
+    endpoint: str = ""
+    connected: bool = False
+    gave_up: bool = False  # a fatal failure: it waits for a reconnect order
+    frames: int | None = None  # frames read since its process started: the rates are measured on it
+    reconnects: int = 0
+    last_error: str = ""
+    last_frame_age_s: float = -1.0  # -1: no frame yet
+    error: str | None = None  # the statistics call failed: why
+
+
+class DecoderView(msgspec.Struct, frozen=True):
+    """Of a decoder's statistics (actors.decoder.DecoderStats)."""
+
+    tick_ages: dict[str, float] = {}  # code -> seconds since its last tick or book push, at the call
+    pending_ticks: dict[str, int] = {}  # strategy -> ticks and books sent or waiting, not acknowledged
+    error: str | None = None
+
+
+class StrategyView(msgspec.Struct, frozen=True):
+    """Of a strategy's statistics (actors.strategy.StrategyStats)."""
+
+    queued_batches: int = 0
+    ticks: int = 0
+    missed: int = 0
+    error: str | None = None
+
+
+class RegistryConnection(msgspec.Struct, frozen=True):
+    """One connection as the registry knows it (actors.registry.ConnStatus)."""
+
+    conn_id: str
+    kind: str = "trades"
+    up: bool = False
+    desired: list[str] = []
+    acknowledged: list[str] = []
+
+
+class CodeSeen(msgspec.Struct, frozen=True):
+    """One code's liveness (actors.core.codehealth.CodeHealth)."""
+
+    state: str = ""
+    reason: str = ""
+    last_tick_age_s: float = -1.0  # -1: no tick yet
+
+
+class RegistryView(msgspec.Struct, frozen=True):
+    """Of the registry's status (actors.registry.RegistryStatus)."""
+
+    in_sync: bool = False
+    strategies: dict[str, dict[str, int]] = {}  # strategy -> code -> refcount (trades)
+    book_strategies: dict[str, dict[str, int]] = {}  # likewise, order books
+    connections: list[RegistryConnection] = []
+    refused: dict[str, str] = {}  # code -> the vendor's reason
+    vendor_errors: list[str] = []  # "<conn_id>: <error>", newest last
+    routes_awaited: dict[str, float] = {}  # decoder -> seconds it has not taken its latest routes
+    codes: dict[str, CodeSeen] = {}
+    error: str | None = None
+
+
+class StatusSnapshot(msgspec.Struct, frozen=True):
+    """What ``Supervisor.snapshot()`` returns: every child's view, by its key (``stock-0``, ``tape``,
+    ``0``); a child that has no handle yet is None.
+    """
+
+    run_id: str = ""
+    failure: str = ""  # why the job must stop; empty while it runs
+    connections: dict[str, ConnectionView | None] = {}
+    strategies: dict[str, StrategyView | None] = {}
+    decoders: dict[str, DecoderView | None] = {}
+    registry: RegistryView | None = None
+    rates: dict[str, float | None] = {}  # conn_id -> frames per second, None until measurable
+    events: list[ChildEvent] = []  # the last supervision events, oldest first
+    code_health: dict[str, CodeSeen] = {}  # per-code liveness given apart from the registry's (rule 3)
 
 
 class RateWindow:
@@ -63,24 +150,55 @@ class RateWindow:
         return (count - c0) / (now - t0)
 
 
+_VIEWS: Final = {"connections": ConnectionView, "strategies": StrategyView, "decoders": DecoderView}
+
+
+def _view(kind: type[Any], value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        return kind(error=f"unreadable statistics: {exc}")
+
+
+def read_snapshot(raw: Mapping[str, Any]) -> StatusSnapshot:
+    """The typed snapshot of ``Supervisor.status()``'s builtins, read once, at the boundary.
+
+    Each child is read on its own: statistics a view cannot read (a child of another version) show as
+    that child's ``error`` instead of failing the whole status.
+
+    Raises:
+        msgspec.ValidationError: the snapshot's own fields (run id, failure, rates, events) are malformed.
+
+    """
+    children = {
+        key: {name: _view(view, value) for name, value in (raw.get(key) or {}).items()}
+        for key, view in _VIEWS.items()
+    }
+    own = {k: v for k, v in raw.items() if k in {"run_id", "failure", "rates", "events", "code_health"}}
+    snapshot = msgspec.convert(own, StatusSnapshot)
+    return msgspec.structs.replace(snapshot, **children, registry=_view(RegistryView, raw.get("registry")))
+
+
 # --- the status document -----------------------------------------------------------------------------
 
 
-def _number(value: Any, default: float = -1.0) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+def _answered(view: ConnectionView | DecoderView | StrategyView | RegistryView | None) -> bool:
+    return view is not None and view.error is None
 
 
-def _answered(value: Any) -> bool:
-    return isinstance(value, Mapping) and "error" not in value
+def _error(view: ConnectionView | StrategyView | RegistryView | None) -> str:
+    return "no answer" if view is None or view.error is None else view.error
 
 
-def connection_state(stats: Any) -> str:
+def connection_state(stats: ConnectionView | None) -> str:
     """``up``, ``down`` or ``connecting`` from a connection's statistics (or an unanswered call)."""
-    if not _answered(stats):
+    if stats is None or not _answered(stats):
         return "down"
-    if stats.get("connected"):
+    if stats.connected:
         return "up"
-    return "down" if stats.get("gave_up") else "connecting"
+    return "down" if stats.gave_up else "connecting"
 
 
 def _last_vendor_errors(vendor_errors: Iterable[str]) -> dict[str, str]:
@@ -92,136 +210,149 @@ def _last_vendor_errors(vendor_errors: Iterable[str]) -> dict[str, str]:
     return last
 
 
-def _registry_codes(registry: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _registry_codes(registry: RegistryView) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Code -> {state, connection, holders, kinds} from the registry, and the connections' code counts."""
     codes: dict[str, dict[str, Any]] = {}
     holders: dict[str, set[str]] = {}
-    for key in ("strategies", "book_strategies"):
-        for strategy, held in (registry.get(key) or {}).items():
+    for holdings in (registry.strategies, registry.book_strategies):
+        for strategy, held in holdings.items():
             for code in held:
                 holders.setdefault(code, set()).add(strategy)
-    for conn in registry.get("connections") or []:
-        acknowledged = set(conn.get("acknowledged") or ())
-        for code in conn.get("desired") or ():
-            entry = codes.setdefault(code, {"state": "ok", "connection": conn.get("conn_id"), "kinds": []})
-            entry["kinds"].append(conn.get("kind", "trades"))
-            if code not in acknowledged or not conn.get("up"):
+    for conn in registry.connections:
+        acknowledged = set(conn.acknowledged)
+        for code in conn.desired:
+            entry = codes.setdefault(code, {"state": "ok", "connection": conn.conn_id, "kinds": []})
+            entry["kinds"].append(conn.kind)
+            if code not in acknowledged or not conn.up:
                 entry["state"] = "pending"
     for code in holders:
         if code not in codes:  # held, not yet placed on a connection
             codes[code] = {"state": "pending", "connection": None, "kinds": []}
-    for code, reason in (registry.get("refused") or {}).items():
+    for code, reason in registry.refused.items():
         codes[code] = {"state": "quarantined", "connection": None, "kinds": [], "reason": reason}
     for code, entry in codes.items():
         entry["holders"] = sorted(holders.get(code, ()))
     return codes, sorted(c for c, e in codes.items() if e["state"] == "pending")
 
 
-def decoder_ages(decoders: Mapping[str, Any]) -> dict[str, float]:
+def decoder_ages(decoders: Mapping[str, DecoderView | None]) -> dict[str, float]:
     """Code -> seconds since its last tick or book push, the freshest over the decoders that answered."""
     ages: dict[str, float] = {}
     for stats in decoders.values():
-        if not _answered(stats):
+        if stats is None or not _answered(stats):
             continue
-        for code, age in (stats.get("tick_ages") or {}).items():
-            age = _number(age)
+        for code, age in stats.tick_ages.items():
             if age >= 0 and (code not in ages or age < ages[code]):
                 ages[code] = age
     return ages
 
 
-def waiting_ticks(decoders: Mapping[str, Any]) -> dict[str, int]:
+def waiting_ticks(decoders: Mapping[str, DecoderView | None]) -> dict[str, int]:
     """Strategy -> ticks and books its decoders hold for it, sent or waiting, not yet acknowledged (how
     far behind it is), summed over the decoders that answered.
     """
     out: dict[str, int] = {}
     for stats in decoders.values():
-        if not _answered(stats):
+        if stats is None or not _answered(stats):
             continue
-        for name, count in (stats.get("pending_ticks") or {}).items():
-            out[name] = out.get(name, 0) + int(_number(count, 0))
+        for name, count in stats.pending_ticks.items():
+            out[name] = out.get(name, 0) + count
     return out
 
 
-def job_status(raw: Mapping[str, Any], *, namespace: str = "", address: str = "") -> dict[str, Any]:
-    """The status document (README "Status") from ``Supervisor.status()``'s snapshot."""
-    registry = raw.get("registry") if _answered(raw.get("registry")) else {}
-    assert isinstance(registry, Mapping)
-    rates = raw.get("rates") or {}
+def _connection_entry(
+    conn_id: str, stats: ConnectionView | None, codes: int, rate: float | None, vendor_error: str
+) -> dict[str, Any]:
+    if stats is None or not _answered(stats):
+        stats = ConnectionView(error=_error(stats))
+    age = stats.last_frame_age_s
+    return {
+        "id": conn_id,
+        "endpoint": stats.endpoint or conn_id.rsplit("-", 1)[0],
+        "state": connection_state(stats),
+        "codes": codes,
+        "last_frame_age_s": None if age < 0 else round(age, 3),
+        "ticks_per_s": None if rate is None else round(float(rate), 1),
+        "reconnects": stats.reconnects,
+        "last_error": stats.last_error or stats.error or "",
+        "last_vendor_error": vendor_error,
+    }
+
+
+def _strategy_entry(name: str, stats: StrategyView | None, codes: set[str], behind: int) -> dict[str, Any]:
+    answered = stats is not None and _answered(stats)
+    entry: dict[str, Any] = {
+        "name": name,
+        "codes": sorted(codes),
+        "queue": stats.queued_batches if stats is not None and answered else None,
+        "behind": behind,
+        "ticks": stats.ticks if stats is not None and answered else None,
+        "missed": stats.missed if stats is not None and answered else None,
+    }
+    if not answered:
+        entry["error"] = _error(stats)
+    return entry
+
+
+def job_status(snapshot: StatusSnapshot, *, namespace: str = "", address: str = "") -> dict[str, Any]:
+    """The status document (README "Status") from ``Supervisor.snapshot()``."""
+    answered = snapshot.registry is not None and _answered(snapshot.registry)
+    registry = snapshot.registry if snapshot.registry is not None and answered else RegistryView()
     codes, pending = _registry_codes(registry)
-    health = raw.get("code_health") or registry.get("codes") or {}
-    fresh = decoder_ages(raw.get("decoders") or {})
+    health = snapshot.code_health or registry.codes
+    fresh = decoder_ages(snapshot.decoders)
     for code, seen in health.items():  # per-code liveness (rule 3)
         entry = codes.get(code)
-        if entry is None or not isinstance(seen, Mapping):
+        if entry is None:
             continue
-        ages = [a for a in (_number(seen.get("last_tick_age_s")), fresh.get(code, -1.0)) if a >= 0]
+        ages = [a for a in (seen.last_tick_age_s, fresh.get(code, -1.0)) if a >= 0]
         entry["last_tick_age_s"] = round(min(ages), 3) if ages else None
-        if entry["state"] == "ok" and seen.get("state") in {"stale", "never_started"}:
-            entry["state"] = seen["state"]
-            if seen.get("reason"):
-                entry["reason"] = seen["reason"]
+        if entry["state"] == "ok" and seen.state in {"stale", "never_started"}:
+            entry["state"] = seen.state
+            if seen.reason:
+                entry["reason"] = seen.reason
     for entry in codes.values():
         entry.setdefault("last_tick_age_s", None)
     per_conn: dict[str, set[str]] = {}
     for code, entry in codes.items():
         if entry["connection"] is not None:
             per_conn.setdefault(entry["connection"], set()).add(code)
-    vendor = _last_vendor_errors(registry.get("vendor_errors") or [])
-    connections = []
-    for conn_id, stats in sorted((raw.get("connections") or {}).items()):
-        answered = _answered(stats)
-        stats = stats if answered else {"error": (stats or {}).get("error", "no answer")}
-        age = _number(stats.get("last_frame_age_s"))
-        rate = rates.get(conn_id)
-        connections.append(
-            {
-                "id": conn_id,
-                "endpoint": stats.get("endpoint") or conn_id.rsplit("-", 1)[0],
-                "state": connection_state(stats),
-                "codes": len(per_conn.get(conn_id, ())),
-                "last_frame_age_s": None if age < 0 else round(age, 3),
-                "ticks_per_s": None if rate is None else round(float(rate), 1),
-                "reconnects": int(_number(stats.get("reconnects"), 0)),
-                "last_error": stats.get("last_error") or stats.get("error") or "",
-                "last_vendor_error": vendor.get(conn_id, ""),
-            }
+    vendor = _last_vendor_errors(registry.vendor_errors)
+    connections = [
+        _connection_entry(
+            conn_id,
+            stats,
+            len(per_conn.get(conn_id, ())),
+            snapshot.rates.get(conn_id),
+            vendor.get(conn_id, ""),
         )
-    strategies = []
-    behind = waiting_ticks(raw.get("decoders") or {})
+        for conn_id, stats in sorted(snapshot.connections.items())
+    ]
+    behind = waiting_ticks(snapshot.decoders)
     held: dict[str, set[str]] = {}
-    for key in ("strategies", "book_strategies"):
-        for name, codes_of in (registry.get(key) or {}).items():
+    for holdings in (registry.strategies, registry.book_strategies):
+        for name, codes_of in holdings.items():
             held.setdefault(name, set()).update(codes_of)
-    for name, stats in sorted((raw.get("strategies") or {}).items()):
-        answered = _answered(stats)
-        entry: dict[str, Any] = {
-            "name": name,
-            "codes": sorted(held.get(name, ())),
-            "queue": int(_number(stats.get("queued_batches"), 0)) if answered else None,
-            "behind": behind.get(name, 0),
-            "ticks": int(_number(stats.get("ticks"), 0)) if answered else None,
-            "missed": int(_number(stats.get("missed"), 0)) if answered else None,
-        }
-        if not answered:
-            entry["error"] = (stats or {}).get("error", "no answer")
-        strategies.append(entry)
+    strategies = [
+        _strategy_entry(name, stats, held.get(name, set()), behind.get(name, 0))
+        for name, stats in sorted(snapshot.strategies.items())
+    ]
     return {
         "namespace": namespace,
         "address": address,
-        "run_id": raw.get("run_id", ""),
-        "failure": raw.get("failure") or "",
-        "in_sync": bool(registry.get("in_sync")),
+        "run_id": snapshot.run_id,
+        "failure": snapshot.failure,
+        "in_sync": registry.in_sync,
         "connections": connections,
         "strategies": strategies,
         "codes": {code: codes[code] for code in sorted(codes)},
         "registry": {
             "pending": pending,
-            "quarantined": dict(sorted((registry.get("refused") or {}).items())),
-            "vendor_errors": list(registry.get("vendor_errors") or []),
-            "routes_awaited": dict(sorted((registry.get("routes_awaited") or {}).items())),
+            "quarantined": dict(sorted(registry.refused.items())),
+            "vendor_errors": list(registry.vendor_errors),
+            "routes_awaited": dict(sorted(registry.routes_awaited.items())),
         }
-        | ({} if registry else {"error": (raw.get("registry") or {}).get("error", "no answer")}),
+        | ({} if answered else {"error": _error(snapshot.registry)}),
     }
 
 
