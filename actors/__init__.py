@@ -13,6 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: The release; pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 __all__ = [
     "BookTick",
     "ConfigError",

@@ -5,8 +5,10 @@ The hops (README "How a tick travels")::
     Connection ──raw frames──▶ Decoder ──one tick batch per strategy──▶ Strategy
                channel (replay)          channel (drops counted)
 
-Each hop is a stream socket: a Unix-domain socket in Linux's abstract namespace when both ends are on
-one node (no file to leave behind), TCP on the receiver's node address otherwise. Every message is a
+Each hop is a stream socket: a Unix-domain socket when both ends are on one node, TCP on the
+receiver's node address otherwise. The Unix socket is in Linux's abstract namespace (no file to leave
+behind); where that namespace is missing (macOS, or a kernel or sandbox without it) it is a file in a
+private directory (0700, this process's, removed at exit). Every message is a
 4-byte big-endian length and one msgpack array ``[number, missed, body]``; the receiver answers with
 the same framing, ``number``: every batch up to it is done with. A stream's first frame is the
 receiver's key (random per receiver, part of its address): a stream that does not begin with it
@@ -23,13 +25,20 @@ Measured against pyzmq in README "Channel candidates": asyncio Unix-domain socke
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import functools
 import hmac
 import os
 import secrets
+import shutil
 import socket
 import struct
+import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -213,13 +222,13 @@ class Receiver:
         self._node = node
         self._host = host
         self._servers: list[asyncio.AbstractServer] = []
+        self._uds = ""
         self._address: asyncio.Future[Address] = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        # Linux abstract namespace: the leading NUL means no file, and the kernel frees it with the process.
-        uds = f"\0tickvisor-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        uds = self._uds = unix_socket_path(self.name)
         try:
             listener = _unix_listener(uds)
             self._servers.append(await loop.create_unix_server(lambda: self._accept(), sock=listener))
@@ -244,6 +253,9 @@ class Receiver:
         """Stop listening and drop every stream."""
         for server in self._servers:
             server.close()
+        if self._uds and not self._uds.startswith("\0"):  # a file: gone with the listener
+            with contextlib.suppress(OSError):
+                Path(self._uds).unlink()
         for peer in list(self.peers):
             if peer.transport is not None:
                 peer.transport.abort()
@@ -368,6 +380,43 @@ class Sender:
 
 
 LOOPBACK = "127.0.0.1"
+#: sun_path holds 108 bytes on Linux, 104 on macOS: a longer temporary directory is not used.
+MAX_SOCKET_DIR_CHARS = 60
+
+
+@functools.cache
+def abstract_namespace() -> bool:
+    """Whether Unix sockets can be bound in Linux's abstract namespace here (probed once)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(f"\0tickvisor-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        except OSError:
+            return False
+    return True
+
+
+@functools.cache
+def _socket_dir() -> str:
+    """Make this process's private directory for socket files: mode 0700 (mkdtemp), removed at exit."""
+    base = tempfile.gettempdir()
+    if len(base) > MAX_SOCKET_DIR_CHARS:
+        base = "/tmp"  # noqa: S108 - only a private mkdtemp directory is made in it
+    path = tempfile.mkdtemp(prefix="tickvisor-", dir=base)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def unix_socket_path(name: str) -> str:
+    """Where a receiver named ``name`` listens on this node.
+
+    In the abstract namespace (a leading NUL: no file, the kernel frees it with the process) where it
+    exists, else a file in this process's private directory.
+    """
+    if abstract_namespace():
+        return f"\0tickvisor-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return os.path.join(_socket_dir(), f"{uuid.uuid4().hex[:16]}.sock")  # noqa: PTH118 - a str for bind
 
 
 # The Unix sockets are made here and handed to the loop (``sock=``): uvloop, which Ray runs async actors

@@ -35,7 +35,7 @@ from actors.decoder import Decoder
 from actors.groups import in_bundle
 from actors.heartbeat import Heartbeat
 from actors.registry import Registry
-from actors.strategy import Strategy, strategy_actor
+from actors.strategy import Strategy, check_init, strategy_actor
 
 
 def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strategy]:
@@ -56,6 +56,8 @@ def load_strategy_class(kind: str, key: str = "strategies.kind") -> type[Strateg
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(key, f"{kind!r} is not a subclass of actors.Strategy")
+    if (why := check_init(cls, kind)) is not None:
+        raise ConfigError(key, why)
     return cls
 
 

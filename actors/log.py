@@ -116,7 +116,7 @@ def configure(fmt: str | None = None, level: str | None = None, stream: TextIO |
 
 
 def endpoint_of_connection(conn_id: str) -> str:
-    """``stock`` of ``stock-0`` (connection ids are ``<endpoint>-<i>``: actors.supervision)."""
+    """``stock`` of ``stock-0`` (connection ids are ``<endpoint>-<i>``: actors.children)."""
     return conn_id.rsplit("-", 1)[0]
 
 

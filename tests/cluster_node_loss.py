@@ -79,7 +79,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
 
     from actors.control import Job
     from actors.core.settings import parse_settings
-    from actors.supervision import connection_ids
+    from actors.children import connection_ids
     from scripts.simulator import SimulatorThread
     from tests.conftest import collector_toml, system_toml
 
@@ -105,7 +105,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         settings = parse_settings(text)
         job = Job.start(settings, TOKEN, timeout=180 * SCALE)
         wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
-        # Connection k of the configured ones reads into decoder k (actors.supervision.launch).
+        # Connection k of the configured ones reads into decoder k (actors.launch).
         conns = [f"connection:{c}" for ids in connection_ids(settings).values() for c in ids]
         pairs = {conn: f"decoder:{k}" for k, conn in enumerate(conns)}
 

@@ -189,7 +189,7 @@ def start_system(
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Any]:
     """The AllTick simulator on 127.0.0.1, fast ticks, test rate limits as the vendor's."""
-    from scripts.simulator import SimulatorThread
+    from actors.sim import SimulatorThread
 
     simulator = SimulatorThread(token=TEST_TOKEN, tick_rate=20.0, heartbeat_timeout=10.0)
     simulator.start()

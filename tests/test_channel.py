@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import stat
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from actors import channel
 from actors.channel import Address, Peer, Receiver, Sender
 from actors.core.routing import Outbox
 
@@ -208,3 +215,36 @@ async def test_a_stream_without_the_receivers_key_is_dropped_unread() -> None:
     await until(lambda: [body for _, _, body in sink.got] == [["real"]], "the keyed sender's batch")
     sender.close()
     sink.receiver.close()
+
+
+async def test_without_the_abstract_namespace_the_unix_socket_is_a_file_in_a_private_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where Linux's abstract namespace is missing (macOS), the receiver listens on a socket file in a
+    0700 directory of its own process; forced here on Linux. The file goes when the receiver closes.
+    """
+    assert channel.abstract_namespace() == sys.platform.startswith("linux")  # the probe, as found here
+    monkeypatch.setattr(channel, "abstract_namespace", lambda: False)
+    sink = Sink()
+    address = await sink.receiver.address()
+    socket_file = Path(address.uds)
+    assert socket_file.is_absolute() and socket_file.is_socket(), address.uds
+    directory = socket_file.parent
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert directory.stat().st_uid == os.getuid()
+
+    async def resolve() -> Address:
+        return address
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node=NODE)
+    for k in range(5):
+        assert sender.send([k], 1)
+    await until(lambda: [body for _, _, body in sink.got] == [[k] for k in range(5)], "5 batches")
+    await until(lambda: sender.outbox.pending == 0, "their acknowledgements")
+    assert sender.breaks == 0 and sender.last_error == ""
+    sender.close()
+    sink.receiver.close()
+    assert not socket_file.exists()
+    again = Sink()
+    assert Path((await again.receiver.address()).uds).parent == directory  # one directory per process
+    again.receiver.close()

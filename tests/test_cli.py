@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,7 +109,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     job.wait_stdout(CONSOLE_VIEW, 20, "a console view")
     job.wait_stdout(CONSOLE_ROW, 20, "a console row with a price")
     running = job.snapshot()
-    sims = [p for p in running if "scripts/simulator.py" in p.cmd]
+    sims = [p for p in running if "-m actors.sim" in p.cmd]
     assert len(sims) == 1, [p.cmd for p in running]
     assert any("raylet" in p.cmd for p in running), "the job's local Ray was not found in its session"
 
@@ -311,3 +312,190 @@ def test_where_the_commands_look_for_the_job(tmp_path: Any, monkeypatch: pytest.
         control.connect(ns, "http://127.0.0.1:8265", {})  # the head's dashboard here: its GCS is tried
     with pytest.raises(control.NoJob, match=r"at 127\.0\.0\.1:1: nothing listens there"):
         control.connect(ns, "127.0.0.1:1", {})
+
+
+# --- the command line itself: `tickvisor`, `python -m actors`, `supervisor.py`; no job, no Ray --------
+
+
+def tickvisor(
+    args: list[str], env: dict[str, str] | None = None, *, entry: tuple[str, ...] = ("-m", "actors")
+) -> subprocess.CompletedProcess[str]:
+    """``python -m actors ARGS`` (or ``python ENTRY ARGS``) to the end, from the repository root."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and package
+        [sys.executable, *entry, *args],
+        cwd=ROOT,
+        env=env or job_env(),
+        capture_output=True,
+        text=True,
+        timeout=60 * S,
+        check=False,
+    )
+
+
+def test_options_go_before_or_after_the_command() -> None:
+    from actors.cli import DEFAULTS, parse_args
+
+    assert vars(parse_args([])) == {**DEFAULTS, "command": "run", "simulator_args": []}
+    before = parse_args(["--namespace", "x", "status", "--address", "h:1", "--json"])
+    assert (before.command, before.namespace, before.address, before.json) == ("status", "x", "h:1", True)
+    after = parse_args(["subscribe", "tape", "AAPL.US", "--book", "--namespace", "y"])
+    assert (after.command, after.strategy, after.codes, after.book, after.namespace) == (
+        "subscribe", "tape", ["AAPL.US"], True, "y",
+    )  # fmt: skip
+    for argv in (
+        ["--config", "c.toml", "--duration", "5", "--status-every", "0"],
+        ["run", "--config", "c.toml", "--duration", "5", "--status-every", "0"],
+        ["--config", "c.toml", "run", "--duration", "5", "--status-every=0"],
+    ):
+        job = parse_args(argv)
+        assert (job.command, job.config, job.duration, job.status_every) == ("run", "c.toml", 5.0, 0.0), argv
+    assert parse_args(["--config", "c.toml", "check"]).config == "c.toml"
+    assert parse_args(["check", "--config", "c.toml"]).config == "c.toml"
+    assert parse_args(["check"]).config is None  # the embedded default
+    forwarded = parse_args(["simulator", "--port", "0", "--token-env", "T", "--help"])
+    assert forwarded.simulator_args == ["--port", "0", "--token-env", "T", "--help"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--duration", "5", "status"], "--duration is not an option of status: only run takes it"),
+        (["status", "--duration", "5"], "--duration is not an option of status: only run takes it"),
+        (
+            ["--log-format", "json", "unsubscribe", "s", "X.US"],
+            "--log-format is not an option of unsubscribe",
+        ),
+        (["check", "--namespace", "x"], "--namespace is not an option of check: only run, status, subscribe"),
+        (["--config", "c.toml", "status"], "--config is not an option of status: only run and check take it"),
+        (["--config", "c.toml", "simulator", "--port", "0"], "--config is not an option of simulator"),
+        (["status", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_an_option_the_command_does_not_take_is_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from actors.cli import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["", "run", "status", "subscribe", "unsubscribe", "check", "simulator"])
+def test_every_help_lists_its_exit_codes(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from actors.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*([command] if command else []), "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out, out
+    assert re.search(r"\b0 ", out.split("exit codes:")[1]), out
+
+
+def test_version_and_the_entry_points_agree() -> None:
+    import actors
+
+    for entry in (("-m", "actors"), ("supervisor.py",)):
+        done = tickvisor(["--version"], entry=entry)
+        assert (done.returncode, done.stdout.strip()) == (0, f"tickvisor {actors.__version__}"), done.stderr
+
+
+def test_the_embedded_default_is_package_data_and_the_same_settings() -> None:
+    from actors.cli import embedded_default
+    from actors.core.settings import default_settings
+
+    assert (ROOT / "actors" / "data" / "default.toml").is_file()
+    assert embedded_default() == default_settings()
+
+
+def test_check_prints_the_plan_without_a_token_value_or_ray(tmp_path: Any) -> None:
+    secret = "SeCrEt-" + uuid.uuid4().hex
+    env = job_env(ALLTICK_TOKEN=secret)
+    done = tickvisor(["check", "--config", "configs/simulator.toml"], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "tickvisor: configs/simulator.toml is valid",
+        "plan: professional (10 connections per token per endpoint, 3000 codes per connection)",
+        "tokens: ALLTICK_TOKEN (set)",
+        "simulator: bundled, on 127.0.0.1 (plan pro, 5 ticks/s per code); every endpoint url points at it",
+        "endpoints:",
+        "  stock  ws://127.0.0.1:0/quote-stock-b-ws-api",
+        "    stock-0  token ALLTICK_TOKEN  3 codes: 700.HK AAPL.US TSLA.US",
+        "  forex_crypto  ws://127.0.0.1:0/quote-b-ws-api",
+        "    forex_crypto-0  token ALLTICK_TOKEN  4 codes: BTCUSDT ETHUSDT EURUSD XAUUSD",
+        "strategies:",
+        "  tape  recorder  4 codes: AAPL.US TSLA.US BTCUSDT EURUSD",
+        "  console  console  3 codes: 700.HK XAUUSD ETHUSDT",
+    ]
+    assert secret not in done.stdout + done.stderr
+    assert "Ray" not in done.stderr  # no ray.init: it would log the start of a local Ray
+    # Two tokens, a plan's limits: connections and codes follow them, tokens by name only.
+    config = tmp_path / "two.toml"
+    codes = [f"S{i:04d}.US" for i in range(1, 5)]
+    config.write_text(
+        '[feed]\ntoken_envs = ["TOKEN_A", "TOKEN_B"]\nplan = "free"\nmax_codes_per_connection = 2\n\n'
+        '[endpoints.stock]\nurl = "wss://quote.alltick.co/quote-stock-b-ws-api"\n\n'
+        f'[[strategies]]\nname = "c"\nkind = "console"\nsymbols = {json.dumps(codes)}\n',
+        encoding="utf-8",
+    )
+    tokens = {"TOKEN_A": "a-" + uuid.uuid4().hex, "TOKEN_B": "b-" + uuid.uuid4().hex}
+    done = tickvisor(["--config", str(config), "check"], job_env(**tokens))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "tokens: TOKEN_A (set), TOKEN_B (set)" in lines
+    assert [line for line in lines if line.startswith("    ")] == [
+        "    stock-0  token TOKEN_A  2 codes: S0001.US S0003.US",
+        "    stock-1  token TOKEN_B  2 codes: S0002.US S0004.US",
+    ]  # plan free: one connection per token; new codes go to the least-loaded one
+    assert not [value for value in tokens.values() if value in done.stdout + done.stderr]
+
+
+def test_tickvisor_simulator_serves_and_stops_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "actors",
+            "simulator",
+            "--port",
+            "0",
+            "--token",
+            "t",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=job_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert re.fullmatch(r"SIMULATOR LISTENING 127\.0\.0\.1:\d+\n", line), line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30 * S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_job_and_its_processes_find_the_package_where_it_was_imported_from() -> None:
+    import sysconfig
+
+    from actors import cli
+
+    path = cli.job_pythonpath({"PYTHONPATH": "/elsewhere"}).split(os.pathsep)
+    assert path in ([str(ROOT), str(Path.cwd()), "/elsewhere"], [str(ROOT), "/elsewhere"])
+    assert cli.PACKAGE_ROOT == ROOT
+    site = sysconfig.get_paths()["purelib"]
+    original = cli.PACKAGE_ROOT
+    try:
+        cli.PACKAGE_ROOT = type(original)(site)  # installed: the interpreter finds it by itself
+        assert site not in cli.job_pythonpath({}).split(os.pathsep)
+    finally:
+        cli.PACKAGE_ROOT = original

@@ -403,7 +403,7 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
         f"{len(late)} received between the last periodic flush and the signal"
     )
 
-    assert any("scripts/simulator.py" in p.cmd for p in recorder_run["running"])
+    assert any("-m actors.sim" in p.cmd for p in recorder_run["running"])
     left = job.leftovers()
     assert left == [], "processes outlived the job:\n" + "\n".join(left)
 
@@ -495,6 +495,17 @@ def test_bad_config_exits_2_naming_the_key(case: str, tmp_path: Path) -> None:
     assert str(config) in done.stderr or case in {"missing-token", "unimportable-strategy"}
     assert done.stdout == ""  # nothing started: no simulator, no Ray
     assert "Token authentication" not in done.stderr  # the warning ray.init prints
+    # `check` refuses it the same way, with the same line, and starts nothing either.
+    checked = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "actors", "check", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60 * S,
+        check=False,
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (2, "", done.stderr)
 
 
 # --- 3b. a job that cannot start: exit 1 with one line that says why ------------------------------
@@ -909,7 +920,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         # The job's actors run in this cluster, under its raylet.
         running = ray_head.processes()
         assert any("ray::Console" in p.cmd for p in running), [p.cmd[:80] for p in running]
-        assert any("scripts/simulator.py" in p.cmd for p in running), [p.cmd[:80] for p in running]
+        assert any("-m actors.sim" in p.cmd for p in running), [p.cmd[:80] for p in running]
 
         table = proc_table()
         followers = [p.pid for p in table.values() if p.ppid == shell.pid and "job logs" in p.cmd]
@@ -966,7 +977,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert code == 0, out[-2000:]
     assert "Active:" in out, out[-2000:]
     # ... and took its simulator with it.
-    sims = [p.cmd for p in ray_head.processes() if "scripts/simulator.py" in p.cmd]
+    sims = [p.cmd for p in ray_head.processes() if "-m actors.sim" in p.cmd]
     assert sims == [], sims
 
     # Neither token was shown: not by the recipe, not in `ray job list` (runtime environments), not by

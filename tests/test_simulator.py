@@ -1,4 +1,4 @@
-"""Tests of scripts/simulator.py, the local AllTick server.
+"""Tests of actors.sim, the local AllTick server (also run as scripts/simulator.py and python -m actors.sim).
 
 The client side here is a plain protocol client (websockets + json), never the ``actors`` package, so
 the simulator is checked against PROTOCOL.md on its own. One simulator per test on 127.0.0.1:0.
@@ -7,6 +7,7 @@ Timeouts scale from MS; the slowest tests (stall, blackhole, heartbeat timeout) 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import itertools
 import json
@@ -28,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 from websockets.protocol import State
 from websockets.sync.client import connect as sync_connect
 
-from scripts.simulator import (
+from actors.sim import (
     FOREX_CRYPTO_PATH,
     STOCK_PATH,
     PlanLimits,
@@ -46,6 +47,16 @@ DECIMAL = re.compile(r"^\d+(\.\d+)?$")
 MISSING = object()
 
 MakeSim = Callable[..., Awaitable[Simulator]]
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test sets ``now``: rate limits without sleeping."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 # --- A plain protocol client ----------------------------------------------------------------------------
@@ -585,42 +596,46 @@ class TestLimits:
         assert (await third.heartbeat())["ret"] == 200
 
     async def test_429_within_connection_gap_then_accepted(self, make_sim: MakeSim, open_client: Any) -> None:
-        sim = await make_sim(conn_gap_s=0.3)
+        clock = FakeClock(100.0)
+        sim = await make_sim(conn_gap_s=0.3, clock=clock)
         client = await open_client(sim.url("stock"))
-        t0 = time.monotonic()
         assert (await client.trades("AAPL.US"))["ret"] == 200
         refused = await client.trades("TSLA.US")
         assert (refused["ret"], refused["msg"], refused["cmd_id"]) == (429, "rate limit", 22005)
         assert (await client.cancel(2))["ret"] == 429
         assert (await client.heartbeat())["ret"] == 200  # heartbeats are not rate limited
-        await asyncio.sleep(t0 + 0.2 - time.monotonic())
+        clock.now = 100.2
         assert (await client.books(("700.HK", None)))["ret"] == 429
         assert conn_state(sim)["trades"] == ["AAPL.US"]
-        await asyncio.sleep(t0 + 0.32 - time.monotonic())  # refused requests did not restart the clock
+        clock.now = 100.299
+        assert (await client.trades("TSLA.US"))["ret"] == 429  # the gap counts from the accepted one
+        clock.now = 100.32  # refused requests did not restart the clock
         assert (await client.trades("TSLA.US"))["ret"] == 200
         state = conn_state(sim)
         assert state["trades"] == ["TSLA.US"]
-        assert [r[1:] for r in state["requests"]] == [
-            [22004, 200],
-            [22004, 429],
-            [22006, 429],
-            [22002, 429],
-            [22004, 200],
+        assert state["requests"] == [
+            [100.0, 22004, 200],
+            [100.0, 22004, 429],
+            [100.0, 22006, 429],
+            [100.2, 22002, 429],
+            [100.299, 22004, 429],
+            [100.32, 22004, 200],
         ]
-        assert state["refused"] == {"429": 3}
-        assert max_requests_in_window(state, 1.0) == 5
+        assert state["refused"] == {"429": 4}
+        assert max_requests_in_window(state, 1.0) == 6
         assert max_requests_in_window(state, 0.1) == 3
 
     async def test_token_gap_across_connections(self, make_sim: MakeSim, open_client: Any) -> None:
-        sim = await make_sim(token_gap_s=0.3)
+        clock = FakeClock(50.0)
+        sim = await make_sim(token_gap_s=0.3, clock=clock)
         one = await open_client(sim.url("stock"))
         two = await open_client(sim.url("stock"))
         fx = await open_client(sim.url("forex_crypto"))
         assert (await one.trades("AAPL.US"))["ret"] == 200
-        t0 = time.monotonic()
+        clock.now = 50.29
         assert (await two.trades("TSLA.US"))["ret"] == 429
         assert (await fx.trades("EURUSD"))["ret"] == 200  # the other path is counted separately
-        await asyncio.sleep(t0 + 0.32 - time.monotonic())
+        clock.now = 50.32
         assert (await two.trades("TSLA.US"))["ret"] == 200
         assert (await one.trades("MSFT.US"))["ret"] == 429
         assert sim.state()["totals"]["429"] == 2
@@ -1102,11 +1117,17 @@ def test_simulator_thread_for_sync_callers() -> None:
         sync_connect(f"ws://127.0.0.1:{port}{STOCK_PATH}?token={TOKEN}", open_timeout=1)
 
 
+ENTRIES = {"script": (str(REPO / "scripts" / "simulator.py"),), "module": ("-m", "actors.sim")}
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-async def test_cli_prints_listening_serves_and_exits_0_on_signal(stop_signal: signal.Signals) -> None:
+async def test_cli_prints_listening_serves_and_exits_0_on_signal(
+    stop_signal: signal.Signals, entry: str
+) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(REPO / "scripts" / "simulator.py"),
+        *ENTRIES[entry],
         "--host",
         "127.0.0.1",
         "--port",
@@ -1123,6 +1144,7 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(stop_signal: si
         "DEBUG",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -1146,3 +1168,22 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(stop_signal: si
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_simulator_imports_nothing_of_actors_outside_actors_sim() -> None:
+    # A client bug and a server bug must not cancel out: the server shares no code with the client.
+    package = REPO / "actors" / "sim"
+    outside = {}
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else ["(relative)"]
+            bad = [
+                n
+                for n in names
+                if n.split(".")[0] in {"actors", "scripts", "tests"} and not n.startswith("actors.sim")
+            ]
+            if bad:
+                outside[path.name] = bad
+    assert outside == {}

@@ -26,7 +26,7 @@ from actors.core import wire
 from actors.core.errors import ProtocolViolation, VendorError
 from actors.core.settings import TRANSPORTS
 from actors.transport import MAX_MESSAGE_BYTES, SocketClosed, Transport, _Listener, open_transport
-from scripts.sim.server import Simulator
+from actors.sim.server import Simulator
 
 TOKEN = "transport-test-token"  # noqa: S105 - the simulator's own
 CODES = ["AAPL.US", "TSLA.US", "700.HK"]

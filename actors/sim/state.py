@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from scripts.sim.frames import decode_any, error_frame
-from scripts.sim.market import BOOK_DEPTH_MAX, asset_class
-from scripts.sim.protocol import (
+from actors.sim.frames import decode_any, error_frame
+from actors.sim.market import BOOK_DEPTH_MAX, asset_class
+from actors.sim.protocol import (
     CANCEL_ALL,
     CANCEL_BOOK,
     CANCEL_TRADES,

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from scripts.sim.protocol import CMD_BOOK_PUSH, CMD_TRADE_PUSH, ERROR_MESSAGES
+from actors.sim.protocol import CMD_BOOK_PUSH, CMD_TRADE_PUSH, ERROR_MESSAGES
 
 
 class TradeData(msgspec.Struct, gc=False):

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from scripts.sim.server import Simulator
+from actors.sim.server import Simulator
 
 _T = TypeVar("_T")
 

@@ -1,4 +1,4 @@
-"""Fault injection into live connections: the faults listed in scripts/simulator.py's docstring.
+"""Fault injection into live connections: the faults listed in actors.sim's docstring.
 
 The bookkeeping (which connection is stalled, blackholed, in a burst or has a reply pending) is
 SimState's; this module carries the faults out on the sockets and writes their frames.
@@ -10,15 +10,15 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
-from scripts.sim.frames import encode, trade_frame, ws_text_frame
-from scripts.sim.link import Link
-from scripts.sim.market import Market
-from scripts.sim.protocol import CMD_TRADE_PUSH, ERROR_MESSAGES, endpoint_path
-from scripts.sim.state import SimState
+from actors.sim.frames import encode, trade_frame, ws_text_frame
+from actors.sim.link import Link
+from actors.sim.market import Market
+from actors.sim.protocol import CMD_TRADE_PUSH, ERROR_MESSAGES, endpoint_path
+from actors.sim.state import SimState
 
 log = logging.getLogger("tickvisor.simulator")
 
@@ -55,13 +55,21 @@ class FaultInjector:
         sim: the server's SimState (faults' bookkeeping, push counters).
         market: the server's Market (ghost, malformed and burst trades advance its seq numbers).
         links: the server's live connections by id; the server keeps it current.
+        clock: the server's monotonic clock (``clear`` restarts the heartbeat clock at its now).
 
     """
 
-    def __init__(self, sim: SimState, market: Market, links: Mapping[int, Link]) -> None:
+    def __init__(
+        self,
+        sim: SimState,
+        market: Market,
+        links: Mapping[int, Link],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sim = sim
         self.market = market
         self.links = links
+        self._clock = clock
 
     def inject(
         self, fault: str, *, path: str | None = None, conn: int | None = None, **params: object
@@ -69,7 +77,7 @@ class FaultInjector:
         """Inject a fault into live connections; call it on the simulator's loop.
 
         Args:
-            fault: one of FAULTS (see scripts/simulator.py's docstring).
+            fault: one of FAULTS (see actors.sim's docstring).
             path: an endpoint path or name; None = every path.
             conn: a connection id; None = every current connection on the path.
             params: the fault's parameters (count, code, kind, rate, ret, msg); strings are converted.
@@ -190,7 +198,7 @@ class FaultInjector:
 
     def _fault_clear(self, link: Link) -> bool:
         self.market.clear_code_faults()
-        removed = self.sim.clear_faults(link.id, time.monotonic())
+        removed = self.sim.clear_faults(link.id, self._clock())
         if "blackhole" in removed:
             link.ws.transport.resume_reading()
         if link.burst is not None:

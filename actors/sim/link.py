@@ -7,7 +7,7 @@ import asyncio
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
-from scripts.sim.state import SILENT_FAULTS, ConnState
+from actors.sim.state import SILENT_FAULTS, ConnState
 
 SLOW_CONSUMER_BYTES = 16 << 20  # normal pushes skip a connection with this much unsent
 

@@ -11,8 +11,8 @@ import enum
 import random
 from collections.abc import Mapping, Sequence
 
-from scripts.sim.frames import BookData, Level, TradeData
-from scripts.sim.protocol import FOREX_CRYPTO_PATH, STOCK_PATH
+from actors.sim.frames import BookData, Level, TradeData
+from actors.sim.protocol import FOREX_CRYPTO_PATH, STOCK_PATH
 
 # --- Products ------------------------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class Market:
     def __init__(self, catalog: Mapping[str, Sequence[str]], *, seed: int) -> None:
         self._rng = random.Random(seed)
         self.instruments: dict[str, Instrument] = {}
-        # Per-code faults (scripts/sim/faults.py): muted codes get no normal pushes; a skewed code's
+        # Per-code faults (actors/sim/faults.py): muted codes get no normal pushes; a skewed code's
         # tick_time is off by this many ms.
         self.muted: set[str] = set()
         self.skew_ms: dict[str, int] = {}

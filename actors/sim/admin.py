@@ -1,6 +1,6 @@
 """The HTTP side of the simulator's port: the admin API, and 404 for any other non-endpoint path.
 
-``/admin/state`` and ``/admin/fault`` are described in scripts/simulator.py's docstring.
+``/admin/state`` and ``/admin/fault`` are described in actors.sim's docstring.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from scripts.sim.frames import encode
-from scripts.sim.protocol import ENDPOINT_PATHS
+from actors.sim.frames import encode
+from actors.sim.protocol import ENDPOINT_PATHS
 
 
 class AdminAPI:

@@ -22,12 +22,12 @@ import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from scripts.sim.admin import AdminAPI
-from scripts.sim.faults import FaultInjector
-from scripts.sim.frames import book_frame, encode, error_frame, trade_frame, ws_text_frame
-from scripts.sim.link import Link
-from scripts.sim.market import BASE_PRICES, Market, generated_codes
-from scripts.sim.protocol import (
+from actors.sim.admin import AdminAPI
+from actors.sim.faults import FaultInjector
+from actors.sim.frames import book_frame, encode, error_frame, trade_frame, ws_text_frame
+from actors.sim.link import Link
+from actors.sim.market import BASE_PRICES, Market, generated_codes
+from actors.sim.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     DEFAULT_CONN_GAP_S,
@@ -41,7 +41,7 @@ from scripts.sim.protocol import (
     PlanLimits,
     endpoint_path,
 )
-from scripts.sim.state import SILENT_FAULTS, Outcome, SimState
+from actors.sim.state import SILENT_FAULTS, Outcome, SimState
 
 log = logging.getLogger("tickvisor.simulator")
 
@@ -83,7 +83,7 @@ class _RedactToken(logging.Filter):
 
 
 class Simulator:
-    """The AllTick simulator on an asyncio event loop. See scripts/simulator.py's docstring for the behaviour.
+    """The AllTick simulator on an asyncio event loop. See actors.sim's docstring for the behaviour.
 
     Args:
         host: interface to bind.
@@ -102,6 +102,8 @@ class Simulator:
         tls: serve wss:// with this server-side SSL context (None: plain ws://).
         more_tokens: further valid tokens, each with its own connection limit and rate clocks (token
             number 1, 2... in ``state()``); ``revoke`` makes one invalid.
+        clock: the monotonic seconds that the rate limits, the heartbeat timeout and ``requests`` are
+            counted in (a test passes a fake one to control them).
 
     """
 
@@ -123,6 +125,7 @@ class Simulator:
         token_gap_s: float = DEFAULT_TOKEN_GAP_S,
         tls: ssl.SSLContext | None = None,
         more_tokens: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if plan not in PLAN_LIMITS:
             raise ValueError(f"unknown plan {plan!r}, expected one of {sorted(PLAN_LIMITS)}")
@@ -138,6 +141,7 @@ class Simulator:
         self.tls = tls
         self.book_rate = book_rate
         self._token = token
+        self._clock = clock
         self._tokens = (token, *more_tokens)
         self._revoked: set[int] = set()
         catalog = {
@@ -152,7 +156,7 @@ class Simulator:
         )
         self.market = Market(catalog, seed=seed)
         self.links: dict[int, Link] = {}
-        self._faults = FaultInjector(self.sim, self.market, self.links)
+        self._faults = FaultInjector(self.sim, self.market, self.links, clock)
         self._http = AdminAPI(token, state=self.state, inject=self.inject)
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -239,7 +243,7 @@ class Simulator:
         return f"{scheme}://{self.host}:{self.port}/admin/{action}?{query}"
 
     def state(self) -> dict[str, Any]:
-        """A JSON-able snapshot: see scripts/simulator.py's docstring. Call it on the simulator's loop."""
+        """A JSON-able snapshot: see actors.sim's docstring. Call it on the simulator's loop."""
         state = self.sim.snapshot()
         market = self.market
         state["code_faults"] = {"muted": sorted(market.muted), "tick_time_skew_ms": dict(market.skew_ms)}
@@ -263,7 +267,7 @@ class Simulator:
             log.info("connection from %s on %s refused: 401 token invalid (token ***)", peer, path)
             await self._refuse(ws, 401)
             return
-        conn = self.sim.admit(path, peer, time.monotonic(), number)
+        conn = self.sim.admit(path, peer, self._clock(), number)
         if conn is None:
             log.info("connection from %s on %s refused: 606", peer, path)
             await self._refuse(ws, 606)
@@ -304,7 +308,7 @@ class Simulator:
 
     def _receive(self, link: Link, message: bytes | str) -> None:
         try:
-            outcome = self.sim.receive(link.id, message, time.monotonic())
+            outcome = self.sim.receive(link.id, message, self._clock())
         except Exception:  # the one catch-all, at the frame boundary: a server bug must not kill the socket
             log.exception("connection %d: failed to handle a frame", link.id)
             outcome = Outcome(reply=error_frame(400, MSG_HEADER_INVALID))
@@ -332,7 +336,7 @@ class Simulator:
 
     async def _watchdog(self, link: Link) -> None:
         while True:
-            remaining = self.sim.heartbeat_remaining(link.id, time.monotonic())
+            remaining = self.sim.heartbeat_remaining(link.id, self._clock())
             if remaining > 0:
                 await asyncio.sleep(remaining)
                 continue
