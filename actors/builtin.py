@@ -11,13 +11,13 @@ from typing import Any
 
 import msgspec
 
-from actors.core import wire
+from actors.core import normalise
 from actors.strategy import Strategy
 
 #: One line of the recorder's file, a JSON object: every field of ``Tick`` (tick_time in ms, prices
 #: the vendor's strings, received_ns) but the last, ``sent_ns``, which only the simulator stamps.
 RecordedTick = msgspec.defstruct(
-    "RecordedTick", [(f.name, f.type) for f in msgspec.structs.fields(wire.Tick)[:-1]], frozen=True
+    "RecordedTick", [(f.name, f.type) for f in msgspec.structs.fields(normalise.Tick)[:-1]], frozen=True
 )
 
 
@@ -38,7 +38,7 @@ class Recorder(Strategy):
         self._unflushed = 0
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[normalise.Tick]) -> None:
         """Write the batch; the flush loop makes it durable within a second."""
         encode = self._encode
         self._file.write(
@@ -72,12 +72,12 @@ class Console(Strategy):
     def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
         super().__init__(name, symbols, options, **kwargs)
         self._every = float(self.options.get("every_s", 2.0))
-        self._latest: dict[str, wire.Tick] = {}
+        self._latest: dict[str, normalise.Tick] = {}
         self._counts: dict[str, int] = {}
         self._since = time.monotonic()
         self._printer = asyncio.get_running_loop().create_task(self._print_loop())
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[normalise.Tick]) -> None:
         """Remember the latest tick and count per code."""
         for t in ticks:
             self._latest[t.code] = t

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from actors import metrics
 from actors.channel import Sender, local_node
-from actors.core import wire
+from actors.core import codes, wire
 from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
@@ -173,7 +173,7 @@ class Connection:
     ) -> None:
         self._conn_id = conn_id
         for_connection(conn_id, endpoint, token)  # every line of this process: its id, endpoint; no token
-        self._endpoint = wire.Endpoint(endpoint)
+        self._endpoint = codes.Endpoint(endpoint)
         self._url = url
         self._token = token
         self._cfg = config

@@ -43,6 +43,7 @@ from ray.experimental import internal_kv
 from actors import metrics
 from actors.core import wire
 from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, fan_out
+from actors.core.codes import Endpoint, endpoint_of
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
@@ -134,7 +135,7 @@ class Registry:
         the first).
         """
         self._lock = threading.RLock()
-        self._endpoints = {wire.Endpoint(e) for e in connections}
+        self._endpoints = {Endpoint(e) for e in connections}
         self._max_codes = max_codes
         self._state_key = state_key.encode()
         self._supervisor = supervisor
@@ -147,7 +148,7 @@ class Registry:
         self._depth_level = depth_level
         # One gate per token and endpoint: the rate limits count every subscription request, whatever
         # its kind, across the connections of one token (PROTOCOL.md "Limits").
-        self._gates: dict[tuple[str, wire.Endpoint], RateGate] = {}
+        self._gates: dict[tuple[str, Endpoint], RateGate] = {}
         self._books: dict[tuple[str, Kind], SubscriptionBook] = {}
         self._epochs: dict[str, int] = {}
         self._up: dict[str, bool] = {}
@@ -185,7 +186,7 @@ class Registry:
         decoder = 0
         for endpoint, ids in connections.items():
             for conn_id in ids:
-                slot = Slot(conn_id, wire.Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
+                slot = Slot(conn_id, Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
                 decoder += 1
                 if conn_id in self._pool.slots or state.pool is None:
                     self._pool.add(slot)  # a pinned one taken out with its token stays out
@@ -308,7 +309,7 @@ class Registry:
         problems: dict[str, str] = {}
         for code in codes:
             try:
-                endpoint = wire.endpoint_of(code)
+                endpoint = endpoint_of(code)
             except InvalidCode as exc:
                 problems[str(code)] = str(exc)
                 continue

@@ -44,7 +44,7 @@ import ray
 
 from actors import metrics
 from actors.channel import Address, Peer, Receiver, local_node
-from actors.core import wire
+from actors.core import normalise
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
@@ -90,8 +90,8 @@ class Strategy:
         # hook running. Cleared by every enqueue, set by the loop only when it goes back to waiting.
         self._idle = asyncio.Event()
         self._idle.set()
-        self._decode_ticks = msgspec.msgpack.Decoder(list[wire.Tick]).decode
-        self._decode_books = msgspec.msgpack.Decoder(list[wire.BookTick]).decode
+        self._decode_ticks = msgspec.msgpack.Decoder(list[normalise.Tick]).decode
+        self._decode_books = msgspec.msgpack.Decoder(list[normalise.BookTick]).decode
         self._batches = self._ticks = self._books = 0
         self._late_batches = self._lost_batches = 0
         self._last_tick_at = 0.0
@@ -135,10 +135,10 @@ class Strategy:
         are subscribed. Subscribe more here; the registry keeps what you hold across restarts.
         """
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[normalise.Tick]) -> None:
         """A batch of trades, in per-code seq order."""
 
-    async def on_books(self, books: list[wire.BookTick]) -> None:
+    async def on_books(self, books: list[normalise.BookTick]) -> None:
         """A batch of order-book snapshots, in per-code seq order."""
 
     async def on_missed(self, count: int) -> None:

@@ -74,8 +74,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
-from actors.core import wire
 from actors.core.backoff import RestartIntensity
+from actors.core.codes import endpoint_of
 from actors.core.errors import (
     ChildFailed,
     ConfigError,
@@ -162,7 +162,7 @@ def connection_ids(settings: Settings) -> dict[str, list[str]]:
     wanted: dict[str, set[str]] = {}
     for strategy in settings.strategies:
         for code in strategy.symbols:
-            wanted.setdefault(wire.endpoint_of(code).value, set()).add(code)
+            wanted.setdefault(endpoint_of(code).value, set()).add(code)
     most = limits.connections_per_token * len(settings.token_names())
     out = {}
     for endpoint in settings.endpoints:

@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from actors.core.wire import BookTick, Tick
+from actors.core.normalise import BookTick, Tick
 from actors.strategy import Strategy
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from actors.builtin import Console, Recorder
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 from actors.strategy import Strategy
 
 encode = msgspec.msgpack.Encoder().encode

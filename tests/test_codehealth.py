@@ -21,7 +21,7 @@ from actors.core.codehealth import (
     negative,
     positive,
 )
-from actors.core.wire import BookTick, Tick
+from actors.core.normalise import BookTick, Tick
 
 T0 = 1_700_000_000_000  # ms since the epoch
 

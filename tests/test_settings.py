@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pickle
 import tempfile
-import unittest
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from actors.core.errors import ConfigError
+from actors.core.plans import PLANS, Plan
 from actors.core.settings import (
     SIMULATOR_TOKEN,
     EndpointSettings,
@@ -25,7 +25,6 @@ from actors.core.settings import (
     resolve_tokens,
     with_simulator,
 )
-from actors.core.wire import PLANS, Plan
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOKEN = "s3cr3t-T0KEN-value"  # noqa: S105 - a fake token the tests look for in every message
@@ -57,7 +56,7 @@ def config_error(text: str, source: str = "<config>") -> ConfigError:
     raise AssertionError("parse_settings accepted a bad config")
 
 
-class ConfigFileTests(unittest.TestCase):
+class TestConfigFile:
     """The shipped configs and the embedded default are valid."""
 
     def test_example_config(self) -> None:
@@ -84,8 +83,7 @@ class ConfigFileTests(unittest.TestCase):
         tables = [settings.feed, settings.restart, settings.simulator, settings.strategies[0]]
         for table in tables:
             for field in msgspec.structs.fields(table):
-                with self.subTest(key=field.encode_name):
-                    assert f"\n{field.encode_name} = " in text
+                assert f"\n{field.encode_name} = " in text
 
     def test_simulator_config(self) -> None:
         settings = load_settings(CONFIGS / "simulator.toml")
@@ -364,17 +362,16 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
 ]
 
 
-class KeyErrorTests(unittest.TestCase):
+class TestKeyError:
     """Every bad key is a ConfigError naming its dotted path and what is expected."""
 
     def test_bad_keys(self) -> None:
         for case, text, key, words in BAD:
-            with self.subTest(case):
-                exc = config_error(text)
-                assert exc.key == key
-                assert f"config error at {key}: " in str(exc)
-                for word in words:
-                    assert word in str(exc)
+            exc = config_error(text)
+            assert exc.key == key
+            assert f"config error at {key}: " in str(exc)
+            for word in words:
+                assert word in str(exc)
 
     def test_stale_after_s_per_endpoint_and_its_errors(self) -> None:
         settings = parse_settings("[feed]\nstale_after_s = 5\n" + ENDPOINTS + "stale_after_s = 0\n")
@@ -439,7 +436,7 @@ class KeyErrorTests(unittest.TestCase):
             assert str(bad_key) in str(caught.value)
 
 
-class TokenTests(unittest.TestCase):
+class TestToken:
     """The token lives in the environment and never shows in a message."""
 
     def real(self) -> Settings:
@@ -453,7 +450,7 @@ class TokenTests(unittest.TestCase):
 
     def test_unset_or_empty_is_a_config_error_naming_the_variable(self) -> None:
         for environ in ({}, {"ALLTICK_TOKEN": ""}, {"ALLTICK_TOKEN": "   "}):
-            with self.subTest(environ=environ), pytest.raises(ConfigError) as caught:
+            with pytest.raises(ConfigError) as caught:
                 resolve_token(self.real(), environ)
             assert caught.value.key == "feed.token_env"
             assert "ALLTICK_TOKEN" in str(caught.value)
@@ -475,7 +472,7 @@ class TokenTests(unittest.TestCase):
             ({"TOK_A": TOKEN, "TOK_B": TOKEN}, "feed.token_envs[1]", "TOK_B holds the same token as TOK_A"),
         ]
         for environ, key, text in cases:
-            with self.subTest(environ=environ), pytest.raises(ConfigError) as caught:
+            with pytest.raises(ConfigError) as caught:
                 resolve_tokens(two, environ)
             assert caught.value.key == key
             assert text in str(caught.value)
@@ -544,14 +541,13 @@ class TokenTests(unittest.TestCase):
             '[feed]\ntoken_env = "e945d7d9abc4f5Ae3c"\n' + ENDPOINTS,  # a token without dashes
         ]
         for text in leaks:
-            with self.subTest(text=text):
-                exc = config_error(text)
-                assert TOKEN not in str(exc)
-                assert TOKEN not in repr(exc)
-                assert "e945d7d9abc4f5Ae3c" not in str(exc)
+            exc = config_error(text)
+            assert TOKEN not in str(exc)
+            assert TOKEN not in repr(exc)
+            assert "e945d7d9abc4f5Ae3c" not in str(exc)
 
 
-class SimulatorTests(unittest.TestCase):
+class TestSimulator:
     """with_simulator points every endpoint at the bundled simulator."""
 
     def test_urls_point_at_the_simulator(self) -> None:

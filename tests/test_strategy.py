@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import ray
 
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 from actors.strategy import strategy_actor
 from tests.collector import SlowHandler
 from tests.conftest import S, System, collector_toml, frozen, start_system, wait_for

@@ -40,7 +40,7 @@ from typing import Final
 
 import msgspec
 
-from actors.core import wire
+from actors.core import normalise
 
 EPISODE_QUIET_S = 60.0  # an anomaly not seen for this long on a code ends its episode
 FUTURE_LIMIT_MS = 60_000  # a tick_time this far ahead of the receive time is clock trouble
@@ -157,7 +157,7 @@ class TickCheck:
         self._episode_ends: dict[tuple[str, Anomaly], int] = {}
         self._reports: list[Report] = []
 
-    def check(self, rec: wire.Tick | wire.BookTick, now_ms: int) -> bool:
+    def check(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:
         """Judge one tick (or book snapshot) received at ``now_ms``; True = deliver it.
 
         Everything not plainly good is counted, and the first of an episode queued in ``reports()``.
@@ -165,8 +165,11 @@ class TickCheck:
         return bool(self.sift((rec,), now_ms, {rec.code: ("",)})[0])
 
     def sift(
-        self, records: Iterable[wire.Tick | wire.BookTick], now_ms: int, routes: Mapping[str, Sequence[str]]
-    ) -> tuple[dict[str, list[wire.Tick | wire.BookTick]], int]:
+        self,
+        records: Iterable[normalise.Tick | normalise.BookTick],
+        now_ms: int,
+        routes: Mapping[str, Sequence[str]],
+    ) -> tuple[dict[str, list[normalise.Tick | normalise.BookTick]], int]:
         """Judge every record (as ``check``) and hand each delivered one to every name ``routes`` gives
         for its code, in arrival order: returns the records per name, and how many were ghosts (a code
         ``routes`` does not name, neither judged nor marked; an empty code is judged: corrupt).
@@ -175,10 +178,12 @@ class TickCheck:
         from now, a price with a leading non-zero digit and no minus sign on the volume) is judged
         inline, anything else by the whole check.
         """
-        out: dict[str, list[wire.Tick | wire.BookTick]] = {}
+        out: dict[str, list[normalise.Tick | normalise.BookTick]] = {}
         ghosts = 0
-        marks_of, full, tick, nonzero = self._marks.get, self._check, wire.Tick, _NONZERO_DIGITS
-        low, high = (now_ms - self._past_ms, now_ms + self._future_ms) if now_ms > 0 else (0, wire.UINT64_MAX)
+        marks_of, full, tick, nonzero = self._marks.get, self._check, normalise.Tick, _NONZERO_DIGITS
+        low, high = (
+            (now_ms - self._past_ms, now_ms + self._future_ms) if now_ms > 0 else (0, normalise.UINT64_MAX)
+        )
         for rec in records:
             code = rec.code
             targets = routes.get(code)
@@ -209,7 +214,7 @@ class TickCheck:
                         bucket.append(rec)
         return out, ghosts
 
-    def _check(self, rec: wire.Tick | wire.BookTick, now_ms: int) -> bool:
+    def _check(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:
         code = rec.code
         if not code:
             self._note(code, Anomaly.EMPTY_CODE, "", now_ms, delivered=False)
@@ -252,8 +257,8 @@ class TickCheck:
                 marks.time_ms = tick_ms
         return self._sound(rec, now_ms)
 
-    def _sound(self, rec: wire.Tick | wire.BookTick, now_ms: int) -> bool:
-        if isinstance(rec, wire.Tick):
+    def _sound(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:
+        if isinstance(rec, normalise.Tick):
             price, volume = rec.price, rec.volume
         else:
             levels = rec.bids + rec.asks

@@ -30,9 +30,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import msgspec
 import msgspec.inspect as msgspec_inspect
 
+from actors.core.codes import ENDPOINT_PATHS, Endpoint, endpoint_of
 from actors.core.errors import ConfigError, InvalidCode
-from actors.core.liveness import Liveness
-from actors.core.wire import ENDPOINT_PATHS, HEARTBEAT_INTERVAL_S, PLANS, Endpoint, Plan, endpoint_of
+from actors.core.liveness import HEARTBEAT_INTERVAL_S, Liveness
+from actors.core.plans import PLANS, Plan
 
 #: The longest silence deadline: well inside the 30 s after which the server closes a socket that sent
 #: no heartbeat (PROTOCOL.md "Liveness"), so the job notices a dead socket before the server acts.

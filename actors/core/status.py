@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from actors.core import wire
+from actors.core.codes import endpoint_of
 from actors.core.errors import InvalidCode
 
 OK: Final = 0
@@ -336,7 +336,7 @@ def invalid_codes(codes: Iterable[str]) -> dict[str, InvalidCode]:
     invalid: dict[str, InvalidCode] = {}
     for code in codes:
         try:
-            wire.endpoint_of(code)
+            endpoint_of(code)
         except InvalidCode as exc:
             invalid[code] = exc
     return invalid
