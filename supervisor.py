@@ -39,15 +39,10 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from actors.config import load_settings
 from actors.core.errors import ConfigError, FeedError  # noqa: E402
-from actors.core.settings import (
-    Secret,
-    Settings,
-    default_settings,
-    load_settings,
-    resolve_tokens,
-    with_simulator,
-)
+from actors.core.settings import Settings, default_settings, with_simulator
+from actors.core.tokens import Secret, resolve_tokens
 
 STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from the signal
 #: Of that, what the end of the stop needs after the Supervisor's own stop: the simulator (about 0.2 s,

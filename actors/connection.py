@@ -30,7 +30,8 @@ from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, Proto
 from actors.core.liveness import Liveness, Verdict
 from actors.core.naming import connection_name
 from actors.core.routing import Outbox
-from actors.core.settings import TRANSPORTS, Secret, endpoint_url, redact
+from actors.core.settings import TRANSPORTS
+from actors.core.tokens import Secret, endpoint_url, redact
 from actors.hot import direct, freeze_heap
 from actors.log import for_connection, logger
 from actors.transport import SocketClosed, Transport, open_transport

@@ -24,8 +24,9 @@ from ray.exceptions import RayTaskError
 
 from actors.core.errors import SubscriptionRefused
 from actors.core.naming import REGISTRY, SUPERVISOR, strategy_name
-from actors.core.settings import Secret, Settings, redact
+from actors.core.settings import Settings
 from actors.core.status import REFUSED, invalid_codes, job_status, no_job_line, subscription_report
+from actors.core.tokens import Secret, redact
 
 SUPERVISOR_NAME = SUPERVISOR
 

@@ -86,8 +86,9 @@ from actors.core.errors import (
 )
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.core.placement import PAIR_BUNDLE, group_name, least_used
-from actors.core.settings import Secret, Settings
+from actors.core.settings import Settings
 from actors.core.status import RateWindow
+from actors.core.tokens import Secret
 from actors.decoder import Decoder
 from actors.heartbeat import Heartbeat
 from actors.log import about, logger

@@ -124,7 +124,8 @@ def one_run(  # noqa: PLR0913
 
     from actors.control import Job
     from actors.core.growth import startup_lower_bound_s
-    from actors.core.settings import Secret, parse_settings
+    from actors.core.settings import parse_settings
+    from actors.core.tokens import Secret
 
     total = per_conn * conns
     secrets = {TOKEN_NAMES[0]: Secret(TOKEN), TOKEN_NAMES[1]: Secret(SECOND_TOKEN)}
