@@ -8,7 +8,7 @@ order holds end to end. Per batch it:
 - forwards responses (22001/22003/22005/22007 and error frames) to the registry over Ray, which owns the
   subscription state;
 - drops ghosts, checks every tick and fans out (actors.core.routing.Router over
-  actors.core.codehealth.TickCheck): a duplicate (the vendor pushes the latest tick again on subscribe)
+  actors.core.tickcheck.TickCheck): a duplicate (the vendor pushes the latest tick again on subscribe)
   or an older tick is dropped, a corrupt one (price <= 0, negative volume, empty code) is dropped
   unless ``deliver_corrupt``, a seq reset, jump or odd tick_time is delivered; all are counted per
   code, and the first of each episode is logged and told to the code's holders (``on_problem``);
@@ -39,10 +39,10 @@ import msgspec
 from actors import metrics
 from actors.channel import Address, Peer, Receiver, Sender, local_node
 from actors.core import normalise
-from actors.core.codehealth import Report
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.routing import Outbox, Router, join_tick_batches
+from actors.core.tickcheck import Report
 from actors.hot import direct, freeze_heap
 from actors.log import logger
 from actors.naming import NamedActors

@@ -12,7 +12,7 @@ book's request allowed by the rate limits, an empty connection's grace period ov
 changed something; every change is made under one lock, so the registry stays a single
 serialization point.
 
-It also drives per-code liveness (actors.core.codehealth.CodeLiveness): every acknowledged code, trades
+It also drives per-code liveness (actors.core.codeliveness.CodeLiveness): every acknowledged code, trades
 or order book (a book push is that code's sign of life), is watched; its timer thread wakes at the
 core's next wake-up, asks the decoders for the age of each code's last tick or book
 (``Decoder.tick_ages``), and tells the holders of a code that went quiet or whose
@@ -42,7 +42,7 @@ from ray.experimental import internal_kv
 
 from actors import metrics
 from actors.core import wire
-from actors.core.codehealth import CodeHealth, CodeLiveness, LivenessEvent, fan_out
+from actors.core.codeliveness import CodeHealth, CodeLiveness, LivenessEvent, fan_out
 from actors.core.codes import Endpoint, endpoint_of
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
@@ -527,7 +527,7 @@ class Registry:
 
     def _liveness_events(self, events: list[LivenessEvent]) -> None:
         # One Ray call per holder and round (a connection of thousands of codes that dies is thousands
-        # of events), and a bounded number of log lines (actors.core.codehealth.fan_out).
+        # of events), and a bounded number of log lines (actors.core.codeliveness.fan_out).
         plan = fan_out(events, self._holders_of)
         self._code_events.extend(plan.texts)
         for level, line in plan.lines:

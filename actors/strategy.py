@@ -21,7 +21,7 @@ its oldest batch is dropped, and every dropped tick is counted
 (``statistics().missed``) and reported to ``on_missed``, never silently lost: so are the ticks a
 decoder could not send (its bounded outbox was full, or this strategy was restarting). A duplicate
 or older tick never reaches ``on_ticks``; after a reset of the vendor's seq counter (seq lower,
-tick_time later) the ticks go on from the new seq (see actors.core.codehealth, rule 2).
+tick_time later) the ticks go on from the new seq (see actors.core.tickcheck, rule 2).
 The rules live in actors.core.delivery; this shell moves bytes and calls the hooks.
 
 A code that goes quiet is told to its holders: ``on_stale(code, silent_for_s)`` when its connection
@@ -282,7 +282,7 @@ class Strategy:
         await self.on_problem(code, error if isinstance(error, str) else f"the vendor refused it: {error}")
 
     async def code_health(self, event: str, code: str, silent_for_s: float) -> None:
-        """The registry reports ``event`` "stale" or "recovered" for ``code`` (actors.core.codehealth)."""
+        """The registry reports ``event`` "stale" or "recovered" for ``code`` (actors.core.codeliveness)."""
         hook = self.on_stale if event == "stale" else self.on_recovered
         try:
             await hook(code, silent_for_s)

@@ -8,7 +8,7 @@ Rules of this module:
 2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
    else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
 3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: the
-   registry's status carries it under ``codes`` (actors.core.codehealth.CodeHealth: code -> {"state",
+   registry's status carries it under ``codes`` (actors.core.codeliveness.CodeHealth: code -> {"state",
    "reason", "connection", "last_tick_age_s"}, an age of -1 before the first tick); a snapshot may
    also give it as ``code_health``. It turns an ``ok`` code ``stale`` or ``never_started``; without it
    a code is ``ok``, ``pending`` or ``quarantined``, as the registry knows them.
@@ -239,7 +239,7 @@ def no_job_line(namespace: str, address: str, why: str = "") -> str:
     return f"tickvisor: no job found in namespace {namespace!r} at {where}{tail}"
 
 
-#: The three cases an operator must tell apart (actors.core.codehealth.Reason), in the text screen.
+#: The three cases an operator must tell apart (actors.core.codeliveness.Reason), in the text screen.
 _WHY: Final = {
     "connection": "connection dead",
     "quiet": "code quiet, socket alive",
