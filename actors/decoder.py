@@ -43,9 +43,9 @@ from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.routing import Outbox, Router, join_tick_batches
 from actors.core.tickcheck import Report
+from actors.handles import NamedActors
 from actors.hot import direct, freeze_heap
 from actors.log import logger
-from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
 #: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip trying it.

@@ -49,8 +49,8 @@ from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
+from actors.handles import NamedActors
 from actors.log import about, logger
-from actors.naming import NamedActors
 
 VENDOR_ERRORS_KEPT = 20  # the last refusals shown in the status, with the connection that got each
 #: The timer's longest sleep when no core has anything due (it is woken on changes); it also bounds

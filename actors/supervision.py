@@ -90,9 +90,9 @@ from actors.core.settings import Settings
 from actors.core.status import RateWindow
 from actors.core.tokens import Secret
 from actors.decoder import Decoder
+from actors.handles import NamedActors
 from actors.heartbeat import Heartbeat
 from actors.log import about, logger
-from actors.naming import NamedActors
 from actors.registry import Registry
 from actors.strategy import Strategy, strategy_actor
 
