@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import ssl
 import time
@@ -138,6 +139,7 @@ class BeatReport(msgspec.Struct, frozen=True):
     silence_deadline_s: float
     heartbeat_sent: bool
     pid: int
+    wake_in_s: float = math.inf  # until the liveness clock's next wake-up (Liveness.next_wakeup); inf: none
 
 
 class ConnectionStats(msgspec.Struct, frozen=True):
@@ -458,6 +460,7 @@ class Connection:
                 os.getpid(),
             )
         verdict, sent = await self._heartbeat_if_due(ws, now)
+        wake_in_s = self._liveness.next_wakeup(now) - now
         return BeatReport(
             self._conn_id,
             self._epoch,
@@ -467,6 +470,7 @@ class Connection:
             self._cfg.silence_deadline_s,
             sent,
             os.getpid(),
+            wake_in_s,
         )
 
     async def _heartbeat_if_due(self, ws: Transport, now: float) -> tuple[Verdict, bool]:

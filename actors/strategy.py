@@ -59,8 +59,6 @@ class StrategyStats(msgspec.Struct, frozen=True):
     books: int
     missed: int
     out_of_order: int  # duplicates or older seqs kept from on_ticks/on_books (e.g. replayed frames)
-    late_batches: int  # always 0: the channel keeps each decoder's batches in order (kept for readers)
-    lost_batches: int  # always 0: what a sender lost is counted in ``missed`` (kept for readers)
     queued_batches: int
     last_tick_age_s: float
     pid: int
@@ -93,7 +91,6 @@ class Strategy:
         self._decode_ticks = msgspec.msgpack.Decoder(list[normalise.Tick]).decode
         self._decode_books = msgspec.msgpack.Decoder(list[normalise.BookTick]).decode
         self._batches = self._ticks = self._books = 0
-        self._late_batches = self._lost_batches = 0
         self._last_tick_at = 0.0
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -304,8 +301,6 @@ class Strategy:
             books=self._books,
             missed=self._delivery.missed,
             out_of_order=self._delivery.out_of_order,
-            late_batches=self._late_batches,
-            lost_batches=self._lost_batches,
             queued_batches=self._delivery.queued,
             last_tick_age_s=age,
             pid=os.getpid(),

@@ -84,8 +84,6 @@ def raw_snapshot() -> dict[str, Any]:
                 "books": 0,
                 "missed": 2,
                 "out_of_order": 0,
-                "late_batches": 0,
-                "lost_batches": 0,
                 "queued_batches": 1,
                 "last_tick_age_s": 0.1,
                 "pid": 7,
