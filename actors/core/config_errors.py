@@ -13,7 +13,6 @@ Rules of this module:
 from __future__ import annotations
 
 import difflib
-import functools
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -77,9 +76,14 @@ def syntax_reason(message: str, source: str) -> str:
     return f"invalid TOML in {source} {at}: {what[:1].lower()}{what[1:]}"
 
 
-@functools.cache
+_SCHEMAS: dict[type[Any], msgspec_inspect.Type] = {}
+
+
 def _schema(schema: type[Any]) -> msgspec_inspect.Type:
-    return msgspec_inspect.type_info(schema)
+    info = _SCHEMAS.get(schema)
+    if info is None:
+        info = _SCHEMAS[schema] = msgspec_inspect.type_info(schema)
+    return info
 
 
 def _unwrap(node: msgspec_inspect.Type) -> msgspec_inspect.Type:

@@ -1,4 +1,4 @@
-"""Normalisation: raw trade and order-book pushes in, our ``Tick`` and ``BookTick`` out. Pure: no I/O, no clock.
+"""Normalisation: raw trade and order-book pushes in, our ``Tick`` and ``BookTick`` out. Pure: no I/O.
 
 Rules of this module:
 
