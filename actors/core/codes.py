@@ -137,6 +137,9 @@ def endpoint_of(code: object) -> Endpoint:
     if code != code.upper():
         reason = "codes are case-sensitive and upper-case"
     else:
-        reason = "not in the vendor's notation (stocks like AAPL.US, 700.HK, 600519.SH; pairs like EURUSD, BTCUSDT)"
+        reason = (
+            "not in the vendor's notation "
+            "(stocks like AAPL.US, 700.HK, 600519.SH; pairs like EURUSD, BTCUSDT)"
+        )
     hint = guess_code(code)
     raise InvalidCode(code, reason, hint)
