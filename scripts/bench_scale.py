@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from actors.core.plans import SUBSCRIBE_GAP_PER_TOKEN_S
-from actors.core.wire import Tick  # noqa: E402
+from actors.core.normalise import Tick  # noqa: E402
+from actors.core.plans import SUBSCRIBE_GAP_PER_TOKEN_S  # noqa: E402
 from actors.strategy import Strategy  # noqa: E402
 from scripts.bench_sim import rss_mb  # noqa: E402
 
