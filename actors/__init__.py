@@ -1,7 +1,7 @@
 """tickvisor: an actor-model supervisor for real-time market-data WebSocket feeds (AllTick), on Ray.
 
-The pure core (no Ray, no sockets): ``actors.core.wire``, ``actors.core.subscriptions``, ``actors.core.holdings``,
-``actors.core.assignment``, ``actors.core.liveness``, ``actors.core.backoff``, ``actors.core.settings``, ``actors.core.errors``.
+The pure core (no Ray, no sockets) is the package ``actors.core``: frames (``wire``), normalised ticks
+(``normalise``), codes, plans, subscriptions, holdings, assignment, liveness, backoff, settings, errors.
 The Ray shells: ``actors.connection``, ``actors.heartbeat``, ``actors.registry``, ``actors.decoder``,
 ``actors.strategy``, ``actors.builtin``, ``actors.supervision``.
 
@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 _WHERE = {
-    "BookTick": "actors.core.wire",
-    "Endpoint": "actors.core.wire",
-    "Tick": "actors.core.wire",
+    "BookTick": "actors.core.normalise",
+    "Endpoint": "actors.core.codes",
+    "Tick": "actors.core.normalise",
     "ConfigError": "actors.core.errors",
     "FeedError": "actors.core.errors",
     "InvalidCode": "actors.core.errors",

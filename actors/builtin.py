@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.core import wire
 from actors.core.errors import ConfigError
+from actors.core.normalise import Tick
 from actors.strategy import Strategy
 from actors.tape import open_writer
 
@@ -41,7 +41,7 @@ class Recorder(Strategy):
             raise ConfigError(f"strategies.{name}.format", exc.reason) from None
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[Tick]) -> None:
         """Write the batch; the flush loop makes it durable within ``flush_every_s``."""
         self._writer.write(ticks)
 
@@ -68,12 +68,12 @@ class Console(Strategy):
     def __init__(self, name: str, symbols: Any = (), options: Any = None, **kwargs: Any) -> None:
         super().__init__(name, symbols, options, **kwargs)
         self._every = float(self.options.get("every_s", 2.0))
-        self._latest: dict[str, wire.Tick] = {}
+        self._latest: dict[str, Tick] = {}
         self._counts: dict[str, int] = {}
         self._since = time.monotonic()
         self._printer = asyncio.get_running_loop().create_task(self._print_loop())
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[Tick]) -> None:
         """Remember the latest tick and count per code."""
         for t in ticks:
             self._latest[t.code] = t

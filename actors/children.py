@@ -27,10 +27,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
-from actors.core import wire
+from actors.core.codes import endpoint_of
 from actors.core.errors import ConfigError
 from actors.core.naming import HEARTBEAT, REGISTRY, connection_name, decoder_name, strategy_name
-from actors.core.settings import Secret, Settings
+from actors.core.settings import Settings
+from actors.core.tokens import Secret
 from actors.decoder import Decoder
 from actors.groups import in_bundle
 from actors.heartbeat import Heartbeat
@@ -69,7 +70,7 @@ def connection_ids(settings: Settings) -> dict[str, list[str]]:
     wanted: dict[str, set[str]] = {}
     for strategy in settings.strategies:
         for code in strategy.symbols:
-            wanted.setdefault(wire.endpoint_of(code).value, set()).add(code)
+            wanted.setdefault(endpoint_of(code).value, set()).add(code)
     most = limits.connections_per_token * len(settings.token_names())
     out = {}
     for endpoint in settings.endpoints:

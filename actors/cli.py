@@ -40,18 +40,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import actors
+from actors.config import load_settings
 from actors.core.assignment import assign
+from actors.core.codes import Endpoint
 from actors.core.errors import ConfigError, FeedError
-from actors.core.settings import (
-    Secret,
-    Settings,
-    load_settings,
-    parse_settings,
-    redact,
-    resolve_tokens,
-    with_simulator,
-)
-from actors.core.wire import Endpoint
+from actors.core.settings import Settings, parse_settings, with_simulator
+from actors.core.tokens import Secret, redact, resolve_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import ssl
 import time
@@ -24,13 +25,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from actors import metrics
 from actors.channel import Sender, local_node
-from actors.core import wire
+from actors.core import codes, wire
 from actors.core.backoff import backoff
 from actors.core.errors import ConnectFailed, ConnectionSilent, FeedError, ProtocolViolation, VendorError
 from actors.core.liveness import Liveness, Verdict
 from actors.core.naming import connection_name
 from actors.core.routing import Outbox
-from actors.core.settings import TRANSPORTS, Secret, endpoint_url, redact
+from actors.core.settings import TRANSPORTS
+from actors.core.tokens import Secret, endpoint_url, redact
 from actors.hot import direct, freeze_heap
 from actors.log import for_connection, logger
 from actors.transport import SocketClosed, Transport, open_transport
@@ -137,6 +139,7 @@ class BeatReport(msgspec.Struct, frozen=True):
     silence_deadline_s: float
     heartbeat_sent: bool
     pid: int
+    wake_in_s: float = math.inf  # until the liveness clock's next wake-up (Liveness.next_wakeup); inf: none
 
 
 class ConnectionStats(msgspec.Struct, frozen=True):
@@ -173,7 +176,7 @@ class Connection:
     ) -> None:
         self._conn_id = conn_id
         for_connection(conn_id, endpoint, token)  # every line of this process: its id, endpoint; no token
-        self._endpoint = wire.Endpoint(endpoint)
+        self._endpoint = codes.Endpoint(endpoint)
         self._url = url
         self._token = token
         self._cfg = config
@@ -457,6 +460,7 @@ class Connection:
                 os.getpid(),
             )
         verdict, sent = await self._heartbeat_if_due(ws, now)
+        wake_in_s = self._liveness.next_wakeup(now) - now
         return BeatReport(
             self._conn_id,
             self._epoch,
@@ -466,6 +470,7 @@ class Connection:
             self._cfg.silence_deadline_s,
             sent,
             os.getpid(),
+            wake_in_s,
         )
 
     async def _heartbeat_if_due(self, ws: Transport, now: float) -> tuple[Verdict, bool]:

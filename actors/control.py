@@ -24,7 +24,7 @@ from ray.exceptions import RayTaskError
 
 from actors.core.errors import SubscriptionRefused
 from actors.core.naming import REGISTRY, SUPERVISOR, strategy_name
-from actors.core.settings import Secret, Settings, redact
+from actors.core.settings import Settings
 from actors.core.status import (
     REFUSED,
     StatusSnapshot,
@@ -33,6 +33,7 @@ from actors.core.status import (
     no_job_line,
     subscription_report,
 )
+from actors.core.tokens import Secret, redact
 
 #: How long ``status_document`` waits before its second sample when a rate was not measurable yet.
 RATE_SAMPLE_S = 1.0

@@ -3,12 +3,12 @@
 One connection always feeds the same decoder over one channel stream (actors.channel), so per-code
 order holds end to end. Per batch it:
 
-- decodes every frame with msgspec (actors.core.wire.decode_batch: the usual form first, unless the feed
+- decodes every frame with msgspec (actors.core.normalise.decode_batch: the usual form first, unless the feed
   sent another lately); a bad frame is counted and logged, the rest of the batch goes on;
 - forwards responses (22001/22003/22005/22007 and error frames) to the registry over Ray, which owns the
   subscription state;
 - drops ghosts, checks every tick and fans out (actors.core.routing.Router over
-  actors.core.codehealth.TickCheck): a duplicate (the vendor pushes the latest tick again on subscribe)
+  actors.core.tickcheck.TickCheck): a duplicate (the vendor pushes the latest tick again on subscribe)
   or an older tick is dropped, a corrupt one (price <= 0, negative volume, empty code) is dropped
   unless ``deliver_corrupt``, a seq reset, jump or odd tick_time is delivered; all are counted per
   code, and the first of each episode is logged and told to the code's holders (``on_problem``);
@@ -38,17 +38,17 @@ import msgspec
 
 from actors import metrics
 from actors.channel import Address, Peer, Receiver, Sender, local_node
-from actors.core import wire
-from actors.core.codehealth import Report
+from actors.core import normalise
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.routing import Outbox, Router, join_tick_batches
+from actors.core.tickcheck import Report
+from actors.handles import NamedActors
 from actors.hot import direct, freeze_heap
 from actors.log import logger
-from actors.naming import NamedActors
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
-#: After a batch that was not all in the usual form (wire.decode_batch), this many batches skip trying it.
+#: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip trying it.
 USUAL_RETRY_BATCHES = 64
 #: How long ``channel_address`` waits for the first routes (frames decoded before them would be
 #: ghosts), then for the channels to the routed strategies (a connection replays its unacknowledged
@@ -104,7 +104,7 @@ class Decoder:
         self._batches = self._frames = self._ticks = self._books = 0
         self._delivered = self._malformed = self._frames_lost = 0
         self._routed = asyncio.Event()
-        self._usual = True  # the last batch was all in the usual form: try it first (wire.decode_batch)
+        self._usual = True  # the last batch was all in the usual form: try it first (normalise.decode_batch)
         direct(self, "decode", "_send", "_sender", "_tell_watched")  # per batch: past Ray's wrappers
         self._node, host = local_node()
         # connection -> here: raw frame batches (actors.connection._flush)
@@ -174,7 +174,7 @@ class Decoder:
         """Decode one batch from ``conn_id``; returns how many ticks were sent on (per strategy)."""
         # A feed that sends another form (numeric strings, seconds) pays a failed try only now and then.
         usual = self._usual or self._batches % USUAL_RETRY_BATCHES == 0
-        batch = wire.decode_batch(frames, received_ns, usual=usual)
+        batch = normalise.decode_batch(frames, received_ns, usual=usual)
         self._usual = batch.usual
         self._batches += 1
         self._frames += len(frames)

@@ -22,7 +22,8 @@ import ray
 
 from actors.children import connection_ids, create_children, token_map
 from actors.core.naming import SUPERVISOR
-from actors.core.settings import Secret, Settings
+from actors.core.settings import Settings
+from actors.core.tokens import Secret
 from actors.groups import remove_group, startup_group
 from actors.supervisor import Supervisor
 

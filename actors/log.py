@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from actors.core.settings import Secret, redact
+from actors.core.tokens import Secret, redact
 
 DEFAULT_LEVEL = "INFO"
 FORMAT_ENV = "TICKVISOR_LOG_FORMAT"

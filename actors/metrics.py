@@ -199,7 +199,7 @@ def code_states(
     books: Iterable[Any], refused: Mapping[str, str], liveness: Callable[[], Mapping[str, Any]] | None = None
 ) -> None:
     """Set the ``codes`` gauge from the registry's subscription books (actors.core.subscriptions) and
-    its per-code liveness (``liveness()``: code -> actors.core.codehealth.CodeHealth), at most once a
+    its per-code liveness (``liveness()``: code -> actors.core.codeliveness.CodeHealth), at most once a
     second (the registry's timer calls it on every round, and at least every few seconds).
     """
     _flush_due()  # the registry's timer also hands its counts to Ray

@@ -32,8 +32,8 @@ from actors.alarm import Alarm
 from actors.core import desk as d
 from actors.core.desk import ConnStatus, Desk, RegistryState, RegistryStatus
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
+from actors.handles import NamedActors
 from actors.log import about, logger
-from actors.naming import NamedActors
 
 IDLE_WAKEUP_S = 5.0  # the alarm's longest sleep: bounds the age of the ``codes`` gauge and metric counts
 T = TypeVar("T")

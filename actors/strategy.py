@@ -21,7 +21,7 @@ its oldest batch is dropped, and every dropped tick is counted
 (``statistics().missed``) and reported to ``on_missed``, never silently lost: so are the ticks a
 decoder could not send (its bounded outbox was full, or this strategy was restarting). A duplicate
 or older tick never reaches ``on_ticks``; after a reset of the vendor's seq counter (seq lower,
-tick_time later) the ticks go on from the new seq (see actors.core.codehealth, rule 2).
+tick_time later) the ticks go on from the new seq (see actors.core.tickcheck, rule 2).
 The rules live in actors.core.delivery; this shell moves bytes and calls the hooks.
 
 A code that goes quiet is told to its holders: ``on_stale(code, silent_for_s)`` when its connection
@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import os
 import time
-import contextvars
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -46,7 +46,7 @@ import ray
 
 from actors import metrics
 from actors.channel import Address, Peer, Receiver, local_node
-from actors.core import wire
+from actors.core import normalise
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
@@ -61,8 +61,6 @@ class StrategyStats(msgspec.Struct, frozen=True):
     books: int
     missed: int
     out_of_order: int  # duplicates or older seqs kept from on_ticks/on_books (e.g. replayed frames)
-    late_batches: int  # always 0: the channel keeps each decoder's batches in order (kept for readers)
-    lost_batches: int  # always 0: what a sender lost is counted in ``missed`` (kept for readers)
     queued_batches: int
     last_tick_age_s: float
     pid: int
@@ -123,10 +121,9 @@ class Strategy:
         # hook running. Cleared by every enqueue, set by the loop only when it goes back to waiting.
         self._idle = asyncio.Event()
         self._idle.set()
-        self._decode_ticks = msgspec.msgpack.Decoder(list[wire.Tick]).decode
-        self._decode_books = msgspec.msgpack.Decoder(list[wire.BookTick]).decode
+        self._decode_ticks = msgspec.msgpack.Decoder(list[normalise.Tick]).decode
+        self._decode_books = msgspec.msgpack.Decoder(list[normalise.BookTick]).decode
         self._batches = self._ticks = self._books = 0
-        self._late_batches = self._lost_batches = 0
         self._last_tick_at = 0.0
         self._stopped = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -168,10 +165,10 @@ class Strategy:
         are subscribed. Subscribe more here; the registry keeps what you hold across restarts.
         """
 
-    async def on_ticks(self, ticks: list[wire.Tick]) -> None:
+    async def on_ticks(self, ticks: list[normalise.Tick]) -> None:
         """A batch of trades, in per-code seq order."""
 
-    async def on_books(self, books: list[wire.BookTick]) -> None:
+    async def on_books(self, books: list[normalise.BookTick]) -> None:
         """A batch of order-book snapshots, in per-code seq order."""
 
     async def on_missed(self, count: int) -> None:
@@ -315,7 +312,7 @@ class Strategy:
         await self.on_problem(code, error if isinstance(error, str) else f"the vendor refused it: {error}")
 
     async def code_health(self, event: str, code: str, silent_for_s: float) -> None:
-        """The registry reports ``event`` "stale" or "recovered" for ``code`` (actors.core.codehealth)."""
+        """The registry reports ``event`` "stale" or "recovered" for ``code`` (actors.core.codeliveness)."""
         hook = self.on_stale if event == "stale" else self.on_recovered
         try:
             await hook(code, silent_for_s)
@@ -337,8 +334,6 @@ class Strategy:
             books=self._books,
             missed=self._delivery.missed,
             out_of_order=self._delivery.out_of_order,
-            late_batches=self._late_batches,
-            lost_batches=self._lost_batches,
             queued_batches=self._delivery.queued,
             last_tick_age_s=age,
             pid=os.getpid(),

@@ -56,11 +56,12 @@ from actors.children import (
 from actors.core.errors import ChildFailed, ConnectFailed, FeedError
 from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.core.restart import ChildEvent, EventKind, RestartPolicy, Verdict
-from actors.core.settings import Secret, Settings
+from actors.core.settings import Settings
 from actors.core.status import RateWindow, StatusSnapshot, read_snapshot
+from actors.core.tokens import Secret
 from actors.groups import grown_group, in_bundle, remove_group
+from actors.handles import NamedActors
 from actors.log import about, logger
-from actors.naming import NamedActors
 
 EVENTS_KEPT = 200  # supervision events kept (and saved); the status shows the last EVENTS_SHOWN
 EVENTS_SHOWN = 20

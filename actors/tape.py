@@ -29,7 +29,7 @@ from typing import Any, Final
 import msgspec
 
 from actors.core.errors import ConfigError, FeedError
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 
 TAPE_FIELDS: Final = tuple(f.name for f in msgspec.structs.fields(Tick)[:-1])
 FORMATS: Final = ("jsonl", "parquet")

@@ -30,9 +30,10 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from actors.core import wire
+from actors.core.codes import endpoint_of
 from actors.core.delivery import BOOKS, TICKS
 from actors.core.errors import InvalidCode, SubscriptionRefused
+from actors.core.normalise import BookTick, Tick
 from actors.strategy import Strategy, Wiring, build
 
 S = TypeVar("S", bound=Strategy)
@@ -93,7 +94,7 @@ class _Registry:
         problems = {}
         for code in codes:
             try:
-                wire.endpoint_of(code)
+                endpoint_of(code)
             except InvalidCode as exc:
                 problems[str(code)] = str(exc)
         if problems:
@@ -183,7 +184,7 @@ class StrategyHarness(Generic[S]):
 
     # --- what a job would send ------------------------------------------------------------------------
 
-    async def feed(self, ticks: Iterable[wire.Tick], *, missed: int = 0) -> None:
+    async def feed(self, ticks: Iterable[Tick], *, missed: int = 0) -> None:
         """Deliver ``ticks`` as one batch and wait until the hooks have run; ``missed`` ticks are reported
         lost before it (``on_missed``)."""
         batch = list(ticks)
@@ -191,7 +192,7 @@ class StrategyHarness(Generic[S]):
             await self.strategy.deliver(TICKS, self._encode(batch), missed)
         await self._settle()
 
-    async def feed_books(self, books: Iterable[wire.BookTick]) -> None:
+    async def feed_books(self, books: Iterable[BookTick]) -> None:
         """Deliver order-book snapshots as one batch and wait until ``on_books`` has run."""
         await self.strategy.deliver(BOOKS, self._encode(list(books)))
         await self._settle()
@@ -206,7 +207,7 @@ class StrategyHarness(Generic[S]):
         tick_time_ms: int | None = None,
         turnover: str | None = None,
         trade_direction: int = 0,
-    ) -> wire.Tick:
+    ) -> Tick:
         """Deliver one trade built from keywords (seq: the code's next; time: the clock) and return it."""
         tick = self.tick(
             code,
@@ -230,13 +231,13 @@ class StrategyHarness(Generic[S]):
         tick_time_ms: int | None = None,
         turnover: str | None = None,
         trade_direction: int = 0,
-    ) -> wire.Tick:
+    ) -> Tick:
         """A trade built from keywords, not delivered (to build a batch for ``feed``)."""
         seq = self._next_seq(code) if seq is None else seq
         self._seq[code] = max(seq, self._seq.get(code, 0))
         now_ms = round(self.clock() * 1000) if tick_time_ms is None else tick_time_ms
         turnover = turnover if turnover is not None else str(Decimal(price) * Decimal(volume))
-        return wire.Tick(code, seq, now_ms, price, volume, turnover, trade_direction, now_ms * 1_000_000)
+        return Tick(code, seq, now_ms, price, volume, turnover, trade_direction, now_ms * 1_000_000)
 
     async def book(
         self,
@@ -245,12 +246,12 @@ class StrategyHarness(Generic[S]):
         asks: Iterable[tuple[str, str]] = (),
         *,
         seq: int | None = None,
-    ) -> wire.BookTick:
+    ) -> BookTick:
         """Deliver one order-book snapshot (levels ``(price, volume)``, best first) and return it."""
         seq = self._next_seq(code) if seq is None else seq
         self._seq[code] = max(seq, self._seq.get(code, 0))
         now_ms = round(self.clock() * 1000)
-        snapshot = wire.BookTick(code, seq, now_ms, tuple(bids), tuple(asks), now_ms * 1_000_000)
+        snapshot = BookTick(code, seq, now_ms, tuple(bids), tuple(asks), now_ms * 1_000_000)
         await self.feed_books([snapshot])
         return snapshot
 

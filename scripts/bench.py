@@ -18,7 +18,7 @@ What runs where:
 * Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench_clients.py) each in their own process; ``naive``
   (scripts/bench_naive.py) as two Ray actors making one Ray call per tick; ``pipeline``: the Ray-free
   three-process pipeline of scripts/bench_channels.py (tickvisor's transport receiving, Unix-domain
-  sockets, ``wire.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks, acks,
+  sockets, ``normalise.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks, acks,
   routing tables or supervision): the floor of the design on this machine.
 
 Figures (the BENCH keys):
@@ -36,7 +36,7 @@ Figures (the BENCH keys):
   last tick: ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest
   decoder, the strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
-  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.wire.Tick
+  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.normalise.Tick
   passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms per sample).
   ``read_p50_ms``/``read_p99_ms``: the exact connection-read-to-strategy part; ``bare_p50_ms``/
   ``bare_p99_ms``: the bare client at the same pace, exact. ``latency_tps``: the rate tickvisor delivered

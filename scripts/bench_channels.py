@@ -11,12 +11,12 @@ measured in this run, beside its baselines: the machine is shared and noisy, the
 The pipeline (one per variant; three processes, no Ray), the data path the issue "The data path" plans:
 
     simulator ══ws══▶ receiver ──FrameBatch──▶ decoder ──list[Tick] per strategy──▶ strategy
-                      (websockets or picows)   (wire.decode_batch)                  (TickCounter)
+                      (websockets or picows)   (normalise.decode_batch)                  (TickCounter)
 
 * The receiver reads the WebSocket and flushes its raw frames as one msgpack ``FrameBatch`` when the
   receive buffer is drained or at ``BATCH_MAX_FRAMES`` frames. websockets: its queue of received
   frames is empty; picows: the frame is ``last_in_buffer`` (the last of what one socket read returned).
-* The decoder decodes each batch with ``actors.core.wire.decode_batch`` (the Decoder actor's function:
+* The decoder decodes each batch with ``actors.core.normalise.decode_batch`` (the Decoder actor's function:
   one msgspec call per frame, then the normalisation into ``Tick``; see "Decoding" below), routes the
   ticks by code and sends each strategy one msgpack-encoded ``list[Tick]``, as the Decoder actor does.
 * The strategy decodes the list and does scripts/bench_count.TickCounter's per-tick work (count, per-code
@@ -90,7 +90,7 @@ from websockets.exceptions import ConnectionClosed
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from actors.core import wire  # noqa: E402
+from actors.core import normalise  # noqa: E402
 from scripts.bench_clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets  # noqa: E402
 from scripts.bench_count import TickCounter  # noqa: E402
 from scripts.bench_sim import (  # noqa: E402
@@ -348,7 +348,7 @@ class Measurements:
         self.target, self.last = count, time.monotonic()
         self.conn.send(("measuring", None))
 
-    def add(self, ticks: list[wire.Tick]) -> None:
+    def add(self, ticks: list[normalise.Tick]) -> None:
         """Count one batch, and time it from each tick's ``sent_ns`` when the measurement asks for it."""
         counter = self.counter
         self.last = now = time.monotonic()
@@ -378,7 +378,7 @@ def strategy_process(conn: Connection, channel: str, workdir: str) -> None:
 
     async def main() -> None:
         inbox, address = await listen(channel, workdir, STRATEGY)
-        decode = msgspec.msgpack.Decoder(list[wire.Tick]).decode
+        decode = msgspec.msgpack.Decoder(list[normalise.Tick]).decode
         measurements = Measurements(conn)
         loop = asyncio.get_running_loop()
         loop.add_reader(conn.fileno(), measurements.command)
@@ -405,8 +405,8 @@ def decoder_process(conn: Connection, channel: str, workdir: str, strategy_addre
         conn.send(("ready", address))
         while True:
             batch = decode(await inbox.recv())
-            decoded = wire.decode_batch(batch.frames, batch.received_ns)
-            per_strategy: dict[str, list[wire.Tick]] = {}
+            decoded = normalise.decode_batch(batch.frames, batch.received_ns)
+            per_strategy: dict[str, list[normalise.Tick]] = {}
             for tick in decoded.ticks:
                 targets = routes.get(tick.code)
                 if targets is None:

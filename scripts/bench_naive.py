@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-from actors.core import wire
+from actors.core import normalise, wire
 from scripts.bench_count import TickCounter
 
 MAX_IN_FLIGHT = 1000
@@ -30,7 +30,7 @@ class NaiveSink:
     def __init__(self) -> None:
         self.counter = TickCounter()
 
-    def on_tick(self, tick: wire.Tick) -> None:
+    def on_tick(self, tick: normalise.Tick) -> None:
         """One tick."""
         self.counter.add(tick.code, tick.seq, time.monotonic())
 
@@ -62,7 +62,7 @@ class NaiveConnection:
                 on_tick = self._sink.on_tick
                 while True:
                     frame = await ws.recv(decode=False)
-                    batch = wire.decode_batch([frame], time.time_ns())
+                    batch = normalise.decode_batch([frame], time.time_ns())
                     for tick in batch.ticks:
                         in_flight.append(on_tick.remote(tick))
                     while len(in_flight) > MAX_IN_FLIGHT:
@@ -85,7 +85,7 @@ class NaiveConnection:
                 )
             )
             while True:
-                batch = wire.decode_batch([await ws.recv(decode=False)])
+                batch = normalise.decode_batch([await ws.recv(decode=False)])
                 if batch.responses:
                     break
             if batch.responses[0].ret != 429:

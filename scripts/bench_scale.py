@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from actors.core.wire import SUBSCRIBE_GAP_PER_TOKEN_S, Tick  # noqa: E402
+from actors.core.normalise import Tick  # noqa: E402
+from actors.core.plans import SUBSCRIBE_GAP_PER_TOKEN_S  # noqa: E402
 from actors.strategy import Strategy  # noqa: E402
 from scripts.bench_sim import rss_mb  # noqa: E402
 
@@ -123,7 +124,8 @@ def one_run(  # noqa: PLR0913
 
     from actors.control import Job
     from actors.core.growth import startup_lower_bound_s
-    from actors.core.settings import Secret, parse_settings
+    from actors.core.settings import parse_settings
+    from actors.core.tokens import Secret
 
     total = per_conn * conns
     secrets = {TOKEN_NAMES[0]: Secret(TOKEN), TOKEN_NAMES[1]: Secret(SECOND_TOKEN)}

@@ -2,7 +2,7 @@
 
 It does the per-tick work of scripts/bench_count.TickCounter, like every other benchmarked consumer.
 Latency is measured from the simulator's send time when the tick carries it (``sent_ns``, which
-``actors.core.wire.Tick`` does not have today: the decoder drops the simulator's extra field). Without it,
+``actors.core.normalise.Tick`` does not have today: the decoder drops the simulator's extra field). Without it,
 the send time is estimated from ``tick_time`` (the simulator sets it to ``sent_ns // 10**6``) as the
 middle of its millisecond, so each sample is exact only to +-0.5 ms; ``received_ns`` (the connection's
 read time) gives the exact read-to-strategy part.
@@ -14,7 +14,7 @@ import time
 from array import array
 from typing import Any
 
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 from actors.strategy import Strategy
 from scripts.bench_count import TickCounter, percentiles_ms
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 from actors.strategy import Strategy
 
 

@@ -77,9 +77,9 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
     from ray._private import state as gcs_state  # the GCS actor table: ray.util.state needs a dashboard
     from ray.cluster_utils import Cluster
 
+    from actors.children import connection_ids
     from actors.control import Job
     from actors.core.settings import parse_settings
-    from actors.children import connection_ids
     from scripts.simulator import SimulatorThread
     from tests.conftest import collector_toml, system_toml
 

@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from actors.core.wire import BookTick, Tick
+from actors.core.normalise import BookTick, Tick
 from actors.strategy import Strategy
 
 
@@ -84,8 +84,6 @@ class Collector(Strategy):
             "missed": self._delivery.missed,
             "missed_reports": self.missed_reports,
             "out_of_order": self._delivery.out_of_order,
-            "late_batches": self._late_batches,
-            "lost_batches": self._lost_batches,
         }
 
     async def set_sleep(self, seconds: float) -> None:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core.assignment import Assignment, assign
+from actors.core.codes import Endpoint, endpoint_of
 from actors.core.errors import InvalidCode
-from actors.core.wire import Endpoint, endpoint_of
 
 STOCK, FX = Endpoint.STOCK, Endpoint.FOREX_CRYPTO
 # Sorted within each endpoint: S1 < S2 < ... and X1 < X2 < ...

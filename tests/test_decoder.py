@@ -329,7 +329,7 @@ class TestSlowStrategies:
 
 
 class TestTickCheck:
-    """The per-tick check in the decoder's route loop (actors.core.codehealth.TickCheck)."""
+    """The per-tick check in the decoder's route loop (actors.core.tickcheck.TickCheck)."""
 
     def test_a_seq_reset_keeps_ticks_flowing_and_is_reported_once(self, world: World) -> None:
         """A restarted vendor (or simulator) counts seq from 1 again: the ticks are delivered, not

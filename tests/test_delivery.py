@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.core.codehealth import already_seen
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
+from actors.core.tickcheck import already_seen
 
 
 class _Rec(NamedTuple):
@@ -172,7 +172,7 @@ class TestAccounting:
 def test_in_order_passes_what_already_seen_allows_batch_after_batch(
     batches: list[list[tuple[str, int, int]]],
 ) -> None:
-    # in_order inlines codehealth.already_seen; batch after batch it must keep exactly what the rule
+    # in_order inlines tickcheck.already_seen; batch after batch it must keep exactly what the rule
     # keeps against the last record passed for each code, and hand back the batch itself when all pass.
     d = Delivery(max_batches=4)
     last: dict[str, tuple[int, int]] = {}

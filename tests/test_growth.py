@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core import wire
+from actors.core.codes import Endpoint, endpoint_of
 from actors.core.growth import Fit, Pool, PoolState, Quota, Slot, startup_lower_bound_s
 from actors.core.subscriptions import Kind, RateGate, SubscriptionBook
-from actors.core.wire import Endpoint, endpoint_of
 
 STOCK, FX = Endpoint.STOCK, Endpoint.FOREX_CRYPTO
 STOCKS = [f"S{i:03d}.US" for i in range(40)]

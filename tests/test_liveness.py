@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import unittest
 from collections.abc import Callable
 
 import pytest
@@ -32,7 +31,7 @@ def drive(
     answer_after: float | None,
     push_every: float | None = None,
 ) -> tuple[list[float], float | None]:
-    """Play a shell that sleeps until next_check, sends heartbeats when due and stops at SILENT.
+    """Play a shell that sleeps until next_wakeup, sends heartbeats when due and stops at SILENT.
 
     The simulated server answers every heartbeat ``answer_after`` seconds later (never when None) and
     pushes a trade every ``push_every`` seconds (never when None).
@@ -52,8 +51,8 @@ def drive(
             sent.append(now)
             if answer_after is not None:
                 answers.append(now + answer_after)
-        wake = min(liveness.next_check(now), next_push, min(answers, default=math.inf))
-        assert wake > now, "next_check must move time forward"
+        wake = min(liveness.next_wakeup(now), next_push, min(answers, default=math.inf))
+        assert wake > now, "next_wakeup must move time forward"
         if wake > until:
             return sent, None
         now = wake
@@ -66,7 +65,7 @@ def drive(
     raise AssertionError("the shell loop did not finish")
 
 
-class LivenessTests(unittest.TestCase):
+class TestLiveness:
     """PROTOCOL.md "Liveness": the client heartbeats every 10 s; any frame proves life."""
 
     def test_nothing_before_connected(self) -> None:
@@ -76,10 +75,10 @@ class LivenessTests(unittest.TestCase):
             "record a frame": lambda: liveness.frame_received(0.0),
             "record a heartbeat": lambda: liveness.heartbeat_sent(0.0),
             "measure silence": lambda: liveness.silent_for(0.0),
-            "plan the next check": lambda: liveness.next_check(0.0),
+            "plan the next check": lambda: liveness.next_wakeup(0.0),
         }
         for action, call in calls.items():
-            with self.subTest(action=action), pytest.raises(InvalidTransition) as caught:
+            with pytest.raises(InvalidTransition) as caught:
                 call()
             assert str(caught.value) == f"can't {action} before connected"
         assert liveness.statistics() == LivenessStats(0, 0, 0, None, None, None)
@@ -178,30 +177,29 @@ class LivenessTests(unittest.TestCase):
         assert (stats.last_frame_at, stats.last_heartbeat_at) == (6.0, 5.0)
         assert liveness.silent_for(5.0) == 0.0  # a query in the past sees no negative silence
 
-    def test_next_check(self) -> None:
+    def test_next_wakeup(self) -> None:
         liveness = standard()  # heartbeat 10, silent 15, probe 5
         liveness.connected(0.0)
         # DUE: only SILENT can follow, just after the deadline.
-        assert liveness.next_check(0.0) == math.nextafter(15.0, math.inf)
+        assert liveness.next_wakeup(0.0) == math.nextafter(15.0, math.inf)
         liveness.heartbeat_sent(0.0)
-        assert liveness.next_check(0.0) == 5.0  # the probe of a quiet socket
+        assert liveness.next_wakeup(0.0) == 5.0  # the probe of a quiet socket
         liveness.frame_received(3.0)
-        assert liveness.next_check(3.0) == 8.0  # quiet since 3.0
+        assert liveness.next_wakeup(3.0) == 8.0  # quiet since 3.0
         liveness.frame_received(7.0)
-        assert liveness.next_check(7.0) == 10.0  # cadence comes first
+        assert liveness.next_wakeup(7.0) == 10.0  # cadence comes first
         assert liveness.verdict(10.0) is DUE
         # At a DUE boundary the next change is SILENT.
-        assert liveness.next_check(10.0) == math.nextafter(22.0, math.inf)
-        assert liveness.verdict(liveness.next_check(10.0)) is SILENT
-        assert liveness.next_check(23.0) == math.inf  # only an event ends SILENT
+        assert liveness.next_wakeup(10.0) == math.nextafter(22.0, math.inf)
+        assert liveness.verdict(liveness.next_wakeup(10.0)) is SILENT
+        assert liveness.next_wakeup(23.0) == math.inf  # only an event ends SILENT
 
-    def test_next_check_is_always_later_than_now(self) -> None:
+    def test_next_wakeup_is_always_later_than_now(self) -> None:
         liveness = standard()
         liveness.connected(0.0)
         liveness.heartbeat_sent(0.0)
         for now in (0.0, 4.999, 5.0, 9.0, 10.0, 15.0):
-            with self.subTest(now=now):
-                assert liveness.next_check(now) > now
+            assert liveness.next_wakeup(now) > now
 
     def test_arguments_are_checked(self) -> None:
         bad = {
@@ -210,7 +208,7 @@ class LivenessTests(unittest.TestCase):
             "probe_after": {"heartbeat_every": 10.0, "silent_after": 15.0, "probe_after": math.nan},
         }
         for name, kwargs in bad.items():
-            with self.subTest(name=name), pytest.raises(ValueError, match=f"^{name} must be"):
+            with pytest.raises(ValueError, match=f"^{name} must be"):
                 Liveness(**kwargs)
         with pytest.raises(ValueError, match=r"^heartbeat_every must be at most 10 s .*PROTOCOL\.md"):
             Liveness(heartbeat_every=10.5, silent_after=15.0)
@@ -224,7 +222,7 @@ class LivenessTests(unittest.TestCase):
         assert (liveness.heartbeat_every, liveness.silent_after, liveness.probe_after) == (2.0, 6.0, 2.0)
 
 
-class ProbeTests(unittest.TestCase):
+class TestProbe:
     """An idle socket is probed early, so that it answers 22001 well before the silence deadline."""
 
     def test_idle_but_alive_socket_is_never_silent(self) -> None:
@@ -285,8 +283,8 @@ def periods(draw: st.DrawFn) -> tuple[float, float, float]:
     return heartbeat_every, silent_after, probe_after
 
 
-class PropertyTests(unittest.TestCase):
-    """For random event sequences the verdict follows the rules, and next_check is exact."""
+class TestProperty:
+    """For random event sequences the verdict follows the rules, and next_wakeup is exact."""
 
     @settings(max_examples=300, deadline=None)
     @given(times=periods(), events=EVENTS)
@@ -322,9 +320,9 @@ class PropertyTests(unittest.TestCase):
                 )
                 assert (verdict is DUE) == expected_due
             assert liveness.silent_for(now) == now - last_frame
-            # next_check: later than now; the verdict holds until just before it and changes at it
+            # next_wakeup: later than now; the verdict holds until just before it and changes at it
             # (or an instant after it, for the strict silence deadline).
-            check = liveness.next_check(now)
+            check = liveness.next_wakeup(now)
             assert check > now
             if math.isinf(check):
                 assert verdict is SILENT

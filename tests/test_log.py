@@ -15,7 +15,7 @@ import pytest
 
 from actors import log
 from actors.core.errors import ConnectFailed
-from actors.core.settings import Secret, endpoint_url
+from actors.core.tokens import Secret, endpoint_url
 
 TOKEN = "tk-7f3a9c2e51d04b88"
 

@@ -1,12 +1,20 @@
-"""The pure core is a package boundary (STYLE.md section 1): importing anything under ``actors/core/``
-loads neither Ray, a socket library, asyncio, ssl nor the logger, and leaves ``os.environ`` alone.
+"""The pure core is a package boundary (STYLE.md section 1), checked two ways over ``actors/core/``:
 
-The test walks the package's folder itself, so a new core module is checked without being listed.
-It runs in a fresh interpreter: this test process may already have loaded anything.
+* importing anything there, in a fresh interpreter (this test process may already have loaded
+  anything), loads neither Ray, a socket library, asyncio, ssl, threading, picows, zmq nor the logger,
+  and leaves ``os.environ`` alone;
+* reading each module's source (the ``ast``), it reads no clock (``time.``, ``datetime.now``), no file
+  (``open``, ``read_text``...), no environment (``os.environ``, ``getenv``), and imports none of the
+  modules that would (``time``, ``os``, ``pathlib``, ``threading``...). The standard library loads
+  ``time`` itself, so only the source can show that the core does not call it.
+
+Both walk the package's folder itself, so a new core module is checked without being listed, and
+each has a test that proves it can fail.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import subprocess
@@ -17,7 +25,30 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "actors" / "core"
-FORBIDDEN = ("ray", "websockets", "loguru", "asyncio", "ssl", "socket")
+FORBIDDEN = ("ray", "websockets", "loguru", "asyncio", "ssl", "socket", "threading", "picows", "zmq")
+#: Modules the core may not import at all: clocks, files, the environment, threads, I/O libraries.
+FORBIDDEN_IMPORTS = frozenset(
+    {
+        *FORBIDDEN,
+        "time",
+        "os",
+        "io",
+        "pathlib",
+        "shutil",
+        "tempfile",
+        "subprocess",
+        "_thread",
+        "concurrent",
+        "selectors",
+    }
+)
+#: Calls that read or write a file, whatever object they are called on.
+FILE_CALLS = frozenset({"open", "read_text", "read_bytes", "write_text", "write_bytes"})
+#: Clock reads of the datetime and date classes. (datetime itself may be imported: the session core turns
+#: a given time into a wall-clock time of a given zone, and that reads no clock.)
+CLOCK_CALLS = frozenset({"now", "utcnow", "today", "utcfromtimestamp"})
+#: Conversions that read the machine's local zone unless they are given one (their second argument).
+LOCAL_ZONE_CALLS = frozenset({"fromtimestamp", "astimezone"})
 
 _PROBE = textwrap.dedent(
     """
@@ -98,11 +129,88 @@ def test_the_probe_would_see_a_forbidden_import(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (tmp_path / "actors" / "__init__.py").write_text("")
     (fake / "__init__.py").write_text("")
-    (fake / "bad.py").write_text("import asyncio, os\nos.environ['TICKVISOR_PROBE'] = '1'\n")
+    (fake / "bad.py").write_text("import asyncio, os, threading\nos.environ['TICKVISOR_PROBE'] = '1'\n")
     code = _PROBE.format(root=str(tmp_path), forbidden=FORBIDDEN)
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "asyncio" in report["loaded"]["actors.core.bad"]
+    assert {"asyncio", "threading"} <= set(report["loaded"]["actors.core.bad"])
     assert report["environ"]["actors.core.bad"] == ["TICKVISOR_PROBE"]
+
+
+# --- the source: clocks, files, the environment ------------------------------------------------------
+
+
+def offences(source: str) -> list[str]:
+    """What in ``source`` breaks the core's rules, one line each (``line N: ...``); [] when pure."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if node.level == 0 else []
+        else:
+            names = []
+        found += [f"line {line}: imports {name}" for name in names if name.split(".")[0] in FORBIDDEN_IMPORTS]
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "time":
+            found.append(f"line {line}: reads the clock (time.{node.attr})")
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "putenv"):
+            found.append(f"line {line}: touches the environment (.{node.attr})")
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if name in FILE_CALLS and (isinstance(func, ast.Attribute) or name == "open"):
+                found.append(f"line {line}: reads or writes a file ({name}())")
+            if name in CLOCK_CALLS and isinstance(func, ast.Attribute):
+                found.append(f"line {line}: reads the clock ({name}())")
+            zone_given = len(node.args) >= (2 if name == "fromtimestamp" else 1) or node.keywords
+            if name in LOCAL_ZONE_CALLS and isinstance(func, ast.Attribute) and not zone_given:
+                found.append(f"line {line}: reads the machine's time zone ({name}() without a zone)")
+    return sorted(set(found), key=lambda text: int(text.split(":")[0].split()[1]))
+
+
+def test_core_sources_read_no_clock_no_file_and_no_environment() -> None:
+    dirty = {
+        path.name: bad
+        for path in sorted(CORE.glob("*.py"))
+        if (bad := offences(path.read_text(encoding="utf-8")))
+    }
+    assert dirty == {}, "actors/core/ must stay pure:\n" + "\n".join(
+        f"{name}: {line}" for name, lines in dirty.items() for line in lines
+    )
+
+
+def test_the_source_check_would_see_each_kind_of_offence() -> None:
+    # The check itself can fail: each line below breaks one rule, and each is caught.
+    bad = {
+        "import time\n": "imports time",
+        "from time import monotonic\n": "imports time",
+        "import os.path\n": "imports os.path",
+        "from threading import Lock\n": "imports threading",
+        "import picows\n": "imports picows",
+        "import zmq.asyncio\n": "imports zmq.asyncio",
+        "from pathlib import Path\n": "imports pathlib",
+        "now = time.monotonic()\n": "reads the clock (time.monotonic)",
+        "stamp = datetime.datetime.now()\n": "reads the clock (now())",
+        "day = dt.date.today()\n": "reads the clock (today())",
+        "local = dt.datetime.fromtimestamp(t)\n": "reads the machine's time zone (fromtimestamp() without a zone)",
+        "token = os.environ['X']\n": "touches the environment (.environ)",
+        "token = os.getenv('X')\n": "touches the environment (.getenv)",
+        "text = open('x.toml').read()\n": "reads or writes a file (open())",
+        "text = path.read_text()\n": "reads or writes a file (read_text())",
+        "path.write_bytes(b'')\n": "reads or writes a file (write_bytes())",
+    }
+    for source, what in bad.items():
+        assert offences(source) == [f"line 1: {what}"], source
+    assert offences("import datetime as dt\nutc = dt.datetime.fromtimestamp(t, dt.UTC)\n") == []
+    # ... and the pure things the core does are not offences.
+    fine = "from actors.core import wire\nlast = self.time_ms\nx = frame.received_ns\nbook.open_conn()\n"
+    assert offences(fine) == []

@@ -14,7 +14,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import ray

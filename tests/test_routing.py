@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.core.codehealth import Anomaly
+from actors.core.normalise import Tick
 from actors.core.routing import Outbox, Router, join_tick_batches
-from actors.core.wire import Tick
+from actors.core.tickcheck import Anomaly
 
 T0 = 1_700_000_000_000  # ms since the epoch
 NOW = T0 + 30_000  # the receive time of every batch here: within the check's limits

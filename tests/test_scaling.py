@@ -222,7 +222,8 @@ def sim2() -> Iterator[Any]:
 
 @pytest.mark.timeout(600)
 def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves(sim2: Any) -> None:
-    from actors.core.settings import Secret, parse_settings
+    from actors.core.settings import parse_settings
+    from actors.core.tokens import Secret
     from tests.conftest import system_toml
 
     text = system_toml(

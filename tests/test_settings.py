@@ -3,61 +3,17 @@
 from __future__ import annotations
 
 import pickle
-import tempfile
-import unittest
-from pathlib import Path
 
 import msgspec
 import pytest
 
-from actors.core.errors import ConfigError
-from actors.core.settings import (
-    SIMULATOR_TOKEN,
-    EndpointSettings,
-    Secret,
-    Settings,
-    default_settings,
-    endpoint_url,
-    load_settings,
-    parse_settings,
-    redact,
-    resolve_token,
-    resolve_tokens,
-    with_simulator,
-)
-from actors.core.wire import PLANS, Plan
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TOKEN = "s3cr3t-T0KEN-value"  # noqa: S105 - a fake token the tests look for in every message
-
-ENDPOINTS = """
-[endpoints.stock]
-url = "wss://quote.alltick.co/quote-stock-b-ws-api"
-
-[endpoints.forex_crypto]
-url = "wss://quote.alltick.co/quote-b-ws-api"
-"""
-STOCK_ONLY = """
-[endpoints.stock]
-url = "wss://quote.alltick.co/quote-stock-b-ws-api"
-"""
+from actors.config import load_settings
+from actors.core.plans import PLANS, Plan
+from actors.core.settings import EndpointSettings, Settings, default_settings, parse_settings, with_simulator
+from tests.config_text import CONFIGS, ENDPOINTS, STOCK_ONLY, config_error, strategy
 
 
-def strategy(symbols: str = '["AAPL.US"]', **keys: str) -> str:
-    """One [[strategies]] entry; keys are raw TOML values."""
-    fields = {"name": '"s"', "kind": '"console"', "symbols": symbols, **keys}
-    return "[[strategies]]\n" + "".join(f"{key} = {value}\n" for key, value in fields.items())
-
-
-def config_error(text: str, source: str = "<config>") -> ConfigError:
-    try:
-        parse_settings(text, source=source)
-    except ConfigError as exc:
-        return exc
-    raise AssertionError("parse_settings accepted a bad config")
-
-
-class ConfigFileTests(unittest.TestCase):
+class TestConfigFile:
     """The shipped configs and the embedded default are valid."""
 
     def test_example_config(self) -> None:
@@ -84,8 +40,7 @@ class ConfigFileTests(unittest.TestCase):
         tables = [settings.feed, settings.restart, settings.simulator, settings.strategies[0]]
         for table in tables:
             for field in msgspec.structs.fields(table):
-                with self.subTest(key=field.encode_name):
-                    assert f"\n{field.encode_name} = " in text
+                assert f"\n{field.encode_name} = " in text
 
     def test_simulator_config(self) -> None:
         settings = load_settings(CONFIGS / "simulator.toml")
@@ -364,17 +319,18 @@ BAD: list[tuple[str, str, str, tuple[str, ...]]] = [
 ]
 
 
-class KeyErrorTests(unittest.TestCase):
+class TestKeyError:
     """Every bad key is a ConfigError naming its dotted path and what is expected."""
 
-    def test_bad_keys(self) -> None:
-        for case, text, key, words in BAD:
-            with self.subTest(case):
-                exc = config_error(text)
-                assert exc.key == key
-                assert f"config error at {key}: " in str(exc)
-                for word in words:
-                    assert word in str(exc)
+    @pytest.mark.parametrize(
+        ("text", "key", "words"), [case[1:] for case in BAD], ids=[case[0] for case in BAD]
+    )
+    def test_bad_keys(self, text: str, key: str, words: tuple[str, ...]) -> None:
+        exc = config_error(text)
+        assert exc.key == key
+        assert f"config error at {key}: " in str(exc)
+        for word in words:
+            assert word in str(exc)
 
     def test_stale_after_s_per_endpoint_and_its_errors(self) -> None:
         settings = parse_settings("[feed]\nstale_after_s = 5\n" + ENDPOINTS + "stale_after_s = 0\n")
@@ -409,149 +365,8 @@ class KeyErrorTests(unittest.TestCase):
         exc = config_error("[feed]\nplan = 'free'\nplan = 'basic'\n", source="jobs/x.toml")
         assert "line 3" in str(exc)
 
-    def test_missing_file_names_the_path(self) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            missing = Path(folder) / "nope.toml"
-            with pytest.raises(ConfigError) as caught:
-                load_settings(missing)
-            assert str(missing) in str(caught.value)
-            assert "does not exist" in str(caught.value)
-            with pytest.raises(ConfigError) as caught:
-                load_settings(folder)  # a directory
-            assert folder in str(caught.value)
 
-    def test_file_errors_name_the_file(self) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            broken = Path(folder) / "broken.toml"
-            broken.write_text("[feed\n", encoding="utf-8")
-            with pytest.raises(ConfigError) as caught:
-                load_settings(broken)
-            assert f"invalid TOML in {broken} at line 1" in str(caught.value)
-            latin = Path(folder) / "latin.toml"
-            latin.write_bytes(b"# caf\xe9\n")
-            with pytest.raises(ConfigError, match="not UTF-8"):
-                load_settings(latin)
-            bad_key = Path(folder) / "bad.toml"
-            bad_key.write_text("[feed]\nplan = 'gold'\n" + ENDPOINTS, encoding="utf-8")
-            with pytest.raises(ConfigError) as caught:
-                load_settings(bad_key)
-            assert caught.value.key == "feed.plan"
-            assert str(bad_key) in str(caught.value)
-
-
-class TokenTests(unittest.TestCase):
-    """The token lives in the environment and never shows in a message."""
-
-    def real(self) -> Settings:
-        return parse_settings(ENDPOINTS)
-
-    def test_resolve_from_the_environment(self) -> None:
-        assert resolve_token(self.real(), {"ALLTICK_TOKEN": TOKEN}).reveal() == TOKEN
-        assert resolve_token(self.real(), {"ALLTICK_TOKEN": f" {TOKEN}\n"}).reveal() == TOKEN
-        custom = parse_settings('[feed]\ntoken_env = "MY_TOKEN"\n' + ENDPOINTS)
-        assert resolve_token(custom, {"MY_TOKEN": TOKEN, "ALLTICK_TOKEN": "other"}).reveal() == TOKEN
-
-    def test_unset_or_empty_is_a_config_error_naming_the_variable(self) -> None:
-        for environ in ({}, {"ALLTICK_TOKEN": ""}, {"ALLTICK_TOKEN": "   "}):
-            with self.subTest(environ=environ), pytest.raises(ConfigError) as caught:
-                resolve_token(self.real(), environ)
-            assert caught.value.key == "feed.token_env"
-            assert "ALLTICK_TOKEN" in str(caught.value)
-        with pytest.raises(ConfigError, match="ALLTICK_TOKEN is not set"):
-            resolve_token(self.real(), {"OTHER": TOKEN})
-
-    def test_several_tokens(self) -> None:
-        two = parse_settings('[feed]\ntoken_envs = ["TOK_A", "TOK_B"]\n' + ENDPOINTS)
-        assert two.token_names() == ("TOK_A", "TOK_B")
-        assert self.real().token_names() == ("ALLTICK_TOKEN",)
-        tokens = resolve_tokens(two, {"TOK_A": TOKEN, "TOK_B": TOKEN + "2", "ALLTICK_TOKEN": "unused"})
-        assert {k: v.reveal() for k, v in tokens.items()} == {"TOK_A": TOKEN, "TOK_B": TOKEN + "2"}
-        assert {k: v.reveal() for k, v in resolve_tokens(self.real(), {"ALLTICK_TOKEN": TOKEN}).items()} == {
-            "ALLTICK_TOKEN": TOKEN
-        }
-        cases = [
-            ({"TOK_A": TOKEN}, "feed.token_envs[1]", "the environment variable TOK_B is not set"),
-            ({"TOK_A": TOKEN, "TOK_B": " "}, "feed.token_envs[1]", "the environment variable TOK_B is empty"),
-            ({"TOK_A": TOKEN, "TOK_B": TOKEN}, "feed.token_envs[1]", "TOK_B holds the same token as TOK_A"),
-        ]
-        for environ, key, text in cases:
-            with self.subTest(environ=environ), pytest.raises(ConfigError) as caught:
-                resolve_tokens(two, environ)
-            assert caught.value.key == key
-            assert text in str(caught.value)
-            assert TOKEN not in str(caught.value)
-
-    def test_token_envs_are_names_listed_once(self) -> None:
-        with pytest.raises(ConfigError) as caught:
-            parse_settings('[feed]\ntoken_envs = ["TOK_A", "TOK_A"]\n' + ENDPOINTS)
-        assert (caught.value.key, caught.value.reason) == (
-            "feed.token_envs[1]",
-            "TOK_A is listed twice; list each token's variable once",
-        )
-        with pytest.raises(ConfigError) as caught:
-            parse_settings(f'[feed]\ntoken_envs = ["TOK_A", "{TOKEN}"]\n' + ENDPOINTS)
-        assert caught.value.key == "feed.token_envs[1]"
-
-    def test_quotas_add_up_in_the_capacity_check(self) -> None:
-        symbols = '[[strategies]]\nname = "s"\nkind = "console"\nsymbols = ["AAPL.US", "TSLA.US"]\n'
-        one = '[feed]\nplan = "free"\nmax_codes_per_connection = 1\n'
-        with pytest.raises(ConfigError, match="more than 1 distinct codes"):
-            parse_settings(one + ENDPOINTS + symbols)
-        two = parse_settings(one + 'token_envs = ["TOK_A", "TOK_B"]\n' + ENDPOINTS + symbols)
-        assert two.token_names() == ("TOK_A", "TOK_B")
-
-    def test_simulator_token(self) -> None:
-        assert resolve_token(default_settings(), {}).reveal() == SIMULATOR_TOKEN
-        assert SIMULATOR_TOKEN == "tickvisor-sim"  # noqa: S105 - the simulator's fixed, public token
-        assert resolve_token(default_settings(), {"ALLTICK_TOKEN": TOKEN}).reveal() == TOKEN
-
-    def test_secret_never_shows(self) -> None:
-        secret = Secret(TOKEN)
-        percent = "%s" % (secret,)  # noqa: UP031 - old-style formatting is still used in logging
-        shown = [repr(secret), str(secret), f"{secret}", f"{secret!r}", percent, repr([secret])]
-        assert shown[:2] == ["Secret('***')", "***"]
-        for text in shown:
-            assert TOKEN not in text
-        assert secret.reveal() == TOKEN
-        assert pickle.loads(pickle.dumps(secret)).reveal() == TOKEN  # Ray must ship it  # noqa: S301
-        assert secret == Secret(TOKEN)
-        assert secret != Secret("other")
-        with pytest.raises(TypeError):
-            msgspec.json.encode(secret)  # not serialisable into a structured log by accident
-        with pytest.raises(ValueError, match="non-empty"):
-            Secret("")
-
-    def test_endpoint_url_and_redact(self) -> None:
-        secret = Secret(TOKEN)
-        url = "wss://quote.alltick.co/quote-b-ws-api"
-        assert endpoint_url(url, secret) == f"{url}?token={TOKEN}"
-        assert endpoint_url(url + "?lang=en", secret) == f"{url}?lang=en&token={TOKEN}"
-        assert endpoint_url(url, Secret("a b&c")) == f"{url}?token=a%20b%26c"
-        assert redact(endpoint_url(url, secret)) == f"{url}?token=***"
-        assert redact(endpoint_url(url + "?lang=en", secret)) == f"{url}?lang=en&token=***"
-        assert redact(f"connecting to {url}?Token={TOKEN} now") == f"connecting to {url}?Token=*** now"
-        assert redact(url) == url
-        with pytest.raises(ValueError, match="already carries a token") as caught:
-            endpoint_url(f"{url}?token={TOKEN}", secret)
-        assert TOKEN not in str(caught.value)
-
-    def test_no_config_error_shows_a_token(self) -> None:
-        leaks = [
-            f'[endpoints.stock]\nurl = "wss://quote.alltick.co/quote-stock-b-ws-api?token={TOKEN}"\n',
-            f'[endpoints.stock]\nurl = "https://quote.alltick.co/quote-stock-b-ws-api?x=1&token={TOKEN}"\n',
-            f'[endpoints.stock]\nurl = "wss://user:{TOKEN}@quote.alltick.co/quote-stock-b-ws-api"\n',
-            f'[feed]\ntoken_env = "{TOKEN}"\n' + ENDPOINTS,  # the token pasted where its NAME belongs
-            '[feed]\ntoken_env = "e945d7d9abc4f5Ae3c"\n' + ENDPOINTS,  # a token without dashes
-        ]
-        for text in leaks:
-            with self.subTest(text=text):
-                exc = config_error(text)
-                assert TOKEN not in str(exc)
-                assert TOKEN not in repr(exc)
-                assert "e945d7d9abc4f5Ae3c" not in str(exc)
-
-
-class SimulatorTests(unittest.TestCase):
+class TestSimulator:
     """with_simulator points every endpoint at the bundled simulator."""
 
     def test_urls_point_at_the_simulator(self) -> None:

@@ -20,7 +20,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core import wire
+from actors.core import plans, wire
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 # Codes named after their letter, so that sorted order is alphabetical order: A < B < ... < H.
@@ -502,8 +502,8 @@ class RateTests(unittest.TestCase):
 
     def test_default_gate_keeps_the_protocol_gaps_with_a_margin(self) -> None:
         rate = RateGate()
-        self.assertGreater(rate.conn_gap_s, wire.SUBSCRIBE_GAP_PER_CONNECTION_S)
-        self.assertGreater(rate.token_gap_s, wire.SUBSCRIBE_GAP_PER_TOKEN_S)
+        self.assertGreater(rate.conn_gap_s, plans.SUBSCRIBE_GAP_PER_CONNECTION_S)
+        self.assertGreater(rate.token_gap_s, plans.SUBSCRIBE_GAP_PER_TOKEN_S)
         rate.record("c1", 10.0)
         self.assertEqual(rate.ready_at("c1"), 10.0 + rate.conn_gap_s)
         self.assertEqual(rate.ready_at("c2"), 10.0 + rate.token_gap_s)

@@ -14,11 +14,12 @@ import pytest
 from actors.children import connection_ids, connection_tokens, load_strategy_class, token_map
 from actors.connection import ConnectionStats
 from actors.control import Job
-from actors.core.codehealth import CodeHealth
+from actors.core.codeliveness import CodeHealth
 from actors.core.errors import ConfigError, ConnectionSilent, EscalationError
 from actors.core.restart import ChildEvent, EventKind, Verdict
-from actors.core.settings import Secret, parse_settings
+from actors.core.settings import parse_settings
 from actors.core.status import ConnectionView, RegistryView, read_snapshot
+from actors.core.tokens import Secret
 from actors.decoder import DecoderStats
 from actors.registry import ConnStatus, RegistryStatus
 from actors.strategy import StrategyStats
@@ -153,7 +154,7 @@ def test_the_snapshot_reads_the_childrens_own_statistics() -> None:
     decoder = DecoderStats(
         0, 1, 2, 3, 0, 3, 0, 0, 0, {}, {}, 1, tick_ages={"AAPL.US": 0.2}, pending_ticks={"a": 4}
     )
-    strategy = StrategyStats("a", 1, 40, 0, 2, 0, 0, 0, 1, 0.1, 7)
+    strategy = StrategyStats("a", 1, 40, 0, 2, 0, 1, 0.1, 7)
     registry = RegistryStatus(
         strategies={"a": {"AAPL.US": 1}},
         book_strategies={},

@@ -12,7 +12,7 @@ import pytest
 
 from actors.builtin import Recorder
 from actors.core.errors import ConfigError
-from actors.core.wire import Tick
+from actors.core.normalise import Tick
 from actors.tape import JsonlWriter, ParquetWriter, TapeError, open_writer, part_dir, read_tape
 
 DAY1 = dt.datetime(2026, 12, 7, 23, 59, tzinfo=dt.UTC).timestamp()

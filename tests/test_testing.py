@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actors.core.errors import SubscriptionRefused
-from actors.core.wire import BookTick, Tick
+from actors.core.normalise import BookTick, Tick
 from actors.strategy import Strategy, check_init, hosted
 from actors.tape import JsonlWriter
 from actors.testing import ManualClock, StrategyHarness

@@ -25,8 +25,8 @@ from actors.connection import classify
 from actors.core import wire
 from actors.core.errors import ProtocolViolation, VendorError
 from actors.core.settings import TRANSPORTS
-from actors.transport import MAX_MESSAGE_BYTES, SocketClosed, Transport, _Listener, open_transport
 from actors.sim.server import Simulator
+from actors.transport import MAX_MESSAGE_BYTES, SocketClosed, Transport, _Listener, open_transport
 
 TOKEN = "transport-test-token"  # noqa: S105 - the simulator's own
 CODES = ["AAPL.US", "TSLA.US", "700.HK"]

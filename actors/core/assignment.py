@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from actors.core.wire import Endpoint, endpoint_of
+from actors.core.codes import Endpoint, endpoint_of
 
 
 class Assignment(msgspec.Struct, frozen=True):
@@ -34,7 +34,7 @@ def assign(
     """Spread ``wanted`` codes over ``connections`` (endpoint -> connection ids, in order).
 
     Args:
-        wanted: valid codes (see ``actors.core.wire.endpoint_of``).
+        wanted: valid codes (see ``actors.core.codes.endpoint_of``).
         connections: the connection ids of each endpoint.
         max_codes: the plan's codes per connection.
         previous: the current assignment, to keep codes where they are.

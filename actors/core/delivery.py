@@ -10,10 +10,11 @@ Rules of this module:
    records are counted as missed (never silently lost).
 2. Missed counts (those that travelled with a batch from the sender, and those of rule 1) are told
    to ``on_missed`` before the next batch goes to a hook, so the strategy knows where the gap is.
-3. Within a kind (trades, books), a record ``already_seen`` (actors.core.codehealth: the same seq as
+3. Within a kind (trades, books), a record ``already_seen`` (actors.core.tickcheck: the same seq as
    the last one delivered for its code, or a lower seq with an older tick_time; a lower seq with a
-   later tick_time is a reset of the vendor's counter and passes) is dropped and counted (``out_of_order``): even across a decoder restart, when a new
-   decoder without marks replays frames, no tick reaches a hook twice or out of order.
+   later tick_time is a reset of the vendor's counter and passes) is dropped and counted
+   (``out_of_order``): even across a decoder restart, when a new decoder without marks replays
+   frames, no tick reaches a hook twice or out of order.
 4. A batch is acknowledged to its sender once it went through its hook, or once the missed count
    of its dropping was told to ``on_missed``; acknowledgements are cumulative per sender. A sender
    whose channel breaks counts what was not acknowledged as lost, so nothing is lost uncounted.

@@ -30,7 +30,8 @@ from typing import Final
 import msgspec
 
 from actors.core import wire
-from actors.core.codehealth import CodeHealth, CodeLiveness, fan_out
+from actors.core.codeliveness import CodeHealth, CodeLiveness, fan_out
+from actors.core.codes import Endpoint, endpoint_of
 from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, SubscriptionRefused, VendorError
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
@@ -230,7 +231,7 @@ class Desk:
     ) -> None:
         state = state or RegistryState()
         self._out: list[Command] = []
-        self._endpoints = {wire.Endpoint(e) for e in connections}
+        self._endpoints = {Endpoint(e) for e in connections}
         self._tag = tag
         self._gate_args = {
             k: v for k, v in (("conn_gap_s", conn_gap_s), ("token_gap_s", token_gap_s)) if v is not None
@@ -239,7 +240,7 @@ class Desk:
         self._depth_level = depth_level
         # One gate per token and endpoint: the rate limits count every subscription request, whatever
         # its kind, across the connections of one token (PROTOCOL.md "Limits").
-        self._gates: dict[tuple[str, wire.Endpoint], RateGate] = {}
+        self._gates: dict[tuple[str, Endpoint], RateGate] = {}
         self._books: dict[tuple[str, Kind], SubscriptionBook] = {}
         self._epochs: dict[str, int] = {}
         self._up: dict[str, bool] = {}
@@ -281,7 +282,7 @@ class Desk:
         decoder = 0
         for endpoint, ids in connections.items():
             for conn_id in ids:
-                slot = Slot(conn_id, wire.Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
+                slot = Slot(conn_id, Endpoint(endpoint), token_of.get(conn_id, first), decoder, True)
                 decoder += 1
                 if conn_id in self._pool.slots or state.pool is None:
                     self._pool.add(slot)  # a pinned one taken out with its token stays out
@@ -333,7 +334,7 @@ class Desk:
         problems: dict[str, str] = {}
         for code in codes:
             try:
-                endpoint = wire.endpoint_of(code)
+                endpoint = endpoint_of(code)
             except InvalidCode as exc:
                 problems[str(code)] = str(exc)
                 continue

@@ -35,7 +35,7 @@ from typing import Final, TypeVar
 import msgspec
 
 from actors.core.assignment import assign
-from actors.core.wire import Endpoint, endpoint_of
+from actors.core.codes import Endpoint, endpoint_of
 
 CLOSE_AFTER_S: Final = 30.0  # an empty, unpinned connection is closed after this long
 K = TypeVar("K")  # a subscription kind (trades, order book): each has its own per-connection limit
@@ -162,7 +162,7 @@ class Pool:
         Changes nothing: ``commit`` the fit to make it so.
 
         Args:
-            wanted: the whole union of each kind; valid codes only (``actors.core.wire.endpoint_of``).
+            wanted: the whole union of each kind; valid codes only (``actors.core.codes.endpoint_of``).
             previous: each kind's current assignment, so codes stay where they are.
             endpoints: the endpoints that may hold codes (the configured ones); default every endpoint
                 of a counted connection. A code of another endpoint is refused.

@@ -22,20 +22,21 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Final
 
 import msgspec
 
 from actors.core.errors import InvalidTransition
-from actors.core.wire import HEARTBEAT_INTERVAL_S
 
+HEARTBEAT_INTERVAL_S: Final = 10.0  # PROTOCOL.md "Liveness": the client sends 22000 every 10 s
 #: ``probe_after`` defaults to this fraction of ``silent_after``: two probes fit before the deadline.
-DEFAULT_PROBE_FRACTION = 1 / 3
+DEFAULT_PROBE_FRACTION: Final = 1 / 3
 
 
 class Verdict(enum.IntEnum):
     """What the shell should do now."""
 
-    OK = 0  # nothing to do until next_check()
+    OK = 0  # nothing to do until next_wakeup()
     HEARTBEAT_DUE = 1  # send a 22000 and report it with heartbeat_sent()
     SILENT = 2  # no frame within silent_after: the socket is dead, close it
 
@@ -72,7 +73,7 @@ class Liveness:
     The client sends 22000 every ``heartbeat_every`` seconds (PROTOCOL.md: every 10 s); the server sends
     no heartbeats of its own, so any received frame (22001 or push) proves life. The shell reports
     events (``connected``, ``frame_received``, ``heartbeat_sent``), asks for a ``verdict`` and arms its
-    timer for ``next_check``.
+    timer for ``next_wakeup``.
     """
 
     def __init__(
@@ -201,7 +202,7 @@ class Liveness:
         last_frame = self._require("measure silence")[0]
         return max(0.0, now - last_frame)
 
-    def next_check(self, now: float) -> float:
+    def next_wakeup(self, now: float) -> float:
         """The earliest time the verdict can change if no event comes in: arm the timer for it.
 
         Always later than ``now``, so a timer loop always advances; ``math.inf`` when only an event

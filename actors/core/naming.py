@@ -1,5 +1,5 @@
 """Names of the job's actors. Every child is a named actor in the job's Ray namespace, so any actor
-(or a CLI) can reach any other by name. Pure: the lookup by name lives in ``actors.naming``.
+(or a CLI) can reach any other by name. Pure: the lookup by name lives in ``actors.handles``.
 """
 
 from __future__ import annotations

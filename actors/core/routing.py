@@ -3,7 +3,7 @@
 Rules of this module:
 
 1. A record of a code no strategy holds is a ghost: dropped and counted (``Router.ghosts``).
-2. Every other record passes the per-tick quality check (``actors.core.codehealth.TickCheck``): a
+2. Every other record passes the per-tick quality check (``actors.core.tickcheck.TickCheck``): a
    duplicate (the vendor's re-push of the latest tick), an older tick or a corrupt one is dropped and
    counted; a seq reset, a seq jump or an odd tick_time is delivered and counted; the first of each
    episode is queued for the decoder to report (``reports``). Trades and order books are checked
@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from actors.core.codehealth import Anomaly, Report, TickCheck
+from actors.core.tickcheck import Anomaly, Report, TickCheck
 
 B = TypeVar("B")
 

@@ -128,15 +128,22 @@ class Intervals:
         return any(a <= t < b for a, b in self._cover(t))
 
     def next_change(self, t: float) -> float | None:
-        """The next open or close after ``t``; None if the next two weeks hold none."""
-        start = t
-        for _ in range(4):  # look up to eight weeks ahead (a long holiday or a seasonal market)
-            for a, b in self._cover(t):
-                if a > start:
+        """The next open or close after ``t``; None if the next eight weeks hold none.
+
+        A boundary counts only inside the span computed: an interval that reaches either end of the span
+        may go on past it (joined to the next day's), so the span moves on and the search goes on there.
+        """
+        probe = t
+        for _ in range(4):  # up to eight weeks ahead (a long holiday, or no change at all)
+            intervals = self._cover(probe)
+            start, end = self._span
+            after = max(t, start)  # before the span's start an interval may begin earlier than computed
+            for a, b in intervals:
+                if after < a < end:
                     return a
-                if b > start:
+                if after < b < end:
                     return b
-            t = self._span[1] - DAY_S
+            probe = end - DAY_S
         return None
 
 

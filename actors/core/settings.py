@@ -1,46 +1,40 @@
-"""The job's configuration: one TOML file, validated whole at start. Pure: no socket, no clock.
+"""The job's configuration: one TOML text, decoded into one schema and validated whole. Pure: no I/O.
 
 Rules of this module:
 
-1. One schema. Every table is a frozen msgspec Struct that forbids unknown keys, and the file is read
+1. One schema. Every table is a frozen msgspec Struct that forbids unknown keys, and the text is read
    with ``msgspec.toml.decode(text, type=Settings)``. Types and ranges are ``msgspec.Meta`` constraints
    whose ``description`` says what the key is; rules across keys live in ``_validate``.
 2. A ``Settings`` that exists is valid: ``parse_settings`` is the only way in, and it checks everything
    (plan limits, endpoint paths, every symbol) before returning. The job never fails later on a key.
 3. Every problem is one ``ConfigError`` whose ``key`` is the dotted path of the bad key
-   (``feed.heartbeat_interval_s``, ``strategies[0].symbols[1]``) and whose reason says what is expected.
-4. The token never lives in the file, only the NAME of the environment variable holding it. In memory
-   it is a ``Secret`` that prints as ``***``; only ``endpoint_url`` reveals it, for the socket. No
-   message built here contains a token: urls are passed through ``redact`` before they are shown.
+   (``feed.heartbeat_interval_s``, ``strategies[0].symbols[1]``) and whose reason says what is expected
+   (``actors.core.config_errors`` words msgspec's errors).
+4. The file holds the NAME of the token's environment variable, never the token (``actors.core.tokens``).
+   Reading the file is the shell's (``actors.config.load_settings``).
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import hmac
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgspec
-import msgspec.inspect as msgspec_inspect
 
+from actors.core.codes import ENDPOINT_PATHS, Endpoint, endpoint_of
+from actors.core.config_errors import explain, syntax_reason
 from actors.core.errors import ConfigError, InvalidCode
-from actors.core.liveness import Liveness
-from actors.core.wire import ENDPOINT_PATHS, HEARTBEAT_INTERVAL_S, PLANS, Endpoint, Plan, endpoint_of
+from actors.core.liveness import HEARTBEAT_INTERVAL_S, Liveness
+from actors.core.plans import PLANS, Plan
+from actors.core.tokens import redact
 
-#: The longest silence deadline: well inside the 30 s after which the server closes a socket that sent
 #: no heartbeat (PROTOCOL.md "Liveness"), so the job notices a dead socket before the server acts.
 MAX_SILENCE_DEADLINE_S: Final = 25.0
 #: The shortest silence deadline: short enough that tests against the simulator notice a dead socket fast.
 MIN_SILENCE_DEADLINE_S: Final = 1.0
-#: The token the bundled simulator accepts when the token's environment variable is unset.
-SIMULATOR_TOKEN: Final = "tickvisor-sim"  # noqa: S105 - public: only the local simulator accepts it
 #: The WebSocket libraries a Connection actor can read with (actors/transport.py), the default first.
 TRANSPORTS: Final = ("picows", "websockets")
 
@@ -55,7 +49,6 @@ _ENV_NAME_RE: Final = r"^[A-Z_][A-Z0-9_]*$"
 _STRATEGY_NAME_RE: Final = r"^[A-Za-z0-9_.-]+$"
 _IDENTIFIER: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 _USER_KIND_RE: Final = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*:{_IDENTIFIER}(?:\.{_IDENTIFIER})*")
-_TOKEN_RE: Final = re.compile(r"(token=)[^&#\s]*", re.IGNORECASE)
 
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -362,40 +355,15 @@ def parse_settings(text: str, *, source: str = "<config>") -> Settings:
     try:
         settings = msgspec.toml.decode(text, type=Settings)
     except msgspec.ValidationError as exc:
-        key, reason = _translate(str(exc), text)
+        key, reason = explain(str(exc), text, Settings, _endpoint_name)
         raise ConfigError(key, reason + where) from None
     except msgspec.DecodeError as exc:
-        raise ConfigError("", _syntax_reason(str(exc), source)) from None
+        raise ConfigError("", syntax_reason(str(exc), source)) from None
     try:
         _validate(settings)
     except ConfigError as exc:
         raise ConfigError(exc.key, exc.reason + where) from None
     return settings
-
-
-def load_settings(path: str | os.PathLike[str]) -> Settings:
-    """Read and validate the configuration file at ``path``.
-
-    Args:
-        path: the TOML file.
-
-    Raises:
-        ConfigError: the file is missing, unreadable or not UTF-8 (the message names the path), or see
-            ``parse_settings``.
-
-    """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"config file {str(file)!r} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            "", f"config file {str(file)!r} is not UTF-8 text (bad byte at {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config file {str(file)!r}: {exc.strerror or exc}") from None
-    return parse_settings(text, source=str(file))
 
 
 def default_settings() -> Settings:
@@ -407,137 +375,16 @@ def default_settings() -> Settings:
     return parse_settings(_DEFAULT_TOML, source="<default settings>")
 
 
-def _syntax_reason(message: str, source: str) -> str:
-    # tomllib says e.g. "Invalid value (at line 2, column 5)".
-    match = re.fullmatch(r"(?s)(.*?)\s*\((at line \d+, column \d+|at end of document)\)", message)
-    if match is None:
-        return f"invalid TOML in {source}: {message}"
-    what, at = match.groups()
-    return f"invalid TOML in {source} {at}: {what[:1].lower()}{what[1:]}"
-
-
-# --- turning msgspec's errors into ConfigError ---------------------------------------------------
-
-_AT_RE: Final = re.compile(r"(?s)(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?")
-_SEGMENT_RE: Final = re.compile(r"\.([^.\[\]]+)|\[(\d+|\.\.\.)\]")
-
-
-@functools.cache
-def _schema() -> msgspec_inspect.Type:
-    return msgspec_inspect.type_info(Settings)
-
-
-def _unwrap(node: msgspec_inspect.Type) -> msgspec_inspect.Type:
-    while True:
-        if isinstance(node, msgspec_inspect.Metadata):
-            node = node.type
-        elif isinstance(node, msgspec_inspect.UnionType):
-            rest = [t for t in node.types if not isinstance(t, msgspec_inspect.NoneType)]
-            if len(rest) != 1:
-                return node
-            node = rest[0]
-        else:
-            return node
-
-
-def _node_at(key: str) -> msgspec_inspect.Type | None:
-    """The schema node of a dotted key like ``strategies[0].name`` (dict keys are any name)."""
-    node = _schema()
-    for name, index in _SEGMENT_RE.findall("." + key if key else ""):
-        node = _unwrap(node)
-        if name and isinstance(node, msgspec_inspect.StructType):
-            found = [field.type for field in node.fields if field.encode_name == name]
-            if not found:
-                return None
-            node = found[0]
-        elif isinstance(node, msgspec_inspect.DictType):
-            node = node.value_type
-        elif index and isinstance(node, msgspec_inspect.ListType | msgspec_inspect.VarTupleType):
-            node = node.item_type
-        else:
-            return None
-    return node
-
-
-def _description(key: str) -> str:
-    node = _node_at(key)
-    while isinstance(node, msgspec_inspect.Metadata):
-        description = (node.extra_json_schema or {}).get("description")
-        if description:
-            return str(description)
-        node = node.type
-    return ""
-
-
-def _known_keys(key: str) -> list[str]:
-    node = _node_at(key)
-    if node is None:
-        return []
-    node = _unwrap(node)
-    if isinstance(node, msgspec_inspect.StructType):
-        return [field.encode_name for field in node.fields]
-    return []
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _split(message: str) -> tuple[str, str]:
-    match = _AT_RE.fullmatch(message)
-    assert match is not None  # the pattern matches any text
-    return match["message"], match["path"] or ""
-
-
-def _failing_entry(text: str) -> tuple[str, str] | None:
-    """The failing [endpoints] entry, found by checking each alone (msgspec writes its path as ``[...]``)."""
-    raw = msgspec.toml.decode(text)
-    entries = raw.get("endpoints") if isinstance(raw, dict) else None
-    if not isinstance(entries, dict):
-        return None
-    for name, value in entries.items():
-        if name not in ENDPOINT_PATHS:
-            return f"endpoints.{name}", _unknown_endpoint_reason()  # its name is the first thing wrong
-        try:
-            msgspec.convert(value, type=EndpointSettings)
-        except msgspec.ValidationError as exc:
-            message, inner = _split(str(exc))
-            return _translate(f"{message} - at `$.endpoints.{name}{inner}`", text)
-    return None
-
-
-def _translate(error: str, text: str) -> tuple[str, str]:
-    """``(key, reason)`` for one of msgspec's validation messages about ``text``."""
-    message, path = _split(error)
-    if "[...]" in path:
-        entry = _failing_entry(text)
-        if entry is not None:
-            return entry
-    key = path.lstrip(".")
-    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", message)
-    if unknown:
-        name = unknown[1]
-        known = _known_keys(key)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return _join(key, name), f"unknown key; known keys are: {', '.join(known)}{hint}"
-    missing = re.fullmatch(r"Object missing required field `(.*)`", message)
-    if missing:
-        full = _join(key, missing[1])
-        description = _description(full)
-        return full, "required key is missing" + (f"; {missing[1]} is {description}" if description else "")
-    reason = message.replace("`object`", "`table`")
-    reason = reason[:1].lower() + reason[1:]
-    description = _description(key)
-    name = key.rpartition(".")[2]
-    return key, reason + (f"; {name} is {description}" if description else "")
-
-
 # --- rules across keys ---------------------------------------------------------------------------
 
 
 def _unknown_endpoint_reason() -> str:
     return f"unknown endpoint; known endpoints are: {', '.join(e.value for e in Endpoint)}"
+
+
+def _endpoint_name(table: str, name: str) -> str | None:
+    """An ``[endpoints.<name>]`` entry's name is the first thing wrong with it (config_errors' hook)."""
+    return _unknown_endpoint_reason() if table == "endpoints" and name not in ENDPOINT_PATHS else None
 
 
 def _check_finite(prefix: str, table: msgspec.Struct) -> None:
@@ -707,150 +554,6 @@ def _validate(settings: Settings) -> None:
         first_index[strategy.name] = index
         _check_strategy(index, strategy, settings.endpoints)
     _check_capacity(settings)
-
-
-# --- the token -----------------------------------------------------------------------------------
-
-
-class Secret:
-    """Holds the token. Prints as ``***``; ``reveal()`` returns it.
-
-    ``__reduce__`` keeps it picklable because Ray must ship it to the connection actors; ``repr``,
-    ``str`` and formatting never show it, so logging a Secret (or a Struct holding one) is safe.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        """Wrap ``value``.
-
-        Args:
-            value: the token, a non-empty string.
-
-        Raises:
-            ValueError: ``value`` is not a non-empty string.
-
-        """
-        if not isinstance(value, str) or not value:
-            raise ValueError("a Secret holds a non-empty string")
-        self._value = value
-
-    def reveal(self) -> str:
-        """The token itself: for the socket only, never for a message."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
-        return (Secret, (self._value,))
-
-
-def resolve_token(settings: Settings, environ: Mapping[str, str]) -> Secret:
-    """The token from the environment variable named by ``feed.token_env``.
-
-    With the simulator enabled and the variable unset (or empty), the simulator's fixed token.
-
-    Args:
-        settings: the job's settings.
-        environ: the environment (pass ``os.environ``).
-
-    Raises:
-        ConfigError: key ``feed.token_env``; the variable is unset, empty or blank and the simulator is
-            not enabled. The message names the variable, never a value.
-
-    """
-    name = settings.feed.token_env
-    value = environ.get(name)
-    token = value.strip() if value is not None else ""
-    if token:
-        return Secret(token)
-    if settings.simulator.enabled:
-        return Secret(SIMULATOR_TOKEN)
-    state = "is not set" if value is None else "is empty"
-    raise ConfigError(
-        "feed.token_env",
-        f"the environment variable {name} {state}; export {name}=<your AllTick token>, "
-        "or enable [simulator] to run against the bundled simulator",
-    )
-
-
-def resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> dict[str, Secret]:
-    """Every token, by the name of its variable (``feed.token_envs``, or the one ``feed.token_env``).
-
-    With the simulator enabled, a variable unset or empty gives the simulator's fixed token.
-
-    Raises:
-        ConfigError: key ``feed.token_env`` or ``feed.token_envs[i]``: a variable is unset, empty or
-            blank (and the simulator is not enabled), or two variables hold the same token. Messages
-            name the variables, never a value.
-
-    """
-    if not settings.feed.token_envs:
-        return {settings.feed.token_env: resolve_token(settings, environ)}
-    out: dict[str, Secret] = {}
-    for i, name in enumerate(settings.feed.token_envs):
-        value = environ.get(name)
-        token = value.strip() if value is not None else ""
-        if not token:
-            if settings.simulator.enabled:
-                out[name] = Secret(SIMULATOR_TOKEN)
-                continue
-            state = "is not set" if value is None else "is empty"
-            raise ConfigError(
-                f"feed.token_envs[{i}]",
-                f"the environment variable {name} {state}; export {name}=<an AllTick token>, or remove "
-                "it from feed.token_envs",
-            )
-        same = [other for other, secret in out.items() if secret == Secret(token)]
-        if same:
-            raise ConfigError(
-                f"feed.token_envs[{i}]",
-                f"{name} holds the same token as {same[0]}; each entry must be a different token "
-                "(one token's quota does not grow by listing it twice)",
-            )
-        out[name] = Secret(token)
-    return out
-
-
-def endpoint_url(url: str, token: Secret) -> str:
-    """``url`` with ``token=`` appended to its query: for opening the socket, never for printing.
-
-    Args:
-        url: an endpoint url from the settings (``redact`` it before showing it anywhere).
-        token: the token.
-
-    Raises:
-        ValueError: the url already carries a token.
-
-    """
-    if "token=" in url.lower():
-        raise ValueError(f"the url already carries a token: {redact(url)}")
-    parts = urlsplit(url)
-    param = f"token={quote(token.reveal(), safe='')}"
-    query = f"{parts.query}&{param}" if parts.query else param
-    return urlunsplit(parts._replace(query=query))
-
-
-def redact(url: str) -> str:
-    """``url`` (or any text) with every ``token=...`` value replaced by ``***``.
-
-    Args:
-        url: the text to show.
-
-    """
-    return _TOKEN_RE.sub(r"\1***", url)
 
 
 def with_simulator(settings: Settings, host: str, port: int) -> Settings:

@@ -9,7 +9,7 @@ Rules of this module:
 2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
    else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
 3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: the
-   registry's status carries it under ``codes`` (actors.core.codehealth.CodeHealth, an age of -1
+   registry's status carries it under ``codes`` (actors.core.codeliveness.CodeHealth, an age of -1
    before the first tick); a snapshot may also give it as ``code_health``. It turns an ``ok`` code
    ``stale`` or ``never_started``; without it a code is ``ok``, ``pending`` or ``quarantined``, as the
    registry knows them.
@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import msgspec
 
-from actors.core import wire
+from actors.core.codes import endpoint_of
 from actors.core.errors import InvalidCode
 from actors.core.restart import ChildEvent
 
@@ -87,7 +87,7 @@ class RegistryConnection(msgspec.Struct, frozen=True):
 
 
 class CodeSeen(msgspec.Struct, frozen=True):
-    """One code's liveness (actors.core.codehealth.CodeHealth)."""
+    """One code's liveness (actors.core.codeliveness.CodeHealth)."""
 
     state: str = ""
     reason: str = ""
@@ -370,7 +370,7 @@ def no_job_line(namespace: str, address: str, why: str = "") -> str:
     return f"tickvisor: no job found in namespace {namespace!r} at {where}{tail}"
 
 
-#: The three cases an operator must tell apart (actors.core.codehealth.Reason), in the text screen.
+#: The three cases an operator must tell apart (actors.core.codeliveness.Reason), in the text screen.
 _WHY: Final = {
     "connection": "connection dead",
     "quiet": "code quiet, socket alive",
@@ -467,7 +467,7 @@ def invalid_codes(codes: Iterable[str]) -> dict[str, InvalidCode]:
     invalid: dict[str, InvalidCode] = {}
     for code in codes:
         try:
-            wire.endpoint_of(code)
+            endpoint_of(code)
         except InvalidCode as exc:
             invalid[code] = exc
     return invalid

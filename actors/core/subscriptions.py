@@ -28,7 +28,7 @@ from typing import Final
 
 import msgspec
 
-from actors.core import wire
+from actors.core import plans, wire
 from actors.core.errors import VendorError
 
 REQUEST_TIMEOUT_S: Final = 5.0  # no answer within this: the request is presumed lost and sent again
@@ -122,8 +122,8 @@ class RateGate:
     def __init__(
         self,
         *,
-        conn_gap_s: float = wire.SUBSCRIBE_GAP_PER_CONNECTION_S + RATE_MARGIN_S,
-        token_gap_s: float = wire.SUBSCRIBE_GAP_PER_TOKEN_S + RATE_MARGIN_S,
+        conn_gap_s: float = plans.SUBSCRIBE_GAP_PER_CONNECTION_S + RATE_MARGIN_S,
+        token_gap_s: float = plans.SUBSCRIBE_GAP_PER_TOKEN_S + RATE_MARGIN_S,
     ) -> None:
         self.conn_gap_s = conn_gap_s
         self.token_gap_s = token_gap_s

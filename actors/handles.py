@@ -1,4 +1,4 @@
-"""Handles of the job's named actors, looked up once and cached (names: ``actors.core.naming``)."""
+"""Handles of the job's named actors, looked up once and cached (the names: ``actors.core.naming``)."""
 
 from __future__ import annotations
 
