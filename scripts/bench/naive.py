@@ -5,7 +5,7 @@ socket (websockets, like actors.connection), decoding each frame with the same `
 the decoder actor uses, and calling ``NaiveSink.on_tick.remote(tick)`` once per tick. At most
 ``MAX_IN_FLIGHT`` calls are outstanding (the same kind of backpressure tickvisor's connection applies
 to its batches), so the socket is not read faster than the sink can take. ``NaiveSink`` is a sync actor
-(calls from one caller run in order) doing scripts/bench_count.TickCounter's work per tick.
+(calls from one caller run in order) doing scripts.bench.count.TickCounter's work per tick.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from actors.core import wire
-from scripts.bench_count import TickCounter
+from scripts.bench.count import TickCounter
 
 MAX_IN_FLIGHT = 1000
 RETRY_AFTER_S = 1.1  # PROTOCOL.md "Limits": one subscription request per second per connection

@@ -6,7 +6,7 @@
 * ``phase_liveness``: a simulator with its own tick loop and a second system (``start_liveness``):
   ``stall_trial`` and ``kill_trial``.
 
-Each phase writes its figures into ``out``, the dict scripts/bench_report.py prints as the BENCH line.
+Each phase writes its figures into ``out``, the dict scripts/bench/report.py prints as the BENCH line.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.bench_channels import ROLES, Pipeline, per_mtick
-from scripts.bench_proc import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
-from scripts.bench_sim import (
+from scripts.bench.channels import ROLES, Pipeline, per_mtick
+from scripts.bench.job import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
+from scripts.bench.harness import (
     FOREX_PATH,
     POLL_S,
     STOCK_PATH,
@@ -189,7 +189,7 @@ def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> di
     """The naive pipeline: one Ray call per tick, from a connection-like actor to a sink actor."""
     import ray
 
-    from scripts.bench_naive import NaiveConnection, NaiveSink
+    from scripts.bench.naive import NaiveConnection, NaiveSink
 
     sink = ray.remote(NaiveSink).options(num_cpus=0).remote()
     conn = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
@@ -260,9 +260,9 @@ def phase_burst4(
     Mtick of the connections, decoders and strategy (each summed over its processes, from the
     injection to the last tick) with ``burst4_decoder_cpu_spread``: the busiest decoder's CPU over the
     idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second, unmeasured burst runs under
-    py-spy (scripts/bench_profile.py); returns its table, or one line saying why it could not run.
+    py-spy (scripts/bench/pyspy.py); returns its table, or one line saying why it could not run.
     """
-    from scripts.bench_profile import Profiler, table
+    from scripts.bench.pyspy import Profiler, table
 
     codes = block(0)
     sim, system = started or start_burst4(mode, token)
@@ -504,7 +504,7 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
     """Many strategies subscribing and unsubscribing overlapping stock codes at once."""
     import ray
 
-    from scripts.bench_churn import Churn
+    from scripts.bench.churn import Churn
     from scripts.simulator import max_requests_in_window
 
     pool = [f"S{i:04d}.US" for i in range(1, 41)]

@@ -1,13 +1,13 @@
 """Process control for scripts/bench.py: tickvisor's job and Ray.
 
 * ``System``: tickvisor started as tests/conftest.py's System does (actors.control.Job), from a config
-  that ``settings_toml`` writes for the simulator (scripts/bench_sim.py starts that one, and reads
+  that ``settings_toml`` writes for the simulator (scripts/bench/harness.py starts that one, and reads
   CPU and memory from /proc); ``in_sync`` and ``server_set`` compare the registry with the server.
 * ``setup_environment`` and ``local_ray``: this tree's code on Ray's workers, at the run's niceness, and
   the run's one ``ray.init(address="local")``.
 
 The helpers that need no Ray (the baseline client processes, ``log``, ``wait_until``, ``hard_cap``) are
-in scripts/bench_sim.py, so that scripts/bench_channels.py can use them without loading Ray.
+in scripts/bench/harness.py, so that scripts/bench/channels.py can use them without loading Ray.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import logging
 import os
 from collections.abc import Iterator
 
-import scripts.bench_sim
+import scripts.bench.harness
 from actors.control import Job
-from scripts.bench_sim import FOREX_PATH, ROOT, STOCK_PATH, SimProcess, log
+from scripts.bench.harness import FOREX_PATH, ROOT, STOCK_PATH, SimProcess, log
 
 STOCK_SUFFIXES = (".US", ".HK", ".SH", ".SZ")
 
@@ -62,7 +62,7 @@ def settings_toml(
         lines += [
             "[[strategies]]",
             f'name = "{name}"',
-            'kind = "scripts.bench_strategy:BenchStrategy"',
+            'kind = "scripts.bench.strategy:BenchStrategy"',
             f"symbols = {json.dumps(symbols)}",
         ]
     return "\n".join(lines) + "\n"
@@ -114,7 +114,7 @@ def setup_environment(niceness: int) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH", "")) if x)
     os.environ.setdefault("LOGURU_LEVEL", "WARNING")
     os.environ["RAY_worker_niceness"] = str(niceness)  # noqa: SIM112 - Ray's spelling
-    scripts.bench_sim.NICENESS = niceness  # read by Client
+    scripts.bench.harness.NICENESS = niceness  # read by Client
 
 
 @contextlib.contextmanager

@@ -3,9 +3,9 @@ processes, /proc accounting, progress and time limits.
 
 The simulator runs as ``python scripts/simulator.py --port 0 ...`` so that it never shares a GIL with
 the client under test; the benchmark drives it only through ``/admin/fault`` and ``/admin/state``.
-``Client`` runs one baseline client (scripts/bench_clients.py) as its own process, and ``run_client``
+``Client`` runs one baseline client (scripts/bench/clients.py) as its own process, and ``run_client``
 measures one burst with it. CPU and memory are read from ``/proc`` (Linux), for a process and all its
-descendants. scripts/bench.py (with Ray) and scripts/bench_channels.py (without) both build on these.
+descendants. scripts/bench.py (with Ray) and scripts/bench/channels.py (without) both build on these.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
 STOCK_PATH = "/quote-stock-b-ws-api"
 START_TIMEOUT_S = 20.0
@@ -186,12 +186,13 @@ class SimProcess:
 
 
 class Client:
-    """A baseline client process (scripts/bench_clients.py), its output read line by line."""
+    """A baseline client process (scripts/bench/clients.py), its output read line by line."""
 
     def __init__(self, kind: str, url: str, codes: list[str], count: int, *, latency: bool = False) -> None:
         cmd = [
             sys.executable,
-            str(ROOT / "scripts" / "bench_clients.py"),
+            "-m",
+            "scripts.bench.clients",
             kind,
             "--url",
             url,

@@ -1,9 +1,9 @@
 """Benchmark candidate channels for the data path, without Ray, against the simulator on 127.0.0.1.
 
-    python scripts/bench_channels.py            # 3 rounds of every figure, median: about 6 minutes
-    python scripts/bench_channels.py --quick    # 1 round: about 75 s on a 2-core machine
-    python scripts/bench_channels.py --smoke    # tiny counts: what tests/test_bench_channels.py runs
-    python scripts/bench_channels.py --receivers picows --channels uds,zmq-ipc --rounds 5  # a subset
+    python scripts/bench/channels.py            # 3 rounds of every figure, median: about 6 minutes
+    python scripts/bench/channels.py --quick    # 1 round: about 75 s on a 2-core machine
+    python scripts/bench/channels.py --smoke    # tiny counts: what tests/test_bench_channels.py runs
+    python scripts/bench/channels.py --receivers picows --channels uds,zmq-ipc --rounds 5  # a subset
 
 It prints a markdown table and, as its very last line, ``BENCH_CHANNELS {json}``. Every figure is
 measured in this run, beside its baselines: the machine is shared and noisy, the ratios are what count.
@@ -19,7 +19,7 @@ The pipeline (one per variant; three processes, no Ray), the data path the issue
 * The decoder decodes each batch with ``actors.core.wire.decode_batch`` (the Decoder actor's function:
   one msgspec call per frame, then the normalisation into ``Tick``; see "Decoding" below), routes the
   ticks by code and sends each strategy one msgpack-encoded ``list[Tick]``, as the Decoder actor does.
-* The strategy decodes the list and does scripts/bench_count.TickCounter's per-tick work (count, per-code
+* The strategy decodes the list and does scripts.bench.count.TickCounter's per-tick work (count, per-code
   order, latency from the simulator's ``sent_ns`` at the time the batch arrived).
 
 The channels between the processes, each end in its own asyncio loop:
@@ -35,7 +35,7 @@ would use ``zmq.NOBLOCK`` and count ``zmq.Again`` as a drop (uds: look at the wr
 ``transport.get_write_buffer_size()`` before writing).
 
 Baselines: ``bare`` (websockets + msgspec, one process) and ``bare_picows`` (picows + msgspec, one
-process), both from scripts/bench_clients.py.
+process), both from scripts/bench/clients.py.
 
 Figures, per variant (the BENCH_CHANNELS keys):
 
@@ -87,13 +87,12 @@ import zmq.asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from actors.core import wire  # noqa: E402
-from scripts.bench_clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets  # noqa: E402
-from scripts.bench_count import TickCounter  # noqa: E402
-from scripts.bench_sim import (  # noqa: E402
+from actors.core import wire
+from scripts.bench.clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets
+from scripts.bench.count import TickCounter
+from scripts.bench.harness import (
     FOREX_PATH,
     SimProcess,
     block,
