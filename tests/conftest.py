@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 
 from actors.control import Job
+from scripts.bench.wait import WaitTimeout
+from scripts.bench.wait import wait_for as shared_wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: One time unit for integration waits; CI machines are shared and noisy, so waits are generous.
@@ -26,15 +27,11 @@ S = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 def wait_for(
     condition: Callable[[], Any], timeout: float, every: float = 0.1, what: str = "condition"
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout * S
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout * S:.1f} s waiting for {what}; last value {last!r}")
+    """scripts.bench.wait.wait_for, ``timeout`` scaled by ``S``; a timeout fails the test naming ``what``."""
+    try:
+        return shared_wait_for(condition, timeout * S, what=what, every=every)
+    except WaitTimeout as exc:
+        pytest.fail(str(exc))
 
 
 @contextlib.contextmanager

@@ -78,7 +78,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -87,13 +86,12 @@ import zmq.asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from actors.core import wire
 from scripts.bench.clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets
 from scripts.bench.count import TickCounter
 from scripts.bench.harness import (
     FOREX_PATH,
+    ROOT,
     SimProcess,
     block,
     cpu_seconds,

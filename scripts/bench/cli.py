@@ -84,11 +84,11 @@ import contextlib
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-
 from actors.core.settings import TRANSPORTS
+from scripts.bench.harness import hard_cap, log
+from scripts.bench.job import local_ray, setup_environment
 from scripts.bench.phases import (
     MODES,
     Mode,
@@ -98,9 +98,7 @@ from scripts.bench.phases import (
     start_burst4,
     start_liveness,
 )
-from scripts.bench.job import local_ray, setup_environment
 from scripts.bench.report import write
-from scripts.bench.harness import hard_cap, log
 
 __all__ = ["main"]
 

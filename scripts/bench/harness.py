@@ -21,16 +21,17 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from scripts.bench.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
 STOCK_PATH = "/quote-stock-b-ws-api"
 START_TIMEOUT_S = 20.0
 ADMIN_TIMEOUT_S = 10.0
-POLL_S = 0.02
 NICENESS = 0  # of the baseline client processes; scripts/bench.py sets it to its Ray workers' (--niceness)
 
 
@@ -41,18 +42,6 @@ def log(message: str) -> None:
     """Progress on stderr (stdout carries the table and the BENCH line)."""
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = POLL_S) -> Any:
-    """Poll ``condition`` until truthy; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 @contextlib.contextmanager
@@ -173,13 +162,14 @@ class SimProcess:
     def find_conn(self, codes: Iterable[str], path: str = FOREX_PATH, timeout: float = 20.0) -> int:
         """The id of the open connection on ``path`` whose trade set is exactly ``codes``."""
         want = sorted(set(codes))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def holding() -> int | None:
             for conn in self.state()["connections"]:
                 if conn["open"] and conn["path"] == path and conn["trades"] == want:
                     return int(conn["id"])
-            time.sleep(0.02)
-        raise TimeoutError(f"no open connection on {path} holds the {len(want)} codes")
+            return None
+
+        return wait_for(holding, timeout, what=f"an open connection on {path} holding the {len(want)} codes")
 
 
 # --- the baseline client processes ----------------------------------------------------------------

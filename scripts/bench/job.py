@@ -6,7 +6,7 @@
 * ``setup_environment`` and ``local_ray``: this tree's code on Ray's workers, at the run's niceness, and
   the run's one ``ray.init(address="local")``.
 
-The helpers that need no Ray (the baseline client processes, ``log``, ``wait_until``, ``hard_cap``) are
+The helpers that need no Ray (the baseline client processes, ``log``, ``hard_cap``) are
 in scripts/bench/harness.py, so that scripts/bench/channels.py can use them without loading Ray.
 """
 

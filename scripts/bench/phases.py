@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scripts.bench.channels import ROLES, Pipeline, per_mtick
-from scripts.bench.job import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
 from scripts.bench.harness import (
     FOREX_PATH,
-    POLL_S,
     STOCK_PATH,
     SimProcess,
     block,
@@ -35,8 +33,9 @@ from scripts.bench.harness import (
     rss_mb,
     run_client,
     tree,
-    wait_until,
 )
+from scripts.bench.job import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
+from scripts.bench.wait import WaitTimeout, wait_for
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
 SEED_SILENT_AFTER_S = 20.0
@@ -269,7 +268,7 @@ def phase_burst4(
     with sim:
         try:
             system.wait_started()
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
 
             def forex_conns() -> list[int] | None:
                 live = [
@@ -284,7 +283,7 @@ def phase_burst4(
                     else None
                 )
 
-            conns = wait_until(forex_conns, 30, f"{BURST4_CONNECTIONS} connections holding the codes")
+            conns = wait_for(forex_conns, 30, what=f"{BURST4_CONNECTIONS} connections holding the codes")
             children = system.pids()
             job_pids = job_processes(sim)
             roles = {
@@ -386,7 +385,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
             idle(mode, out, job_pids)
@@ -520,12 +519,9 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
         ray.kill(actor)
     last_op = result["last_op"]
     converged_at = None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if in_sync(system, sim, STOCK_PATH):
-            converged_at = time.monotonic()
-            break
-        time.sleep(POLL_S)
+    with contextlib.suppress(WaitTimeout):
+        wait_for(lambda: in_sync(system, sim, STOCK_PATH), 15, what="the churn converged")
+        converged_at = time.monotonic()
     reg = system.registry()
     union = {c for c in reg.union if c.endswith(STOCK_SUFFIXES)}
     held = set().union(*map(set, result["held"].values()))
@@ -584,7 +580,7 @@ def phase_liveness(
         try:
             system.wait_started()
             strategy = system.actor("strategy:bench")
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             out["deadline_s"] = mode.deadline_s
             out["seed_detect_s"] = SEED_DETECT_S
             detect, resub = [], []
@@ -635,10 +631,10 @@ def stall_trial(
     system: System, sim: SimProcess, strategy: Any, codes: list[str], quiet_s: float
 ) -> tuple[float, float]:
     """Stall the live connection; (stall to detection, stall to the full set accepted on a new one)."""
-    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "in sync before the stall")
+    wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="in sync before the stall")
     quiet_since_last_request(sim, FOREX_PATH, quiet_s)
     before = system.get(strategy.bench_last_seqs.remote())
-    wait_until(lambda: flowing(strategy, system, before, codes), 10, "ticks before the stall")
+    wait_for(lambda: flowing(strategy, system, before, codes), 10, what="ticks before the stall")
     old = sim.find_conn(codes)
     started, started_wall = time.monotonic(), time.time()
     sim.fault("stall", conn=old)
@@ -650,7 +646,7 @@ def stall_trial(
                 return ok[0] if ok else None
         return None
 
-    accepted = wait_until(accepted_on_new, 30, "the full set on a new connection")
+    accepted = wait_for(accepted_on_new, 30, what="the full set on a new connection")
     events = system.get(system.sup.status.remote())["events"]
     restarts = [
         e["at"]
@@ -668,18 +664,18 @@ def kill_trial(
     registry in sync with the server (``in_sync``), Ray's new process reporting in (``restarted``), the
     server accepting the set again (``accepted``, -1 if it was never dropped); and ``lost`` codes.
     """
-    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, f"in sync before killing {child}")
+    wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what=f"in sync before killing {child}")
     quiet_since_last_request(sim, FOREX_PATH, quiet_s)
     pid = system.pids()[child]
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.1)  # ticks already in the pipeline when the socket died are not "flowing again"
     before = system.get(strategy.bench_last_seqs.remote())
-    wait_until(lambda: flowing(strategy, system, before, codes), 30, f"ticks after killing {child}")
+    wait_for(lambda: flowing(strategy, system, before, codes), 30, what=f"ticks after killing {child}")
     out = {"flowing": time.monotonic() - killed}
-    wait_until(lambda: system.pids().get(child) not in (None, pid), 30, f"{child} restarted")
+    wait_for(lambda: system.pids().get(child) not in (None, pid), 30, what=f"{child} restarted")
     try:
-        wait_until(lambda: in_sync(system, sim, FOREX_PATH), 30, f"in sync after killing {child}")
+        wait_for(lambda: in_sync(system, sim, FOREX_PATH), 30, what=f"in sync after killing {child}")
         out["in_sync"] = time.monotonic() - killed
     except TimeoutError:
         out["in_sync"] = -1.0

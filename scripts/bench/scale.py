@@ -44,14 +44,11 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
 
 from actors.core.wire import SUBSCRIBE_GAP_PER_TOKEN_S, Tick
 from actors.strategy import Strategy
-from scripts.bench.harness import rss_mb
+from scripts.bench.harness import ROOT, rss_mb
 
 TOKEN = "bench-scale-" + uuid.uuid4().hex[:6]
 FOREX_PATH = "/quote-b-ws-api"

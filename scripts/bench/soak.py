@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts.bench.wait import WaitTimeout, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CODES = {
@@ -355,10 +357,10 @@ class Soak:
                 self.job.stop(timeout=30)
             except Exception as exc:  # noqa: BLE001 - reported as a broken invariant
                 self.violations.append(f"the clean stop failed: {type(exc).__name__}: {exc}")
-            deadline = time.monotonic() + 20
-            left = alive(ns)
-            while left and time.monotonic() < deadline:
-                time.sleep(0.2)
+            left: dict[str, list[int]] = {}
+            try:
+                wait_for(lambda: not alive(ns), 20, what="no actor of the job left", every=0.2)
+            except WaitTimeout:
                 left = alive(ns)
             if left:
                 self.violations.append(f"actors left behind after a clean stop: {sorted(left)}")
