@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -99,6 +100,7 @@ from scripts.bench.harness import (
     log,
     run_client,
 )
+from scripts.bench.modes import Mode, mode_of
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -116,54 +118,6 @@ ROLES = ("receiver", "decoder", "strategy")  # a pipeline's processes
 IDLE_S = 5.0  # a measurement ends this long after its last tick, even short of its count
 START_TIMEOUT_S = 30.0
 _LENGTH = struct.Struct("!I")  # uds: the length prefix of every message
-
-
-@dataclass(frozen=True)
-class Mode:
-    """Sizes of one benchmark mode."""
-
-    name: str
-    burst: int  # ticks per throughput burst
-    rounds: int  # throughput rounds (median reported), variants interleaved within each
-    latency_rate: float  # ticks/s of the first paced burst
-    latency_s: float
-    low_rate: float  # ticks/s of the second, light paced burst: latency when nothing queues
-    low_s: float
-    hard_cap_s: float  # the whole run is stopped after this
-
-
-MODES = {
-    "smoke": Mode(
-        "smoke",
-        burst=2000,
-        rounds=1,
-        latency_rate=2000,
-        latency_s=0.5,
-        low_rate=1000,
-        low_s=0.5,
-        hard_cap_s=150,
-    ),
-    "quick": Mode(
-        "quick",
-        burst=200_000,
-        rounds=1,
-        latency_rate=20_000,
-        latency_s=3.0,
-        low_rate=2000,
-        low_s=2.0,
-        hard_cap_s=300,
-    ),
-    "full": Mode(
-        "full",
-        burst=200_000,
-        rounds=3,
-        latency_rate=20_000,
-        latency_s=5.0,
-        low_rate=2000,
-        low_s=5.0,
-        hard_cap_s=900,
-    ),
-}
 
 
 class FrameBatch(msgspec.Struct, array_like=True, gc=False):
@@ -737,10 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--receivers", default=",".join(RECEIVERS), help="comma-separated subset of %(default)s")
     p.add_argument("--channels", default=",".join(CHANNELS), help="comma-separated subset of %(default)s")
     args = p.parse_args(argv)
-    mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
-    if args.burst is not None or args.rounds is not None:
-        sizes = {"burst": args.burst or mode.burst, "rounds": args.rounds or mode.rounds}
-        mode = Mode(**{**mode.__dict__, **sizes})
+    mode = mode_of(smoke=args.smoke, quick=args.quick)
+    mode = dataclasses.replace(mode, burst=args.burst or mode.burst, rounds=args.rounds or mode.rounds)
     variants = [(r, c) for r in args.receivers.split(",") for c in args.channels.split(",")]
     unknown = {r for r, _ in variants} - set(RECEIVERS) | {c for _, c in variants} - set(CHANNELS)
     if unknown:

@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 import uuid
@@ -89,9 +90,8 @@ from typing import Any
 from actors.core.settings import TRANSPORTS
 from scripts.bench.harness import hard_cap, log
 from scripts.bench.job import local_ray, setup_environment
+from scripts.bench.modes import mode_of
 from scripts.bench.phases import (
-    MODES,
-    Mode,
     phase_burst4,
     phase_liveness,
     phase_throughput,
@@ -134,14 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         "print, per process of the job and the simulator, its samples and top functions by self time",
     )
     args = p.parse_args(argv)
-    mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
-    mode = Mode(
-        **{
-            **mode.__dict__,
-            "burst": args.burst or mode.burst,
-            "rounds": args.rounds or mode.rounds,
-            "transport": args.transport,
-        }
+    mode = mode_of(smoke=args.smoke, quick=args.quick)
+    mode = dataclasses.replace(
+        mode, burst=args.burst or mode.burst, rounds=args.rounds or mode.rounds, transport=args.transport
     )
 
     setup_environment(args.niceness)

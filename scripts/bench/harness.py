@@ -25,11 +25,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scripts.bench.config import PATHS
 from scripts.bench.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
-STOCK_PATH = "/quote-stock-b-ws-api"
+FOREX_PATH = PATHS["forex_crypto"]
+STOCK_PATH = PATHS["stock"]
 START_TIMEOUT_S = 20.0
 ADMIN_TIMEOUT_S = 10.0
 NICENESS = 0  # of the baseline client processes; scripts/bench.py sets it to its Ray workers' (--niceness)
@@ -163,13 +164,16 @@ class SimProcess:
         """The id of the open connection on ``path`` whose trade set is exactly ``codes``."""
         want = sorted(set(codes))
 
-        def holding() -> int | None:
-            for conn in self.state()["connections"]:
-                if conn["open"] and conn["path"] == path and conn["trades"] == want:
-                    return int(conn["id"])
-            return None
+        def holding() -> list[int]:
+            return [
+                int(conn["id"])
+                for conn in self.state()["connections"]
+                if conn["open"] and conn["path"] == path and conn["trades"] == want
+            ][:1]
 
-        return wait_for(holding, timeout, what=f"an open connection on {path} holding the {len(want)} codes")
+        return wait_for(holding, timeout, what=f"an open connection on {path} holding the {len(want)} codes")[
+            0
+        ]
 
 
 # --- the baseline client processes ----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Process control for scripts/bench.py: tickvisor's job and Ray.
 
-* ``System``: tickvisor started as tests/conftest.py's System does (actors.control.Job), from a config
-  that ``settings_toml`` writes for the simulator (scripts/bench/harness.py starts that one, and reads
-  CPU and memory from /proc); ``in_sync`` and ``server_set`` compare the registry with the server.
+* ``System``: a tickvisor job (actors.control.Job) as the benchmarks and tests/conftest.py start it;
+  ``bench_settings`` its config for the simulator (scripts/bench/config.py builds it; scripts/bench/
+  harness.py starts the simulator and reads CPU and memory from /proc); ``in_sync`` and
+  ``server_set`` compare the registry with the server.
 * ``setup_environment`` and ``local_ray``: this tree's code on Ray's workers, at the run's niceness, and
   the run's one ``ray.init(address="local")``.
 
@@ -13,14 +14,16 @@ in scripts/bench/harness.py, so that scripts/bench/channels.py can use them with
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import scripts.bench.harness
 from actors.control import Job
-from scripts.bench.harness import FOREX_PATH, ROOT, STOCK_PATH, SimProcess, log
+from actors.core.settings import Secret, Settings
+from scripts.bench.config import build, job_config, strategy
+from scripts.bench.harness import ROOT, STOCK_PATH, SimProcess, log
 
 STOCK_SUFFIXES = (".US", ".HK", ".SH", ".SZ")
 
@@ -28,7 +31,7 @@ STOCK_SUFFIXES = (".US", ".HK", ".SH", ".SZ")
 # --- tickvisor ------------------------------------------------------------------------------------------
 
 
-def settings_toml(
+def bench_settings(
     port: int,
     strategies: list[tuple[str, list[str]]],
     *,
@@ -37,51 +40,61 @@ def settings_toml(
     transport: str = "picows",
     max_codes_per_connection: int = 0,
     stock: bool = True,
-) -> str:
-    """A tickvisor config against the simulator on ``port``, reading with ``transport`` (at most
-    ``max_codes_per_connection`` codes per connection if given: more connections for the same codes; without the stock endpoint if not ``stock``).
+) -> Settings:
+    """A tickvisor config against the simulator on ``port``, reading with ``transport``, one
+    ``BenchStrategy`` per (name, symbols) (at most ``max_codes_per_connection`` codes per connection if
+    given: more connections for the same codes; without the stock endpoint if not ``stock``).
     """
-    lines = [
-        "[feed]",
-        f'transport = "{transport}"',
-        'token_env = "TICKVISOR_BENCH_TOKEN"',
-        f"heartbeat_interval_s = {heartbeat_s}",
-        f"silence_deadline_s = {deadline_s}",
-        "ping_deadline_s = 1.0",
-        *([f"max_codes_per_connection = {max_codes_per_connection}"] if max_codes_per_connection else []),
-        "[restart]",
-        "max_restarts = 50",
-        "within_s = 60.0",
-        "backoff_initial_s = 0.1",
-        "backoff_max_s = 2.0",
-        *(["[endpoints.stock]", f'url = "ws://127.0.0.1:{port}{STOCK_PATH}"'] if stock else []),
-        "[endpoints.forex_crypto]",
-        f'url = "ws://127.0.0.1:{port}{FOREX_PATH}"',
-    ]
-    for name, symbols in strategies:
-        lines += [
-            "[[strategies]]",
-            f'name = "{name}"',
-            'kind = "scripts.bench.strategy:BenchStrategy"',
-            f"symbols = {json.dumps(symbols)}",
-        ]
-    return "\n".join(lines) + "\n"
+    feed: dict[str, Any] = {
+        "transport": transport,
+        "token_env": "TICKVISOR_BENCH_TOKEN",
+        "heartbeat_interval_s": heartbeat_s,
+        "silence_deadline_s": deadline_s,
+        "ping_deadline_s": 1.0,
+    }
+    if max_codes_per_connection:
+        feed["max_codes_per_connection"] = max_codes_per_connection
+    doc = job_config(
+        port,
+        [strategy(name, "scripts.bench.strategy:BenchStrategy", symbols) for name, symbols in strategies],
+        feed=feed,
+        endpoints=("stock", "forex_crypto") if stock else ("forex_crypto",),
+    )
+    return build(doc, source="<bench>")
 
 
 class System(Job):
-    """tickvisor started as the tests start it (actors.control.Job), in a ``bench-`` namespace."""
+    """A tickvisor job as the benchmarks and the tests run it (actors.control.Job): every Ray wait of
+    ``get`` scaled by ``scale``, which tests/conftest.py sets to the session's ``TICKVISOR_TEST_S``.
+    """
+
+    scale: ClassVar[float] = 1.0
 
     @classmethod
-    def from_toml(cls, toml: str, token: str, *, wait: bool = True) -> System:
-        from actors.core.settings import parse_settings
-
-        job = cls.start(parse_settings(toml, source="<bench>"), token, prefix="bench", wait=wait)
+    def launch(
+        cls,
+        settings: Settings,
+        token: Secret | str | Mapping[str, Secret],
+        *,
+        prefix: str = "tv",
+        wait: bool = True,
+        timeout: float = 120.0,
+    ) -> System:
+        """``Job.start`` (a fresh ``<prefix>-<hex>`` namespace), typed as this class; waits for the
+        start within ``timeout`` x ``scale`` seconds if ``wait``.
+        """
+        job = cls.start(settings, token, prefix=prefix, wait=wait, timeout=timeout * cls.scale)
         assert isinstance(job, System)
         return job
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def get(self, ref: Any, timeout: float = 20.0) -> Any:
+        """``ray.get`` within ``timeout`` x ``scale`` seconds."""
+        return super().get(ref, timeout * self.scale)
+
+    def stop_quietly(self, timeout: float = 20.0) -> None:
+        """``stop``, logging a failure instead of raising it (a benchmark's cleanup goes on)."""
         try:
-            super().stop(timeout)
+            self.stop(timeout)
         except Exception as exc:  # noqa: BLE001 - stopping anyway
             log(f"supervisor stop: {type(exc).__name__}: {exc}")
 

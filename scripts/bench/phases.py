@@ -1,4 +1,4 @@
-"""The measured phases of scripts/bench.py, and the sizes of each mode.
+"""The measured phases of scripts/bench.py (the sizes of each mode: scripts/bench/modes.py).
 
 * ``phase_throughput``: a simulator without a tick loop (bursts only) and one tickvisor system:
   throughput of tickvisor and of each baseline (``run_tickvisor``, ``run_client``, ``run_naive``),
@@ -18,7 +18,6 @@ import signal
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from scripts.bench.channels import ROLES, Pipeline, per_mtick
@@ -34,90 +33,13 @@ from scripts.bench.harness import (
     run_client,
     tree,
 )
-from scripts.bench.job import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
+from scripts.bench.job import STOCK_SUFFIXES, System, bench_settings, in_sync, server_set
+from scripts.bench.modes import Mode
 from scripts.bench.wait import WaitTimeout, wait_for
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
 SEED_SILENT_AFTER_S = 20.0
 SEED_DETECT_S = SEED_SILENT_AFTER_S + SEED_CHECK_EVERY_S / 2  # median of 20 + U(0, 5)
-LOW_RATE = 2000.0  # ticks/s of a second, light paced burst: latency when nothing queues
-
-
-@dataclass(frozen=True)
-class Mode:
-    """Sizes of one benchmark mode."""
-
-    name: str
-    burst: int  # ticks per throughput burst
-    rounds: int  # throughput rounds (median reported)
-    naive: int  # ticks of the naive pipeline's burst
-    naive_cap_s: float  # ...or this long, whichever comes first
-    latency_rate: float  # ticks/s of the paced burst
-    latency_s: float
-    stall_trials: int
-    churn_strategies: int
-    churn_rate: float  # operations per second per strategy
-    churn_s: float
-    deadline_s: float  # feed.silence_deadline_s of the liveness system
-    quiet_s: float  # before each stall and kill: time since the last subscription request (token gap)
-    hard_cap_s: float  # the whole run is stopped after this
-    transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
-    burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
-    idle_s: float = 3.0  # the job's CPU while no tick flows is read over this long
-
-
-MODES = {
-    "smoke": Mode(
-        "smoke",
-        burst=3000,
-        rounds=1,
-        naive=300,
-        naive_cap_s=10,
-        latency_rate=2000,
-        latency_s=0.5,
-        stall_trials=1,
-        churn_strategies=4,
-        churn_rate=5,
-        churn_s=1.5,
-        deadline_s=1.5,
-        quiet_s=0.0,
-        hard_cap_s=200,
-        burst4=750,
-        idle_s=0.5,
-    ),
-    "quick": Mode(
-        "quick",
-        burst=200_000,
-        rounds=1,
-        naive=20_000,
-        naive_cap_s=15,
-        latency_rate=20_000,
-        latency_s=3.0,
-        stall_trials=5,
-        churn_strategies=50,
-        churn_rate=20,
-        churn_s=10,
-        deadline_s=1.5,
-        quiet_s=3.2,
-        hard_cap_s=480,
-    ),
-    "full": Mode(
-        "full",
-        burst=200_000,
-        rounds=3,
-        naive=200_000,
-        naive_cap_s=60,
-        latency_rate=20_000,
-        latency_s=5.0,
-        stall_trials=5,
-        churn_strategies=50,
-        churn_rate=20,
-        churn_s=10,
-        deadline_s=1.5,
-        quiet_s=3.2,
-        hard_cap_s=1300,
-    ),
-}
 
 
 def run_tickvisor(
@@ -231,7 +153,7 @@ def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim = SimProcess(token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000")
     sim.start()
     log(f"burst4: simulator on port {sim.port}; tickvisor with {BURST4_CONNECTIONS} connections")
-    toml = settings_toml(
+    settings = bench_settings(
         sim.port,
         [("bench", codes)],
         heartbeat_s=2.0,
@@ -240,7 +162,7 @@ def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
         max_codes_per_connection=len(codes) // BURST4_CONNECTIONS,
         stock=False,
     )
-    return sim, System.from_toml(toml, token, wait=False)
+    return sim, System.launch(settings, token, prefix="bench", wait=False)
 
 
 def phase_burst4(
@@ -336,7 +258,7 @@ def phase_burst4(
                 profiles = profiler.stop()
             return table(profiles, seconds)
         finally:
-            system.stop()
+            system.stop_quietly()
 
 
 def job_processes(sim: SimProcess) -> list[int]:
@@ -376,11 +298,12 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
         token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
-        system = System.from_toml(
-            settings_toml(
+        system = System.launch(
+            bench_settings(
                 sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
             ),
             token,
+            prefix="bench",
         )
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
@@ -466,16 +389,16 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             )
             out["latency_tps"] = lat["tps"]  # below the pace: the pipeline could not keep up, queues grew
             low = run_tickvisor(
-                system, sim, codes, int(LOW_RATE * mode.latency_s / 2), job_pids, rate=LOW_RATE
+                system, sim, codes, int(mode.low_rate * mode.latency_s / 2), job_pids, rate=mode.low_rate
             )
-            out.update(low_rate=LOW_RATE, low_p50_ms=low["p50_ms"], low_p99_ms=low["p99_ms"])
+            out.update(low_rate=mode.low_rate, low_p50_ms=low["p50_ms"], low_p99_ms=low["p99_ms"])
             out["tickvisor_out_of_order_dropped"] += low["dropped_out_of_order"]
             bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
             out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
             order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
             assert pipeline is not None
             pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
-            pl_low = pipeline.measure(sim, int(LOW_RATE * mode.latency_s / 2), rate=LOW_RATE)
+            pl_low = pipeline.measure(sim, int(mode.low_rate * mode.latency_s / 2), rate=mode.low_rate)
             out.update(
                 pipeline_p50_ms=pl_lat["p50_ms"],
                 pipeline_p99_ms=pl_lat["p99_ms"],
@@ -496,7 +419,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             if pipeline is not None:
                 pipeline.stop()
             shutil.rmtree(workdir, ignore_errors=True)
-            system.stop()
+            system.stop_quietly()
 
 
 def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
@@ -559,7 +482,7 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
-    toml = settings_toml(
+    settings = bench_settings(
         sim.port,
         [("bench", LIVENESS_CODES)],
         heartbeat_s=0.5,
@@ -567,7 +490,7 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
         transport=mode.transport,
         stock=False,
     )
-    return sim, System.from_toml(toml, token, wait=False)
+    return sim, System.launch(settings, token, prefix="bench", wait=False)
 
 
 def phase_liveness(
@@ -607,7 +530,7 @@ def phase_liveness(
                 lost += int(k["lost"])
             out["kill_lost_subscriptions"] = lost
         finally:
-            system.stop()
+            system.stop_quietly()
 
 
 def quiet_since_last_request(sim: SimProcess, path: str, gap_s: float) -> None:

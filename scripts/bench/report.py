@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scripts.bench.phases import Mode
+    from scripts.bench.modes import Mode
 
 #: Every key of the BENCH line that the issue asks for.
 REQUIRED_KEYS = (

@@ -46,12 +46,13 @@ import time
 import uuid
 from typing import Any
 
+from actors.core.settings import Settings
 from actors.core.wire import SUBSCRIBE_GAP_PER_TOKEN_S, Tick
 from actors.strategy import Strategy
+from scripts.bench.config import build, job_config, strategy
 from scripts.bench.harness import ROOT, rss_mb
 
 TOKEN = "bench-scale-" + uuid.uuid4().hex[:6]
-FOREX_PATH = "/quote-b-ws-api"
 
 
 class ScaleStrategy(Strategy):
@@ -90,25 +91,24 @@ TOKEN_NAMES = ("TICKVISOR_BENCH_TOKEN", "TICKVISOR_BENCH_TOKEN_2")
 SECOND_TOKEN = TOKEN + "-2"
 
 
-def config(port: int, per_conn: int, conns: int, tokens: int = 1) -> str:
+def scale_settings(port: int, per_conn: int, conns: int, tokens: int = 1) -> Settings:
+    """One job of the grid: ``conns`` connections of ``per_conn`` forex/crypto codes, ``tokens`` tokens."""
+    feed = {
+        "token_envs": list(TOKEN_NAMES[:tokens]),
+        "plan": "professional",
+        "max_connections": math.ceil(conns / tokens),  # per token: N in all
+        "max_codes_per_connection": per_conn,
+        "start_timeout_s": 120.0,
+    }
     codes = codes_of(per_conn * conns)
-    names = json.dumps(list(TOKEN_NAMES[:tokens]))
-    return "\n".join(
-        [
-            "[feed]",
-            f"token_envs = {names}",
-            'plan = "professional"',
-            f"max_connections = {math.ceil(conns / tokens)}",  # per token: N in all
-            f"max_codes_per_connection = {per_conn}",
-            "start_timeout_s = 120.0",
-            "[endpoints.forex_crypto]",
-            f'url = "ws://127.0.0.1:{port}{FOREX_PATH}"',
-            "[[strategies]]",
-            'name = "scale"',
-            'kind = "scripts.bench.scale:ScaleStrategy"',
-            f"symbols = {json.dumps(codes)}",
-        ]
+    doc = job_config(
+        port,
+        [strategy("scale", "scripts.bench.scale:ScaleStrategy", codes)],
+        feed=feed,
+        restart=None,
+        endpoints=("forex_crypto",),
     )
+    return build(doc, source="<bench scale>")
 
 
 def one_run(  # noqa: PLR0913
@@ -118,11 +118,11 @@ def one_run(  # noqa: PLR0913
 
     from actors.control import Job
     from actors.core.growth import startup_lower_bound_s
-    from actors.core.settings import Secret, parse_settings
+    from actors.core.settings import Secret
 
     total = per_conn * conns
     secrets = {TOKEN_NAMES[0]: Secret(TOKEN), TOKEN_NAMES[1]: Secret(SECOND_TOKEN)}
-    settings = parse_settings(config(sim.port, per_conn, conns, tokens))
+    settings = scale_settings(sim.port, per_conn, conns, tokens)
     started = time.monotonic()
     job = Job.start(settings, {n: secrets[n] for n in settings.token_names()}, timeout=limit_s)
     try:

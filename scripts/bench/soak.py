@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.core.settings import Settings
+from scripts.bench.config import PATHS, RESTART, build, job_config, strategy
 from scripts.bench.wait import WaitTimeout, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +68,6 @@ CODES = {
     "stock": ["AAPL.US", "TSLA.US", "700.HK"],
     "forex_crypto": ["EURUSD", "XAUUSD", "BTCUSDT"],
 }
-PATHS = {"stock": "/quote-stock-b-ws-api", "forex_crypto": "/quote-b-ws-api"}
 #: Codes the strategy adds to cause a subscription request: the simulator's generated ones, each once.
 EXTRA = {
     "stock": [f"S{i:04d}.US" for i in range(1, 200)],
@@ -132,29 +133,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def settings_toml(port: int) -> str:
-    """The job under test: liveness deadlines short enough to see faults, loose enough for a shared machine."""
-    symbols = json.dumps([c for codes in CODES.values() for c in codes])
-    return f"""
-[feed]
-token_env = "{TOKEN_ENV}"
-heartbeat_interval_s = 1.0
-silence_deadline_s = 3.0
-ping_deadline_s = 5.0
-[restart]
-max_restarts = 10000
-within_s = 60.0
-backoff_initial_s = 0.1
-backoff_max_s = 2.0
-[endpoints.stock]
-url = "ws://127.0.0.1:{port}{PATHS["stock"]}"
-[endpoints.forex_crypto]
-url = "ws://127.0.0.1:{port}{PATHS["forex_crypto"]}"
-[[strategies]]
-name = "{STRATEGY}"
-kind = "scripts.bench.soak_strategy:SoakChecker"
-symbols = {symbols}
-"""
+def soak_settings(port: int) -> Settings:
+    """The job under test: liveness deadlines short enough to see faults, loose enough for a shared
+    machine.
+    """
+    feed = {
+        "token_env": TOKEN_ENV,
+        "heartbeat_interval_s": 1.0,
+        "silence_deadline_s": 3.0,
+        "ping_deadline_s": 5.0,
+    }
+    symbols = [c for codes in CODES.values() for c in codes]
+    doc = job_config(
+        port,
+        [strategy(STRATEGY, "scripts.bench.soak_strategy:SoakChecker", symbols)],
+        feed=feed,
+        restart={**RESTART, "max_restarts": 10000},
+    )
+    return build(doc, source="<soak>")
 
 
 # --- Ray's view of the job ---------------------------------------------------------------------------
@@ -299,7 +295,6 @@ class Soak:
         import ray
 
         from actors.control import Job
-        from actors.core.settings import parse_settings
         from scripts.simulator import SimulatorThread
 
         self.sim = SimulatorThread(
@@ -334,7 +329,7 @@ class Soak:
                 ray.shutdown()
                 if attempt == 2:
                     raise
-        settings = parse_settings(settings_toml(self.sim.port))
+        settings = soak_settings(self.sim.port)
         self.job = Job.start(settings, TOKEN, prefix="soak", timeout=180.0)
         self.checker = self.job.actor(f"strategy:{STRATEGY}")
         deadline = time.monotonic() + 60
