@@ -26,13 +26,13 @@ The channels between the processes, each end in its own asyncio loop:
 
 * ``zmq-ipc``: pyzmq PUSH/PULL over ``ipc://`` (a Unix socket file), the receiving end binds;
 * ``zmq-tcp``: the same over ``tcp://127.0.0.1`` (what would cross nodes);
-* ``uds``: asyncio Unix-domain stream sockets, each message a 4-byte big-endian length and its payload.
+* ``uds``: tickvisor's own channel, actors/channel.py (``TickvisorChannel``): a Unix-domain stream
+  in Linux's abstract namespace, each message a numbered msgpack batch, acknowledged back.
 
-Sends wait when the channel is full (zmq: ``CHANNEL_HWM`` messages queued at each end; uds: asyncio's
-write-buffer high-water mark, then the kernel's socket buffer). That is backpressure as the Connection
-actor applies it today (it waits at 16 batches in flight); a strategy-facing send that must never wait
-would use ``zmq.NOBLOCK`` and count ``zmq.Again`` as a drop (uds: look at the writer's
-``transport.get_write_buffer_size()`` before writing).
+Sends wait when the channel is full (zmq: ``CHANNEL_HWM`` messages queued at each end; uds:
+``CHANNEL_HWM`` messages unacknowledged). That is backpressure as the Connection actor applies it
+(it waits at 16 batches in flight); a strategy-facing send that must never wait would use
+``zmq.NOBLOCK`` and count ``zmq.Again`` as a drop (uds: the decoder's ``Outbox`` drops and counts).
 
 Baselines: ``bare`` (websockets + msgspec, one process) and ``bare_picows`` (picows + msgspec, one
 process), both from scripts/bench/clients.py.
@@ -71,7 +71,6 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -87,7 +86,9 @@ import zmq.asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from actors.channel import LOOPBACK, Address, Peer, Receiver, Sender
 from actors.core import wire
+from actors.core.routing import Outbox
 from scripts.bench.clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets
 from scripts.bench.count import TickCounter
 from scripts.bench.harness import (
@@ -117,7 +118,6 @@ STRATEGY = "bench"  # the one strategy every code is routed to
 ROLES = ("receiver", "decoder", "strategy")  # a pipeline's processes
 IDLE_S = 5.0  # a measurement ends this long after its last tick, even short of its count
 START_TIMEOUT_S = 30.0
-_LENGTH = struct.Struct("!I")  # uds: the length prefix of every message
 
 
 class FrameBatch(msgspec.Struct, array_like=True, gc=False):
@@ -174,51 +174,54 @@ class ZmqChannel:
         return await self._sock.recv()
 
 
-class UdsChannel:
-    """One end of an asyncio Unix-domain stream: each message is a 4-byte big-endian length and its bytes.
-
-    The receiving end listens on a path and takes the first connection; the sending end connects.
+class TickvisorChannel:
+    """One end of tickvisor's own data-path channel (actors/channel.py: a Unix-domain stream in Linux's
+    abstract namespace, numbered batches, cumulative acknowledgements, a bounded ``Outbox``), behind
+    this benchmark's ``Channel``: the receiving end acknowledges a message as ``recv`` hands it over,
+    the sending end waits while ``CHANNEL_HWM`` messages are unacknowledged (the Connection actor's
+    backpressure, actors/connection.py ``_flush``).
     """
 
-    def __init__(
-        self, reader: asyncio.Future[asyncio.StreamReader] | None, writer: asyncio.StreamWriter | None
-    ) -> None:
-        self._reader_ready = reader
-        self._reader: asyncio.StreamReader | None = None
-        self._writer = writer
-        self._server: asyncio.Server | None = None  # the listening end's, kept while the end lives
+    def __init__(self, *, receiver: Receiver | None = None, sender: Sender | None = None) -> None:
+        self._receiver = receiver  # kept while the end lives: it owns the listening sockets
+        self._inbox: asyncio.Queue[tuple[Peer, int, bytes]] = asyncio.Queue()
+        self._sender = sender
 
     @classmethod
-    async def listen(cls, path: str) -> tuple[UdsChannel, str]:
-        """Listen on ``path``; (end, path)."""
-        first: asyncio.Future[asyncio.StreamReader] = asyncio.get_running_loop().create_future()
-
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # noqa: ARG001
-            if not first.done():
-                first.set_result(reader)
-
-        end = cls(first, None)
-        end._server = await asyncio.start_unix_server(accept, path)
-        return end, path
+    async def listen(cls, name: str) -> tuple[TickvisorChannel, str]:
+        """Listen (Unix socket and loopback TCP); (end, its ``Address`` as JSON)."""
+        end = cls()
+        end._receiver = Receiver(name, end._arrived, node="", host=LOOPBACK)
+        address = await end._receiver.address()
+        return end, msgspec.json.encode(address).decode()
 
     @classmethod
-    async def connect(cls, path: str) -> UdsChannel:
-        """Connect to the listener at ``path``."""
-        _, writer = await asyncio.open_unix_connection(path)
-        return cls(None, writer)
+    async def connect(cls, address: str) -> TickvisorChannel:
+        """Connect to the receiving end whose ``Address`` (JSON, from ``listen``) is ``address``."""
+        where = msgspec.json.decode(address, type=Address)
+
+        async def resolve() -> Address:
+            return where
+
+        sender = Sender("bench", resolve, Outbox(max_batches=CHANNEL_HWM, replay=False), node="")
+        await sender.wait_connected()
+        return cls(sender=sender)
+
+    def _arrived(self, peer: Peer, number: int, missed: int, body: bytes) -> None:  # noqa: ARG002
+        self._inbox.put_nowait((peer, number, body))
 
     async def send(self, payload: bytes) -> None:
-        assert self._writer is not None, "the listening end only receives"
-        self._writer.writelines((_LENGTH.pack(len(payload)), payload))
-        await self._writer.drain()
+        sender = self._sender
+        assert sender is not None, "the listening end only receives"
+        while sender.outbox.pending >= CHANNEL_HWM:
+            await sender.wait_acked()
+        if not sender.send(payload, 1):
+            raise RuntimeError(f"{sender.name}: the outbox refused a message ({sender.last_error})")
 
     async def recv(self) -> bytes:
-        reader = self._reader
-        if reader is None:
-            assert self._reader_ready is not None, "the connecting end only sends"
-            reader = self._reader = await self._reader_ready
-        (n,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-        return await reader.readexactly(n)
+        peer, number, body = await self._inbox.get()
+        peer.ack(number)
+        return body
 
 
 async def listen(channel: str, workdir: str, name: str) -> tuple[Channel, str]:
@@ -235,14 +238,14 @@ async def listen(channel: str, workdir: str, name: str) -> tuple[Channel, str]:
     if channel == "zmq-tcp":
         return ZmqChannel.listen("tcp://127.0.0.1:*")
     if channel == "uds":
-        return await UdsChannel.listen(f"{workdir}/{name}.sock")
+        return await TickvisorChannel.listen(name)
     raise ValueError(f"unknown channel {channel!r}, expected one of {CHANNELS}")
 
 
 async def connect(channel: str, address: str) -> Channel:
     """The sending end of a ``channel`` to the receiving end at ``address`` (from ``listen``)."""
     if channel == "uds":
-        return await UdsChannel.connect(address)
+        return await TickvisorChannel.connect(address)
     return ZmqChannel.connect(address)
 
 

@@ -17,8 +17,8 @@ What runs where:
   scripts.bench.strategy:BenchStrategy as the strategy.
 * Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench/clients.py) each in their own process; ``naive``
   (scripts/bench/naive.py) as two Ray actors making one Ray call per tick; ``pipeline``: the Ray-free
-  three-process pipeline of scripts/bench/channels.py (tickvisor's transport receiving, Unix-domain
-  sockets, ``wire.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks, acks,
+  three-process pipeline of scripts/bench/channels.py (tickvisor's transport receiving, tickvisor's
+  channel, ``wire.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks,
   routing tables or supervision): the floor of the design on this machine.
 
 Figures (the BENCH keys):
@@ -71,10 +71,11 @@ Figures (the BENCH keys):
 Every measured consumer runs at the same niceness (``--niceness``, default 0; Ray's own default for its
 workers is 15), so that on a shared machine none is starved more than the others.
 
-The code: this file is the command line. scripts/bench/job.py starts and stops Ray and tickvisor's
-job; scripts/bench/harness.py what needs no Ray (the simulator process, the baseline client processes, the
-/proc accounting), scripts/bench/phases.py holds the measured phases and the sizes of each mode,
-and scripts/bench/report.py the table, the targets and the BENCH line.
+The code: this module is the command line (``python scripts/bench.py`` runs it). scripts/bench/job.py
+starts and stops Ray and tickvisor's job; scripts/bench/harness.py what needs no Ray (the simulator
+process, the baseline client processes, the /proc accounting), scripts/bench/phases.py holds the
+measured phases, scripts/bench/modes.py the sizes of each mode, and scripts/bench/report.py the table,
+the targets and the BENCH line.
 """
 
 from __future__ import annotations

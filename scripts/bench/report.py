@@ -235,7 +235,7 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             "",
             f"scripts/bench/channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, "
-            f"checks, acks or supervision; tickvisor over it: {times(r, 'tps', 'pipeline_tps')} ticks/s, "
+            f"checks or supervision; tickvisor over it: {times(r, 'tps', 'pipeline_tps')} ticks/s, "
             f"{times(r, 'cpu_s_per_mtick', 'pipeline_cpu_s_per_mtick')} CPU; its p50 @ "
             f"{f('low_rate', '.0f')}/s {f('pipeline_low_p50_ms')}",
         ),
