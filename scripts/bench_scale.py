@@ -1,4 +1,4 @@
-"""The command ``python scripts/bench_scale.py``: how start-up, throughput and memory grow with codes and connections.
+"""The command ``python scripts/bench_scale.py``: how start-up, throughput and memory grow with scale.
 
 A thin entry point over ``scripts.bench.scale`` (its docstring has the options and the figures); it only
 puts this tree on ``sys.path`` so that the command runs from a checkout without installing anything.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench.scale import main  # noqa: E402 - after the path above
+from scripts.bench.scale import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench.soak import main  # noqa: E402 - after the path above
+from scripts.bench.soak import main
 
 if __name__ == "__main__":
     sys.exit(main())

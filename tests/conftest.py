@@ -17,7 +17,7 @@ import pytest
 
 from scripts.bench.config import job_config, strategy, to_toml
 from scripts.bench.job import System
-from scripts.bench.wait import WaitTimeout
+from scripts.bench.wait import WaitTimeoutError
 from scripts.bench.wait import wait_for as shared_wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def wait_for(
     """scripts.bench.wait.wait_for, ``timeout`` scaled by ``S``; a timeout fails the test naming ``what``."""
     try:
         return shared_wait_for(condition, timeout * S, what=what, every=every)
-    except WaitTimeout as exc:
+    except WaitTimeoutError as exc:
         pytest.fail(str(exc))
 
 

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from scripts.bench.wait import WaitTimeout
+from scripts.bench.wait import WaitTimeoutError
 from scripts.bench.wait import wait_for as poll
 from tests.conftest import ROOT, S, wait_for
 
@@ -139,7 +139,7 @@ def kill_all(pids: set[int], *, grace_s: float = 5.0) -> None:
             pids = {p for p in pids if p in table and table[p].state != "Z"}
             return not pids
 
-        with contextlib.suppress(WaitTimeout):
+        with contextlib.suppress(WaitTimeoutError):
             poll(gone, grace_s, what=f"{sig.name} to end them", every=0.2)
             return
 
@@ -239,7 +239,7 @@ class Job:
 
     def leftovers(self, within: float = 5.0) -> list[str]:
         """What still runs of the job ``within`` seconds after its exit (Ray's daemons take a moment)."""
-        with contextlib.suppress(WaitTimeout):
+        with contextlib.suppress(WaitTimeoutError):
             poll(lambda: not alive(self.tracked, self.sids), within * S, what="the job's exit", every=0.2)
         return alive(self.tracked, self.sids)
 

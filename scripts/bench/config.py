@@ -62,8 +62,10 @@ def job_config(
 
 
 def to_toml(doc: Mapping[str, Any]) -> str:
-    """``doc`` as TOML: a table per mapping of scalars, ``[a.b]`` per nested one, ``[[a]]`` per list
-    of mappings, in the order given (``[[strategies]]`` last when built by ``job_config``).
+    """``doc`` as TOML text.
+
+    A table per mapping of scalars, ``[a.b]`` per nested one, ``[[a]]`` per list of mappings, in the
+    order given (``[[strategies]]`` last when built by ``job_config``).
     """
     lines: list[str] = []
     _table(lines, "", doc)

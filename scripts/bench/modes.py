@@ -1,6 +1,6 @@
-"""The sizes of every run mode (smoke, quick, full): the one table scripts/bench.py and the channel
-benchmark (scripts/bench/channels.py) both read.
+"""The sizes of every run mode (smoke, quick, full), in one table.
 
+scripts/bench.py and the channel benchmark (scripts/bench/channels.py) both read it.
 A mode is a frozen dataclass; a command line that overrides a size makes a new one with
 ``dataclasses.replace``. ``--smoke`` is tiny counts that check the machinery (what the tests run);
 ``--quick`` one round; ``full`` three rounds, the median reported.

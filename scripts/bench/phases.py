@@ -35,7 +35,7 @@ from scripts.bench.harness import (
 )
 from scripts.bench.job import STOCK_SUFFIXES, System, bench_settings, in_sync, server_set
 from scripts.bench.modes import Mode
-from scripts.bench.wait import WaitTimeout, wait_for
+from scripts.bench.wait import WaitTimeoutError, wait_for
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
 SEED_SILENT_AFTER_S = 20.0
@@ -442,7 +442,7 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
         ray.kill(actor)
     last_op = result["last_op"]
     converged_at = None
-    with contextlib.suppress(WaitTimeout):
+    with contextlib.suppress(WaitTimeoutError):
         wait_for(lambda: in_sync(system, sim, STOCK_PATH), 15, what="the churn converged")
         converged_at = time.monotonic()
     reg = system.registry()

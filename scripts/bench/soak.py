@@ -60,7 +60,7 @@ from typing import Any
 
 from actors.core.settings import Settings
 from scripts.bench.config import PATHS, RESTART, build, job_config, strategy
-from scripts.bench.wait import WaitTimeout, wait_for
+from scripts.bench.wait import WaitTimeoutError, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -355,7 +355,7 @@ class Soak:
             left: dict[str, list[int]] = {}
             try:
                 wait_for(lambda: not alive(ns), 20, what="no actor of the job left", every=0.2)
-            except WaitTimeout:
+            except WaitTimeoutError:
                 left = alive(ns)
             if left:
                 self.violations.append(f"actors left behind after a clean stop: {sorted(left)}")

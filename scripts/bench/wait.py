@@ -1,17 +1,19 @@
 """The one polling wait of the benchmarks, the soak and the tests: wait for a condition, never for time.
 
 ``wait_for`` calls a condition until it returns something truthy and returns that; past its deadline it
-raises ``WaitTimeout`` naming what was awaited and the condition's last value. tests/conftest.py wraps
+raises ``WaitTimeoutError`` naming what was awaited and the condition's last value. tests/conftest.py wraps
 it (timeouts scaled by ``TICKVISOR_TEST_S``, a timeout as a test failure); a caller that only waits as
-long as it may (a cleanup's grace period) catches ``WaitTimeout`` and reads ``last``. The clock and the
+long as it may (a cleanup's grace period) catches ``WaitTimeoutError`` and reads ``last``. The clock and the
 pause are parameters, so a test can drive it without time passing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T = TypeVar("T")
 
@@ -19,10 +21,10 @@ T = TypeVar("T")
 POLL_S = 0.02
 
 
-class WaitTimeout(TimeoutError):
+class WaitTimeoutError(TimeoutError):
     """The awaited condition stayed falsy for ``timeout`` seconds; ``last`` is its last value."""
 
-    def __init__(self, what: str, timeout: float, last: object) -> None:
+    def __init__(self, what: str, timeout: float, last: object) -> None:  # noqa: D107 - the class says it
         super().__init__(f"timed out after {timeout:.1f} s waiting for {what}; last value {last!r}")
         self.what = what
         self.timeout = timeout
@@ -49,7 +51,7 @@ def wait_for(  # noqa: PLR0913 - the clock and the pause are injectable
         pause: sleeps between two calls (tests pass one that advances the fake clock).
 
     Raises:
-        WaitTimeout: ``condition`` was still falsy after ``timeout`` seconds (it was called once more
+        WaitTimeoutError: ``condition`` was still falsy after ``timeout`` seconds (it was called once more
             at the deadline).
 
     """
@@ -59,5 +61,5 @@ def wait_for(  # noqa: PLR0913 - the clock and the pause are injectable
         if value:
             return value
         if clock() >= deadline:
-            raise WaitTimeout(what, timeout, value)
+            raise WaitTimeoutError(what, timeout, value)
         pause(every)
