@@ -66,6 +66,7 @@ class Collector(Strategy):
         return copy.deepcopy(
             {
                 "seen": self.seen,
+                "times": self._times,
                 "prices": self.prices,
                 "violations": self.violations,
                 "problems": self.problems,

@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from actors.control import Job
+from scripts.bench.config import job_config, strategy, to_toml
+from scripts.bench.job import System
+from scripts.bench.wait import WaitTimeoutError
+from scripts.bench.wait import wait_for as shared_wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: One time unit for integration waits; CI machines are shared and noisy, so waits are generous.
@@ -26,15 +28,11 @@ S = float(os.environ.get("TICKVISOR_TEST_S", "1.0"))
 def wait_for(
     condition: Callable[[], Any], timeout: float, every: float = 0.1, what: str = "condition"
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout * S
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout * S:.1f} s waiting for {what}; last value {last!r}")
+    """scripts.bench.wait.wait_for, ``timeout`` scaled by ``S``; a timeout fails the test naming ``what``."""
+    try:
+        return shared_wait_for(condition, timeout * S, what=what, every=every)
+    except WaitTimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 @contextlib.contextmanager
@@ -65,15 +63,16 @@ def frozen(strategy: Any, tmp_path: Path, what: str = "the strategy") -> Iterato
             release()
 
 
-def run_smoke(script: str, tag: str, timeout_s: float) -> tuple[dict[str, Any], list[str]]:
-    """Run ``scripts/<script> --smoke`` in a subprocess; (its last line's ``<tag> {json}``, every line).
+def run_smoke(command: list[str], tag: str, timeout_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Run ``python <command> --smoke`` from the repository root in a subprocess (``["scripts/bench.py"]``,
+    ``["-m", "scripts.bench.channels"]``); (its last line's ``<tag> {json}``, every line).
 
     Fails unless that line comes last, the script exits 0 and the JSON says ``"ok": true``.
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)  # a benchmark that uses Ray starts its own local cluster
     proc = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, str(ROOT / "scripts" / script), "--smoke"],
+        [sys.executable, *command, "--smoke"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -124,8 +123,10 @@ TEST_TRANSPORT = os.environ.get("TICKVISOR_TEST_TRANSPORT", "")
 
 
 def system_toml(port: int, strategies: str, **feed: Any) -> str:
-    """A config for the system under test: short deadlines, the simulator on ``port``."""
-    feed_defaults = {
+    """A config for the system under test: short deadlines, the simulator on ``port``, then
+    ``strategies`` (``[[strategies]]`` entries as TOML, from ``collector_toml`` or written out).
+    """
+    feed_defaults: dict[str, Any] = {
         "heartbeat_interval_s": 0.5,
         "silence_deadline_s": 1.5,
         "ping_deadline_s": 1.0,
@@ -134,41 +135,17 @@ def system_toml(port: int, strategies: str, **feed: Any) -> str:
     if TEST_TRANSPORT:
         feed_defaults["transport"] = TEST_TRANSPORT
     feed_defaults.update(feed)
-    lines = ["[feed]"]
-    for key, value in feed_defaults.items():
-        lines.append(f"{key} = {value!r}".replace("'", '"'))
-    lines += [
-        "[restart]",
-        "max_restarts = 50",
-        "within_s = 60.0",
-        "backoff_initial_s = 0.1",
-        "backoff_max_s = 2.0",
-        "[endpoints.stock]",
-        f'url = "ws://127.0.0.1:{port}/quote-stock-b-ws-api"',
-        "[endpoints.forex_crypto]",
-        f'url = "ws://127.0.0.1:{port}/quote-b-ws-api"',
-        strategies,
-    ]
-    return "\n".join(lines)
+    return to_toml(job_config(port, feed=feed_defaults)) + strategies
 
 
-class System(Job):
-    """A running tickvisor in its own namespace, with waits scaled by ``S`` for this noisy machine."""
-
-    def get(self, ref: Any, timeout: float = 20.0) -> Any:
-        return super().get(ref, timeout * S)
+#: Every Ray wait of a test system is scaled like the tests' own waits.
+System.scale = S
 
 
 def collector_toml(name: str, symbols: list[str], **options: Any) -> str:
     """A ``[[strategies]]`` entry for tests.collector:Collector."""
-    import json
-
-    opts = ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-    extra = f"\noptions = {{ {opts} }}" if opts else ""
-    return (
-        f'[[strategies]]\nname = "{name}"\nkind = "tests.collector:Collector"\n'
-        f"symbols = {json.dumps(symbols)}{extra}\n"
-    )
+    extra = {"options": options} if options else {}
+    return to_toml({"strategies": [strategy(name, "tests.collector:Collector", symbols, **extra)]})
 
 
 def start_system(
@@ -180,7 +157,7 @@ def start_system(
     text = system_toml(sim.port, strategies, **feed)
     if restart:
         text = text.replace("max_restarts = 50", restart)
-    system = System.start(parse_settings(text), TEST_TOKEN, timeout=120 * S)
+    system = System.launch(parse_settings(text), TEST_TOKEN, timeout=120)
     if in_sync:
         wait_for(lambda: system.registry().in_sync, 20, what="first subscription in sync")
     return system

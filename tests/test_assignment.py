@@ -1,13 +1,13 @@
 """Tests of actors.core.assignment: which connection carries which code. Pure: no Ray, no sockets, no sleeps.
 
-The classes subclass ``unittest.TestCase`` so that pytest collects them whatever their name.
+Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*Tests``).
 """
 
 from __future__ import annotations
 
-import unittest
 from collections.abc import Mapping, Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,6 @@ def fs(*codes: str) -> frozenset[str]:
 
 
 def check_invariants(
-    test: unittest.TestCase,
     result: Assignment,
     wanted: set[str],
     connections: Mapping[Endpoint, Sequence[str]],
@@ -36,109 +35,102 @@ def check_invariants(
 ) -> None:
     """What must hold for any input: a partition of ``wanted``, limits, endpoints, no needless overflow."""
     conn_endpoint = {c: e for e, conns in connections.items() for c in conns}
-    test.assertEqual(set(result.by_connection), set(conn_endpoint), "every connection listed, no other")
+    assert set(result.by_connection) == set(conn_endpoint), "every connection listed, no other"
     placed = [code for codes in result.by_connection.values() for code in codes]
-    test.assertEqual(len(placed), len(set(placed)), "a code on two connections")
-    test.assertEqual(set(placed) | result.unplaced, wanted)
-    test.assertFalse(set(placed) & result.unplaced)
+    assert len(placed) == len(set(placed)), "a code on two connections"
+    assert (set(placed) | result.unplaced) == wanted
+    assert not (set(placed) & result.unplaced)
     for conn, codes in result.by_connection.items():
-        test.assertLessEqual(len(codes), max_codes, conn)
+        assert len(codes) <= max_codes, conn
         for code in codes:
-            test.assertIs(endpoint_of(code), conn_endpoint[conn], f"{code} on {conn}")
+            assert endpoint_of(code) is conn_endpoint[conn], f"{code} on {conn}"
     for code in result.unplaced:
         conns = connections.get(endpoint_of(code), ())
-        test.assertTrue(
-            all(len(result.by_connection[c]) >= max_codes for c in conns),
-            f"{code} unplaced although a connection had room",
+        assert all(len(result.by_connection[c]) >= max_codes for c in conns), (
+            f"{code} unplaced although a connection had room"
         )
 
 
-class AssignmentTests(unittest.TestCase):
+class AssignmentTests:
     """PROTOCOL.md "Limits" and "Endpoints": codes per connection, stocks and forex/crypto apart."""
 
     def test_least_loaded_placement_exactly(self) -> None:
         result = assign([S4, S1, S3, S2, S5], {STOCK: ["s0", "s1", "s2"]}, 10)
         # Sorted codes, each to the least-loaded connection, ties to the first.
-        self.assertEqual(result, Assignment({"s0": fs(S1, S4), "s1": fs(S2, S5), "s2": fs(S3)}, fs()))
+        assert result == Assignment({"s0": fs(S1, S4), "s1": fs(S2, S5), "s2": fs(S3)}, fs())
 
     def test_deterministic_whatever_the_input_order(self) -> None:
         wanted = [S1, S2, S3, S4, X1, X2, X3]
         connections = {STOCK: ["s0", "s1"], FX: ["f0"]}
         first = assign(wanted, connections, 3)
-        self.assertEqual(assign(list(reversed(wanted)), connections, 3), first)
-        self.assertEqual(assign(set(wanted), {FX: ["f0"], STOCK: ["s0", "s1"]}, 3), first)
-        self.assertEqual(
-            assign(iter(wanted + wanted), connections, 3), first, "duplicates and a one-shot iterator"
-        )
-        self.assertEqual(first, Assignment({"s0": fs(S1, S3), "s1": fs(S2, S4), "f0": fs(X1, X2, X3)}, fs()))
+        assert assign(list(reversed(wanted)), connections, 3) == first
+        assert assign(set(wanted), {FX: ["f0"], STOCK: ["s0", "s1"]}, 3) == first
+        assert assign(iter(wanted + wanted), connections, 3) == first, "duplicates and a one-shot iterator"
+        assert first == Assignment({"s0": fs(S1, S3), "s1": fs(S2, S4), "f0": fs(X1, X2, X3)}, fs())
 
     def test_sticky_adding_a_code_moves_nothing(self) -> None:
         connections = {STOCK: ["s0", "s1"]}
         before = assign([S1, S2, S3], connections, 5)
-        self.assertEqual(before.by_connection, {"s0": fs(S1, S3), "s1": fs(S2)})
+        assert before.by_connection == {"s0": fs(S1, S3), "s1": fs(S2)}
         after = assign([S1, S2, S3, "0001.HK"], connections, 5, before.by_connection)
         # "0001.HK" sorts first: without stickiness it would push every code along.
-        self.assertEqual(after, Assignment({"s0": fs(S1, S3), "s1": fs(S2, "0001.HK")}, fs()))
+        assert after == Assignment({"s0": fs(S1, S3), "s1": fs(S2, "0001.HK")}, fs())
 
     def test_sticky_even_when_unbalanced(self) -> None:
         previous = {"s0": [S1, S2, S3, S4], "s1": []}
         result = assign([S1, S2, S3, S4, S5], {STOCK: ["s0", "s1"]}, 5, previous)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S2, S3, S4), "s1": fs(S5)}, fs()))
+        assert result == Assignment({"s0": fs(S1, S2, S3, S4), "s1": fs(S5)}, fs())
 
     def test_removing_a_code_moves_nothing(self) -> None:
         previous = {"s0": fs(S1, S3), "s1": fs(S2, S4)}
         result = assign([S2, S3, S4], {STOCK: ["s0", "s1"]}, 5, previous)
-        self.assertEqual(result, Assignment({"s0": fs(S3), "s1": fs(S2, S4)}, fs()))
+        assert result == Assignment({"s0": fs(S3), "s1": fs(S2, S4)}, fs())
 
     def test_a_vanished_connection_gives_its_codes_to_the_others(self) -> None:
         previous = {"s0": fs(S1, S3), "s1": fs(S2, S4), "gone": fs(S5, S6)}
         result = assign([S1, S2, S3, S4, S5, S6], {STOCK: ["s0", "s1"]}, 5, previous)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S3, S5), "s1": fs(S2, S4, S6)}, fs()))
+        assert result == Assignment({"s0": fs(S1, S3, S5), "s1": fs(S2, S4, S6)}, fs())
 
     def test_max_codes_is_never_exceeded_and_overflow_is_unplaced(self) -> None:
         result = assign([S1, S2, S3, S4, S5], {STOCK: ["s0", "s1"]}, 2)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S3), "s1": fs(S2, S4)}, fs(S5)))
+        assert result == Assignment({"s0": fs(S1, S3), "s1": fs(S2, S4)}, fs(S5))
 
     def test_a_previous_set_over_the_limit_is_cut(self) -> None:
         # The plan shrank: s0 keeps the first max_codes of its codes; the rest move or wait.
         previous = {"s0": [S1, S2, S3, S4, S5], "s1": [S6]}
         result = assign([S1, S2, S3, S4, S5, S6], {STOCK: ["s0", "s1"]}, 3, previous)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S2, S3), "s1": fs(S4, S5, S6)}, fs()))
+        assert result == Assignment({"s0": fs(S1, S2, S3), "s1": fs(S4, S5, S6)}, fs())
         result = assign([S1, S2, S3, S4, S5, S6], {STOCK: ["s0", "s1"]}, 2, previous)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S2), "s1": fs(S3, S6)}, fs(S4, S5)))
+        assert result == Assignment({"s0": fs(S1, S2), "s1": fs(S3, S6)}, fs(S4, S5))
 
     def test_a_code_listed_twice_in_previous_is_placed_once(self) -> None:
         result = assign([S1], {STOCK: ["s0", "s1"]}, 5, {"s0": [S1], "s1": [S1]})
-        self.assertEqual(result, Assignment({"s0": fs(S1), "s1": fs()}, fs()))
+        assert result == Assignment({"s0": fs(S1), "s1": fs()}, fs())
 
     def test_endpoints_are_kept_apart(self) -> None:
         result = assign([S1, X1, S2, X2], {STOCK: ["s0"], FX: ["f0", "f1"]}, 5)
-        self.assertEqual(result, Assignment({"s0": fs(S1, S2), "f0": fs(X1), "f1": fs(X2)}, fs()))
+        assert result == Assignment({"s0": fs(S1, S2), "f0": fs(X1), "f1": fs(X2)}, fs())
 
     def test_a_code_previously_on_the_wrong_endpoint_moves(self) -> None:
         result = assign([S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5, {"f0": [S1, X1]})
-        self.assertEqual(result, Assignment({"s0": fs(S1), "f0": fs(X1)}, fs()))
+        assert result == Assignment({"s0": fs(S1), "f0": fs(X1)}, fs())
 
     def test_an_endpoint_without_connections_leaves_its_codes_unplaced(self) -> None:
         for connections in ({FX: ["f0"]}, {FX: ["f0"], STOCK: []}):
-            with self.subTest(connections=connections):
-                result = assign([S1, S2, X1], connections, 5)
-                self.assertEqual(result, Assignment({"f0": fs(X1)}, fs(S1, S2)))
-        self.assertEqual(assign([S1], {}, 5), Assignment({}, fs(S1)))
+            result = assign([S1, S2, X1], connections, 5)
+            assert result == Assignment({"f0": fs(X1)}, fs(S1, S2))
+        assert assign([S1], {}, 5) == Assignment({}, fs(S1))
 
     def test_idle_connections_are_listed_with_nothing(self) -> None:
-        self.assertEqual(
-            assign([], {STOCK: ["s0"], FX: ["f0"]}, 5), Assignment({"s0": fs(), "f0": fs()}, fs())
-        )
+        assert assign([], {STOCK: ["s0"], FX: ["f0"]}, 5) == Assignment({"s0": fs(), "f0": fs()}, fs())
 
     def test_config_strings_work_as_endpoint_keys(self) -> None:
-        self.assertEqual(
-            assign([S1, X1], {"stock": ["s0"], "forex_crypto": ["f0"]}, 5),  # type: ignore[dict-item]
-            assign([S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5),
+        assert assign([S1, X1], {"stock": ["s0"], "forex_crypto": ["f0"]}, 5) == assign(
+            [S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5
         )
 
     def test_an_invalid_code_is_refused(self) -> None:
-        with self.assertRaises(InvalidCode):
+        with pytest.raises(InvalidCode):
             assign(["aapl.us"], {STOCK: ["s0"]}, 5)
 
 
@@ -151,7 +143,7 @@ CONNECTIONS = st.fixed_dictionaries(
 WANTED = st.frozensets(st.sampled_from(STOCKS + FOREX))
 
 
-class AssignmentPropertyTests(unittest.TestCase):
+class AssignmentPropertyTests:
     """Invariants over random codes, connections and limits."""
 
     @settings(max_examples=200, deadline=None)
@@ -164,25 +156,23 @@ class AssignmentPropertyTests(unittest.TestCase):
         max_codes: int,
     ) -> None:
         first = assign(wanted, connections, max_codes)
-        check_invariants(self, first, set(wanted), connections, max_codes)
-        self.assertEqual(assign(sorted(wanted, reverse=True), connections, max_codes), first, "deterministic")
+        check_invariants(first, set(wanted), connections, max_codes)
+        assert assign(sorted(wanted, reverse=True), connections, max_codes) == first, "deterministic"
         # Without a previous assignment the load is balanced within each endpoint.
         for conns in connections.values():
             loads = [len(first.by_connection[c]) for c in conns]
             if loads:
-                self.assertLessEqual(max(loads) - min(loads), 1, loads)
+                assert (max(loads) - min(loads)) <= 1, loads
 
         grown = assign(wanted | more, connections, max_codes, first.by_connection)
-        check_invariants(self, grown, set(wanted | more), connections, max_codes)
+        check_invariants(grown, set(wanted | more), connections, max_codes)
         for conn, codes in first.by_connection.items():
-            self.assertLessEqual(codes, grown.by_connection[conn], f"adding codes moved some off {conn}")
+            assert codes <= grown.by_connection[conn], f"adding codes moved some off {conn}"
 
         shrunk = assign(wanted - more, connections, max_codes, first.by_connection)
-        check_invariants(self, shrunk, set(wanted - more), connections, max_codes)
+        check_invariants(shrunk, set(wanted - more), connections, max_codes)
         for conn, codes in first.by_connection.items():
-            self.assertLessEqual(
-                codes - more, shrunk.by_connection[conn], f"removing codes moved some off {conn}"
-            )
+            assert (codes - more) <= shrunk.by_connection[conn], f"removing codes moved some off {conn}"
 
     @settings(max_examples=200, deadline=None)
     @given(
@@ -203,9 +193,5 @@ class AssignmentPropertyTests(unittest.TestCase):
         previous: dict[str, frozenset[str]],
     ) -> None:
         result = assign(wanted, connections, max_codes, previous)
-        check_invariants(self, result, set(wanted), connections, max_codes)
-        self.assertEqual(assign(sorted(wanted, reverse=True), connections, max_codes, previous), result)
-
-
-if __name__ == "__main__":
-    unittest.main()
+        check_invariants(result, set(wanted), connections, max_codes)
+        assert assign(sorted(wanted, reverse=True), connections, max_codes, previous) == result

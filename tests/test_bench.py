@@ -9,16 +9,14 @@ with a sane value. Figures are not asserted: the machine is shared and noisy (sc
 from __future__ import annotations
 
 import math
-import unittest
 from types import SimpleNamespace
 
 import pytest
 
 from actors.core.settings import TRANSPORTS
-from scripts.bench import REQUIRED_KEYS
-from scripts.bench_channels import ROLES
-from scripts.bench_count import TickCounter, percentiles_ms
-from scripts.bench_report import targets
+from scripts.bench.channels import ROLES
+from scripts.bench.count import TickCounter, percentiles_ms
+from scripts.bench.report import REQUIRED_KEYS, targets
 from tests.conftest import S, run_smoke
 
 SMOKE_TIMEOUT_S = 240.0
@@ -28,7 +26,7 @@ def number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class TickCounterTests(unittest.TestCase):
+class TickCounterTests:
     def test_counts_in_order_ticks(self) -> None:
         c = TickCounter()
         for seq in (1, 2, 3):
@@ -69,7 +67,7 @@ def test_a_figure_not_measured_meets_no_target() -> None:
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
 def test_smoke_run_reports_every_key() -> None:
-    bench, lines = run_smoke("bench.py", "BENCH", SMOKE_TIMEOUT_S * S)
+    bench, lines = run_smoke(["scripts/bench.py"], "BENCH", SMOKE_TIMEOUT_S * S)
     for key in REQUIRED_KEYS:
         assert key in bench, key
         assert number(bench[key]), f"{key} = {bench[key]!r}"

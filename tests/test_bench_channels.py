@@ -1,4 +1,4 @@
-"""scripts/bench_channels.py: every variant, in its tiny ``--smoke`` mode, delivers every tick in order.
+"""scripts/bench/channels.py: every variant, in its tiny ``--smoke`` mode, delivers every tick in order.
 
 A correctness check of the machinery, not of speed: the smoke run starts its own simulator, the two
 baseline clients and one three-process pipeline per variant (no Ray), bursts a few thousand ticks through
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.bench_channels import BASELINES, CHANNELS, RECEIVERS
+from scripts.bench.channels import BASELINES, CHANNELS, RECEIVERS
 from tests.conftest import S, run_smoke
 
 SMOKE_TIMEOUT_S = 150.0
@@ -18,7 +18,7 @@ SMOKE_TIMEOUT_S = 150.0
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
 def test_smoke_run_delivers_every_tick_in_order_through_every_variant() -> None:
-    bench, lines = run_smoke("bench_channels.py", "BENCH_CHANNELS", SMOKE_TIMEOUT_S * S)
+    bench, lines = run_smoke(["-m", "scripts.bench.channels"], "BENCH_CHANNELS", SMOKE_TIMEOUT_S * S)
 
     variants = [*BASELINES, *(f"{r}/{c}" for r in RECEIVERS for c in CHANNELS)]
     assert sorted(bench["figures"]) == sorted(variants)

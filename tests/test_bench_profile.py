@@ -1,8 +1,8 @@
-"""scripts/bench_profile.py: py-spy's raw output aggregated per process (pure, no Ray, no py-spy)."""
+"""scripts/bench/pyspy.py: py-spy's raw output aggregated per process (pure, no Ray, no py-spy)."""
 
 from __future__ import annotations
 
-from scripts.bench_profile import Profile, aggregate_raw, frame_label, table
+from scripts.bench.pyspy import Profile, aggregate_raw, frame_label, table
 
 RAW = """\
 <module> (bench.py:5);run (/v/lib/python3.11/asyncio/base_events.py:608);_read (/w/actors/connection.py:210) 30

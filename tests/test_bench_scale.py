@@ -1,4 +1,4 @@
-"""scripts/bench_scale.py in its smoke mode: it runs, every code flows, and the report has every key."""
+"""scripts/bench_scale.py (scripts/bench/scale.py) in its smoke mode: it runs, every code flows, and the report has every key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.ray]
 
 @pytest.mark.timeout(900)
 def test_smoke_run_reports_every_key() -> None:
-    report, _ = run_smoke("bench_scale.py", "SCALE", 600 * S)
+    report, _ = run_smoke(["scripts/bench_scale.py"], "SCALE", 600 * S)
     assert [(r["codes_per_connection"], r["connections"]) for r in report["runs"]] == [(5, 2)]
     assert [(r["codes_per_connection"], r["connections"], r["tokens"]) for r in report["two_tokens"]] == [
         (5, 2, 2)

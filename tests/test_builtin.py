@@ -15,6 +15,8 @@ from actors.core.normalise import Tick
 from actors.strategy import Strategy
 
 encode = msgspec.msgpack.Encoder().encode
+#: A generous bound on the wait for the recorder's periodic flush: only a failure waits it out.
+FLUSH_WAIT_S = 30 * Recorder.FLUSH_EVERY_S
 
 
 def ticks(code: str, seqs: range | list[int], price: str = "189.2300") -> list[Tick]:
@@ -74,12 +76,26 @@ async def test_recorder_writes_exact_fields_and_flushes_on_stop(tmp_path: Path) 
     ]
 
 
-async def test_recorder_flushes_within_a_second_while_running(tmp_path: Path) -> None:
+class WatchedRecorder(Recorder):
+    """A Recorder that says when one of its flushes has left a line in its file."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.flushed = asyncio.Event()
+
+    def flush(self) -> None:
+        super().flush()
+        if self.path.exists() and b"\n" in self.path.read_bytes():
+            self.flushed.set()
+
+
+async def test_recorder_flushes_periodically_while_running(tmp_path: Path) -> None:
     path = tmp_path / "tape.jsonl"
-    rec = Recorder("tape", options={"path": str(path)})
+    rec = WatchedRecorder("tape", options={"path": str(path)})
     await rec.deliver("on_ticks", encode(ticks("AAPL.US", [1])))
     await rec.wait_idle()
-    await asyncio.sleep(Recorder.FLUSH_EVERY_S + 0.5)
+    # The flush loop's own flush, not the one on stop: the recorder is still running here.
+    await asyncio.wait_for(rec.flushed.wait(), FLUSH_WAIT_S)
     assert path.read_text().count("\n") == 1
     await rec.stop()
 

@@ -1,13 +1,12 @@
 """Tests of actors.core.growth (connections that follow the subscriptions) and of the pacing the
 registry keeps with actors.core.subscriptions. Pure: no Ray, no sockets, no sleeps.
 
-The classes subclass ``unittest.TestCase`` so that pytest collects them whatever their name.
+Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*Tests``).
 """
 
 from __future__ import annotations
 
 import math
-import unittest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,54 +35,54 @@ def fs(*codes: str) -> frozenset[str]:
     return frozenset(codes)
 
 
-class GrowthTests(unittest.TestCase):
+class GrowthTests:
     """A subscribe beyond the start-up sizing opens connections while the plan allows."""
 
     def test_codes_fill_the_room_before_a_connection_opens(self) -> None:
         pool = Pool(quota())
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK])
-        self.assertEqual(fit, Fit({"trades": {"stock-0": fs(*STOCKS[:2])}}, (), {}))
+        assert fit == Fit({"trades": {"stock-0": fs(*STOCKS[:2])}}, (), {})
         fit = pool.fit({"trades": STOCKS[:3]}, fit.by_kind, endpoints=[STOCK])
-        self.assertEqual(fit.opened, (Slot("stock-1", STOCK, T1, 1),))
-        self.assertEqual(fit.by_kind["trades"], {"stock-0": fs(*STOCKS[:2]), "stock-1": fs(STOCKS[2])})
-        self.assertEqual(pool.slots.keys(), {"stock-0"}, "fit changes nothing")
+        assert fit.opened == (Slot("stock-1", STOCK, T1, 1),)
+        assert fit.by_kind["trades"] == {"stock-0": fs(*STOCKS[:2]), "stock-1": fs(STOCKS[2])}
+        assert pool.slots.keys() == {"stock-0"}, "fit changes nothing"
         pool.commit(fit, 0.0)
-        self.assertEqual(pool.slots.keys(), {"stock-0", "stock-1"})
+        assert pool.slots.keys() == {"stock-0", "stock-1"}
 
     def test_the_quota_refuses_what_does_not_fit_naming_plan_and_limits(self) -> None:
         pool = Pool(quota(conns=2, codes=2))
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:5]}, endpoints=[STOCK])
-        self.assertEqual(len(fit.opened), 1)
-        self.assertEqual(set(fit.refused), {STOCKS[4]})
+        assert len(fit.opened) == 1
+        assert set(fit.refused) == {STOCKS[4]}
         why = fit.refused[STOCKS[4]]
-        self.assertIn("quota exhausted: plan 'premium' allows 2 connection(s) per token x 2 codes", why)
-        self.assertIn("on the stock endpoint", why)
-        self.assertIn("1 live token(s) give 2 connection(s), 4 codes", why)
+        assert "quota exhausted: plan 'premium' allows 2 connection(s) per token x 2 codes" in why
+        assert "on the stock endpoint" in why
+        assert "1 live token(s) give 2 connection(s), 4 codes" in why
 
     def test_kinds_count_apart_and_the_larger_need_decides(self) -> None:
         pool = Pool(quota(codes=2))
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:2], "book": STOCKS[:4]}, endpoints=[STOCK])
-        self.assertEqual([s.conn_id for s in fit.opened], ["stock-1"])
+        assert [s.conn_id for s in fit.opened] == ["stock-1"]
         # New codes go to the least-loaded connection (actors.core.assignment): spread, never beyond 2.
-        self.assertEqual(fit.by_kind["trades"], {"stock-0": fs(STOCKS[0]), "stock-1": fs(STOCKS[1])})
-        self.assertEqual(fit.refused, {})
+        assert fit.by_kind["trades"] == {"stock-0": fs(STOCKS[0]), "stock-1": fs(STOCKS[1])}
+        assert fit.refused == {}
 
     def test_endpoints_have_their_own_quota(self) -> None:
         pool = Pool(quota(conns=1, codes=2))
         pinned(pool, STOCK, FX)
         fit = pool.fit({"trades": STOCKS[:2] + FOREX[:3]}, endpoints=[STOCK, FX])
-        self.assertEqual(fit.opened, ())
-        self.assertEqual(set(fit.refused), {FOREX[2]})
-        self.assertIn("forex_crypto endpoint", fit.refused[FOREX[2]])
+        assert fit.opened == ()
+        assert set(fit.refused) == {FOREX[2]}
+        assert "forex_crypto endpoint" in fit.refused[FOREX[2]]
 
     def test_a_code_of_an_unconfigured_endpoint_is_refused(self) -> None:
         pool = Pool(quota())
         pinned(pool, STOCK)
         fit = pool.fit({"trades": [FOREX[0]]}, endpoints=[STOCK])
-        self.assertEqual(fit.refused, {FOREX[0]: "its endpoint 'forex_crypto' is not configured"})
+        assert fit.refused == {FOREX[0]: "its endpoint 'forex_crypto' is not configured"}
 
     def test_ids_are_never_reused(self) -> None:
         pool = Pool(quota(codes=1), close_after_s=5.0)
@@ -91,12 +90,12 @@ class GrowthTests(unittest.TestCase):
         fit = pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK])
         pool.commit(fit, 0.0)
         pool.commit(pool.fit({"trades": STOCKS[:1]}, fit.by_kind, endpoints=[STOCK]), 1.0)
-        self.assertEqual([s.conn_id for s in pool.to_close(6.0)], ["stock-1"])
+        assert [s.conn_id for s in pool.to_close(6.0)] == ["stock-1"]
         again = pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK])
-        self.assertEqual(again.opened, (Slot("stock-2", STOCK, T1, 2),))
+        assert again.opened == (Slot("stock-2", STOCK, T1, 2),)
 
 
-class ShrinkTests(unittest.TestCase):
+class ShrinkTests:
     """A connection that held nothing for the grace period is closed; pinned ones never."""
 
     def test_grace_period_and_next_wakeup(self) -> None:
@@ -104,20 +103,18 @@ class ShrinkTests(unittest.TestCase):
         pinned(pool, STOCK)
         grown = pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK])
         pool.commit(grown, 0.0)
-        self.assertIsNone(pool.next_wakeup())
+        assert pool.next_wakeup() is None
         shrunk = pool.fit({"trades": STOCKS[1:2]}, grown.by_kind, endpoints=[STOCK])
-        self.assertEqual(
-            shrunk.by_kind["trades"], {"stock-0": fs(), "stock-1": fs(STOCKS[1])}, "nothing moved"
-        )
+        assert shrunk.by_kind["trades"] == {"stock-0": fs(), "stock-1": fs(STOCKS[1])}, "nothing moved"
         pool.commit(shrunk, 10.0)
-        self.assertIsNone(pool.next_wakeup(), "the pinned connection is never closed")
+        assert pool.next_wakeup() is None, "the pinned connection is never closed"
         pool.commit(pool.fit({"trades": []}, shrunk.by_kind, endpoints=[STOCK]), 20.0)
-        self.assertEqual(pool.next_wakeup(), 50.0)
-        self.assertEqual(pool.to_close(49.9), [])
+        assert pool.next_wakeup() == 50.0
+        assert pool.to_close(49.9) == []
         pool.commit(pool.fit({"trades": []}, endpoints=[STOCK]), 45.0)  # still empty: the clock is not reset
-        self.assertEqual([s.conn_id for s in pool.to_close(50.0)], ["stock-1"])
-        self.assertEqual(pool.slots.keys(), {"stock-0"})
-        self.assertIsNone(pool.next_wakeup())
+        assert [s.conn_id for s in pool.to_close(50.0)] == ["stock-1"]
+        assert pool.slots.keys() == {"stock-0"}
+        assert pool.next_wakeup() is None
 
     def test_a_code_coming_back_within_the_grace_keeps_the_connection(self) -> None:
         pool = Pool(quota(codes=1), close_after_s=30.0)
@@ -126,43 +123,41 @@ class ShrinkTests(unittest.TestCase):
         pool.commit(grown, 0.0)
         pool.commit(pool.fit({"trades": STOCKS[:1]}, grown.by_kind, endpoints=[STOCK]), 1.0)
         pool.commit(pool.fit({"trades": STOCKS[:2]}, grown.by_kind, endpoints=[STOCK]), 2.0)
-        self.assertIsNone(pool.next_wakeup())
-        self.assertEqual(pool.to_close(100.0), [])
+        assert pool.next_wakeup() is None
+        assert pool.to_close(100.0) == []
 
 
-class TokenTests(unittest.TestCase):
+class TokenTests:
     """Several tokens: quotas add up, each connection belongs to one token, a 401 takes one out."""
 
     def test_quotas_add_up_and_new_connections_alternate_tokens(self) -> None:
         pool = Pool(quota(conns=2, codes=1, tokens=(T1, T2)))
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:4]}, endpoints=[STOCK])
-        self.assertEqual(
-            [(s.conn_id, s.token) for s in fit.opened], [("stock-1", T2), ("stock-2", T1), ("stock-3", T2)]
-        )
-        self.assertEqual(fit.refused, {})
-        self.assertEqual(set(pool.fit({"trades": STOCKS[:5]}, endpoints=[STOCK]).refused), {STOCKS[4]})
+        assert [(s.conn_id, s.token) for s in fit.opened] == [
+            ("stock-1", T2),
+            ("stock-2", T1),
+            ("stock-3", T2),
+        ]
+        assert fit.refused == {}
+        assert set(pool.fit({"trades": STOCKS[:5]}, endpoints=[STOCK]).refused) == {STOCKS[4]}
 
     def test_a_token_taken_out_moves_its_codes_to_the_room_left(self) -> None:
         pool = Pool(quota(conns=2, codes=2, tokens=(T1, T2)))
         pinned(pool, STOCK)
         fit = pool.fit({"trades": STOCKS[:4]}, endpoints=[STOCK])
         pool.commit(fit, 0.0)
-        self.assertEqual(
-            fit.by_kind["trades"], {"stock-0": fs(*STOCKS[0:4:2]), "stock-1": fs(*STOCKS[1:4:2])}
-        )
+        assert fit.by_kind["trades"] == {"stock-0": fs(*STOCKS[0:4:2]), "stock-1": fs(*STOCKS[1:4:2])}
         gone = pool.take_out(T2)
-        self.assertEqual([s.conn_id for s in gone], ["stock-1"])
-        self.assertEqual(pool.live_tokens, (T1,))
+        assert [s.conn_id for s in gone] == ["stock-1"]
+        assert pool.live_tokens == (T1,)
         after = pool.fit({"trades": STOCKS[:4]}, fit.by_kind, endpoints=[STOCK])
-        self.assertEqual([(s.conn_id, s.token) for s in after.opened], [("stock-2", T1)])
-        self.assertEqual(after.by_kind["trades"]["stock-0"], fs(*STOCKS[0:4:2]), "stock-0's codes stay")
-        self.assertEqual(after.by_kind["trades"]["stock-2"], fs(*STOCKS[1:4:2]))
-        self.assertEqual(after.refused, {})
+        assert [(s.conn_id, s.token) for s in after.opened] == [("stock-2", T1)]
+        assert after.by_kind["trades"]["stock-0"] == fs(*STOCKS[0:4:2]), "stock-0's codes stay"
+        assert after.by_kind["trades"]["stock-2"] == fs(*STOCKS[1:4:2])
+        assert after.refused == {}
         full = pool.fit({"trades": STOCKS[:5]}, after.by_kind, endpoints=[STOCK])
-        self.assertIn(
-            "1 of 2 token(s) taken out, 1 live token(s) give 2 connection(s)", full.refused[STOCKS[4]]
-        )
+        assert "1 of 2 token(s) taken out, 1 live token(s) give 2 connection(s)" in full.refused[STOCKS[4]]
 
     def test_snapshot_and_restore(self) -> None:
         pool = Pool(quota(conns=2, codes=1, tokens=(T1, T2)))
@@ -173,20 +168,19 @@ class TokenTests(unittest.TestCase):
         import msgspec
 
         again = Pool.restore(pool.quota, msgspec.json.decode(msgspec.json.encode(state), type=PoolState))
-        self.assertEqual(again.slots, pool.slots)
-        self.assertEqual(again.live_tokens, (T1,))
-        self.assertEqual(
-            again.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]),
-            pool.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]),
+        assert again.slots == pool.slots
+        assert again.live_tokens == (T1,)
+        assert again.fit({"trades": STOCKS[:2]}, endpoints=[STOCK]) == pool.fit(
+            {"trades": STOCKS[:2]}, endpoints=[STOCK]
         )
 
 
-class LowerBoundTests(unittest.TestCase):
+class LowerBoundTests:
     def test_the_busiest_token_sets_the_bound(self) -> None:
-        self.assertEqual(startup_lower_bound_s([10], token_gap_s=3.0), 27.0)
-        self.assertEqual(startup_lower_bound_s([5, 5], token_gap_s=3.0), 12.0)
-        self.assertEqual(startup_lower_bound_s([1], token_gap_s=3.0, first_at_s=0.5), 0.5)
-        self.assertEqual(startup_lower_bound_s([], token_gap_s=3.0), 0.0)
+        assert startup_lower_bound_s([10], token_gap_s=3.0) == 27.0
+        assert startup_lower_bound_s([5, 5], token_gap_s=3.0) == 12.0
+        assert startup_lower_bound_s([1], token_gap_s=3.0, first_at_s=0.5) == 0.5
+        assert startup_lower_bound_s([], token_gap_s=3.0) == 0.0
 
 
 # --- properties ------------------------------------------------------------------------------------
@@ -204,7 +198,7 @@ OPS = st.lists(
 )
 
 
-class PoolPropertyTests(unittest.TestCase):
+class PoolPropertyTests:
     """Over random sequences of wanted sets, waits and 401s: the limits hold, nothing moves needlessly,
     and the union is covered whenever the quota allows.
     """
@@ -224,10 +218,10 @@ class PoolPropertyTests(unittest.TestCase):
             elif op[0] == "wait":
                 now += op[1]
                 for slot in pool.to_close(now):
-                    self.assertFalse(slot.pinned)
+                    assert not slot.pinned
                     for kind in current:
-                        self.assertFalse(
-                            current[kind].get(slot.conn_id), f"closed {slot.conn_id} while it held codes"
+                        assert not current[kind].get(slot.conn_id), (
+                            f"closed {slot.conn_id} while it held codes"
                         )
                         current[kind].pop(slot.conn_id, None)
                 continue
@@ -250,32 +244,32 @@ class PoolPropertyTests(unittest.TestCase):
         q = pool.quota
         live = pool.live_tokens
         slots = {**pool.slots, **{s.conn_id: s for s in fit.opened}}
-        self.assertFalse(set(before) & {s.conn_id for s in fit.opened}, "an id reused")
+        assert not (set(before) & {s.conn_id for s in fit.opened}), "an id reused"
         for endpoint in (STOCK, FX):
             for token in q.tokens:
                 n = sum(1 for s in slots.values() if s.endpoint is endpoint and s.token == token)
                 if token in live:
-                    self.assertLessEqual(n, q.connections_per_token, f"{token} over its quota on {endpoint}")
+                    assert n <= q.connections_per_token, f"{token} over its quota on {endpoint}"
                 else:
-                    self.assertEqual(n, 0, f"a connection of the taken-out {token}")
+                    assert n == 0, f"a connection of the taken-out {token}"
         for kind, by_conn in fit.by_kind.items():
-            self.assertEqual(set(by_conn), set(slots), "every connection listed, no other")
+            assert set(by_conn) == set(slots), "every connection listed, no other"
             placed = [c for codes in by_conn.values() for c in codes]
-            self.assertEqual(len(placed), len(set(placed)), "a code on two connections")
+            assert len(placed) == len(set(placed)), "a code on two connections"
             for conn_id, codes in by_conn.items():
-                self.assertLessEqual(len(codes), q.codes_per_connection, conn_id)
-                self.assertTrue(all(endpoint_of(c) is slots[conn_id].endpoint for c in codes))
+                assert len(codes) <= q.codes_per_connection, conn_id
+                assert all(endpoint_of(c) is slots[conn_id].endpoint for c in codes)
                 # No needless move: a code stays on its connection while that connection lives.
                 for code in current[kind].get(conn_id, frozenset()) & wanted[kind]:
-                    self.assertIn(code, codes, f"{code} moved off {conn_id}")
+                    assert code in codes, f"{code} moved off {conn_id}"
             unplaced = wanted[kind] - set(placed)
-            self.assertLessEqual(unplaced, set(fit.refused))
+            assert unplaced <= set(fit.refused)
             for endpoint in (STOCK, FX):
                 n = sum(1 for c in wanted[kind] if endpoint_of(c) is endpoint)
                 capacity = q.connections_per_token * len(live) * q.codes_per_connection
                 lost = sum(1 for c in unplaced if endpoint_of(c) is endpoint)
                 # Covered whenever the quota allows; exactly the excess refused otherwise.
-                self.assertEqual(lost, max(0, n - capacity), f"{kind} on {endpoint}")
+                assert lost == max(0, n - capacity), f"{kind} on {endpoint}"
         # A connection opens only when the room of those that exist is too small.
         for endpoint in (STOCK, FX):
             have = sum(1 for c in before if slots[c].endpoint is endpoint)
@@ -284,10 +278,10 @@ class PoolPropertyTests(unittest.TestCase):
                 for codes in wanted.values()
             )
             opened = sum(1 for s in fit.opened if s.endpoint is endpoint)
-            self.assertLessEqual(opened, max(0, need - have))
+            assert opened <= max(0, need - have)
 
 
-class PacingPropertyTests(unittest.TestCase):
+class PacingPropertyTests:
     """The registry's books sharing one RateGate per token and endpoint: however wanted sets change and
     whenever the server answers, requests keep 1 s per connection and 3 s per token (PROTOCOL.md
     "Limits"), and every book reaches its set. Time jumps from one ``next_wakeup`` to the next, as the
@@ -335,14 +329,10 @@ class PacingPropertyTests(unittest.TestCase):
             if not wakeups:
                 break
             now = max(now, min(wakeups))
-        self.assertTrue(all(b.in_sync for b in books), "every book reached its set")
+        assert all(b.in_sync for b in books), "every book reached its set"
         for k, (at, i) in enumerate(sent):
             for at2, j in sent[k + 1 :]:
                 if j == i:
-                    self.assertGreaterEqual(at2 - at, 1.0 - 1e-9, f"two requests on c{i} closer than 1 s")
+                    assert (at2 - at) >= (1.0 - 1e-9), f"two requests on c{i} closer than 1 s"
                 elif layout[j] == layout[i]:
-                    self.assertGreaterEqual(at2 - at, 3.0 - 1e-9, f"c{i}, c{j} of one token closer than 3 s")
-
-
-if __name__ == "__main__":
-    unittest.main()
+                    assert (at2 - at) >= (3.0 - 1e-9), f"c{i}, c{j} of one token closer than 3 s"

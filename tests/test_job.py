@@ -22,6 +22,7 @@ What is checked, beyond exit codes and printed lines:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -45,6 +46,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from scripts.bench.wait import WaitTimeoutError
+from scripts.bench.wait import wait_for as poll
 from tests.conftest import ROOT, S, wait_for
 
 STOP_PROMISE_S = 10.0  # supervisor.py: "SIGINT or SIGTERM stops it cleanly within 10 s"
@@ -129,13 +132,16 @@ def kill_all(pids: set[int], *, grace_s: float = 5.0) -> None:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
+
+        def gone() -> bool:
+            nonlocal pids
             table = proc_table()
             pids = {p for p in pids if p in table and table[p].state != "Z"}
-            if not pids:
-                return
-            time.sleep(0.2)
+            return not pids
+
+        with contextlib.suppress(WaitTimeoutError):
+            poll(gone, grace_s, what=f"{sig.name} to end them", every=0.2)
+            return
 
 
 # --- the job as a subprocess ----------------------------------------------------------------------
@@ -233,12 +239,9 @@ class Job:
 
     def leftovers(self, within: float = 5.0) -> list[str]:
         """What still runs of the job ``within`` seconds after its exit (Ray's daemons take a moment)."""
-        deadline = time.monotonic() + within * S
-        left = alive(self.tracked, self.sids)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.2)
-            left = alive(self.tracked, self.sids)
-        return left
+        with contextlib.suppress(WaitTimeoutError):
+            poll(lambda: not alive(self.tracked, self.sids), within * S, what="the job's exit", every=0.2)
+        return alive(self.tracked, self.sids)
 
     def kill(self) -> None:
         """Cleanup after a failed test: nothing of the job may outlive the test."""
@@ -337,14 +340,20 @@ symbols = {json.dumps(codes)}
         wait_for(lambda: len(recorded()) >= 20, 20, what="20 recorded ticks")
         running = job.snapshot()
 
-        # The recorder flushes every second. Signal about 0.6 s after a periodic flush (the file just
-        # grew): the ticks received since then are written but not flushed, the next periodic flush is
-        # 0.4 s away, so they reach the file through the flush on stop (or, if the stop is slow, a
-        # periodic flush during it: durable either way, which is the promise).
+        def pushed() -> int:
+            with urllib.request.urlopen(base + urllib.parse.quote(secret), timeout=10) as response:  # noqa: S310
+                return int(json.loads(response.read())["totals"]["pushes"])
+
+        # The recorder flushes every second. Signal right after a periodic flush (the file just grew)
+        # once the server has pushed 6 more ticks (4 codes at 5 ticks/s: about 0.3 s): those received
+        # since the flush are written but not flushed, the next periodic flush is most of a second
+        # away, so they reach the file through the flush on stop (or, if the stop is slow, a periodic
+        # flush during it: durable either way, which is the promise).
         size = tape.stat().st_size
         wait_for(lambda: tape.stat().st_size != size, 5, every=0.01, what="a periodic flush")
         flushed_at_ns = time.time_ns()
-        time.sleep(0.6)
+        pushes = pushed()
+        wait_for(lambda: pushed() >= pushes + 6, 5, every=0.02, what="6 ticks pushed since the flush")
         before = recorded()
         signalled_at_ns = time.time_ns()
         code, took = job.stop(signal.SIGTERM)

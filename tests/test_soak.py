@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from scripts.soak import Fault, Gap, Ledger, Soak, parse_args
+from scripts.bench.soak import Fault, Gap, Ledger, Soak, parse_args
 from tests.conftest import ROOT, S
 
 HELD = {"AAPL.US", "EURUSD"}

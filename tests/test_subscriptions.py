@@ -6,13 +6,12 @@ Time is a plain float the test passes in. The server is ``FakeServer``, a pure f
 (``wire.encode`` decoded back with msgspec.json); responses are built as JSON bytes and decoded with
 ``wire.decode_frame``, as the connection would.
 
-The classes subclass ``unittest.TestCase`` so that pytest collects them whatever their name.
+Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*Tests``).
 """
 
 from __future__ import annotations
 
 import math
-import unittest
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,7 +19,8 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core import plans, wire
+from actors.core import wire
+from actors.core.plans import SUBSCRIBE_GAP_PER_CONNECTION_S, SUBSCRIBE_GAP_PER_TOKEN_S
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 # Codes named after their letter, so that sorted order is alphabetical order: A < B < ... < H.
@@ -278,7 +278,7 @@ def bisection_bound(n: int) -> int:
 # --- tests ----------------------------------------------------------------------------------------
 
 
-class OverwriteTests(unittest.TestCase):
+class OverwriteTests:
     """PROTOCOL.md "Overwrite semantics": every 22004/22002 replaces the whole set; 22006 drops it."""
 
     def test_first_request_is_the_whole_sorted_set(self) -> None:
@@ -286,110 +286,103 @@ class OverwriteTests(unittest.TestCase):
         book.want([C, A, B, A])
         request = book.request_to_send(0.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), trades_body(1, [A, B, C]))
-        self.assertEqual(
-            wire.encode(request), wire.encode(wire.subscribe_trades([A, B, C], wire.RequestIds("t")))
-        )
-        self.assertEqual(state(book), expect([A, B, C], [], in_flight=True, sent=1))
-        self.assertEqual(book.events(), [])
+        assert on_wire(request) == trades_body(1, [A, B, C])
+        assert wire.encode(request) == wire.encode(wire.subscribe_trades([A, B, C], wire.RequestIds("t")))
+        assert state(book) == expect([A, B, C], [], in_flight=True, sent=1)
+        assert book.events() == []
 
     def test_200_makes_acknowledged_the_target(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
         book.want({A, B, C})
         request = book.request_to_send(0.0, ids)
         assert request is not None
-        self.assertTrue(book.receive_response(reply(request), 0.4))
-        self.assertEqual(state(book), expect([A, B, C], [A, B, C], sent=1))
-        self.assertTrue(book.in_sync)
-        self.assertEqual(book.acknowledged, book.target)
-        self.assertEqual(book.events(), [Acknowledged(frozenset({A, B, C}), 0.0, 0.4)])
-        self.assertEqual(book.events(), [], "events are handed out once")
-        self.assertIsNone(book.request_to_send(10.0, ids), "in sync: nothing to send")
-        self.assertIsNone(book.next_wakeup(10.0))
+        assert book.receive_response(reply(request), 0.4)
+        assert state(book) == expect([A, B, C], [A, B, C], sent=1)
+        assert book.in_sync
+        assert book.acknowledged == book.target
+        assert book.events() == [Acknowledged(frozenset({A, B, C}), 0.0, 0.4)]
+        assert book.events() == [], "events are handed out once"
+        assert book.request_to_send(10.0, ids) is None, "in sync: nothing to send"
+        assert book.next_wakeup(10.0) is None
 
     def test_a_change_sends_the_whole_new_set_never_an_increment(self) -> None:
         book, ids, _ = synced({A, B, C})
         book.want({B, C, E})
-        self.assertEqual(state(book), expect([B, C, E], [A, B, C], sent=1))
+        assert state(book) == expect([B, C, E], [A, B, C], sent=1)
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), trades_body(2, [B, C, E]))
-        self.assertEqual(
-            state(book),
-            expect([B, C, E], [A, B, C], in_flight=True, sent=2),
-            "acknowledged changes on the answer, not on send",
+        assert on_wire(request) == trades_body(2, [B, C, E])
+        assert state(book) == expect([B, C, E], [A, B, C], in_flight=True, sent=2), (
+            "acknowledged changes on the answer, not on send"
         )
-        self.assertTrue(book.receive_response(reply(request), 1.3))
-        self.assertEqual(state(book), expect([B, C, E], [B, C, E], sent=2))
-        self.assertEqual(book.events(), [Acknowledged(frozenset({B, C, E}), 1.0, 1.3)])
+        assert book.receive_response(reply(request), 1.3)
+        assert state(book) == expect([B, C, E], [B, C, E], sent=2)
+        assert book.events() == [Acknowledged(frozenset({B, C, E}), 1.0, 1.3)]
         # Adding one code: the request still names all of them.
         book.want({B, C, E, F})
         request = book.request_to_send(2.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), trades_body(3, [B, C, E, F]))
+        assert on_wire(request) == trades_body(3, [B, C, E, F])
 
     def test_empty_set_sends_cancel_trades(self) -> None:
         book, ids, _ = synced({A, B})
         book.want(set())
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), cancel_body(2, wire.CANCEL_TRADES))
-        self.assertEqual(state(book), expect([], [A, B], in_flight=True, sent=2))
-        self.assertTrue(book.receive_response(reply(request), 1.2))  # a 22007
-        self.assertEqual(state(book), expect([], [], sent=2))
-        self.assertEqual(book.events(), [Acknowledged(frozenset(), 1.0, 1.2)])
+        assert on_wire(request) == cancel_body(2, wire.CANCEL_TRADES)
+        assert state(book) == expect([], [A, B], in_flight=True, sent=2)
+        assert book.receive_response(reply(request), 1.2)  # a 22007
+        assert state(book) == expect([], [], sent=2)
+        assert book.events() == [Acknowledged(frozenset(), 1.0, 1.2)]
 
     def test_order_book_kind_sends_22002_and_cancel_type_1(self) -> None:
         book, ids = make_book(Kind.BOOK, depth_level=5), wire.RequestIds("t")
         book.want({B, A})
         request = book.request_to_send(0.0, ids)
         assert request is not None
-        self.assertEqual(
-            on_wire(request),
-            {
-                "cmd_id": 22002,
-                "seq_id": 1,
-                "trace": "t-1",
-                "data": {"symbol_list": [{"code": A, "depth_level": 5}, {"code": B, "depth_level": 5}]},
-            },
+        assert on_wire(request) == {
+            "cmd_id": 22002,
+            "seq_id": 1,
+            "trace": "t-1",
+            "data": {"symbol_list": [{"code": A, "depth_level": 5}, {"code": B, "depth_level": 5}]},
+        }
+        assert not book.receive_response(reply(request, cmd_id=22005), 0.1), (
+            "a 22005 answers trades, not this"
         )
-        self.assertFalse(
-            book.receive_response(reply(request, cmd_id=22005), 0.1), "a 22005 answers trades, not this"
-        )
-        self.assertTrue(book.receive_response(reply(request), 0.1))  # 22003
-        self.assertEqual(state(book), expect([A, B], [A, B], sent=1))
+        assert book.receive_response(reply(request), 0.1)  # 22003
+        assert state(book) == expect([A, B], [A, B], sent=1)
         book.want([])
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), cancel_body(2, wire.CANCEL_BOOK))
-        self.assertTrue(book.receive_response(reply(request), 1.1))
-        self.assertEqual(state(book), expect([], [], sent=2))
+        assert on_wire(request) == cancel_body(2, wire.CANCEL_BOOK)
+        assert book.receive_response(reply(request), 1.1)
+        assert state(book) == expect([], [], sent=2)
 
     def test_order_book_without_depth_level_omits_it(self) -> None:
         book, ids = make_book(Kind.BOOK), wire.RequestIds("t")
         book.want({A})
         request = book.request_to_send(0.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request)["data"], {"symbol_list": [{"code": A}]})
+        assert on_wire(request)["data"] == {"symbol_list": [{"code": A}]}
 
     def test_empty_desire_on_a_fresh_connection_sends_nothing(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
         book.want([])
-        self.assertIsNone(book.request_to_send(0.0, ids), "neither an empty 22004 nor a needless 22006")
-        self.assertIsNone(book.next_wakeup(0.0))
-        self.assertEqual(state(book), expect([], []))
+        assert book.request_to_send(0.0, ids) is None, "neither an empty 22004 nor a needless 22006"
+        assert book.next_wakeup(0.0) is None
+        assert state(book) == expect([], [])
 
     def test_nothing_sent_while_disconnected(self) -> None:
         book, ids = make_book(up=False), wire.RequestIds("t")
         book.want({A, B})
         for now in (0.0, 1.0, 100.0):
-            self.assertIsNone(book.request_to_send(now, ids))
-            self.assertIsNone(book.next_wakeup(now))
-        self.assertEqual(state(book), expect([A, B], []))
+            assert book.request_to_send(now, ids) is None
+            assert book.next_wakeup(now) is None
+        assert state(book) == expect([A, B], [])
         book.connection_up()
         book.connection_down()
-        self.assertIsNone(book.request_to_send(200.0, ids))
-        self.assertEqual(state(book), expect([A, B], []))
+        assert book.request_to_send(200.0, ids) is None
+        assert state(book) == expect([A, B], [])
 
     def test_nothing_sent_while_a_request_is_in_flight(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
@@ -398,20 +391,19 @@ class OverwriteTests(unittest.TestCase):
         assert first is not None
         book.want({A, B})
         for now in (1.0, 2.0, 4.99):
-            self.assertIsNone(book.request_to_send(now, ids), now)
-        self.assertEqual(book.next_wakeup(1.0), TIMEOUT)
-        self.assertTrue(book.receive_response(reply(first), 4.99))
-        self.assertEqual(state(book), expect([A, B], [A], sent=1))
+            assert book.request_to_send(now, ids) is None, now
+        assert book.next_wakeup(1.0) == TIMEOUT
+        assert book.receive_response(reply(first), 4.99)
+        assert state(book) == expect([A, B], [A], sent=1)
         second = book.request_to_send(4.99, ids)
         assert second is not None
-        self.assertEqual(on_wire(second), trades_body(2, [A, B]))
+        assert on_wire(second) == trades_body(2, [A, B])
 
     def test_only_the_matching_answer_changes_acknowledged(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
         book.want({A, B})
-        self.assertFalse(
-            book.receive_response(reply(wire.subscribe_trades([A], wire.RequestIds("t"))), 0.0),
-            "nothing in flight",
+        assert not book.receive_response(reply(wire.subscribe_trades([A], wire.RequestIds("t"))), 0.0), (
+            "nothing in flight"
         )
         request = book.request_to_send(0.0, ids)
         assert request is not None
@@ -425,13 +417,12 @@ class OverwriteTests(unittest.TestCase):
             "a cancel ack with the same seq_id": reply(request, cmd_id=wire.CMD_CANCEL_ACK),
         }
         for name, response in strays.items():
-            with self.subTest(name):
-                self.assertFalse(book.receive_response(response, 0.5))
-                self.assertEqual(state(book), before)
-        self.assertEqual(book.events(), [])
-        self.assertTrue(book.receive_response(reply(request), 0.6))
-        self.assertEqual(state(book), expect([A, B], [A, B], sent=1))
-        self.assertFalse(book.receive_response(reply(request), 0.7), "answered already")
+            assert not book.receive_response(response, 0.5)
+            assert state(book) == before
+        assert book.events() == []
+        assert book.receive_response(reply(request), 0.6)
+        assert state(book) == expect([A, B], [A, B], sent=1)
+        assert not book.receive_response(reply(request), 0.7), "answered already"
 
     def test_an_error_frame_with_the_seq_id_answers_the_request(self) -> None:
         # The server may answer with cmd_id 0 (ErrorFrame); the seq_id still ties it to the request.
@@ -439,38 +430,38 @@ class OverwriteTests(unittest.TestCase):
         book.want({A, B})
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertTrue(book.receive_response(reply(request, 429, cmd_id=0), 1.1))
-        self.assertEqual(book.events(), [Refused(429, "rate limit", frozenset({A, B}))])
-        self.assertEqual(state(book), expect([A, B], [A], sent=2, refusals=1))
+        assert book.receive_response(reply(request, 429, cmd_id=0), 1.1)
+        assert book.events() == [Refused(429, "rate limit", frozenset({A, B}))]
+        assert state(book) == expect([A, B], [A], sent=2, refusals=1)
 
     def test_connection_up_forgets_acknowledged_and_resends_everything(self) -> None:
         book, ids, _ = synced({A, B, C})
         book.connection_down()
-        self.assertEqual(state(book), expect([A, B, C], [], sent=1))
-        self.assertIsNone(book.request_to_send(5.0, ids))
+        assert state(book) == expect([A, B, C], [], sent=1)
+        assert book.request_to_send(5.0, ids) is None
         book.connection_up()
         request = book.request_to_send(5.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), trades_body(2, [A, B, C]))
+        assert on_wire(request) == trades_body(2, [A, B, C])
         # The socket dies again with that request in flight; its late answer belongs to the old socket.
         book.connection_up()
-        self.assertEqual(state(book), expect([A, B, C], [], sent=2))
-        self.assertFalse(book.receive_response(reply(request), 5.5))
-        self.assertEqual(state(book), expect([A, B, C], [], sent=2))
+        assert state(book) == expect([A, B, C], [], sent=2)
+        assert not book.receive_response(reply(request), 5.5)
+        assert state(book) == expect([A, B, C], [], sent=2)
         # To the server the new socket is another connection of the token: the 3 s token gap applies.
-        self.assertIsNone(book.request_to_send(6.0, ids))
+        assert book.request_to_send(6.0, ids) is None
         again = book.request_to_send(8.1, ids)
         assert again is not None
-        self.assertEqual(on_wire(again), trades_body(3, [A, B, C]))
-        self.assertTrue(book.receive_response(reply(again), 8.2))
-        self.assertEqual(state(book), expect([A, B, C], [A, B, C], sent=3))
+        assert on_wire(again) == trades_body(3, [A, B, C])
+        assert book.receive_response(reply(again), 8.2)
+        assert state(book) == expect([A, B, C], [A, B, C], sent=3)
 
     def test_reconnect_with_nothing_wanted_sends_nothing(self) -> None:
         book, ids, _ = synced({A})
         book.want([])
         book.connection_up()  # the new socket holds nothing: no cancel needed
-        self.assertIsNone(book.request_to_send(10.0, ids))
-        self.assertEqual(state(book), expect([], [], sent=1))
+        assert book.request_to_send(10.0, ids) is None
+        assert state(book) == expect([], [], sent=1)
 
     def test_acknowledged_events_carry_request_and_answer_times(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
@@ -482,34 +473,35 @@ class OverwriteTests(unittest.TestCase):
         second = book.request_to_send(2.0, ids)
         assert second is not None
         book.receive_response(reply(second), 2.7)
-        self.assertEqual(
-            book.events(), [Acknowledged(frozenset({A}), 0.0, 0.3), Acknowledged(frozenset({A, B}), 2.0, 2.7)]
-        )
+        assert book.events() == [
+            Acknowledged(frozenset({A}), 0.0, 0.3),
+            Acknowledged(frozenset({A, B}), 2.0, 2.7),
+        ]
 
 
-class RateTests(unittest.TestCase):
+class RateTests:
     """PROTOCOL.md "Limits": one subscription request per second per connection, 3 s across a token."""
 
     def test_no_two_requests_closer_than_the_connection_gap(self) -> None:
         book, ids, _ = synced({A})  # sent at 0.0
         book.want({A, B})
-        self.assertEqual(book.next_wakeup(0.5), 1.0)
-        self.assertIsNone(book.request_to_send(0.5, ids))
-        self.assertIsNone(book.request_to_send(0.999, ids))
+        assert book.next_wakeup(0.5) == 1.0
+        assert book.request_to_send(0.5, ids) is None
+        assert book.request_to_send(0.999, ids) is None
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertEqual(on_wire(request), trades_body(2, [A, B]))
+        assert on_wire(request) == trades_body(2, [A, B])
 
     def test_default_gate_keeps_the_protocol_gaps_with_a_margin(self) -> None:
         rate = RateGate()
-        self.assertGreater(rate.conn_gap_s, plans.SUBSCRIBE_GAP_PER_CONNECTION_S)
-        self.assertGreater(rate.token_gap_s, plans.SUBSCRIBE_GAP_PER_TOKEN_S)
+        assert rate.conn_gap_s > SUBSCRIBE_GAP_PER_CONNECTION_S
+        assert rate.token_gap_s > SUBSCRIBE_GAP_PER_TOKEN_S
         rate.record("c1", 10.0)
-        self.assertEqual(rate.ready_at("c1"), 10.0 + rate.conn_gap_s)
-        self.assertEqual(rate.ready_at("c2"), 10.0 + rate.token_gap_s)
-        self.assertEqual(rate.ready_at("c3"), 10.0 + rate.token_gap_s)
+        assert rate.ready_at("c1") == (10.0 + rate.conn_gap_s)
+        assert rate.ready_at("c2") == (10.0 + rate.token_gap_s)
+        assert rate.ready_at("c3") == (10.0 + rate.token_gap_s)
         rate.forget("c1")
-        self.assertEqual(rate.ready_at("c2"), 0.0)
+        assert rate.ready_at("c2") == 0.0
 
     def test_two_connections_of_one_token_keep_the_token_gap(self) -> None:
         rate = gate()
@@ -519,84 +511,83 @@ class RateTests(unittest.TestCase):
         two.want({B})
         first = one.request_to_send(0.0, ids1)
         assert first is not None
-        self.assertIsNone(two.request_to_send(0.0, ids2))
-        self.assertIsNone(two.request_to_send(2.99, ids2))
-        self.assertEqual(two.next_wakeup(0.0), 3.0)
+        assert two.request_to_send(0.0, ids2) is None
+        assert two.request_to_send(2.99, ids2) is None
+        assert two.next_wakeup(0.0) == 3.0
         second = two.request_to_send(3.0, ids2)
         assert second is not None
-        self.assertEqual(on_wire(second), trades_body(1, [B], "two"))
+        assert on_wire(second) == trades_body(1, [B], "two")
         one.receive_response(reply(first), 0.1)
         one.want({A, C})
         # c1's own gap passed long ago, but c2 sent at 3.0: c1 waits until 6.0.
-        self.assertEqual(one.next_wakeup(3.5), 6.0)
-        self.assertIsNone(one.request_to_send(5.99, ids1))
+        assert one.next_wakeup(3.5) == 6.0
+        assert one.request_to_send(5.99, ids1) is None
         third = one.request_to_send(6.0, ids1)
         assert third is not None
-        self.assertEqual(on_wire(third), trades_body(2, [A, C], "one"))
+        assert on_wire(third) == trades_body(2, [A, C], "one")
 
     def test_a_forgotten_connection_no_longer_delays_the_others(self) -> None:
         rate = gate()
         one, two = make_book(conn="c1", rate=rate), make_book(conn="c2", rate=rate)
         two.want({B})
-        self.assertIsNotNone(two.request_to_send(0.0, wire.RequestIds("two")))
+        assert two.request_to_send(0.0, wire.RequestIds("two")) is not None
         one.want({A})
-        self.assertEqual(one.next_wakeup(0.0), 3.0)
+        assert one.next_wakeup(0.0) == 3.0
         rate.forget("c2")
-        self.assertEqual(one.next_wakeup(0.0), 0.0)
-        self.assertIsNotNone(one.request_to_send(0.0, wire.RequestIds("one")))
+        assert one.next_wakeup(0.0) == 0.0
+        assert one.request_to_send(0.0, wire.RequestIds("one")) is not None
 
     def test_separate_gates_do_not_interfere(self) -> None:
         one, two = make_book(conn="c1"), make_book(conn="c2")
         one.want({A})
         two.want({B})
-        self.assertIsNotNone(one.request_to_send(0.0, wire.RequestIds("one")))
-        self.assertIsNotNone(two.request_to_send(0.0, wire.RequestIds("two")))
+        assert one.request_to_send(0.0, wire.RequestIds("one")) is not None
+        assert two.request_to_send(0.0, wire.RequestIds("two")) is not None
 
     def test_429_is_refused_and_retried_after_retry_after(self) -> None:
         book, ids, _ = synced({A})
         book.want({A, B})
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertTrue(book.receive_response(reply(request, 429), 1.5))
-        self.assertEqual(book.events(), [Refused(429, "rate limit", frozenset({A, B}))])
-        self.assertEqual(state(book), expect([A, B], [A], sent=2, refusals=1))
-        self.assertEqual(book.next_wakeup(1.5), 1.5 + RETRY_AFTER)
-        self.assertIsNone(book.request_to_send(3.49, ids))
+        assert book.receive_response(reply(request, 429), 1.5)
+        assert book.events() == [Refused(429, "rate limit", frozenset({A, B}))]
+        assert state(book) == expect([A, B], [A], sent=2, refusals=1)
+        assert book.next_wakeup(1.5) == (1.5 + RETRY_AFTER)
+        assert book.request_to_send(3.49, ids) is None
         retry = book.request_to_send(3.5, ids)
         assert retry is not None
-        self.assertEqual(on_wire(retry), trades_body(3, [A, B]))
-        self.assertTrue(book.receive_response(reply(retry), 3.6))
-        self.assertEqual(state(book), expect([A, B], [A, B], sent=3, refusals=1))
+        assert on_wire(retry) == trades_body(3, [A, B])
+        assert book.receive_response(reply(retry), 3.6)
+        assert state(book) == expect([A, B], [A, B], sent=3, refusals=1)
 
     def test_other_refusals_wait_the_backoff(self) -> None:
         for ret in (400, 401, 603, 606):
-            with self.subTest(ret=ret):
-                book, ids, _ = synced({A})
-                book.want({A, B})
-                request = book.request_to_send(1.0, ids)
-                assert request is not None
-                self.assertTrue(book.receive_response(reply(request, ret), 1.5))
-                self.assertEqual(book.events(), [Refused(ret, MSG.get(ret, "error"), frozenset({A, B}))])
-                self.assertEqual(state(book), expect([A, B], [A], sent=2, refusals=1))
-                self.assertEqual(book.next_wakeup(1.5), 1.5 + BACKOFF)
-                self.assertIsNone(book.request_to_send(11.49, ids))
-                self.assertIsNotNone(book.request_to_send(11.5, ids))
+            book, ids, _ = synced({A})
+            book.want({A, B})
+            request = book.request_to_send(1.0, ids)
+            assert request is not None
+            assert book.receive_response(reply(request, ret), 1.5)
+            assert book.events() == [Refused(ret, MSG.get(ret, "error"), frozenset({A, B}))]
+            assert state(book) == expect([A, B], [A], sent=2, refusals=1)
+            assert book.next_wakeup(1.5) == (1.5 + BACKOFF)
+            assert book.request_to_send(11.49, ids) is None
+            assert book.request_to_send(11.5, ids) is not None
 
     def test_a_lost_request_is_sent_again_after_the_timeout(self) -> None:
         book, ids = make_book(), wire.RequestIds("t")
         book.want({A, B})
         first = book.request_to_send(0.0, ids)
         assert first is not None
-        self.assertEqual(book.next_wakeup(0.0), TIMEOUT)
-        self.assertIsNone(book.request_to_send(4.99, ids))
+        assert book.next_wakeup(0.0) == TIMEOUT
+        assert book.request_to_send(4.99, ids) is None
         second = book.request_to_send(5.0, ids)
         assert second is not None
-        self.assertEqual(on_wire(second), trades_body(2, [A, B]))
-        self.assertEqual(state(book), expect([A, B], [], in_flight=True, sent=2))
-        self.assertFalse(book.receive_response(reply(first), 5.1), "the lost request's late answer")
-        self.assertEqual(state(book), expect([A, B], [], in_flight=True, sent=2))
-        self.assertTrue(book.receive_response(reply(second), 5.2))
-        self.assertEqual(state(book), expect([A, B], [A, B], sent=2))
+        assert on_wire(second) == trades_body(2, [A, B])
+        assert state(book) == expect([A, B], [], in_flight=True, sent=2)
+        assert not book.receive_response(reply(first), 5.1), "the lost request's late answer"
+        assert state(book) == expect([A, B], [], in_flight=True, sent=2)
+        assert book.receive_response(reply(second), 5.2)
+        assert state(book) == expect([A, B], [A, B], sent=2)
 
     def test_the_resend_after_a_timeout_also_waits_for_the_token_gap(self) -> None:
         rate = gate()
@@ -604,15 +595,15 @@ class RateTests(unittest.TestCase):
         ids1 = wire.RequestIds("one")
         one.want({A})
         two.want({B})
-        self.assertIsNotNone(one.request_to_send(0.0, ids1))  # never answered
-        self.assertIsNotNone(two.request_to_send(4.0, wire.RequestIds("two")))
+        assert one.request_to_send(0.0, ids1) is not None  # never answered
+        assert two.request_to_send(4.0, wire.RequestIds("two")) is not None
         # c1's request is presumed lost at 5.0, but c2 sent at 4.0: the resend waits until 7.0.
-        self.assertEqual(one.next_wakeup(4.5), 7.0)
-        self.assertIsNone(one.request_to_send(5.0, ids1))
-        self.assertEqual(one.next_wakeup(5.0), 7.0)
+        assert one.next_wakeup(4.5) == 7.0
+        assert one.request_to_send(5.0, ids1) is None
+        assert one.next_wakeup(5.0) == 7.0
         resend = one.request_to_send(7.0, ids1)
         assert resend is not None
-        self.assertEqual(on_wire(resend), trades_body(2, [A], "one"))
+        assert on_wire(resend) == trades_body(2, [A], "one")
 
     @PROPERTY
     @given(n=st.integers(1, 3), steps=st.lists(RATE_STEP, min_size=1, max_size=30))
@@ -639,17 +630,17 @@ class RateTests(unittest.TestCase):
                 wake = book.next_wakeup(now)
                 request = book.request_to_send(now, ids[j])
                 if request is not None:
-                    self.assertIsNotNone(wake)
                     assert wake is not None
-                    self.assertLessEqual(wake, now, "a request went out before next_wakeup said")
+                    assert wake is not None
+                    assert wake <= now, "a request went out before next_wakeup said"
                     sends.append((now, book.conn))
                     in_flight[j] = request
         for (t1, c1), (t2, c2) in zip(sends, sends[1:], strict=False):
             gap = CONN_GAP if c1 == c2 else TOKEN_GAP
-            self.assertGreaterEqual(t2, t1 + gap, (c1, t1, c2, t2))
+            assert t2 >= (t1 + gap), (c1, t1, c2, t2)
 
 
-class BisectionTests(unittest.TestCase):
+class BisectionTests:
     """PROTOCOL.md "Error codes", our reading of 600 (and 604): the whole request is rejected, the previous
     set stays in force, and the response does not say which code was bad.
     """
@@ -672,107 +663,94 @@ class BisectionTests(unittest.TestCase):
 
     def test_one_bad_code_is_found_and_quarantined(self) -> None:
         for ret, msg in ((600, "code invalid"), (604, "code unauthorized")):
-            with self.subTest(ret=ret):
-                book, requests, server = self.bisect(ret, {D})
-                self.assertEqual(
-                    state(book),
-                    expect(ALL8, ALL8 - {D}, quarantined={D: (ret, msg)}, sent=1 + len(requests), refusals=3),
-                )
-                self.assertLessEqual(len(requests), bisection_bound(len(ALL8)))
-                # The exact dialogue: the whole set; then probes keeping {A, B} plus half the suspects.
-                self.assertEqual(
-                    [(codes, r) for _, _, codes, r in server.log],
-                    [
-                        (ALL8, ret),
-                        (frozenset({A, B, C, D, E}), ret),  # suspects C..H; first half C, D, E
-                        (frozenset({A, B, C}), 200),  # suspects C, D, E; C is good
-                        (frozenset({A, B, C, D}), ret),  # suspects D, E: D alone is refused
-                        (ALL8 - {D}, 200),
-                    ],
-                )
-                events = book.events()
-                self.assertEqual(
-                    [e for e in events if not isinstance(e, Acknowledged)], [Quarantined(D, ret, msg)]
-                )
-                self.assertEqual(
-                    [e.codes for e in events if isinstance(e, Acknowledged)],
-                    [frozenset({A, B, C}), ALL8 - {D}],
-                )
+            book, requests, server = self.bisect(ret, {D})
+            assert state(book) == expect(
+                ALL8, ALL8 - {D}, quarantined={D: (ret, msg)}, sent=1 + len(requests), refusals=3
+            )
+            assert len(requests) <= bisection_bound(len(ALL8))
+            # The exact dialogue: the whole set; then probes keeping {A, B} plus half the suspects.
+            assert [(codes, r) for _, _, codes, r in server.log] == [
+                (ALL8, ret),
+                (frozenset({A, B, C, D, E}), ret),  # suspects C..H; first half C, D, E
+                (frozenset({A, B, C}), 200),  # suspects C, D, E; C is good
+                (frozenset({A, B, C, D}), ret),  # suspects D, E: D alone is refused
+                (ALL8 - {D}, 200),
+            ]
+            events = book.events()
+            assert [e for e in events if not isinstance(e, Acknowledged)] == [Quarantined(D, ret, msg)]
+            assert [e.codes for e in events if isinstance(e, Acknowledged)] == [
+                frozenset({A, B, C}),
+                ALL8 - {D},
+            ]
 
     def test_one_bad_code_anywhere(self) -> None:
         for bad in sorted(ALL8 - {A, B}):
-            with self.subTest(bad=bad):
-                book, requests, _ = self.bisect(600, {bad})
-                self.assertEqual(book.quarantined, {bad: Quarantined(bad, 600, "code invalid")})
-                self.assertEqual(book.acknowledged, ALL8 - {bad})
-                self.assertLessEqual(len(requests), bisection_bound(len(ALL8)))
+            book, requests, _ = self.bisect(600, {bad})
+            assert book.quarantined == {bad: Quarantined(bad, 600, "code invalid")}
+            assert book.acknowledged == (ALL8 - {bad})
+            assert len(requests) <= bisection_bound(len(ALL8))
 
     def test_a_single_added_bad_code_is_quarantined_at_once(self) -> None:
         book, requests, _ = self.bisect(600, {C}, wanted={A, B, C})
         # {A, B, C} refused: C was the only addition, so C is bad; {A, B} is still held, nothing to send.
-        self.assertEqual([codes_of(r) for r in requests], [frozenset({A, B, C})])
-        self.assertEqual(
-            state(book), expect({A, B, C}, {A, B}, quarantined={C: (600, "code invalid")}, sent=2, refusals=1)
+        assert [codes_of(r) for r in requests] == [frozenset({A, B, C})]
+        assert state(book) == expect(
+            {A, B, C}, {A, B}, quarantined={C: (600, "code invalid")}, sent=2, refusals=1
         )
 
     def test_two_bad_codes(self) -> None:
         book, requests, _ = self.bisect(600, {C, G})
-        self.assertEqual(
-            state(book),
-            expect(
-                ALL8,
-                ALL8 - {C, G},
-                quarantined={C: (600, "code invalid"), G: (600, "code invalid")},
-                sent=1 + len(requests),
-                refusals=book.statistics().refusals,
-            ),
+        assert state(book) == expect(
+            ALL8,
+            ALL8 - {C, G},
+            quarantined={C: (600, "code invalid"), G: (600, "code invalid")},
+            sent=1 + len(requests),
+            refusals=book.statistics().refusals,
         )
-        self.assertLessEqual(len(requests), 2 * (1 + math.ceil(math.log2(6))) + 1)
+        assert len(requests) <= (2 * (1 + math.ceil(math.log2(6))) + 1)
 
     def test_all_added_codes_bad(self) -> None:
         book, requests, _ = self.bisect(600, ALL8 - {A, B})
         bad = dict.fromkeys(ALL8 - {A, B}, (600, "code invalid"))
-        self.assertEqual(
-            state(book),
-            expect(
-                ALL8, {A, B}, quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals
-            ),
+        assert state(book) == expect(
+            ALL8, {A, B}, quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals
         )
-        self.assertEqual(book.acknowledged, {A, B}, "the previous set stayed in force throughout")
+        assert book.acknowledged == {A, B}, "the previous set stayed in force throughout"
 
     def test_all_wanted_codes_bad_on_a_fresh_connection(self) -> None:
         book, requests, _ = self.bisect(600, {C, D, E}, initial=(), wanted={C, D, E})
         bad = dict.fromkeys((C, D, E), (600, "code invalid"))
-        self.assertEqual(state(book), expect({C, D, E}, [], quarantined=bad, sent=5, refusals=5))
-        self.assertEqual(
-            [codes_of(r) for r in requests],
-            [frozenset({C, D, E}), frozenset({C}), frozenset({D, E}), frozenset({D}), frozenset({E})],
-        )
-        self.assertTrue(book.in_sync, "nothing to hold: in sync with an empty set")
+        assert state(book) == expect({C, D, E}, [], quarantined=bad, sent=5, refusals=5)
+        assert [codes_of(r) for r in requests] == [
+            frozenset({C, D, E}),
+            frozenset({C}),
+            frozenset({D, E}),
+            frozenset({D}),
+            frozenset({E}),
+        ]
+        assert book.in_sync, "nothing to hold: in sync with an empty set"
 
     def test_all_wanted_codes_bad_after_dropping_the_old_ones_cancels(self) -> None:
         book, requests, server = self.bisect(600, {C, D}, wanted={C, D})
         bad = dict.fromkeys((C, D), (600, "code invalid"))
-        self.assertEqual(
-            state(book),
-            expect({C, D}, [], quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals),
+        assert state(book) == expect(
+            {C, D}, [], quarantined=bad, sent=1 + len(requests), refusals=book.statistics().refusals
         )
-        self.assertEqual(server.log[-1][1:], (wire.CMD_CANCEL, frozenset(), 200))
+        assert server.log[-1][1:] == (wire.CMD_CANCEL, frozenset(), 200)
 
     def test_the_bad_code_unsubscribed_during_the_bisection(self) -> None:
         # After the first refusal the strategy drops D: the other suspects are all good, and none of
         # them may be quarantined for D's sake.
         for after in (1, 2, 3):
-            with self.subTest(unsubscribed_after_request=after):
 
-                def drop_d(n: int, book: SubscriptionBook, after: int = after) -> None:
-                    if n == after:
-                        book.want(ALL8 - {D})
+            def drop_d(n: int, book: SubscriptionBook, after: int = after) -> None:
+                if n == after:
+                    book.want(ALL8 - {D})
 
-                book, _, _ = self.bisect(600, {D}, hook=drop_d)
-                self.assertEqual(book.quarantined, {})
-                self.assertEqual(book.acknowledged, ALL8 - {D})
-                self.assertEqual([e for e in book.events() if isinstance(e, Quarantined)], [])
+            book, _, _ = self.bisect(600, {D}, hook=drop_d)
+            assert book.quarantined == {}
+            assert book.acknowledged == (ALL8 - {D})
+            assert [e for e in book.events() if isinstance(e, Quarantined)] == []
 
     def test_a_good_suspect_unsubscribed_during_the_bisection(self) -> None:
         def drop_c(n: int, book: SubscriptionBook) -> None:
@@ -780,15 +758,12 @@ class BisectionTests(unittest.TestCase):
                 book.want(ALL8 - {C})
 
         book, _, _ = self.bisect(600, {F}, hook=drop_c)
-        self.assertEqual(
-            state(book),
-            expect(
-                ALL8 - {C},
-                ALL8 - {C, F},
-                quarantined={F: (600, "code invalid")},
-                sent=book.statistics().requests_sent,
-                refusals=book.statistics().refusals,
-            ),
+        assert state(book) == expect(
+            ALL8 - {C},
+            ALL8 - {C, F},
+            quarantined={F: (600, "code invalid")},
+            sent=book.statistics().requests_sent,
+            refusals=book.statistics().refusals,
         )
 
     def test_codes_added_during_the_bisection_are_sent_after_it(self) -> None:
@@ -797,19 +772,19 @@ class BisectionTests(unittest.TestCase):
                 book.want({A, B, C, D, E, H})
 
         book, _, _ = self.bisect(600, {D}, wanted={A, B, C, D, E}, hook=add_h)
-        self.assertEqual(book.acknowledged, {A, B, C, E, H})
-        self.assertEqual(book.quarantined.keys(), {D})
+        assert book.acknowledged == {A, B, C, E, H}
+        assert book.quarantined.keys() == {D}
 
     def test_a_quarantined_code_wanted_again_is_tried_again(self) -> None:
         book, _, server = self.bisect(600, {C}, wanted={A, B, C})
         book.want({A, B})
-        self.assertEqual(book.quarantined, {}, "no longer wanted: forgotten")
-        self.assertTrue(book.in_sync)
+        assert book.quarantined == {}, "no longer wanted: forgotten"
+        assert book.in_sync
         book.want({A, B, C})
         server.bad = frozenset()  # say the vendor listed it meanwhile
         requests, _ = run(book, server, wire.RequestIds("u"), now=100.0)
-        self.assertEqual([codes_of(r) for r in requests], [frozenset({A, B, C})])
-        self.assertEqual(book.acknowledged, {A, B, C})
+        assert [codes_of(r) for r in requests] == [frozenset({A, B, C})]
+        assert book.acknowledged == {A, B, C}
 
     def test_a_refusal_that_adds_nothing_is_not_bisected(self) -> None:
         # Only removing codes, yet 600: no suspect to blame; a plain refusal with the backoff.
@@ -817,12 +792,12 @@ class BisectionTests(unittest.TestCase):
         book.want({A, B})
         request = book.request_to_send(1.0, ids)
         assert request is not None
-        self.assertTrue(book.receive_response(reply(request, 600), 1.1))
-        self.assertEqual(book.events(), [Refused(600, "code invalid", frozenset({A, B}))])
-        self.assertEqual(state(book), expect({A, B}, {A, B, C}, sent=2, refusals=1))
+        assert book.receive_response(reply(request, 600), 1.1)
+        assert book.events() == [Refused(600, "code invalid", frozenset({A, B}))]
+        assert state(book) == expect({A, B}, {A, B, C}, sent=2, refusals=1)
         wake = book.next_wakeup(1.1)
         assert wake is not None
-        self.assertGreaterEqual(wake, 1.1 + BACKOFF)
+        assert wake >= (1.1 + BACKOFF)
 
     def test_a_429_during_the_bisection_retries_the_same_probe(self) -> None:
         book, ids, _ = synced({A, B})
@@ -832,12 +807,12 @@ class BisectionTests(unittest.TestCase):
         book.receive_response(reply(first, 600), 1.1)
         probe = book.request_to_send(2.0, ids)
         assert probe is not None
-        self.assertEqual(codes_of(probe), {A, B, C, D, E})
+        assert codes_of(probe) == {A, B, C, D, E}
         book.receive_response(reply(probe, 429), 2.1)
-        self.assertIsNone(book.request_to_send(4.0, ids))
+        assert book.request_to_send(4.0, ids) is None
         again = book.request_to_send(4.1, ids)
         assert again is not None
-        self.assertEqual(codes_of(again), {A, B, C, D, E})
+        assert codes_of(again) == {A, B, C, D, E}
 
     @PROPERTY
     @given(universe=UNIVERSE, ret=st.sampled_from([600, 604]))
@@ -854,12 +829,12 @@ class BisectionTests(unittest.TestCase):
         book.want(wanted)
         requests, _ = run(book, server, ids, now=now + 1.0, keep=frozenset(initial))
 
-        self.assertEqual(book.quarantined.keys(), bad & wanted)
-        self.assertEqual(book.acknowledged, wanted - bad)
+        assert book.quarantined.keys() == (bad & wanted)
+        assert book.acknowledged == (wanted - bad)
         added = len(wanted - initial)
         rounds = len(bad & wanted)
-        self.assertLessEqual(len(requests), rounds * (1 + math.ceil(math.log2(max(added, 1)))) + 2)
-        self.assertEqual({e.code for e in book.events() if isinstance(e, Quarantined)}, bad & wanted)
+        assert len(requests) <= (rounds * (1 + math.ceil(math.log2(max(added, 1)))) + 2)
+        assert {e.code for e in book.events() if isinstance(e, Quarantined)} == (bad & wanted)
 
     @PROPERTY
     @given(
@@ -887,9 +862,5 @@ class BisectionTests(unittest.TestCase):
         book.want(wanted)
         run(book, server, ids, now=now + 1.0, hook=change)
         final = book.desired
-        self.assertEqual(book.quarantined.keys(), bad & final)
-        self.assertEqual(book.acknowledged, final - bad)
-
-
-if __name__ == "__main__":
-    unittest.main()
+        assert book.quarantined.keys() == (bad & final)
+        assert book.acknowledged == (final - bad)

@@ -65,6 +65,16 @@ def _healthy_after(sim: Any, request: pytest.FixtureRequest) -> Iterator[None]:
         sim.inject("clear")
 
 
+def pushes_read_up_to(since_ms: int, system: System, sim: Any) -> bool:
+    """Every open connection has brought the collector a tick stamped after ``since_ms`` (the
+    simulator's clock is this process's): a connection's frames go through one decoder in order, so
+    every push before it was read (and counted, a ghost or not).
+    """
+    times = collected(system)["times"]
+    conns = [c for c in sim.state()["connections"] if c["open"] and c["trades"]]
+    return bool(conns) and all(any(times.get(code, 0) > since_ms for code in c["trades"]) for c in conns)
+
+
 def collected(system: System, name: str = "collector") -> dict[str, Any]:
     return system.get(system.actor(f"strategy:{name}").collected.remote())
 
@@ -243,7 +253,8 @@ class TestFaults:
         stock, fx = "MSFT.US", "GBPUSD"
         # In step with the server first: an earlier test's unsubscribed code pushes until its set is acked.
         wait_for(lambda: in_sync_with_server(system, sim), 20, what="the server's sets as desired")
-        time.sleep(0.5)  # its last pushes read
+        since_ms = time.time_ns() // 1_000_000
+        wait_for(lambda: pushes_read_up_to(since_ms, system, sim), 20, what="its last pushes read")
         decoders = system.status()["decoders"]
         ghosts = sum(d["ghosts"] for d in decoders.values())
         key = next(key for key, d in decoders.items() if STOCK[0] in d["tick_ages"])
@@ -253,7 +264,13 @@ class TestFaults:
         try:
             assert isinstance(system.get(collector.do_subscribe.remote([stock, fx])), dict)
             wait_for(lambda: fx in sim_sets(sim).get(FX_PATH, set()), 20, what=f"{fx}, its decoder running")
-            time.sleep(3.0)  # longer than the registry once waited for the routes (2 s)
+            # The registry holds the request while it awaits the route, however long that takes: wait
+            # until it says it has waited 3 s, longer than the 2 s it once gave a decoder.
+            wait_for(
+                lambda: system.registry().routes_awaited.get(f"decoder:{key}", 0.0) >= 3.0,
+                20,
+                what="the registry awaiting the route for 3 s",
+            )
             early = stock in sim_sets(sim).get(STOCK_PATH, set())
             assert not early, "asked for before its decoder had the route"
             assert list(system.registry().routes_awaited) == [f"decoder:{key}"]  # the status names it

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scripts.bench_phases import Mode
+    from scripts.bench.modes import Mode
 
 #: Every key of the BENCH line that the issue asks for.
 REQUIRED_KEYS = (
@@ -234,8 +234,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             "",
             "",
-            f"scripts/bench_channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, "
-            f"checks, acks or supervision; tickvisor over it: {times(r, 'tps', 'pipeline_tps')} ticks/s, "
+            f"scripts/bench/channels.py's {f('transport')}/uds: three processes, decode_batch, no Ray, "
+            f"checks or supervision; tickvisor over it: {times(r, 'tps', 'pipeline_tps')} ticks/s, "
             f"{times(r, 'cpu_s_per_mtick', 'pipeline_cpu_s_per_mtick')} CPU; its p50 @ "
             f"{f('low_rate', '.0f')}/s {f('pipeline_low_p50_ms')}",
         ),

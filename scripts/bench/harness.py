@@ -3,9 +3,9 @@ processes, /proc accounting, progress and time limits.
 
 The simulator runs as ``python scripts/simulator.py --port 0 ...`` so that it never shares a GIL with
 the client under test; the benchmark drives it only through ``/admin/fault`` and ``/admin/state``.
-``Client`` runs one baseline client (scripts/bench_clients.py) as its own process, and ``run_client``
+``Client`` runs one baseline client (scripts/bench/clients.py) as its own process, and ``run_client``
 measures one burst with it. CPU and memory are read from ``/proc`` (Linux), for a process and all its
-descendants. scripts/bench.py (with Ray) and scripts/bench_channels.py (without) both build on these.
+descendants. scripts/bench.py (with Ray) and scripts/bench/channels.py (without) both build on these.
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-FOREX_PATH = "/quote-b-ws-api"  # PROTOCOL.md "Endpoints"
-STOCK_PATH = "/quote-stock-b-ws-api"
+from scripts.bench.config import PATHS
+from scripts.bench.wait import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+FOREX_PATH = PATHS["forex_crypto"]
+STOCK_PATH = PATHS["stock"]
 START_TIMEOUT_S = 20.0
 ADMIN_TIMEOUT_S = 10.0
-POLL_S = 0.02
 NICENESS = 0  # of the baseline client processes; scripts/bench.py sets it to its Ray workers' (--niceness)
 
 
@@ -41,18 +43,6 @@ def log(message: str) -> None:
     """Progress on stderr (stdout carries the table and the BENCH line)."""
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = POLL_S) -> Any:
-    """Poll ``condition`` until truthy; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 @contextlib.contextmanager
@@ -173,25 +163,30 @@ class SimProcess:
     def find_conn(self, codes: Iterable[str], path: str = FOREX_PATH, timeout: float = 20.0) -> int:
         """The id of the open connection on ``path`` whose trade set is exactly ``codes``."""
         want = sorted(set(codes))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for conn in self.state()["connections"]:
-                if conn["open"] and conn["path"] == path and conn["trades"] == want:
-                    return int(conn["id"])
-            time.sleep(0.02)
-        raise TimeoutError(f"no open connection on {path} holds the {len(want)} codes")
+
+        def holding() -> list[int]:
+            return [
+                int(conn["id"])
+                for conn in self.state()["connections"]
+                if conn["open"] and conn["path"] == path and conn["trades"] == want
+            ][:1]
+
+        return wait_for(holding, timeout, what=f"an open connection on {path} holding the {len(want)} codes")[
+            0
+        ]
 
 
 # --- the baseline client processes ----------------------------------------------------------------
 
 
 class Client:
-    """A baseline client process (scripts/bench_clients.py), its output read line by line."""
+    """A baseline client process (scripts/bench/clients.py), its output read line by line."""
 
     def __init__(self, kind: str, url: str, codes: list[str], count: int, *, latency: bool = False) -> None:
         cmd = [
             sys.executable,
-            str(ROOT / "scripts" / "bench_clients.py"),
+            "-m",
+            "scripts.bench.clients",
             kind,
             "--url",
             url,

@@ -1,4 +1,4 @@
-"""The measured phases of scripts/bench.py, and the sizes of each mode.
+"""The measured phases of scripts/bench.py (the sizes of each mode: scripts/bench/modes.py).
 
 * ``phase_throughput``: a simulator without a tick loop (bursts only) and one tickvisor system:
   throughput of tickvisor and of each baseline (``run_tickvisor``, ``run_client``, ``run_naive``),
@@ -6,7 +6,7 @@
 * ``phase_liveness``: a simulator with its own tick loop and a second system (``start_liveness``):
   ``stall_trial`` and ``kill_trial``.
 
-Each phase writes its figures into ``out``, the dict scripts/bench_report.py prints as the BENCH line.
+Each phase writes its figures into ``out``, the dict scripts/bench/report.py prints as the BENCH line.
 """
 
 from __future__ import annotations
@@ -18,14 +18,11 @@ import signal
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from scripts.bench_channels import ROLES, Pipeline, per_mtick
-from scripts.bench_proc import STOCK_SUFFIXES, System, in_sync, server_set, settings_toml
-from scripts.bench_sim import (
+from scripts.bench.channels import ROLES, Pipeline, per_mtick
+from scripts.bench.harness import (
     FOREX_PATH,
-    POLL_S,
     STOCK_PATH,
     SimProcess,
     block,
@@ -35,90 +32,14 @@ from scripts.bench_sim import (
     rss_mb,
     run_client,
     tree,
-    wait_until,
 )
+from scripts.bench.job import STOCK_SUFFIXES, System, bench_settings, in_sync, server_set
+from scripts.bench.modes import Mode
+from scripts.bench.wait import WaitTimeoutError, wait_for
 
 SEED_CHECK_EVERY_S = 5.0  # the seed article's watchdog
 SEED_SILENT_AFTER_S = 20.0
 SEED_DETECT_S = SEED_SILENT_AFTER_S + SEED_CHECK_EVERY_S / 2  # median of 20 + U(0, 5)
-LOW_RATE = 2000.0  # ticks/s of a second, light paced burst: latency when nothing queues
-
-
-@dataclass(frozen=True)
-class Mode:
-    """Sizes of one benchmark mode."""
-
-    name: str
-    burst: int  # ticks per throughput burst
-    rounds: int  # throughput rounds (median reported)
-    naive: int  # ticks of the naive pipeline's burst
-    naive_cap_s: float  # ...or this long, whichever comes first
-    latency_rate: float  # ticks/s of the paced burst
-    latency_s: float
-    stall_trials: int
-    churn_strategies: int
-    churn_rate: float  # operations per second per strategy
-    churn_s: float
-    deadline_s: float  # feed.silence_deadline_s of the liveness system
-    quiet_s: float  # before each stall and kill: time since the last subscription request (token gap)
-    hard_cap_s: float  # the whole run is stopped after this
-    transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
-    burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
-    idle_s: float = 3.0  # the job's CPU while no tick flows is read over this long
-
-
-MODES = {
-    "smoke": Mode(
-        "smoke",
-        burst=3000,
-        rounds=1,
-        naive=300,
-        naive_cap_s=10,
-        latency_rate=2000,
-        latency_s=0.5,
-        stall_trials=1,
-        churn_strategies=4,
-        churn_rate=5,
-        churn_s=1.5,
-        deadline_s=1.5,
-        quiet_s=0.0,
-        hard_cap_s=200,
-        burst4=750,
-        idle_s=0.5,
-    ),
-    "quick": Mode(
-        "quick",
-        burst=200_000,
-        rounds=1,
-        naive=20_000,
-        naive_cap_s=15,
-        latency_rate=20_000,
-        latency_s=3.0,
-        stall_trials=5,
-        churn_strategies=50,
-        churn_rate=20,
-        churn_s=10,
-        deadline_s=1.5,
-        quiet_s=3.2,
-        hard_cap_s=480,
-    ),
-    "full": Mode(
-        "full",
-        burst=200_000,
-        rounds=3,
-        naive=200_000,
-        naive_cap_s=60,
-        latency_rate=20_000,
-        latency_s=5.0,
-        stall_trials=5,
-        churn_strategies=50,
-        churn_rate=20,
-        churn_s=10,
-        deadline_s=1.5,
-        quiet_s=3.2,
-        hard_cap_s=1300,
-    ),
-}
 
 
 def run_tickvisor(
@@ -189,7 +110,7 @@ def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> di
     """The naive pipeline: one Ray call per tick, from a connection-like actor to a sink actor."""
     import ray
 
-    from scripts.bench_naive import NaiveConnection, NaiveSink
+    from scripts.bench.naive import NaiveConnection, NaiveSink
 
     sink = ray.remote(NaiveSink).options(num_cpus=0).remote()
     conn = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
@@ -232,7 +153,7 @@ def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim = SimProcess(token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000")
     sim.start()
     log(f"burst4: simulator on port {sim.port}; tickvisor with {BURST4_CONNECTIONS} connections")
-    toml = settings_toml(
+    settings = bench_settings(
         sim.port,
         [("bench", codes)],
         heartbeat_s=2.0,
@@ -241,7 +162,7 @@ def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
         max_codes_per_connection=len(codes) // BURST4_CONNECTIONS,
         stock=False,
     )
-    return sim, System.from_toml(toml, token, wait=False)
+    return sim, System.launch(settings, token, prefix="bench", wait=False)
 
 
 def phase_burst4(
@@ -260,16 +181,16 @@ def phase_burst4(
     Mtick of the connections, decoders and strategy (each summed over its processes, from the
     injection to the last tick) with ``burst4_decoder_cpu_spread``: the busiest decoder's CPU over the
     idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second, unmeasured burst runs under
-    py-spy (scripts/bench_profile.py); returns its table, or one line saying why it could not run.
+    py-spy (scripts/bench/pyspy.py); returns its table, or one line saying why it could not run.
     """
-    from scripts.bench_profile import Profiler, table
+    from scripts.bench.pyspy import Profiler, table
 
     codes = block(0)
     sim, system = started or start_burst4(mode, token)
     with sim:
         try:
             system.wait_started()
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
 
             def forex_conns() -> list[int] | None:
                 live = [
@@ -284,7 +205,7 @@ def phase_burst4(
                     else None
                 )
 
-            conns = wait_until(forex_conns, 30, f"{BURST4_CONNECTIONS} connections holding the codes")
+            conns = wait_for(forex_conns, 30, what=f"{BURST4_CONNECTIONS} connections holding the codes")
             children = system.pids()
             job_pids = job_processes(sim)
             roles = {
@@ -337,7 +258,7 @@ def phase_burst4(
                 profiles = profiler.stop()
             return table(profiles, seconds)
         finally:
-            system.stop()
+            system.stop_quietly()
 
 
 def job_processes(sim: SimProcess) -> list[int]:
@@ -377,16 +298,17 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
         token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"
     ) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
-        system = System.from_toml(
-            settings_toml(
+        system = System.launch(
+            bench_settings(
                 sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
             ),
             token,
+            prefix="bench",
         )
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
             idle(mode, out, job_pids)
@@ -467,16 +389,16 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             )
             out["latency_tps"] = lat["tps"]  # below the pace: the pipeline could not keep up, queues grew
             low = run_tickvisor(
-                system, sim, codes, int(LOW_RATE * mode.latency_s / 2), job_pids, rate=LOW_RATE
+                system, sim, codes, int(mode.low_rate * mode.latency_s / 2), job_pids, rate=mode.low_rate
             )
-            out.update(low_rate=LOW_RATE, low_p50_ms=low["p50_ms"], low_p99_ms=low["p99_ms"])
+            out.update(low_rate=mode.low_rate, low_p50_ms=low["p50_ms"], low_p99_ms=low["p99_ms"])
             out["tickvisor_out_of_order_dropped"] += low["dropped_out_of_order"]
             bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
             out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
             order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
             assert pipeline is not None
             pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
-            pl_low = pipeline.measure(sim, int(LOW_RATE * mode.latency_s / 2), rate=LOW_RATE)
+            pl_low = pipeline.measure(sim, int(mode.low_rate * mode.latency_s / 2), rate=mode.low_rate)
             out.update(
                 pipeline_p50_ms=pl_lat["p50_ms"],
                 pipeline_p99_ms=pl_lat["p99_ms"],
@@ -497,14 +419,14 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             if pipeline is not None:
                 pipeline.stop()
             shutil.rmtree(workdir, ignore_errors=True)
-            system.stop()
+            system.stop_quietly()
 
 
 def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
     """Many strategies subscribing and unsubscribing overlapping stock codes at once."""
     import ray
 
-    from scripts.bench_churn import Churn
+    from scripts.bench.churn import Churn
     from scripts.simulator import max_requests_in_window
 
     pool = [f"S{i:04d}.US" for i in range(1, 41)]
@@ -520,12 +442,9 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
         ray.kill(actor)
     last_op = result["last_op"]
     converged_at = None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if in_sync(system, sim, STOCK_PATH):
-            converged_at = time.monotonic()
-            break
-        time.sleep(POLL_S)
+    with contextlib.suppress(WaitTimeoutError):
+        wait_for(lambda: in_sync(system, sim, STOCK_PATH), 15, what="the churn converged")
+        converged_at = time.monotonic()
     reg = system.registry()
     union = {c for c in reg.union if c.endswith(STOCK_SUFFIXES)}
     held = set().union(*map(set, result["held"].values()))
@@ -563,7 +482,7 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
-    toml = settings_toml(
+    settings = bench_settings(
         sim.port,
         [("bench", LIVENESS_CODES)],
         heartbeat_s=0.5,
@@ -571,7 +490,7 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
         transport=mode.transport,
         stock=False,
     )
-    return sim, System.from_toml(toml, token, wait=False)
+    return sim, System.launch(settings, token, prefix="bench", wait=False)
 
 
 def phase_liveness(
@@ -584,7 +503,7 @@ def phase_liveness(
         try:
             system.wait_started()
             strategy = system.actor("strategy:bench")
-            wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "tickvisor subscribed")
+            wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             out["deadline_s"] = mode.deadline_s
             out["seed_detect_s"] = SEED_DETECT_S
             detect, resub = [], []
@@ -611,7 +530,7 @@ def phase_liveness(
                 lost += int(k["lost"])
             out["kill_lost_subscriptions"] = lost
         finally:
-            system.stop()
+            system.stop_quietly()
 
 
 def quiet_since_last_request(sim: SimProcess, path: str, gap_s: float) -> None:
@@ -635,10 +554,10 @@ def stall_trial(
     system: System, sim: SimProcess, strategy: Any, codes: list[str], quiet_s: float
 ) -> tuple[float, float]:
     """Stall the live connection; (stall to detection, stall to the full set accepted on a new one)."""
-    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, "in sync before the stall")
+    wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="in sync before the stall")
     quiet_since_last_request(sim, FOREX_PATH, quiet_s)
     before = system.get(strategy.bench_last_seqs.remote())
-    wait_until(lambda: flowing(strategy, system, before, codes), 10, "ticks before the stall")
+    wait_for(lambda: flowing(strategy, system, before, codes), 10, what="ticks before the stall")
     old = sim.find_conn(codes)
     started, started_wall = time.monotonic(), time.time()
     sim.fault("stall", conn=old)
@@ -650,7 +569,7 @@ def stall_trial(
                 return ok[0] if ok else None
         return None
 
-    accepted = wait_until(accepted_on_new, 30, "the full set on a new connection")
+    accepted = wait_for(accepted_on_new, 30, what="the full set on a new connection")
     events = system.get(system.sup.status.remote())["events"]
     restarts = [
         e["at"]
@@ -668,18 +587,18 @@ def kill_trial(
     registry in sync with the server (``in_sync``), Ray's new process reporting in (``restarted``), the
     server accepting the set again (``accepted``, -1 if it was never dropped); and ``lost`` codes.
     """
-    wait_until(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, f"in sync before killing {child}")
+    wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what=f"in sync before killing {child}")
     quiet_since_last_request(sim, FOREX_PATH, quiet_s)
     pid = system.pids()[child]
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.1)  # ticks already in the pipeline when the socket died are not "flowing again"
     before = system.get(strategy.bench_last_seqs.remote())
-    wait_until(lambda: flowing(strategy, system, before, codes), 30, f"ticks after killing {child}")
+    wait_for(lambda: flowing(strategy, system, before, codes), 30, what=f"ticks after killing {child}")
     out = {"flowing": time.monotonic() - killed}
-    wait_until(lambda: system.pids().get(child) not in (None, pid), 30, f"{child} restarted")
+    wait_for(lambda: system.pids().get(child) not in (None, pid), 30, what=f"{child} restarted")
     try:
-        wait_until(lambda: in_sync(system, sim, FOREX_PATH), 30, f"in sync after killing {child}")
+        wait_for(lambda: in_sync(system, sim, FOREX_PATH), 30, what=f"in sync after killing {child}")
         out["in_sync"] = time.monotonic() - killed
     except TimeoutError:
         out["in_sync"] = -1.0

@@ -1,6 +1,6 @@
 """The strategy scripts/bench.py runs inside tickvisor: it counts, checks order and times ticks.
 
-It does the per-tick work of scripts/bench_count.TickCounter, like every other benchmarked consumer.
+It does the per-tick work of scripts.bench.count.TickCounter, like every other benchmarked consumer.
 Latency is measured from the simulator's send time when the tick carries it (``sent_ns``, which
 ``actors.core.normalise.Tick`` does not have today: the decoder drops the simulator's extra field). Without it,
 the send time is estimated from ``tick_time`` (the simulator sets it to ``sent_ns // 10**6``) as the
@@ -16,7 +16,7 @@ from typing import Any
 
 from actors.core.normalise import Tick
 from actors.strategy import Strategy
-from scripts.bench_count import TickCounter, percentiles_ms
+from scripts.bench.count import TickCounter, percentiles_ms
 
 MS_NS = 1_000_000
 

@@ -16,12 +16,12 @@ well above every consumer's rate, or the benchmark measures the simulator.
 
 Each subscribes the given codes with one 22004 (waiting and retrying on 429), print ``READY``, then
 count ticks until ``--count`` have arrived or ``--idle-s`` passed without one, and print
-``RESULT <json>`` (scripts.bench_count.TickCounter's summary plus the process's CPU seconds).
+``RESULT <json>`` (scripts.bench.count.TickCounter's summary plus the process's CPU seconds).
 
 ``subscribe_websockets`` and ``PicowsFeed`` are the subscription step of the websockets and picows
-clients; scripts/bench_channels.py's receiver processes use them too.
+clients; scripts/bench/channels.py's receiver processes use them too.
 
-    python scripts/bench_clients.py bare --url ws://127.0.0.1:PORT/quote-b-ws-api?token=T \
+    python scripts/bench/clients.py bare --url ws://127.0.0.1:PORT/quote-b-ws-api?token=T \
         --codes C0001USDT,C0002USDT --count 200000 [--latency]
 """
 
@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -43,9 +42,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.bench_count import TickCounter
+from scripts.bench.count import TickCounter
 
 CMD_SUBSCRIBE_TRADES = 22004  # PROTOCOL.md "Commands"
 CMD_SUBSCRIBE_TRADES_ACK = 22005

@@ -1,9 +1,9 @@
 """Benchmark candidate channels for the data path, without Ray, against the simulator on 127.0.0.1.
 
-    python scripts/bench_channels.py            # 3 rounds of every figure, median: about 6 minutes
-    python scripts/bench_channels.py --quick    # 1 round: about 75 s on a 2-core machine
-    python scripts/bench_channels.py --smoke    # tiny counts: what tests/test_bench_channels.py runs
-    python scripts/bench_channels.py --receivers picows --channels uds,zmq-ipc --rounds 5  # a subset
+    python scripts/bench/channels.py            # 3 rounds of every figure, median: about 6 minutes
+    python scripts/bench/channels.py --quick    # 1 round: about 75 s on a 2-core machine
+    python scripts/bench/channels.py --smoke    # tiny counts: what tests/test_bench_channels.py runs
+    python scripts/bench/channels.py --receivers picows --channels uds,zmq-ipc --rounds 5  # a subset
 
 It prints a markdown table and, as its very last line, ``BENCH_CHANNELS {json}``. Every figure is
 measured in this run, beside its baselines: the machine is shared and noisy, the ratios are what count.
@@ -11,31 +11,31 @@ measured in this run, beside its baselines: the machine is shared and noisy, the
 The pipeline (one per variant; three processes, no Ray), the data path the issue "The data path" plans:
 
     simulator ══ws══▶ receiver ──FrameBatch──▶ decoder ──list[Tick] per strategy──▶ strategy
-                      (websockets or picows)   (normalise.decode_batch)                  (TickCounter)
+                      (websockets or picows)   (decode_batch)                  (TickCounter)
 
 * The receiver reads the WebSocket and flushes its raw frames as one msgpack ``FrameBatch`` when the
   receive buffer is drained or at ``BATCH_MAX_FRAMES`` frames. websockets: its queue of received
   frames is empty; picows: the frame is ``last_in_buffer`` (the last of what one socket read returned).
-* The decoder decodes each batch with ``actors.core.normalise.decode_batch`` (the Decoder actor's function:
+* The decoder decodes each batch with ``actors.core.decode_batch`` (the Decoder actor's function:
   one msgspec call per frame, then the normalisation into ``Tick``; see "Decoding" below), routes the
   ticks by code and sends each strategy one msgpack-encoded ``list[Tick]``, as the Decoder actor does.
-* The strategy decodes the list and does scripts/bench_count.TickCounter's per-tick work (count, per-code
+* The strategy decodes the list and does scripts.bench.count.TickCounter's per-tick work (count, per-code
   order, latency from the simulator's ``sent_ns`` at the time the batch arrived).
 
 The channels between the processes, each end in its own asyncio loop:
 
 * ``zmq-ipc``: pyzmq PUSH/PULL over ``ipc://`` (a Unix socket file), the receiving end binds;
 * ``zmq-tcp``: the same over ``tcp://127.0.0.1`` (what would cross nodes);
-* ``uds``: asyncio Unix-domain stream sockets, each message a 4-byte big-endian length and its payload.
+* ``uds``: tickvisor's own channel, actors/channel.py (``TickvisorChannel``): a Unix-domain stream
+  in Linux's abstract namespace, each message a numbered msgpack batch, acknowledged back.
 
-Sends wait when the channel is full (zmq: ``CHANNEL_HWM`` messages queued at each end; uds: asyncio's
-write-buffer high-water mark, then the kernel's socket buffer). That is backpressure as the Connection
-actor applies it today (it waits at 16 batches in flight); a strategy-facing send that must never wait
-would use ``zmq.NOBLOCK`` and count ``zmq.Again`` as a drop (uds: look at the writer's
-``transport.get_write_buffer_size()`` before writing).
+Sends wait when the channel is full (zmq: ``CHANNEL_HWM`` messages queued at each end; uds:
+``CHANNEL_HWM`` messages unacknowledged). That is backpressure as the Connection actor applies it
+(it waits at 16 batches in flight); a strategy-facing send that must never wait would use
+``zmq.NOBLOCK`` and count ``zmq.Again`` as a drop (uds: the decoder's ``Outbox`` drops and counts).
 
 Baselines: ``bare`` (websockets + msgspec, one process) and ``bare_picows`` (picows + msgspec, one
-process), both from scripts/bench_clients.py.
+process), both from scripts/bench/clients.py.
 
 Figures, per variant (the BENCH_CHANNELS keys):
 
@@ -65,12 +65,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -78,7 +78,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -87,14 +86,14 @@ import zmq.asyncio
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from actors.core import normalise  # noqa: E402
-from scripts.bench_clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets  # noqa: E402
-from scripts.bench_count import TickCounter  # noqa: E402
-from scripts.bench_sim import (  # noqa: E402
+from actors.channel import LOOPBACK, Address, Peer, Receiver, Sender
+from actors.core.normalise import Tick, decode_batch
+from actors.core.routing import Outbox
+from scripts.bench.clients import MAX_FRAME_BYTES, connect_picows, subscribe_websockets
+from scripts.bench.count import TickCounter
+from scripts.bench.harness import (
     FOREX_PATH,
+    ROOT,
     SimProcess,
     block,
     cpu_seconds,
@@ -102,6 +101,7 @@ from scripts.bench_sim import (  # noqa: E402
     log,
     run_client,
 )
+from scripts.bench.modes import Mode, mode_of
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -118,55 +118,6 @@ STRATEGY = "bench"  # the one strategy every code is routed to
 ROLES = ("receiver", "decoder", "strategy")  # a pipeline's processes
 IDLE_S = 5.0  # a measurement ends this long after its last tick, even short of its count
 START_TIMEOUT_S = 30.0
-_LENGTH = struct.Struct("!I")  # uds: the length prefix of every message
-
-
-@dataclass(frozen=True)
-class Mode:
-    """Sizes of one benchmark mode."""
-
-    name: str
-    burst: int  # ticks per throughput burst
-    rounds: int  # throughput rounds (median reported), variants interleaved within each
-    latency_rate: float  # ticks/s of the first paced burst
-    latency_s: float
-    low_rate: float  # ticks/s of the second, light paced burst: latency when nothing queues
-    low_s: float
-    hard_cap_s: float  # the whole run is stopped after this
-
-
-MODES = {
-    "smoke": Mode(
-        "smoke",
-        burst=2000,
-        rounds=1,
-        latency_rate=2000,
-        latency_s=0.5,
-        low_rate=1000,
-        low_s=0.5,
-        hard_cap_s=150,
-    ),
-    "quick": Mode(
-        "quick",
-        burst=200_000,
-        rounds=1,
-        latency_rate=20_000,
-        latency_s=3.0,
-        low_rate=2000,
-        low_s=2.0,
-        hard_cap_s=300,
-    ),
-    "full": Mode(
-        "full",
-        burst=200_000,
-        rounds=3,
-        latency_rate=20_000,
-        latency_s=5.0,
-        low_rate=2000,
-        low_s=5.0,
-        hard_cap_s=900,
-    ),
-}
 
 
 class FrameBatch(msgspec.Struct, array_like=True, gc=False):
@@ -223,51 +174,54 @@ class ZmqChannel:
         return await self._sock.recv()
 
 
-class UdsChannel:
-    """One end of an asyncio Unix-domain stream: each message is a 4-byte big-endian length and its bytes.
-
-    The receiving end listens on a path and takes the first connection; the sending end connects.
+class TickvisorChannel:
+    """One end of tickvisor's own data-path channel (actors/channel.py: a Unix-domain stream in Linux's
+    abstract namespace, numbered batches, cumulative acknowledgements, a bounded ``Outbox``), behind
+    this benchmark's ``Channel``: the receiving end acknowledges a message as ``recv`` hands it over,
+    the sending end waits while ``CHANNEL_HWM`` messages are unacknowledged (the Connection actor's
+    backpressure, actors/connection.py ``_flush``).
     """
 
-    def __init__(
-        self, reader: asyncio.Future[asyncio.StreamReader] | None, writer: asyncio.StreamWriter | None
-    ) -> None:
-        self._reader_ready = reader
-        self._reader: asyncio.StreamReader | None = None
-        self._writer = writer
-        self._server: asyncio.Server | None = None  # the listening end's, kept while the end lives
+    def __init__(self, *, receiver: Receiver | None = None, sender: Sender | None = None) -> None:
+        self._receiver = receiver  # kept while the end lives: it owns the listening sockets
+        self._inbox: asyncio.Queue[tuple[Peer, int, bytes]] = asyncio.Queue()
+        self._sender = sender
 
     @classmethod
-    async def listen(cls, path: str) -> tuple[UdsChannel, str]:
-        """Listen on ``path``; (end, path)."""
-        first: asyncio.Future[asyncio.StreamReader] = asyncio.get_running_loop().create_future()
-
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # noqa: ARG001
-            if not first.done():
-                first.set_result(reader)
-
-        end = cls(first, None)
-        end._server = await asyncio.start_unix_server(accept, path)
-        return end, path
+    async def listen(cls, name: str) -> tuple[TickvisorChannel, str]:
+        """Listen (Unix socket and loopback TCP); (end, its ``Address`` as JSON)."""
+        end = cls()
+        end._receiver = Receiver(name, end._arrived, node="", host=LOOPBACK)
+        address = await end._receiver.address()
+        return end, msgspec.json.encode(address).decode()
 
     @classmethod
-    async def connect(cls, path: str) -> UdsChannel:
-        """Connect to the listener at ``path``."""
-        _, writer = await asyncio.open_unix_connection(path)
-        return cls(None, writer)
+    async def connect(cls, address: str) -> TickvisorChannel:
+        """Connect to the receiving end whose ``Address`` (JSON, from ``listen``) is ``address``."""
+        where = msgspec.json.decode(address, type=Address)
+
+        async def resolve() -> Address:
+            return where
+
+        sender = Sender("bench", resolve, Outbox(max_batches=CHANNEL_HWM, replay=False), node="")
+        await sender.wait_connected()
+        return cls(sender=sender)
+
+    def _arrived(self, peer: Peer, number: int, missed: int, body: bytes) -> None:  # noqa: ARG002
+        self._inbox.put_nowait((peer, number, body))
 
     async def send(self, payload: bytes) -> None:
-        assert self._writer is not None, "the listening end only receives"
-        self._writer.writelines((_LENGTH.pack(len(payload)), payload))
-        await self._writer.drain()
+        sender = self._sender
+        assert sender is not None, "the listening end only receives"
+        while sender.outbox.pending >= CHANNEL_HWM:
+            await sender.wait_acked()
+        if not sender.send(payload, 1):
+            raise RuntimeError(f"{sender.name}: the outbox refused a message ({sender.last_error})")
 
     async def recv(self) -> bytes:
-        reader = self._reader
-        if reader is None:
-            assert self._reader_ready is not None, "the connecting end only sends"
-            reader = self._reader = await self._reader_ready
-        (n,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-        return await reader.readexactly(n)
+        peer, number, body = await self._inbox.get()
+        peer.ack(number)
+        return body
 
 
 async def listen(channel: str, workdir: str, name: str) -> tuple[Channel, str]:
@@ -284,14 +238,14 @@ async def listen(channel: str, workdir: str, name: str) -> tuple[Channel, str]:
     if channel == "zmq-tcp":
         return ZmqChannel.listen("tcp://127.0.0.1:*")
     if channel == "uds":
-        return await UdsChannel.listen(f"{workdir}/{name}.sock")
+        return await TickvisorChannel.listen(name)
     raise ValueError(f"unknown channel {channel!r}, expected one of {CHANNELS}")
 
 
 async def connect(channel: str, address: str) -> Channel:
     """The sending end of a ``channel`` to the receiving end at ``address`` (from ``listen``)."""
     if channel == "uds":
-        return await UdsChannel.connect(address)
+        return await TickvisorChannel.connect(address)
     return ZmqChannel.connect(address)
 
 
@@ -348,7 +302,7 @@ class Measurements:
         self.target, self.last = count, time.monotonic()
         self.conn.send(("measuring", None))
 
-    def add(self, ticks: list[normalise.Tick]) -> None:
+    def add(self, ticks: list[Tick]) -> None:
         """Count one batch, and time it from each tick's ``sent_ns`` when the measurement asks for it."""
         counter = self.counter
         self.last = now = time.monotonic()
@@ -378,7 +332,7 @@ def strategy_process(conn: Connection, channel: str, workdir: str) -> None:
 
     async def main() -> None:
         inbox, address = await listen(channel, workdir, STRATEGY)
-        decode = msgspec.msgpack.Decoder(list[normalise.Tick]).decode
+        decode = msgspec.msgpack.Decoder(list[Tick]).decode
         measurements = Measurements(conn)
         loop = asyncio.get_running_loop()
         loop.add_reader(conn.fileno(), measurements.command)
@@ -405,8 +359,8 @@ def decoder_process(conn: Connection, channel: str, workdir: str, strategy_addre
         conn.send(("ready", address))
         while True:
             batch = decode(await inbox.recv())
-            decoded = normalise.decode_batch(batch.frames, batch.received_ns)
-            per_strategy: dict[str, list[normalise.Tick]] = {}
+            decoded = decode_batch(batch.frames, batch.received_ns)
+            per_strategy: dict[str, list[Tick]] = {}
             for tick in decoded.ticks:
                 targets = routes.get(tick.code)
                 if targets is None:
@@ -740,10 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--receivers", default=",".join(RECEIVERS), help="comma-separated subset of %(default)s")
     p.add_argument("--channels", default=",".join(CHANNELS), help="comma-separated subset of %(default)s")
     args = p.parse_args(argv)
-    mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
-    if args.burst is not None or args.rounds is not None:
-        sizes = {"burst": args.burst or mode.burst, "rounds": args.rounds or mode.rounds}
-        mode = Mode(**{**mode.__dict__, **sizes})
+    mode = mode_of(smoke=args.smoke, quick=args.quick)
+    mode = dataclasses.replace(mode, burst=args.burst or mode.burst, rounds=args.rounds or mode.rounds)
     variants = [(r, c) for r in args.receivers.split(",") for c in args.channels.split(",")]
     unknown = {r for r, _ in variants} - set(RECEIVERS) | {c for _, c in variants} - set(CHANNELS)
     if unknown:

@@ -5,7 +5,7 @@ socket (websockets, like actors.connection), decoding each frame with the same `
 the decoder actor uses, and calling ``NaiveSink.on_tick.remote(tick)`` once per tick. At most
 ``MAX_IN_FLIGHT`` calls are outstanding (the same kind of backpressure tickvisor's connection applies
 to its batches), so the socket is not read faster than the sink can take. ``NaiveSink`` is a sync actor
-(calls from one caller run in order) doing scripts/bench_count.TickCounter's work per tick.
+(calls from one caller run in order) doing scripts.bench.count.TickCounter's work per tick.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import time
 from collections import deque
 from typing import Any
 
-from actors.core import normalise, wire
-from scripts.bench_count import TickCounter
+from actors.core import wire
+from actors.core.normalise import Tick, decode_batch
+from scripts.bench.count import TickCounter
 
 MAX_IN_FLIGHT = 1000
 RETRY_AFTER_S = 1.1  # PROTOCOL.md "Limits": one subscription request per second per connection
@@ -30,7 +31,7 @@ class NaiveSink:
     def __init__(self) -> None:
         self.counter = TickCounter()
 
-    def on_tick(self, tick: normalise.Tick) -> None:
+    def on_tick(self, tick: Tick) -> None:
         """One tick."""
         self.counter.add(tick.code, tick.seq, time.monotonic())
 
@@ -62,7 +63,7 @@ class NaiveConnection:
                 on_tick = self._sink.on_tick
                 while True:
                     frame = await ws.recv(decode=False)
-                    batch = normalise.decode_batch([frame], time.time_ns())
+                    batch = decode_batch([frame], time.time_ns())
                     for tick in batch.ticks:
                         in_flight.append(on_tick.remote(tick))
                     while len(in_flight) > MAX_IN_FLIGHT:
@@ -85,7 +86,7 @@ class NaiveConnection:
                 )
             )
             while True:
-                batch = normalise.decode_batch([await ws.recv(decode=False)])
+                batch = decode_batch([await ws.recv(decode=False)])
                 if batch.responses:
                     break
             if batch.responses[0].ret != 429:
