@@ -84,7 +84,7 @@ class ScaleStrategy(Strategy):
 
 
 def codes_of(total: int) -> list[str]:
-    """The simulator's generated forex/crypto codes (scripts/sim/market.py ``generated_codes``)."""
+    """The simulator's generated forex/crypto codes (actors/sim/market.py ``generated_codes``)."""
     return [f"C{i:04d}USDT" for i in range(1, total + 1)]
 
 
