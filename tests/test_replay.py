@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -392,3 +393,43 @@ def test_replaying_a_simulator_tape_delivers_exactly_the_recorded_ticks_in_order
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert rows_of(only) == [row for row in recorded if row[0] in {"EURUSD", "AAPL.US"}]
+
+
+# --- the README's user project, as written -----------------------------------------------------------
+
+PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
+
+
+def test_the_readmes_user_project_checks_tests_and_replays_as_written(tmp_path: Path) -> None:
+    files = dict(PROJECT_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert set(files) == {"desk/vwap.py", "config.toml", "tests/test_vwap.py"}, set(files)
+    project = tmp_path / "project"
+    for name, text in {**files, "desk/__init__.py": ""}.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text + "\n", encoding="utf-8")
+    checked = run(["check", "--config", "config.toml"], project, 60 * S)
+    assert checked.returncode == 0, checked.stderr
+    assert "vwap  desk.vwap:Vwap  3 codes" in checked.stdout
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "tests"],
+        cwd=project,
+        env={**clean_env(), "PYTHONPATH": os.pathsep.join([str(ROOT), str(project)])},
+        capture_output=True,
+        text=True,
+        timeout=120 * S,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout[-3000:]
+    assert "1 passed" in tested.stdout
+    tape = write_tape(
+        tmp_path / "ticks.jsonl",
+        [Tick("AAPL.US", s, T0_MS + 1000 * s, f"{10 * s}", "1", f"{10 * s}", 1, 0) for s in range(1, 4)],
+    )
+    replayed = run(
+        ["replay", str(tape), "--strategy", "desk.vwap:Vwap", "--options", '{"window_s": 30}'],
+        project,
+        60 * S,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert "vwap: AAPL.US vwap 20" in replayed.stdout  # on_stop: (10 + 20 + 30) / 3
+    assert replayed.stdout.strip().splitlines()[-1].startswith("tickvisor replay: done: 3 ticks, 1 codes")
