@@ -6,6 +6,8 @@
     tickvisor unsubscribe STRATEGY CODE... [--book]
     tickvisor check [--config F]                     # exit 0 valid, 2 not; no network, no Ray
     tickvisor simulator [--port P] [--token T] ...   # the bundled AllTick simulator (actors.sim)
+    tickvisor replay TAPE --strategy KIND [--speed X|max] [--codes C ...] [--options JSON]
+                                                     # a tape through a strategy's hooks (actors.replay)
     tickvisor --version
 
 ``python -m actors`` and the checkout's ``python supervisor.py`` run this same ``main``, and so does
@@ -46,6 +48,7 @@ from actors.core.codes import Endpoint
 from actors.core.errors import ConfigError, FeedError
 from actors.core.settings import Settings, parse_settings, with_simulator
 from actors.core.tokens import Secret, redact, resolve_tokens
+from actors.replay import add_arguments, replay_command  # neither imports Ray nor pyarrow at import
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -93,6 +96,7 @@ TAKES: dict[str, tuple[str, ...]] = {
     "unsubscribe": WHERE_OPTIONS,
     "check": ("config",),
     "simulator": (),
+    "replay": (),
 }
 EXIT_CODES = {
     "run": "0 clean stop; 1 the job could not start or the supervisor gave up (one line says why); "
@@ -101,6 +105,8 @@ EXIT_CODES = {
     "subscribe": "0 every code accepted; 2 any refused (nothing of the request changed) or bad command "
     "line; 3 no job",
     "check": "0 valid (the plan is printed); 2 invalid (one line names the key) or bad command line",
+    "replay": "0 done (a corrupt row is named on stderr and skipped); 2 bad command line, no readable tape "
+    "or a strategy that cannot be imported or built",
 }
 EXIT_CODES["unsubscribe"] = EXIT_CODES["subscribe"]
 
@@ -148,7 +154,9 @@ def build_parser(prog: str = "tickvisor") -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tickvisor {actors.__version__}")
     _run_options(p)
     _where_options(p)
-    commands = p.add_subparsers(dest="command", metavar="{run,status,subscribe,unsubscribe,check,simulator}")
+    commands = p.add_subparsers(
+        dest="command", metavar="{run,status,subscribe,unsubscribe,check,simulator,replay}"
+    )
     run = commands.add_parser(
         "run", help="run the job (the default command)", epilog=_epilog("run"), formatter_class=raw
     )
@@ -183,6 +191,18 @@ def build_parser(prog: str = "tickvisor") -> argparse.ArgumentParser:
     # Its options are the simulator's own (actors.sim.cli), handed over as they are: see `simulator --help`.
     commands.add_parser(
         "simulator", help="the bundled AllTick simulator (see: simulator --help)", add_help=False
+    )
+    add_arguments(
+        commands.add_parser(
+            "replay",
+            help="feed a recorded tape through a strategy's hooks (no feed, no token, no Ray)",
+            description="Feed a recorded tape (actors.tape: JSON lines or Parquet) through a strategy "
+            "in-process (actors.testing.StrategyHarness), in recorded per-code order, at the recorded pace "
+            "times --speed or as fast as possible. The strategy's self.clock() follows the tape's tick "
+            "times. Progress goes to stderr every few seconds; a summary line ends the replay.",
+            epilog=_epilog("replay"),
+            formatter_class=raw,
+        )
     )
     return p
 
@@ -359,7 +379,7 @@ def init_ray(args: argparse.Namespace) -> bool:
         return False
     # Workers of a local Ray inherit this process's environment. Setting it here rather than through
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
-    os.environ["PYTHONPATH"] = job_pythonpath(os.environ)
+    os.environ["PYTHONPATH"] = job_pythonpath(os.environ, args.config)
     metrics = {"_metrics_export_port": args.metrics_port} if args.metrics_port else {}
     for attempt in (1, 2):
         try:
@@ -466,8 +486,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "tickvisor") -> int:
         return simulator_main(args.simulator_args, prog=f"{prog} simulator")
     if args.command in {"status", "subscribe", "unsubscribe"}:
         return run_command(args)
-    if str(Path.cwd()) not in sys.path:  # strategy kinds are imported from here too (job_pythonpath)
-        sys.path.append(str(Path.cwd()))
+    for directory in project_dirs(args.config):  # strategy kinds are imported from here (job_pythonpath)
+        if directory not in sys.path:
+            sys.path.append(directory)
+    if args.command == "replay":
+        return replay_command(args)
     if args.command == "check":
         return check_command(args)
     return run_job(args)
@@ -602,14 +625,24 @@ def run_job(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
     return code
 
 
-def job_pythonpath(environ: Mapping[str, str]) -> str:
+def project_dirs(config: str | None) -> list[str]:
+    """Where a strategy's ``kind`` is imported from: the current directory, then the directory of the
+    configuration file (a user project keeps its package beside its config.toml), absolute.
+    """
+    dirs = [str(Path.cwd())]
+    if config:
+        dirs.append(str(Path(config).expanduser().resolve().parent))
+    return list(dict.fromkeys(dirs))
+
+
+def job_pythonpath(environ: Mapping[str, str], config: str | None = None) -> str:
     """PYTHONPATH for the processes this job starts (the simulator, a local Ray's workers): the directory
-    ``actors`` came from unless the interpreter finds it anyway (site-packages), the current directory
-    (where a strategy's ``kind`` may live), then what ``environ`` had.
+    ``actors`` came from unless the interpreter finds it anyway (site-packages), the project directories
+    (``project_dirs``: where a strategy's ``kind`` may live), then what ``environ`` had.
     """
     site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     first = [] if str(PACKAGE_ROOT) in site else [str(PACKAGE_ROOT)]
-    parts = [*first, str(Path.cwd()), *environ.get("PYTHONPATH", "").split(os.pathsep)]
+    parts = [*first, *project_dirs(config), *environ.get("PYTHONPATH", "").split(os.pathsep)]
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -31,12 +32,13 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from actors.core.codes import endpoint_of
-from actors.core.delivery import BOOKS, TICKS
+from actors.core.delivery import BOOKS, TICKS, Batch
 from actors.core.errors import InvalidCode, SubscriptionRefused
 from actors.core.normalise import BookTick, Tick
 from actors.strategy import Strategy, Wiring, build
 
 S = TypeVar("S", bound=Strategy)
+_tick_time = attrgetter("tick_time")
 
 __all__ = ["ManualClock", "StrategyHarness"]
 
@@ -186,10 +188,12 @@ class StrategyHarness(Generic[S]):
 
     async def feed(self, ticks: Iterable[Tick], *, missed: int = 0) -> None:
         """Deliver ``ticks`` as one batch and wait until the hooks have run; ``missed`` ticks are reported
-        lost before it (``on_missed``)."""
+        lost before it (``on_missed``).
+        """
         batch = list(ticks)
         if batch or missed:
-            await self.strategy.deliver(TICKS, self._encode(batch), missed)
+            # As ``Strategy.deliver``, without decoding the payload once more only to count it.
+            self.strategy._enqueue(Batch(TICKS, [self._encode(batch)], len(batch)), missed)  # noqa: SLF001
         await self._settle()
 
     async def feed_books(self, books: Iterable[BookTick]) -> None:
@@ -257,7 +261,9 @@ class StrategyHarness(Generic[S]):
 
     async def replay(self, path: str | Path, *, codes: Iterable[str] | None = None, batch: int = 1000) -> int:
         """Deliver a recorded tape (``actors.tape``) in batches of ``batch`` in recorded order, the clock
-        following the tape's tick times; returns the ticks delivered."""
+        following the tape's tick times; returns the ticks delivered. ``tickvisor replay`` (actors.replay)
+        does the same with pacing, progress and a summary.
+        """
         from actors.tape import read_tape  # noqa: PLC0415 - pyarrow only when a tape is read
 
         wanted = set(codes) if codes is not None else None
@@ -266,10 +272,17 @@ class StrategyHarness(Generic[S]):
             ticks = chunk if wanted is None else [t for t in chunk if t.code in wanted]
             for i in range(0, len(ticks), batch):
                 part = ticks[i : i + batch]
-                self.clock.set(max(self.clock(), max(t.tick_time for t in part) / 1000))
-                await self.feed(part)
+                await self.feed_at_tape_time(part)
                 count += len(part)
         return count
+
+    async def feed_at_tape_time(self, ticks: list[Tick]) -> None:
+        """Set the clock to the latest tick time of ``ticks`` (it never goes back), then ``feed`` them:
+        what replay does per batch.
+        """
+        if ticks:
+            self.clock.set(max(self.clock(), max(map(_tick_time, ticks)) / 1000))
+        await self.feed(ticks)
 
     async def stale(self, code: str, silent_for_s: float) -> None:
         """Tell the strategy ``code`` is stale (``on_stale``), as the registry does."""

@@ -61,6 +61,9 @@ Figures (the BENCH keys):
   the idlest's); ``bare_picows_tps`` is the single-connection reference. ``--profile`` runs that burst
   once more under py-spy and prints where the CPU goes per process (scripts/bench/pyspy.py) between
   the table and the BENCH line; if py-spy is missing or cannot attach, one line says so.
+* Replay (scripts/bench/replay.py, no Ray): a tape of ``Mode.replay_ticks`` ticks (1M; 20k in smoke)
+  written in this run, replayed as ``tickvisor replay --speed max`` does into a counting strategy:
+  ``replay_tps_jsonl``, ``replay_tps_parquet``.
 * Cost, over tickvisor's throughput burst: ``cpu_s_per_mtick`` (CPU seconds of every process of the job:
   Ray's own processes and all actors, per million ticks; not this benchmark's own process, the Ray
   driver here, whose polling and /proc reads are the measurement's: 0.7-0.9 us a tick when it was
@@ -99,6 +102,7 @@ from scripts.bench.phases import (
     start_burst4,
     start_liveness,
 )
+from scripts.bench.replay import phase_replay
 from scripts.bench.report import write
 
 __all__ = ["main"]
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = ""
     profile = ""
     try:
+        phase_replay(mode, out)  # before Ray starts: it needs none
         # Ray prints its workers' deaths (the SIGKILLs are deliberate) on stdout: keep stdout for the report.
         with hard_cap(mode.hard_cap_s), contextlib.redirect_stdout(sys.stderr), local_ray():
             early = early4 = None

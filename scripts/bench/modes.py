@@ -36,6 +36,7 @@ class Mode:
     transport: str = "picows"  # feed.transport of every tickvisor system (actors/transport.py)
     burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
     idle_s: float = 3.0  # the job's CPU while no tick flows is read over this long
+    replay_ticks: int = 1_000_000  # ticks of the tape replayed in each format (scripts/bench/replay.py)
 
 
 MODES = {
@@ -57,6 +58,7 @@ MODES = {
         low_s=0.5,
         burst4=750,
         idle_s=0.5,
+        replay_ticks=20_000,
     ),
     "quick": Mode(
         "quick",

@@ -37,6 +37,8 @@ REQUIRED_KEYS = (
     "rss_mb",
     "burst4_tps",
     "burst4_cpu_s_per_mtick",
+    "replay_tps_jsonl",
+    "replay_tps_parquet",
 )
 
 
@@ -55,6 +57,8 @@ UPPER_BOUNDS: list[tuple[str, float, str]] = [
     ("kill_lost_subscriptions", 0, "d"),
 ]
 LATENCY_BOUNDS = 3  # the first entries of UPPER_BOUNDS
+#: Lower bounds from the user-project issue (27, item 5): ``tickvisor replay --speed max`` of a tape.
+LOWER_BOUNDS: list[tuple[str, float]] = [("replay_tps_parquet", 1_000_000), ("replay_tps_jsonl", 300_000)]
 
 
 def ratios(transport: str) -> list[tuple[str, float, str, str]]:
@@ -117,6 +121,9 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         value = g(key, -1)
         shown = f"{value:{spec}}" if spec != "d" else f"{value}"
         rows.append((key, shown, f"= {bound:g}" if bound == 0 else f"<= {bound:g}", 0 <= value <= bound))
+    rows += [
+        (key, f"{g(key, -1):,.0f}", f">= {bound:,.0f}", g(key, -1) >= bound) for key, bound in LOWER_BOUNDS
+    ]
     return rows
 
 
