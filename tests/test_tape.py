@@ -153,3 +153,12 @@ async def test_the_recorder_writes_parquet_and_refuses_a_bad_option(tmp_path: Pa
         Recorder("tape2", options={"path": str(tmp_path / "x"), "format": "xls"})
     with pytest.raises(ConfigError, match=r"strategies\.tape3\.flush_every_s: must be > 0"):
         Recorder("tape3", options={"path": str(tmp_path / "y"), "flush_every_s": 0})
+
+
+def test_a_tape_row_is_a_tick_without_sent_ns() -> None:
+    from actors.tape import TAPE_FIELDS, TapeRow  # noqa: PLC0415
+
+    tick = [(f.name, f.type) for f in msgspec.structs.fields(Tick)]
+    assert [(f.name, f.type) for f in msgspec.structs.fields(TapeRow)] == tick[:-1]
+    assert tick[-1][0] == "sent_ns"
+    assert TAPE_FIELDS == tuple(name for name, _ in tick[:-1])
