@@ -103,7 +103,7 @@ def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[
     return {n: token[n] for n in names}
 
 
-def create_children(  # noqa: PLR0913
+def create_children(
     settings: Settings,
     tokens: dict[str, Secret],
     run_id: str,
@@ -174,7 +174,7 @@ def create_children(  # noqa: PLR0913
         created.append(create_strategy(s, ns, registry, supervisor, st.name, st.kind, symbols, options))
 
 
-def create_decoder(  # noqa: PLR0913
+def create_decoder(
     settings: Settings,
     namespace: str,
     decoder_id: int,

@@ -464,7 +464,7 @@ class Connection:
         return BeatReport(
             self._conn_id,
             self._epoch,
-            True,  # noqa: FBT003
+            True,
             int(verdict),
             self._liveness.silent_for(now),
             self._cfg.silence_deadline_s,

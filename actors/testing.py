@@ -186,7 +186,8 @@ class StrategyHarness(Generic[S]):
 
     async def feed(self, ticks: Iterable[Tick], *, missed: int = 0) -> None:
         """Deliver ``ticks`` as one batch and wait until the hooks have run; ``missed`` ticks are reported
-        lost before it (``on_missed``)."""
+        lost before it (``on_missed``).
+        """
         batch = list(ticks)
         if batch or missed:
             await self.strategy.deliver(TICKS, self._encode(batch), missed)
@@ -257,7 +258,8 @@ class StrategyHarness(Generic[S]):
 
     async def replay(self, path: str | Path, *, codes: Iterable[str] | None = None, batch: int = 1000) -> int:
         """Deliver a recorded tape (``actors.tape``) in batches of ``batch`` in recorded order, the clock
-        following the tape's tick times; returns the ticks delivered."""
+        following the tape's tick times; returns the ticks delivered.
+        """
         from actors.tape import read_tape  # noqa: PLC0415 - pyarrow only when a tape is read
 
         wanted = set(codes) if codes is not None else None

@@ -108,7 +108,7 @@ class Transport(Protocol):
     def abort(self) -> None: ...
 
 
-async def open_transport(  # noqa: PLR0913 - every knob of a socket, by keyword
+async def open_transport(
     kind: str,
     url: str,
     *,
@@ -184,7 +184,7 @@ class WebsocketsTransport:
         return f"WebsocketsTransport(open={self._ws.state.name.lower()})"
 
     @classmethod
-    async def open(  # noqa: PLR0913
+    async def open(
         cls,
         url: str,
         *,
@@ -414,7 +414,7 @@ class PicowsTransport:
         self._listener.direct = taker
 
     @classmethod
-    async def open(  # noqa: PLR0913
+    async def open(
         cls,
         url: str,
         *,

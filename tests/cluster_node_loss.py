@@ -213,7 +213,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         ray.shutdown()
         cluster.shutdown()
         sim.stop()
-    print("NODELOSS " + json.dumps(report), flush=True)  # noqa: T201
+    print("NODELOSS " + json.dumps(report), flush=True)
     return 0 if report["ok"] else 1
 
 

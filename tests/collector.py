@@ -165,7 +165,7 @@ class Journal(Strategy):
         self._file = open(self.options["path"], "a", buffering=1)  # noqa: PTH123, SIM115 - line-buffered
 
     async def on_start(self) -> None:
-        import os  # noqa: PLC0415
+        import os
 
         self._file.write(f"s {os.getpid()}\n")
 

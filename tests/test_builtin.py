@@ -127,10 +127,10 @@ async def test_batches_handed_over_by_deliver_keep_their_order() -> None:
 
 async def test_a_full_queue_drops_the_oldest_batch_and_reports_it() -> None:
     s = Keeper("k", queue_batches=2)
-    s._drain_task = asyncio.get_running_loop().create_future()  # noqa: SLF001 - hold delivery back
+    s._drain_task = asyncio.get_running_loop().create_future()
     for n in range(1, 5):
         await s.deliver("on_ticks", encode(ticks("A", [n])))
-    s._drain_task = asyncio.get_running_loop().create_task(s._drain())  # noqa: SLF001
+    s._drain_task = asyncio.get_running_loop().create_task(s._drain())
     await s.wait_idle()
     assert s.got[-1] == ("A", 4)
     assert len(s.got) < 4

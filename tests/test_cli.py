@@ -163,7 +163,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     assert doc["codes"]["NVDA.US"]["holders"] == ["console"]
 
     code, took = job.stop(signal.SIGINT)
-    print(f"SIGINT: exit {code} after {took:.2f} s")  # noqa: T201 - shown with -s or -rP
+    print(f"SIGINT: exit {code} after {took:.2f} s")
     assert code == 0, job.tail()
     assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
     assert "tickvisor: SIGINT, stopping" in job.stderr()
@@ -194,7 +194,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
 
 
 @pytest.fixture(scope="module")
-def system(ray_session: None, sim: Any) -> Iterator[Any]:  # noqa: ARG001
+def system(ray_session: None, sim: Any) -> Iterator[Any]:
     job = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
     yield job
     job.stop()

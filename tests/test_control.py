@@ -158,7 +158,7 @@ def test_codes_in_a_foreign_notation_are_refused_before_any_call() -> None:
 
 
 @pytest.fixture(scope="module")
-def system(ray_session: None, sim: Any) -> Iterator[System]:  # noqa: ARG001
+def system(ray_session: None, sim: Any) -> Iterator[System]:
     sys_ = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
     yield sys_
     sys_.stop()

@@ -132,7 +132,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(ray_session: None) -> Iterator[World]:  # noqa: ARG001 - needs Ray up first
+def world(ray_session: None) -> Iterator[World]:
     w = World()
     yield w
     w.close()

@@ -205,7 +205,7 @@ class PoolPropertyTests:
 
     @settings(max_examples=300, deadline=None)
     @given(ops=OPS, conns=st.integers(1, 3), codes=st.integers(1, 6), two_tokens=st.booleans())
-    def test_invariants(self, ops: list[tuple], conns: int, codes: int, two_tokens: bool) -> None:  # noqa: FBT001
+    def test_invariants(self, ops: list[tuple], conns: int, codes: int, two_tokens: bool) -> None:
         tokens = (T1, T2) if two_tokens else (T1,)
         pool = Pool(quota(conns=conns, codes=codes, tokens=tokens), close_after_s=30.0)
         pinned(pool, STOCK, FX)

@@ -406,7 +406,7 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
     flushed, signalled = recorder_run["flushed_at_ns"], recorder_run["signalled_at_ns"]
     late = [r for r in rows if flushed < r["received_ns"] < signalled]
     assert late, "no tick received between the last periodic flush and the signal is in the file"
-    print(  # noqa: T201 - shown with -s or -rP
+    print(
         f"SIGTERM: exit {recorder_run['code']} after {recorder_run['took']:.2f} s; {len(rows)} lines, "
         f"{len(rows) - len(recorder_run['before'])} written since the signal, "
         f"{len(late)} received between the last periodic flush and the signal"
@@ -441,7 +441,7 @@ def test_token_never_appears_in_any_output(recorder_run: dict[str, Any]) -> None
     logs = ray_session_logs(job.pid)
     leaked = [str(p) for p in logs if secret.encode() in p.read_bytes()]
     assert leaked == [], f"the token is in Ray's log files: {leaked}"
-    print(f"token absent from {len(output)} bytes of output and {len(logs)} Ray log files")  # noqa: T201
+    print(f"token absent from {len(output)} bytes of output and {len(logs)} Ray log files")
 
 
 # --- 3. a bad config: exit 2 at once, naming the key -----------------------------------------------
@@ -561,7 +561,7 @@ def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
     from scripts.simulator import SimulatorThread
     from tests.conftest import collector_toml, system_toml
 
-    sim = SimulatorThread(token="the-right-token", tick_rate=5.0)  # noqa: S106 - the simulator's own token
+    sim = SimulatorThread(token="the-right-token", tick_rate=5.0)
     sim.start()
     try:
         # One endpoint, so one connection: every 401 the simulator counts is one attempt of it.
@@ -596,7 +596,7 @@ def test_an_untrusted_certificate_ends_the_job_at_once(tmp_path: Path) -> None:
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed(tmp_path))
-    sim = SimulatorThread(token="t", tick_rate=5.0, tls=context)  # noqa: S106 - the simulator's own token
+    sim = SimulatorThread(token="t", tick_rate=5.0, tls=context)
     sim.start()
     try:
         text = system_toml(sim.port, collector_toml("c", ["AAPL.US"])).replace("ws://", "wss://")
@@ -899,7 +899,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     shell = ray_head.shell
     job_id = ""
     for i, command in enumerate(ray_head.adapt(commands)):
-        print(f"$ {command}")  # noqa: T201 - shown with -s or -rP
+        print(f"$ {command}")
         if i != follows[0]:
             code, out = shell.run(command, timeout=180)
             assert code == 0, f"`{command}` exited {code}:\n{out[-4000:]}"
@@ -1002,7 +1002,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         assert secret.encode() not in output, f"{name} was printed"
         leaked = [str(p) for p in logs_files if secret.encode() in p.read_bytes()]
         assert leaked == [], f"{name} is in Ray's log files: {leaked}"
-    print(  # noqa: T201 - shown with -s or -rP
+    print(
         f"recipe: {len(commands)} commands; job {job_id}; no token in {len(output)} bytes of output "
         f"or {len(logs_files)} Ray log files"
     )

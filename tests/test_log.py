@@ -23,11 +23,11 @@ TOKEN = "tk-7f3a9c2e51d04b88"
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    saved = set(log._secrets)  # noqa: SLF001
+    saved = set(log._secrets)
     log.hide(Secret(TOKEN))
     yield stream
-    log._secrets.clear()  # noqa: SLF001
-    log._secrets.update(saved)  # noqa: SLF001
+    log._secrets.clear()
+    log._secrets.update(saved)
     log.configure()
 
 

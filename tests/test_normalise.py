@@ -382,7 +382,7 @@ _frame_like = st.fixed_dictionaries(
 _json_objects = _json_values | _frame_like
 
 
-def _to_wire(obj: object, as_str: bool) -> bytes | str:  # noqa: FBT001 - a hypothesis-drawn flag
+def _to_wire(obj: object, as_str: bool) -> bytes | str:
     # json.dumps: it takes any int and any str; ensure_ascii=False keeps lone surrogates raw.
     text = json.dumps(obj, ensure_ascii=not as_str)
     return text if as_str else text.encode("utf-8")
@@ -476,7 +476,7 @@ class TestProperty:
     def test_decode_frame_on_json_objects_raises_only_malformed_frame(
         self,
         obj: object,
-        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
+        as_str: bool,
     ) -> None:
         raw = _to_wire(obj, as_str)
         only_malformed(wire.decode_frame, raw)
@@ -487,7 +487,7 @@ class TestProperty:
     def test_decode_batch_never_raises(
         self,
         objs: list[object],
-        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
+        as_str: bool,
     ) -> None:
         frames = [_to_wire(obj, as_str) for obj in objs]
         for usual in (True, False):

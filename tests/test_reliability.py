@@ -64,7 +64,7 @@ def actors_in(namespace: str, state: str = "ALIVE") -> list[tuple[str, str]]:
     from ray._private.state import state as global_state
     from ray.core.generated import gcs_pb2
 
-    accessor = global_state._connect_and_get_accessor()  # noqa: SLF001
+    accessor = global_state._connect_and_get_accessor()
     rows = [gcs_pb2.ActorTableData.FromString(raw) for raw in accessor.get_actor_table(None, state)]
     return sorted((r.name, r.actor_id.hex()) for r in rows if r.ray_namespace == namespace)
 
@@ -148,7 +148,7 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         sampled = len(watch.samples)
         wait_for(lambda: len(watch.samples) >= sampled + 10, 10, what="half a second more of samples")
         gap_s = watch.longest_gap()
-        print(  # noqa: T201 - the figures, shown with -s or -rP
+        print(
             f"SIGKILL supervisor: every code ticked again after {flowing_s:.2f} s; the supervisor answered "
             f"again after {answered_s:.2f} s; longest stretch without a new tick at the collector around the "
             f"kill {gap_s:.2f} s (sampled every 50 ms; the simulator sends 20 ticks/s per code)"
@@ -195,7 +195,7 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         stopped = True
         wait_for(lambda: actors_in(ns) == [], 20, what=f"no actor alive in {ns}")
         for key in (f"tickvisor/{run_id}/supervisor", f"tickvisor/{run_id}/registry"):
-            assert internal_kv._internal_kv_get(key.encode()) is None, key  # noqa: SLF001
+            assert internal_kv._internal_kv_get(key.encode()) is None, key
     finally:
         if not stopped:
             system.stop()
@@ -309,7 +309,7 @@ class Restarted:
 
 
 @pytest.fixture(scope="module")
-def restarted(ray_session: None) -> Iterator[Restarted]:  # noqa: ARG001 - needs the session's Ray
+def restarted(ray_session: None) -> Iterator[Restarted]:
     """A system on a SimProcess that was SIGKILLed and started again on its port after 3 s."""
     sim = SimProcess()
     sim.start()
@@ -368,7 +368,7 @@ def test_a_simulator_restart_is_seen_and_everything_is_resubscribed(restarted: R
     took = time.monotonic() - restarted.back_at
     assert set(system.registry().union) == set(CODES), "a subscription was lost"
     assert set().union(*sim_sets(sim).values()) == set(CODES)
-    print(f"simulator restart: down for 3 s; every code resubscribed {took:.2f} s after the port came back")  # noqa: T201
+    print(f"simulator restart: down for 3 s; every code resubscribed {took:.2f} s after the port came back")
     assert system.get(system.sup.failure.remote()) is None
 
 
@@ -394,7 +394,7 @@ def test_after_a_simulator_restart_ticks_flow_again(restarted: Restarted) -> Non
         wait_for(flowing, 30, every=0.2, what="a tick with a reset seq on every code after the restart")
     finally:
         stats = system.status().get("decoders", {})
-        print(f"decoders after the restart: {stats}")  # noqa: T201
+        print(f"decoders after the restart: {stats}")
     print(
         f"simulator restart: ticks on every code {time.monotonic() - restarted.back_at:.2f} s after the port came back"
     )
@@ -425,7 +425,7 @@ enabled = false
 
 def sigterm_and_check(job: Job, what: str) -> None:
     code, took = job.stop(signal.SIGTERM)
-    print(f"SIGTERM {what}: exit {code} after {took:.2f} s")  # noqa: T201
+    print(f"SIGTERM {what}: exit {code} after {took:.2f} s")
     assert code == 0, job.tail()
     assert took <= STOP_PROMISE_S, (
         f"exit {took:.1f} s after SIGTERM; supervisor.py promises {STOP_PROMISE_S:g} s"
@@ -444,7 +444,7 @@ def sim_job(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,
     tmp_path: Path,
-    ray_session: None,  # noqa: ARG001 - the job joins it: a local Ray of its own costs seconds to start
+    ray_session: None,
 ) -> tuple[SimProcess, Job]:
     """A ``python supervisor.py --address`` job on a SimProcess, joining the session's Ray (its own
     local Ray start and stop are tests/test_job.py's and tests/test_cli.py's), both connections up, its

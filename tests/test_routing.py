@@ -280,7 +280,7 @@ def _acknowledge(box: Outbox[Any], written: list[Any], arg: int) -> tuple[list[A
 
 def _entries(box: Outbox[Any]) -> list[Any]:
     """The outbox's entries, queued and written (the test's view of its insides)."""
-    return [*box._queued, *(e for _, e in box._in_flight)]  # noqa: SLF001
+    return [*box._queued, *(e for _, e in box._in_flight)]
 
 
 def _in_outbox(box: Outbox[Any]) -> int:

@@ -344,7 +344,7 @@ def test_behind_sums_what_the_decoders_hold_for_each_strategy() -> None:
     st.booleans(),
     st.text(max_size=5),
 )
-def test_any_snapshot_gives_a_valid_document(conns: dict[str, Any], in_sync: bool, failure: str) -> None:  # noqa: FBT001
+def test_any_snapshot_gives_a_valid_document(conns: dict[str, Any], in_sync: bool, failure: str) -> None:
     raw = raw_snapshot()
     raw["connections"] = conns
     raw["registry"]["in_sync"] = in_sync

@@ -129,7 +129,7 @@ def test_strategy_actor_refuses_a_non_strategy_class() -> None:
     # A Strategy subclass is made a Ray actor class that reserves no CPU (strategies mostly wait).
     actor_class = strategy_actor(SlowHandler)
     assert isinstance(actor_class, ray.actor.ActorClass)
-    assert actor_class._default_options == {"num_cpus": 0}  # noqa: SLF001 - what .remote() will use
+    assert actor_class._default_options == {"num_cpus": 0}
 
 
 def ticks_payload(code: str, *seqs: int) -> bytes:
@@ -143,7 +143,7 @@ async def test_wait_idle_waits_for_the_batch_inside_on_ticks() -> None:
     strategy = SlowHandler("idle")  # in this process: wait_idle's answer is the property, no Ray needed
     await strategy.deliver("on_ticks", ticks_payload("AAPL.US", 1, 2))
     await asyncio.wait_for(strategy.begun.wait(), 10)
-    assert not strategy._delivery.queued  # noqa: SLF001 - the batch left the queue and is inside on_ticks
+    assert not strategy._delivery.queued
     assert await strategy.wait_idle(0.05) is False
     await strategy.release()
     assert await strategy.wait_idle(10) is True

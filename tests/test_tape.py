@@ -1,5 +1,6 @@
 """Tapes on disk: exact round trips in both formats, Parquet parts and rotation, SIGKILL leftovers,
-and corrupt or truncated tapes reported by file and row while the rest is read."""
+and corrupt or truncated tapes reported by file and row while the rest is read.
+"""
 
 from __future__ import annotations
 

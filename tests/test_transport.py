@@ -28,7 +28,7 @@ from actors.core.settings import TRANSPORTS
 from actors.sim.server import Simulator
 from actors.transport import MAX_MESSAGE_BYTES, SocketClosed, Transport, _Listener, open_transport
 
-TOKEN = "transport-test-token"  # noqa: S105 - the simulator's own
+TOKEN = "transport-test-token"
 CODES = ["AAPL.US", "TSLA.US", "700.HK"]
 MAX_FRAMES = 64
 
@@ -299,12 +299,12 @@ class Recorder:
         self.is_close_frame_sent = True
         self.closes.append((code, message))
 
-    def disconnect(self, graceful: bool = True) -> None:  # noqa: ARG002, FBT001, FBT002 - picows' signature
+    def disconnect(self, graceful: bool = True) -> None:  # noqa: ARG002, FBT002 - picows' signature
         self.disconnected = True
 
 
 def frame(kind: WSMsgType, payload: bytes, *, fin: bool = True) -> Any:
-    return _make_test_ws_frame(kind, payload, fin, False)  # noqa: FBT003 - picows' signature
+    return _make_test_ws_frame(kind, payload, fin, False)
 
 
 class TestPicowsListener:
@@ -363,7 +363,7 @@ class TestPicowsListener:
         # picows' test frames are each last_in_buffer: a frame alone in its read is a batch.
         assert [b for b, _ in listener.batches] == [[b"0"]]
         for i in range(1, 8):
-            listener._add(str(i).encode())  # noqa: SLF001 - frames of one read, not yet its last
+            listener._add(str(i).encode())
         assert [b for b, _ in listener.batches] == [[b"0"], [b"1", b"2", b"3"], [b"4", b"5", b"6"]]
         assert listener.frames == [b"7"]
 

@@ -210,7 +210,7 @@ class Desk:
     ``tag`` tells this incarnation's request traces apart (the shell's pid).
     """
 
-    def __init__(  # noqa: PLR0913 - the registry's configuration, keyword-only
+    def __init__(
         self,
         connections: Mapping[str, list[str]],
         max_codes: int,

@@ -263,7 +263,7 @@ def actor_loop() -> asyncio.AbstractEventLoop:
     """
     if os.environ.get("RAY_USE_UVLOOP", "1").lower() in {"1", "true"}:
         with contextlib.suppress(ImportError):
-            import uvloop  # noqa: PLC0415 - optional, as in Ray
+            import uvloop
 
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
@@ -373,7 +373,7 @@ def decoder_process(conn: Connection, channel: str, workdir: str, strategy_addre
     _process(conn, main)
 
 
-def receiver_process(  # noqa: PLR0913, PLR0917 - the pipeline's coordinates
+def receiver_process(  # noqa: PLR0917 - the pipeline's coordinates
     conn: Connection, receiver: str, channel: str, url: str, codes: list[str], decoder_address: str
 ) -> None:
     """The receiver: subscribes ``codes`` on ``url``, then forwards raw frames in batches to the decoder."""

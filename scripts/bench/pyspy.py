@@ -117,7 +117,7 @@ class Profiler:
             return "py-spy is not installed (pip install py-spy==0.4.3, pinned in scripts/requirements.lock)"
         pid = next(iter(self.pids.values()), os.getpid())
         try:
-            probe = subprocess.run(  # noqa: S603 - our own executable and a pid
+            probe = subprocess.run(
                 [self.exe, "dump", "--nonblocking", "--pid", str(pid)],
                 capture_output=True,
                 timeout=20,
@@ -135,7 +135,7 @@ class Profiler:
         assert self.exe is not None
         for label, pid in self.pids.items():
             out = self.dir / f"{pid}.txt"
-            self.procs[label] = subprocess.Popen(  # noqa: S603 - our own executable and a pid
+            self.procs[label] = subprocess.Popen(
                 [
                     self.exe,
                     "record",

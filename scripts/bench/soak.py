@@ -406,7 +406,7 @@ class Soak:
         else:
             what = f"in {last.kind} ({last.target}) for {time.time() - last.injected:.1f} s"
         elapsed = now - self.began if self.began else 0.0  # drained during the start-up: no fault yet
-        print(  # noqa: T201
+        print(
             f"soak {elapsed:6.1f}/{self.args.minutes * 60:.0f} s: {len(self.faults)} faults, "
             f"{len(done)} recovered, {what}; {self.ledger.delivered} ticks, dup {self.ledger.duplicates}, "
             f"out of order {self.ledger.out_of_order}, gaps {len(self.ledger.gaps)}",
@@ -441,7 +441,7 @@ class Soak:
             self.notes.append(
                 "the simulator has no 'mute' fault (scripts/sim/faults.py FAULTS): muted codes skipped"
             )
-            print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
+            print(f"soak: note: {self.notes[-1]}", flush=True)
         return kinds
 
     def run(self) -> None:
@@ -488,7 +488,7 @@ class Soak:
                 self.sim.inject("mute", path=path, code=code)
             except (ValueError, TypeError) as exc:
                 self.notes.append(f"mute skipped: the simulator refused inject('mute', code=...): {exc}")
-                print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
+                print(f"soak: note: {self.notes[-1]}", flush=True)
                 return None
             fault = Fault(kind, code, now)
             self.sleep(self.rng.uniform(2.0, 4.0))
@@ -704,7 +704,7 @@ class Soak:
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"INVARIANT BROKEN: {v}" for v in self.violations]
         lines.append("soak: ok, every invariant held" if not self.violations else "soak: FAILED")
-        print("\n".join(lines), flush=True)  # noqa: T201
+        print("\n".join(lines), flush=True)
         return {
             "ok": not self.violations,
             "minutes": self.args.minutes,
@@ -728,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(args)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        print(f"soak: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)  # noqa: T201
+        print(f"soak: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
         soak.stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.finish()
         result = soak.report()
-    print("SOAK " + json.dumps(result, sort_keys=True), flush=True)  # noqa: T201
+    print("SOAK " + json.dumps(result, sort_keys=True), flush=True)
     return 0 if result["ok"] else 1
 
 
