@@ -107,7 +107,9 @@ async def test_console_renders_latest_price_per_code() -> None:
     )
     await con.wait_idle()
     text = con.render()
-    assert "2 codes" in text and "190.01" in text and "67000.5" in text
+    assert "2 codes" in text
+    assert "190.01" in text
+    assert "67000.5" in text
     await con.stop()
 
 

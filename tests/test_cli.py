@@ -133,7 +133,8 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
         f"SIGKILL supervisor of the main job: status again after {time.monotonic() - killed_at:.2f} s: {line}"
     )
     new_sups = [p for p in job.snapshot() if p.cmd.startswith("ray::Supervisor")]
-    assert [p.pid for p in new_sups] != [sups[0].pid] and len(new_sups) == 1, [p.cmd for p in new_sups]
+    assert [p.pid for p in new_sups] != [sups[0].pid], [p.cmd for p in new_sups]
+    assert len(new_sups) == 1, [p.cmd for p in new_sups]
 
     def in_sync() -> dict[str, Any] | None:
         done = command(["status", "--json", "--namespace", namespace], tmp_env)
@@ -144,7 +145,8 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     assert all(c["state"] == "up" and c["codes"] == 3 for c in doc["connections"])
     assert all(c["ticks_per_s"] is not None and c["ticks_per_s"] > 0 for c in doc["connections"]), doc
     assert doc["strategies"][0]["name"] == "console"
-    assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
+    assert len(doc["codes"]) == 6
+    assert {e["state"] for e in doc["codes"].values()} == {"ok"}
     assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
 
     # The Quick start's entry point takes the subcommands too: `scripts/run status`.

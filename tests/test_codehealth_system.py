@@ -142,7 +142,9 @@ def test_a_code_beyond_the_plan_limit_is_resubscribed_once_then_reported_never_s
     events = [e for e in system.registry().code_events if e.startswith(code)]
     resubscribed = [i for i, e in enumerate(events) if "resubscribing it once" in e]
     never = [i for i, e in enumerate(events) if "never started" in e]
-    assert len(resubscribed) == 1 and len(never) == 1 and resubscribed < never, events
+    assert len(resubscribed) == 1, events
+    assert len(never) == 1, events
+    assert resubscribed < never, events
     assert "beyond the plan's per-connection limit" in events[never[0]]
     [reason] = wait_for(lambda: problems(system, code, "never started"), 10, what="on_problem for it")
     assert "also after one resubscribe" in reason
@@ -236,7 +238,8 @@ def test_a_seq_reset_keeps_ticks_flowing_and_is_reported_once(system: System, si
         return seqs[start:] if start is not None and len(seqs) - start >= 5 else []
 
     fresh = wait_for(after_reset, 10, what=f"{code} ticks from seq 1 on")
-    assert fresh[:5] == [1, 2, 3, 4, 5] and last > 5
+    assert fresh[:5] == [1, 2, 3, 4, 5]
+    assert last > 5
     reasons = problems(system, code, "seq restarted")
     assert 1 <= len(reasons) <= incarnations(system), reasons
     assert "seq 1 after" in reasons[0]

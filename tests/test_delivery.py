@@ -28,12 +28,14 @@ class TestQueue:
         d = Delivery(max_batches=2)
         for k in range(3):
             d.push(Batch(TICKS, k, 10, "dec", k + 1))
-        assert d.missed == 10 and d.queued == 2
+        assert d.missed == 10
+        assert d.queued == 2
         assert d.next() == MissedReport(10)
         d.reported()
         assert d.take_acks() == {"dec": 1}  # the dropped batch is done with once it was told
         batch = d.next()
-        assert isinstance(batch, Batch) and batch.payload == 1
+        assert isinstance(batch, Batch)
+        assert batch.payload == 1
         d.finished(batch)
         assert d.take_acks() == {"dec": 2}
         assert d.next() == Batch(TICKS, 2, 10, "dec", 3)

@@ -949,14 +949,16 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         doc = json.loads(out)
         assert {c["id"]: c["state"] for c in doc["connections"]} == {"stock-0": "up", "forex_crypto-0": "up"}
         assert {s["name"] for s in doc["strategies"]} == {"tape", "console"}
-        assert len(doc["codes"]) == 7 and doc["registry"]["quarantined"] == {}, doc
+        assert len(doc["codes"]) == 7, doc
+        assert doc["registry"]["quarantined"] == {}, doc
         code, out = shell.run("python supervisor.py subscribe console NVDA.US 2>/dev/null")
         assert (code, out.strip()) == (0, "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)"), (
             out
         )
         code, out = shell.run("python supervisor.py subscribe console aapl.us 2>/dev/null")
         assert code == 2, out[-3000:]
-        assert out.startswith("aapl.us: refused:") and "did you mean AAPL.US?" in out, out
+        assert out.startswith("aapl.us: refused:"), out
+        assert "did you mean AAPL.US?" in out, out
         code, out = shell.run("python supervisor.py unsubscribe console NVDA.US 2>/dev/null")
         assert (code, out.strip()) == (
             0,

@@ -36,7 +36,8 @@ def test_every_metric_has_a_valid_definition() -> None:
     for name, spec in metrics.METRICS.items():
         assert re.fullmatch(r"[a-z_]+", name)
         assert spec.kind in {"counter", "gauge", "histogram"}
-        assert spec.help and spec.labels
+        assert spec.help
+        assert spec.labels
         assert bool(spec.buckets) == (spec.kind == "histogram"), name
         assert list(spec.buckets) == sorted(spec.buckets)
 

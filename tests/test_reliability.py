@@ -119,7 +119,8 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         before = actors_in(ns)
         names = [name for name, _ in before]
         assert sorted(set(names)) == names, f"a name twice: {names}"
-        assert "supervisor" in names and "strategy:late" in names
+        assert "supervisor" in names
+        assert "strategy:late" in names
         sets_before = sim_sets(sim)
         run_id = system.status()["run_id"]
         sup_pid = system.pids()["supervisor"]

@@ -230,7 +230,9 @@ class TestSimStateCore:
         state = core(conn_gap_s=0)
         a, b = state.admit(STOCK_PATH, "a", 0.0), state.admit(STOCK_PATH, "b", 0.0)
         fx = state.admit(FOREX_CRYPTO_PATH, "c", 0.0)
-        assert a and b and fx
+        assert a
+        assert b
+        assert fx
         assert state.receive(a.id, sub("AAPL.US"), 1.0).reply["ret"] == 200
         assert state.receive(b.id, sub("TSLA.US"), 3.9).reply["ret"] == 429
         assert state.receive(fx.id, sub("EURUSD"), 3.9).reply["ret"] == 200
@@ -255,7 +257,8 @@ class TestSimStateCore:
         state = core(conn_gap_s=0, token_gap_s=0)
         a = state.admit(STOCK_PATH, "a", 0.0)
         fx = state.admit(FOREX_CRYPTO_PATH, "c", 0.0)
-        assert a and fx
+        assert a
+        assert fx
         state.hold_next(STOCK_PATH, 2)
         assert state.receive(a.id, sub("AAPL.US"), 1.0).reply is None
         assert state.receive(fx.id, sub("EURUSD"), 1.0).reply["ret"] == 200  # another path
@@ -670,11 +673,13 @@ class TestPushes:
                 "sent_ns",
             }
             for key in ("price", "volume", "turnover"):
-                assert isinstance(data[key], str) and DECIMAL.match(data[key]), data
+                assert isinstance(data[key], str), data
+                assert DECIMAL.match(data[key]), data
             assert Decimal(data["price"]) * Decimal(data["volume"]) == Decimal(data["turnover"])
             assert data["trade_direction"] in (0, 1, 2)
             assert abs(data["tick_time"] - time.time() * 1000) < 5000  # milliseconds, not seconds
-            assert isinstance(data["sent_ns"], int) and abs(data["sent_ns"] - time.time_ns()) < 5 * 10**9
+            assert isinstance(data["sent_ns"], int)
+            assert abs(data["sent_ns"] - time.time_ns()) < 5 * 10**9
             assert data["seq"] > last.get(data["code"], 0)
             last[data["code"]] = data["seq"]
             if data["code"] in ("EURUSD", "XAUUSD"):
@@ -700,7 +705,8 @@ class TestPushes:
         books = [f["data"]["seq"] for f in client.before if f["data"]["code"] == "700.HK"]
         assert (await client.cancel(1))["ret"] == 200
         books += [f["data"]["seq"] for f in client.before if f["data"]["code"] == "700.HK"]
-        assert trades and books
+        assert trades
+        assert books
         assert (await client.trades("TSLA.US", "AAPL.US"))["ret"] == 200
         snapshot = await client.push()  # written right after the response: nothing in between
         assert (snapshot["cmd_id"], snapshot["data"]["code"], snapshot["data"]["seq"]) == (
@@ -718,7 +724,8 @@ class TestPushes:
         assert len(book["data"]["bids"]) == 5
         after = client.before + await client.pushes_for(100 * MS)
         later = [f["data"]["seq"] for f in after if f["data"]["code"] == "AAPL.US"]
-        assert later and later[0] == trades[-1] + 1
+        assert later
+        assert later[0] == trades[-1] + 1
 
     async def test_seq_continues_across_reconnect(self, make_sim: MakeSim, open_client: Any) -> None:
         sim = await make_sim(tick_rate=40)
@@ -730,7 +737,8 @@ class TestPushes:
         assert (await second.trades("ETHUSDT"))["ret"] == 200
         again = [(await second.push())["data"]["seq"] for _ in range(3)]
         assert again[0] >= seqs[-1]  # the snapshot (a duplicate) or later
-        assert again[1] > again[0] and again[2] > again[1]
+        assert again[1] > again[0]
+        assert again[2] > again[1]
 
 
 # --- Faults --------------------------------------------------------------------------------------------------------
@@ -811,7 +819,8 @@ class TestFaults:
             frame = json.loads(raw)
             assert frame["cmd_id"] == 22998
             if kind == "fields":
-                assert "price" not in frame["data"] and "volume" in frame["data"]
+                assert "price" not in frame["data"]
+                assert "volume" in frame["data"]
             else:
                 assert isinstance(frame["data"]["price"], float)
         assert (await client.heartbeat())["ret"] == 200  # the server side is unharmed
@@ -1084,7 +1093,8 @@ class TestSecrecy:
     ) -> None:
         caplog.set_level(logging.DEBUG)  # websockets logs request lines, query string included, at DEBUG
         sim = await make_sim()
-        assert TOKEN not in repr(sim) and "***" in repr(sim)
+        assert TOKEN not in repr(sim)
+        assert "***" in repr(sim)
         assert TOKEN in sim.url("stock")
         client = await open_client(sim.url("stock"))
         assert (await client.heartbeat())["ret"] == 200
@@ -1095,16 +1105,19 @@ class TestSecrecy:
         await wait_for(lambda: sim.state()["connections"] == [])
         ours = [r for r in caplog.records if r.name.startswith("tickvisor")]
         text = "\n".join(r.getMessage() for r in ours)
-        assert ours and TOKEN not in text
+        assert ours
+        assert TOKEN not in text
         assert "token=***" in text  # the websockets request line was logged, redacted
         assert TOKEN not in json.dumps(sim.state())
         out, err = capsys.readouterr()
-        assert TOKEN not in out and TOKEN not in err
+        assert TOKEN not in out
+        assert TOKEN not in err
 
 
 def test_simulator_thread_for_sync_callers() -> None:
     with SimulatorThread(token=TOKEN, tick_rate=0, conn_gap_s=0, token_gap_s=0, codes=0) as sim:
-        assert sim.port > 0 and TOKEN not in repr(sim)
+        assert sim.port > 0
+        assert TOKEN not in repr(sim)
         with sync_connect(sim.url("forex_crypto"), open_timeout=2) as ws:
             ws.send(json.dumps({"cmd_id": 22000, "seq_id": 1, "trace": "sync", "data": {}}))
             assert json.loads(ws.recv(timeout=2))["cmd_id"] == 22001
@@ -1147,7 +1160,8 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(
         cwd=REPO,
     )
     try:
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         match = re.fullmatch(r"SIMULATOR LISTENING 127\.0\.0\.1:(\d+)\n", line)
         assert match, line
@@ -1163,7 +1177,8 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(
             assert await asyncio.wait_for(proc.wait(), 5) == 0
         rest, err = await proc.stdout.read(), await proc.stderr.read()
         assert rest == b""  # exactly one line on stdout
-        assert TOKEN.encode() not in err and b"***" in err
+        assert TOKEN.encode() not in err
+        assert b"***" in err
     finally:
         if proc.returncode is None:
             proc.kill()

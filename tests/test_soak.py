@@ -134,7 +134,8 @@ def test_a_30_second_soak_holds_every_invariant() -> None:
     lines = proc.stdout.strip().splitlines()
     print("\n".join(line for line in lines if not line.startswith("SOAK ")))
     print(f"the 30-second soak took {took:.0f} s in all")
-    assert lines and lines[-1].startswith("SOAK "), proc.stderr[-3000:]
+    assert lines, proc.stderr[-3000:]
+    assert lines[-1].startswith("SOAK "), proc.stderr[-3000:]
     result = json.loads(lines[-1][len("SOAK ") :])
     assert result["violations"] == [], "\n".join(lines[-40:])
     assert proc.returncode == 0, proc.stderr[-3000:]

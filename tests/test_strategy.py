@@ -118,7 +118,8 @@ def test_subscribe_refusals_name_each_code(system: System) -> None:
     fast = system.actor("strategy:fast")
     text = system.get(fast.do_subscribe.remote(["aapl", "", "EURUSD"]))
     assert "SubscriptionRefused" in text
-    assert "'aapl'" in text and "AAPL.US" in text
+    assert "'aapl'" in text
+    assert "AAPL.US" in text
     assert "empty code" in text
 
 

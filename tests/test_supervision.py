@@ -108,7 +108,8 @@ def test_a_running_job_is_reachable_by_its_namespace(system: System) -> None:
     job = Job.attach(system.namespace)
     status = job.status()
     assert set(status["connections"]) == {"stock-0", "forex_crypto-0"}
-    assert "registry" in status and "events" in status
+    assert "registry" in status
+    assert "events" in status
     with pytest.raises(ValueError):
         Job.attach("no-such-namespace-" + system.namespace)
 
