@@ -1,4 +1,5 @@
-"""Exchange calendars for the trading-session core: exchange_calendars behind ``core.sessions.CalendarSource``.
+"""Exchange calendars for the trading-session core: exchange_calendars behind
+``core.sessions.CalendarSource``.
 
 The library builds a calendar's schedule (about twenty years back, one year ahead) when first asked, which
 takes a fraction of a second; each calendar is built once per process and kept. Outside the schedule's span

@@ -48,7 +48,8 @@ from actors.hot import direct, freeze_heap
 from actors.log import logger
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
-#: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip trying it.
+#: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip
+#: trying it.
 USUAL_RETRY_BATCHES = 64
 #: How long ``channel_address`` waits for the first routes (frames decoded before them would be
 #: ghosts), then for the channels to the routed strategies (a connection replays its unacknowledged

@@ -64,13 +64,13 @@ METRICS: Final[Mapping[str, Metric]] = {
         "Seconds from a connection's last frame to its being declared silent",
         ("connection",),
         SILENCE_BUCKETS,
-    ),  # fmt: skip
+    ),
     "latency_seconds": Metric(
         "histogram",
         "Seconds from the socket read of a batch's oldest tick to its strategy hook",
         ("strategy",),
         LATENCY_BUCKETS,
-    ),  # fmt: skip
+    ),
     "batch_size": Metric(
         "histogram",
         "Batch sizes: frames per connection batch, ticks per strategy batch",

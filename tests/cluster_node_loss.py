@@ -8,8 +8,8 @@ every check held, 1 otherwise.
 Scenario: a job on the cluster, against the simulator (loopback), with 4 stock codes on 2 stock
 connections (2 codes each) and 2 forex codes on 1 forex connection; the connections spread over the
 nodes. A fifth stock code subscribed while running opens a third stock connection (a grown pair, in
-a placement group of its own). The worker node that holds a connection is removed. Checks, through public APIs only (the
-simulator's state, the registry's status, what the strategy received):
+a placement group of its own). The worker node that holds a connection is removed. Checks, through
+public APIs only (the simulator's state, the registry's status, what the strategy received):
 
 - each connection's decoder runs on its connection's node (the pair shares a placement-group bundle:
   actors.core.placement), at start and after the lost pairs came back on a surviving node;

@@ -251,7 +251,8 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
     done = command(["status", "--namespace", "no-such-namespace", "--address", where[-1]], tmp_env)
     assert done.returncode == 3
     assert done.stderr.strip().endswith(
-        f"no job found in namespace 'no-such-namespace' at {where[-1]}: no supervisor actor runs in that namespace"
+        f"no job found in namespace 'no-such-namespace' at {where[-1]}: "
+        "no supervisor actor runs in that namespace"
     )
     assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
 

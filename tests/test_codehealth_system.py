@@ -5,7 +5,8 @@ per-code faults: ``mute``, ``corrupt``, ``seq_reset``, ``tick_time_skew``, and `
 The simulator serves 3 codes per connection while the job's plan allows more: the 4th stock code is
 ignored by the server, silently, as the vendor does beyond a plan's limit, and never starts.
 The last test holds a code as an order book only: its book pushes are its sign of life.
-The pure rules are tested in test_tickcheck.py and test_codeliveness.py; the decoder's share in test_decoder.py.
+The pure rules are tested in test_tickcheck.py and test_codeliveness.py; the decoder's share in
+test_decoder.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Tests of actors.core.holdings: who holds which code, per-strategy refcounts. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.holdings: who holds which code, per-strategy refcounts.
+
+Pure: no Ray, no sockets, no sleeps.
 
 Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*Tests``).
 """

@@ -397,7 +397,8 @@ def test_after_a_simulator_restart_ticks_flow_again(restarted: Restarted) -> Non
         stats = system.status().get("decoders", {})
         print(f"decoders after the restart: {stats}")
     print(
-        f"simulator restart: ticks on every code {time.monotonic() - restarted.back_at:.2f} s after the port came back"
+        f"simulator restart: ticks on every code {time.monotonic() - restarted.back_at:.2f} s "
+        "after the port came back"
     )
 
 

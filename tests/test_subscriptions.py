@@ -1,4 +1,6 @@
-"""Tests of actors.core.subscriptions: the subscription state of one connection. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.subscriptions: the subscription state of one connection.
+
+Pure: no Ray, no sockets, no sleeps.
 
 Time is a plain float the test passes in. The server is ``FakeServer``, a pure function of the request:
 600 (or 604) when the request names a bad code, else 200 and the connection's set is REPLACED

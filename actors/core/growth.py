@@ -56,7 +56,8 @@ class Quota(msgspec.Struct, frozen=True):
         out = f"{dead} of {len(self.tokens)} token(s) taken out, " if dead else ""
         return (
             f"quota exhausted: plan {self.plan!r} allows {self.connections_per_token} connection(s) "
-            f"per token x {self.codes_per_connection} codes on the {endpoint.value} endpoint; {out}{live_tokens} live "
+            f"per token x {self.codes_per_connection} codes on the {endpoint.value} endpoint; "
+            f"{out}{live_tokens} live "
             f"token(s) give {conns} connection(s), {conns * self.codes_per_connection} codes, all taken; "
             "unsubscribe others, add a token to feed.token_envs or raise the plan"
         )

@@ -334,7 +334,7 @@ def _fast_trades(
                 t.trade_direction,
                 received_ns,
                 t.sent_ns,
-            )  # fmt: skip
+            )
             for t in trades
         ]
     seqs = _uints([t.seq for t in trades], _decode_seqs, 0)

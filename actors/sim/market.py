@@ -92,7 +92,10 @@ def asset_class(code: str) -> AssetClass:
 
 
 def format_units(units: int, dp: int) -> str:
-    """Exact decimal string of ``units * 10**-dp`` (units >= 0): ``format_units(1892300, 4) == "189.2300"``."""
+    """Exact decimal string of ``units * 10**-dp`` (units >= 0).
+
+    ``format_units(1892300, 4) == "189.2300"``.
+    """
     if dp == 0:
         return str(units)
     digits = str(units).rjust(dp + 1, "0")

@@ -235,7 +235,10 @@ class Simulator:
         return f"{scheme}://{self.host}:{self.port}{path}?token={urllib.parse.quote(self._token, safe='')}"
 
     def admin_url(self, action: str = "state", **params: object) -> str:
-        """The http:// URL of ``/admin/<action>`` with the token and params, e.g. admin_url("fault", name="drop")."""
+        """The http:// URL of ``/admin/<action>`` with the token and params.
+
+        For example ``admin_url("fault", name="drop")``.
+        """
         query = urllib.parse.urlencode(
             {**{k: v for k, v in params.items() if v is not None}, "token": self._token}
         )

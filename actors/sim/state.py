@@ -220,7 +220,9 @@ class SimState:
         self._refuse[path] += count
 
     def hold_next(self, path: str | None, count: int) -> None:
-        """The next count subscription requests on path (None = any path), on any connection, go unanswered."""
+        """The next count subscription requests on path (None = any path), on any connection, go
+        unanswered.
+        """
         self._hold[path] += count
 
     def set_fault(self, conn_id: int, name: str) -> None:

@@ -148,7 +148,9 @@ BURST4_CONNECTIONS = 4
 
 
 def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
-    """The 4-connection phase's simulator (bursts only) and tickvisor (forex endpoint only), not waited for."""
+    """The 4-connection phase's simulator (bursts only) and tickvisor (forex endpoint only), not waited
+    for.
+    """
     codes = block(0)
     sim = SimProcess(token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000")
     sim.start()
@@ -180,8 +182,9 @@ def phase_burst4(
     ``burst4_cpu_s_per_mtick`` (every process of the job, as ``cpu_s_per_mtick``), and the CPU per
     Mtick of the connections, decoders and strategy (each summed over its processes, from the
     injection to the last tick) with ``burst4_decoder_cpu_spread``: the busiest decoder's CPU over the
-    idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second, unmeasured burst runs under
-    py-spy (scripts/bench/pyspy.py); returns its table, or one line saying why it could not run.
+    idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second,
+    unmeasured burst runs under py-spy (scripts/bench/pyspy.py); returns its table, or one line saying
+    why it could not run.
     """
     from scripts.bench.pyspy import Profiler, table
 

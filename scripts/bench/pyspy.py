@@ -30,8 +30,9 @@ RATE = 100  # samples per second per process
 TOP = 8  # functions shown per process
 MAX_S = 600  # py-spy's own --duration: it stops by itself even if never signalled
 
-#: Leaf frames (file name, function without its class) where a thread waits in C code that py-spy does not see as idle (Ray's task loop, the
-#: asyncio loop's epoll, a condition variable): counted apart as "waiting", not as busy.
+#: Leaf frames (file name, function without its class) where a thread waits in C code that py-spy does
+#: not see as idle (Ray's task loop, the asyncio loop's epoll, a condition variable): counted apart as
+#: "waiting", not as busy.
 WAITING = frozenset({("worker.py", "main_loop"), ("selectors.py", "select"), ("threading.py", "wait")})
 
 
@@ -187,7 +188,8 @@ def table(profiles: list[Profile], seconds: float, top: int = TOP) -> str:
         f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
         "self samples of the leaf Python frame)",
         "",
-        "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self | % of busy |",
+        "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self "
+        "| % of busy |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for p in sorted(profiles, key=lambda p: -p.busy):

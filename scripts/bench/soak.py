@@ -22,8 +22,9 @@ seeded shuffle of every fault kind (each kind once per round):
     sigstop                                      SIGSTOP of a connection's process, SIGCONT 1-4 s later
 
 A fault has recovered when: a killed actor runs again (a new pid, ALIVE), every desired code delivered
-a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets equal the desired union, and every
-actor of the job is ALIVE, each name once. The soak waits ``--recovery-timeout`` seconds at most.
+a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets
+equal the desired union, and every actor of the job is ALIVE, each name once. The soak waits
+``--recovery-timeout`` seconds at most.
 
 Checked throughout (each an invariant; the exit code is 1 when one breaks):
 
@@ -572,7 +573,10 @@ class Soak:
         server = self.server_union()
         if server != desired:
             fault.lost_codes = sorted(desired - server)
-            return f"server sets differ from the desired union: missing {fault.lost_codes}, extra {sorted(server - desired)}"
+            return (
+                f"server sets differ from the desired union: missing {fault.lost_codes}, "
+                f"extra {sorted(server - desired)}"
+            )
         fault.lost_codes = []
         if fault.kind == "reply:600":
             if not any(c == fault.code for c, _ in self.ledger.problems):
@@ -675,7 +679,8 @@ class Soak:
         for kind, row in sorted(by_kind.items()):
             mean = row["total_s"] / row["recovered"] if row["recovered"] else float("nan")
             lines.append(
-                f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} {row['slowest_s']:>10.2f}"
+                f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} "
+                f"{row['slowest_s']:>10.2f}"
                 f" {row['lost']:>10}"
             )
         lines.append(f"{'all':<20} {len(self.faults):>9} {sum(r['recovered'] for r in by_kind.values()):>10}")
@@ -685,10 +690,12 @@ class Soak:
             f"delivered twice                 {led.duplicates}",
             f"out of order                    {led.out_of_order}",
             f"of codes never held             {sum(led.unexpected.values())}",
-            f"lost inside fault windows       {sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}",
+            "lost inside fault windows       "
+            f"{sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}",
             f"lost outside fault windows      {sum(g.missing for g in outside)}",
             f"reported missed (on_missed)     {led.missed_reported}",
-            f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} (after {len(lost_subs)} of {len(self.faults)} recoveries)",
+            f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} "
+            f"(after {len(lost_subs)} of {len(self.faults)} recoveries)",
             "",
             "process                        pid      RSS MiB  fds   ->   pid      RSS MiB  fds",
         ]
@@ -698,7 +705,8 @@ class Soak:
             lines.append(f"{name:<30} {fmt(s)}   ->   {fmt(e)}")
         for gap in outside[:10]:
             lines.append(
-                f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} and {gap.before_ms}"
+                f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} "
+                f"and {gap.before_ms}"
             )
         lines += [f"example: {e}" for e in led.examples[:10]]
         lines += [f"note: {n}" for n in self.notes]
@@ -739,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)  # ray.init replaces them
         signal.signal(signal.SIGTERM, on_signal)
         print(
-            f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, seed {args.seed}",
+            f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, "
+            f"seed {args.seed}",
             flush=True,
         )
         soak.run()
