@@ -51,7 +51,7 @@ class ExchangeCalendars:
             a, b = float(opens[i]), float(closes[i])
             if has_breaks:
                 bs, be = sched["break_start"].iloc[i], sched["break_end"].iloc[i]
-                if bs is not None and be is not None and bs == bs and be == be:  # NaT != NaT
+                if bs is not None and be is not None and bs == bs and be == be:  # NaT != NaT  # noqa: PLR0124 - NaT is the one value not equal to itself
                     out += [(a, bs.timestamp()), (be.timestamp(), b)]
                     continue
             out.append((a, b))

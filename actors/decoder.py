@@ -59,6 +59,8 @@ STRATEGIES_WAIT_S = 2.0
 
 
 class DecoderStats(msgspec.Struct, frozen=True):
+    """Counters of one Decoder actor, for ``statistics()`` and the status view."""
+
     decoder_id: int
     batches: int
     frames: int
@@ -251,7 +253,7 @@ class Decoder:
                 self._tell_behind(name, news, sender.outbox.records)
         return sent
 
-    def _tell_behind(self, name: str, behind: bool, held: int) -> None:
+    def _tell_behind(self, name: str, behind: bool, held: int) -> None:  # noqa: FBT001 - private; its one caller passes the outbox's behind/caught-up flag
         if behind:
             logger.warning(
                 "decoder {}: strategy {} is falling behind: {} ticks held for it; beyond {} they are dropped "

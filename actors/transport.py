@@ -97,15 +97,25 @@ class Transport(Protocol):
     name: str
     direct: Callable[[list[bytes], int], bool] | None
 
-    async def recv_batch(self) -> Batch: ...
+    async def recv_batch(self) -> Batch:
+        """The next frames received, as one batch."""
+        ...
 
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Whether the socket is open."""
+        ...
 
-    async def send(self, data: bytes) -> bool: ...
+    async def send(self, data: bytes) -> bool:
+        """Send one text frame; False when the socket is closed."""
+        ...
 
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with the closing handshake."""
+        ...
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Drop the socket at once, without a handshake."""
+        ...
 
 
 async def open_transport(
@@ -310,7 +320,7 @@ class _Listener(WSListener):
 
     # the work
 
-    def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def _frame(self, transport: WSTransport, frame: WSFrame) -> None:  # noqa: C901, PLR0912 - one branch per kind of frame picows hands over
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if self.fragments is not None:

@@ -70,7 +70,7 @@ def _start_cluster(cluster_class: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
+def main() -> int:
     import logging
 
     import ray

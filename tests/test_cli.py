@@ -189,7 +189,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     try:
         gone = command(["status", "--namespace", namespace], {**tmp_env, "TMPDIR": empty})
     finally:
-        os.rmdir(empty)
+        Path(empty).rmdir()
     assert gone.returncode == 3, gone.stdout + gone.stderr
     assert f"no job found in namespace '{namespace}' at no Ray address" in gone.stderr
     assert f"{namespace}.ray-address nor" in gone.stderr  # it names where it looked

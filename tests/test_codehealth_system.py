@@ -170,7 +170,7 @@ def test_a_muted_code_goes_stale_and_recovers_after_clear(system: System, sim: A
     wait_for(lambda: state_of(system, code) == "ok", 10, what=f"{code} ok in the status")
 
 
-def told_stale_then_recovered(
+def told_stale_then_recovered(  # noqa: PLR0917
     system: System, sim: Any, fault: str, path: str, conn_id: str, codes_: list[str], timeout: float
 ) -> None:
     """Inject ``fault`` on ``path``: every code of ``codes_`` is told ``on_stale`` (its connection

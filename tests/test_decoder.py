@@ -60,6 +60,7 @@ def book(code: str, seq: int) -> bytes:
 
 class DecoderProxy:
     """A Decoder actor, called as if it were here: each call waits for its answer, so counts are exact.
+
     (It must be an actor: it sends to its strategies over channels from its own event loop.)
     """
 

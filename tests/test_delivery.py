@@ -162,7 +162,7 @@ class TestAccounting:
                 acked[source] = number
             assert d.queued <= 2 * bound
         assert offered == hooked + reported
-        assert acked == {source: n for source, n in numbers.items()}
+        assert acked == dict(numbers)
 
 
 @given(

@@ -219,11 +219,9 @@ class PoolPropertyTests:
                 now += op[1]
                 for slot in pool.to_close(now):
                     assert not slot.pinned
-                    for kind in current:
-                        assert not current[kind].get(slot.conn_id), (
-                            f"closed {slot.conn_id} while it held codes"
-                        )
-                        current[kind].pop(slot.conn_id, None)
+                    for held in current.values():
+                        assert not held.get(slot.conn_id), f"closed {slot.conn_id} while it held codes"
+                        held.pop(slot.conn_id, None)
                 continue
             else:
                 pool.take_out(op[1])

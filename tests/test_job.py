@@ -75,13 +75,13 @@ class Proc(NamedTuple):
 def proc_table() -> dict[int, Proc]:
     """Every process on the machine, from /proc (psutil is not installed)."""
     out: dict[int, Proc] = {}
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc"):  # noqa: PTH208 - /proc entries are names, read as strings
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:  # noqa: PTH123 - a /proc file by its path string
                 stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:  # noqa: PTH123 - a /proc file by its path string
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
@@ -128,10 +128,8 @@ def kill_all(pids: set[int], *, grace_s: float = 5.0) -> None:
     pids = pids - ancestors_of_me()
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
         def gone() -> bool:
             nonlocal pids
@@ -469,8 +467,10 @@ BAD_CONFIGS = {
         ["feed.heartbeat_interval_s", "<= 10"],
     ),
     "missing-token": (
-        f'[feed]\ntoken_env = "{_ABSENT_ENV}"\n\n[endpoints.stock]\n'
-        'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n',
+        (
+            f'[feed]\ntoken_env = "{_ABSENT_ENV}"\n\n[endpoints.stock]\n'
+            'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n'
+        ),
         ["feed.token_env", _ABSENT_ENV, "is not set"],
     ),
     "unimportable-strategy": (
@@ -882,7 +882,7 @@ def simulator_accepts(port: int, token: str) -> int:
 
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:  # noqa: PLR0915
+def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:
     """The README's cluster recipe, run as written on a machine with no cluster and no Ray token.
 
     Every command must exit 0, except ``ray job logs --follow``: that one is stopped with SIGINT, as a
@@ -914,7 +914,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         def seen(pattern: re.Pattern[str] | str, since: int = since) -> re.Match[str] | None:
             if shell.exit_code(since) is not None:
                 out = shell.output(since)[-4000:]
-                pytest.fail(f"`{command}` ended before the job's output showed ticks:\n{out}")
+                pytest.fail(f"`{command}` ended before the job's output showed ticks:\n{out}")  # noqa: B023 - called only within this iteration
             return re.search(pattern, shell.output(since))
 
         sim = wait_for(lambda: seen(r"bundled simulator on 127\.0\.0\.1:(\d+)"), 120, what="the simulator")

@@ -146,7 +146,7 @@ class TestPushDecode:
         }
         precise = decode_tick(msgspec.json.encode(raw))
         assert precise.decimal_price() == Decimal("0.3") + Decimal("0.00000000000000000001")
-        assert precise.decimal_price() != Decimal(0.3)  # not via float
+        assert precise.decimal_price() != Decimal(0.3)  # not via float  # noqa: RUF032 - the float is the point: the price must not go through one
 
     def test_book_levels_are_best_first_and_one_side_may_be_empty(self) -> None:
         (book,) = normalise.decode_batch([frame("push_book_one_side_empty")]).books

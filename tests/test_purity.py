@@ -1,4 +1,6 @@
-"""The pure core is a package boundary (STYLE.md section 1), checked two ways over ``actors/core/``:
+"""The pure core is a package boundary (STYLE.md section 1).
+
+It is checked two ways over ``actors/core/``:
 
 * importing anything there, in a fresh interpreter (this test process may already have loaded
   anything), loads neither Ray, a socket library, asyncio, ssl, threading, picows, zmq nor the logger,

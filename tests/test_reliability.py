@@ -29,6 +29,7 @@ waits, scaled by TICKVISOR_TEST_S, and the documented 10 s stop promise of super
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -101,11 +102,11 @@ class TickWatch:
         changes = [
             t for (t, n), (_, before) in zip(self.samples[1:], self.samples, strict=False) if n > before
         ]
-        return max((b - a for a, b in zip(changes, changes[1:], strict=False)), default=float("inf"))
+        return max((b - a for a, b in itertools.pairwise(changes)), default=float("inf"))
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR0915
+def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:
     import ray
     from ray.experimental import internal_kv
 

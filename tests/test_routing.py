@@ -327,7 +327,7 @@ class TestOutboxProperties:
         accepted: list[int] = []
         got: list[int] = []
         written: list[tuple[int, int]] = []
-        for op, arg in ops + [("take", 0), ("ack", 10**6)]:
+        for op, arg in [*ops, ("take", 0), ("ack", 10**6)]:
             if op == "put":
                 body = len(accepted) + box.dropped * 1000
                 if box.put(body, arg):

@@ -1126,7 +1126,7 @@ def test_simulator_thread_for_sync_callers() -> None:
             with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=2)
         port = sim.port
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # noqa: PT011 - refused or reset: the OS chooses the OSError
         sync_connect(f"ws://127.0.0.1:{port}{STOCK_PATH}?token={TOKEN}", open_timeout=1)
 
 

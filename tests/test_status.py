@@ -422,12 +422,18 @@ def test_registry_refusals_name_code_reason_and_hint() -> None:
     assert code == REFUSED
     assert lines == [
         "AAPL.US: not applied: another code of this request was refused (nothing changed)",
-        "TSLA.US: refused: no room: the plan allows 5 codes on each of 1 stock connection(s); "
-        "hint: unsubscribe others or raise the plan",
-        "EURUSD: refused: its endpoint 'forex_crypto' is not configured in [endpoints]; "
-        "hint: add that [endpoints.NAME] table to the config and restart the job",
-        "ZZZ.US: refused: the vendor refused it: vendor error 604; "
-        "hint: the code stays quarantined until the job restarts; check it and the plan",
+        (
+            "TSLA.US: refused: no room: the plan allows 5 codes on each of 1 stock connection(s); "
+            "hint: unsubscribe others or raise the plan"
+        ),
+        (
+            "EURUSD: refused: its endpoint 'forex_crypto' is not configured in [endpoints]; "
+            "hint: add that [endpoints.NAME] table to the config and restart the job"
+        ),
+        (
+            "ZZZ.US: refused: the vendor refused it: vendor error 604; "
+            "hint: the code stays quarantined until the job restarts; check it and the plan"
+        ),
     ]
 
 

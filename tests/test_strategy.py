@@ -125,7 +125,7 @@ def test_subscribe_refusals_name_each_code(system: System) -> None:
 
 def test_strategy_actor_refuses_a_non_strategy_class() -> None:
     for not_a_strategy_class in (dict, SlowHandler("an instance"), ticks_payload):
-        with pytest.raises(TypeError, match="not a subclass of actors.Strategy"):
+        with pytest.raises(TypeError, match=r"not a subclass of actors\.Strategy"):
             strategy_actor(not_a_strategy_class)  # type: ignore[arg-type]
     # A Strategy subclass is made a Ray actor class that reserves no CPU (strategies mostly wait).
     actor_class = strategy_actor(SlowHandler)
@@ -161,7 +161,7 @@ def test_stop_lets_the_batch_inside_on_ticks_finish_then_runs_on_stop() -> None:
         def log() -> list[str]:
             return ray.get(handle.hook_log.remote(), timeout=30 * S)
 
-        wait_for(lambda: log(), 10, what="the batch inside on_ticks")
+        wait_for(log, 10, what="the batch inside on_ticks")
         ray.get(handle.stop.remote(), timeout=30 * S)
         assert log() == ["on_ticks begun (3 ticks)", "stop", "on_ticks done", "on_stop"]
         stats = ray.get(handle.statistics.remote(), timeout=30 * S)

@@ -110,7 +110,7 @@ def test_a_running_job_is_reachable_by_its_namespace(system: System) -> None:
     assert set(status["connections"]) == {"stock-0", "forex_crypto-0"}
     assert "registry" in status
     assert "events" in status
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - Ray's lookup error; its wording is Ray's
         Job.attach("no-such-namespace-" + system.namespace)
 
 

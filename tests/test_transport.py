@@ -7,7 +7,7 @@ unit-tested with picows' test frames, since the simulator never sends such frame
 from __future__ import annotations
 
 import asyncio
-import datetime
+import datetime as dt
 import ipaddress
 import json
 import ssl
@@ -220,15 +220,15 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tickvisor test")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         )
@@ -299,7 +299,7 @@ class Recorder:
         self.is_close_frame_sent = True
         self.closes.append((code, message))
 
-    def disconnect(self, graceful: bool = True) -> None:  # noqa: ARG002, FBT002 - picows' signature
+    def disconnect(self, graceful: bool = True) -> None:  # noqa: FBT002 - picows' signature
         self.disconnected = True
 
 

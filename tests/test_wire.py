@@ -201,7 +201,7 @@ class TestOverwrite:
     def test_a_bare_string_is_not_a_set_of_its_characters(self) -> None:
         ids = wire.RequestIds("c", start=1)
         for make in (wire.subscribe_trades, wire.subscribe_book):
-            with pytest.raises(TypeError, match="AAPL.US"):
+            with pytest.raises(TypeError, match=r"AAPL\.US"):
                 make("AAPL.US", ids)
         assert ids.next()[0] == 1
 

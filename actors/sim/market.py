@@ -150,7 +150,7 @@ class Market:
     """
 
     def __init__(self, catalog: Mapping[str, Sequence[str]], *, seed: int) -> None:
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - simulated prices, seeded for reproducible runs
         self.instruments: dict[str, Instrument] = {}
         # Per-code faults (actors/sim/faults.py): muted codes get no normal pushes; a skewed code's
         # tick_time is off by this many ms.

@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -219,7 +219,7 @@ class Simulator:
         self._ws_logger.removeFilter(self._redact)
         log.info("simulator stopped")
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -252,7 +252,7 @@ class SimState:
 
     # Frames ---------------------------------------------------------------------------------------
 
-    def receive(self, conn_id: int, raw: bytes | str, now: float) -> Outcome:
+    def receive(self, conn_id: int, raw: bytes | str, now: float) -> Outcome:  # noqa: PLR0911 - one return per request kind
         """Handle one inbound frame of a connection at time now and say what to answer."""
         conn = self.conns[conn_id]
         if conn.faults & SILENT_FAULTS:

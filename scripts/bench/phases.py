@@ -230,8 +230,8 @@ def phase_burst4(
                 and result["gaps"] == 0
                 and result["out_of_order"] == 0
             )
-            for role in roles:
-                out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in roles[role]) / n * 1e6
+            for role, pids in roles.items():
+                out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in pids) / n * 1e6
             decoders = sorted(used[p] for p in roles["decoder"])
             # 0.0: not measurable (an idlest decoder with no CPU clock tick, as in --smoke)
             out["burst4_decoder_cpu_spread"] = (
@@ -583,7 +583,7 @@ def stall_trial(
     return detected, accepted - started
 
 
-def kill_trial(
+def kill_trial(  # noqa: PLR0917
     system: System, sim: SimProcess, strategy: Any, codes: list[str], child: str, quiet_s: float
 ) -> dict[str, float]:
     """SIGKILL ``child``. Returns seconds from the kill to: a new tick on every code (``flowing``), the

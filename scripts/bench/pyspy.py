@@ -185,11 +185,15 @@ class Profiler:
 def table(profiles: list[Profile], seconds: float, top: int = TOP) -> str:
     """Markdown: per process (busiest first) its samples, and its top functions by self samples."""
     lines = [
-        f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
-        "self samples of the leaf Python frame)",
+        (
+            f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
+            "self samples of the leaf Python frame)"
+        ),
         "",
-        "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self "
-        "| % of busy |",
+        (
+            "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self "
+            "| % of busy |"
+        ),
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for p in sorted(profiles, key=lambda p: -p.busy):

@@ -135,8 +135,10 @@ def table(r: dict[str, Any], mode: Mode) -> str:
         return f"{f(a, spec)} / {f(b, spec)}"
 
     lines = [
-        f"## tickvisor benchmark ({mode.name}: bursts of {mode.burst} ticks over 100 codes on one "
-        f"connection, {mode.rounds} round(s), median)",
+        (
+            f"## tickvisor benchmark ({mode.name}: bursts of {mode.burst} ticks over 100 codes on one "
+            f"connection, {mode.rounds} round(s), median)"
+        ),
         "",
         row("figure", "tickvisor", "seed", "bare", "naive", "note"),
         row("---", "---:", "---:", "---:", "---:", "---"),

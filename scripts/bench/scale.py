@@ -112,7 +112,7 @@ def scale_settings(port: int, per_conn: int, conns: int, tokens: int = 1) -> Set
     return build(doc, source="<bench scale>")
 
 
-def one_run(
+def one_run(  # noqa: PLR0917
     sim: Any, per_conn: int, conns: int, window_s: float, tick_rate: float, limit_s: float, tokens: int = 1
 ) -> dict[str, Any]:
     import ray

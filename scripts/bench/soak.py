@@ -88,7 +88,7 @@ SIM_FAULTS = (
 )
 STRATEGY = "soak"
 TOKEN = "soak-token-" + uuid.uuid4().hex[:8]
-TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"
+TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"  # noqa: S105 - the name of the variable, not a token
 WINDOW_BEFORE_S = 0.5  # a fault window opens this long before the injection...
 WINDOW_AFTER_S = 1.0  # ... and closes this long after the recovery
 POLL_S = 0.25
@@ -180,9 +180,9 @@ def alive(namespace: str) -> dict[str, list[int]]:
 def proc_usage(pid: int) -> tuple[float, int] | None:
     """(RSS in MiB, open file descriptors) of a process, from /proc; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:  # noqa: PTH123 - a /proc file by its path string
             rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        fds = len(os.listdir(f"/proc/{pid}/fd"))  # noqa: PTH208 - /proc entries are names, read as strings
     except (OSError, StopIteration, ValueError):
         return None
     return rss_kb / 1024, fds
@@ -469,7 +469,7 @@ class Soak:
         self.record_usage("end")
         self.progress(force=True)
 
-    def inject(self, kind: str) -> Fault | None:  # noqa: PLR0911 - one branch per kind
+    def inject(self, kind: str) -> Fault | None:
         endpoint = self.rng.choice(sorted(PATHS))
         path = PATHS[endpoint]
         now = time.time()
@@ -535,7 +535,7 @@ class Soak:
         self.sim.inject("reply", path=PATHS[endpoint], ret=ret)
         added = self.held[endpoint] - set(CODES[endpoint])
         if ret != 600 and added:
-            code = sorted(added)[0]
+            code = min(added)
             self.held[endpoint].discard(code)
             change = ([], [code])
             target = f"{endpoint} -{code}"
@@ -578,9 +578,8 @@ class Soak:
                 f"extra {sorted(server - desired)}"
             )
         fault.lost_codes = []
-        if fault.kind == "reply:600":
-            if not any(c == fault.code for c, _ in self.ledger.problems):
-                return f"the strategy was not told that {fault.code} was refused"
+        if fault.kind == "reply:600" and not any(c == fault.code for c, _ in self.ledger.problems):
+            return f"the strategy was not told that {fault.code} was refused"
         return ""
 
     def diagnosis(self) -> str:
@@ -690,12 +689,16 @@ class Soak:
             f"delivered twice                 {led.duplicates}",
             f"out of order                    {led.out_of_order}",
             f"of codes never held             {sum(led.unexpected.values())}",
-            "lost inside fault windows       "
-            f"{sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}",
+            (
+                "lost inside fault windows       "
+                f"{sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}"
+            ),
             f"lost outside fault windows      {sum(g.missing for g in outside)}",
             f"reported missed (on_missed)     {led.missed_reported}",
-            f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} "
-            f"(after {len(lost_subs)} of {len(self.faults)} recoveries)",
+            (
+                f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} "
+                f"(after {len(lost_subs)} of {len(self.faults)} recoveries)"
+            ),
             "",
             "process                        pid      RSS MiB  fds   ->   pid      RSS MiB  fds",
         ]
