@@ -251,7 +251,7 @@ class Strategy:
 
     def _send_acks(self) -> None:
         for peer, number in self._delivery.take_acks().items():
-            peer.ack(number)  # type: ignore[attr-defined] - the sources are the channel's peers
+            peer.ack(number)  # type: ignore[attr-defined]  # the sources are the channel's peers
 
     async def _drain(self) -> None:
         delivery = self._delivery

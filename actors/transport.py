@@ -39,7 +39,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.asyncio.client import ClientConnection, connect
@@ -206,7 +206,7 @@ class WebsocketsTransport:
         ssl_context: ssl.SSLContext | None,
     ) -> WebsocketsTransport:
         """See ``open_transport``."""
-        extra = {} if ssl_context is None else {"ssl": ssl_context}
+        extra: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
         ws = await connect(
             url,
             open_timeout=open_timeout,

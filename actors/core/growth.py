@@ -199,7 +199,7 @@ class Pool:
                 if result.unplaced:
                     reason = self.quota.refusal(endpoint, len(self.live_tokens))
                     refused.update(dict.fromkeys(result.unplaced, reason))
-        return Fit(by_kind, tuple(opened), refused)  # type: ignore[arg-type] - K is str-like in practice
+        return Fit(by_kind, tuple(opened), refused)  # type: ignore[arg-type]  # K is str-like in practice
 
     def _open(self, endpoint: Endpoint, count: int, next_decoder: int) -> list[Slot]:
         if count <= 0:

@@ -114,7 +114,7 @@ class _UsualTrade(msgspec.Struct, frozen=True, gc=False):
     sent_ns: int = 0
 
 
-class _UsualTradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
+class _UsualTradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False, frozen=True):
     data: _UsualTrade
 
 
@@ -253,7 +253,7 @@ def _decode_usual_batch(frames: Sequence[bytes | str], received_ns: int) -> Deco
             except MalformedFrame as exc:
                 errors.append(exc)  # books are checked one by one on either path: the same verdicts
         else:
-            responses.append(push)  # type: ignore[arg-type] - the union's other members are responses
+            responses.append(push)  # type: ignore[arg-type]  # the union's other members are responses
     if not trades:
         return DecodedBatch([], books, responses, errors)
     ticks = _fast_trades(trades, received_ns, checked=True)
