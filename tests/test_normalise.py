@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from typing import get_args
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -339,6 +340,14 @@ class TestMalformed:
         assert not batch.usual
         assert batch.ticks == [EXPECTED_TICKS[n] for n in ("push_trade_int_seq_ms", "push_trade_seq_string")]
         assert not normalise.decode_batch(usual, usual=False).usual  # not tried: not known to hold
+
+    def test_the_usual_frames_are_the_inbound_frames_with_the_usual_trade_push(self) -> None:
+        # normalise writes the usual union out; it must follow wire.InboundFrame member for member.
+        swapped = [
+            normalise._UsualTradePush if member is wire.TradePush else member
+            for member in get_args(wire.InboundFrame)
+        ]
+        assert list(get_args(normalise._UsualFrame)) == swapped
 
     def test_decode_batch_of_nothing(self) -> None:
         batch = normalise.decode_batch([])
