@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
@@ -95,7 +95,7 @@ class Outcome:
 DISCARDED = Outcome()
 
 
-def _is_uint32(value: object) -> bool:
+def _is_uint32(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value <= UINT32_MAX
 
 
@@ -315,6 +315,8 @@ class SimState:
             return refuse(ret, msg)
         if self._rate_limited(conn, now):
             return refuse(429)
+        new_trades: Sequence[str]
+        new_books: Sequence[str]
         try:
             if cmd_id == CMD_CANCEL:
                 new_trades, new_books = self._cancel(conn, data)
