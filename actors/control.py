@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import ray
 from ray.exceptions import RayTaskError
@@ -59,7 +59,7 @@ class Job:
         prefix: str = "tv",
         wait: bool = True,
         timeout: float = 120.0,
-    ) -> Job:
+    ) -> Self:
         """Create a Supervisor and its children (in ``namespace``, or a fresh ``<prefix>-<hex>`` one)
         and start it. The calling process owns them: they live as long as it does, or until ``stop``.
         """
@@ -77,7 +77,7 @@ class Job:
         return job
 
     @classmethod
-    def attach(cls, namespace: str = "tickvisor") -> Job:
+    def attach(cls, namespace: str = "tickvisor") -> Self:
         """The running job in ``namespace``.
 
         Raises:

@@ -83,11 +83,12 @@ class World:
     def __init__(self) -> None:
         self.namespace = f"test-decoder-{uuid.uuid4().hex[:8]}"
         self.state_key = f"tickvisor-test/{self.namespace}/registry"
-        self.registry = (
+        registry: Any = (  # a handle: Ray types it as the class, whose methods lack .remote
             ray.remote(Registry)
             .options(name=REGISTRY, namespace=self.namespace, num_cpus=0)
             .remote({"stock": [CONN]}, 3000, self.namespace, self.state_key)
         )
+        self.registry = registry
         self.strategies = {
             name: strategy_actor(Collector)
             .options(name=strategy_name(name), namespace=self.namespace, max_concurrency=64)

@@ -215,9 +215,11 @@ def test_a_supervisor_killed_too_often_gives_up(sim: Any) -> None:
         for _ in range(2):
             pid = system.pids()["supervisor"]
             os.kill(pid, signal.SIGKILL)
-            wait_for(
-                lambda p=pid: system.pids().get("supervisor") not in (None, p), 30, what="supervisor back"
-            )
+
+            def back(p: int = pid) -> bool:
+                return system.pids().get("supervisor") not in (None, p)
+
+            wait_for(back, 30, what="supervisor back")
         failure = system.get(system.sup.failure.remote())
         assert isinstance(failure, ChildFailed), failure
         assert failure.child == "supervisor"

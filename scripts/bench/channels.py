@@ -66,6 +66,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -653,7 +654,9 @@ def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
     if "cpu_s_decoder" in runs["burst"][0]:
         for role in ROLES:
-            out[f"cpu_{role}_s_per_mtick"] = median("burst", lambda r, key=f"cpu_s_{role}": per_mtick(r, key))
+            out[f"cpu_{role}_s_per_mtick"] = median(
+                "burst", functools.partial(per_mtick, key=f"cpu_s_{role}")
+            )
     return out
 
 
