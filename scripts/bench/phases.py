@@ -112,8 +112,9 @@ def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> di
 
     from scripts.bench.naive import NaiveConnection, NaiveSink
 
-    sink = ray.remote(NaiveSink).options(num_cpus=0).remote()
-    conn = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
+    # Handles: Ray types them as the class, whose methods lack .remote.
+    sink: Any = ray.remote(NaiveSink).options(num_cpus=0).remote()
+    conn: Any = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
     try:
         error = ray.get(conn.wait_ready.remote(), timeout=60)
         if error:
@@ -243,21 +244,22 @@ def phase_burst4(
             )
             if not profile:
                 return ""
-            pids = {**children, "simulator": sim.pid}
-            profiler = Profiler(pids)
+            profiled = {**children, "simulator": sim.pid}
+            profiler = Profiler(profiled)
             why = profiler.unavailable()
             if why:
                 return f"--profile: not profiled: {why}"
             log(
-                f"burst4 --profile: the same burst again under py-spy on {len(pids)} processes (not measured)"
+                f"burst4 --profile: the same burst again under py-spy on {len(profiled)} processes"
+                " (not measured)"
             )
             profiler.start()
             time.sleep(1.0)  # py-spy attaches
-            started = time.monotonic()
+            began = time.monotonic()
             try:
                 run_tickvisor(system, sim, codes, mode.burst4, job_pids, conns=conns)
             finally:
-                seconds = time.monotonic() - started
+                seconds = time.monotonic() - began
                 profiles = profiler.stop()
             return table(profiles, seconds)
         finally:
@@ -436,7 +438,9 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
     names = [f"churn-{i}" for i in range(mode.churn_strategies)]
     log(f"churn: {len(names)} strategies x {mode.churn_rate:g} ops/s, {mode.churn_s:g} s, {len(pool)} codes")
     before = sim.state()["totals"].get("429", 0)
-    actor = ray.remote(Churn).options(num_cpus=0, namespace=system.namespace).remote(system.actor("registry"))
+    actor: Any = (
+        ray.remote(Churn).options(num_cpus=0, namespace=system.namespace).remote(system.actor("registry"))
+    )
     try:
         result = ray.get(
             actor.run.remote(names, pool, mode.churn_rate, mode.churn_s), timeout=mode.churn_s + 120

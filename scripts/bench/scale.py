@@ -128,7 +128,8 @@ def one_run(  # noqa: PLR0917
     job = Job.start(settings, {n: secrets[n] for n in settings.token_names()}, timeout=limit_s)
     try:
         accepted_s = time.monotonic() - started
-        strategy = ray.get_actor("strategy:scale", namespace=job.namespace)
+        # A handle: Ray types its methods as Never, with no .remote.
+        strategy: Any = ray.get_actor("strategy:scale", namespace=job.namespace)
         seen = 0
         while time.monotonic() - started < limit_s:
             seen, _, _ = ray.get(strategy.progress.remote(), timeout=30)

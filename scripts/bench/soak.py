@@ -537,7 +537,7 @@ class Soak:
         if ret != 600 and added:
             code = min(added)
             self.held[endpoint].discard(code)
-            change = ([], [code])
+            change: tuple[list[str], list[str]] = ([], [code])  # (added, removed)
             target = f"{endpoint} -{code}"
         else:
             code = self.extra[endpoint].pop(0)

@@ -32,7 +32,7 @@ class WaitTimeoutError(TimeoutError):
 
 
 def wait_for(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     *,
     what: str = "condition",
