@@ -104,7 +104,13 @@ def main() -> int:
         )
         settings = parse_settings(text)
         job = Job.start(settings, TOKEN, timeout=180 * SCALE)
-        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        namespace = job.namespace
+
+        def registry_status() -> Any:
+            registry: Any = ray.get_actor("registry", namespace)  # a handle: Ray types its methods Never
+            return ray.get(registry.status.remote())
+
+        wait(lambda: registry_status().in_sync, 60, "in sync")
         # Connection k of the configured ones reads into decoder k (actors.launch).
         conns = [f"connection:{c}" for ids in connection_ids(settings).values() for c in ids]
         pairs = {conn: f"decoder:{k}" for k, conn in enumerate(conns)}
@@ -127,11 +133,11 @@ def main() -> int:
 
         wait(lambda: len(placement()) == len(pairs), 60, "every connection alive")
         # A grown pair: the registry's pool gives the next connection the next decoder id.
-        strategy = ray.get_actor("strategy:watcher", job.namespace)
+        strategy: Any = ray.get_actor("strategy:watcher", job.namespace)  # a handle, as registry above
         assert ray.get(strategy.do_subscribe.remote([GROWN]), timeout=60).get(GROWN) == 1
         pairs["connection:stock-2"] = f"decoder:{len(pairs)}"
         wait(lambda: len(placement()) == len(pairs), 120, "the grown connection alive")
-        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        wait(lambda: registry_status().in_sync, 60, "in sync")
         wait(lambda: not apart(), 60, "the grown decoder alive")
         report["apart_at_start"] = apart()
         assert not report["apart_at_start"], (
@@ -158,7 +164,7 @@ def main() -> int:
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])
         victim_node = where[victim_name]
         lost = sorted(n for n, node in where.items() if node == victim_node)
-        status = ray.get(ray.get_actor("registry", job.namespace).status.remote())
+        status = registry_status()
         lost_codes = sorted(
             code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.desired
         )
@@ -199,7 +205,7 @@ def main() -> int:
         collected = ray.get(strategy.collected.remote())
         assert collected["violations"] == [], collected["violations"][:5]
         assert set(collected["seen"]) >= {*STOCK, *FX, GROWN}
-        final = ray.get(ray.get_actor("registry", job.namespace).status.remote())
+        final = registry_status()
         assert set(final.union) == {*STOCK, *FX, GROWN}, final.union
         report["ok"] = True
     except AssertionError as exc:

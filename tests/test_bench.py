@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ class TickCounterTests:
 
 def test_a_figure_not_measured_meets_no_target() -> None:
     # A run that failed early has -1 for its figures: no ratio of two -1s may pass for a target met.
-    out = dict.fromkeys(REQUIRED_KEYS, -1.0)
+    out: dict[str, Any] = dict.fromkeys(REQUIRED_KEYS, -1.0)
     out |= {"bare_cpu_s_per_mtick": -1.0, "transport": "picows"}
     rows = targets(out)
     assert [met for *_, met in rows] == [False] * len(rows)

@@ -10,6 +10,7 @@ from actors.core.codeliveness import (
     CodeHealth,
     CodeLiveness,
     CodeState,
+    LivenessEvent,
     NeverStarted,
     Reason,
     Recovered,
@@ -250,7 +251,7 @@ def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
     # gets LOG_EVENTS_EACH lines and one sum, not 500.
     codes = [f"C{i:04d}USDT" for i in range(500)]
     holders = {code: {"a", "b"} if i % 2 else {"a"} for i, code in enumerate(codes)}
-    events = [Stale(code, "fx-0", 2.0, Reason.CONNECTION) for code in codes]
+    events: list[LivenessEvent] = [Stale(code, "fx-0", 2.0, Reason.CONNECTION) for code in codes]
     events += [Recovered(codes[0], "fx-0", 3.0), Resubscribe("XAUUSD", "fx-1", "book")]
     events.append(NeverStarted("SILVER", "fx-1", 60.0))
     plan = fan_out(events, lambda code: holders.get(code, {"c"}))
@@ -276,7 +277,10 @@ def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
 
 
 def test_fan_out_of_a_small_round_logs_every_event() -> None:
-    events = [Stale("EURUSD", "fx-0", 61.0, Reason.QUIET), Recovered("EURUSD", "fx-0", 62.0)]
+    events: list[LivenessEvent] = [
+        Stale("EURUSD", "fx-0", 61.0, Reason.QUIET),
+        Recovered("EURUSD", "fx-0", 62.0),
+    ]
     plan = fan_out(events, lambda _code: ["s"])
     assert plan.lines == [("warning", f"{events[0]}; told ['s']"), ("info", f"{events[1]}; told ['s']")]
     assert plan.told == {"s": [("stale", "EURUSD", 61.0), ("recovered", "EURUSD", 62.0)]}

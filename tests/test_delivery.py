@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import pytest
@@ -140,7 +141,7 @@ class TestAccounting:
         d = Delivery(max_batches=bound)
         offered = hooked = reported = 0
         numbers = {"s": 0, "t": 0}
-        acked = {"s": 0, "t": 0}
+        acked: dict[Hashable, int] = {"s": 0, "t": 0}
         for op, count, missed in [*ops, *[("step", 0, 0)] * (2 * len(ops) + 2)]:
             if op == "push":
                 source = "st"[missed % 2]
@@ -157,9 +158,9 @@ class TestAccounting:
                     for batch in item:
                         hooked += batch.count
                         d.finished(batch)
-            for source, number in d.take_acks().items():
-                assert number > acked[source]  # cumulative, growing
-                acked[source] = number
+            for sender, number in d.take_acks().items():
+                assert number > acked[sender]  # cumulative, growing
+                acked[sender] = number
             assert d.queued <= 2 * bound
         assert offered == hooked + reported
         assert acked == dict(numbers)

@@ -39,6 +39,7 @@ from actors.sim import (
     format_units,
     max_requests_in_window,
 )
+from actors.sim.state import Outcome
 
 MS = 0.001  # every timeout below is a multiple of this
 TOKEN = "tok-S3CRET-9f2c7e"  # distinctive, so a leak is easy to find
@@ -218,12 +219,18 @@ def sub(code: str, seq_id: int = 1) -> bytes:
     ).encode()
 
 
+def ret_of(outcome: Outcome) -> int:
+    """The ``ret`` of an outcome's reply; there must be one."""
+    assert outcome.reply is not None
+    return outcome.reply["ret"]
+
+
 class TestSimStateCore:
     def test_connection_gap_counts_from_accepted_requests_only(self) -> None:
         state = core(token_gap_s=0)
         conn = state.admit(STOCK_PATH, "peer", 0.0)
         assert conn is not None
-        rets = [state.receive(conn.id, sub("AAPL.US"), t).reply["ret"] for t in (10.0, 10.5, 10.99, 11.0)]
+        rets = [ret_of(state.receive(conn.id, sub("AAPL.US"), t)) for t in (10.0, 10.5, 10.99, 11.0)]
         assert rets == [200, 429, 429, 200]
 
     def test_token_gap_spans_connections_of_one_path_only(self) -> None:
@@ -233,11 +240,11 @@ class TestSimStateCore:
         assert a
         assert b
         assert fx
-        assert state.receive(a.id, sub("AAPL.US"), 1.0).reply["ret"] == 200
-        assert state.receive(b.id, sub("TSLA.US"), 3.9).reply["ret"] == 429
-        assert state.receive(fx.id, sub("EURUSD"), 3.9).reply["ret"] == 200
-        assert state.receive(a.id, sub("TSLA.US"), 3.95).reply["ret"] == 200  # own connection: no token gap
-        assert state.receive(b.id, sub("TSLA.US"), 6.95).reply["ret"] == 200
+        assert ret_of(state.receive(a.id, sub("AAPL.US"), 1.0)) == 200
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 3.9)) == 429
+        assert ret_of(state.receive(fx.id, sub("EURUSD"), 3.9)) == 200
+        assert ret_of(state.receive(a.id, sub("TSLA.US"), 3.95)) == 200  # own connection: no token gap
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 6.95)) == 200
 
     def test_connection_limit_and_heartbeat_clock(self) -> None:
         state = core()
@@ -261,14 +268,12 @@ class TestSimStateCore:
         assert fx
         state.hold_next(STOCK_PATH, 2)
         assert state.receive(a.id, sub("AAPL.US"), 1.0).reply is None
-        assert state.receive(fx.id, sub("EURUSD"), 1.0).reply["ret"] == 200  # another path
-        assert (
-            state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5).reply["ret"] == 200
-        )
+        assert ret_of(state.receive(fx.id, sub("EURUSD"), 1.0)) == 200  # another path
+        assert ret_of(state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5)) == 200
         b = state.admit(STOCK_PATH, "b", 2.0)  # a new connection is held too
         assert b
         assert state.receive(b.id, sub("TSLA.US"), 2.0).reply is None
-        assert state.receive(b.id, sub("TSLA.US"), 3.0).reply["ret"] == 200
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 3.0)) == 200
         assert state.conns[a.id].trades == {}
         assert [r[2] for r in state.conns[b.id].requests] == [0, 200]
         assert state.totals["held"] == 2

@@ -651,7 +651,7 @@ class BisectionTests:
     def bisect(
         self,
         ret: int,
-        bad: set[str],
+        bad: Iterable[str],
         *,
         initial: Iterable[str] = (A, B),
         wanted: Iterable[str] = ALL8,

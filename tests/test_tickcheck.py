@@ -229,7 +229,7 @@ def test_sift_judges_as_the_whole_check_and_fans_out_in_order(
     routes = {"A.US": ("s1",), "B.US": ("s1", "s2"), "": ("s1",)}
     records = [tick(seq, T0 + t, price, volume, code) for code, seq, t, price, volume in ticks]
     fast, slow = TickCheck(), TickCheck()
-    got: dict[str, list[Tick]] = {}
+    got: dict[str, list[Tick | BookTick]] = {}
     ghosts = 0
     for at in range(0, len(records), split):  # batches of various sizes: marks carry over
         out, n = fast.sift(records[at : at + split], now_ms, routes)
