@@ -1,4 +1,5 @@
-"""Exchange calendars for the trading-session core: exchange_calendars behind ``core.sessions.CalendarSource``.
+"""Exchange calendars for the trading-session core: exchange_calendars behind
+``core.sessions.CalendarSource``.
 
 The library builds a calendar's schedule (about twenty years back, one year ahead) when first asked, which
 takes a fraction of a second; each calendar is built once per process and kept. Outside the schedule's span
@@ -50,7 +51,7 @@ class ExchangeCalendars:
             a, b = float(opens[i]), float(closes[i])
             if has_breaks:
                 bs, be = sched["break_start"].iloc[i], sched["break_end"].iloc[i]
-                if bs is not None and be is not None and bs == bs and be == be:  # NaT != NaT
+                if bs is not None and be is not None and bs == bs and be == be:  # NaT != NaT  # noqa: PLR0124 - NaT is the one value not equal to itself
                     out += [(a, bs.timestamp()), (be.timestamp(), b)]
                     continue
             out.append((a, b))

@@ -140,6 +140,7 @@ class Peer(_Framing):
         self._opened: bool | None = None  # whether the stream began with the receiver's key
 
     def frame_received(self, frame: bytes) -> None:
+        """One frame from the sender: the key first, then batches."""
         if not self._opened:
             if self._opened is None:
                 self._open(frame)
@@ -162,6 +163,7 @@ class Peer(_Framing):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        """Bytes from the socket (asyncio.Protocol), cut into frames."""
         self._reading = True
         try:
             super().data_received(data)
@@ -190,6 +192,7 @@ class Peer(_Framing):
         self.write(_encode(number))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The sender's stream ended (asyncio.Protocol): the peer is forgotten."""
         super().connection_lost(exc)
         self._receiver.peers.discard(self)
         if self._receiver.on_lost is not None:
@@ -231,8 +234,8 @@ class Receiver:
         uds = self._uds = unix_socket_path(self.name)
         try:
             listener = _unix_listener(uds)
-            self._servers.append(await loop.create_unix_server(lambda: self._accept(), sock=listener))
-            tcp = await loop.create_server(lambda: self._accept(), self._host, 0)
+            self._servers.append(await loop.create_unix_server(self._accept, sock=listener))
+            tcp = await loop.create_server(self._accept, self._host, 0)
             self._servers.append(tcp)
             port = tcp.sockets[0].getsockname()[1]
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the address
@@ -316,6 +319,7 @@ class Sender:
             link.write(_encode(out))
 
     def acked(self, number: int) -> None:
+        """The receiver acknowledged batch ``number``: the window has room for more."""
         outbox = self.outbox
         outbox.acked(number)
         if outbox.queued and self._link is not None:
@@ -337,7 +341,7 @@ class Sender:
             try:
                 address = await asyncio.wait_for(self._resolve(), RESOLVE_TIMEOUT_S)
                 if address is None:
-                    raise LookupError(f"{self.name}: no such receiver yet")
+                    raise LookupError(f"{self.name}: no such receiver yet")  # noqa: TRY301 - no receiver yet is retried like a failure to open
                 link = await self._open(address)
             except asyncio.CancelledError:
                 raise
@@ -447,7 +451,7 @@ async def _unix_connected(path: str) -> socket.socket:
 
 
 def local_node() -> tuple[str, str]:
-    """This process's Ray node id, and where a receiver's TCP socket listens: loopback while the
+    """The Ray node id of this process, and where a receiver's TCP socket listens: loopback while the
     cluster has one node (peers on this node use the Unix socket anyway), the node's address once it
     has more, so that actors on other nodes reach it.
     """

@@ -103,7 +103,7 @@ def token_map(settings: Settings, token: Secret | Mapping[str, Secret]) -> dict[
     return {n: token[n] for n in names}
 
 
-def create_children(  # noqa: PLR0913
+def create_children(  # noqa: PLR0917 - the job's coordinates, passed in the order every caller has them
     settings: Settings,
     tokens: dict[str, Secret],
     run_id: str,
@@ -174,7 +174,7 @@ def create_children(  # noqa: PLR0913
         created.append(create_strategy(s, ns, registry, supervisor, st.name, st.kind, symbols, options))
 
 
-def create_decoder(  # noqa: PLR0913
+def create_decoder(  # noqa: PLR0917 - the pair's coordinates, as create_children passes them
     settings: Settings,
     namespace: str,
     decoder_id: int,
@@ -184,6 +184,7 @@ def create_decoder(  # noqa: PLR0913
     *,
     detached: bool = False,
 ) -> Any:
+    """Create decoder ``decoder_id`` in ``where``; returns its handle."""
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
         ray.remote(Decoder)
@@ -208,7 +209,7 @@ def create_decoder(  # noqa: PLR0913
     )
 
 
-def create_connection(
+def create_connection(  # noqa: PLR0917 - the pair's coordinates, as create_children passes them
     settings: Settings,
     namespace: str,
     conn_id: str,
@@ -221,6 +222,7 @@ def create_connection(
     *,
     detached: bool = False,
 ) -> Any:
+    """Create connection ``conn_id`` to ``endpoint`` in ``where``, feeding ``decoder``; returns its handle."""
     s = settings
     cfg = ConnectionConfig(
         heartbeat_interval_s=s.feed.heartbeat_interval_s,
@@ -249,7 +251,7 @@ def create_connection(
     )
 
 
-def create_strategy(
+def create_strategy(  # noqa: PLR0917 - the strategy's coordinates, as create_children passes them
     settings: Settings,
     namespace: str,
     registry: Any,
@@ -261,6 +263,7 @@ def create_strategy(
     *,
     detached: bool = False,
 ) -> Any:
+    """Create strategy ``name`` of class ``kind`` holding ``symbols``; returns its handle."""
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
         strategy_actor(load_strategy_class(kind))
@@ -279,6 +282,7 @@ def create_strategy(
 
 
 def strategy_options(strategy: Any) -> dict[str, Any]:
+    """A strategy's configured options, with its ``path`` made absolute."""
     options = dict(strategy.options)
     if strategy.path:
         options["path"] = str(Path(strategy.path).expanduser().resolve())

@@ -65,7 +65,7 @@ STOP_WITHIN_S = 10.0  # the whole clean stop, as promised above, counted from th
 STOP_RESERVE_S = 4.0
 SIMULATOR_STOP_S = 1.0
 SIMULATOR_START_S = 20.0
-SIMULATOR_TOKEN_ENV = "TICKVISOR_SIMULATOR_TOKEN"
+SIMULATOR_TOKEN_ENV = "TICKVISOR_SIMULATOR_TOKEN"  # noqa: S105 - the name of the variable, not a token
 #: Beyond feed.start_timeout_s, what the start may take: creating the actors and starting the strategies.
 START_GRACE_S = 60.0
 #: How long the main loop waits for an answer of the Supervisor. Ray restarts a killed one in about
@@ -413,6 +413,7 @@ class StopSteps:
         self._steps: list[tuple[str, float]] = []
 
     def done(self, step: str) -> None:
+        """Step ``step`` ended now."""
         now = time.monotonic()
         self._steps.append((step, now - self._last))
         self._last = now
@@ -496,7 +497,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "tickvisor") -> int:
     return run_job(args)
 
 
-def run_job(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
+def run_job(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915, PLR0912
     """Run the job; returns the exit code."""
     if args.log_format:
         # Before any shell imports actors.log; the workers of a local Ray inherit it (see init_ray).

@@ -143,6 +143,8 @@ class BeatReport(msgspec.Struct, frozen=True):
 
 
 class ConnectionStats(msgspec.Struct, frozen=True):
+    """Counters and state of one Connection actor, for ``statistics()`` and the status view."""
+
     conn_id: str
     endpoint: str
     url: str  # redacted
@@ -163,7 +165,7 @@ class ConnectionStats(msgspec.Struct, frozen=True):
 class Connection:
     """One WebSocket to one AllTick endpoint (wrapped with ``ray.remote`` by the supervisor)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - Ray passes the supervisor's .remote() arguments as given
         self,
         conn_id: str,
         endpoint: str,
@@ -306,7 +308,7 @@ class Connection:
         finally:
             await ws.close()
 
-    async def _read(self, ws: Transport, epoch: int) -> None:
+    async def _read(self, ws: Transport, epoch: int) -> None:  # noqa: C901 - the read loop: each branch is one outcome of a socket read
         """Read batches of frames (cut by the transport where the socket had nothing more buffered) and
         hand them to ``_flush``: at once when the decoder is idle; while it still works on the previous
         batch, what arrives meanwhile joins this one until the decoder acknowledges or the batch is
@@ -464,7 +466,7 @@ class Connection:
         return BeatReport(
             self._conn_id,
             self._epoch,
-            True,  # noqa: FBT003
+            True,
             int(verdict),
             self._liveness.silent_for(now),
             self._cfg.silence_deadline_s,

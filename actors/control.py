@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import ray
 from ray.exceptions import RayTaskError
@@ -59,11 +59,11 @@ class Job:
         prefix: str = "tv",
         wait: bool = True,
         timeout: float = 120.0,
-    ) -> Job:
+    ) -> Self:
         """Create a Supervisor and its children (in ``namespace``, or a fresh ``<prefix>-<hex>`` one)
         and start it. The calling process owns them: they live as long as it does, or until ``stop``.
         """
-        from actors.launch import launch
+        from actors.launch import launch  # noqa: PLC0415 - actors.launch loads Ray's placement-group API; only start needs it
 
         namespace = namespace or f"{prefix}-{uuid.uuid4().hex[:8]}"
         secret = Secret(token) if isinstance(token, str) else token  # a Mapping: every token by name
@@ -77,7 +77,7 @@ class Job:
         return job
 
     @classmethod
-    def attach(cls, namespace: str = "tickvisor") -> Job:
+    def attach(cls, namespace: str = "tickvisor") -> Self:
         """The running job in ``namespace``.
 
         Raises:
@@ -244,7 +244,7 @@ def status_document(job: Job, address: str, timeout: float = 20.0) -> dict[str, 
     return job_status(snapshot, namespace=job.namespace, address=address)
 
 
-def change_subscription(
+def change_subscription(  # noqa: PLR0917 - the CLI's positional words, in their order
     job: Job, action: str, strategy: str, codes: list[str], kind: str, timeout: float = 20.0
 ) -> tuple[list[str], int]:
     """Subscribe or unsubscribe ``codes`` for ``strategy`` through the job's registry; (lines, exit code).

@@ -48,7 +48,8 @@ from actors.hot import direct, freeze_heap
 from actors.log import logger
 
 LOG_FIRST_ERRORS = 5  # malformed frames logged in full per decoder; the rest are only counted
-#: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip trying it.
+#: After a batch that was not all in the usual form (normalise.decode_batch), this many batches skip
+#: trying it.
 USUAL_RETRY_BATCHES = 64
 #: How long ``channel_address`` waits for the first routes (frames decoded before them would be
 #: ghosts), then for the channels to the routed strategies (a connection replays its unacknowledged
@@ -58,6 +59,8 @@ STRATEGIES_WAIT_S = 2.0
 
 
 class DecoderStats(msgspec.Struct, frozen=True):
+    """Counters of one Decoder actor, for ``statistics()`` and the status view."""
+
     decoder_id: int
     batches: int
     frames: int
@@ -222,7 +225,7 @@ class Decoder:
             age = max(0.0, (time.time_ns() // 1_000_000 - now_ms) / 1000) if now_ms else 0.0
             self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
 
-    def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
+    def tick_ages(self, watch: list[str] | frozenset[str] | tuple[()] = ()) -> dict[str, float]:
         """Seconds since the last trade tick or order-book push of each held code (for the registry's
         liveness check), and from now on report the first tick or book of each ``watch`` code at once
         (``Registry.codes_ticked``).
@@ -250,7 +253,7 @@ class Decoder:
                 self._tell_behind(name, news, sender.outbox.records)
         return sent
 
-    def _tell_behind(self, name: str, behind: bool, held: int) -> None:
+    def _tell_behind(self, name: str, behind: bool, held: int) -> None:  # noqa: FBT001 - private; its one caller passes the outbox's behind/caught-up flag
         if behind:
             logger.warning(
                 "decoder {}: strategy {} is falling behind: {} ticks held for it; beyond {} they are dropped "

@@ -1,5 +1,6 @@
-"""What the hot shells (Connection, Decoder, Strategy) do once when they start, so that each batch
-costs less and waits less. Two things:
+"""What the hot shells (Connection, Decoder, Strategy) do once when they start.
+
+So that each batch costs less and waits less. Two things:
 
 ``direct``: calls from an actor to its own methods, past Ray's tracing wrappers. Ray wraps every
 method of an actor class for tracing (``ray.util.tracing``), also while tracing is off, on the

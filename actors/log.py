@@ -121,7 +121,7 @@ def endpoint_of_connection(conn_id: str) -> str:
 
 
 def for_connection(conn_id: str, endpoint: str, token: Secret | str) -> None:
-    """This process is a Connection actor: every line carries its id and endpoint; its token is hidden."""
+    """For a Connection actor: every line carries its id and endpoint; its token is hidden."""
     hide(token)
     logger.configure(extra={"connection": conn_id, "endpoint": endpoint})
 

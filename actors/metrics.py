@@ -23,6 +23,8 @@ from actors.log import logger
 
 
 class Metric(NamedTuple):
+    """One exported metric: its kind, help text, label names and histogram buckets."""
+
     kind: str  # "counter", "gauge" or "histogram"
     help: str
     labels: tuple[str, ...]
@@ -64,13 +66,13 @@ METRICS: Final[Mapping[str, Metric]] = {
         "Seconds from a connection's last frame to its being declared silent",
         ("connection",),
         SILENCE_BUCKETS,
-    ),  # fmt: skip
+    ),
     "latency_seconds": Metric(
         "histogram",
         "Seconds from the socket read of a batch's oldest tick to its strategy hook",
         ("strategy",),
         LATENCY_BUCKETS,
-    ),  # fmt: skip
+    ),
     "batch_size": Metric(
         "histogram",
         "Batch sizes: frames per connection batch, ticks per strategy batch",
@@ -111,7 +113,7 @@ def exported_names() -> dict[str, list[str]]:
 def _metric(name: str) -> Any:
     made = _made.get(name)
     if made is None:
-        from ray.util import metrics as ray_metrics
+        from ray.util import metrics as ray_metrics  # noqa: PLC0415 - Ray's metrics API loads only in processes that export metrics
 
         spec = METRICS[name]
         if spec.kind == "counter":

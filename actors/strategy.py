@@ -55,6 +55,8 @@ from actors.log import logger
 
 
 class StrategyStats(msgspec.Struct, frozen=True):
+    """Counters of one strategy actor, for ``statistics()`` and the status view."""
+
     name: str
     batches: int
     ticks: int
@@ -206,7 +208,7 @@ class Strategy:
         if self._drain_task is None:
             self._open_channel()
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-            if self._registry is not None and self.symbols:
+            if self._registry is not None and self.symbols:  # noqa: SIM102 - the local check first, the registry's remote call only when needed
                 if not await self._registry.holds_anything.remote(self.name):
                     try:
                         await self.subscribe(self.symbols)
@@ -249,7 +251,7 @@ class Strategy:
 
     def _send_acks(self) -> None:
         for peer, number in self._delivery.take_acks().items():
-            peer.ack(number)  # type: ignore[attr-defined] - the sources are the channel's peers
+            peer.ack(number)  # type: ignore[attr-defined]  # the sources are the channel's peers
 
     async def _drain(self) -> None:
         delivery = self._delivery
@@ -425,7 +427,7 @@ def _hosted_init(
     queue_batches: int = 64,
 ) -> None:
     # Module-level, so Ray pickles it by reference (a closure would drag the ContextVar along).
-    cls: type[Strategy] = type(self)._tickvisor_user_class  # type: ignore[attr-defined]
+    cls: type[Strategy] = type(self)._tickvisor_user_class  # type: ignore[attr-defined]  # noqa: SLF001 - our own class attribute, set by strategy_actor
     token = _WIRING.set(Wiring(registry, supervisor, queue_batches))
     try:
         cls.__init__(self, name, list(symbols), dict(options or {}))

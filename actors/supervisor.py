@@ -135,7 +135,7 @@ class Supervisor:
         self._started = False
         self._stopping = False
         self._stopped = False  # the saved state is deleted: never write it again
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 - restart jitter, not a secret
         self._rates = RateWindow()  # frames per second of each connection, for the status view
         self._state_key = f"tickvisor/{run_id}/supervisor".encode()
         raw = internal_kv._internal_kv_get(self._state_key)  # noqa: SLF001 - Ray's cluster KV store
@@ -521,9 +521,9 @@ class Supervisor:
         self._events = [*self._events[-(EVENTS_KEPT - 1) :], ChildEvent(time.time(), child, event, reason)]
         log = about(child.partition(":")[2]) if child.startswith("connection:") else logger
         if event is EventKind.STARTED:
-            log.debug("supervisor: {} {}: {}", child, event, reason)
+            log.debug("supervisor: {} {}: {}", child, event, reason)  # noqa: PLE1205 - loguru formats with {}
         else:
-            log.warning("supervisor: {} {}: {}", child, event, reason)
+            log.warning("supervisor: {} {}: {}", child, event, reason)  # noqa: PLE1205 - loguru formats with {}
 
     # --- status and stop -----------------------------------------------------------------------------
 

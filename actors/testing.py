@@ -50,6 +50,7 @@ class ManualClock:
         self.now = start
 
     def __call__(self) -> float:
+        """The time now."""
         return self.now
 
     def advance(self, seconds: float) -> float:

@@ -39,7 +39,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.asyncio.client import ClientConnection, connect
@@ -97,18 +97,28 @@ class Transport(Protocol):
     name: str
     direct: Callable[[list[bytes], int], bool] | None
 
-    async def recv_batch(self) -> Batch: ...
+    async def recv_batch(self) -> Batch:
+        """The next frames received, as one batch."""
+        ...
 
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Whether the socket is open."""
+        ...
 
-    async def send(self, data: bytes) -> bool: ...
+    async def send(self, data: bytes) -> bool:
+        """Send one text frame; False when the socket is closed."""
+        ...
 
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with the closing handshake."""
+        ...
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Drop the socket at once, without a handshake."""
+        ...
 
 
-async def open_transport(  # noqa: PLR0913 - every knob of a socket, by keyword
+async def open_transport(
     kind: str,
     url: str,
     *,
@@ -184,7 +194,7 @@ class WebsocketsTransport:
         return f"WebsocketsTransport(open={self._ws.state.name.lower()})"
 
     @classmethod
-    async def open(  # noqa: PLR0913
+    async def open(
         cls,
         url: str,
         *,
@@ -196,7 +206,7 @@ class WebsocketsTransport:
         ssl_context: ssl.SSLContext | None,
     ) -> WebsocketsTransport:
         """See ``open_transport``."""
-        extra = {} if ssl_context is None else {"ssl": ssl_context}
+        extra: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
         ws = await connect(
             url,
             open_timeout=open_timeout,
@@ -310,7 +320,7 @@ class _Listener(WSListener):
 
     # the work
 
-    def _frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def _frame(self, transport: WSTransport, frame: WSFrame) -> None:  # noqa: C901, PLR0912 - one branch per kind of frame picows hands over
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if self.fragments is not None:
@@ -414,7 +424,7 @@ class PicowsTransport:
         self._listener.direct = taker
 
     @classmethod
-    async def open(  # noqa: PLR0913
+    async def open(
         cls,
         url: str,
         *,

@@ -8,8 +8,8 @@ every check held, 1 otherwise.
 Scenario: a job on the cluster, against the simulator (loopback), with 4 stock codes on 2 stock
 connections (2 codes each) and 2 forex codes on 1 forex connection; the connections spread over the
 nodes. A fifth stock code subscribed while running opens a third stock connection (a grown pair, in
-a placement group of its own). The worker node that holds a connection is removed. Checks, through public APIs only (the
-simulator's state, the registry's status, what the strategy received):
+a placement group of its own). The worker node that holds a connection is removed. Checks, through
+public APIs only (the simulator's state, the registry's status, what the strategy received):
 
 - each connection's decoder runs on its connection's node (the pair shares a placement-group bundle:
   actors.core.placement), at start and after the lost pairs came back on a surviving node;
@@ -70,7 +70,7 @@ def _start_cluster(cluster_class: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
+def main() -> int:
     import logging
 
     import ray
@@ -104,7 +104,13 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         )
         settings = parse_settings(text)
         job = Job.start(settings, TOKEN, timeout=180 * SCALE)
-        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        namespace = job.namespace
+
+        def registry_status() -> Any:
+            registry: Any = ray.get_actor("registry", namespace)  # a handle: Ray types its methods Never
+            return ray.get(registry.status.remote())
+
+        wait(lambda: registry_status().in_sync, 60, "in sync")
         # Connection k of the configured ones reads into decoder k (actors.launch).
         conns = [f"connection:{c}" for ids in connection_ids(settings).values() for c in ids]
         pairs = {conn: f"decoder:{k}" for k, conn in enumerate(conns)}
@@ -127,11 +133,11 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
 
         wait(lambda: len(placement()) == len(pairs), 60, "every connection alive")
         # A grown pair: the registry's pool gives the next connection the next decoder id.
-        strategy = ray.get_actor("strategy:watcher", job.namespace)
+        strategy: Any = ray.get_actor("strategy:watcher", job.namespace)  # a handle, as registry above
         assert ray.get(strategy.do_subscribe.remote([GROWN]), timeout=60).get(GROWN) == 1
         pairs["connection:stock-2"] = f"decoder:{len(pairs)}"
         wait(lambda: len(placement()) == len(pairs), 120, "the grown connection alive")
-        wait(lambda: ray.get(ray.get_actor("registry", job.namespace).status.remote()).in_sync, 60, "in sync")
+        wait(lambda: registry_status().in_sync, 60, "in sync")
         wait(lambda: not apart(), 60, "the grown decoder alive")
         report["apart_at_start"] = apart()
         assert not report["apart_at_start"], (
@@ -158,7 +164,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         victim_name = next((n for n in on_workers if "stock" in n), on_workers[0])
         victim_node = where[victim_name]
         lost = sorted(n for n, node in where.items() if node == victim_node)
-        status = ray.get(ray.get_actor("registry", job.namespace).status.remote())
+        status = registry_status()
         lost_codes = sorted(
             code for c in status.connections if f"connection:{c.conn_id}" in lost for code in c.desired
         )
@@ -199,7 +205,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         collected = ray.get(strategy.collected.remote())
         assert collected["violations"] == [], collected["violations"][:5]
         assert set(collected["seen"]) >= {*STOCK, *FX, GROWN}
-        final = ray.get(ray.get_actor("registry", job.namespace).status.remote())
+        final = registry_status()
         assert set(final.union) == {*STOCK, *FX, GROWN}, final.union
         report["ok"] = True
     except AssertionError as exc:
@@ -213,7 +219,7 @@ def main() -> int:  # noqa: PLR0915 - one scenario, read top to bottom
         ray.shutdown()
         cluster.shutdown()
         sim.stop()
-    print("NODELOSS " + json.dumps(report), flush=True)  # noqa: T201
+    print("NODELOSS " + json.dumps(report), flush=True)
     return 0 if report["ok"] else 1
 
 

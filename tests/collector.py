@@ -95,7 +95,7 @@ class Collector(Strategy):
         """Block this actor's event loop until a byte arrives on the named pipe ``fifo``; ``marker`` is
         created first. Meanwhile no delivery is taken: to a decoder this is a strategy far too slow.
         """
-        Path(marker).touch()
+        Path(marker).touch()  # noqa: ASYNC240 - blocking the loop is the point
         with open(fifo, "rb") as gate:  # noqa: ASYNC230, PTH123 - blocking the loop is the point
             gate.read(1)
 
@@ -165,7 +165,7 @@ class Journal(Strategy):
         self._file = open(self.options["path"], "a", buffering=1)  # noqa: PTH123, SIM115 - line-buffered
 
     async def on_start(self) -> None:
-        import os  # noqa: PLC0415
+        import os
 
         self._file.write(f"s {os.getpid()}\n")
 

@@ -8,7 +8,7 @@ from actors.core.errors import ConfigError
 from actors.core.settings import parse_settings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TOKEN = "s3cr3t-T0KEN-value"  # noqa: S105 - a fake token the tests look for in every message
+TOKEN = "s3cr3t-T0KEN-value"
 
 ENDPOINTS = """
 [endpoints.stock]

@@ -125,7 +125,9 @@ class AssignmentTests:
         assert assign([], {STOCK: ["s0"], FX: ["f0"]}, 5) == Assignment({"s0": fs(), "f0": fs()}, fs())
 
     def test_config_strings_work_as_endpoint_keys(self) -> None:
-        assert assign([S1, X1], {"stock": ["s0"], "forex_crypto": ["f0"]}, 5) == assign(
+        # On purpose outside the declared Endpoint keys: plain config strings (a StrEnum equals them).
+        config_keys = {"stock": ["s0"], "forex_crypto": ["f0"]}
+        assert assign([S1, X1], config_keys, 5) == assign(  # type: ignore[arg-type]
             [S1, X1], {STOCK: ["s0"], FX: ["f0"]}, 5
         )
 

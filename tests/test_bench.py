@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -50,17 +51,20 @@ class TickCounterTests:
 
 def test_a_figure_not_measured_meets_no_target() -> None:
     # A run that failed early has -1 for its figures: no ratio of two -1s may pass for a target met.
-    out = dict.fromkeys(REQUIRED_KEYS, -1.0)
+    out: dict[str, Any] = dict.fromkeys(REQUIRED_KEYS, -1.0)
     out |= {"bare_cpu_s_per_mtick": -1.0, "transport": "picows"}
     rows = targets(out)
     assert [met for *_, met in rows] == [False] * len(rows)
     ratio_rows = [row for row in rows if row[0].startswith(("tps /", "cpu_s_per_mtick /"))]
-    assert len(ratio_rows) == 5 and all(value == "n/a" for _, value, _, _ in ratio_rows)
+    assert len(ratio_rows) == 5
+    assert all(value == "n/a" for _, value, _, _ in ratio_rows)
     # Measured, the same rows are judged on the figures.
     out |= {"tps": 120.0, "seed_tps": 10.0, "bare_tps": 100.0, "bare_picows_tps": 130.0, "naive_tps": 1.0}
     out |= {"cpu_s_per_mtick": 4.0, "bare_cpu_s_per_mtick": 10.0}
     met = {name: ok for name, _, _, ok in targets(out)}
-    assert met["tps / seed_tps"] and met["tps / naive_tps"] and met["tps / bare_picows_tps"]
+    assert met["tps / seed_tps"]
+    assert met["tps / naive_tps"]
+    assert met["tps / bare_picows_tps"]
     assert not met["tps / bare_tps"]  # 1.2x, 3x wanted
     assert met["cpu_s_per_mtick / bare_cpu_s_per_mtick"]  # 0.4x, at most 0.5x wanted
 
@@ -85,7 +89,8 @@ def test_smoke_run_reports_every_key() -> None:
     assert bench["burst4_ticks"] > 0
     # The Ray-free pipeline ran beside tickvisor, at both paces (its order counts in order_ok).
     for key in ("pipeline_tps", "pipeline_p50_ms", "pipeline_p99_ms", "pipeline_low_p50_ms"):
-        assert number(bench.get(key)) and bench[key] > 0, f"{key} = {bench.get(key)!r}"
+        assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
+        assert bench[key] > 0, f"{key} = {bench.get(key)!r}"
     assert any(line.startswith("| Ray-free pipeline:") for line in lines)
     # CPU per stage, tickvisor's and the pipeline's: a number each (>= 0 above; a smoke burst lasts a few
     # clock ticks of the CPU counters, so one may read 0).
@@ -93,7 +98,8 @@ def test_smoke_run_reports_every_key() -> None:
     for stage in stages:
         assert number(bench.get(f"{stage}_cpu_s_per_mtick")), stage
     # What the job costs while no tick flows: measured (a Ray job's processes never idle at zero).
-    assert number(bench.get("idle_cpu_cores")) and bench["idle_cpu_cores"] > 0
+    assert number(bench.get("idle_cpu_cores"))
+    assert bench["idle_cpu_cores"] > 0
     assert any("idle (no tick flowing)" in line for line in lines)
     # The table comes first: a markdown header row with every consumer.
     assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)

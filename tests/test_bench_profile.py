@@ -13,7 +13,7 @@ RAW = """\
 <module> (bench.py:5);run_forever (/v/asyncio/base_events.py:1);select (/usr/lib/python3.11/selectors.py:468) 10
 not a stack line
 truncated line without count;
-"""
+"""  # noqa: E501 - py-spy's collapsed stacks, one line per stack as it writes them
 
 
 def test_self_samples_count_the_leaf_frame_per_file_and_function() -> None:

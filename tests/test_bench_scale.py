@@ -1,4 +1,6 @@
-"""scripts/bench_scale.py (scripts/bench/scale.py) in its smoke mode: it runs, every code flows, and the report has every key."""
+"""scripts/bench_scale.py (scripts/bench/scale.py) in its smoke mode: it runs, every code flows, and the
+report has every key.
+"""
 
 from __future__ import annotations
 

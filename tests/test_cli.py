@@ -133,7 +133,8 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
         f"SIGKILL supervisor of the main job: status again after {time.monotonic() - killed_at:.2f} s: {line}"
     )
     new_sups = [p for p in job.snapshot() if p.cmd.startswith("ray::Supervisor")]
-    assert [p.pid for p in new_sups] != [sups[0].pid] and len(new_sups) == 1, [p.cmd for p in new_sups]
+    assert [p.pid for p in new_sups] != [sups[0].pid], [p.cmd for p in new_sups]
+    assert len(new_sups) == 1, [p.cmd for p in new_sups]
 
     def in_sync() -> dict[str, Any] | None:
         done = command(["status", "--json", "--namespace", namespace], tmp_env)
@@ -144,7 +145,8 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     assert all(c["state"] == "up" and c["codes"] == 3 for c in doc["connections"])
     assert all(c["ticks_per_s"] is not None and c["ticks_per_s"] > 0 for c in doc["connections"]), doc
     assert doc["strategies"][0]["name"] == "console"
-    assert len(doc["codes"]) == 6 and {e["state"] for e in doc["codes"].values()} == {"ok"}
+    assert len(doc["codes"]) == 6
+    assert {e["state"] for e in doc["codes"].values()} == {"ok"}
     assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
 
     # The Quick start's entry point takes the subcommands too: `scripts/run status`.
@@ -163,7 +165,7 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     assert doc["codes"]["NVDA.US"]["holders"] == ["console"]
 
     code, took = job.stop(signal.SIGINT)
-    print(f"SIGINT: exit {code} after {took:.2f} s")  # noqa: T201 - shown with -s or -rP
+    print(f"SIGINT: exit {code} after {took:.2f} s")
     assert code == 0, job.tail()
     assert took < STOP_PROMISE_S, f"clean stop took {took:.1f} s\n{job.tail()}"
     assert "tickvisor: SIGINT, stopping" in job.stderr()
@@ -187,14 +189,14 @@ def test_the_default_job_flows_survives_its_supervisors_death_answers_the_comman
     try:
         gone = command(["status", "--namespace", namespace], {**tmp_env, "TMPDIR": empty})
     finally:
-        os.rmdir(empty)
+        Path(empty).rmdir()
     assert gone.returncode == 3, gone.stdout + gone.stderr
     assert f"no job found in namespace '{namespace}' at no Ray address" in gone.stderr
     assert f"{namespace}.ray-address nor" in gone.stderr  # it names where it looked
 
 
 @pytest.fixture(scope="module")
-def system(ray_session: None, sim: Any) -> Iterator[Any]:  # noqa: ARG001
+def system(ray_session: None, sim: Any) -> Iterator[Any]:
     job = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
     yield job
     job.stop()
@@ -249,7 +251,8 @@ def test_commands_on_a_job_reached_with_address(system: Any, tmp_env: dict[str, 
     done = command(["status", "--namespace", "no-such-namespace", "--address", where[-1]], tmp_env)
     assert done.returncode == 3
     assert done.stderr.strip().endswith(
-        f"no job found in namespace 'no-such-namespace' at {where[-1]}: no supervisor actor runs in that namespace"
+        f"no job found in namespace 'no-such-namespace' at {where[-1]}: "
+        "no supervisor actor runs in that namespace"
     )
     assert os.environ.get("TICKVISOR_TEST_TOKEN", "x-no-token") not in done.stdout + done.stderr
 

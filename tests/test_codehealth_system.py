@@ -5,7 +5,8 @@ per-code faults: ``mute``, ``corrupt``, ``seq_reset``, ``tick_time_skew``, and `
 The simulator serves 3 codes per connection while the job's plan allows more: the 4th stock code is
 ignored by the server, silently, as the vendor does beyond a plan's limit, and never starts.
 The last test holds a code as an order book only: its book pushes are its sign of life.
-The pure rules are tested in test_tickcheck.py and test_codeliveness.py; the decoder's share in test_decoder.py.
+The pure rules are tested in test_tickcheck.py and test_codeliveness.py; the decoder's share in
+test_decoder.py.
 """
 
 from __future__ import annotations
@@ -142,7 +143,9 @@ def test_a_code_beyond_the_plan_limit_is_resubscribed_once_then_reported_never_s
     events = [e for e in system.registry().code_events if e.startswith(code)]
     resubscribed = [i for i, e in enumerate(events) if "resubscribing it once" in e]
     never = [i for i, e in enumerate(events) if "never started" in e]
-    assert len(resubscribed) == 1 and len(never) == 1 and resubscribed < never, events
+    assert len(resubscribed) == 1, events
+    assert len(never) == 1, events
+    assert resubscribed < never, events
     assert "beyond the plan's per-connection limit" in events[never[0]]
     [reason] = wait_for(lambda: problems(system, code, "never started"), 10, what="on_problem for it")
     assert "also after one resubscribe" in reason
@@ -167,7 +170,7 @@ def test_a_muted_code_goes_stale_and_recovers_after_clear(system: System, sim: A
     wait_for(lambda: state_of(system, code) == "ok", 10, what=f"{code} ok in the status")
 
 
-def told_stale_then_recovered(
+def told_stale_then_recovered(  # noqa: PLR0917
     system: System, sim: Any, fault: str, path: str, conn_id: str, codes_: list[str], timeout: float
 ) -> None:
     """Inject ``fault`` on ``path``: every code of ``codes_`` is told ``on_stale`` (its connection
@@ -236,7 +239,8 @@ def test_a_seq_reset_keeps_ticks_flowing_and_is_reported_once(system: System, si
         return seqs[start:] if start is not None and len(seqs) - start >= 5 else []
 
     fresh = wait_for(after_reset, 10, what=f"{code} ticks from seq 1 on")
-    assert fresh[:5] == [1, 2, 3, 4, 5] and last > 5
+    assert fresh[:5] == [1, 2, 3, 4, 5]
+    assert last > 5
     reasons = problems(system, code, "seq restarted")
     assert 1 <= len(reasons) <= incarnations(system), reasons
     assert "seq 1 after" in reasons[0]

@@ -10,6 +10,7 @@ from actors.core.codeliveness import (
     CodeHealth,
     CodeLiveness,
     CodeState,
+    LivenessEvent,
     NeverStarted,
     Reason,
     Recovered,
@@ -55,7 +56,8 @@ def test_a_dropped_connection_makes_all_its_codes_stale_at_once() -> None:
     live.connection_down("stock-0", 8.0)  # already stale: told once
     assert live.events() == []
     live.ticked("TSLA.US", 6.5)  # learnt late: a tick from before the drop proves nothing
-    assert live.events() == [] and live.status(9.0)["TSLA.US"].state == "stale"
+    assert live.events() == []
+    assert live.status(9.0)["TSLA.US"].state == "stale"
     live.acknowledged("stock-0", ["AAPL.US", "TSLA.US"], now=9.0)  # resubscribed: still stale
     assert live.status(9.0)["AAPL.US"] == live.status(9.0)["AAPL.US"].__class__(
         "stale", "connection", "stock-0", 4.0
@@ -163,9 +165,11 @@ def test_a_code_held_for_both_kinds_counts_either_and_is_forgotten_only_when_gon
     assert live.events() == [Resubscribe("A", "c0", "trades"), Resubscribe("A", "c0", "book")]
     live.ticked("A", 12.0)  # a book push alone: ok
     live.poll(21.9)
-    assert live.events() == [] and live.status(21.9)["A"].state == "ok"
+    assert live.events() == []
+    assert live.status(21.9)["A"].state == "ok"
     live.acknowledged("c0", [], now=22.0)  # trades dropped, the book still held: still watched
-    assert live.codes() == {"A"} and live.status(22.0)["A"].connection == "c0"
+    assert live.codes() == {"A"}
+    assert live.status(22.0)["A"].connection == "c0"
     live.acknowledged("c0", [], now=23.0, kind="book")
     assert live.codes() == frozenset()
     # Trades on c1 and the book on c0: the trade connection is its home (status); either connection's
@@ -247,13 +251,14 @@ def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
     # gets LOG_EVENTS_EACH lines and one sum, not 500.
     codes = [f"C{i:04d}USDT" for i in range(500)]
     holders = {code: {"a", "b"} if i % 2 else {"a"} for i, code in enumerate(codes)}
-    events = [Stale(code, "fx-0", 2.0, Reason.CONNECTION) for code in codes]
+    events: list[LivenessEvent] = [Stale(code, "fx-0", 2.0, Reason.CONNECTION) for code in codes]
     events += [Recovered(codes[0], "fx-0", 3.0), Resubscribe("XAUUSD", "fx-1", "book")]
     events.append(NeverStarted("SILVER", "fx-1", 60.0))
     plan = fan_out(events, lambda code: holders.get(code, {"c"}))
     assert set(plan.told) == {"a", "b"}
     assert [code for _, code, _ in plan.told["a"]] == [*codes, codes[0]]
-    assert plan.told["a"][0] == ("stale", codes[0], 2.0) and plan.told["a"][-1] == (
+    assert plan.told["a"][0] == ("stale", codes[0], 2.0)
+    assert plan.told["a"][-1] == (
         "recovered",
         codes[0],
         3.0,
@@ -266,11 +271,16 @@ def test_fan_out_makes_one_call_per_holder_and_bounds_the_log() -> None:
     assert plan.lines[0] == ("warning", f"{events[0]}; told ['a']")
     level, summary = plan.lines[-1]
     assert level == "warning"
-    assert "483 more code events" in summary and "480 stale" in summary and "1 never started" in summary
+    assert "483 more code events" in summary
+    assert "480 stale" in summary
+    assert "1 never started" in summary
 
 
 def test_fan_out_of_a_small_round_logs_every_event() -> None:
-    events = [Stale("EURUSD", "fx-0", 61.0, Reason.QUIET), Recovered("EURUSD", "fx-0", 62.0)]
+    events: list[LivenessEvent] = [
+        Stale("EURUSD", "fx-0", 61.0, Reason.QUIET),
+        Recovered("EURUSD", "fx-0", 62.0),
+    ]
     plan = fan_out(events, lambda _code: ["s"])
     assert plan.lines == [("warning", f"{events[0]}; told ['s']"), ("info", f"{events[1]}; told ['s']")]
     assert plan.told == {"s": [("stale", "EURUSD", 61.0), ("recovered", "EURUSD", 62.0)]}

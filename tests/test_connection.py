@@ -128,9 +128,9 @@ class ClassifyTests:
     """None means retry after a backoff delay; the exception itself means stop and report."""
 
     def test_retryable(self) -> None:
-        for name, exc in RETRY.items():
+        for exc in RETRY.values():
             assert classify(exc) is None
 
     def test_fatal(self) -> None:
-        for name, exc in FATAL.items():
+        for exc in FATAL.values():
             assert classify(exc) is exc

@@ -64,7 +64,7 @@ class TestAddressFile:
 
 
 class TestFindAddress:
-    def test_the_address_given_wins_then_ray_address(self, tmp_dirs: Path) -> None:  # noqa: ARG002
+    def test_the_address_given_wins_then_ray_address(self, tmp_dirs: Path) -> None:
         env = {"RAY_ADDRESS": "10.0.0.2:6379"}
         assert control.find_address("prod", "10.0.0.1:6379", env) == "10.0.0.1:6379"
         assert control.find_address("prod", None, env) == "10.0.0.2:6379"
@@ -80,7 +80,7 @@ class TestFindAddress:
             control.publish_address("prod", mine)
             assert control.find_address("prod", None, {}) == mine
 
-    def test_no_address_anywhere_names_where_it_looked(self, tmp_dirs: Path) -> None:  # noqa: ARG002
+    def test_no_address_anywhere_names_where_it_looked(self, tmp_dirs: Path) -> None:
         with pytest.raises(NoJob) as caught:
             control.find_address("prod", None, {})
         line = str(caught.value)
@@ -90,13 +90,13 @@ class TestFindAddress:
 
 
 class TestConnectWithoutRay:
-    def test_nothing_listening_is_no_job(self, tmp_dirs: Path) -> None:  # noqa: ARG002
+    def test_nothing_listening_is_no_job(self, tmp_dirs: Path) -> None:
         with listening() as sock:
             port = sock.getsockname()[1]
         with pytest.raises(NoJob, match=rf"at 127\.0\.0\.1:{port}: nothing listens there"):
             connect("prod", f"127.0.0.1:{port}", {})
 
-    def test_a_remote_dashboard_is_refused_with_what_to_give(self, tmp_dirs: Path) -> None:  # noqa: ARG002
+    def test_a_remote_dashboard_is_refused_with_what_to_give(self, tmp_dirs: Path) -> None:
         with pytest.raises(NoJob, match="give the cluster's GCS address"):
             connect("prod", "http://10.1.2.3:8265", {})
 
@@ -109,7 +109,7 @@ class FakeJob(Job):
         self.snapshots = snapshots
         self.asked = 0
 
-    def snapshot(self, timeout: float = 30.0) -> StatusSnapshot:  # noqa: ARG002
+    def snapshot(self, timeout: float = 30.0) -> StatusSnapshot:
         self.asked += 1
         return self.snapshots.pop(0)
 
@@ -158,7 +158,7 @@ def test_codes_in_a_foreign_notation_are_refused_before_any_call() -> None:
 
 
 @pytest.fixture(scope="module")
-def system(ray_session: None, sim: Any) -> Iterator[System]:  # noqa: ARG001
+def system(ray_session: None, sim: Any) -> Iterator[System]:
     sys_ = start_system(sim, collector_toml("tape", ["AAPL.US", "EURUSD"]))
     yield sys_
     sys_.stop()

@@ -19,6 +19,7 @@ connection die with its kernel buffer. They show as a gap in seq; the test print
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -83,7 +84,7 @@ class Journal:
     def violations(self) -> list[str]:
         out = []
         for code, seqs in self.seqs.items():
-            out += [f"{code}: seq {b} after {a}" for a, b in zip(seqs, seqs[1:], strict=False) if b <= a]
+            out += [f"{code}: seq {b} after {a}" for a, b in itertools.pairwise(seqs) if b <= a]
         return out
 
     def gap(self) -> int:

@@ -60,6 +60,7 @@ def book(code: str, seq: int) -> bytes:
 
 class DecoderProxy:
     """A Decoder actor, called as if it were here: each call waits for its answer, so counts are exact.
+
     (It must be an actor: it sends to its strategies over channels from its own event loop.)
     """
 
@@ -82,11 +83,12 @@ class World:
     def __init__(self) -> None:
         self.namespace = f"test-decoder-{uuid.uuid4().hex[:8]}"
         self.state_key = f"tickvisor-test/{self.namespace}/registry"
-        self.registry = (
+        registry: Any = (  # a handle: Ray types it as the class, whose methods lack .remote
             ray.remote(Registry)
             .options(name=REGISTRY, namespace=self.namespace, num_cpus=0)
             .remote({"stock": [CONN]}, 3000, self.namespace, self.state_key)
         )
+        self.registry = registry
         self.strategies = {
             name: strategy_actor(Collector)
             .options(name=strategy_name(name), namespace=self.namespace, max_concurrency=64)
@@ -132,7 +134,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(ray_session: None) -> Iterator[World]:  # noqa: ARG001 - needs Ray up first
+def world(ray_session: None) -> Iterator[World]:
     w = World()
     yield w
     w.close()
@@ -262,7 +264,8 @@ class TestWhatIsNotDelivered:
             return ray.get(world.registry.status.remote(), timeout=30 * S).vendor_errors
 
         errors = wait_for(vendor_errors, 10, what="the 606 at the registry")
-        assert len(errors) == 1 and errors[0].startswith(f"{CONN}: 606 "), errors
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"{CONN}: 606 "), errors
         assert (decoder.statistics().malformed, decoder.statistics().ghosts) == (0, 0)
 
 
@@ -286,7 +289,8 @@ class TestSlowStrategies:
             assert [decoder.decode(CONN, 1, batch(k), 0) for k in range(1, 6)] == [3] * 5
             stats = decoder.statistics()
             assert (stats.pending["slow"], stats.pending_ticks["slow"]) == (3, 15)  # 2 written, 1 waiting
-            assert stats.joined == {"slow": 2} and stats.dropped_for_slow == {}
+            assert stats.joined == {"slow": 2}
+            assert stats.dropped_for_slow == {}
             release()
         wait_for(lambda: len(world.seen("slow", code)) == 18, 10, what="every tick at slow")
         assert world.seen("slow", code) == list(range(1, 19))
@@ -352,7 +356,8 @@ class TestTickCheck:
             10,
             what="the reset reported",
         )
-        assert len(problems) == 1 and "seq restarted: seq 1 after 501" in problems[0][1], problems
+        assert len(problems) == 1, problems
+        assert "seq restarted: seq 1 after 501" in problems[0][1], problems
         # A stale tick (lower seq, older tick_time) is dropped and counted, never delivered.
         old = push("push_trade_int_seq_ms", code=code, seq=2, tick_time=t0 + 1)
         assert decoder.decode(CONN, 1, [old], (t0 + 2000) * 1_000_000) == 0
@@ -381,7 +386,8 @@ class TestTickCheck:
             10,
             what="the corrupt price reported",
         )
-        assert len(problems) == 1 and "price 0 is not positive" in problems[0][1]
+        assert len(problems) == 1
+        assert "price 0 is not positive" in problems[0][1]
 
     def test_deliver_corrupt_passes_them(self, world: World) -> None:
         code = "INTC.US"

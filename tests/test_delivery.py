@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import pytest
@@ -28,12 +29,14 @@ class TestQueue:
         d = Delivery(max_batches=2)
         for k in range(3):
             d.push(Batch(TICKS, k, 10, "dec", k + 1))
-        assert d.missed == 10 and d.queued == 2
+        assert d.missed == 10
+        assert d.queued == 2
         assert d.next() == MissedReport(10)
         d.reported()
         assert d.take_acks() == {"dec": 1}  # the dropped batch is done with once it was told
         batch = d.next()
-        assert isinstance(batch, Batch) and batch.payload == 1
+        assert isinstance(batch, Batch)
+        assert batch.payload == 1
         d.finished(batch)
         assert d.take_acks() == {"dec": 2}
         assert d.next() == Batch(TICKS, 2, 10, "dec", 3)
@@ -138,7 +141,7 @@ class TestAccounting:
         d = Delivery(max_batches=bound)
         offered = hooked = reported = 0
         numbers = {"s": 0, "t": 0}
-        acked = {"s": 0, "t": 0}
+        acked: dict[Hashable, int] = {"s": 0, "t": 0}
         for op, count, missed in [*ops, *[("step", 0, 0)] * (2 * len(ops) + 2)]:
             if op == "push":
                 source = "st"[missed % 2]
@@ -155,12 +158,12 @@ class TestAccounting:
                     for batch in item:
                         hooked += batch.count
                         d.finished(batch)
-            for source, number in d.take_acks().items():
-                assert number > acked[source]  # cumulative, growing
-                acked[source] = number
+            for sender, number in d.take_acks().items():
+                assert number > acked[sender]  # cumulative, growing
+                acked[sender] = number
             assert d.queued <= 2 * bound
         assert offered == hooked + reported
-        assert acked == {source: n for source, n in numbers.items()}
+        assert acked == dict(numbers)
 
 
 @given(

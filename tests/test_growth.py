@@ -205,7 +205,7 @@ class PoolPropertyTests:
 
     @settings(max_examples=300, deadline=None)
     @given(ops=OPS, conns=st.integers(1, 3), codes=st.integers(1, 6), two_tokens=st.booleans())
-    def test_invariants(self, ops: list[tuple], conns: int, codes: int, two_tokens: bool) -> None:  # noqa: FBT001
+    def test_invariants(self, ops: list[tuple], conns: int, codes: int, two_tokens: bool) -> None:
         tokens = (T1, T2) if two_tokens else (T1,)
         pool = Pool(quota(conns=conns, codes=codes, tokens=tokens), close_after_s=30.0)
         pinned(pool, STOCK, FX)
@@ -219,11 +219,9 @@ class PoolPropertyTests:
                 now += op[1]
                 for slot in pool.to_close(now):
                     assert not slot.pinned
-                    for kind in current:
-                        assert not current[kind].get(slot.conn_id), (
-                            f"closed {slot.conn_id} while it held codes"
-                        )
-                        current[kind].pop(slot.conn_id, None)
+                    for held in current.values():
+                        assert not held.get(slot.conn_id), f"closed {slot.conn_id} while it held codes"
+                        held.pop(slot.conn_id, None)
                 continue
             else:
                 pool.take_out(op[1])

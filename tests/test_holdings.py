@@ -1,4 +1,6 @@
-"""Tests of actors.core.holdings: who holds which code, per-strategy refcounts. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.holdings: who holds which code, per-strategy refcounts.
+
+Pure: no Ray, no sockets, no sleeps.
 
 Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*Tests``).
 """
@@ -104,7 +106,7 @@ class HoldingsTests:
             "an unknown strategy": ("ghost", [A], {A}),
             "two bad codes": ("s2", [C, A, B], {A, B}),
         }
-        for name, (strategy, codes, bad) in cases.items():
+        for strategy, codes, bad in cases.values():
             with pytest.raises(SubscriptionRefused) as caught:
                 h.unsubscribe(strategy, codes)
             assert caught.value.problems.keys() == bad

@@ -75,13 +75,13 @@ class Proc(NamedTuple):
 def proc_table() -> dict[int, Proc]:
     """Every process on the machine, from /proc (psutil is not installed)."""
     out: dict[int, Proc] = {}
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc"):  # noqa: PTH208 - /proc entries are names, read as strings
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:  # noqa: PTH123 - a /proc file by its path string
                 stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:  # noqa: PTH123 - a /proc file by its path string
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
@@ -128,10 +128,8 @@ def kill_all(pids: set[int], *, grace_s: float = 5.0) -> None:
     pids = pids - ancestors_of_me()
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
         def gone() -> bool:
             nonlocal pids
@@ -406,7 +404,7 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
     flushed, signalled = recorder_run["flushed_at_ns"], recorder_run["signalled_at_ns"]
     late = [r for r in rows if flushed < r["received_ns"] < signalled]
     assert late, "no tick received between the last periodic flush and the signal is in the file"
-    print(  # noqa: T201 - shown with -s or -rP
+    print(
         f"SIGTERM: exit {recorder_run['code']} after {recorder_run['took']:.2f} s; {len(rows)} lines, "
         f"{len(rows) - len(recorder_run['before'])} written since the signal, "
         f"{len(late)} received between the last periodic flush and the signal"
@@ -441,7 +439,7 @@ def test_token_never_appears_in_any_output(recorder_run: dict[str, Any]) -> None
     logs = ray_session_logs(job.pid)
     leaked = [str(p) for p in logs if secret.encode() in p.read_bytes()]
     assert leaked == [], f"the token is in Ray's log files: {leaked}"
-    print(f"token absent from {len(output)} bytes of output and {len(logs)} Ray log files")  # noqa: T201
+    print(f"token absent from {len(output)} bytes of output and {len(logs)} Ray log files")
 
 
 # --- 3. a bad config: exit 2 at once, naming the key -----------------------------------------------
@@ -469,8 +467,10 @@ BAD_CONFIGS = {
         ["feed.heartbeat_interval_s", "<= 10"],
     ),
     "missing-token": (
-        f'[feed]\ntoken_env = "{_ABSENT_ENV}"\n\n[endpoints.stock]\n'
-        'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n',
+        (
+            f'[feed]\ntoken_env = "{_ABSENT_ENV}"\n\n[endpoints.stock]\n'
+            'url = "wss://quote.alltick.co/quote-stock-b-ws-api"\n'
+        ),
         ["feed.token_env", _ABSENT_ENV, "is not set"],
     ),
     "unimportable-strategy": (
@@ -561,7 +561,7 @@ def test_a_wrong_token_ends_the_job_at_the_first_401(tmp_path: Path) -> None:
     from scripts.simulator import SimulatorThread
     from tests.conftest import collector_toml, system_toml
 
-    sim = SimulatorThread(token="the-right-token", tick_rate=5.0)  # noqa: S106 - the simulator's own token
+    sim = SimulatorThread(token="the-right-token", tick_rate=5.0)
     sim.start()
     try:
         # One endpoint, so one connection: every 401 the simulator counts is one attempt of it.
@@ -596,7 +596,7 @@ def test_an_untrusted_certificate_ends_the_job_at_once(tmp_path: Path) -> None:
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed(tmp_path))
-    sim = SimulatorThread(token="t", tick_rate=5.0, tls=context)  # noqa: S106 - the simulator's own token
+    sim = SimulatorThread(token="t", tick_rate=5.0, tls=context)
     sim.start()
     try:
         text = system_toml(sim.port, collector_toml("c", ["AAPL.US"])).replace("ws://", "wss://")
@@ -882,7 +882,7 @@ def simulator_accepts(port: int, token: str) -> int:
 
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:  # noqa: PLR0915
+def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHead) -> None:
     """The README's cluster recipe, run as written on a machine with no cluster and no Ray token.
 
     Every command must exit 0, except ``ray job logs --follow``: that one is stopped with SIGINT, as a
@@ -899,7 +899,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     shell = ray_head.shell
     job_id = ""
     for i, command in enumerate(ray_head.adapt(commands)):
-        print(f"$ {command}")  # noqa: T201 - shown with -s or -rP
+        print(f"$ {command}")
         if i != follows[0]:
             code, out = shell.run(command, timeout=180)
             assert code == 0, f"`{command}` exited {code}:\n{out[-4000:]}"
@@ -914,7 +914,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         def seen(pattern: re.Pattern[str] | str, since: int = since) -> re.Match[str] | None:
             if shell.exit_code(since) is not None:
                 out = shell.output(since)[-4000:]
-                pytest.fail(f"`{command}` ended before the job's output showed ticks:\n{out}")
+                pytest.fail(f"`{command}` ended before the job's output showed ticks:\n{out}")  # noqa: B023 - called only within this iteration
             return re.search(pattern, shell.output(since))
 
         sim = wait_for(lambda: seen(r"bundled simulator on 127\.0\.0\.1:(\d+)"), 120, what="the simulator")
@@ -949,14 +949,16 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         doc = json.loads(out)
         assert {c["id"]: c["state"] for c in doc["connections"]} == {"stock-0": "up", "forex_crypto-0": "up"}
         assert {s["name"] for s in doc["strategies"]} == {"tape", "console"}
-        assert len(doc["codes"]) == 7 and doc["registry"]["quarantined"] == {}, doc
+        assert len(doc["codes"]) == 7, doc
+        assert doc["registry"]["quarantined"] == {}, doc
         code, out = shell.run("python supervisor.py subscribe console NVDA.US 2>/dev/null")
         assert (code, out.strip()) == (0, "NVDA.US: subscribe accepted (held 1 time(s) by this strategy)"), (
             out
         )
         code, out = shell.run("python supervisor.py subscribe console aapl.us 2>/dev/null")
         assert code == 2, out[-3000:]
-        assert out.startswith("aapl.us: refused:") and "did you mean AAPL.US?" in out, out
+        assert out.startswith("aapl.us: refused:"), out
+        assert "did you mean AAPL.US?" in out, out
         code, out = shell.run("python supervisor.py unsubscribe console NVDA.US 2>/dev/null")
         assert (code, out.strip()) == (
             0,
@@ -1002,7 +1004,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         assert secret.encode() not in output, f"{name} was printed"
         leaked = [str(p) for p in logs_files if secret.encode() in p.read_bytes()]
         assert leaked == [], f"{name} is in Ray's log files: {leaked}"
-    print(  # noqa: T201 - shown with -s or -rP
+    print(
         f"recipe: {len(commands)} commands; job {job_id}; no token in {len(output)} bytes of output "
         f"or {len(logs_files)} Ray log files"
     )

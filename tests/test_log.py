@@ -23,11 +23,11 @@ TOKEN = "tk-7f3a9c2e51d04b88"
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    saved = set(log._secrets)  # noqa: SLF001
+    saved = set(log._secrets)
     log.hide(Secret(TOKEN))
     yield stream
-    log._secrets.clear()  # noqa: SLF001
-    log._secrets.update(saved)  # noqa: SLF001
+    log._secrets.clear()
+    log._secrets.update(saved)
     log.configure()
 
 
@@ -38,12 +38,12 @@ def emit_everything() -> None:
     log.logger.warning("bare token in a message: " + TOKEN)
     log.about("stock-0").error("vendor said: token {} invalid", TOKEN)
     try:
-        raise ConnectFailed("stock-0", "stock", url, f"handshake failed; token {TOKEN}", 1.0)
+        raise ConnectFailed("stock-0", "stock", url, f"handshake failed; token {TOKEN}", 1.0)  # noqa: TRY301 - the test raises to log a real traceback
     except Exception:  # noqa: BLE001
         log.logger.exception("connect failed")
     try:
         token = TOKEN  # noqa: F841 - a local that loguru's diagnose would print
-        raise OSError(f"socket error near {url}")
+        raise OSError(f"socket error near {url}")  # noqa: TRY301 - the test raises to log a real traceback
     except OSError:
         log.logger.opt(exception=True).error("read failed")
 

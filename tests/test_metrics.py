@@ -36,7 +36,8 @@ def test_every_metric_has_a_valid_definition() -> None:
     for name, spec in metrics.METRICS.items():
         assert re.fullmatch(r"[a-z_]+", name)
         assert spec.kind in {"counter", "gauge", "histogram"}
-        assert spec.help and spec.labels
+        assert spec.help
+        assert spec.labels
         assert bool(spec.buckets) == (spec.kind == "histogram"), name
         assert list(spec.buckets) == sorted(spec.buckets)
 
@@ -99,8 +100,8 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
     config = tmp_path / "job.toml"
     config.write_text(system_toml(sim.port, collector_toml("tape", ["AAPL.US", "EURUSD"])))
     port = free_port()
-    args = ["--config", str(config), "--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}", "--status-every", "0",
-            "--metrics-port", str(port)]  # fmt: skip
+    args = ["--config", str(config), "--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}"]
+    args += ["--status-every", "0", "--metrics-port", str(port)]
     # Ray sends each process's values every 10 s by default: every 2 s here, so each wait below is shorter.
     env = job_env(TICKVISOR_TEST_TOKEN=TEST_TOKEN, RAY_metrics_report_interval_ms="2000")
     job = start_job(jobs, args, env)

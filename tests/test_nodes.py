@@ -34,7 +34,7 @@ def test_a_removed_node_loses_no_subscription() -> None:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("NODELOSS ")]
     assert lines, f"no report; stderr:\n{proc.stderr[-4000:]}"
     report = json.loads(lines[-1][len("NODELOSS ") :])
-    print(lines[-1])  # the loss window, for the log  # noqa: T201
+    print(lines[-1])  # the loss window, for the log
     assert report["ok"], f"{report}\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0
     assert report["nodes_used"] >= 2, "the connections did not spread over the nodes"

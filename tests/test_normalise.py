@@ -7,8 +7,9 @@ Pure: no Ray, no sockets, no sleeps. Every file in tests/frames/ must have an ex
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sized
 from decimal import Decimal
+from typing import get_args
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,12 @@ class TestFramesDirectory:
 
     def test_every_frame_file_has_one_expectation(self) -> None:
         on_disk = sorted(path.stem for path in FRAMES_DIR.glob("*.json"))
-        tables = [EXPECTED_TICKS, EXPECTED_BOOKS, EXPECTED_RESPONSES, EXPECTED_MALFORMED]
+        tables: list[Mapping[str, object]] = [
+            EXPECTED_TICKS,
+            EXPECTED_BOOKS,
+            EXPECTED_RESPONSES,
+            EXPECTED_MALFORMED,
+        ]
         expected = sorted(name for table in tables for name in table)
         assert on_disk == expected
 
@@ -146,7 +152,7 @@ class TestPushDecode:
         }
         precise = decode_tick(msgspec.json.encode(raw))
         assert precise.decimal_price() == Decimal("0.3") + Decimal("0.00000000000000000001")
-        assert precise.decimal_price() != Decimal(0.3)  # not via float
+        assert precise.decimal_price() != Decimal(0.3)  # not via float  # noqa: RUF032 - the float is the point: the price must not go through one
 
     def test_book_levels_are_best_first_and_one_side_may_be_empty(self) -> None:
         (book,) = normalise.decode_batch([frame("push_book_one_side_empty")]).books
@@ -214,7 +220,7 @@ class TestMalformed:
 
     def test_bad_field_values_are_malformed(self) -> None:
         base = {"code": "BTCUSDT", "seq": 1, "tick_time": 1732550400123, "price": "1.5"}
-        cases = {
+        cases: dict[str, dict[str, object]] = {
             "price not a decimal": {"price": "abc"},
             "price empty": {"price": ""},
             "price nan": {"price": "NaN"},
@@ -250,6 +256,7 @@ class TestMalformed:
             assert normalise.decode_batch([raw]).errors[0].frame == raw[:200]
 
     def test_bad_book_levels_are_malformed(self) -> None:
+        levels: object
         for levels in (
             [{"price": 1.05, "volume": ""}],
             [{"volume": "1"}],
@@ -340,6 +347,14 @@ class TestMalformed:
         assert batch.ticks == [EXPECTED_TICKS[n] for n in ("push_trade_int_seq_ms", "push_trade_seq_string")]
         assert not normalise.decode_batch(usual, usual=False).usual  # not tried: not known to hold
 
+    def test_the_usual_frames_are_the_inbound_frames_with_the_usual_trade_push(self) -> None:
+        # normalise writes the usual union out; it must follow wire.InboundFrame member for member.
+        swapped = [
+            normalise._UsualTradePush if member is wire.TradePush else member
+            for member in get_args(wire.InboundFrame)
+        ]
+        assert list(get_args(normalise._UsualFrame)) == swapped
+
     def test_decode_batch_of_nothing(self) -> None:
         batch = normalise.decode_batch([])
         assert (batch.ticks, batch.books, batch.responses, batch.errors) == ([], [], [], [])
@@ -382,7 +397,7 @@ _frame_like = st.fixed_dictionaries(
 _json_objects = _json_values | _frame_like
 
 
-def _to_wire(obj: object, as_str: bool) -> bytes | str:  # noqa: FBT001 - a hypothesis-drawn flag
+def _to_wire(obj: object, as_str: bool) -> bytes | str:
     # json.dumps: it takes any int and any str; ensure_ascii=False keeps lone surrogates raw.
     text = json.dumps(obj, ensure_ascii=not as_str)
     return text if as_str else text.encode("utf-8")
@@ -476,7 +491,7 @@ class TestProperty:
     def test_decode_frame_on_json_objects_raises_only_malformed_frame(
         self,
         obj: object,
-        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
+        as_str: bool,
     ) -> None:
         raw = _to_wire(obj, as_str)
         only_malformed(wire.decode_frame, raw)
@@ -487,12 +502,12 @@ class TestProperty:
     def test_decode_batch_never_raises(
         self,
         objs: list[object],
-        as_str: bool,  # noqa: FBT001 - a hypothesis-drawn flag
+        as_str: bool,
     ) -> None:
         frames = [_to_wire(obj, as_str) for obj in objs]
         for usual in (True, False):
             batch = normalise.decode_batch(frames, usual=usual)
-            decoded = (batch.ticks, batch.books, batch.responses, batch.errors)
+            decoded: tuple[Sized, ...] = (batch.ticks, batch.books, batch.responses, batch.errors)
             assert sum(map(len, decoded)) == len(frames)
             assert all(isinstance(exc, MalformedFrame) for exc in batch.errors)
 
@@ -573,7 +588,7 @@ class TestProperty:
 
         assert outcome(normalise._normalise_trade) == outcome(normalise._checked_trade)
         # And decode_batch's own shortcut, on the frame as it comes off the socket.
-        frame = wire.encode(wire.TradePush(data=trade))
+        frame = msgspec.json.encode(wire.TradePush(data=trade))  # a push: wire.encode takes requests
         batch = normalise.decode_batch([frame], 5)
         try:
             expected: object = normalise._checked_trade(trade, frame, 5)
@@ -611,7 +626,9 @@ class TestProperty:
             at, field, value = odd
             trades[min(at, len(trades) - 1)][field] = value
         frames = [
-            wire.encode(wire.TradePush(data=wire.Trade("EURUSD", *t, 1, 7)))  # type: ignore[arg-type]
+            # t is seq, tick_time (int | str), price, volume, turnover (str, or odd on purpose): a list of
+            # mixed fields that mypy can neither count nor match to Trade's parameters.
+            msgspec.json.encode(wire.TradePush(data=wire.Trade("EURUSD", *t, 1, 7)))  # type: ignore[arg-type, call-arg]
             for t in trades
         ]
         for at in junk:

@@ -1,4 +1,6 @@
-"""The pure core is a package boundary (STYLE.md section 1), checked two ways over ``actors/core/``:
+"""The pure core is a package boundary (STYLE.md section 1).
+
+It is checked two ways over ``actors/core/``:
 
 * importing anything there, in a fresh interpreter (this test process may already have loaded
   anything), loads neither Ray, a socket library, asyncio, ssl, threading, picows, zmq nor the logger,
@@ -201,7 +203,9 @@ def test_the_source_check_would_see_each_kind_of_offence() -> None:
         "now = time.monotonic()\n": "reads the clock (time.monotonic)",
         "stamp = datetime.datetime.now()\n": "reads the clock (now())",
         "day = dt.date.today()\n": "reads the clock (today())",
-        "local = dt.datetime.fromtimestamp(t)\n": "reads the machine's time zone (fromtimestamp() without a zone)",
+        "local = dt.datetime.fromtimestamp(t)\n": (
+            "reads the machine's time zone (fromtimestamp() without a zone)"
+        ),
         "token = os.environ['X']\n": "touches the environment (.environ)",
         "token = os.getenv('X')\n": "touches the environment (.getenv)",
         "text = open('x.toml').read()\n": "reads or writes a file (open())",

@@ -36,12 +36,12 @@ class Handle:
     def __init__(self) -> None:
         self.namespace = f"test-registry-{uuid.uuid4().hex[:8]}"
         self.state_key = f"tickvisor-test/{self.namespace}/registry"
-        self.actor = (
+        self.actor: Any = (  # a handle: Ray types it as the class, whose methods lack .remote
             ray.remote(Registry)
             .options(name=REGISTRY, namespace=self.namespace, num_cpus=0, max_restarts=-1, max_task_retries=3)
             .remote({"stock": ["stock-0"]}, MAX_CODES, self.namespace, self.state_key, plan="free")
         )
-        self.decoder = (
+        self.decoder: Any = (  # a handle: Ray types it as the class, whose methods lack .remote
             ray.remote(Decoder)
             .options(name=decoder_name(0), namespace=self.namespace, num_cpus=0)
             .remote(0, self.actor, self.namespace)
@@ -136,7 +136,7 @@ class TestRefusals:
         )
         assert registry.call("holdings_of", b) == {}
         # A code already carried takes no room: another strategy may hold it too.
-        carried = fill[0] if fill else sorted(held)[0]
+        carried = fill[0] if fill else min(held)
         assert registry.call("subscribe", b, [carried]) == {carried: 1}
 
     def test_unsubscribe_of_an_unheld_code_is_refused(self, registry: Handle, strategies: list[str]) -> None:

@@ -29,6 +29,7 @@ waits, scaled by TICKVISOR_TEST_S, and the documented 10 s stop promise of super
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -64,7 +65,7 @@ def actors_in(namespace: str, state: str = "ALIVE") -> list[tuple[str, str]]:
     from ray._private.state import state as global_state
     from ray.core.generated import gcs_pb2
 
-    accessor = global_state._connect_and_get_accessor()  # noqa: SLF001
+    accessor = global_state._connect_and_get_accessor()
     rows = [gcs_pb2.ActorTableData.FromString(raw) for raw in accessor.get_actor_table(None, state)]
     return sorted((r.name, r.actor_id.hex()) for r in rows if r.ray_namespace == namespace)
 
@@ -101,11 +102,11 @@ class TickWatch:
         changes = [
             t for (t, n), (_, before) in zip(self.samples[1:], self.samples, strict=False) if n > before
         ]
-        return max((b - a for a, b in zip(changes, changes[1:], strict=False)), default=float("inf"))
+        return max((b - a for a, b in itertools.pairwise(changes)), default=float("inf"))
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR0915
+def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:
     import ray
     from ray.experimental import internal_kv
 
@@ -119,7 +120,8 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         before = actors_in(ns)
         names = [name for name, _ in before]
         assert sorted(set(names)) == names, f"a name twice: {names}"
-        assert "supervisor" in names and "strategy:late" in names
+        assert "supervisor" in names
+        assert "strategy:late" in names
         sets_before = sim_sets(sim)
         run_id = system.status()["run_id"]
         sup_pid = system.pids()["supervisor"]
@@ -148,7 +150,7 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         sampled = len(watch.samples)
         wait_for(lambda: len(watch.samples) >= sampled + 10, 10, what="half a second more of samples")
         gap_s = watch.longest_gap()
-        print(  # noqa: T201 - the figures, shown with -s or -rP
+        print(
             f"SIGKILL supervisor: every code ticked again after {flowing_s:.2f} s; the supervisor answered "
             f"again after {answered_s:.2f} s; longest stretch without a new tick at the collector around the "
             f"kill {gap_s:.2f} s (sampled every 50 ms; the simulator sends 20 ticks/s per code)"
@@ -195,7 +197,7 @@ def test_sigkill_of_the_supervisor_loses_nothing(sim: Any) -> None:  # noqa: PLR
         stopped = True
         wait_for(lambda: actors_in(ns) == [], 20, what=f"no actor alive in {ns}")
         for key in (f"tickvisor/{run_id}/supervisor", f"tickvisor/{run_id}/registry"):
-            assert internal_kv._internal_kv_get(key.encode()) is None, key  # noqa: SLF001
+            assert internal_kv._internal_kv_get(key.encode()) is None, key
     finally:
         if not stopped:
             system.stop()
@@ -213,9 +215,11 @@ def test_a_supervisor_killed_too_often_gives_up(sim: Any) -> None:
         for _ in range(2):
             pid = system.pids()["supervisor"]
             os.kill(pid, signal.SIGKILL)
-            wait_for(
-                lambda p=pid: system.pids().get("supervisor") not in (None, p), 30, what="supervisor back"
-            )
+
+            def back(p: int = pid) -> bool:
+                return system.pids().get("supervisor") not in (None, p)
+
+            wait_for(back, 30, what="supervisor back")
         failure = system.get(system.sup.failure.remote())
         assert isinstance(failure, ChildFailed), failure
         assert failure.child == "supervisor"
@@ -309,7 +313,7 @@ class Restarted:
 
 
 @pytest.fixture(scope="module")
-def restarted(ray_session: None) -> Iterator[Restarted]:  # noqa: ARG001 - needs the session's Ray
+def restarted(ray_session: None) -> Iterator[Restarted]:
     """A system on a SimProcess that was SIGKILLed and started again on its port after 3 s."""
     sim = SimProcess()
     sim.start()
@@ -368,7 +372,7 @@ def test_a_simulator_restart_is_seen_and_everything_is_resubscribed(restarted: R
     took = time.monotonic() - restarted.back_at
     assert set(system.registry().union) == set(CODES), "a subscription was lost"
     assert set().union(*sim_sets(sim).values()) == set(CODES)
-    print(f"simulator restart: down for 3 s; every code resubscribed {took:.2f} s after the port came back")  # noqa: T201
+    print(f"simulator restart: down for 3 s; every code resubscribed {took:.2f} s after the port came back")
     assert system.get(system.sup.failure.remote()) is None
 
 
@@ -394,9 +398,10 @@ def test_after_a_simulator_restart_ticks_flow_again(restarted: Restarted) -> Non
         wait_for(flowing, 30, every=0.2, what="a tick with a reset seq on every code after the restart")
     finally:
         stats = system.status().get("decoders", {})
-        print(f"decoders after the restart: {stats}")  # noqa: T201
+        print(f"decoders after the restart: {stats}")
     print(
-        f"simulator restart: ticks on every code {time.monotonic() - restarted.back_at:.2f} s after the port came back"
+        f"simulator restart: ticks on every code {time.monotonic() - restarted.back_at:.2f} s "
+        "after the port came back"
     )
 
 
@@ -425,7 +430,7 @@ enabled = false
 
 def sigterm_and_check(job: Job, what: str) -> None:
     code, took = job.stop(signal.SIGTERM)
-    print(f"SIGTERM {what}: exit {code} after {took:.2f} s")  # noqa: T201
+    print(f"SIGTERM {what}: exit {code} after {took:.2f} s")
     assert code == 0, job.tail()
     assert took <= STOP_PROMISE_S, (
         f"exit {took:.1f} s after SIGTERM; supervisor.py promises {STOP_PROMISE_S:g} s"
@@ -444,7 +449,7 @@ def sim_job(
     jobs: Callable[..., Job],  # noqa: F811
     sim_process: SimProcess,
     tmp_path: Path,
-    ray_session: None,  # noqa: ARG001 - the job joins it: a local Ray of its own costs seconds to start
+    ray_session: None,
 ) -> tuple[SimProcess, Job]:
     """A ``python supervisor.py --address`` job on a SimProcess, joining the session's Ray (its own
     local Ray start and stop are tests/test_job.py's and tests/test_cli.py's), both connections up, its

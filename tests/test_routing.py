@@ -80,7 +80,8 @@ class TestGhostsAndFanOut:
         assert router.route([Rec("A", 1)], NOW) == {"s": [Rec("A", 1)]}
         assert (router.routes_version, router.ghosts) == (11, 0)
         assert router.set_routes({}, {}, version=12)  # a newer one replaces them
-        assert router.route([Rec("A", 2)], NOW) == {} and router.ghosts == 1
+        assert router.route([Rec("A", 2)], NOW) == {}
+        assert router.ghosts == 1
         assert router.set_routes({"B": ("s",)}, {})  # unversioned (tests, tools): always replaces
         assert router.holders("B") == ("s",)
 
@@ -112,12 +113,14 @@ class TestGhostsAndFanOut:
 class TestOutbox:
     def test_full_drops_and_the_count_travels_with_the_next_batch(self) -> None:
         box: Outbox[str] = Outbox(max_batches=2, replay=False)
-        assert box.put("a", 3) and box.put("b", 3)
+        assert box.put("a", 3)
+        assert box.put("b", 3)
         assert not box.put("c", 5)
         assert (box.dropped, box.missed, box.pending) == (5, 5, 2)
         written = box.take()
         assert [(o.number, o.missed, o.body) for o in written] == [(1, 5, "a"), (2, 0, "b")]
-        assert box.missed == 0 and box.in_flight == 2
+        assert box.missed == 0
+        assert box.in_flight == 2
         box.acked(2)
         assert box.pending == 0
 
@@ -253,7 +256,8 @@ def test_a_joining_outbox_loses_nothing_uncounted_and_keeps_each_kinds_order(
             written = []
             box.broken()
         assert offered == delivered + told + _in_outbox(box)
-        assert box.in_flight <= window and box.queued <= window
+        assert box.in_flight <= window
+        assert box.queued <= window
         assert box.records == sum(e.count for e in _entries(box))
         assert box.records < max_records + 5  # admitted while below the bound, a batch holds <= 5
     for ids in seen.values():
@@ -280,7 +284,7 @@ def _acknowledge(box: Outbox[Any], written: list[Any], arg: int) -> tuple[list[A
 
 def _entries(box: Outbox[Any]) -> list[Any]:
     """The outbox's entries, queued and written (the test's view of its insides)."""
-    return [*box._queued, *(e for _, e in box._in_flight)]  # noqa: SLF001
+    return [*box._queued, *(e for _, e in box._in_flight)]
 
 
 def _in_outbox(box: Outbox[Any]) -> int:
@@ -323,7 +327,7 @@ class TestOutboxProperties:
         accepted: list[int] = []
         got: list[int] = []
         written: list[tuple[int, int]] = []
-        for op, arg in ops + [("take", 0), ("ack", 10**6)]:
+        for op, arg in [*ops, ("take", 0), ("ack", 10**6)]:
             if op == "put":
                 body = len(accepted) + box.dropped * 1000
                 if box.put(body, arg):

@@ -121,7 +121,11 @@ def test_subscribe_beyond_the_start_up_sizing_grows_then_the_quota_refuses_then_
     )
     assert frozenset(FIRST) in before, "the first codes stayed on their connection all along"
     for name in ("connection:stock-1", "connection:stock-2", "decoder:2", "decoder:3"):
-        wait_for(lambda n=name: not _exists(n, system.namespace), 30, what=f"{name} killed")
+
+        def killed(n: str = name) -> bool:
+            return not _exists(n, system.namespace)
+
+        wait_for(killed, 30, what=f"{name} killed")
     wait_for(lambda: live_groups(run_id) == {"startup"}, 30, what="the closed pairs' placement groups freed")
     assert "connection:stock-1" not in system.pids()
     assert seen(system)["violations"] == []
@@ -162,7 +166,11 @@ def test_a_grown_connection_survives_a_supervisor_kill_and_dies_with_stop(sim: A
     finally:
         system.stop()
     for name in ("connection:stock-1", "connection:stock-0", "decoder:2"):
-        wait_for(lambda n=name: not _exists(n, system.namespace), 30, what=f"{name} gone after stop")
+
+        def gone(n: str = name) -> bool:
+            return not _exists(n, system.namespace)
+
+        wait_for(gone, 30, what=f"{name} gone after stop")
     wait_for(lambda: not live_groups(run_id), 30, what="every placement group of the job freed by stop")
 
 
@@ -277,7 +285,7 @@ def test_two_tokens_add_up_and_a_revoked_one_is_taken_out_while_the_other_serves
         problems = wait_for(lambda: seen_of_all(system, "pair")["problems"], 30, what="the holder told")
         assert {code for code, _ in problems} == moved
         assert all("quota exhausted" in why for _, why in problems)
-        code = sorted(set(FOUR) - moved)[0]
+        code = min(set(FOUR) - moved)
         count = len(seen_of_all(system, "pair")["seen"].get(code, []))
         wait_for(
             lambda: len(seen_of_all(system, "pair")["seen"].get(code, [])) > count,

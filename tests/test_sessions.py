@@ -142,7 +142,7 @@ def test_a_calendar_comes_from_the_source_with_its_breaks_and_holidays() -> None
     ],
 )
 def test_a_malformed_window_is_refused_with_the_expected_form(spec: str, says: str) -> None:
-    with pytest.raises(ConfigError, match="feed.sessions") as err:
+    with pytest.raises(ConfigError, match=r"feed\.sessions") as err:
         parse_windows(spec, ZONES)
     assert says in str(err.value)
 

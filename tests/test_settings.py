@@ -340,9 +340,11 @@ class TestKeyError:
         assert exc.key == "endpoints.forex_crypto.stale_after_s"
         assert "expected seconds >= 0 (0 disables the check), got -2.0" in exc.reason
         exc = config_error("[feed]\nstale_after_s = -1\n" + ENDPOINTS)
-        assert exc.key == "feed.stale_after_s" and ">= 0" in exc.reason
+        assert exc.key == "feed.stale_after_s"
+        assert ">= 0" in exc.reason
         exc = config_error("[feed]\ndeliver_corrupt = 1\n" + ENDPOINTS)
-        assert exc.key == "feed.deliver_corrupt" and "expected `bool`" in exc.reason
+        assert exc.key == "feed.deliver_corrupt"
+        assert "expected `bool`" in exc.reason
 
     def test_the_first_unknown_key_is_named_with_the_known_ones(self) -> None:
         exc = config_error("[restart]\nmax_restart = 3\n" + ENDPOINTS)

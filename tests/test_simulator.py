@@ -39,6 +39,7 @@ from actors.sim import (
     format_units,
     max_requests_in_window,
 )
+from actors.sim.state import Outcome
 
 MS = 0.001  # every timeout below is a multiple of this
 TOKEN = "tok-S3CRET-9f2c7e"  # distinctive, so a leak is easy to find
@@ -218,24 +219,32 @@ def sub(code: str, seq_id: int = 1) -> bytes:
     ).encode()
 
 
+def ret_of(outcome: Outcome) -> int:
+    """The ``ret`` of an outcome's reply; there must be one."""
+    assert outcome.reply is not None
+    return outcome.reply["ret"]
+
+
 class TestSimStateCore:
     def test_connection_gap_counts_from_accepted_requests_only(self) -> None:
         state = core(token_gap_s=0)
         conn = state.admit(STOCK_PATH, "peer", 0.0)
         assert conn is not None
-        rets = [state.receive(conn.id, sub("AAPL.US"), t).reply["ret"] for t in (10.0, 10.5, 10.99, 11.0)]
+        rets = [ret_of(state.receive(conn.id, sub("AAPL.US"), t)) for t in (10.0, 10.5, 10.99, 11.0)]
         assert rets == [200, 429, 429, 200]
 
     def test_token_gap_spans_connections_of_one_path_only(self) -> None:
         state = core(conn_gap_s=0)
         a, b = state.admit(STOCK_PATH, "a", 0.0), state.admit(STOCK_PATH, "b", 0.0)
         fx = state.admit(FOREX_CRYPTO_PATH, "c", 0.0)
-        assert a and b and fx
-        assert state.receive(a.id, sub("AAPL.US"), 1.0).reply["ret"] == 200
-        assert state.receive(b.id, sub("TSLA.US"), 3.9).reply["ret"] == 429
-        assert state.receive(fx.id, sub("EURUSD"), 3.9).reply["ret"] == 200
-        assert state.receive(a.id, sub("TSLA.US"), 3.95).reply["ret"] == 200  # own connection: no token gap
-        assert state.receive(b.id, sub("TSLA.US"), 6.95).reply["ret"] == 200
+        assert a
+        assert b
+        assert fx
+        assert ret_of(state.receive(a.id, sub("AAPL.US"), 1.0)) == 200
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 3.9)) == 429
+        assert ret_of(state.receive(fx.id, sub("EURUSD"), 3.9)) == 200
+        assert ret_of(state.receive(a.id, sub("TSLA.US"), 3.95)) == 200  # own connection: no token gap
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 6.95)) == 200
 
     def test_connection_limit_and_heartbeat_clock(self) -> None:
         state = core()
@@ -255,17 +264,16 @@ class TestSimStateCore:
         state = core(conn_gap_s=0, token_gap_s=0)
         a = state.admit(STOCK_PATH, "a", 0.0)
         fx = state.admit(FOREX_CRYPTO_PATH, "c", 0.0)
-        assert a and fx
+        assert a
+        assert fx
         state.hold_next(STOCK_PATH, 2)
         assert state.receive(a.id, sub("AAPL.US"), 1.0).reply is None
-        assert state.receive(fx.id, sub("EURUSD"), 1.0).reply["ret"] == 200  # another path
-        assert (
-            state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5).reply["ret"] == 200
-        )
+        assert ret_of(state.receive(fx.id, sub("EURUSD"), 1.0)) == 200  # another path
+        assert ret_of(state.receive(a.id, b'{"cmd_id":22000,"seq_id":9,"trace":"","data":{}}', 1.5)) == 200
         b = state.admit(STOCK_PATH, "b", 2.0)  # a new connection is held too
         assert b
         assert state.receive(b.id, sub("TSLA.US"), 2.0).reply is None
-        assert state.receive(b.id, sub("TSLA.US"), 3.0).reply["ret"] == 200
+        assert ret_of(state.receive(b.id, sub("TSLA.US"), 3.0)) == 200
         assert state.conns[a.id].trades == {}
         assert [r[2] for r in state.conns[b.id].requests] == [0, 200]
         assert state.totals["held"] == 2
@@ -430,7 +438,7 @@ class TestMalformedRequests:
         assert (await client.heartbeat())["ret"] == 200
 
 
-# --- Subscriptions --------------------------------------------------------------------------------------------
+# --- Subscriptions ------------------------------------------------------------------------------------------
 
 
 class TestOverwrite:
@@ -544,7 +552,7 @@ class TestBook:
             assert abs(data["tick_time"] - time.time() * 1000) < 5000
 
 
-# --- Limits and rates -------------------------------------------------------------------------------------------
+# --- Limits and rates ---------------------------------------------------------------------------------------
 
 
 class TestLimits:
@@ -641,7 +649,7 @@ class TestLimits:
         assert sim.state()["totals"]["429"] == 2
 
 
-# --- Pushes --------------------------------------------------------------------------------------------------------
+# --- Pushes -------------------------------------------------------------------------------------------------
 
 
 class TestPushes:
@@ -670,11 +678,13 @@ class TestPushes:
                 "sent_ns",
             }
             for key in ("price", "volume", "turnover"):
-                assert isinstance(data[key], str) and DECIMAL.match(data[key]), data
+                assert isinstance(data[key], str), data
+                assert DECIMAL.match(data[key]), data
             assert Decimal(data["price"]) * Decimal(data["volume"]) == Decimal(data["turnover"])
             assert data["trade_direction"] in (0, 1, 2)
             assert abs(data["tick_time"] - time.time() * 1000) < 5000  # milliseconds, not seconds
-            assert isinstance(data["sent_ns"], int) and abs(data["sent_ns"] - time.time_ns()) < 5 * 10**9
+            assert isinstance(data["sent_ns"], int)
+            assert abs(data["sent_ns"] - time.time_ns()) < 5 * 10**9
             assert data["seq"] > last.get(data["code"], 0)
             last[data["code"]] = data["seq"]
             if data["code"] in ("EURUSD", "XAUUSD"):
@@ -700,7 +710,8 @@ class TestPushes:
         books = [f["data"]["seq"] for f in client.before if f["data"]["code"] == "700.HK"]
         assert (await client.cancel(1))["ret"] == 200
         books += [f["data"]["seq"] for f in client.before if f["data"]["code"] == "700.HK"]
-        assert trades and books
+        assert trades
+        assert books
         assert (await client.trades("TSLA.US", "AAPL.US"))["ret"] == 200
         snapshot = await client.push()  # written right after the response: nothing in between
         assert (snapshot["cmd_id"], snapshot["data"]["code"], snapshot["data"]["seq"]) == (
@@ -718,7 +729,8 @@ class TestPushes:
         assert len(book["data"]["bids"]) == 5
         after = client.before + await client.pushes_for(100 * MS)
         later = [f["data"]["seq"] for f in after if f["data"]["code"] == "AAPL.US"]
-        assert later and later[0] == trades[-1] + 1
+        assert later
+        assert later[0] == trades[-1] + 1
 
     async def test_seq_continues_across_reconnect(self, make_sim: MakeSim, open_client: Any) -> None:
         sim = await make_sim(tick_rate=40)
@@ -730,10 +742,11 @@ class TestPushes:
         assert (await second.trades("ETHUSDT"))["ret"] == 200
         again = [(await second.push())["data"]["seq"] for _ in range(3)]
         assert again[0] >= seqs[-1]  # the snapshot (a duplicate) or later
-        assert again[1] > again[0] and again[2] > again[1]
+        assert again[1] > again[0]
+        assert again[2] > again[1]
 
 
-# --- Faults --------------------------------------------------------------------------------------------------------
+# --- Faults -------------------------------------------------------------------------------------------------
 
 
 class TestFaults:
@@ -811,7 +824,8 @@ class TestFaults:
             frame = json.loads(raw)
             assert frame["cmd_id"] == 22998
             if kind == "fields":
-                assert "price" not in frame["data"] and "volume" in frame["data"]
+                assert "price" not in frame["data"]
+                assert "volume" in frame["data"]
             else:
                 assert isinstance(frame["data"]["price"], float)
         assert (await client.heartbeat())["ret"] == 200  # the server side is unharmed
@@ -1001,7 +1015,7 @@ class TestCodeFaults:
         assert sim.inject("mute", code="AAPL.US") == []  # nobody holds it: no connection affected
 
 
-# --- HTTP admin, secrecy, thread and CLI ------------------------------------------------------------------------------
+# --- HTTP admin, secrecy, thread and CLI --------------------------------------------------------------------
 
 
 def http_get(url: str) -> tuple[int, Any]:
@@ -1084,7 +1098,8 @@ class TestSecrecy:
     ) -> None:
         caplog.set_level(logging.DEBUG)  # websockets logs request lines, query string included, at DEBUG
         sim = await make_sim()
-        assert TOKEN not in repr(sim) and "***" in repr(sim)
+        assert TOKEN not in repr(sim)
+        assert "***" in repr(sim)
         assert TOKEN in sim.url("stock")
         client = await open_client(sim.url("stock"))
         assert (await client.heartbeat())["ret"] == 200
@@ -1095,16 +1110,19 @@ class TestSecrecy:
         await wait_for(lambda: sim.state()["connections"] == [])
         ours = [r for r in caplog.records if r.name.startswith("tickvisor")]
         text = "\n".join(r.getMessage() for r in ours)
-        assert ours and TOKEN not in text
+        assert ours
+        assert TOKEN not in text
         assert "token=***" in text  # the websockets request line was logged, redacted
         assert TOKEN not in json.dumps(sim.state())
         out, err = capsys.readouterr()
-        assert TOKEN not in out and TOKEN not in err
+        assert TOKEN not in out
+        assert TOKEN not in err
 
 
 def test_simulator_thread_for_sync_callers() -> None:
     with SimulatorThread(token=TOKEN, tick_rate=0, conn_gap_s=0, token_gap_s=0, codes=0) as sim:
-        assert sim.port > 0 and TOKEN not in repr(sim)
+        assert sim.port > 0
+        assert TOKEN not in repr(sim)
         with sync_connect(sim.url("forex_crypto"), open_timeout=2) as ws:
             ws.send(json.dumps({"cmd_id": 22000, "seq_id": 1, "trace": "sync", "data": {}}))
             assert json.loads(ws.recv(timeout=2))["cmd_id"] == 22001
@@ -1113,7 +1131,7 @@ def test_simulator_thread_for_sync_callers() -> None:
             with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=2)
         port = sim.port
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # noqa: PT011 - refused or reset: the OS chooses the OSError
         sync_connect(f"ws://127.0.0.1:{port}{STOCK_PATH}?token={TOKEN}", open_timeout=1)
 
 
@@ -1147,7 +1165,8 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(
         cwd=REPO,
     )
     try:
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
         match = re.fullmatch(r"SIMULATOR LISTENING 127\.0\.0\.1:(\d+)\n", line)
         assert match, line
@@ -1163,7 +1182,8 @@ async def test_cli_prints_listening_serves_and_exits_0_on_signal(
             assert await asyncio.wait_for(proc.wait(), 5) == 0
         rest, err = await proc.stdout.read(), await proc.stderr.read()
         assert rest == b""  # exactly one line on stdout
-        assert TOKEN.encode() not in err and b"***" in err
+        assert TOKEN.encode() not in err
+        assert b"***" in err
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -132,9 +132,10 @@ def test_a_30_second_soak_holds_every_invariant() -> None:
     )
     took = time.monotonic() - started
     lines = proc.stdout.strip().splitlines()
-    print("\n".join(line for line in lines if not line.startswith("SOAK ")))  # noqa: T201 - the table
-    print(f"the 30-second soak took {took:.0f} s in all")  # noqa: T201
-    assert lines and lines[-1].startswith("SOAK "), proc.stderr[-3000:]
+    print("\n".join(line for line in lines if not line.startswith("SOAK ")))
+    print(f"the 30-second soak took {took:.0f} s in all")
+    assert lines, proc.stderr[-3000:]
+    assert lines[-1].startswith("SOAK "), proc.stderr[-3000:]
     result = json.loads(lines[-1][len("SOAK ") :])
     assert result["violations"] == [], "\n".join(lines[-40:])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -99,7 +99,7 @@ def raw_snapshot() -> dict[str, Any]:
                 "last_tick_age_s": 0.1,
                 "pid": 7,
             },
-        },  # fmt: skip
+        },
         "registry": {
             "strategies": {"tape": {"AAPL.US": 1, "EURUSD": 1}},
             "book_strategies": {},
@@ -139,8 +139,12 @@ def test_a_healthy_job_gives_the_documented_document_and_exit_0() -> None:
         {"name": "tape", "codes": ["AAPL.US", "EURUSD"], "queue": 1, "behind": 0, "ticks": 40, "missed": 2}
     ]
     assert doc["codes"]["AAPL.US"] == {
-        "state": "ok", "connection": "stock-0", "kinds": ["trades"], "holders": ["tape"], "last_tick_age_s": None,
-    }  # fmt: skip
+        "state": "ok",
+        "connection": "stock-0",
+        "kinds": ["trades"],
+        "holders": ["tape"],
+        "last_tick_age_s": None,
+    }
     assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
     assert status_exit(doc) == OK
     json.dumps(doc)  # one JSON document
@@ -344,7 +348,7 @@ def test_behind_sums_what_the_decoders_hold_for_each_strategy() -> None:
     st.booleans(),
     st.text(max_size=5),
 )
-def test_any_snapshot_gives_a_valid_document(conns: dict[str, Any], in_sync: bool, failure: str) -> None:  # noqa: FBT001
+def test_any_snapshot_gives_a_valid_document(conns: dict[str, Any], in_sync: bool, failure: str) -> None:
     raw = raw_snapshot()
     raw["connections"] = conns
     raw["registry"]["in_sync"] = in_sync
@@ -407,7 +411,10 @@ def test_foreign_notation_is_refused_here_with_a_hint() -> None:
 
 def test_registry_refusals_name_code_reason_and_hint() -> None:
     problems = {
-        "TSLA.US": "no room: the plan allows 5 codes on each of 1 stock connection(s); unsubscribe others or raise the plan",
+        "TSLA.US": (
+            "no room: the plan allows 5 codes on each of 1 stock connection(s); "
+            "unsubscribe others or raise the plan"
+        ),
         "EURUSD": "its endpoint 'forex_crypto' is not configured in [endpoints]",
         "ZZZ.US": "the vendor refused it: vendor error 604",
     }
@@ -415,12 +422,18 @@ def test_registry_refusals_name_code_reason_and_hint() -> None:
     assert code == REFUSED
     assert lines == [
         "AAPL.US: not applied: another code of this request was refused (nothing changed)",
-        "TSLA.US: refused: no room: the plan allows 5 codes on each of 1 stock connection(s); "
-        "hint: unsubscribe others or raise the plan",
-        "EURUSD: refused: its endpoint 'forex_crypto' is not configured in [endpoints]; "
-        "hint: add that [endpoints.NAME] table to the config and restart the job",
-        "ZZZ.US: refused: the vendor refused it: vendor error 604; "
-        "hint: the code stays quarantined until the job restarts; check it and the plan",
+        (
+            "TSLA.US: refused: no room: the plan allows 5 codes on each of 1 stock connection(s); "
+            "hint: unsubscribe others or raise the plan"
+        ),
+        (
+            "EURUSD: refused: its endpoint 'forex_crypto' is not configured in [endpoints]; "
+            "hint: add that [endpoints.NAME] table to the config and restart the job"
+        ),
+        (
+            "ZZZ.US: refused: the vendor refused it: vendor error 604; "
+            "hint: the code stays quarantined until the job restarts; check it and the plan"
+        ),
     ]
 
 

@@ -1,4 +1,6 @@
-"""Tests of actors.core.subscriptions: the subscription state of one connection. Pure: no Ray, no sockets, no sleeps.
+"""Tests of actors.core.subscriptions: the subscription state of one connection.
+
+Pure: no Ray, no sockets, no sleeps.
 
 Time is a plain float the test passes in. The server is ``FakeServer``, a pure function of the request:
 600 (or 604) when the request names a bad code, else 200 and the connection's set is REPLACED
@@ -11,6 +13,7 @@ Plain pytest classes, one per topic (pyproject's ``python_classes`` collects ``*
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -416,7 +419,7 @@ class OverwriteTests:
             "an order-book ack with the same seq_id": reply(request, cmd_id=wire.CMD_SUBSCRIBE_BOOK_ACK),
             "a cancel ack with the same seq_id": reply(request, cmd_id=wire.CMD_CANCEL_ACK),
         }
-        for name, response in strays.items():
+        for response in strays.values():
             assert not book.receive_response(response, 0.5)
             assert state(book) == before
         assert book.events() == []
@@ -635,7 +638,7 @@ class RateTests:
                     assert wake <= now, "a request went out before next_wakeup said"
                     sends.append((now, book.conn))
                     in_flight[j] = request
-        for (t1, c1), (t2, c2) in zip(sends, sends[1:], strict=False):
+        for (t1, c1), (t2, c2) in itertools.pairwise(sends):
             gap = CONN_GAP if c1 == c2 else TOKEN_GAP
             assert t2 >= (t1 + gap), (c1, t1, c2, t2)
 
@@ -648,7 +651,7 @@ class BisectionTests:
     def bisect(
         self,
         ret: int,
-        bad: set[str],
+        bad: Iterable[str],
         *,
         initial: Iterable[str] = (A, B),
         wanted: Iterable[str] = ALL8,

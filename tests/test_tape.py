@@ -1,5 +1,6 @@
 """Tapes on disk: exact round trips in both formats, Parquet parts and rotation, SIGKILL leftovers,
-and corrupt or truncated tapes reported by file and row while the rest is read."""
+and corrupt or truncated tapes reported by file and row while the rest is read.
+"""
 
 from __future__ import annotations
 
@@ -156,9 +157,9 @@ async def test_the_recorder_writes_parquet_and_refuses_a_bad_option(tmp_path: Pa
 
 
 def test_a_tape_row_is_a_tick_without_sent_ns() -> None:
-    from actors.tape import TAPE_FIELDS, TapeRow  # noqa: PLC0415
+    from actors.tape import TAPE_FIELDS, TapeRow
 
     tick = [(f.name, f.type) for f in msgspec.structs.fields(Tick)]
     assert [(f.name, f.type) for f in msgspec.structs.fields(TapeRow)] == tick[:-1]
     assert tick[-1][0] == "sent_ns"
-    assert TAPE_FIELDS == tuple(name for name, _ in tick[:-1])
+    assert tuple(name for name, _ in tick[:-1]) == TAPE_FIELDS

@@ -20,11 +20,22 @@ def run(check: TickCheck, ticks: list[Tick], now_ms: int = T0) -> list[int]:
 
 
 def test_positive_and_negative_follow_the_wire_grammar() -> None:
-    assert positive("1") and positive("0.0001") and positive("1e-5") and positive(".5")
-    assert not positive("0") and not positive("0.000") and not positive("-1") and not positive("-0")
-    assert not positive("0e5") and not positive("-0.5")
-    assert negative("-1") and negative("-0.01")
-    assert not negative("") and not negative("-0") and not negative("0") and not negative("5")
+    assert positive("1")
+    assert positive("0.0001")
+    assert positive("1e-5")
+    assert positive(".5")
+    assert not positive("0")
+    assert not positive("0.000")
+    assert not positive("-1")
+    assert not positive("-0")
+    assert not positive("0e5")
+    assert not positive("-0.5")
+    assert negative("-1")
+    assert negative("-0.01")
+    assert not negative("")
+    assert not negative("-0")
+    assert not negative("0")
+    assert not negative("5")
 
 
 class TestCorrupt:
@@ -65,7 +76,8 @@ class TestCorrupt:
             code="700.HK", seq=1, tick_time=T0, bids=(("380.2", "100"),), asks=(("380.4", "200"),)
         )
         bad = BookTick(code="700.HK", seq=2, tick_time=T0, bids=(("0", "100"),), asks=())
-        assert check.check(good, T0) and not check.check(bad, T0)
+        assert check.check(good, T0)
+        assert not check.check(bad, T0)
         assert check.counts()["700.HK"] == {"price_not_positive": 1}
 
     def test_an_episode_ends_after_the_quiet_time_and_a_new_one_is_reported(self) -> None:
@@ -92,7 +104,9 @@ class TestSequence:
         assert run(check, ticks) == [100, 101, 1, 2, 3]
         assert check.counts()["AAPL.US"] == {"seq_reset": 1}
         [report] = check.reports()
-        assert report.anomaly is Anomaly.SEQ_RESET and report.delivered and "seq 1 after 101" in str(report)
+        assert report.anomaly is Anomaly.SEQ_RESET
+        assert report.delivered
+        assert "seq 1 after 101" in str(report)
 
     def test_an_older_tick_with_a_lower_seq_is_dropped_and_reported_once(self) -> None:
         check = TickCheck()
@@ -182,11 +196,13 @@ def test_delivered_seqs_rise_except_at_a_reported_reset(ticks: list[tuple[int, i
     for seq, t in ticks:
         if check.check(tick(seq, T0 + t), 0):
             if last is not None and seq <= last[0]:
-                assert seq < last[0] and T0 + t >= last[1], "a lower seq passed without being a reset"
+                assert seq < last[0], "a lower seq passed without being a reset"
+                assert T0 + t >= last[1], "a lower seq passed without being a reset"
                 resets += 1
             last = (seq, T0 + t)
         else:
-            assert last is not None and seq <= last[0]  # only a duplicate or an older tick is dropped
+            assert last is not None
+            assert seq <= last[0]
     assert check.counts().get("AAPL.US", {}).get("seq_reset", 0) == resets
 
 
@@ -213,7 +229,7 @@ def test_sift_judges_as_the_whole_check_and_fans_out_in_order(
     routes = {"A.US": ("s1",), "B.US": ("s1", "s2"), "": ("s1",)}
     records = [tick(seq, T0 + t, price, volume, code) for code, seq, t, price, volume in ticks]
     fast, slow = TickCheck(), TickCheck()
-    got: dict[str, list[Tick]] = {}
+    got: dict[str, list[Tick | BookTick]] = {}
     ghosts = 0
     for at in range(0, len(records), split):  # batches of various sizes: marks carry over
         out, n = fast.sift(records[at : at + split], now_ms, routes)
@@ -229,5 +245,6 @@ def test_sift_judges_as_the_whole_check_and_fans_out_in_order(
                 want.setdefault(name, []).append(rec)
     assert got == want
     assert ghosts == sum(1 for r in records if r.code == "GHOST.US")
-    assert fast.counts() == slow.counts() and fast.reports() == slow.reports()
+    assert fast.counts() == slow.counts()
+    assert fast.reports() == slow.reports()
     assert fast.last_seen_ms() == slow.last_seen_ms()

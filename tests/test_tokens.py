@@ -76,7 +76,7 @@ class TestToken:
 
     def test_simulator_token(self) -> None:
         assert resolve_token(default_settings(), {}).reveal() == SIMULATOR_TOKEN
-        assert SIMULATOR_TOKEN == "tickvisor-sim"  # noqa: S105 - the simulator's fixed, public token
+        assert SIMULATOR_TOKEN == "tickvisor-sim"
         assert resolve_token(default_settings(), {"ALLTICK_TOKEN": TOKEN}).reveal() == TOKEN
 
     def test_secret_never_shows(self) -> None:

@@ -7,17 +7,17 @@ unit-tested with picows' test frames, since the simulator never sends such frame
 from __future__ import annotations
 
 import asyncio
-import datetime
+import datetime as dt
 import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
-from picows import WSCloseCode, WSMsgType
+from picows import WSCloseCode, WSMsgType, WSTransport
 from picows.picows import _make_test_ws_frame
 from websockets.exceptions import ConnectionClosed
 
@@ -28,7 +28,7 @@ from actors.core.settings import TRANSPORTS
 from actors.sim.server import Simulator
 from actors.transport import MAX_MESSAGE_BYTES, SocketClosed, Transport, _Listener, open_transport
 
-TOKEN = "transport-test-token"  # noqa: S105 - the simulator's own
+TOKEN = "transport-test-token"
 CODES = ["AAPL.US", "TSLA.US", "700.HK"]
 MAX_FRAMES = 64
 
@@ -220,15 +220,15 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tickvisor test")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         )
@@ -299,27 +299,34 @@ class Recorder:
         self.is_close_frame_sent = True
         self.closes.append((code, message))
 
-    def disconnect(self, graceful: bool = True) -> None:  # noqa: ARG002, FBT001, FBT002 - picows' signature
+    def disconnect(self, graceful: bool = True) -> None:  # noqa: FBT002 - picows' signature
         self.disconnected = True
 
 
 def frame(kind: WSMsgType, payload: bytes, *, fin: bool = True) -> Any:
-    return _make_test_ws_frame(kind, payload, fin, False)  # noqa: FBT003 - picows' signature
+    return _make_test_ws_frame(kind, payload, fin, False)
+
+
+def on_frame(listener: _Listener, transport: Recorder, ws_frame: Any) -> None:
+    """``listener.on_ws_frame`` with the Recorder standing in for picows' WSTransport (it has every
+    method the listener calls; the cast says so to mypy).
+    """
+    listener.on_ws_frame(cast("WSTransport", transport), ws_frame)
 
 
 class TestPicowsListener:
     def test_fragments_are_reassembled(self) -> None:
         listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b'{"a":', fin=False))
-        listener.on_ws_frame(transport, frame(WSMsgType.CONTINUATION, b"1", fin=False))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b'{"a":', fin=False))
+        on_frame(listener, transport, frame(WSMsgType.CONTINUATION, b"1", fin=False))
         assert not listener.batches
-        listener.on_ws_frame(transport, frame(WSMsgType.CONTINUATION, b"}"))
+        on_frame(listener, transport, frame(WSMsgType.CONTINUATION, b"}"))
         assert [b for b, _ in listener.batches] == [[b'{"a":1}']]
         assert not transport.closes
 
     def test_a_continuation_without_a_start_closes_with_1002(self) -> None:
         listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
-        listener.on_ws_frame(transport, frame(WSMsgType.CONTINUATION, b"x"))
+        on_frame(listener, transport, frame(WSMsgType.CONTINUATION, b"x"))
         assert transport.closes[0][0] is WSCloseCode.PROTOCOL_ERROR
         assert transport.disconnected
         assert isinstance(listener.failure, ProtocolViolation)
@@ -327,15 +334,15 @@ class TestPicowsListener:
     def test_an_oversized_fragmented_message_is_refused(self) -> None:
         listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
         chunk = b"x" * (MAX_MESSAGE_BYTES // 2 + 1)
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, chunk, fin=False))
-        listener.on_ws_frame(transport, frame(WSMsgType.CONTINUATION, chunk, fin=False))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, chunk, fin=False))
+        on_frame(listener, transport, frame(WSMsgType.CONTINUATION, chunk, fin=False))
         assert isinstance(listener.failure, ProtocolViolation)
         assert not listener.batches
 
     def test_a_ping_is_answered_and_ends_the_batch(self) -> None:
         listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
         listener.frames = [b"a"]  # a frame of this read, not yet cut
-        listener.on_ws_frame(transport, frame(WSMsgType.PING, b"p1"))
+        on_frame(listener, transport, frame(WSMsgType.PING, b"p1"))
         assert transport.pongs == [b"p1"]
         assert [b for b, _ in listener.batches] == [[b"a"]]
 
@@ -349,8 +356,8 @@ class TestPicowsListener:
     def test_a_server_close_is_echoed(self) -> None:
         listener, transport = _Listener(MAX_FRAMES, lambda: None), Recorder()
         payload = (1008).to_bytes(2, "big") + b"token invalid"
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b'{"ret":401}'))
-        listener.on_ws_frame(transport, frame(WSMsgType.CLOSE, payload))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b'{"ret":401}'))
+        on_frame(listener, transport, frame(WSMsgType.CLOSE, payload))
         assert transport.closes == [(WSCloseCode.POLICY_VIOLATION, b"token invalid")]
         assert transport.disconnected
         assert isinstance(listener.ended, SocketClosed)
@@ -359,11 +366,11 @@ class TestPicowsListener:
 
     def test_each_read_is_a_batch_and_batches_are_cut_at_max_frames(self) -> None:
         listener, transport = _Listener(3, lambda: None), Recorder()
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"0"))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b"0"))
         # picows' test frames are each last_in_buffer: a frame alone in its read is a batch.
         assert [b for b, _ in listener.batches] == [[b"0"]]
         for i in range(1, 8):
-            listener._add(str(i).encode())  # noqa: SLF001 - frames of one read, not yet its last
+            listener._add(str(i).encode())
         assert [b for b, _ in listener.batches] == [[b"0"], [b"1", b"2", b"3"], [b"4", b"5", b"6"]]
         assert listener.frames == [b"7"]
 
@@ -380,18 +387,18 @@ class TestPicowsListener:
             return True
 
         listener.direct = take
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"0"))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b"0"))
         assert (taken, list(listener.batches)) == ([[b"0"]], [])  # taken at once, not queued
         assert not listener.wake.is_set()  # the reader is not woken for it
         refuse = True  # e.g. the decoder is busy: queued, and the reader woken
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"1"))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b"1"))
         assert [b for b, _ in listener.batches] == [[b"1"]]
         assert listener.wake.is_set()
         refuse = False  # an older batch waits: the next is queued behind it, never offered (order)
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"2"))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b"2"))
         assert [b for b, _ in listener.batches] == [[b"1"], [b"2"]]
         assert taken == [[b"0"]]
         listener.direct = None
         listener.batches.clear()
-        listener.on_ws_frame(transport, frame(WSMsgType.TEXT, b"3"))
+        on_frame(listener, transport, frame(WSMsgType.TEXT, b"3"))
         assert [b for b, _ in listener.batches] == [[b"3"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import msgspec
 import pytest
@@ -59,7 +60,7 @@ class TestEnvelope:
 
     def test_every_request_has_the_four_envelope_keys_in_order(self) -> None:
         ids = wire.RequestIds("c")
-        requests = [
+        requests: list[wire.AnyRequest] = [
             wire.heartbeat(ids),
             wire.subscribe_book(["EURUSD"], ids, depth_level=1),
             wire.subscribe_trades(["EURUSD"], ids),
@@ -189,6 +190,7 @@ class TestOverwrite:
     def test_empty_set_is_refused_before_encoding(self) -> None:
         # PROTOCOL.md, our reading: an empty symbol_list is a bad request; the client never sends one.
         ids = wire.RequestIds("c", start=1)
+        codes: Iterable[str]
         for make in (wire.subscribe_trades, wire.subscribe_book):
             for codes in ([], set(), iter(())):
                 with pytest.raises(SubscriptionRefused) as info:
@@ -201,7 +203,7 @@ class TestOverwrite:
     def test_a_bare_string_is_not_a_set_of_its_characters(self) -> None:
         ids = wire.RequestIds("c", start=1)
         for make in (wire.subscribe_trades, wire.subscribe_book):
-            with pytest.raises(TypeError, match="AAPL.US"):
+            with pytest.raises(TypeError, match=r"AAPL\.US"):
                 make("AAPL.US", ids)
         assert ids.next()[0] == 1
 
@@ -280,6 +282,7 @@ class TestResponse:
             assert isinstance(error, wire.ErrorFrame)
             assert (error.cmd_id, error.ret, error.ok) == (0, ret, False)
         token = wire.decode_frame(frame("response_error_401_token_invalid"))
+        assert isinstance(token, wire.ErrorFrame)
         assert (token.msg, token.seq_id, token.trace) == ("token invalid", 0, "")  # absent: defaults
 
     def test_an_unknown_cmd_id_is_kept_as_other_response(self) -> None:

@@ -21,6 +21,8 @@ from actors.core.codes import Endpoint, endpoint_of
 
 
 class Assignment(msgspec.Struct, frozen=True):
+    """Which codes each connection serves, and the codes no connection had room for."""
+
     by_connection: dict[str, frozenset[str]]
     unplaced: frozenset[str]
 

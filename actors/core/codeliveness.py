@@ -364,14 +364,16 @@ def fan_out(events: Iterable[LivenessEvent], holders_of: Callable[[str], Iterabl
         out.lines.append(
             (
                 "warning",
-                f"and {sum(more.values())} more code events this round ({counts}); "
-                "`supervisor.py status` lists every code's state",
+                (
+                    f"and {sum(more.values())} more code events this round ({counts}); "
+                    "`supervisor.py status` lists every code's state"
+                ),
             )
         )
     return out
 
 
-def _note(out: Fanout, more: dict[str, int], level: str, text: str, told: str, what: str) -> None:
+def _note(out: Fanout, more: dict[str, int], level: str, text: str, told: str, what: str) -> None:  # noqa: PLR0917 - private
     out.texts.append(text)
     if len(out.lines) < LOG_EVENTS_EACH:
         out.lines.append((level, text + told))

@@ -43,7 +43,7 @@ class Batch(NamedTuple):
 
     kind: str
     payload: Any
-    count: int
+    count: int  # type: ignore[assignment]  # a field named count shadows tuple.count, as intended
     source: Hashable | None = None
     number: int = 0
 
@@ -51,7 +51,7 @@ class Batch(NamedTuple):
 class MissedReport(NamedTuple):
     """Tell ``on_missed`` of ``count`` records."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # a field named count shadows tuple.count, as intended
 
 
 class Delivery:

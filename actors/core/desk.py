@@ -59,6 +59,8 @@ class RegistryState(msgspec.Struct):
 
 
 class ConnStatus(msgspec.Struct, frozen=True):
+    """One connection's subscription state, as the registry sees it."""
+
     conn_id: str
     kind: str
     endpoint: str
@@ -73,6 +75,8 @@ class ConnStatus(msgspec.Struct, frozen=True):
 
 
 class RegistryStatus(msgspec.Struct, frozen=True):
+    """The registry's whole state for the status view: holders, unions, refusals and connections."""
+
     strategies: dict[str, dict[str, int]]
     book_strategies: dict[str, dict[str, int]]
     union: list[str]
@@ -210,7 +214,7 @@ class Desk:
     ``tag`` tells this incarnation's request traces apart (the shell's pid).
     """
 
-    def __init__(  # noqa: PLR0913 - the registry's configuration, keyword-only
+    def __init__(
         self,
         connections: Mapping[str, list[str]],
         max_codes: int,

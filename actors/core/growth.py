@@ -56,7 +56,8 @@ class Quota(msgspec.Struct, frozen=True):
         out = f"{dead} of {len(self.tokens)} token(s) taken out, " if dead else ""
         return (
             f"quota exhausted: plan {self.plan!r} allows {self.connections_per_token} connection(s) "
-            f"per token x {self.codes_per_connection} codes on the {endpoint.value} endpoint; {out}{live_tokens} live "
+            f"per token x {self.codes_per_connection} codes on the {endpoint.value} endpoint; "
+            f"{out}{live_tokens} live "
             f"token(s) give {conns} connection(s), {conns * self.codes_per_connection} codes, all taken; "
             "unsubscribe others, add a token to feed.token_envs or raise the plan"
         )
@@ -198,7 +199,7 @@ class Pool:
                 if result.unplaced:
                     reason = self.quota.refusal(endpoint, len(self.live_tokens))
                     refused.update(dict.fromkeys(result.unplaced, reason))
-        return Fit(by_kind, tuple(opened), refused)  # type: ignore[arg-type] - K is str-like in practice
+        return Fit(by_kind, tuple(opened), refused)  # type: ignore[arg-type]  # K is str-like in practice
 
     def _open(self, endpoint: Endpoint, count: int, next_decoder: int) -> list[Slot]:
         if count <= 0:

@@ -117,7 +117,7 @@ class Outgoing(NamedTuple, Generic[B]):
 
 class _Entry(NamedTuple, Generic[B]):
     body: B
-    count: int  # records in the batch (what is missed if it is lost)
+    count: int  # type: ignore[assignment]  # records in the batch; shadows tuple.count, as intended
     missed: int  # the missed count it carries (0 until written)
 
 

@@ -210,7 +210,7 @@ def _last_vendor_errors(vendor_errors: Iterable[str]) -> dict[str, str]:
     return last
 
 
-def _registry_codes(registry: RegistryView) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _registry_codes(registry: RegistryView) -> tuple[dict[str, dict[str, Any]], list[str]]:  # noqa: C901 - one branch per registry state a code can be in
     """Code -> {state, connection, holders, kinds} from the registry, and the connections' code counts."""
     codes: dict[str, dict[str, Any]] = {}
     holders: dict[str, set[str]] = {}

@@ -55,12 +55,16 @@ class Kind(enum.StrEnum):
 
 
 class Purpose(enum.IntEnum):
+    """What an in-flight subscription request is for."""
+
     SET = 1  # the whole desired set
     PROBE = 2  # acknowledged codes plus half of the suspects
     CANCEL = 3  # 22006: the desired set is empty
 
 
 class InFlight(msgspec.Struct, frozen=True):
+    """The request sent and not yet answered: its seq_id, codes, purpose and send time."""
+
     seq_id: int
     codes: frozenset[str]
     purpose: Purpose
@@ -103,6 +107,8 @@ Event = Quarantined | Refused | Acknowledged
 
 
 class BookStats(msgspec.Struct, frozen=True):
+    """Counters of one connection's subscription state, for the status view."""
+
     desired: int
     acknowledged: int
     in_flight: bool

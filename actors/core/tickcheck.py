@@ -205,7 +205,7 @@ class TickCheck:
                         bucket.append(rec)
         return out, ghosts
 
-    def _check(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:
+    def _check(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:  # noqa: C901, PLR0912 - the checks of PROTOCOL.md, one after the other, in order
         code = rec.code
         if not code:
             self._note(code, Anomaly.EMPTY_CODE, "", now_ms, delivered=False)

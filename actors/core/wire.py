@@ -55,15 +55,19 @@ class Symbol(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class SymbolList(msgspec.Struct, frozen=True):
+    """``data`` of a subscription request (22002, 22004): the whole list of codes."""
+
     symbol_list: list[Symbol]
 
 
 class CancelData(msgspec.Struct, frozen=True):
+    """``data`` of a 22006 cancel request."""
+
     cancel_type: int
 
 
 class Empty(msgspec.Struct, frozen=True):
-    pass
+    """``data`` of a heartbeat: ``{}``."""
 
 
 class Request(msgspec.Struct, frozen=True, tag_field="cmd_id"):
@@ -73,19 +77,27 @@ class Request(msgspec.Struct, frozen=True, tag_field="cmd_id"):
     trace: str
 
 
-class HeartbeatRequest(Request, tag=CMD_HEARTBEAT):
+class HeartbeatRequest(Request, tag=CMD_HEARTBEAT, frozen=True):
+    """22000: a heartbeat; the server answers 22001."""
+
     data: Empty = Empty()
 
 
-class SubscribeBook(Request, tag=CMD_SUBSCRIBE_BOOK):
+class SubscribeBook(Request, tag=CMD_SUBSCRIBE_BOOK, frozen=True):
+    """22002: the connection's whole order-book subscription."""
+
     data: SymbolList
 
 
-class SubscribeTrades(Request, tag=CMD_SUBSCRIBE_TRADES):
+class SubscribeTrades(Request, tag=CMD_SUBSCRIBE_TRADES, frozen=True):
+    """22004: the connection's whole trade subscription."""
+
     data: SymbolList
 
 
-class Cancel(Request, tag=CMD_CANCEL):
+class Cancel(Request, tag=CMD_CANCEL, frozen=True):
+    """22006: cancel the connection's subscriptions."""
+
     data: CancelData
 
 
@@ -195,6 +207,8 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
 
 
 class Level(msgspec.Struct, frozen=True, gc=False):
+    """One price level of a book side, as the vendor sends it."""
+
     price: str
     volume: str = ""
 
@@ -224,7 +238,7 @@ class _Answer:
         return self.ret == 200
 
     def error(self) -> VendorError:
-        """This refusal as the exception a caller raises or reports (``ret`` other than 200)."""
+        """The refusal as the exception a caller raises or reports (``ret`` other than 200)."""
         return VendorError(self.ret, self.msg, self.cmd_id or None, self.seq_id or None)
 
 
@@ -241,15 +255,19 @@ class Inbound(msgspec.Struct, frozen=True, tag_field="cmd_id"):
         return tag
 
 
-class TradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False):
+class TradePush(Inbound, tag=CMD_TRADE_PUSH, gc=False, frozen=True):
+    """22998: a trade of a subscribed code."""
+
     data: Trade
 
 
-class BookPush(Inbound, tag=CMD_BOOK_PUSH, gc=False):
+class BookPush(Inbound, tag=CMD_BOOK_PUSH, gc=False, frozen=True):
+    """22999: an order-book snapshot of a subscribed code."""
+
     data: Book
 
 
-class Response(Inbound, _Answer):
+class Response(Inbound, _Answer, frozen=True):  # type: ignore[override]  # _Answer only declares cmd_id; Inbound's property is the one
     """An answer to a request: ``ret`` 200 is success, anything else a refusal (``error()``)."""
 
     ret: int
@@ -258,23 +276,23 @@ class Response(Inbound, _Answer):
     trace: str = ""
 
 
-class HeartbeatAck(Response, tag=CMD_HEARTBEAT_ACK):
-    pass
+class HeartbeatAck(Response, tag=CMD_HEARTBEAT_ACK, frozen=True):
+    """22001: the answer to a heartbeat."""
 
 
-class SubscribeBookAck(Response, tag=CMD_SUBSCRIBE_BOOK_ACK):
-    pass
+class SubscribeBookAck(Response, tag=CMD_SUBSCRIBE_BOOK_ACK, frozen=True):
+    """22003: the answer to a 22002 book subscription."""
 
 
-class SubscribeTradesAck(Response, tag=CMD_SUBSCRIBE_TRADES_ACK):
-    pass
+class SubscribeTradesAck(Response, tag=CMD_SUBSCRIBE_TRADES_ACK, frozen=True):
+    """22005: the answer to a 22004 trade subscription."""
 
 
-class CancelAck(Response, tag=CMD_CANCEL_ACK):
-    pass
+class CancelAck(Response, tag=CMD_CANCEL_ACK, frozen=True):
+    """22007: the answer to a 22006 cancel."""
 
 
-class ErrorFrame(Response, tag=0):
+class ErrorFrame(Response, tag=0, frozen=True):
     """An error the server sends on its own (401 bad token, 606 too many) or for an unparsable request."""
 
 

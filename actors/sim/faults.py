@@ -317,11 +317,11 @@ class FaultInjector:
 
 def _as_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise ValueError(f"expected an integer, got {value!r}")
+        raise ValueError(f"expected an integer, got {value!r}")  # noqa: TRY004 - inject() raises ValueError for any bad parameter (its documented contract)
     return int(value)
 
 
 def _as_float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {value!r}")  # noqa: TRY004 - inject() raises ValueError for any bad parameter (its documented contract)
     return float(value)

@@ -92,7 +92,10 @@ def asset_class(code: str) -> AssetClass:
 
 
 def format_units(units: int, dp: int) -> str:
-    """Exact decimal string of ``units * 10**-dp`` (units >= 0): ``format_units(1892300, 4) == "189.2300"``."""
+    """Exact decimal string of ``units * 10**-dp`` (units >= 0).
+
+    ``format_units(1892300, 4) == "189.2300"``.
+    """
     if dp == 0:
         return str(units)
     digits = str(units).rjust(dp + 1, "0")
@@ -147,7 +150,7 @@ class Market:
     """
 
     def __init__(self, catalog: Mapping[str, Sequence[str]], *, seed: int) -> None:
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - simulated prices, seeded for reproducible runs
         self.instruments: dict[str, Instrument] = {}
         # Per-code faults (actors/sim/faults.py): muted codes get no normal pushes; a skewed code's
         # tick_time is off by this many ms.

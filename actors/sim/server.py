@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -219,7 +219,7 @@ class Simulator:
         self._ws_logger.removeFilter(self._redact)
         log.info("simulator stopped")
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -235,7 +235,10 @@ class Simulator:
         return f"{scheme}://{self.host}:{self.port}{path}?token={urllib.parse.quote(self._token, safe='')}"
 
     def admin_url(self, action: str = "state", **params: object) -> str:
-        """The http:// URL of ``/admin/<action>`` with the token and params, e.g. admin_url("fault", name="drop")."""
+        """The http:// URL of ``/admin/<action>`` with the token and params.
+
+        For example ``admin_url("fault", name="drop")``.
+        """
         query = urllib.parse.urlencode(
             {**{k: v for k, v in params.items() if v is not None}, "token": self._token}
         )

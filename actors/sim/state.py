@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
@@ -95,7 +95,7 @@ class Outcome:
 DISCARDED = Outcome()
 
 
-def _is_uint32(value: object) -> bool:
+def _is_uint32(value: object) -> TypeGuard[int]:
     return type(value) is int and 0 <= value <= UINT32_MAX
 
 
@@ -220,7 +220,9 @@ class SimState:
         self._refuse[path] += count
 
     def hold_next(self, path: str | None, count: int) -> None:
-        """The next count subscription requests on path (None = any path), on any connection, go unanswered."""
+        """The next count subscription requests on path (None = any path), on any connection, go
+        unanswered.
+        """
         self._hold[path] += count
 
     def set_fault(self, conn_id: int, name: str) -> None:
@@ -250,7 +252,7 @@ class SimState:
 
     # Frames ---------------------------------------------------------------------------------------
 
-    def receive(self, conn_id: int, raw: bytes | str, now: float) -> Outcome:
+    def receive(self, conn_id: int, raw: bytes | str, now: float) -> Outcome:  # noqa: PLR0911 - one return per request kind
         """Handle one inbound frame of a connection at time now and say what to answer."""
         conn = self.conns[conn_id]
         if conn.faults & SILENT_FAULTS:
@@ -313,6 +315,8 @@ class SimState:
             return refuse(ret, msg)
         if self._rate_limited(conn, now):
             return refuse(429)
+        new_trades: Sequence[str]
+        new_books: Sequence[str]
         try:
             if cmd_id == CMD_CANCEL:
                 new_trades, new_books = self._cancel(conn, data)

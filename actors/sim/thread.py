@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from actors.sim.server import Simulator
 
@@ -88,7 +88,7 @@ class SimulatorThread:
         """See Simulator.state; runs on the simulator's loop."""
         return self._call(self.simulator.state)
 
-    def __enter__(self) -> SimulatorThread:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

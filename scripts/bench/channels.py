@@ -66,6 +66,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -263,7 +264,7 @@ def actor_loop() -> asyncio.AbstractEventLoop:
     """
     if os.environ.get("RAY_USE_UVLOOP", "1").lower() in {"1", "true"}:
         with contextlib.suppress(ImportError):
-            import uvloop  # noqa: PLC0415 - optional, as in Ray
+            import uvloop
 
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
@@ -373,7 +374,7 @@ def decoder_process(conn: Connection, channel: str, workdir: str, strategy_addre
     _process(conn, main)
 
 
-def receiver_process(  # noqa: PLR0913, PLR0917 - the pipeline's coordinates
+def receiver_process(  # noqa: PLR0917 - the pipeline's coordinates
     conn: Connection, receiver: str, channel: str, url: str, codes: list[str], decoder_address: str
 ) -> None:
     """The receiver: subscribes ``codes`` on ``url``, then forwards raw frames in batches to the decoder."""
@@ -653,7 +654,9 @@ def summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
     if "cpu_s_decoder" in runs["burst"][0]:
         for role in ROLES:
-            out[f"cpu_{role}_s_per_mtick"] = median("burst", lambda r, key=f"cpu_s_{role}": per_mtick(r, key))
+            out[f"cpu_{role}_s_per_mtick"] = median(
+                "burst", functools.partial(per_mtick, key=f"cpu_s_{role}")
+            )
     return out
 
 

@@ -47,7 +47,7 @@ class Churn:
             "late_s": max((r[4] for r in results), default=0.0),
         }
 
-    async def _one(
+    async def _one(  # noqa: PLR0917
         self, name: str, pool: list[str], rate: float, started: float, stop_at: float, seed: int
     ) -> tuple[int, list[str], float, list[str], float]:
         rng = random.Random(seed)

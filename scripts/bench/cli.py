@@ -13,11 +13,11 @@ What runs where:
   before its first byte is written, so that it delivers far faster than any client consumes
   (``sim_fps`` checks that with a reader that only counts frame headers).
 * One ``ray.init(address="local")`` for the whole run. tickvisor is started as tests/conftest.py's
-  System does (actors.control.Job): a Supervisor actor with Settings from actors.core.settings.parse_settings, here with
-  scripts.bench.strategy:BenchStrategy as the strategy.
-* Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench/clients.py) each in their own process; ``naive``
-  (scripts/bench/naive.py) as two Ray actors making one Ray call per tick; ``pipeline``: the Ray-free
-  three-process pipeline of scripts/bench/channels.py (tickvisor's transport receiving, tickvisor's
+  System does (actors.control.Job): a Supervisor actor with Settings from
+  actors.core.settings.parse_settings, here with scripts.bench.strategy:BenchStrategy as the strategy.
+* Baselines: ``seed``, ``bare`` and ``bare_picows`` (scripts/bench/clients.py) each in their own process;
+  ``naive`` (scripts/bench/naive.py) as two Ray actors making one Ray call per tick; ``pipeline``: the
+  Ray-free three-process pipeline of scripts/bench/channels.py (tickvisor's transport receiving, tickvisor's
   channel, ``wire.decode_batch``, the same per-tick counting in its strategy; no Ray, no checks,
   routing tables or supervision): the floor of the design on this machine.
 
@@ -26,7 +26,8 @@ Figures (the BENCH keys):
 * Throughput over a burst of 200k ticks (``--burst``) across 100 codes on one connection, counted
   inside one strategy with per-code order checked: ``tps``, ``seed_tps``, ``bare_tps``,
   ``bare_picows_tps`` (the bare client on picows: the ceiling of one connection) (median of the
-  rounds), ``transport`` (tickvisor's feed.transport, ``--transport``), ``naive_tps`` (over fewer ticks in --quick: one Ray call per tick is slow). ``order_ok``: every
+  rounds), ``transport`` (tickvisor's feed.transport, ``--transport``), ``naive_tps`` (over fewer ticks
+  in --quick: one Ray call per tick is slow). ``order_ok``: every
   consumer got every tick, in order, without a gap; ``tickvisor_out_of_order_dropped``: ticks tickvisor's
   strategy base class dropped because they arrived after a later one.
 * The Ray-free pipeline, measured beside tickvisor in each round and at both paces: ``pipeline_tps``,
@@ -36,8 +37,9 @@ Figures (the BENCH keys):
   last tick: ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest
   decoder, the strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
-  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns`` (actors.core.wire.Tick
-  passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms per sample).
+  ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns``
+  (actors.core.wire.Tick passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms
+  per sample).
   ``read_p50_ms``/``read_p99_ms``: the exact connection-read-to-strategy part; ``bare_p50_ms``/
   ``bare_p99_ms``: the bare client at the same pace, exact. ``latency_tps``: the rate tickvisor delivered
   at that pace (below it, queues grew); ``low_p50_ms``/``low_p99_ms``: tickvisor at ``low_rate`` (2k/s).
@@ -56,8 +58,9 @@ Figures (the BENCH keys):
 * 4 connections bursting at once (``phase_burst4``: 100 codes, at most 25 per connection, so 4
   connections, each with its own decoder worker, into one strategy; the simulator's ``burst`` of
   ``Mode.burst4`` ticks on each at once): ``burst4_tps`` (aggregate, at the strategy),
-  ``burst4_cpu_s_per_mtick`` (every process of the job), ``burst4_{connection,decoder,strategy}_cpu_s_per_mtick``
-  (each role summed over its processes) and ``burst4_decoder_cpu_spread`` (busiest decoder's CPU over
+  ``burst4_cpu_s_per_mtick`` (every process of the job),
+  ``burst4_{connection,decoder,strategy}_cpu_s_per_mtick`` (each role summed over its processes) and
+  ``burst4_decoder_cpu_spread`` (busiest decoder's CPU over
   the idlest's); ``bare_picows_tps`` is the single-connection reference. ``--profile`` runs that burst
   once more under py-spy and prints where the CPU goes per process (scripts/bench/pyspy.py) between
   the table and the BENCH line; if py-spy is missing or cannot attach, one line says so.

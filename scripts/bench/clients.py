@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -52,6 +52,17 @@ RETRY_AFTER_S = 1.1  # PROTOCOL.md "Limits": one subscription request per second
 SNAPSHOT_SKIP_S = 0.2  # after the 200: the subscription's snapshot ticks arrive (and are skipped) first
 ACK_TIMEOUT_S = 20.0
 MAX_FRAME_BYTES = 2**22
+
+
+class _WsAppState(TypedDict):
+    """What the websocket-client callbacks share: the request's seq_id, whether the burst counts yet,
+    the CPU time at its start and the monotonic time of the last message.
+    """
+
+    seq_id: int
+    ready: bool
+    cpu0: float
+    last: float
 
 
 def subscribe_frame(codes: list[str], seq_id: int) -> str:
@@ -87,7 +98,7 @@ def run_seed(url: str, codes: list[str], count: int, idle_s: float, *, latency: 
 
     counter = TickCounter()
     counter.reset(record_latency=latency)
-    state = {"seq_id": 1, "ready": False, "cpu0": 0.0, "last": time.monotonic()}
+    state: _WsAppState = {"seq_id": 1, "ready": False, "cpu0": 0.0, "last": time.monotonic()}
     monotonic, time_ns, loads = time.monotonic, time.time_ns, json.loads
 
     def on_open(ws: websocket.WebSocketApp) -> None:

@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from scripts.bench.config import PATHS
 from scripts.bench.wait import wait_for
@@ -131,7 +131,7 @@ class SimProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def __enter__(self) -> SimProcess:
+    def __enter__(self) -> Self:
         if self.proc is None:
             self.start()
         return self
@@ -276,7 +276,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def _children_map() -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc"):  # noqa: PTH208 - /proc entries are names, read as strings
         if not entry.isdigit():
             continue
         try:

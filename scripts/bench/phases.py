@@ -112,8 +112,9 @@ def run_naive(sim: SimProcess, codes: list[str], count: int, cap_s: float) -> di
 
     from scripts.bench.naive import NaiveConnection, NaiveSink
 
-    sink = ray.remote(NaiveSink).options(num_cpus=0).remote()
-    conn = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
+    # Handles: Ray types them as the class, whose methods lack .remote.
+    sink: Any = ray.remote(NaiveSink).options(num_cpus=0).remote()
+    conn: Any = ray.remote(NaiveConnection).options(num_cpus=0).remote(sim.url(FOREX_PATH), codes, sink)
     try:
         error = ray.get(conn.wait_ready.remote(), timeout=60)
         if error:
@@ -148,7 +149,9 @@ BURST4_CONNECTIONS = 4
 
 
 def start_burst4(mode: Mode, token: str) -> tuple[SimProcess, System]:
-    """The 4-connection phase's simulator (bursts only) and tickvisor (forex endpoint only), not waited for."""
+    """The 4-connection phase's simulator (bursts only) and tickvisor (forex endpoint only), not waited
+    for.
+    """
     codes = block(0)
     sim = SimProcess(token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000")
     sim.start()
@@ -180,8 +183,9 @@ def phase_burst4(
     ``burst4_cpu_s_per_mtick`` (every process of the job, as ``cpu_s_per_mtick``), and the CPU per
     Mtick of the connections, decoders and strategy (each summed over its processes, from the
     injection to the last tick) with ``burst4_decoder_cpu_spread``: the busiest decoder's CPU over the
-    idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second, unmeasured burst runs under
-    py-spy (scripts/bench/pyspy.py); returns its table, or one line saying why it could not run.
+    idlest's (1.0: decoding spread evenly; 0.0: too little CPU to tell). With ``profile``, a second,
+    unmeasured burst runs under py-spy (scripts/bench/pyspy.py); returns its table, or one line saying
+    why it could not run.
     """
     from scripts.bench.pyspy import Profiler, table
 
@@ -227,8 +231,8 @@ def phase_burst4(
                 and result["gaps"] == 0
                 and result["out_of_order"] == 0
             )
-            for role in roles:
-                out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in roles[role]) / n * 1e6
+            for role, pids in roles.items():
+                out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in pids) / n * 1e6
             decoders = sorted(used[p] for p in roles["decoder"])
             # 0.0: not measurable (an idlest decoder with no CPU clock tick, as in --smoke)
             out["burst4_decoder_cpu_spread"] = (
@@ -240,21 +244,22 @@ def phase_burst4(
             )
             if not profile:
                 return ""
-            pids = {**children, "simulator": sim.pid}
-            profiler = Profiler(pids)
+            profiled = {**children, "simulator": sim.pid}
+            profiler = Profiler(profiled)
             why = profiler.unavailable()
             if why:
                 return f"--profile: not profiled: {why}"
             log(
-                f"burst4 --profile: the same burst again under py-spy on {len(pids)} processes (not measured)"
+                f"burst4 --profile: the same burst again under py-spy on {len(profiled)} processes"
+                " (not measured)"
             )
             profiler.start()
             time.sleep(1.0)  # py-spy attaches
-            started = time.monotonic()
+            began = time.monotonic()
             try:
                 run_tickvisor(system, sim, codes, mode.burst4, job_pids, conns=conns)
             finally:
-                seconds = time.monotonic() - started
+                seconds = time.monotonic() - began
                 profiles = profiler.stop()
             return table(profiles, seconds)
         finally:
@@ -433,7 +438,9 @@ def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> N
     names = [f"churn-{i}" for i in range(mode.churn_strategies)]
     log(f"churn: {len(names)} strategies x {mode.churn_rate:g} ops/s, {mode.churn_s:g} s, {len(pool)} codes")
     before = sim.state()["totals"].get("429", 0)
-    actor = ray.remote(Churn).options(num_cpus=0, namespace=system.namespace).remote(system.actor("registry"))
+    actor: Any = (
+        ray.remote(Churn).options(num_cpus=0, namespace=system.namespace).remote(system.actor("registry"))
+    )
     try:
         result = ray.get(
             actor.run.remote(names, pool, mode.churn_rate, mode.churn_s), timeout=mode.churn_s + 120
@@ -580,7 +587,7 @@ def stall_trial(
     return detected, accepted - started
 
 
-def kill_trial(
+def kill_trial(  # noqa: PLR0917
     system: System, sim: SimProcess, strategy: Any, codes: list[str], child: str, quiet_s: float
 ) -> dict[str, float]:
     """SIGKILL ``child``. Returns seconds from the kill to: a new tick on every code (``flowing``), the

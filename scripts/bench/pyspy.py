@@ -30,8 +30,9 @@ RATE = 100  # samples per second per process
 TOP = 8  # functions shown per process
 MAX_S = 600  # py-spy's own --duration: it stops by itself even if never signalled
 
-#: Leaf frames (file name, function without its class) where a thread waits in C code that py-spy does not see as idle (Ray's task loop, the
-#: asyncio loop's epoll, a condition variable): counted apart as "waiting", not as busy.
+#: Leaf frames (file name, function without its class) where a thread waits in C code that py-spy does
+#: not see as idle (Ray's task loop, the asyncio loop's epoll, a condition variable): counted apart as
+#: "waiting", not as busy.
 WAITING = frozenset({("worker.py", "main_loop"), ("selectors.py", "select"), ("threading.py", "wait")})
 
 
@@ -117,7 +118,7 @@ class Profiler:
             return "py-spy is not installed (pip install py-spy==0.4.3, pinned in scripts/requirements.lock)"
         pid = next(iter(self.pids.values()), os.getpid())
         try:
-            probe = subprocess.run(  # noqa: S603 - our own executable and a pid
+            probe = subprocess.run(
                 [self.exe, "dump", "--nonblocking", "--pid", str(pid)],
                 capture_output=True,
                 timeout=20,
@@ -135,7 +136,7 @@ class Profiler:
         assert self.exe is not None
         for label, pid in self.pids.items():
             out = self.dir / f"{pid}.txt"
-            self.procs[label] = subprocess.Popen(  # noqa: S603 - our own executable and a pid
+            self.procs[label] = subprocess.Popen(
                 [
                     self.exe,
                     "record",
@@ -184,10 +185,15 @@ class Profiler:
 def table(profiles: list[Profile], seconds: float, top: int = TOP) -> str:
     """Markdown: per process (busiest first) its samples, and its top functions by self samples."""
     lines = [
-        f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
-        "self samples of the leaf Python frame)",
+        (
+            f"## Where the CPU goes (py-spy, {RATE} samples/s per process over {seconds:.1f} s; "
+            "self samples of the leaf Python frame)"
+        ),
         "",
-        "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self | % of busy |",
+        (
+            "| process | pid | samples (waiting) | busy % of a core | function (file:function) | self "
+            "| % of busy |"
+        ),
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for p in sorted(profiles, key=lambda p: -p.busy):

@@ -142,8 +142,10 @@ def table(r: dict[str, Any], mode: Mode) -> str:
         return f"{f(a, spec)} / {f(b, spec)}"
 
     lines = [
-        f"## tickvisor benchmark ({mode.name}: bursts of {mode.burst} ticks over 100 codes on one "
-        f"connection, {mode.rounds} round(s), median)",
+        (
+            f"## tickvisor benchmark ({mode.name}: bursts of {mode.burst} ticks over 100 codes on one "
+            f"connection, {mode.rounds} round(s), median)"
+        ),
         "",
         row("figure", "tickvisor", "seed", "bare", "naive", "note"),
         row("---", "---:", "---:", "---:", "---:", "---"),
@@ -164,10 +166,12 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             f"tickvisor: every process of the job; baselines: their one (bare picows "
             f"{f('bare_picows_cpu_s_per_mtick', '.1f')}); per stage from the injection: connection "
-            f"{f('connection_cpu_s_per_mtick', '.1f')}, decoder {f('decoder_cpu_s_per_mtick', '.1f')}, strategy "
-            f"{f('strategy_cpu_s_per_mtick', '.1f')}, the job's other processes {f('rest_cpu_s_per_mtick', '.1f')} "
+            f"{f('connection_cpu_s_per_mtick', '.1f')}, decoder {f('decoder_cpu_s_per_mtick', '.1f')}, "
+            f"strategy {f('strategy_cpu_s_per_mtick', '.1f')}, the job's other processes "
+            f"{f('rest_cpu_s_per_mtick', '.1f')} "
             f"(Ray-free pipeline: {f('pipeline_receiver_cpu_s_per_mtick', '.1f')}, "
-            f"{f('pipeline_decoder_cpu_s_per_mtick', '.1f')}, {f('pipeline_strategy_cpu_s_per_mtick', '.1f')})",
+            f"{f('pipeline_decoder_cpu_s_per_mtick', '.1f')}, "
+            f"{f('pipeline_strategy_cpu_s_per_mtick', '.1f')})",
         ),
         row(
             f"latency p50 / p99 ms @ {mode.latency_rate:.0f}/s",
@@ -230,7 +234,8 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             f"{f('burst4_ticks')} ticks over {f('burst4_connections')} connections and "
             f"{f('burst4_decoders')} decoders, in order: {f('burst4_order_ok')}; CPU s/Mtick connections "
-            f"{f('burst4_connection_cpu_s_per_mtick', '.1f')}, decoders {f('burst4_decoder_cpu_s_per_mtick', '.1f')} "
+            f"{f('burst4_connection_cpu_s_per_mtick', '.1f')}, decoders "
+            f"{f('burst4_decoder_cpu_s_per_mtick', '.1f')} "
             f"(busiest / idlest {f('burst4_decoder_cpu_spread')}), strategy "
             f"{f('burst4_strategy_cpu_s_per_mtick', '.1f')}",
         ),

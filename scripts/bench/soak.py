@@ -22,8 +22,9 @@ seeded shuffle of every fault kind (each kind once per round):
     sigstop                                      SIGSTOP of a connection's process, SIGCONT 1-4 s later
 
 A fault has recovered when: a killed actor runs again (a new pid, ALIVE), every desired code delivered
-a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets equal the desired union, and every
-actor of the job is ALIVE, each name once. The soak waits ``--recovery-timeout`` seconds at most.
+a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets
+equal the desired union, and every actor of the job is ALIVE, each name once. The soak waits
+``--recovery-timeout`` seconds at most.
 
 Checked throughout (each an invariant; the exit code is 1 when one breaks):
 
@@ -87,7 +88,7 @@ SIM_FAULTS = (
 )
 STRATEGY = "soak"
 TOKEN = "soak-token-" + uuid.uuid4().hex[:8]
-TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"
+TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"  # noqa: S105 - the name of the variable, not a token
 WINDOW_BEFORE_S = 0.5  # a fault window opens this long before the injection...
 WINDOW_AFTER_S = 1.0  # ... and closes this long after the recovery
 POLL_S = 0.25
@@ -179,9 +180,9 @@ def alive(namespace: str) -> dict[str, list[int]]:
 def proc_usage(pid: int) -> tuple[float, int] | None:
     """(RSS in MiB, open file descriptors) of a process, from /proc; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:  # noqa: PTH123 - a /proc file by its path string
             rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        fds = len(os.listdir(f"/proc/{pid}/fd"))  # noqa: PTH208 - /proc entries are names, read as strings
     except (OSError, StopIteration, ValueError):
         return None
     return rss_kb / 1024, fds
@@ -406,7 +407,7 @@ class Soak:
         else:
             what = f"in {last.kind} ({last.target}) for {time.time() - last.injected:.1f} s"
         elapsed = now - self.began if self.began else 0.0  # drained during the start-up: no fault yet
-        print(  # noqa: T201
+        print(
             f"soak {elapsed:6.1f}/{self.args.minutes * 60:.0f} s: {len(self.faults)} faults, "
             f"{len(done)} recovered, {what}; {self.ledger.delivered} ticks, dup {self.ledger.duplicates}, "
             f"out of order {self.ledger.out_of_order}, gaps {len(self.ledger.gaps)}",
@@ -441,7 +442,7 @@ class Soak:
             self.notes.append(
                 "the simulator has no 'mute' fault (actors/sim/faults.py FAULTS): muted codes skipped"
             )
-            print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
+            print(f"soak: note: {self.notes[-1]}", flush=True)
         return kinds
 
     def run(self) -> None:
@@ -468,7 +469,7 @@ class Soak:
         self.record_usage("end")
         self.progress(force=True)
 
-    def inject(self, kind: str) -> Fault | None:  # noqa: PLR0911 - one branch per kind
+    def inject(self, kind: str) -> Fault | None:
         endpoint = self.rng.choice(sorted(PATHS))
         path = PATHS[endpoint]
         now = time.time()
@@ -488,7 +489,7 @@ class Soak:
                 self.sim.inject("mute", path=path, code=code)
             except (ValueError, TypeError) as exc:
                 self.notes.append(f"mute skipped: the simulator refused inject('mute', code=...): {exc}")
-                print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
+                print(f"soak: note: {self.notes[-1]}", flush=True)
                 return None
             fault = Fault(kind, code, now)
             self.sleep(self.rng.uniform(2.0, 4.0))
@@ -534,9 +535,9 @@ class Soak:
         self.sim.inject("reply", path=PATHS[endpoint], ret=ret)
         added = self.held[endpoint] - set(CODES[endpoint])
         if ret != 600 and added:
-            code = sorted(added)[0]
+            code = min(added)
             self.held[endpoint].discard(code)
-            change = ([], [code])
+            change: tuple[list[str], list[str]] = ([], [code])  # (added, removed)
             target = f"{endpoint} -{code}"
         else:
             code = self.extra[endpoint].pop(0)
@@ -572,11 +573,13 @@ class Soak:
         server = self.server_union()
         if server != desired:
             fault.lost_codes = sorted(desired - server)
-            return f"server sets differ from the desired union: missing {fault.lost_codes}, extra {sorted(server - desired)}"
+            return (
+                f"server sets differ from the desired union: missing {fault.lost_codes}, "
+                f"extra {sorted(server - desired)}"
+            )
         fault.lost_codes = []
-        if fault.kind == "reply:600":
-            if not any(c == fault.code for c, _ in self.ledger.problems):
-                return f"the strategy was not told that {fault.code} was refused"
+        if fault.kind == "reply:600" and not any(c == fault.code for c, _ in self.ledger.problems):
+            return f"the strategy was not told that {fault.code} was refused"
         return ""
 
     def diagnosis(self) -> str:
@@ -675,7 +678,8 @@ class Soak:
         for kind, row in sorted(by_kind.items()):
             mean = row["total_s"] / row["recovered"] if row["recovered"] else float("nan")
             lines.append(
-                f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} {row['slowest_s']:>10.2f}"
+                f"{kind:<20} {row['injected']:>9} {row['recovered']:>10} {mean:>7.2f} "
+                f"{row['slowest_s']:>10.2f}"
                 f" {row['lost']:>10}"
             )
         lines.append(f"{'all':<20} {len(self.faults):>9} {sum(r['recovered'] for r in by_kind.values()):>10}")
@@ -685,10 +689,16 @@ class Soak:
             f"delivered twice                 {led.duplicates}",
             f"out of order                    {led.out_of_order}",
             f"of codes never held             {sum(led.unexpected.values())}",
-            f"lost inside fault windows       {sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}",
+            (
+                "lost inside fault windows       "
+                f"{sum(g.missing for g in led.gaps) - sum(g.missing for g in outside)}"
+            ),
             f"lost outside fault windows      {sum(g.missing for g in outside)}",
             f"reported missed (on_missed)     {led.missed_reported}",
-            f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} (after {len(lost_subs)} of {len(self.faults)} recoveries)",
+            (
+                f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} "
+                f"(after {len(lost_subs)} of {len(self.faults)} recoveries)"
+            ),
             "",
             "process                        pid      RSS MiB  fds   ->   pid      RSS MiB  fds",
         ]
@@ -698,13 +708,14 @@ class Soak:
             lines.append(f"{name:<30} {fmt(s)}   ->   {fmt(e)}")
         for gap in outside[:10]:
             lines.append(
-                f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} and {gap.before_ms}"
+                f"lost outside a window: {gap.code} {gap.missing} ticks between tick_time {gap.after_ms} "
+                f"and {gap.before_ms}"
             )
         lines += [f"example: {e}" for e in led.examples[:10]]
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"INVARIANT BROKEN: {v}" for v in self.violations]
         lines.append("soak: ok, every invariant held" if not self.violations else "soak: FAILED")
-        print("\n".join(lines), flush=True)  # noqa: T201
+        print("\n".join(lines), flush=True)
         return {
             "ok": not self.violations,
             "minutes": self.args.minutes,
@@ -728,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(args)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        print(f"soak: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)  # noqa: T201
+        print(f"soak: {signal.Signals(signum).name}, stopping", file=sys.stderr, flush=True)
         soak.stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -739,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)  # ray.init replaces them
         signal.signal(signal.SIGTERM, on_signal)
         print(
-            f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, seed {args.seed}",
+            f"soak: job running in namespace {soak.job.namespace}; {args.minutes:g} min of faults, "
+            f"seed {args.seed}",
             flush=True,
         )
         soak.run()
@@ -748,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.finish()
         result = soak.report()
-    print("SOAK " + json.dumps(result, sort_keys=True), flush=True)  # noqa: T201
+    print("SOAK " + json.dumps(result, sort_keys=True), flush=True)
     return 0 if result["ok"] else 1
 
 

@@ -2,10 +2,10 @@
 
 It does the per-tick work of scripts.bench.count.TickCounter, like every other benchmarked consumer.
 Latency is measured from the simulator's send time when the tick carries it (``sent_ns``, which
-``actors.core.normalise.Tick`` does not have today: the decoder drops the simulator's extra field). Without it,
-the send time is estimated from ``tick_time`` (the simulator sets it to ``sent_ns // 10**6``) as the
-middle of its millisecond, so each sample is exact only to +-0.5 ms; ``received_ns`` (the connection's
-read time) gives the exact read-to-strategy part.
+``actors.core.normalise.Tick`` does not have today: the decoder drops the simulator's extra field).
+Without it, the send time is estimated from ``tick_time`` (the simulator sets it to
+``sent_ns // 10**6``) as the middle of its millisecond, so each sample is exact only to +-0.5 ms;
+``received_ns`` (the connection's read time) gives the exact read-to-strategy part.
 """
 
 from __future__ import annotations

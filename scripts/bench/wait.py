@@ -24,15 +24,15 @@ POLL_S = 0.02
 class WaitTimeoutError(TimeoutError):
     """The awaited condition stayed falsy for ``timeout`` seconds; ``last`` is its last value."""
 
-    def __init__(self, what: str, timeout: float, last: object) -> None:  # noqa: D107 - the class says it
+    def __init__(self, what: str, timeout: float, last: object) -> None:
         super().__init__(f"timed out after {timeout:.1f} s waiting for {what}; last value {last!r}")
         self.what = what
         self.timeout = timeout
         self.last = last
 
 
-def wait_for(  # noqa: PLR0913 - the clock and the pause are injectable
-    condition: Callable[[], T],
+def wait_for(
+    condition: Callable[[], T | None],
     timeout: float,
     *,
     what: str = "condition",
