@@ -134,7 +134,7 @@ class TestClosedSession:
         ]
         plan = fan_out(events, lambda code: ["a", "b"] if code == "AAPL.US" else [])
         assert plan.sessions == {"a": [("AAPL.US", False, WALL)], "b": [("AAPL.US", False, WALL)]}
-        assert plan.mismatches == 1
+        assert plan.mismatches == ["stock-0"]
         assert any("closed" in text and "XNYS" in text for text in plan.texts)
 
 

@@ -243,6 +243,10 @@ class CodeLiveness:
     def _limit(self, conn: str) -> float:
         return self._after.get(conn, self._default)
 
+    def limit(self, conn: str) -> float:
+        """``conn``'s ``stale_after_s``."""
+        return self._limit(conn)
+
     def set_limit(self, conn: str, stale_after_s: float, open_grace_s: float | None = None) -> None:
         """``conn``'s own ``stale_after_s`` and ``open_grace_s`` (a connection opened while running)."""
         self._after[conn] = stale_after_s
@@ -497,7 +501,7 @@ class Fanout(msgspec.Struct):
     texts: list[str]  # every event in words, in order (the registry keeps the latest for status)
     lines: list[tuple[str, str]]  # (level, line) to log: the first LOG_EVENTS_EACH events, then a sum
     sessions: dict[str, list[tuple[str, bool, float]]] = {}  # holder -> [(code, open, at)] for on_session
-    mismatches: int = 0  # ticks while closed (TickWhileClosed), each counted once
+    mismatches: list[str] = []  # the connection of each tick while closed (TickWhileClosed)
 
 
 def fan_out(events: Iterable[LivenessEvent], holders_of: Callable[[str], Iterable[str]]) -> Fanout:
@@ -507,7 +511,7 @@ def fan_out(events: Iterable[LivenessEvent], holders_of: Callable[[str], Iterabl
 
     ``holders_of(code)``: the strategies holding ``code`` now, either kind.
     """
-    out = Fanout(set(), {}, {}, [], [], {})
+    out = Fanout(set(), {}, {}, [], [], {}, [])
     more: dict[str, int] = {}
     # Sessions open and close for many codes at once: one line per session, change and round.
     changed: dict[tuple[str, bool, float], int] = {}
@@ -557,7 +561,7 @@ def _session_event(
     holders_of: Callable[[str], Iterable[str]],
 ) -> None:
     if isinstance(event, TickWhileClosed):
-        out.mismatches += 1
+        out.mismatches.append(event.connection)
         _note(out, more, "info", str(event), "", "ticked while closed")
         return
     key = (event.session, event.open, event.at)
