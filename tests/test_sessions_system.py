@@ -81,9 +81,8 @@ symbols = {json.dumps([MUTED, TICKING, ALWAYS])}
         open_grace_s=OPEN_GRACE_S,
         silence_deadline_s=5.0,
         ping_deadline_s=3.0,
+        sessions={"*": "always", MUTED: spec, TICKING: spec},
     )
-    sessions = f'\n[feed.sessions]\n"*" = "always"\n"{MUTED}" = "{spec}"\n"{TICKING}" = "{spec}"\n'
-    text = text.replace("\n[endpoints.", sessions + "\n[endpoints.", 1)
     settings = parse_settings(text)
     assert settings.feed.sessions[MUTED] == spec
     sys_ = cast("System", System.start(settings, TEST_TOKEN, timeout=120 * S))
