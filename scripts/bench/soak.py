@@ -438,13 +438,13 @@ class Soak:
 
     def kinds(self) -> list[str]:
         kinds = [*SIM_FAULTS, *(f"kill:{t}" for t in KILL_TARGETS), "sigstop"]
-        from scripts.sim.faults import FAULTS
+        from actors.sim.faults import FAULTS
 
         if "mute" in FAULTS:
             kinds.append("mute")
         else:
             self.notes.append(
-                "the simulator has no 'mute' fault (scripts/sim/faults.py FAULTS): muted codes skipped"
+                "the simulator has no 'mute' fault (actors/sim/faults.py FAULTS): muted codes skipped"
             )
             print(f"soak: note: {self.notes[-1]}", flush=True)  # noqa: T201
         return kinds
