@@ -12,10 +12,12 @@ import functools
 import importlib
 import warnings
 import zoneinfo
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from actors.core.errors import ConfigError
 from actors.core.sessions import Interval, SessionTable
+from actors.core.settings import Settings
 
 _NS: int = 1_000_000_000
 
@@ -67,11 +69,43 @@ def source() -> ExchangeCalendars | None:
         return None
 
 
-def session_table(table: dict[str, str], key: str = "feed.sessions") -> SessionTable:
+class _Lazy:
+    """exchange_calendars imported when a calendar is first named: a table of windows, ``always`` and
+    ``fx`` alone does not pay for pandas.
+    """
+
+    def names(self) -> Collection[str]:
+        calendars = source()
+        return calendars.names() if calendars is not None else ()
+
+    def intervals(self, name: str, start: float, end: float) -> list[Interval]:
+        calendars = source()
+        return calendars.intervals(name, start, end) if calendars is not None else []
+
+
+def session_table(table: Mapping[str, str], key: str = "feed.sessions") -> SessionTable:
     """A ``SessionTable`` over IANA zones and exchange_calendars, checked at once.
 
     Raises:
         ConfigError: (naming ``key``) an unknown calendar name, zone or malformed window.
 
     """
-    return SessionTable(table, zones=zoneinfo.ZoneInfo, calendars=source(), key=key)
+    return SessionTable(table, zones=zoneinfo.ZoneInfo, calendars=_Lazy(), key=key)
+
+
+def check_sessions(settings: Settings, source_name: str = "<config>") -> None:
+    """Refuse ``[feed.sessions]`` naming an unknown calendar or zone, or a malformed window.
+
+    The pure settings core checks the form only; this is the check that reads the zone database and the
+    calendars, run wherever a configuration is loaded (``actors.config.load_settings``, ``tickvisor check``).
+
+    Raises:
+        ConfigError: its key is ``feed.sessions.'<pattern>'``; the reason lists the valid calendar names or
+            the expected form of a window.
+
+    """
+    try:
+        session_table(settings.feed.sessions)
+    except ConfigError as exc:
+        where = "" if source_name == "<config>" else f" (in {source_name})"
+        raise ConfigError(exc.key, exc.reason + where) from None

@@ -143,6 +143,8 @@ def create_children(  # noqa: PLR0917 - the job's coordinates, passed in the ord
             token_of=connection_tokens(s),
             close_after_s=s.feed.idle_connection_close_s,
             stale_after_s={endpoint: s.stale_after_s(endpoint) for endpoint in s.endpoints},
+            open_grace_s={endpoint: s.open_grace_s(endpoint) for endpoint in s.endpoints},
+            sessions=dict(s.feed.sessions),
         )
     )
     created.append(registry)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import actors
+from actors.calendars import check_sessions
 from actors.config import load_settings
 from actors.core.assignment import assign
 from actors.core.codes import Endpoint
@@ -657,7 +658,9 @@ def embedded_default() -> Settings:
 
     """
     text = importlib.resources.files(actors).joinpath(DEFAULT_CONFIG).read_text(encoding="utf-8")
-    return parse_settings(text, source=DEFAULT_SOURCE)
+    settings = parse_settings(text, source=DEFAULT_SOURCE)
+    check_sessions(settings, DEFAULT_SOURCE)
+    return settings
 
 
 def check_command(args: argparse.Namespace) -> int:

@@ -60,7 +60,14 @@ METRICS: Final[Mapping[str, Metric]] = {
         "Subscription requests answered, by the vendor's result code (200 accepted)",
         ("connection", "code"),
     ),
-    "codes": Metric("gauge", "Codes per state (ok, pending, quarantined; stale, never_started)", ("state",)),
+    "codes": Metric(
+        "gauge", "Codes per state (ok, pending, quarantined; stale, never_started; closed)", ("state",)
+    ),
+    "session_mismatches": Metric(
+        "counter",
+        "Codes that ticked while their trading session said closed, once per code and closed episode",
+        ("connection",),
+    ),
     "silence_detect_seconds": Metric(
         "histogram",
         "Seconds from a connection's last frame to its being declared silent",
@@ -217,13 +224,15 @@ def code_states(
             (ok if code in acknowledged else pending).add(code)
     health = liveness() if liveness is not None else {}
     quiet = {
-        state: {c for c, h in health.items() if h.state == state} for state in ("stale", "never_started")
+        state: {c for c, h in health.items() if h.state == state}
+        for state in ("stale", "never_started", "closed")
     }
-    ok -= pending | quiet["stale"] | quiet["never_started"]
+    ok -= pending | quiet["stale"] | quiet["never_started"] | quiet["closed"]
     gauge("codes", len(ok), state="ok")
     gauge("codes", len(pending), state="pending")
     gauge("codes", len(quiet["stale"] - pending), state="stale")
     gauge("codes", len(quiet["never_started"] - pending), state="never_started")
+    gauge("codes", len(quiet["closed"] - pending), state="closed")
     gauge("codes", len(refused), state="quarantined")
 
 

@@ -29,6 +29,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import metrics
 from actors.alarm import Alarm
+from actors.calendars import session_table
 from actors.core import desk as d
 from actors.core.desk import ConnStatus, Desk, RegistryState, RegistryStatus
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
@@ -54,13 +55,19 @@ class Registry:
         supervisor: Any = None,
         **options: Any,
     ) -> None:
-        """``options``: those of actors.core.desk.Desk (plan, tokens, gaps, stale_after_s...)."""
+        """``options``: those of actors.core.desk.Desk (plan, tokens, gaps, stale_after_s...), but
+        ``sessions`` is the ``[feed.sessions]`` table, made a SessionTable here (actors.calendars).
+        """
         self._state_key = state_key.encode()
         self._supervisor = supervisor
         self._actors = NamedActors(namespace)
         raw = internal_kv._internal_kv_get(self._state_key)  # noqa: SLF001 - Ray's cluster KV store
         state = msgspec.json.decode(raw, type=RegistryState) if raw else RegistryState()
         now = time.monotonic()
+        table = session_table(options.pop("sessions", None) or {})
+        # Sessions are wall-clock things; the desk's clock is monotonic (actors.core.codeliveness, rule 1).
+        options["wall_offset_s"] = time.time() - now
+        options["sessions"] = table.session_of
         self._desk = Desk(connections, max_codes, state=state, now=now, tag=str(os.getpid()), **options)
         self._version = 0  # the last routes version sent (_execute)
         # ref -> ("routes", decoder, call) or ("ages", decoder, round): the decoders' answers awaited
@@ -211,6 +218,8 @@ class Registry:
                 to.problem.remote(code, error)  # -> Strategy.on_problem (strategies come and go: no cache)
             case d.TellHealth(holder, changes) if to := self._actors.get(strategy_name(holder), cache=False):
                 to.code_health_many.remote(changes)  # -> Strategy.on_stale / on_recovered, in order
+            case d.TellSession(holder, changes) if to := self._actors.get(strategy_name(holder), cache=False):
+                to.session_many.remote(changes)  # -> Strategy.on_session, in order
             case d.Save(state):
                 internal_kv._internal_kv_put(self._state_key, msgspec.json.encode(state), overwrite=True)  # noqa: SLF001
             case d.Open(slot) if self._supervisor is not None:

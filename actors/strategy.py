@@ -27,7 +27,8 @@ The rules live in actors.core.delivery; this shell moves bytes and calls the hoo
 A code that goes quiet is told to its holders: ``on_stale(code, silent_for_s)`` when its connection
 died or it got no tick for ``[feed] stale_after_s`` seconds, ``on_recovered(code, silent_for_s)`` when
 its ticks return; a code that never started, a corrupt tick or a sequence anomaly goes to
-``on_problem``.
+``on_problem``. A code whose trading session (``[feed.sessions]``) is closed is not stale: its holders
+get ``on_session(code, False, at)`` at the close and ``on_session(code, True, at)`` at the open.
 """
 
 from __future__ import annotations
@@ -194,6 +195,13 @@ class Strategy:
         """Ticks of ``code`` are back after ``silent_for_s`` seconds without. Logged by default."""
         logger.info("strategy {}: {} recovered after {:.1f} s", self.name, code, silent_for_s)
 
+    async def on_session(self, code: str, open: bool, at: float) -> None:  # noqa: A002, FBT001
+        """The trading session of ``code`` (``[feed.sessions]``, else its market's default) opened
+        (``open`` True) or closed at ``at``, wall-clock epoch seconds. While it is closed the code is
+        ``closed``, never stale; at the open it has ``stale_after_s + open_grace_s`` for its first tick.
+        Does nothing by default.
+        """
+
     async def on_stop(self) -> None:
         """Called on a clean shutdown: flush what you hold."""
 
@@ -320,6 +328,14 @@ class Strategy:
             await hook(code, silent_for_s)
         except Exception:  # noqa: BLE001 - a user bug must not break the registry's reports
             logger.exception("strategy {}: on_{} raised", self.name, event)
+
+    async def session_many(self, changes: list[tuple[str, bool, float]]) -> None:
+        """The registry's session changes of one round, in order: ``(code, open, at)`` each."""
+        for code, is_open, at in changes:
+            try:
+                await self.on_session(code, is_open, at)
+            except Exception:  # noqa: BLE001 - a user bug must not break the registry's reports
+                logger.exception("strategy {}: on_session raised", self.name)
 
     async def code_health_many(self, events: list[tuple[str, str, float]]) -> None:
         """The registry's reports of one round, in order: ``(event, code, silent_for_s)`` each."""

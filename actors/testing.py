@@ -293,6 +293,10 @@ class StrategyHarness(Generic[S]):
         """Tell the strategy ``code`` recovered (``on_recovered``)."""
         await self.strategy.code_health("recovered", code, silent_for_s)
 
+    async def session(self, code: str, open: bool, at: float) -> None:  # noqa: A002, FBT001
+        """Tell the strategy the session of ``code`` opened or closed at ``at`` (``on_session``)."""
+        await self.strategy.session_many([(code, open, at)])
+
     async def problem(self, code: str, reason: str) -> None:
         """Tell the strategy about a problem with ``code`` (``on_problem``)."""
         await self.strategy.problem(code, reason)

@@ -24,6 +24,7 @@ class Collector(Strategy):
         self.books: dict[str, list[int]] = {}  # code -> depth (bids) of each snapshot
         self.book_seqs: dict[str, list[int]] = {}  # code -> seq of each snapshot
         self.health: list[tuple[str, str, float]] = []  # ("stale" | "recovered", code, silent_for_s)
+        self.sessions: list[tuple[str, bool, float]] = []  # (code, open, at) of each on_session
         self._times: dict[str, int] = {}  # code -> tick_time of the last tick
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
@@ -55,6 +56,9 @@ class Collector(Strategy):
     async def on_recovered(self, code: str, silent_for_s: float) -> None:
         self.health.append(("recovered", code, silent_for_s))
 
+    async def on_session(self, code: str, open: bool, at: float) -> None:  # noqa: A002
+        self.sessions.append((code, open, at))
+
     async def on_missed(self, count: int) -> None:
         self.missed_reports += count
 
@@ -74,6 +78,7 @@ class Collector(Strategy):
                 "books": self.books,
                 "book_seqs": self.book_seqs,
                 "health": self.health,
+                "sessions": self.sessions,
             }
         )
 

@@ -23,6 +23,8 @@ def test_a_job_config_renders_as_the_toml_a_user_would_write() -> None:
         "[feed]\n"
         'token_env = "T"\n'
         "heartbeat_interval_s = 0.5\n"
+        "[feed.sessions]\n"
+        '"*" = "always"\n'
         "[restart]\n"
         "max_restarts = 50\n"
         "within_s = 60.0\n"

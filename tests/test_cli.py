@@ -455,6 +455,19 @@ def test_check_prints_the_plan_without_a_token_value_or_ray(tmp_path: Any) -> No
     assert not [value for value in tokens.values() if value in done.stdout + done.stderr]
 
 
+def test_check_refuses_an_unknown_calendar_naming_the_key(tmp_path: Any) -> None:
+    config = tmp_path / "sessions.toml"
+    config.write_text(
+        '[feed.sessions]\n"*.HK" = "XHKEX"\n\n[endpoints.stock]\nurl = "wss://quote.alltick.co/quote-stock-b-ws-api"\n',
+        encoding="utf-8",
+    )
+    done = tickvisor(["check", "--config", str(config)], job_env(ALLTICK_TOKEN="t"))
+    assert done.returncode == 2
+    assert "config error at feed.sessions.'*.HK'" in done.stderr
+    assert "'XHKEX' is neither 'always', 'fx', an exchange calendar nor a window" in done.stderr
+    assert "XHKG" in done.stderr
+
+
 def test_tickvisor_simulator_serves_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [

@@ -43,3 +43,38 @@ class TestConfigFile:
                 load_settings(bad_key)
             assert caught.value.key == "feed.plan"
             assert str(bad_key) in str(caught.value)
+
+
+class TestSessions:
+    """[feed.sessions] is checked where the file is read: calendars and zones exist, windows parse."""
+
+    @pytest.mark.parametrize(
+        ("spec", "words"),
+        [
+            ("NYSEE", ("feed.sessions.'*.US'", "calendars: ", "XNYS")),
+            ("Mon-Fri 09:30-16:00", ("feed.sessions.'*.US'", "DAYS HH:MM-HH:MM ZONE")),
+            ("Mon-Fri 09:30-16:00 Mars/Olympus", ("'Mars/Olympus'", "not an IANA time zone")),
+            ("Mon-Fry 09:30-16:00 UTC", ("feed.sessions.'*.US'", "is not a session window")),
+        ],
+    )
+    def test_a_bad_session_is_refused_with_its_key_and_the_file(
+        self, spec: str, words: tuple[str, ...]
+    ) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "sessions.toml"
+            path.write_text(f'[feed.sessions]\n"*.US" = "{spec}"\n' + ENDPOINTS, encoding="utf-8")
+            with pytest.raises(ConfigError) as caught:
+                load_settings(path)
+            assert caught.value.key == "feed.sessions.'*.US'"
+            for word in (*words, str(path)):
+                assert word in str(caught.value)
+
+    def test_good_sessions_load(self) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "sessions.toml"
+            path.write_text(
+                '[feed.sessions]\n"*.US" = "XNYS"\n"EURUSD" = "fx"\n"XAUUSD" = "Mon-Fri 23:00-22:00 UTC"\n'
+                + ENDPOINTS,
+                encoding="utf-8",
+            )
+            assert load_settings(path).feed.sessions["XAUUSD"] == "Mon-Fri 23:00-22:00 UTC"

@@ -26,9 +26,11 @@ from actors.core.desk import (
     SetRoutes,
     Tell,
     TellHealth,
+    TellSession,
     kind_of,
 )
 from actors.core.errors import QuotaExhausted, SubscriptionRefused, VendorError
+from actors.core.sessions import Intervals
 
 CONN = "stock-0"
 C = TypeVar("C")
@@ -245,6 +247,39 @@ def test_a_dead_connection_tells_the_holders_its_codes_are_stale() -> None:
     assert (told.holder, [c[:2] for c in told.changes]) == ("a", [("stale", "AAPL.US")])
     desk.connection_down(CONN, 0, 5.0)  # an older socket's news: ignored
     assert desk.commands() == []
+
+
+def test_a_held_code_whose_session_closes_and_opens_is_told_to_its_holder_not_stale() -> None:
+    wall = 1_800_000_000.0
+    session = Intervals("test", lambda *_: [(wall, wall + 5.0), (wall + 100.0, wall + 200.0)])
+    desk = make(stale_after_s=10.0, open_grace_s=3.0, sessions=lambda _code: session, wall_offset_s=wall)
+    desk.connection_up(CONN, 1, 0.0)
+    answer(desk, subscribed(desk, "a", ["AAPL.US"], 1.0), 1.0)
+    assert desk.next_wakeup(1.0) == 5.0  # the close comes before the stale clock runs out
+    desk.tick(5.0)
+    (ask,) = of(desk.commands(), AskAges)
+    desk.ages_answered(ask.round, 0, {}, 5.0)
+    commands = desk.commands()
+    assert of(commands, TellHealth) == []
+    assert of(commands, TellSession) == [TellSession("a", [("AAPL.US", False, wall + 5.0)])]
+    health = desk.code_health(50.0)["AAPL.US"]
+    assert (health.state, health.session, health.opens_at) == ("closed", "test", wall + 100.0)
+    desk.connection_down(CONN, 1, 60.0)  # a dead socket while closed: nobody is told it is stale
+    assert of(desk.commands(), TellHealth) == []
+    desk.tick(60.0)  # the decoders learn the new watch list: a closed code's first tick is news
+    (ask,) = of(desk.commands(), AskAges)
+    assert ask.watch == ("AAPL.US",)
+    desk.ages_answered(ask.round, 0, {}, 60.0)
+    desk.connection_up(CONN, 2, 61.0)
+    answer(desk, of(desk.commands(), Send)[0], 61.0)  # resubscribed on the new socket
+    desk.tick(100.0)
+    (ask,) = of(desk.commands(), AskAges)
+    desk.ages_answered(ask.round, 0, {"AAPL.US": 0.5}, 100.0)  # before the open: a tick while closed
+    commands = desk.commands()
+    assert of(commands, TellSession) == [TellSession("a", [("AAPL.US", True, wall + 100.0)])]
+    assert of(commands, Count) == [Count("session_mismatches", (("connection", CONN),))]
+    desk.codes_ticked({"AAPL.US": 0.0}, 100.0)
+    assert desk.code_health(100.0)["AAPL.US"].state == "ok"
 
 
 # --- properties -----------------------------------------------------------------------------------------

@@ -298,6 +298,9 @@ token_env = "{token_env}"
 heartbeat_interval_s = 1.0
 silence_deadline_s = 3.0
 
+[feed.sessions]
+"*" = "always"
+
 [endpoints.stock]
 url = "ws://127.0.0.1:0/quote-stock-b-ws-api"
 

@@ -413,6 +413,8 @@ def write_job_config(path: Path, port: int) -> Path:
 token_env = "{SIM_TOKEN_ENV}"
 heartbeat_interval_s = 1.0
 silence_deadline_s = 3.0
+[feed.sessions]
+"*" = "always"
 [restart]
 backoff_initial_s = 0.2
 backoff_max_s = 1.0

@@ -78,6 +78,8 @@ class TestConfigFile:
             "strategy_queue_ticks": 50_000,
             "transport": "picows",
             "stale_after_s": 60.0,
+            "open_grace_s": 120.0,
+            "sessions": {},
             "deliver_corrupt": False,
         }
         assert msgspec.structs.asdict(restart) == {
@@ -345,6 +347,22 @@ class TestKeyError:
         exc = config_error("[feed]\ndeliver_corrupt = 1\n" + ENDPOINTS)
         assert exc.key == "feed.deliver_corrupt"
         assert "expected `bool`" in exc.reason
+
+    def test_open_grace_s_per_endpoint_and_the_sessions_table(self) -> None:
+        text = '[feed]\nopen_grace_s = 5\n[feed.sessions]\n"*.US" = "XNYS"\n"*" = "always"\n'
+        settings = parse_settings(text + ENDPOINTS + "open_grace_s = 0\n")
+        assert (settings.open_grace_s("stock"), settings.open_grace_s("forex_crypto")) == (5.0, 0.0)
+        assert settings.feed.sessions == {"*.US": "XNYS", "*": "always"}
+        assert parse_settings(ENDPOINTS).open_grace_s("stock") == 120.0
+        exc = config_error(ENDPOINTS + "open_grace_s = -2\n")
+        assert exc.key == "endpoints.forex_crypto.open_grace_s"
+        assert "expected seconds >= 0, got -2.0" in exc.reason
+        exc = config_error('[feed.sessions]\n"*.US" = " "\n' + ENDPOINTS)
+        assert exc.key == "feed.sessions.'*.US'"
+        assert "expected a session" in exc.reason
+        exc = config_error('[feed.sessions]\n"*.US" = 3\n' + ENDPOINTS)
+        assert exc.key.startswith("feed.sessions")
+        assert "str" in exc.reason
 
     def test_the_first_unknown_key_is_named_with_the_known_ones(self) -> None:
         exc = config_error("[restart]\nmax_restart = 3\n" + ENDPOINTS)

@@ -990,6 +990,21 @@ class TestCodeFaults:
         assert abs(data["sent_ns"] // 1_000_000 - time.time_ns() // 1_000_000) < 60_000
         assert sim.state()["code_faults"]["tick_time_skew_ms"] == {"AAPL.US": -7_200_000}
 
+    async def test_a_shifted_clock_moves_every_tick_time(self, make_sim: MakeSim, open_client: Any) -> None:
+        sim = await make_sim(tick_rate=40, clock_offset_s=86_400.0)  # tomorrow, as --clock-offset 86400
+        client = await open_client(sim.url("stock"))
+        assert (await client.trades("AAPL.US"))["ret"] == 200
+        await client.quiet()
+        data = (await client.push())["data"]
+        assert abs(data["tick_time"] - (time.time_ns() // 1_000_000 + 86_400_000)) < 60_000
+        assert sim.state()["clock_offset_s"] == 86_400.0
+        assert sim.inject("clock", offset_s="-3600") == []  # the admin command: an hour ago from now on
+        await client.quiet()
+        data = (await client.push())["data"]
+        assert abs(data["tick_time"] - (time.time_ns() // 1_000_000 - 3_600_000)) < 60_000
+        assert abs(data["sent_ns"] // 1_000_000 - time.time_ns() // 1_000_000) < 60_000
+        assert sim.state()["clock_offset_s"] == -3600.0
+
     async def test_corrupt_pushes_bad_prices_at_once(self, make_sim: MakeSim, open_client: Any) -> None:
         sim = await make_sim()
         client = await open_client(sim.url("stock"))
@@ -1039,7 +1054,7 @@ class TestAdmin:
             (1, STOCK_PATH, ["AAPL.US"]),
             (2, FOREX_CRYPTO_PATH, []),
         ]
-        assert set(state) == {"connections", "closed", "totals", "code_faults"}
+        assert set(state) == {"connections", "closed", "totals", "code_faults", "clock_offset_s"}
         assert set(state["connections"][0]) == {
             "id",
             "path",

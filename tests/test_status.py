@@ -144,6 +144,8 @@ def test_a_healthy_job_gives_the_documented_document_and_exit_0() -> None:
         "kinds": ["trades"],
         "holders": ["tape"],
         "last_tick_age_s": None,
+        "session": None,
+        "opens_at": None,
     }
     assert doc["registry"] == {"pending": [], "quarantined": {}, "vendor_errors": [], "routes_awaited": {}}
     assert status_exit(doc) == OK
@@ -298,7 +300,7 @@ def test_a_book_only_code_shows_its_liveness() -> None:
     doc = job_status(raw)
     assert doc["codes"]["BTCUSDT"] == {
         "state": "stale", "reason": "quiet", "connection": "forex_crypto-0", "kinds": ["book"],
-        "holders": ["depth"], "last_tick_age_s": 12.0,
+        "holders": ["depth"], "last_tick_age_s": 12.0, "session": None, "opens_at": None,
     }  # fmt: skip
     [line] = [row for row in render_status(doc).splitlines() if row.strip().startswith("BTCUSDT")]
     cells = re.split(r"\s{2,}", line.strip())
@@ -470,3 +472,38 @@ def test_the_readme_schema_names_every_key_of_the_document() -> None:
     assert entry_keys("codes") | {"reason"} == set(doc["codes"]["AAPL.US"])
     assert "`reason`" in documented["codes"]
     assert set(re.findall(r'"(\w+)":', documented["registry"])) == set(doc["registry"])
+
+
+def test_a_closed_code_shows_its_session_and_when_it_opens_and_is_no_failure() -> None:
+    raw = raw_snapshot()
+    raw["registry"]["codes"] = {
+        "AAPL.US": {
+            "state": "closed",
+            "reason": "",
+            "connection": "stock-0",
+            "last_tick_age_s": 3600.0,
+            "session": "XNYS",
+            "opens_at": 1_796_653_800.0,
+        },
+        "EURUSD": {
+            "state": "ok",
+            "reason": "",
+            "connection": "forex_crypto-0",
+            "last_tick_age_s": 0.5,
+            "session": "fx",
+        },
+    }
+    doc = job_status(raw)
+    assert doc["codes"]["AAPL.US"] == {
+        "state": "closed", "connection": "stock-0", "kinds": ["trades"], "holders": ["tape"],
+        "last_tick_age_s": 3600.0, "session": "XNYS", "opens_at": "2026-12-07T14:30:00Z",
+    }  # fmt: skip
+    assert (doc["codes"]["EURUSD"]["session"], doc["codes"]["EURUSD"]["opens_at"]) == ("fx", None)
+    assert "closed" in CODE_STATES
+    assert status_exit(doc) == OK  # a closed market is not a failure
+    screen = render_status(doc)
+    assert "codes: all 2 ok or closed" in screen
+    assert "codes closed (their market is closed; not a problem): 1" in screen
+    [line] = [row for row in screen.splitlines() if row.strip().startswith("AAPL.US")]
+    assert re.split(r"\s{2,}", line.strip()) == ["AAPL.US", "XNYS", "2026-12-07T14:30:00Z", "tape"]
+    json.dumps(doc)

@@ -49,6 +49,9 @@ class Vwap(Strategy):
     async def on_problem(self, code: str, reason: str) -> None:
         self.events.append(("problem", code, reason))
 
+    async def on_session(self, code: str, open: bool, at: float) -> None:  # noqa: A002
+        self.events.append(("session", code, "open" if open else "closed", str(at)))
+
     async def on_missed(self, count: int) -> None:
         self.events.append(("missed", str(count)))
 
@@ -74,6 +77,7 @@ async def test_a_strategy_is_fed_told_and_stopped_in_process() -> None:
         await h.stale("AAPL.US", 61.5)
         await h.recovered("AAPL.US", 70.0)
         await h.problem("AAPL.US", "never started")
+        await h.session("AAPL.US", False, 1_800_000_100.0)
         await h.missed(3)
         strategy = h.strategy
     assert strategy.events == [
@@ -81,6 +85,7 @@ async def test_a_strategy_is_fed_told_and_stopped_in_process() -> None:
         ("stale", "AAPL.US", "61.5"),
         ("recovered", "AAPL.US", "70.0"),
         ("problem", "AAPL.US", "never started"),
+        ("session", "AAPL.US", "closed", "1800000100.0"),
         ("missed", "3"),
         ("stop",),
     ]
@@ -175,3 +180,14 @@ def test_an_init_that_cannot_take_the_arguments_is_refused_with_what_to_write() 
     assert why is not None
     assert why.startswith("desk:NoArgs.__init__ cannot take (name, symbols, options)")
     assert "super().__init__(name, symbols, options)" in why
+
+
+async def test_on_session_does_nothing_by_default_and_a_raising_one_is_logged() -> None:
+    class Raising(Strategy):
+        async def on_session(self, code: str, open: bool, at: float) -> None:  # noqa: A002
+            raise RuntimeError(code)
+
+    async with StrategyHarness(Strategy) as h:
+        await h.session("AAPL.US", True, 1.0)  # the default: nothing
+    async with StrategyHarness(Raising) as r:
+        await r.session("AAPL.US", True, 1.0)  # logged, not raised into the registry

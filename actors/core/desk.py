@@ -19,12 +19,13 @@ Rules of this module:
 5. Tick ages are asked of every decoder at once; the round is judged when all answered, and given up
    (asked again ``DECODER_ANSWER_S`` later) when one failed or did not answer by then.
 6. Time is a parameter (``now``, the shell's monotonic clock); the desk has no clock and no I/O.
+   Trading sessions are read on the wall clock, ``now + wall_offset_s`` (actors.core.codeliveness).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import msgspec
@@ -36,6 +37,7 @@ from actors.core.errors import FeedError, InvalidCode, QuotaExhausted, Subscript
 from actors.core.growth import CLOSE_AFTER_S, Pool, PoolState, Quota, Slot
 from actors.core.holdings import Holdings
 from actors.core.naming import decoder_name
+from actors.core.sessions import Session
 from actors.core.subscriptions import Acknowledged, Kind, Quarantined, RateGate, Refused, SubscriptionBook
 
 VENDOR_ERRORS_KEPT: Final = 20  # the last refusals shown in the status, with the connection that got each
@@ -146,6 +148,15 @@ class TellHealth(msgspec.Struct, frozen=True):
     changes: list[tuple[str, str, float]]
 
 
+class TellSession(msgspec.Struct, frozen=True):
+    """One round's session changes to ``holder``, in order: (code, open, at wall-clock epoch seconds)
+    for ``Strategy.on_session``.
+    """
+
+    holder: str
+    changes: list[tuple[str, bool, float]]
+
+
 class AskAges(msgspec.Struct, frozen=True):
     """Ask each decoder for its tick ages of ``watch``; answer with ``ages_answered(round, ...)``."""
 
@@ -182,7 +193,21 @@ class Count(msgspec.Struct, frozen=True):
     labels: tuple[tuple[str, str], ...] = ()
 
 
-Command = Send | SetRoutes | Open | Close | Announce | Tell | TellHealth | AskAges | Save | Fail | Log | Count
+Command = (
+    Send
+    | SetRoutes
+    | Open
+    | Close
+    | Announce
+    | Tell
+    | TellHealth
+    | TellSession
+    | AskAges
+    | Save
+    | Fail
+    | Log
+    | Count
+)
 
 
 class _Asked(msgspec.Struct):
@@ -211,7 +236,9 @@ class Desk:
     (pinned: never closed), each with decoder ``i`` in the order given; ``max_connections`` is the
     plan's connections per token and endpoint (0: no growth beyond the start-up ones); ``tokens`` are
     the tokens' labels and ``token_of`` the label of each start-up connection (default: the first);
-    ``tag`` tells this incarnation's request traces apart (the shell's pid).
+    ``tag`` tells this incarnation's request traces apart (the shell's pid); ``sessions`` gives each
+    code its trading session (None: always open), ``open_grace_s`` is per endpoint name like
+    ``stale_after_s``, and ``wall_offset_s`` is the wall clock minus the shell's monotonic clock.
     """
 
     def __init__(
@@ -232,6 +259,9 @@ class Desk:
         token_of: Mapping[str, str] | None = None,
         close_after_s: float = CLOSE_AFTER_S,
         stale_after_s: Mapping[str, float] | float = 60.0,  # per endpoint name, or one for all
+        open_grace_s: Mapping[str, float] | float = 120.0,  # per endpoint name, or one for all
+        sessions: Callable[[str], Session] | None = None,
+        wall_offset_s: float = 0.0,
     ) -> None:
         state = state or RegistryState()
         self._out: list[Command] = []
@@ -252,9 +282,7 @@ class Desk:
         self._vendor_errors: deque[tuple[str, VendorError]] = deque(maxlen=VENDOR_ERRORS_KEPT)
         self._last_ack_s: dict[tuple[str, Kind], float] = {}
         self._told_603: set[str] = set()
-        single = isinstance(stale_after_s, int | float)
-        self._stale_by_endpoint = {} if isinstance(stale_after_s, int | float) else dict(stale_after_s)
-        self._liveness = CodeLiveness(default_s=float(stale_after_s) if single else 60.0)  # type: ignore[arg-type]
+        self._liveness = self._code_liveness(stale_after_s, open_grace_s, sessions, wall_offset_s)
         self._liveness_due: float | None = None
         self._watch_sent: frozenset[str] = frozenset()
         self._code_events: deque[str] = deque(maxlen=CODE_EVENTS_KEPT)
@@ -301,6 +329,24 @@ class Desk:
         self._out.extend(Announce(conn_id) for conn_id in self._pool.slots)
         if state.holdings or state.book_holdings:
             self._log("info", f"registry: restored {len(state.holdings)} strategies from the saved state")
+
+    def _code_liveness(
+        self,
+        stale_after_s: Mapping[str, float] | float,
+        open_grace_s: Mapping[str, float] | float,
+        sessions: Callable[[str], Session] | None,
+        wall_offset_s: float,
+    ) -> CodeLiveness:
+        """Per-code liveness: one value for every connection, or per endpoint (set per slot)."""
+        single = isinstance(stale_after_s, int | float)
+        self._stale_by_endpoint = {} if isinstance(stale_after_s, int | float) else dict(stale_after_s)
+        self._grace_by_endpoint = {} if isinstance(open_grace_s, int | float) else dict(open_grace_s)
+        return CodeLiveness(
+            default_s=float(stale_after_s) if single else 60.0,  # type: ignore[arg-type]
+            sessions=sessions,
+            default_grace_s=float(open_grace_s) if isinstance(open_grace_s, int | float) else 120.0,
+            wall_offset_s=wall_offset_s,
+        )
 
     # --- outputs ----------------------------------------------------------------------------------
 
@@ -590,6 +636,9 @@ class Desk:
             self._out.extend(Tell(name, code, text) for code, text in plan.problems.get(name, ()))
             if name in plan.told:
                 self._out.append(TellHealth(name, plan.told[name]))
+        for name, changes in sorted(plan.sessions.items()):
+            self._out.append(TellSession(name, changes))  # -> Strategy.on_session, in order
+        self._out.extend(Count("session_mismatches", (("connection", c),)) for c in plan.mismatches)
         for conn_id, kind in sorted(plan.resend):
             book = self._books.get((conn_id, Kind(kind)))
             if book is not None:
@@ -728,8 +777,12 @@ class Desk:
         self._up.setdefault(slot.conn_id, False)
         self._ids.setdefault(slot.conn_id, wire.RequestIds(f"reg-{slot.conn_id}-{self._tag}"))
         limit = self._stale_by_endpoint.get(slot.endpoint.value)
-        if limit is not None:  # per-code liveness on the slot uses its endpoint's stale_after_s
-            self._liveness.set_limit(slot.conn_id, limit)
+        grace = self._grace_by_endpoint.get(slot.endpoint.value)
+        if limit is not None or grace is not None:
+            # per-code liveness on the slot uses its endpoint's stale_after_s and open_grace_s
+            self._liveness.set_limit(
+                slot.conn_id, self._liveness.limit(slot.conn_id) if limit is None else limit, grace
+            )
 
     def _drop_books(self, slot: Slot) -> None:
         for kind in KINDS:

@@ -177,6 +177,23 @@ class FeedSettings(_Table, frozen=True):
             "[endpoints.NAME] stale_after_s overrides it per endpoint",
         ),
     ] = 60.0
+    open_grace_s: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            description="the seconds a held code gets at its session's open, on top of stale_after_s, "
+            "before it is stale or never started, >= 0; [endpoints.NAME] open_grace_s overrides it per "
+            "endpoint",
+        ),
+    ] = 120.0
+    sessions: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="code or glob pattern -> trading session ('always', 'fx', an exchange calendar "
+            "such as XNYS, or windows 'DAYS HH:MM-HH:MM ZONE'); the most specific match wins, codes it "
+            "does not match follow the built-in default of their market",
+        ),
+    ] = {}
     deliver_corrupt: Annotated[
         bool,
         msgspec.Meta(
@@ -225,6 +242,13 @@ class EndpointSettings(_Table, frozen=True, kw_only=True):
         msgspec.Meta(
             description="this endpoint's [feed] stale_after_s: seconds without a tick after which a "
             "held code is stale, >= 0 (0 disables); omitted = [feed] stale_after_s"
+        ),
+    ] = None
+    open_grace_s: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="this endpoint's [feed] open_grace_s: seconds a held code gets at its session's "
+            "open on top of stale_after_s, >= 0; omitted = [feed] open_grace_s"
         ),
     ] = None
 
@@ -306,6 +330,11 @@ class Settings(_Table, frozen=True, kw_only=True):
         own = self.endpoints[endpoint].stale_after_s if endpoint in self.endpoints else None
         return self.feed.stale_after_s if own is None else own
 
+    def open_grace_s(self, endpoint: str) -> float:
+        """The seconds a code of ``endpoint`` gets at its session's open, on top of ``stale_after_s``."""
+        own = self.endpoints[endpoint].open_grace_s if endpoint in self.endpoints else None
+        return self.feed.open_grace_s if own is None else own
+
     def plan_limits(self) -> Plan:
         """The effective limits: the plan's, lowered by ``max_connections``/``max_codes_per_connection``."""
         plan = PLANS[self.feed.plan]
@@ -327,6 +356,9 @@ url = "ws://127.0.0.1:0/quote-stock-b-ws-api"
 
 [endpoints.forex_crypto]
 url = "ws://127.0.0.1:0/quote-b-ws-api"
+
+[feed.sessions]
+"*" = "always"
 
 [simulator]
 enabled = true
@@ -430,6 +462,19 @@ def _check_feed(feed: FeedSettings) -> None:
         )
 
 
+def _check_sessions(sessions: Mapping[str, str]) -> None:
+    # The form only: whether a calendar or a zone exists is the shell's to check (actors.calendars),
+    # as this core reads no time-zone database.
+    for pattern, spec in sessions.items():
+        key = f"feed.sessions.{pattern!r}"
+        if not pattern.strip():
+            raise ConfigError(key, "expected a code or a glob pattern such as '*.US', got an empty key")
+        if not spec.strip():
+            raise ConfigError(
+                key, "expected a session: 'always', 'fx', an exchange calendar (XNYS) or windows"
+            )
+
+
 def _check_url(name: str, url: str) -> None:
     key = f"endpoints.{name}.url"
     if "token=" in url.lower():
@@ -475,6 +520,12 @@ def _check_endpoints(endpoints: Mapping[str, EndpointSettings]) -> None:
                 f"endpoints.{name}.stale_after_s",
                 f"expected seconds >= 0 (0 disables the check), got {stale}; "
                 "omit it to use [feed] stale_after_s",
+            )
+        grace = endpoint.open_grace_s
+        if grace is not None and not (math.isfinite(grace) and grace >= 0):
+            raise ConfigError(
+                f"endpoints.{name}.open_grace_s",
+                f"expected seconds >= 0, got {grace}; omit it to use [feed] open_grace_s",
             )
 
 
@@ -529,6 +580,7 @@ def _validate(settings: Settings) -> None:
     for prefix in ("feed", "restart", "simulator"):
         _check_finite(prefix, getattr(settings, prefix))
     _check_feed(settings.feed)
+    _check_sessions(settings.feed.sessions)
     restart = settings.restart
     if restart.backoff_max_s < restart.backoff_initial_s:
         raise ConfigError(

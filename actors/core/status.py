@@ -11,8 +11,10 @@ Rules of this module:
 3. Per-code liveness (``stale``, ``never_started``, ``last_tick_age_s``) is not computed here: the
    registry's status carries it under ``codes`` (actors.core.codeliveness.CodeHealth, an age of -1
    before the first tick); a snapshot may also give it as ``code_health``. It turns an ``ok`` code
-   ``stale`` or ``never_started``; without it a code is ``ok``, ``pending`` or ``quarantined``, as the
-   registry knows them.
+   ``stale``, ``never_started`` or ``closed`` (its trading session is closed: with ``session``, the spec
+   it follows, and ``opens_at``, ISO 8601 UTC); without it a code is ``ok``, ``pending`` or
+   ``quarantined``, as the registry knows them. A closed code, like a stale one, does not change the exit
+   code: that is the connections' and the registry's.
    The registry learns tick times only when it looks at the decoders (at its liveness wake-ups), so
    its age is the age at that look plus the time since. The decoders' own statistics, gathered by the
    same status call, carry each code's age at the call (``tick_ages``): the freshest of the two is
@@ -22,6 +24,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -38,7 +41,7 @@ REFUSED: Final = 2
 NO_JOB: Final = 3
 
 CONNECTION_STATES: Final = ("up", "down", "connecting")
-CODE_STATES: Final = ("ok", "stale", "never_started", "quarantined", "pending")
+CODE_STATES: Final = ("ok", "stale", "never_started", "closed", "quarantined", "pending")
 
 
 # --- the snapshot: what the status reads of each child's statistics -----------------------------------
@@ -92,6 +95,8 @@ class CodeSeen(msgspec.Struct, frozen=True):
     state: str = ""
     reason: str = ""
     last_tick_age_s: float = -1.0  # -1: no tick yet
+    session: str = ""  # the spec its trading session follows ("" from an older registry)
+    opens_at: float | None = None  # wall-clock epoch seconds: when a closed session opens
 
 
 class RegistryView(msgspec.Struct, frozen=True):
@@ -294,6 +299,26 @@ def _strategy_entry(name: str, stats: StrategyView | None, codes: set[str], behi
     return entry
 
 
+def _apply_health(
+    codes: dict[str, dict[str, Any]], health: Mapping[str, CodeSeen], fresh: Mapping[str, float]
+) -> None:
+    """Per-code liveness onto the registry's codes (rule 3)."""
+    for code, seen in health.items():
+        entry = codes.get(code)
+        if entry is None:
+            continue
+        ages = [a for a in (seen.last_tick_age_s, fresh.get(code, -1.0)) if a >= 0]
+        entry["last_tick_age_s"] = round(min(ages), 3) if ages else None
+        if entry["state"] == "ok" and seen.state in {"stale", "never_started", "closed"}:
+            entry["state"] = seen.state
+            if seen.reason:
+                entry["reason"] = seen.reason
+        if seen.session:
+            entry["session"] = seen.session
+        opens = seen.opens_at if entry["state"] == "closed" else None
+        entry["opens_at"] = iso_utc(opens) if opens is not None else None
+
+
 def job_status(snapshot: StatusSnapshot, *, namespace: str = "", address: str = "") -> dict[str, Any]:
     """The status document (README "Status") from ``Supervisor.snapshot()``."""
     answered = snapshot.registry is not None and _answered(snapshot.registry)
@@ -301,18 +326,11 @@ def job_status(snapshot: StatusSnapshot, *, namespace: str = "", address: str = 
     codes, pending = _registry_codes(registry)
     health = snapshot.code_health or registry.codes
     fresh = decoder_ages(snapshot.decoders)
-    for code, seen in health.items():  # per-code liveness (rule 3)
-        entry = codes.get(code)
-        if entry is None:
-            continue
-        ages = [a for a in (seen.last_tick_age_s, fresh.get(code, -1.0)) if a >= 0]
-        entry["last_tick_age_s"] = round(min(ages), 3) if ages else None
-        if entry["state"] == "ok" and seen.state in {"stale", "never_started"}:
-            entry["state"] = seen.state
-            if seen.reason:
-                entry["reason"] = seen.reason
+    _apply_health(codes, health, fresh)
     for entry in codes.values():
         entry.setdefault("last_tick_age_s", None)
+        entry.setdefault("session", None)  # null: not watched (yet) by the registry
+        entry.setdefault("opens_at", None)
     per_conn: dict[str, set[str]] = {}
     for code, entry in codes.items():
         if entry["connection"] is not None:
@@ -354,6 +372,11 @@ def job_status(snapshot: StatusSnapshot, *, namespace: str = "", address: str = 
         }
         | ({} if answered else {"error": _error(snapshot.registry)}),
     }
+
+
+def iso_utc(t: float) -> str:
+    """Epoch seconds as ISO 8601 UTC, to the second: ``2026-12-07T14:30:00Z``."""
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_exit(doc: Mapping[str, Any]) -> int:
@@ -424,7 +447,7 @@ def render_status(doc: Mapping[str, Any]) -> str:
         lines.append(
             f"  {decoder} has not taken new routes for {waited:.1f} s: its connections' requests wait"
         )
-    not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] != "ok"]
+    not_ok = [(code, e) for code, e in doc["codes"].items() if e["state"] not in ("ok", "closed")]
     if not_ok:
         rows = [["code", "state", "why", "connection", "last tick", "holders"]]
         for code, e in not_ok:
@@ -436,8 +459,22 @@ def render_status(doc: Mapping[str, Any]) -> str:
         lines.append(f"codes not ok: {len(not_ok)} of {len(doc['codes'])}")
         lines += _table(rows)
     else:
-        lines.append(f"codes: all {len(doc['codes'])} ok")
+        closed_too = " or closed" if len(not_ok) < len(doc["codes"]) else ""
+        lines.append(f"codes: all {len(doc['codes'])} ok{closed_too}")
+    lines += _closed_lines(doc["codes"])
     return "\n".join(lines)
+
+
+def _closed_lines(codes: Mapping[str, Any]) -> list[str]:
+    """The codes whose market is closed, apart from the others: a quiet market is not a problem."""
+    closed = [(code, e) for code, e in codes.items() if e["state"] == "closed"]
+    if not closed:
+        return []
+    rows = [["code", "session", "opens at", "holders"]]
+    for code, e in closed:
+        opens = e.get("opens_at") or "-"
+        rows.append([code, e.get("session") or "-", opens, ",".join(e["holders"]) or "-"])
+    return [f"codes closed (their market is closed; not a problem): {len(closed)}", *_table(rows)]
 
 
 # --- subscribe / unsubscribe ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ Command line
     --codes N                       extra codes per endpoint: S0001.US.. (stock), C0001USDT.. (forex/crypto),
                                     default 200
     --seed N                        random-walk seed (default 0)
+    --clock-offset S                the server's clock shifted: S seconds added to every tick_time (default 0;
+                                    the ``clock`` fault changes it while running)
     --conn-gap-s S                  min seconds between subscription requests on one connection (default 1.0)
     --token-gap-s S                 min seconds between subscription requests on different connections of
                                     the token on one path (default 3.0, 0 disables)
@@ -85,6 +87,9 @@ Faults (``Simulator.inject(name, *, path=None, conn=None, **params)`` or ``/admi
                flight (recorded in ``requests`` with ret 0, counted in totals ``held``); returns []
     clear      remove stall, blackhole and reply, stop a running burst, and lift every per-code fault;
                with ``code``: lift that code's mute and tick_time_skew only
+    clock      shift the server's clock to ``offset_s`` seconds (default 0) from the real one: every
+               tick_time from now on (as ``--clock-offset``); returns []. With ``mute`` (a code's market
+               closes) and ``clear`` (it opens), a test plays a session's close and open without waiting
 
 Per-code faults (``code`` required; they act on the code wherever it is subscribed, and return the
 connections on ``path``/``conn`` that hold it):
@@ -105,7 +110,8 @@ State (``Simulator.state()``, ``/admin/state``)
                       "refused": {"429": n, "400": n, ...}}, ...],
      "closed": [same, the last 100 closed connections],
      "totals": {"connections_opened", "refused_606", "refused_401", "pushes", "429", "400", "600", ...},
-     "code_faults": {"muted": [codes], "tick_time_skew_ms": {code: ms}}}
+     "code_faults": {"muted": [codes], "tick_time_skew_ms": {code: ms}},
+     "clock_offset_s": seconds}
 
 ``max_requests_in_window(conn_state, window_s)`` is the largest number of subscription requests a
 connection sent within any ``window_s`` seconds.

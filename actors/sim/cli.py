@@ -64,6 +64,13 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--book-rate", type=float, default=DEFAULT_BOOK_RATE)
     p.add_argument("--codes", type=int, default=DEFAULT_EXTRA_CODES)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="shift the server's clock: S seconds added to every pushed tick_time (default 0)",
+    )
     p.add_argument("--conn-gap-s", type=float, default=DEFAULT_CONN_GAP_S)
     p.add_argument("--token-gap-s", type=float, default=DEFAULT_TOKEN_GAP_S)
     p.add_argument("--log-level", default="INFO")
@@ -103,6 +110,7 @@ async def _serve(args: argparse.Namespace) -> None:
         token_gap_s=args.token_gap_s,
         tls=_tls(args.tls),
         more_tokens=tuple(args.more_token),
+        clock_offset_s=args.clock_offset,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

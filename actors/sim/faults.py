@@ -37,6 +37,7 @@ FAULTS = (
     "seq_reset",
     "tick_time_skew",
     "corrupt",
+    "clock",
 )
 #: Faults of one code, on every connection that holds it (``code`` required); ``clear`` takes a code too.
 CODE_FAULTS = ("mute", "seq_reset", "tick_time_skew", "corrupt")
@@ -106,6 +107,7 @@ class FaultInjector:
             "seq_reset": {"code"},
             "tick_time_skew": {"code", "skew_s"},
             "corrupt": {"code", "price", "volume", "count"},
+            "clock": {"offset_s"},
         }.get(fault, set())
         if params.keys() - allowed:
             raise ValueError(f"fault {fault} takes no parameter {sorted(params.keys() - allowed)}")
@@ -116,6 +118,10 @@ class FaultInjector:
             log.info(
                 "fault refuse: next %s new connection(s) on %s", params.get("count", 1), target or "any path"
             )
+            return []
+        if fault == "clock":
+            self.market.clock_offset_ms = round(_as_float(params.get("offset_s", 0)) * 1000)
+            log.info("fault clock: tick_time shifted by %s s", params.get("offset_s", 0))
             return []
         if fault == "hold":
             self.sim.hold_next(target, _as_int(params.get("count", 1)))

@@ -156,6 +156,8 @@ class Market:
         # tick_time is off by this many ms.
         self.muted: set[str] = set()
         self.skew_ms: dict[str, int] = {}
+        # The server's shifted clock (--clock-offset, the ``clock`` fault): every tick_time moves by it.
+        self.clock_offset_ms = 0
         for path, codes in catalog.items():
             base = BASE_PRICES.get(path, {})
             for code in codes:
@@ -223,7 +225,7 @@ class Market:
         trade = TradeData(
             code=code,
             seq=inst.trade_seq,
-            tick_time=now_ns // 1_000_000 + self.skew_ms.get(code, 0),
+            tick_time=now_ns // 1_000_000 + self.clock_offset_ms + self.skew_ms.get(code, 0),
             price=format_units(inst.price, inst.price_dp),
             volume=volume,
             turnover=turnover,
@@ -251,7 +253,7 @@ class Market:
 
         bids = [level(max(1, inst.price - half * (i + 1))) for i in range(depth)]
         asks = [level(inst.price + half * (i + 1)) for i in range(depth)]
-        tick_time = now_ns // 1_000_000 + self.skew_ms.get(code, 0)
+        tick_time = now_ns // 1_000_000 + self.clock_offset_ms + self.skew_ms.get(code, 0)
         book = BookData(
             code=code, seq=inst.book_seq, tick_time=tick_time, bids=bids, asks=asks, sent_ns=now_ns
         )

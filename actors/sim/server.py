@@ -104,6 +104,8 @@ class Simulator:
             number 1, 2... in ``state()``); ``revoke`` makes one invalid.
         clock: the monotonic seconds that the rate limits, the heartbeat timeout and ``requests`` are
             counted in (a test passes a fake one to control them).
+        clock_offset_s: seconds added to every pushed ``tick_time``: the server's wall clock shifted, so
+            tests see a close, a weekend or an open without waiting (the ``clock`` fault changes it).
 
     """
 
@@ -126,6 +128,7 @@ class Simulator:
         tls: ssl.SSLContext | None = None,
         more_tokens: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
+        clock_offset_s: float = 0.0,
     ) -> None:
         if plan not in PLAN_LIMITS:
             raise ValueError(f"unknown plan {plan!r}, expected one of {sorted(PLAN_LIMITS)}")
@@ -155,6 +158,7 @@ class Simulator:
             heartbeat_timeout=heartbeat_timeout,
         )
         self.market = Market(catalog, seed=seed)
+        self.market.clock_offset_ms = round(clock_offset_s * 1000)
         self.links: dict[int, Link] = {}
         self._faults = FaultInjector(self.sim, self.market, self.links, clock)
         self._http = AdminAPI(token, state=self.state, inject=self.inject)
@@ -250,6 +254,7 @@ class Simulator:
         state = self.sim.snapshot()
         market = self.market
         state["code_faults"] = {"muted": sorted(market.muted), "tick_time_skew_ms": dict(market.skew_ms)}
+        state["clock_offset_s"] = market.clock_offset_ms / 1000
         return state
 
     # WebSocket connections ------------------------------------------------------------------------

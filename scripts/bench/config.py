@@ -1,6 +1,7 @@
 """The one config builder for a tickvisor job against the simulator: benchmarks, soak and tests alike.
 
-``job_config`` makes the config as plain data: ``[feed]`` (only the keys given), ``[restart]``,
+``job_config`` makes the config as plain data: ``[feed]`` (only the keys given, and ``[feed.sessions]``
+``"*" = "always"`` unless given: the simulator ticks around the clock), ``[restart]``,
 one ``[endpoints.<name>]`` per endpoint on the simulator's port, and the ``[[strategies]]`` entries
 that ``strategy`` makes. ``to_toml`` renders it (a subprocess reads a file; tests edit the text),
 and ``build`` turns it into ``Settings`` through ``actors.core.settings.parse_settings``, so a
@@ -24,6 +25,8 @@ RESTART: Mapping[str, Any] = {
     "backoff_initial_s": 0.1,
     "backoff_max_s": 2.0,
 }
+#: The trading sessions of every job against the simulator, which ticks around the clock: no market closes.
+ALWAYS_OPEN: Mapping[str, str] = {"*": "always"}
 
 
 def strategy(name: str, kind: str, symbols: Iterable[str], **extra: Any) -> dict[str, Any]:
@@ -44,7 +47,8 @@ def job_config(
     Args:
         port: the simulator's port.
         strategies: entries made by ``strategy``.
-        feed: the ``[feed]`` keys; the defaults of ``FeedSettings`` for the rest.
+        feed: the ``[feed]`` keys; the defaults of ``FeedSettings`` for the rest, but ``sessions``:
+            ``ALWAYS_OPEN`` unless given.
         restart: the ``[restart]`` keys, or None for the defaults of ``RestartSettings``.
         endpoints: names from ``PATHS``, in order.
 
@@ -53,6 +57,7 @@ def job_config(
 
     """
     doc: dict[str, Any] = {"feed": dict(feed or {})}
+    doc["feed"].setdefault("sessions", dict(ALWAYS_OPEN))
     if restart is not None:
         doc["restart"] = dict(restart)
     doc["endpoints"] = {name: {"url": f"ws://127.0.0.1:{port}{PATHS[name]}"} for name in endpoints}
@@ -86,7 +91,7 @@ def _table(lines: list[str], prefix: str, table: Mapping[str, Any]) -> None:
     scalars = {k: v for k, v in table.items() if not _is_table(v) and not _is_table_array(v)}
     if prefix and (scalars or not table):
         lines.append(f"[{prefix}]")
-    lines.extend(f"{key} = {_value(value)}" for key, value in scalars.items())
+    lines.extend(f"{_key(key)} = {_value(value)}" for key, value in scalars.items())
     for key, value in table.items():
         name = f"{prefix}.{key}" if prefix else key
         if _is_table(value):
@@ -95,6 +100,11 @@ def _table(lines: list[str], prefix: str, table: Mapping[str, Any]) -> None:
             for entry in value:
                 lines.append(f"[[{name}]]")
                 lines.extend(f"{k} = {_value(v)}" for k, v in entry.items())
+
+
+def _key(key: str) -> str:
+    """A bare key as it is, any other (``"*.US"``) quoted."""
+    return key if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key) else json.dumps(key)
 
 
 def _is_table(value: object) -> bool:

@@ -1,0 +1,161 @@
+"""Trading sessions through the whole system: real Ray, the real simulator on 127.0.0.1.
+
+Two stock codes follow an explicit window computed from the test's own start time: open since
+yesterday, closed for the one minute after the close (windows have minute resolution), then open
+again. The simulator stops pushing both at the close (its ``mute`` fault, as a closed market does) and
+pushes one again at the open. A code with the session ``always`` goes stale as it always did.
+The pure rules are tested in test_codeliveness_sessions.py; the status document in test_status.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from actors.core.settings import parse_settings
+from tests.conftest import TEST_TOKEN, S, System, system_toml, wait_for
+
+# Windows have minute resolution: the close is the first whole minute at least START_MARGIN_S away (the
+# system starts meanwhile, in about 15 s), the open one minute later: the test takes two to three minutes.
+START_MARGIN_S = 45.0
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.usefixtures("ray_session"),
+    pytest.mark.timeout(int(300 + 100 * S)),
+]
+
+MUTED, TICKING = "AAPL.US", "TSLA.US"  # both follow the window; at the open only TICKING ticks again
+ALWAYS = "BTCUSDT"
+STALE_AFTER_S = 3.0
+OPEN_GRACE_S = 2.0
+
+
+def minute_boundary(after: float) -> float:
+    return math.ceil(after / 60.0) * 60.0
+
+
+def hhmm(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M")
+
+
+@pytest.fixture(scope="module")
+def window() -> tuple[float, float]:
+    """(close, open), wall-clock epoch seconds."""
+    close = minute_boundary(time.time() + START_MARGIN_S)
+    return close, close + 60.0
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Any]:
+    from scripts.simulator import SimulatorThread
+
+    simulator = SimulatorThread(token=TEST_TOKEN, tick_rate=20.0, heartbeat_timeout=10.0)
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def system(sim: Any, window: tuple[float, float]) -> Iterator[System]:
+    close, opens = window
+    # Open every day from the open until the next day's close: open now (since yesterday), closed for
+    # the minute between the close and the open.
+    spec = f"Mon-Sun {hhmm(opens)}-{hhmm(close)} UTC"
+    strategies = f"""
+[[strategies]]
+name = "watcher"
+kind = "tests.collector:Collector"
+symbols = {json.dumps([MUTED, TICKING, ALWAYS])}
+"""
+    text = system_toml(
+        sim.port,
+        strategies,
+        stale_after_s=STALE_AFTER_S,
+        open_grace_s=OPEN_GRACE_S,
+        silence_deadline_s=5.0,
+        ping_deadline_s=3.0,
+        sessions={"*": "always", MUTED: spec, TICKING: spec},
+    )
+    settings = parse_settings(text)
+    assert settings.feed.sessions[MUTED] == spec
+    sys_ = cast("System", System.start(settings, TEST_TOKEN, timeout=120 * S))
+    wait_for(lambda: sys_.registry().in_sync, 20, what="first subscription in sync")
+    yield sys_
+    sys_.stop()
+
+
+def collected(system: System) -> dict[str, Any]:
+    return system.get(system.actor("strategy:watcher").collected.remote())
+
+
+def health_of(system: System, code: str) -> Any:
+    return system.registry().codes.get(code)
+
+
+def state_of(system: System, code: str) -> str:
+    health = health_of(system, code)
+    return "" if health is None else health.state
+
+
+def told(system: System, event: str, code: str) -> list[float]:
+    return [s for e, c, s in collected(system)["health"] if (e, c) == (event, code)]
+
+
+def sessions_told(system: System, code: str) -> list[tuple[bool, float]]:
+    return [(is_open, at) for c, is_open, at in collected(system)["sessions"] if c == code]
+
+
+def told_twice(system: System, code: str) -> bool:
+    return len(sessions_told(system, code)) == 2
+
+
+def test_a_code_with_session_always_goes_stale_as_before(system: System, sim: Any) -> None:
+    wait_for(lambda: state_of(system, ALWAYS) == "ok", 20, what=f"{ALWAYS} ok")
+    assert health_of(system, ALWAYS).session == "always"
+    sim.inject("mute", code=ALWAYS)
+    [silent] = wait_for(lambda: told(system, "stale", ALWAYS), 4 * STALE_AFTER_S, what=f"on_stale({ALWAYS})")
+    assert silent >= STALE_AFTER_S
+    sim.inject("clear", code=ALWAYS)
+    wait_for(lambda: state_of(system, ALWAYS) == "ok", 20, what=f"{ALWAYS} ok again")
+
+
+def test_a_held_code_through_the_close_is_closed_then_at_the_open_muted_is_stale_and_ticking_ok(
+    system: System, sim: Any, window: tuple[float, float]
+) -> None:
+    close, opens = window
+    assert time.time() < close - 1.0, "the system took longer to start than START_MARGIN_S"
+    wait_for(lambda: all(state_of(system, c) == "ok" for c in (MUTED, TICKING)), 20, what="both codes ok")
+    assert health_of(system, MUTED).session.startswith("Mon-Sun ")
+    # The market closes: the simulator stops pushing both codes (a second early: no tick after the close).
+    wait_for(lambda: time.time() >= close - 1.0, close - time.time() + 10, what="a second before the close")
+    for code in (MUTED, TICKING):
+        sim.inject("mute", code=code)
+    for code in (MUTED, TICKING):
+        wait_for(functools.partial(sessions_told, system, code), 30, what=f"on_session({code}, open=False)")
+        assert sessions_told(system, code) == [(False, close)]
+    wait_for(lambda: all(state_of(system, c) == "closed" for c in (MUTED, TICKING)), 10, what="both closed")
+    assert health_of(system, MUTED).opens_at == opens
+    # A whole minute without ticks while closed: nobody is told it is stale.
+    wait_for(lambda: time.time() >= opens, opens - time.time() + 10, what="the open")
+    assert told(system, "stale", MUTED) == []
+    assert told(system, "stale", TICKING) == []
+    sim.inject("clear", code=TICKING)  # the market opens: one code ticks again
+    for code in (MUTED, TICKING):
+        wait_for(functools.partial(told_twice, system, code), 30, what=f"on_session({code}, open=True)")
+        assert sessions_told(system, code)[1] == (True, opens)
+    [silent] = wait_for(
+        lambda: told(system, "stale", MUTED), 6 * (STALE_AFTER_S + OPEN_GRACE_S), what=f"on_stale({MUTED})"
+    )
+    # Its last tick came before the close: stale only at the open + open_grace_s + stale_after_s.
+    assert silent >= (opens - close) + OPEN_GRACE_S + STALE_AFTER_S - 1.0
+    health = health_of(system, MUTED)
+    assert (health.state, health.reason) == ("stale", "quiet")
+    wait_for(lambda: state_of(system, TICKING) == "ok", 20, what=f"{TICKING} ok after the open")
+    assert told(system, "stale", TICKING) == []
