@@ -98,6 +98,15 @@ def test_several_windows_with_a_lunch_break_and_24_00() -> None:
     assert not s.is_open(at(2026, 12, 13, 0, 0))
 
 
+def test_a_window_may_name_seconds() -> None:
+    s = build("Mon 10:00:15-10:00:45 UTC", ZONES, None)
+    assert not s.is_open(at(2026, 12, 7, 10) + 14)
+    assert s.is_open(at(2026, 12, 7, 10) + 15)
+    assert s.next_change(at(2026, 12, 7, 10) + 20) == at(2026, 12, 7, 10) + 45
+    with pytest.raises(ConfigError, match="not a session window"):
+        parse_windows("Mon 10:00:60-11:00 UTC", ZONES)
+
+
 def test_windows_follow_daylight_saving_in_their_zone() -> None:
     ny = ZONES("America/New_York")
     s = build("Mon-Fri 09:30-16:00 America/New_York", ZONES, None)

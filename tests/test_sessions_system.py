@@ -1,8 +1,7 @@
 """Trading sessions through the whole system: real Ray, the real simulator on 127.0.0.1.
 
 Two stock codes follow an explicit window computed from the test's own start time: open since
-yesterday, closed for the one minute after the close (windows have minute resolution), then open
-again. The simulator stops pushing both at the close (its ``mute`` fault, as a closed market does) and
+yesterday, closed for CLOSED_S seconds after the close, then open again. The simulator stops pushing both at the close (its ``mute`` fault, as a closed market does) and
 pushes one again at the open. A code with the session ``always`` goes stale as it always did.
 The pure rules are tested in test_codeliveness_sessions.py; the status document in test_status.py.
 """
@@ -22,9 +21,10 @@ import pytest
 from actors.core.settings import parse_settings
 from tests.conftest import TEST_TOKEN, S, System, system_toml, wait_for
 
-# Windows have minute resolution: the close is the first whole minute at least START_MARGIN_S away (the
-# system starts meanwhile, in about 15 s), the open one minute later: the test takes two to three minutes.
-START_MARGIN_S = 45.0
+# The close is START_MARGIN_S after the module's start (the system starts meanwhile, in about 15 s), the
+# open CLOSED_S later: the module takes about a minute.
+START_MARGIN_S = 40.0
+CLOSED_S = 12.0
 pytestmark = [
     pytest.mark.ray,
     pytest.mark.usefixtures("ray_session"),
@@ -37,19 +37,15 @@ STALE_AFTER_S = 3.0
 OPEN_GRACE_S = 2.0
 
 
-def minute_boundary(after: float) -> float:
-    return math.ceil(after / 60.0) * 60.0
-
-
-def hhmm(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M")
+def hhmmss(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
 
 
 @pytest.fixture(scope="module")
 def window() -> tuple[float, float]:
     """(close, open), wall-clock epoch seconds."""
-    close = minute_boundary(time.time() + START_MARGIN_S)
-    return close, close + 60.0
+    close = float(math.ceil(time.time() + START_MARGIN_S))  # windows name whole seconds
+    return close, close + CLOSED_S
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +62,8 @@ def sim() -> Iterator[Any]:
 def system(sim: Any, window: tuple[float, float]) -> Iterator[System]:
     close, opens = window
     # Open every day from the open until the next day's close: open now (since yesterday), closed for
-    # the minute between the close and the open.
-    spec = f"Mon-Sun {hhmm(opens)}-{hhmm(close)} UTC"
+    # the CLOSED_S seconds between the close and the open.
+    spec = f"Mon-Sun {hhmmss(opens)}-{hhmmss(close)} UTC"
     strategies = f"""
 [[strategies]]
 name = "watcher"
@@ -142,7 +138,7 @@ def test_a_held_code_through_the_close_is_closed_then_at_the_open_muted_is_stale
         assert sessions_told(system, code) == [(False, close)]
     wait_for(lambda: all(state_of(system, c) == "closed" for c in (MUTED, TICKING)), 10, what="both closed")
     assert health_of(system, MUTED).opens_at == opens
-    # A whole minute without ticks while closed: nobody is told it is stale.
+    # CLOSED_S seconds without ticks while closed (longer than stale_after_s): nobody is told it is stale.
     wait_for(lambda: time.time() >= opens, opens - time.time() + 10, what="the open")
     assert told(system, "stale", MUTED) == []
     assert told(system, "stale", TICKING) == []

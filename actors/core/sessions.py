@@ -7,7 +7,7 @@ Rules of this module:
    (``next_change``; ``None`` for never). Open intervals are half-open, ``[open, close)``.
 3. A session is named by a spec: ``always``; ``fx`` (24/5: closed from Friday 17:00 to Sunday 17:00
    America/New_York); an exchange calendar's name (``XNYS``, holidays, early closes and breaks included); or
-   explicit windows ``DAYS HH:MM-HH:MM ZONE``, several comma-separated. DAYS is one day or a range of
+   explicit windows ``DAYS HH:MM-HH:MM ZONE`` (``HH:MM:SS`` also), several comma-separated. DAYS is one day or a range of
    ``Mon``..``Sun``; the times are wall-clock times in the IANA zone ZONE; an end before the start runs past
    midnight into the next day; ``24:00`` ends at the day's midnight.
 4. A table maps codes and glob patterns to specs; the most specific match wins (an exact code; then the
@@ -36,7 +36,8 @@ FX_WINDOWS: Final = (
     "Sun 17:00-24:00 America/New_York, Mon-Thu 00:00-24:00 America/New_York, Fri 00:00-17:00 America/New_York"
 )
 WINDOW_FORM: Final = (
-    "DAYS HH:MM-HH:MM ZONE, e.g. 'Mon-Fri 09:30-16:00 America/New_York' or 'Sat 00:00-24:00 UTC'"
+    "DAYS HH:MM-HH:MM ZONE, e.g. 'Mon-Fri 09:30-16:00 America/New_York' or 'Sat 00:00-24:00 UTC' "
+    "(HH:MM:SS for seconds)"
 )
 
 # The built-in table by the vendor's notation (PROTOCOL.md "Endpoints"): stocks by their suffix; the
@@ -56,7 +57,7 @@ _HORIZON_S: Final = 14 * DAY_S
 
 _WINDOW_RE: Final = re.compile(
     r"^(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?)\s+"
-    r"(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})\s+(?P<zone>\S+)$"
+    r"(?P<start>\d{1,2}:\d{2}(?::\d{2})?)-(?P<end>\d{1,2}:\d{2}(?::\d{2})?)\s+(?P<zone>\S+)$"
 )
 
 Interval = tuple[float, float]
@@ -151,7 +152,7 @@ class Intervals:
 class Window:
     """One explicit weekly window.
 
-    It opens on ``days`` at ``start`` and closes at ``end`` (minutes into the day, wall clock in ``zone``);
+    It opens on ``days`` at ``start`` and closes at ``end`` (seconds into the day, wall clock in ``zone``);
     ``end <= start`` closes on the next day.
     """
 
@@ -174,10 +175,11 @@ class Window:
                     yield (a, b)
             day += dt.timedelta(days=1)
 
-    def _at(self, day: dt.date, minutes: int) -> float:
-        if minutes >= 24 * 60:
-            day, minutes = day + dt.timedelta(days=1), 0
-        return dt.datetime.combine(day, dt.time(minutes // 60, minutes % 60), tzinfo=self.tz).timestamp()
+    def _at(self, day: dt.date, seconds: int) -> float:
+        if seconds >= _DAY:
+            day, seconds = day + dt.timedelta(days=1), 0
+        hour, rest = divmod(seconds, 3600)
+        return dt.datetime.combine(day, dt.time(hour, *divmod(rest, 60)), tzinfo=self.tz).timestamp()
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
@@ -191,12 +193,15 @@ def merge(intervals: Iterable[Interval]) -> list[Interval]:
     return out
 
 
-def _minutes(text: str, *, is_end: bool) -> int | None:
-    hours, _, mins = text.partition(":")
-    h, m = int(hours), int(mins)
-    if m >= 60 or h > 24 or (h == 24 and (m or not is_end)):
+_DAY: Final = 86_400
+
+
+def _seconds(text: str, *, is_end: bool) -> int | None:
+    """``HH:MM`` or ``HH:MM:SS`` as seconds into the day; ``24:00`` only as an end."""
+    h, m, sec = (int(part) for part in [*text.split(":"), "0"][:3])
+    if m >= 60 or sec >= 60 or h > 24 or (h == 24 and (m or sec or not is_end)):
         return None
-    return h * 60 + m
+    return h * 3600 + m * 60 + sec
 
 
 def _days(text: str) -> frozenset[int] | None:
@@ -221,8 +226,8 @@ def parse_windows(spec: str, zones: Zones, *, key: str = "feed.sessions") -> lis
     for part in (p.strip() for p in spec.split(",")):
         m = _WINDOW_RE.match(part)
         days = _days(m["days"]) if m else None
-        start = _minutes(m["start"], is_end=False) if m else None
-        end = _minutes(m["end"], is_end=True) if m else None
+        start = _seconds(m["start"], is_end=False) if m else None
+        end = _seconds(m["end"], is_end=True) if m else None
         if m is None or days is None or start is None or end is None or start == end:
             raise ConfigError(key, f"{part!r} is not a session window; expected {WINDOW_FORM}")
         try:
