@@ -1,8 +1,9 @@
 """Trading sessions through the whole system: real Ray, the real simulator on 127.0.0.1.
 
 Two stock codes follow an explicit window computed from the test's own start time: open since
-yesterday, closed for CLOSED_S seconds after the close, then open again. The simulator stops pushing both at the close (its ``mute`` fault, as a closed market does) and
-pushes one again at the open. A code with the session ``always`` goes stale as it always did.
+yesterday, closed for CLOSED_S seconds after the close, then open again. The simulator stops pushing
+both at the close (its ``mute`` fault, as a closed market does) and pushes one again at the open. A
+code with the session ``always`` goes stale as it always did.
 The pure rules are tested in test_codeliveness_sessions.py; the status document in test_status.py.
 """
 

@@ -7,9 +7,9 @@ Rules of this module:
    (``next_change``; ``None`` for never). Open intervals are half-open, ``[open, close)``.
 3. A session is named by a spec: ``always``; ``fx`` (24/5: closed from Friday 17:00 to Sunday 17:00
    America/New_York); an exchange calendar's name (``XNYS``, holidays, early closes and breaks included); or
-   explicit windows ``DAYS HH:MM-HH:MM ZONE`` (``HH:MM:SS`` also), several comma-separated. DAYS is one day or a range of
-   ``Mon``..``Sun``; the times are wall-clock times in the IANA zone ZONE; an end before the start runs past
-   midnight into the next day; ``24:00`` ends at the day's midnight.
+   explicit windows ``DAYS HH:MM-HH:MM ZONE`` (or ``HH:MM:SS``), several comma-separated. DAYS is one
+   day or a range of ``Mon``..``Sun``; the times are wall-clock times in the IANA zone ZONE; an end
+   before the start runs past midnight into the next day; ``24:00`` ends at the day's midnight.
 4. A table maps codes and glob patterns to specs; the most specific match wins (an exact code; then the
    pattern with the most literal characters; then the one listed first). Where the table says nothing, the
    built-in default by the vendor's notation applies (``DEFAULTS``, then ``default_session``).
