@@ -43,7 +43,7 @@ from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.routing import Outbox, Router, join_tick_batches
 from actors.core.tickcheck import Report
-from actors.handles import NamedActors
+from actors.handles import NamedActors, resolve
 from actors.hot import direct, freeze_heap
 from actors.log import logger
 
@@ -93,7 +93,8 @@ class Decoder:
         max_pending_ticks: int = 50_000,
     ) -> None:
         self._id = decoder_id
-        self._registry = registry
+        registry = self._registry = resolve(registry)  # peers come by name (actors.handles)
+        supervisor = resolve(supervisor)
         self._max_pending = max_pending
         self._max_pending_ticks = max_pending_ticks
         self._router = Router(deliver_corrupt=deliver_corrupt)
