@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -223,7 +224,7 @@ class Decoder:
             age = max(0.0, (time.time_ns() // 1_000_000 - now_ms) / 1000) if now_ms else 0.0
             self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
 
-    def tick_ages(self, watch: list[str] | frozenset[str] = ()) -> dict[str, float]:
+    def tick_ages(self, watch: Iterable[str] = ()) -> dict[str, float]:
         """Seconds since the last trade tick or order-book push of each held code (for the registry's
         liveness check), and from now on report the first tick or book of each ``watch`` code at once
         (``Registry.codes_ticked``).
