@@ -10,7 +10,9 @@ receiver's node address otherwise. The Unix socket is in Linux's abstract namesp
 behind); where that namespace is missing (macOS, or a kernel or sandbox without it) it is a file in a
 private directory (0700, this process's, removed at exit). Every message is a
 4-byte big-endian length and one msgpack array ``[number, missed, body]``; the receiver answers with
-the same framing, ``number``: every batch up to it is done with. A stream's first frame is the
+the same framing, ``number``: every batch up to it is done with, and a last ``nil`` when it closes on
+purpose (its actor stops): that break is logged at DEBUG, a break without it (the receiver died) at
+WARNING. A stream's first frame is the
 receiver's key (random per receiver, part of its address): a stream that does not begin with it
 (another process on the node, or anyone who can reach the TCP port) is dropped before any of its
 frames is read as a batch. Ray carries only the address: the
@@ -126,6 +128,8 @@ class _Framing(asyncio.Protocol):
 
 _decode = msgspec.msgpack.Decoder().decode
 _encode = msgspec.msgpack.Encoder().encode
+#: The receiver's last frame when it closes a stream on purpose (msgpack nil, where acks are numbers).
+GOODBYE = _encode(None)
 
 
 class Peer(_Framing):
@@ -253,15 +257,15 @@ class Receiver:
         return await asyncio.shield(self._address)
 
     def close(self) -> None:
-        """Stop listening and drop every stream."""
+        """Stop listening and end every stream, telling its sender that this is on purpose (``GOODBYE``)."""
         for server in self._servers:
             server.close()
         if self._uds and not self._uds.startswith("\0"):  # a file: gone with the listener
             with contextlib.suppress(OSError):
                 Path(self._uds).unlink()
         for peer in list(self.peers):
-            if peer.transport is not None:
-                peer.transport.abort()
+            if peer.write(GOODBYE) and peer.transport is not None:
+                peer.transport.close()  # after what is buffered: the goodbye goes out first
 
 
 class _Link(_Framing):
@@ -270,9 +274,14 @@ class _Link(_Framing):
     def __init__(self, sender: Sender) -> None:
         super().__init__()
         self._sender = sender
+        self.goodbye = False  # the receiver closed this stream on purpose
 
     def frame_received(self, frame: bytes) -> None:
-        self._sender.acked(_decode(frame))
+        number = _decode(frame)
+        if number is None:
+            self.goodbye = True
+        else:
+            self._sender.acked(number)
 
 
 class Sender:
@@ -359,7 +368,11 @@ class Sender:
             self.breaks += 1
             lost = self.outbox.broken()
             self._acked.set()
-            if not self._closed:
+            if self._closed:
+                continue
+            if link.goodbye:  # its actor stops (a clean stop of the job): nothing to act on
+                logger.debug("channel {}: the receiver closed; {} records lost, re-wiring", self.name, lost)
+            else:
                 logger.warning(
                     "channel {}: the receiver went away; {} records lost, re-wiring", self.name, lost
                 )

@@ -3,7 +3,8 @@
 Rules of this module:
 
 1. Every child is a named actor in the job's namespace (``actors.core.naming``), restarted by Ray
-   (``max_restarts=-1``); its restart options are set here and nowhere else.
+   (``max_restarts=-1``); its restart options are set here and nowhere else. It gets its peers by
+   name (``actors.handles.ActorName``), never as handles, and looks them up when it starts.
 2. The configured children are created by the job's driver (``actors.launch``), which owns them; the
    ones created while running (a strategy added, a connection grown) are created by the Supervisor
    with ``detached=True``, so that they outlive a restart of the Supervisor.
@@ -29,11 +30,12 @@ from actors.builtin import BUILTIN
 from actors.connection import Connection, ConnectionConfig
 from actors.core.codes import endpoint_of
 from actors.core.errors import ConfigError
-from actors.core.naming import HEARTBEAT, REGISTRY, connection_name, decoder_name, strategy_name
+from actors.core.naming import HEARTBEAT, REGISTRY, SUPERVISOR, connection_name, decoder_name, strategy_name
 from actors.core.settings import Settings
 from actors.core.tokens import Secret
 from actors.decoder import Decoder
 from actors.groups import in_bundle
+from actors.handles import ActorName
 from actors.heartbeat import Heartbeat
 from actors.registry import Registry
 from actors.strategy import Strategy, check_init, strategy_actor
@@ -108,27 +110,20 @@ def create_children(  # noqa: PLR0917 - the job's coordinates, passed in the ord
     tokens: dict[str, Secret],
     run_id: str,
     namespace: str,
-    supervisor: Any,
     created: list[Any],
     group: PlacementGroup,
 ) -> None:
-    """Create every configured child, named in ``namespace``, each reporting to ``supervisor``.
+    """Create every configured child, named in ``namespace``, each reporting to the Supervisor there.
     Connection ``k`` and decoder ``k`` share bundle ``k`` of ``group``.
 
     Nothing is awaited: their processes start in parallel, and ``Supervisor.start`` waits for them.
+    Ray registers an actor's name when it is created, before it runs: each child finds the peers
+    created before it.
     """
     s = settings
     ns = namespace
     conn_ids = connection_ids(s)
-    # Ray 2.60 logs once per process "Actor registry ... has constructor arguments in the object store
-    # and max_restarts > 0" (ray-project/ray#53727). No argument is large: every one is inlined, and
-    # what Ray counts as "in the object store" is an actor handle (here ``supervisor``; the children
-    # below take handles too, the registry is only the first one created). A handle carries a
-    # reference to its actor, which the restart of the child would need if that actor were gone; ours
-    # are named, restarted by Ray and owned by this driver for the job's life, so a child's restart
-    # finds them (tests/test_recovery.py kills each child). Passing names instead would silence the
-    # log only if every child looked its peers up by name.
-    registry = (
+    created.append(
         ray.remote(Registry)
         .options(name=REGISTRY, namespace=ns, num_cpus=0, max_restarts=-1, max_task_retries=3)
         .remote(
@@ -136,7 +131,7 @@ def create_children(  # noqa: PLR0917 - the job's coordinates, passed in the ord
             s.plan_limits().codes_per_connection,
             ns,
             f"tickvisor/{run_id}/registry",
-            supervisor=supervisor,
+            supervisor=ActorName(SUPERVISOR, ns),
             plan=s.feed.plan,
             max_connections=s.plan_limits().connections_per_token,
             tokens=s.token_names(),
@@ -147,46 +142,37 @@ def create_children(  # noqa: PLR0917 - the job's coordinates, passed in the ord
             sessions=dict(s.feed.sessions),
         )
     )
-    created.append(registry)
-    decoders = []
-    for i in range(sum(len(ids) for ids in conn_ids.values())):
-        decoder = create_decoder(s, ns, i, registry, supervisor, in_bundle(group, i))
-        created.append(decoder)
-        decoders.append(decoder)
-    connections: dict[str, Any] = {}
+    pairs = [(endpoint, conn_id) for endpoint, ids in conn_ids.items() for conn_id in ids]
+    created.extend(create_decoder(s, ns, k, in_bundle(group, k)) for k in range(len(pairs)))
     token_of = connection_tokens(s)
-    k = 0
-    for endpoint, ids in conn_ids.items():
-        for conn_id in ids:
-            token = tokens[token_of[conn_id]]
-            handle = create_connection(
-                s, ns, conn_id, endpoint, token, decoders[k], registry, supervisor, in_bundle(group, k)
-            )
-            created.append(handle)
-            k += 1
-            connections[conn_id] = handle
+    for k, (endpoint, conn_id) in enumerate(pairs):
+        token = tokens[token_of[conn_id]]
+        created.append(create_connection(s, ns, conn_id, endpoint, token, k, in_bundle(group, k)))
     check_every = min(s.feed.heartbeat_interval_s / 2, s.feed.silence_deadline_s / 4, 1.0)
     created.append(
         ray.remote(Heartbeat)
         .options(name=HEARTBEAT, namespace=ns, num_cpus=0, max_restarts=-1)
-        .remote(connections, supervisor, check_every_s=check_every, ping_deadline_s=s.feed.ping_deadline_s)
+        .remote(
+            {conn_id: ActorName(connection_name(conn_id), ns) for _, conn_id in pairs},
+            ActorName(SUPERVISOR, ns),
+            check_every_s=check_every,
+            ping_deadline_s=s.feed.ping_deadline_s,
+        )
     )
     for st in s.strategies:
         symbols, options = list(st.symbols), strategy_options(st)
-        created.append(create_strategy(s, ns, registry, supervisor, st.name, st.kind, symbols, options))
+        created.append(create_strategy(s, ns, st.name, st.kind, symbols, options))
 
 
-def create_decoder(  # noqa: PLR0917 - the pair's coordinates, as create_children passes them
+def create_decoder(
     settings: Settings,
     namespace: str,
     decoder_id: int,
-    registry: Any,
-    supervisor: Any,
     where: PlacementGroupSchedulingStrategy,
     *,
     detached: bool = False,
 ) -> Any:
-    """Create decoder ``decoder_id`` in ``where``; returns its handle."""
+    """Create decoder ``decoder_id`` (named in ``namespace``) where ``where`` says; returns its handle."""
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
         ray.remote(Decoder)
@@ -201,10 +187,10 @@ def create_decoder(  # noqa: PLR0917 - the pair's coordinates, as create_childre
         )
         .remote(
             decoder_id,
-            registry,
+            ActorName(REGISTRY, namespace),
             namespace,
             settings.feed.strategy_queue_batches,
-            supervisor,
+            ActorName(SUPERVISOR, namespace),
             deliver_corrupt=settings.feed.deliver_corrupt,
             max_pending_ticks=settings.feed.strategy_queue_ticks,
         )
@@ -217,14 +203,12 @@ def create_connection(  # noqa: PLR0917 - the pair's coordinates, as create_chil
     conn_id: str,
     endpoint: str,
     token: Secret,
-    decoder: Any,
-    registry: Any,
-    supervisor: Any,
+    decoder_id: int,
     where: PlacementGroupSchedulingStrategy,
     *,
     detached: bool = False,
 ) -> Any:
-    """Create connection ``conn_id`` to ``endpoint`` in ``where``, feeding ``decoder``; returns its handle."""
+    """Create connection ``conn_id`` to ``endpoint``, feeding decoder ``decoder_id``; returns its handle."""
     s = settings
     cfg = ConnectionConfig(
         heartbeat_interval_s=s.feed.heartbeat_interval_s,
@@ -249,15 +233,22 @@ def create_connection(  # noqa: PLR0917 - the pair's coordinates, as create_chil
             scheduling_strategy=where,
             **lifetime,
         )
-        .remote(conn_id, endpoint, s.endpoints[endpoint].url, token, cfg, decoder, registry, supervisor)
+        .remote(
+            conn_id,
+            endpoint,
+            s.endpoints[endpoint].url,
+            token,
+            cfg,
+            ActorName(decoder_name(decoder_id), namespace),
+            ActorName(REGISTRY, namespace),
+            ActorName(SUPERVISOR, namespace),
+        )
     )
 
 
 def create_strategy(  # noqa: PLR0917 - the strategy's coordinates, as create_children passes them
     settings: Settings,
     namespace: str,
-    registry: Any,
-    supervisor: Any,
     name: str,
     kind: str,
     symbols: list[str],
@@ -265,7 +256,7 @@ def create_strategy(  # noqa: PLR0917 - the strategy's coordinates, as create_ch
     *,
     detached: bool = False,
 ) -> Any:
-    """Create strategy ``name`` of class ``kind`` holding ``symbols``; returns its handle."""
+    """Create strategy ``name`` of class ``kind`` (see ``load_strategy_class``); returns its handle."""
     lifetime = {"lifetime": "detached"} if detached else {}
     return (
         strategy_actor(load_strategy_class(kind))
@@ -276,15 +267,15 @@ def create_strategy(  # noqa: PLR0917 - the strategy's coordinates, as create_ch
             name,
             symbols,
             options,
-            registry=registry,
-            supervisor=supervisor,
+            registry=ActorName(REGISTRY, namespace),
+            supervisor=ActorName(SUPERVISOR, namespace),
             queue_batches=settings.feed.strategy_queue_batches,
         )
     )
 
 
 def strategy_options(strategy: Any) -> dict[str, Any]:
-    """A strategy's configured options, with its ``path`` made absolute."""
+    """A configured strategy's options, its ``path`` (if any) made absolute."""
     options = dict(strategy.options)
     if strategy.path:
         options["path"] = str(Path(strategy.path).expanduser().resolve())

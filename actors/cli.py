@@ -370,6 +370,18 @@ def ask(method: Any, stop: threading.Event) -> Any:
             stop.wait(0.2)
 
 
+#: The logger of Ray's note that a local Ray it starts uses token authentication (Ray 2.60).
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_AUTH_ON_NOTE = "Token authentication is enabled for this Ray cluster"
+
+
+def _not_the_token_note(record: logging.LogRecord) -> bool:
+    """Drop Ray's note that token authentication is on: the local Ray the job starts always uses it
+    (README), and the note's advice (turn it off) is not one we give. Its other lines pass.
+    """
+    return not record.getMessage().startswith(RAY_AUTH_ON_NOTE)
+
+
 def init_ray(args: argparse.Namespace) -> bool:
     """Join a cluster or start a local Ray. Returns True when this process started Ray."""
     import ray
@@ -382,24 +394,30 @@ def init_ray(args: argparse.Namespace) -> bool:
     # runtime_env keeps Ray's prestarted worker pool usable: actors start in about half the time.
     os.environ["PYTHONPATH"] = job_pythonpath(os.environ, args.config)
     metrics = {"_metrics_export_port": args.metrics_port} if args.metrics_port else {}
-    for attempt in (1, 2):
-        try:
-            ray.init(
-                address="local",
-                namespace=args.namespace,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                **metrics,
-            )
-            break
-        except Exception as exc:  # Ray raises a bare Exception when its node misses its startup window
-            if attempt == 2 or "timed out during startup" not in str(exc):
-                raise
-            why = (
-                "the local Ray did not start within its startup window (a loaded machine?); trying once more"
-            )
-            print(f"tickvisor: {why}", file=sys.stderr, flush=True)  # noqa: T201
-            ray.shutdown()
+    auth_logger = logging.getLogger(RAY_AUTH_LOGGER)
+    auth_logger.addFilter(_not_the_token_note)
+    try:
+        for attempt in (1, 2):
+            try:
+                ray.init(
+                    address="local",
+                    namespace=args.namespace,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    **metrics,
+                )
+                break
+            except Exception as exc:  # Ray raises a bare Exception when its node misses its startup window
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                why = (
+                    "the local Ray did not start within its startup window (a loaded machine?); "
+                    "trying once more"
+                )
+                print(f"tickvisor: {why}", file=sys.stderr, flush=True)  # noqa: T201
+                ray.shutdown()
+    finally:
+        auth_logger.removeFilter(_not_the_token_note)
     return True
 
 

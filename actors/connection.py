@@ -33,6 +33,7 @@ from actors.core.naming import connection_name
 from actors.core.routing import Outbox
 from actors.core.settings import TRANSPORTS
 from actors.core.tokens import Secret, endpoint_url, redact
+from actors.handles import resolve
 from actors.hot import direct, freeze_heap
 from actors.log import for_connection, logger
 from actors.transport import SocketClosed, Transport, open_transport
@@ -182,9 +183,10 @@ class Connection:
         self._url = url
         self._token = token
         self._cfg = config
-        self._decoder = decoder
-        self._registry = registry
-        self._supervisor = supervisor
+        # Peers come by name (actors.handles), looked up once here.
+        self._decoder = resolve(decoder)
+        self._registry = resolve(registry)
+        self._supervisor = supervisor = resolve(supervisor)
         self._ids = wire.RequestIds(f"{conn_id}-{uuid.uuid4().hex[:8]}")
         self._liveness = Liveness(
             heartbeat_every=config.heartbeat_interval_s, silent_after=config.silence_deadline_s

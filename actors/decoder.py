@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -43,7 +44,7 @@ from actors.core.delivery import BOOKS, TICKS
 from actors.core.naming import decoder_name, strategy_name
 from actors.core.routing import Outbox, Router, join_tick_batches
 from actors.core.tickcheck import Report
-from actors.handles import NamedActors
+from actors.handles import NamedActors, resolve
 from actors.hot import direct, freeze_heap
 from actors.log import logger
 
@@ -96,7 +97,8 @@ class Decoder:
         max_pending_ticks: int = 50_000,
     ) -> None:
         self._id = decoder_id
-        self._registry = registry
+        registry = self._registry = resolve(registry)  # peers come by name (actors.handles)
+        supervisor = resolve(supervisor)
         self._max_pending = max_pending
         self._max_pending_ticks = max_pending_ticks
         self._router = Router(deliver_corrupt=deliver_corrupt)
@@ -225,7 +227,7 @@ class Decoder:
             age = max(0.0, (time.time_ns() // 1_000_000 - now_ms) / 1000) if now_ms else 0.0
             self._registry.codes_ticked.remote(dict.fromkeys(seen, age))  # -> CodeLiveness.ticked
 
-    def tick_ages(self, watch: list[str] | frozenset[str] | tuple[()] = ()) -> dict[str, float]:
+    def tick_ages(self, watch: Iterable[str] = ()) -> dict[str, float]:
         """Seconds since the last trade tick or order-book push of each held code (for the registry's
         liveness check), and from now on report the first tick or book of each ``watch`` code at once
         (``Registry.codes_ticked``).

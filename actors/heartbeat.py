@@ -29,6 +29,7 @@ from actors import metrics
 from actors.core.errors import ConnectionSilent, FeedError, Unresponsive
 from actors.core.liveness import Verdict
 from actors.core.naming import HEARTBEAT, connection_name
+from actors.handles import resolve
 from actors.log import about, logger
 
 #: A healthy actor starved of CPU can miss one deadline; killing it then costs a Ray restart (~2 s)
@@ -71,8 +72,9 @@ class Heartbeat:
         check_every_s: float,
         ping_deadline_s: float,
     ) -> None:
-        self._connections = connections
-        self._supervisor = supervisor
+        # Peers come by name (actors.handles), looked up once here.
+        self._connections = {conn_id: resolve(c) for conn_id, c in connections.items()}
+        self._supervisor = supervisor = resolve(supervisor)
         self._check_every_s = check_every_s
         self._ping_deadline_s = ping_deadline_s
         self._rounds = self._sent = self._silent = self._missed = 0

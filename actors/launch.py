@@ -71,7 +71,7 @@ def launch(
     )
     created: list[Any] = []
     try:
-        create_children(settings, tokens, run_id, namespace, supervisor, created, group)
+        create_children(settings, tokens, run_id, namespace, created, group)
     except BaseException:
         for handle in [supervisor, *created]:
             with contextlib.suppress(Exception):

@@ -33,7 +33,7 @@ from actors.calendars import session_table
 from actors.core import desk as d
 from actors.core.desk import ConnStatus, Desk, RegistryState, RegistryStatus
 from actors.core.naming import REGISTRY, connection_name, decoder_name, strategy_name
-from actors.handles import NamedActors
+from actors.handles import NamedActors, resolve
 from actors.log import about, logger
 
 IDLE_WAKEUP_S = 5.0  # the alarm's longest sleep: bounds the age of the ``codes`` gauge and metric counts
@@ -59,7 +59,7 @@ class Registry:
         ``sessions`` is the ``[feed.sessions]`` table, made a SessionTable here (actors.calendars).
         """
         self._state_key = state_key.encode()
-        self._supervisor = supervisor
+        self._supervisor = supervisor = resolve(supervisor)  # by name (actors.handles)
         self._actors = NamedActors(namespace)
         raw = internal_kv._internal_kv_get(self._state_key)  # noqa: SLF001 - Ray's cluster KV store
         state = msgspec.json.decode(raw, type=RegistryState) if raw else RegistryState()

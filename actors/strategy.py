@@ -51,6 +51,7 @@ from actors.core import normalise
 from actors.core.delivery import BOOKS, TICKS, Batch, Delivery, MissedReport
 from actors.core.errors import FeedError, SubscriptionRefused
 from actors.core.naming import strategy_name
+from actors.handles import resolve
 from actors.hot import direct, freeze_heap
 from actors.log import logger
 
@@ -443,8 +444,9 @@ def _hosted_init(
     queue_batches: int = 64,
 ) -> None:
     # Module-level, so Ray pickles it by reference (a closure would drag the ContextVar along).
-    cls: type[Strategy] = type(self)._tickvisor_user_class  # type: ignore[attr-defined]  # noqa: SLF001 - our own class attribute, set by strategy_actor
-    token = _WIRING.set(Wiring(registry, supervisor, queue_batches))
+    cls: type[Strategy] = type(self)._tickvisor_user_class  # type: ignore[attr-defined]  # noqa: SLF001 - set by hosted()
+    # The system passes its peers by name (actors.handles): looked up here, once per process.
+    token = _WIRING.set(Wiring(resolve(registry), resolve(supervisor), queue_batches))
     try:
         cls.__init__(self, name, list(symbols), dict(options or {}))
     finally:

@@ -118,7 +118,6 @@ class Supervisor:
         self._group = group
         self._run_id = run_id
         self._namespace = namespace
-        self._self = ray.get_runtime_context().current_actor
         self._conn_ids = connection_ids(settings)
         self._actors = NamedActors(namespace)
         self._children: dict[str, Any] = {}
@@ -298,15 +297,7 @@ class Supervisor:
         self._save()  # saved before it exists: a Supervisor killed right after creating it still knows it
         try:
             handle = create_strategy(
-                self._settings,
-                self._namespace,
-                self._children[REGISTRY],
-                self._self,
-                name,
-                kind,
-                symbols,
-                options,
-                detached=True,
+                self._settings, self._namespace, name, kind, symbols, options, detached=True
             )
         except BaseException:
             self._added.remove(key)
@@ -333,14 +324,11 @@ class Supervisor:
             return False
         self._grown[conn_id] = GrownConnection(endpoint, token, decoder_id)
         self._save()  # saved before it exists: a Supervisor killed right after still finds it
-        registry = self._children[REGISTRY] if REGISTRY in self._children else self._child(REGISTRY)
         # Its pair's own placement group (GCS calls: off the event loop, which serves the children).
         where = in_bundle(await asyncio.to_thread(grown_group, self._run_id, conn_id), 0)
         decoder = self._child(decoder_name(decoder_id))
         if decoder is None:
-            decoder = create_decoder(
-                self._settings, self._namespace, decoder_id, registry, self._self, where, detached=True
-            )
+            decoder = create_decoder(self._settings, self._namespace, decoder_id, where, detached=True)
             self._children[decoder_name(decoder_id)] = decoder
         handle = create_connection(
             self._settings,
@@ -348,9 +336,7 @@ class Supervisor:
             conn_id,
             endpoint,
             secret,
-            decoder,
-            registry,
-            self._self,
+            decoder_id,
             where,
             detached=True,
         )

@@ -253,3 +253,40 @@ async def test_without_the_abstract_namespace_the_unix_socket_is_a_file_in_a_pri
     again = Sink()
     assert Path((await again.receiver.address()).uds).parent == directory  # one directory per process
     again.receiver.close()
+
+
+async def test_a_receiver_that_closes_on_purpose_is_a_quiet_break_and_one_that_dies_warns() -> None:
+    from loguru import logger
+
+    logged: list[tuple[str, str]] = []
+    sink_id = logger.add(
+        lambda m: logged.append((m.record["level"].name, m.record["message"])), level="DEBUG"
+    )
+    sinks = [Sink()]
+
+    async def resolve() -> Address:
+        return await sinks[-1].receiver.address()
+
+    sender = Sender("to-sink", resolve, Outbox(max_batches=8, replay=False), node=NODE)
+    try:
+        sender.send("a", 1)
+        await until(lambda: len(sinks[0].got) == 1, "a at the first receiver")
+        sinks[0].receiver.close()  # a stop: the goodbye goes first
+        sinks.append(Sink())
+        await until(lambda: sender.breaks == 1, "the first break seen")
+        sender.send("b", 1)
+        await until(lambda: len(sinks[1].got) == 1, "b at the second receiver")
+        for peer in list(sinks[1].receiver.peers):  # a death: the streams end with no goodbye
+            assert peer.transport is not None
+            peer.transport.abort()
+        await until(lambda: sender.breaks == 2, "the second break seen")
+    finally:
+        logger.remove(sink_id)
+        sender.close()
+        for sink in sinks:
+            sink.receiver.close()
+    breaks = [(level, text) for level, text in logged if text.startswith("channel to-sink:")]
+    assert breaks == [
+        ("DEBUG", "channel to-sink: the receiver closed; 0 records lost, re-wiring"),
+        ("WARNING", "channel to-sink: the receiver went away; 0 records lost, re-wiring"),
+    ]

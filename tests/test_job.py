@@ -58,6 +58,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CONSOLE_VIEW = re.compile(r"\[console\] 6 codes, \d+(\.\d+)? ticks/s")
 STATUS_UP = r"tickvisor: 2/2 connections up, in sync, {codes} codes, [1-9]\d* ticks"
 CONSOLE_ROW = re.compile(r"\(Console pid=\d+\)\s+AAPL\.US\s+\d+(\.\d+)?\s+seq \d+")
+# A line Ray logs at WARNING or above, from Python ("2026-01-02 10:11:12,345\tWARNING x.py:85 -- ...")
+# or from its C++ core ("[2026-01-02 10:11:12,345 E 17795 17795] core_worker.cc:2465: ..."), the
+# driver's own or forwarded from an actor ("(Registry pid=N) ...").
+RAY_WARNING = re.compile(
+    r"\d{4}-\d\d-\d\d [\d:,]+\s+(WARNING|ERROR|CRITICAL) \S+\.py:\d+ -- "
+    r"|\[\d{4}-\d\d-\d\d [\d:,]+ [WEF] \d+ \d+\] \S+:\d+:"
+)
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -416,6 +423,22 @@ def test_sigterm_stops_cleanly_and_the_recorder_flushes(recorder_run: dict[str, 
     assert any("-m actors.sim" in p.cmd for p in recorder_run["running"])
     left = job.leftovers()
     assert left == [], "processes outlived the job:\n" + "\n".join(left)
+
+
+@pytest.mark.ray
+def test_a_clean_start_and_stop_print_no_warning_from_ray(recorder_run: dict[str, Any]) -> None:
+    """Nothing a user cannot act on: no line of Ray's at WARNING or above (such as ray#53727's
+    "constructor arguments in the object store" or the note that token authentication is on), and no
+    channel break warned at the stop.
+    """
+    job: Job = recorder_run["job"]
+    assert recorder_run["code"] == 0, job.tail()
+    output = job.stdout() + "\n" + job.stderr()
+    assert RAY_WARNING.search("2026-12-07 11:59:53,214\tWARNING authentication_token_setup.py:85 -- x")
+    assert RAY_WARNING.search("[2026-12-07 11:59:59,849 E 17795 17795] core_worker.cc:2465: Actor x")
+    warned = [line for line in output.splitlines() if RAY_WARNING.search(line)]
+    assert warned == [], "\n".join(warned)
+    assert "receiver went away" not in output, job.tail()
 
 
 # --- 2. the token is never shown --------------------------------------------------------------------
