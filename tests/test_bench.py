@@ -103,3 +103,26 @@ def test_smoke_run_reports_every_key() -> None:
     assert any("idle (no tick flowing)" in line for line in lines)
     # The table comes first: a markdown header row with every consumer.
     assert any(line.startswith("| figure | tickvisor | seed | bare | naive |") for line in lines)
+
+
+def test_the_cpu_meter_never_goes_back_when_a_process_exits() -> None:
+    import subprocess
+    import sys
+
+    from scripts.bench.harness import CpuMeter, cpu_seconds
+
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ninput()",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    meter = CpuMeter([busy.pid])
+    while meter() < 0.2:
+        pass
+    seen = meter()
+    busy.communicate(b"\n")  # it exits
+    assert cpu_seconds([busy.pid]) == 0.0  # gone: the plain sum loses it
+    assert meter() == seen  # the meter keeps what it last saw

@@ -303,18 +303,38 @@ def tree(root: int, exclude: Iterable[int] = ()) -> list[int]:
     return out
 
 
+def _cpu_of(pid: int) -> float | None:
+    """User plus system CPU seconds of ``pid``; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # noqa: PTH123
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14 and 15 of stat)
+
+
 def cpu_seconds(pids: Iterable[int]) -> float:
     """User plus system CPU seconds of the given processes (those still alive)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:  # noqa: PTH123
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / _CLK_TCK
+    return sum(cpu for pid in pids if (cpu := _cpu_of(pid)) is not None)
+
+
+class CpuMeter:
+    """CPU seconds of a set of processes that never goes back: one that exits between two readings (Ray
+    retires idle workers at any time) keeps the CPU it was last seen with, so a difference of two
+    readings is never negative.
+    """
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self._pids = list(pids)
+        self._last: dict[int, float] = {}
+
+    def __call__(self) -> float:
+        for pid in self._pids:
+            cpu = _cpu_of(pid)
+            if cpu is not None:
+                self._last[pid] = cpu
+        return sum(self._last.values())
 
 
 def rss_mb(pids: Iterable[int]) -> float:

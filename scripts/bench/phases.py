@@ -24,6 +24,7 @@ from scripts.bench.channels import ROLES, Pipeline, per_mtick
 from scripts.bench.harness import (
     FOREX_PATH,
     STOCK_PATH,
+    CpuMeter,
     SimProcess,
     block,
     cpu_seconds,
@@ -63,14 +64,15 @@ def run_tickvisor(
     before = [system.get(d.statistics.remote()) for d in decoders]
     conns = conns or [sim.find_conn(codes)]
     per_conn, count = count, count * len(conns)
-    injected_cpu = cpu_seconds(job_pids)
+    meter = CpuMeter(job_pids)
+    injected_cpu = meter()
     for conn in conns:
         sim.fault("burst", conn=conn, count=per_conn, **({"rate": rate} if rate else {}))
     first: tuple[int, float] | None = None
     last_change, last_count = time.monotonic(), -1
     deadline = time.monotonic() + 60 + count / (rate or 5000)
     while True:
-        cpu = cpu_seconds(job_pids)
+        cpu = meter()
         result = system.get(strategy.bench_result.remote(False))  # counts only: no pause in the strategy
         n = result["count"]
         if n and first is None:
@@ -289,9 +291,10 @@ def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
     ``mode.idle_s``, in cores (CPU seconds per second), every process of it counted (Ray's own too).
     """
     time.sleep(min(1.0, mode.idle_s))  # the start-up's last answers (subscriptions, liveness) settle
-    before, started = cpu_seconds(job_pids), time.monotonic()
+    meter = CpuMeter(job_pids)
+    before, started = meter(), time.monotonic()
     time.sleep(mode.idle_s)
-    out["idle_cpu_cores"] = (cpu_seconds(job_pids) - before) / (time.monotonic() - started)
+    out["idle_cpu_cores"] = (meter() - before) / (time.monotonic() - started)
     log(f"idle: {out['idle_cpu_cores']:.2f} of a core over {mode.idle_s:g} s, {len(job_pids)} processes")
 
 
@@ -336,13 +339,14 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                     run_client("bare_picows", sim, block(next(next_block)), mode.burst)
                 )
                 before = {pid: cpu_seconds([pid]) for pids in stages.values() for pid in pids}
-                before_all = cpu_seconds(job_pids)
+                whole = CpuMeter(job_pids)
+                before_all = whole()
                 runs["tickvisor"].append(run_tickvisor(system, sim, codes, mode.burst, job_pids))
                 spent = {pid: cpu_seconds([pid]) - cpu for pid, cpu in before.items()}
                 # The decoder is the busiest one (the idle stock endpoint's counts with the rest).
                 used = {stage: max(spent[pid] for pid in pids) for stage, pids in stages.items()}
                 # (read a moment apart from the stages': clamped, as a short burst can read -1 clock tick)
-                used["rest"] = max(0.0, cpu_seconds(job_pids) - before_all - sum(used.values()))
+                used["rest"] = max(0.0, whole() - before_all - sum(used.values()))
                 for stage, cpu in used.items():
                     stage_cpu[stage].append(cpu / max(runs["tickvisor"][-1]["count"], 1) * 1e6)
                 if r == 0:  # the job's processes (the simulator's excluded), before the pipeline starts
