@@ -13,6 +13,7 @@ import msgspec
 from actors.builtin import Console, Recorder
 from actors.core.normalise import Tick
 from actors.strategy import Strategy
+from actors.testing import StrategyHarness
 
 encode = msgspec.msgpack.Encoder().encode
 #: A generous bound on the wait for the recorder's periodic flush: only a failure waits it out.
@@ -38,9 +39,9 @@ class Keeper(Strategy):
 
 async def test_recorder_writes_exact_fields_and_flushes_on_stop(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "tape.jsonl"
-    rec = Recorder("tape", options={"path": str(path)})
-    await rec.deliver("on_ticks", encode(ticks("AAPL.US", [1, 2]) + ticks("EURUSD", [7], "1.08350")))
-    await rec.stop()
+    # Through the public harness, as a user's own test would drive it; its exit runs on_stop.
+    async with StrategyHarness(Recorder, name="tape", options={"path": str(path)}) as h:
+        await h.feed(ticks("AAPL.US", [1, 2]) + ticks("EURUSD", [7], "1.08350"))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert rows == [
         {
@@ -101,16 +102,12 @@ async def test_recorder_flushes_periodically_while_running(tmp_path: Path) -> No
 
 
 async def test_console_renders_latest_price_per_code() -> None:
-    con = Console("view", options={"every_s": 60})
-    await con.deliver(
-        "on_ticks", encode(ticks("AAPL.US", [1, 2], "190.01") + ticks("BTCUSDT", [3], "67000.5"))
-    )
-    await con.wait_idle()
-    text = con.render()
+    async with StrategyHarness(Console, name="view", options={"every_s": 60}) as h:
+        await h.feed(ticks("AAPL.US", [1, 2], "190.01") + ticks("BTCUSDT", [3], "67000.5"))
+        text = h.strategy.render()
     assert "2 codes" in text
     assert "190.01" in text
     assert "67000.5" in text
-    await con.stop()
 
 
 async def test_batches_handed_over_by_deliver_keep_their_order() -> None:
