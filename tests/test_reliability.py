@@ -321,8 +321,13 @@ def restarted(ray_session: None) -> Iterator[Restarted]:
     seen = Restarted(system, sim)
     try:
         wait_for(lambda: server_matches_registry(system, sim), 20, what="server sets == registry union")
+
         # Far enough that the restarted server's seq (from 1 again) stays below it for a while.
-        wait_for(lambda: min(s[-1] if s else 0 for s in seen_seqs(system).values()) >= 50, 30, what="seq 50")
+        def every_code_past_50() -> bool:
+            got = seen_seqs(system)  # empty until the collector's first batch: not an error, not yet
+            return all(got.get(code) and got[code][-1] >= 50 for code in CODES)
+
+        wait_for(every_code_past_50, 30, what="seq 50 on every code")
         sim.kill()  # every socket drops at once; the port refuses connections meanwhile
         killed_at = time.monotonic()
 
