@@ -164,6 +164,21 @@ def test_an_unknown_calendar_is_refused_with_the_valid_names() -> None:
     assert "calendars: XTST" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("spec", "hint"), [("xtst", "did you mean 'XTST'?"), ("XTTS", "did you mean 'XTST'?")]
+)
+def test_a_near_miss_calendar_name_gets_the_closest_one(spec: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build(spec, ZONES, FakeCalendars())
+    assert hint in str(err.value)
+
+
+def test_a_far_miss_gets_no_guess() -> None:
+    with pytest.raises(ConfigError) as err:
+        build("QQQQQQ", ZONES, FakeCalendars())
+    assert "did you mean" not in str(err.value)
+
+
 def test_without_a_calendar_library_the_error_says_so() -> None:
     with pytest.raises(ConfigError, match="exchange_calendars is not installed"):
         build("XNYS", ZONES, None)

@@ -18,6 +18,7 @@ Rules of this module:
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -263,9 +264,16 @@ def build(
     valid = ", ".join(sorted(names)) or "none (exchange_calendars is not installed)"
     raise ConfigError(
         key,
-        f"{spec!r} is neither 'always', 'fx', an exchange calendar nor a window ({WINDOW_FORM}); "
-        f"calendars: {valid}",
+        f"{spec!r} is neither 'always', 'fx', an exchange calendar nor a window ({WINDOW_FORM})"
+        f"{_did_you_mean(text, names)}; calendars: {valid}",
     )
+
+
+def _did_you_mean(text: str, names: Iterable[str]) -> str:
+    """``; did you mean 'XNYS'?`` for the closest calendar name (case ignored), or nothing."""
+    by_upper = {name.upper(): name for name in names}
+    close = difflib.get_close_matches(text.upper(), list(by_upper), n=1, cutoff=0.6)
+    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
 
 
 def _windowed(name: str, windows: list[Window]) -> Intervals:
