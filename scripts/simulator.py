@@ -14,35 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the checkout's ``actors`` importable
     sys.path.insert(0, str(ROOT))
 
-from actors.sim import (  # noqa: E402
-    ENDPOINT_PATHS,
-    FAULTS,
-    FOREX_CRYPTO_PATH,
-    PLAN_LIMITS,
-    STOCK_PATH,
-    PlanLimits,
-    SimState,
-    Simulator,
-    SimulatorThread,
-    format_units,
-    main,
-    max_requests_in_window,
-)
-
-__all__ = [
-    "ENDPOINT_PATHS",
-    "FAULTS",
-    "FOREX_CRYPTO_PATH",
-    "PLAN_LIMITS",
-    "STOCK_PATH",
-    "PlanLimits",
-    "SimState",
-    "Simulator",
-    "SimulatorThread",
-    "format_units",
-    "main",
-    "max_requests_in_window",
-]
+from actors.sim import *  # noqa: E402, F403 -- re-export: ``scripts.simulator.X`` is ``actors.sim.X``
+from actors.sim import __all__, main  # noqa: E402, F401 -- __all__ says what the star import re-exports
 
 if __name__ == "__main__":
     sys.exit(main())
