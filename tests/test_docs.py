@@ -244,3 +244,29 @@ def test_the_marked_blocks_are_the_ones_the_other_tests_read() -> None:
     assert len(re.findall(r"<!-- user-project: ", README.read_text(encoding="utf-8"))) == 3
     assert len(re.findall(r"<!-- cluster-recipe\b", (DOCS / "scaling.md").read_text(encoding="utf-8"))) == 1
     assert text.count("<!-- config-fragment -->") >= 1
+
+
+def test_the_architecture_tree_names_every_module() -> None:
+    tree = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    modules = sorted(p.name for p in (ROOT / "actors").glob("*.py")) + sorted(
+        p.name for p in (ROOT / "actors" / "core").glob("*.py") if p.name != "__init__.py"
+    )
+    missing = [
+        name for name in modules if name != "__init__.py" and not re.search(rf"\b{re.escape(name)}\b", tree)
+    ]
+    assert not missing, f"docs/architecture.md's tree leaves out {missing}"
+
+
+def test_the_readme_shows_the_figures_of_the_performance_page() -> None:
+    def rows(text: str) -> dict[str, str]:
+        return {
+            line.split("|")[1].strip(): line
+            for line in text.splitlines()
+            if line.startswith("| ") and "ticks" in line.split("|")[1]
+        }
+
+    readme = rows(README.read_text(encoding="utf-8").split("## Performance", 1)[1])
+    page = rows((DOCS / "performance.md").read_text(encoding="utf-8"))
+    assert readme, "README.md has no figures under Performance"
+    for figure, line in readme.items():
+        assert page.get(figure) == line, f"README's {figure!r} differs from docs/performance.md"
