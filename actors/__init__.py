@@ -1,9 +1,11 @@
 """tickvisor: an actor-model supervisor for real-time market-data WebSocket feeds (AllTick), on Ray.
 
 The pure core (no Ray, no sockets) is the package ``actors.core``: frames (``wire``), normalised ticks
-(``normalise``), codes, plans, subscriptions, holdings, assignment, liveness, backoff, settings, errors.
-The Ray shells: ``actors.connection``, ``actors.heartbeat``, ``actors.registry``, ``actors.decoder``,
-``actors.strategy``, ``actors.builtin``, ``actors.supervision``.
+(``normalise``), the per-tick check, routing and delivery, codes, plans, subscriptions, holdings,
+assignment, growth, liveness, sessions, restart policy, settings, status, errors. The Ray shells:
+``actors.connection``, ``actors.heartbeat``, ``actors.registry``, ``actors.decoder``, ``actors.strategy``,
+``actors.builtin``, ``actors.supervisor``. For users: ``actors.Strategy``, ``actors.testing``,
+``actors.replay``, ``actors.tape``; the documentation site is under ``docs/``.
 
 The public names below are imported lazily, so importing the pure core never loads Ray.
 """

@@ -1,6 +1,6 @@
 """The data-path channel: batches from one sender to one receiver outside Ray, acknowledged back.
 
-The hops (README "How a tick travels")::
+The hops (docs/architecture.md, "Data path")::
 
     Connection ──raw frames──▶ Decoder ──one tick batch per strategy──▶ Strategy
                channel (replay)          channel (drops counted)
@@ -21,7 +21,7 @@ again after every break, so either end may restart (SIGKILL included) and the ot
 
 The shell only moves bytes. What may be queued, what a break costs and what is counted as missed are
 decided by ``actors.core.routing.Outbox``; the receiving strategy's side by ``actors.core.delivery``.
-Measured against pyzmq in README "Channel candidates": asyncio Unix-domain sockets had the better p99.
+Measured against pyzmq (``python -m scripts.bench.channels``): asyncio Unix sockets had the better p99.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def send_cluster_token(environ: dict[str, str] | os._Environ[str]) -> None:
     """Have this process send the Ray cluster token, when one is at hand, before Ray is imported.
 
     Ray 2.60 turns token authentication on for every local cluster, but a driver that joins one sends
-    the token only under RAY_AUTH_MODE=token (README, "The cluster token"), read when Ray is imported.
+    the token only under RAY_AUTH_MODE=token (docs/scaling.md), read when Ray is imported.
     """
     if "RAY_AUTH_MODE" in environ:
         return
@@ -377,7 +377,7 @@ RAY_AUTH_ON_NOTE = "Token authentication is enabled for this Ray cluster"
 
 def _not_the_token_note(record: logging.LogRecord) -> bool:
     """Drop Ray's note that token authentication is on: the local Ray the job starts always uses it
-    (README), and the note's advice (turn it off) is not one we give. Its other lines pass.
+    (docs/getting-started.md), and the note's advice (turn it off) is not one we give. Its other lines pass.
     """
     return not record.getMessage().startswith(RAY_AUTH_ON_NOTE)
 

@@ -193,7 +193,7 @@ def _reachable(address: str) -> str:
 
 
 def _gcs_of_dashboard(namespace: str, url: str) -> str:
-    """The cluster address behind a dashboard URL (the address ``ray job`` uses, README's recipe): for
+    """The cluster address behind a dashboard URL (the address ``ray job`` uses, docs/scaling.md): for
     a head on this machine, the one the last ``ray start`` left in Ray's temp directory.
 
     Raises:

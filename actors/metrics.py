@@ -1,7 +1,7 @@
 """Prometheus metrics, exported through Ray (``ray.util.metrics``). A thin shell: one call per hook.
 
 Every metric is defined once, in ``METRICS`` (name, kind, help, label set, histogram buckets); the
-README's metric list and configs/grafana-tickvisor.json are checked against it (tests/test_metrics.py).
+metric list of docs/operations.md and configs/grafana-tickvisor.json are checked against it (test_metrics).
 Ray serves them, prefixed ``ray_``, on each node's metrics export port (``ray start
 --metrics-export-port=PORT``, or ``python supervisor.py --metrics-port PORT`` for a local Ray),
 about every 10 s; a counter's Prometheus name also ends in ``_total``.

@@ -18,7 +18,7 @@ Rules of this module:
    strategies added with ``add_strategy``, and connections the registry asks for (``open_connection``),
    each with its decoder in a placement group of its own (``actors.groups``). Their names are saved
    before they exist, found again after a restart, and killed by ``close_connection`` or ``stop``. A
-   driver that dies without a stop leaves them behind (README, "Limits and known gaps").
+   driver that dies without a stop leaves them behind (docs/limits.md).
 3. Verdicts (``actors.core.restart``): ``RESTART`` restarts the one connection; ``ESCALATE`` reconnects
    the whole group of connections, spaced with jitter (never a reconnection storm); ``GIVE_UP`` records
    why the job must stop (``failure()``: an EscalationError or ChildFailed, which the driver prints and

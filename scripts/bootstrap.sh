@@ -1,5 +1,5 @@
 # Sourced by scripts/run and scripts/test: make .venv hold exactly scripts/requirements.lock.
-# First run: creates .venv and installs the pinned dependencies (about 30 s).
+# First run: creates .venv and installs the pinned dependencies (a one-time pip install, mostly Ray).
 # Later runs: one hash comparison, nothing installed.
 set -euo pipefail
 TICKVISOR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

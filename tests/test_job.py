@@ -663,6 +663,7 @@ def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp
 
 RAY_CLI = Path(sys.executable).parent / "ray"
 # The fenced block right after the marker in README.md ("Running against AllTick").
+RECIPE_PAGE = ROOT / "docs" / "scaling.md"  # the docs' "Scaling and clusters"
 RECIPE = re.compile(r"<!-- cluster-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
 SUBMITTED = re.compile(r"Job '([\w.-]+)' submitted successfully")
 # configs/simulator.toml: 7 codes, a console on 3 of them, a recorder.
@@ -703,8 +704,8 @@ def readme_recipe() -> list[str]:
 
     Blank lines and comment lines are left out; a comment at the end of a command stays with it.
     """
-    blocks = RECIPE.findall((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert len(blocks) == 1, f"README.md must hold one fenced block after <!-- cluster-recipe -->: {blocks}"
+    blocks = RECIPE.findall(RECIPE_PAGE.read_text(encoding="utf-8"))
+    assert len(blocks) == 1, f"{RECIPE_PAGE} must hold one fenced block after the marker: {blocks}"
     commands: list[str] = []
     current: list[str] = []
     for line in blocks[0].splitlines():

@@ -1,5 +1,5 @@
 """Metrics (actors/metrics.py): what Ray's Prometheus endpoint serves for a job, read with a real HTTP GET;
-the Grafana dashboard and the README name only exported metrics, and the README lists every one.
+the Grafana dashboard and docs/operations.md name only exported metrics, and the docs list every one.
 
 The live test runs ``python supervisor.py --metrics-port PORT`` (its own local Ray) in a subprocess,
 so the session keeps its one ``ray.init``, against this module's simulator, whose faults it injects.
@@ -52,22 +52,22 @@ def test_the_dashboard_queries_only_exported_metrics_and_shows_each() -> None:
     assert shown == set(metrics.METRICS), f"not on the dashboard: {sorted(set(metrics.METRICS) - shown)}"
 
 
-def test_the_readme_lists_every_metric_and_no_other() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_list_every_metric_and_no_other() -> None:
+    readme = (ROOT / "docs" / "operations.md").read_text()
     section = readme.split("<!-- metrics -->", 1)[1].split("<!-- /metrics -->", 1)[0]
     listed = set(EXPORTED.findall(section))
-    assert listed <= exported(), f"the README names metrics we do not export: {sorted(listed - exported())}"
+    assert listed <= exported(), f"the docs name metrics we do not export: {sorted(listed - exported())}"
     for name, series in metrics.exported_names().items():
-        assert listed & set(series), f"{name} is not in the README's metric list"
+        assert listed & set(series), f"{name} is not in the metric list of docs/operations.md"
     # Each row's kind and labels are the definition's, and the drop reasons are the ones counted.
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()]
     rows = [row for row in rows if len(row) == 4 and EXPORTED.search(row[0])]
     for name, series in metrics.exported_names().items():
         spec = metrics.METRICS[name]
         [row] = [row for row in rows if set(EXPORTED.findall(row[0])) & set(series)]
-        assert row[1] == spec.kind, f"README: {name} is a {row[1]}, actors/metrics.py says {spec.kind}"
+        assert row[1] == spec.kind, f"docs: {name} is a {row[1]}, actors/metrics.py says {spec.kind}"
         labels = re.findall(r"`(\w+)`", row[2])
-        assert labels == list(spec.labels), f"README: {name} has labels {labels}, not {list(spec.labels)}"
+        assert labels == list(spec.labels), f"docs: {name} has labels {labels}, not {list(spec.labels)}"
     [drops] = [row for row in rows if "drops" in row[0]]
     assert set(re.findall(r"`(\w+)` \(", drops[3])) == set(metrics.DROP_REASONS), drops[3]
 

@@ -55,6 +55,18 @@ class Tick(msgspec.Struct, frozen=True, gc=False, array_like=True):
     (at most ``batch_max_age_ms`` earlier than this frame). ``sent_ns`` is the sender's wall-clock
     send time where the source stamps one (the bundled simulator does, for latency benchmarks; the
     vendor does not: 0).
+
+    Attributes:
+        code: the vendor's code, e.g. ``AAPL.US``, ``700.HK``, ``EURUSD``.
+        seq: the vendor's sequence number of this code's trades (sent as an integer or a numeric string).
+        tick_time: the trade's time, milliseconds since the epoch (a vendor value in seconds is converted).
+        price: the vendor's exact decimal string; ``decimal_price()`` gives a ``Decimal``.
+        volume: the vendor's exact decimal string; ``""`` when not sent (forex, metals, CFD indices).
+        turnover: the vendor's exact decimal string; ``""`` when not sent.
+        trade_direction: 0 default, 1 buy, 2 sell.
+        received_ns: when the connection read the first frame of this tick's batch, ``time.time_ns()``.
+        sent_ns: the sender's send time where the source stamps one, else 0.
+
     """
 
     code: str
@@ -73,7 +85,17 @@ class Tick(msgspec.Struct, frozen=True, gc=False, array_like=True):
 
 
 class BookTick(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """One order-book snapshot; levels are ``(price, volume)`` string pairs, best first."""
+    """One order-book snapshot; levels are ``(price, volume)`` string pairs, best first.
+
+    Attributes:
+        code: the vendor's code.
+        seq: the vendor's sequence number of this code's book pushes (separate from its trades').
+        tick_time: the snapshot's time, milliseconds since the epoch.
+        bids: ``(price, volume)`` pairs of exact decimal strings, best (highest) first.
+        asks: ``(price, volume)`` pairs of exact decimal strings, best (lowest) first.
+        received_ns: when the connection read the first frame of this push's batch, ``time.time_ns()``.
+
+    """
 
     code: str
     seq: int

@@ -4,7 +4,7 @@ Rules of this module:
 
 1. ``job_status`` turns the Supervisor's typed snapshot (``StatusSnapshot``, from
    ``Supervisor.snapshot()``: what the status reads of every child's statistics) into the documented
-   JSON document (README "Status"). It never fails on a child that did not answer: that child shows
+   JSON document (docs/operations.md). It never fails on a child that did not answer: that child shows
    as ``down`` (a connection) or with its ``error``.
 2. Exit codes are decided here, from the document alone: ``status_exit`` (0 up and in sync, 1 anything
    else) and ``subscription_report`` (0 every code accepted, 2 any refused). 3 (no job) is ``NO_JOB``.
@@ -320,7 +320,7 @@ def _apply_health(
 
 
 def job_status(snapshot: StatusSnapshot, *, namespace: str = "", address: str = "") -> dict[str, Any]:
-    """The status document (README "Status") from ``Supervisor.snapshot()``."""
+    """The status document (docs/operations.md, "status") from ``Supervisor.snapshot()``."""
     answered = snapshot.registry is not None and _answered(snapshot.registry)
     registry = snapshot.registry if snapshot.registry is not None and answered else RegistryView()
     codes, pending = _registry_codes(registry)

@@ -258,7 +258,7 @@ async def connect(channel: str, address: str) -> Channel:
 
 def actor_loop() -> asyncio.AbstractEventLoop:
     """A new event loop of the kind Ray runs an async actor on: uvloop when it is installed (it is not in
-    scripts/requirements.lock: README "uvloop") unless ``RAY_USE_UVLOOP`` is false, else asyncio's own.
+    scripts/requirements.lock: docs/performance.md) unless ``RAY_USE_UVLOOP`` is false, else asyncio's own.
     The pipeline's processes run on it, so that the floor they measure and tickvisor's actors share
     their loop wherever the benchmark runs.
     """

@@ -1,6 +1,6 @@
 """How start-up, throughput and memory grow with codes per connection and connections per endpoint.
 
-    python scripts/bench_scale.py                      # the grid of the README
+    python scripts/bench_scale.py                      # the grid of docs/scaling.md
     python scripts/bench_scale.py --codes 5,200 --conns 1,3 --tick-rate 0.5 --window 10
     python scripts/bench_scale.py --two-tokens 100x10  # also 100 codes x 10 connections over two tokens
     python scripts/bench_scale.py --smoke              # minutes: proves it runs (tests/test_bench_scale.py)
