@@ -298,13 +298,19 @@ def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
     log(f"idle: {out['idle_cpu_cores']:.2f} of a core over {mode.idle_s:g} s, {len(job_pids)} processes")
 
 
-def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
-    """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
+def phase_throughput(
+    mode: Mode, out: dict[str, Any], token: str, latency_hist: dict[str, list[int]] | None = None
+) -> None:
+    """Throughput, latency, churn and cost: simulator without a tick loop (bursts only).
+
+    ``latency_hist`` (if given) gets the histogram of every consumer's latencies at the paced rate, by
+    name (``tickvisor``, ``pipeline``, ``bare``, ``bare_picows``): what ``--plots`` draws.
+    """
+    hists = latency_hist if latency_hist is not None else {}
     codes = block(0)
     # No heartbeat timeout: the Ray-free pipeline's receiver sends no 22000 (tickvisor does, every 2 s).
-    with SimProcess(
-        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"
-    ) as sim:
+    sim_args = ["--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"]
+    with SimProcess(token, *sim_args, "--token-gap-s", str(mode.sim_token_gap_s)) as sim:
         log(f"simulator on port {sim.port}; starting tickvisor")
         system = System.launch(
             bench_settings(
@@ -332,6 +338,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             stages = stage_pids(system)
             stage_cpu: dict[str, list[float]] = {stage: [] for stage in (*stages, "rest")}
             out["transport"] = mode.transport
+            out["burst"] = mode.burst
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
@@ -376,6 +383,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             out["pipeline_tps"] = median("pipeline", "tps")
             for stage, values in stage_cpu.items():  # from the injection to the last tick
                 out[f"{stage}_cpu_s_per_mtick"] = statistics.median(values)
+            per_stage(out)
             for role in ROLES:
                 out[f"pipeline_{role}_cpu_s_per_mtick"] = cpu_median("pipeline", f"cpu_s_{role}")
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
@@ -397,6 +405,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 read_p99_ms=lat["read_p99_ms"],
             )
             out["latency_tps"] = lat["tps"]  # below the pace: the pipeline could not keep up, queues grew
+            out["latency_rate"] = mode.latency_rate
             low = run_tickvisor(
                 system, sim, codes, int(mode.low_rate * mode.latency_s / 2), job_pids, rate=mode.low_rate
             )
@@ -404,7 +413,11 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             out["tickvisor_out_of_order_dropped"] += low["dropped_out_of_order"]
             bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
             out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
-            order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
+            picows_lat = run_client("bare_picows", sim, block(next(next_block)), n, rate=mode.latency_rate)
+            out.update(bare_picows_p50_ms=picows_lat["p50_ms"], bare_picows_p99_ms=picows_lat["p99_ms"])
+            order.append(
+                lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n and picows_lat["count"] == n
+            )
             assert pipeline is not None
             pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
             pl_low = pipeline.measure(sim, int(mode.low_rate * mode.latency_s / 2), rate=mode.low_rate)
@@ -414,6 +427,10 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 pipeline_low_p50_ms=pl_low["p50_ms"],
             )
             order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
+            for name, result in (
+                ("tickvisor", lat), ("pipeline", pl_lat), ("bare", bare_lat), ("bare_picows", picows_lat)
+            ):  # fmt: skip
+                hists[name] = result.get("latency_hist", [])
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]
 
             churn(mode, out, system, sim)
@@ -429,6 +446,30 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 pipeline.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             system.stop_quietly()
+
+
+#: The stages of the data path that ``per_stage`` reports: (the BENCH key's stage, its name there).
+STAGES = (("connection", "connection"), ("decoder", "decoder"), ("strategy", "strategy"), ("rest", "other"))
+
+
+def per_stage(out: dict[str, Any]) -> None:
+    """``stage_us_per_tick`` (CPU microseconds per tick of the connection, the busiest decoder, the
+    strategy, and "other": Ray's and the job's other processes) and ``ceiling_tps``, the single
+    connection's ceiling on a host with a core per stage: 1e6 / the busiest data-path stage's
+    microseconds (0.0 when none could be read, as in a burst shorter than a CPU clock tick). "other"
+    is shown but not a stage of that ceiling: it is the sum of some thirty processes, none in the
+    ticks' path, that a many-core host spreads over its spare cores.
+    CPU seconds per million ticks are microseconds per tick: the figures are the ``*_cpu_s_per_mtick``.
+    """
+    stage_us = {name: out.get(f"{key}_cpu_s_per_mtick", 0.0) for key, name in STAGES}
+    out["stage_us_per_tick"] = stage_us
+    busiest = max(us for name, us in stage_us.items() if name != "other")
+    out["ceiling_tps"] = 1e6 / busiest if busiest > 0 else 0.0
+    log(
+        "per stage, CPU us per tick: "
+        + ", ".join(f"{name} {us:.2f}" for name, us in stage_us.items())
+        + f"; ceiling with a core per stage {out['ceiling_tps']:,.0f} ticks/s"
+    )
 
 
 def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
@@ -490,7 +531,17 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for: its codes
     are all on the forex endpoint, so the job has no stock endpoint (two processes fewer to start).
     """
-    sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
+    sim = SimProcess(
+        token,
+        "--tick-rate",
+        "20",
+        "--book-rate",
+        "0",
+        "--codes",
+        "200",
+        "--token-gap-s",
+        str(mode.sim_token_gap_s),
+    )
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
     settings = bench_settings(
