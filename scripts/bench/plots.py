@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["bench_plots", "png_size", "scale_plot", "soak_plot"]
+__all__ = ["bench_plots", "png_size", "scale_plot", "soak_plot", "soak_plots", "soak_sample", "soak_series"]
 
 #: The latency plot's consumers: (name in ``latency_hist``, prefix of its percentiles in the BENCH line,
 #: label).
@@ -68,10 +68,12 @@ def _figure(width: float = 9.0, height: float = 5.0, ncols: int = 1) -> tuple[Fi
 def _save(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -224,6 +226,7 @@ def scale_plot(report: dict[str, Any], directory: Path) -> Path:
             conns,
             [r["offered_per_s"] for r in mine],
             linestyle="--",
+            marker="x",
             color=line[0].get_color(),
             alpha=0.6,
             label=f"{per_conn} codes/connection: offered",
@@ -241,8 +244,16 @@ def scale_plot(report: dict[str, Any], directory: Path) -> Path:
             + ")",
             zorder=3,
         )
+    every = [*runs, *two]
+    ax.set_xticks(sorted({r["connections"] for r in every}))
+    rates = [r[key] for r in every for key in ("ticks_per_s", "offered_per_s") if r.get(key, 0) > 0]
+    if rates and max(rates) > 50 * min(rates):  # the full grid spans decades: a log axis shows them all
+        ax.set_yscale("log")
+        ax.set_ylabel("ticks per second at the strategy (log scale)")
+    else:
+        ax.set_ylim(0, max(rates, default=1.0) * 1.15)
+        ax.set_ylabel("ticks per second at the strategy")
     ax.set_xlabel("connections per endpoint")
-    ax.set_ylabel("ticks per second at the strategy")
     ax.set_title(
         f"Throughput against connections (simulator at {report.get('tick_rate', 0):g} ticks/s per code)"
     )
@@ -252,6 +263,43 @@ def scale_plot(report: dict[str, Any], directory: Path) -> Path:
 
 
 # --- scripts/soak.py -----------------------------------------------------------------------------------
+
+SOAK_SAMPLE_EVERY_S = 1.0
+
+
+def soak_sample(timeline: list[tuple[float, int]], now: float, delivered: int) -> None:
+    """Append (``now``, ``delivered``) to the soak's timeline unless its last sample is under
+    ``SOAK_SAMPLE_EVERY_S`` old: the soak calls this each time it drains the checker.
+    """
+    if not timeline or now - timeline[-1][0] >= SOAK_SAMPLE_EVERY_S:
+        timeline.append((now, delivered))
+
+
+def soak_series(timeline: list[tuple[float, int]], faults: list[Any]) -> dict[str, Any]:
+    """The SOAK JSON's ``timeline`` and ``windows`` (``soak_plot`` reads them), in seconds since the first
+    sample: ``faults`` have ``kind``, ``injected`` and ``recovered`` (``time.time()``, or None).
+    """
+    t0 = timeline[0][0] if timeline else 0.0
+    return {
+        "timeline": [[round(t - t0, 2), n] for t, n in timeline],
+        "windows": [
+            [f.kind, round(f.injected - t0, 2), None if f.recovered is None else round(f.recovered - t0, 2)]
+            for f in faults
+        ],
+    }
+
+
+def soak_plots(result: dict[str, Any], directory: Path) -> None:
+    """``soak_plot`` for scripts/soak.py ``--plots``: the path on stderr; a failure marks ``result`` not ok
+    (``plots_error`` says why), as any broken part of the run does.
+    """
+    import sys
+
+    try:
+        sys.stderr.write(f"plot: {soak_plot(result, directory)}\n")
+    except Exception as exc:  # noqa: BLE001 - reported in the SOAK line, exit code 1
+        result["ok"] = False
+        result["plots_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def soak_plot(report: dict[str, Any], directory: Path) -> Path:
@@ -273,7 +321,8 @@ def soak_plot(report: dict[str, Any], directory: Path) -> Path:
     end = times[-1] if times else 0.0
     kinds = sorted({w[0] for w in report.get("windows", [])})
     cmap = mpl.colormaps["tab20"]
-    colors = {kind: cmap(i % 20) for i, kind in enumerate(kinds)}
+    # tab20 pairs a dark and a light shade of each hue: the ten dark ones first, then the light ones.
+    colors = {kind: cmap((2 * i) % 20 + (2 * i // 20) % 2) for i, kind in enumerate(kinds)}
     labelled: set[str] = set()
     for kind, start, stop in report.get("windows", []):
         ax.axvspan(
@@ -293,7 +342,13 @@ def soak_plot(report: dict[str, Any], directory: Path) -> Path:
     )
     ax.set_ylim(bottom=0)
     ax.grid(visible=True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="fault windows")
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize="small",
+        title="shaded: a fault,\ninjection to recovery",
+        title_fontsize="small",
+    )
     return _save(fig, directory / "soak.png")
 
 
