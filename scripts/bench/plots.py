@@ -50,7 +50,7 @@ STAGES = (
     ("connection", "receiver", "connection\n(socket read)"),
     ("decoder", "decoder", "decoder"),
     ("strategy", "strategy", "strategy"),
-    ("other", None, "other\n(Ray, supervision)"),
+    ("other", None, "other: Ray, supervision\n(off the ticks' path,\nnot in the ceiling)"),
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
