@@ -121,6 +121,7 @@ from scripts.bench.phases import (
     phase_throughput,
     start_burst4,
     start_liveness,
+    start_throughput,
 )
 from scripts.bench.replay import phase_replay
 from scripts.bench.report import write
@@ -189,24 +190,26 @@ def main(argv: list[str] | None = None) -> int:
             phase_replay(mode, out)  # before Ray starts: it needs none
         # Ray prints its workers' deaths (the SIGKILLs are deliberate) on stdout: keep stdout for the report.
         with hard_cap(mode.hard_cap_s), contextlib.redirect_stdout(sys.stderr), local_ray():
-            early = early4 = None
+            early = early4 = early_tp = None
             beside: concurrent.futures.Future[None] | None = None
             pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-beside")
             try:
-                # Smoke checks the machinery, not the figures: the other systems start beside the first,
-                # and the replay and the liveness phase run in a thread beside the other phases.
+                # Smoke checks the machinery, not the figures: the other systems start beside the first
+                # (asked for first: the most waits on it), and the replay and the liveness phase run in a
+                # thread beside the other phases.
                 if smoke:
+                    early_tp = start_throughput(mode, token)
                     early = start_liveness(mode, token)
                     early4 = start_burst4(mode, token)
                     beside = pool.submit(replay_and_liveness, mode, out, token, early)
-                phase_throughput(mode, out, token, latency_hist)
+                phase_throughput(mode, out, token, latency_hist, early_tp)
                 profile = phase_burst4(mode, out, token, early4, profile=args.profile)
                 if beside is None:
                     phase_liveness(mode, out, token, early)
                 else:
                     beside.result()
             finally:
-                for pair in (early, early4):
+                for pair in (early_tp, early, early4):
                     if pair is not None:
                         pair[0].stop()
                 pool.shutdown(wait=True)

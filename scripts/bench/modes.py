@@ -62,7 +62,7 @@ MODES = {
         hard_cap_s=200,
         low_s=0.5,
         burst4=750,
-        idle_s=0.5,
+        idle_s=0.3,
         replay_ticks=20_000,
         sim_token_gap_s=0.0,
     ),

@@ -11,6 +11,7 @@ Each phase writes its figures into ``out``, the dict scripts/bench/report.py pri
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -298,34 +299,57 @@ def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
     log(f"idle: {out['idle_cpu_cores']:.2f} of a core over {mode.idle_s:g} s, {len(job_pids)} processes")
 
 
+def start_throughput(mode: Mode, token: str) -> tuple[SimProcess, System]:
+    """The throughput phase's simulator (bursts only) and tickvisor, not waited for."""
+    # No heartbeat timeout: the Ray-free pipeline's receiver sends no 22000 (tickvisor does, every 2 s).
+    sim_args = ["--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"]
+    sim = SimProcess(token, *sim_args, "--token-gap-s", str(mode.sim_token_gap_s))
+    sim.start()
+    log(f"simulator on port {sim.port}; starting tickvisor")
+    settings = bench_settings(
+        sim.port, [("bench", block(0))], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
+    )
+    try:
+        return sim, System.launch(settings, token, prefix="bench", wait=False)
+    except BaseException:
+        sim.stop()
+        raise
+
+
 def phase_throughput(
-    mode: Mode, out: dict[str, Any], token: str, latency_hist: dict[str, list[int]] | None = None
+    mode: Mode,
+    out: dict[str, Any],
+    token: str,
+    latency_hist: dict[str, list[int]] | None = None,
+    started: tuple[SimProcess, System] | None = None,
 ) -> None:
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only).
 
     ``latency_hist`` (if given) gets the histogram of every consumer's latencies at the paced rate, by
-    name (``tickvisor``, ``pipeline``, ``bare``, ``bare_picows``): what ``--plots`` draws.
+    name (``tickvisor``, ``pipeline``, ``bare``, ``bare_picows``): what ``--plots`` draws. ``started``:
+    what ``start_throughput`` returned, if it was called before.
     """
     hists = latency_hist if latency_hist is not None else {}
     codes = block(0)
-    # No heartbeat timeout: the Ray-free pipeline's receiver sends no 22000 (tickvisor does, every 2 s).
-    sim_args = ["--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"]
-    with SimProcess(token, *sim_args, "--token-gap-s", str(mode.sim_token_gap_s)) as sim:
-        log(f"simulator on port {sim.port}; starting tickvisor")
-        system = System.launch(
-            bench_settings(
-                sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
-            ),
-            token,
-            prefix="bench",
-        )
+    sim, system = started or start_throughput(mode, token)
+    with sim:
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
+        side_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-side")
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
+            system.wait_started(120.0 * System.scale)
             wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
             idle(mode, out, job_pids)
+            # Smoke checks the machinery, not the figures: churn (on the stock endpoint) and the naive
+            # pipeline (codes of its own) run in a thread beside the measurements.
+            naive_codes = block(next(next_block))
+            side = (
+                side_pool.submit(churn_and_naive, mode, out, system, sim, naive_codes)
+                if mode.name == "smoke"
+                else None
+            )
 
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
             out["sim_fps"] = raw["tps"]
@@ -433,15 +457,11 @@ def phase_throughput(
                 hists[name] = result.get("latency_hist", [])
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]
 
-            churn(mode, out, system, sim)
-
-            log(f"naive: one Ray call per tick, {mode.naive} ticks (or {mode.naive_cap_s:g} s)")
-            naive = run_naive(sim, block(next(next_block)), mode.naive, mode.naive_cap_s)
-            out["naive_tps"] = naive["tps"]
-            out["naive_ticks"] = naive["count"]
+            naive = churn_and_naive(mode, out, system, sim, naive_codes) if side is None else side.result()
             order.append(naive["gaps"] == 0 and naive["out_of_order"] == 0)
             out["order_ok"] = all(order)
         finally:
+            side_pool.shutdown(wait=False, cancel_futures=True)
             if pipeline is not None:
                 pipeline.stop()
             shutil.rmtree(workdir, ignore_errors=True)
@@ -470,6 +490,18 @@ def per_stage(out: dict[str, Any]) -> None:
         + ", ".join(f"{name} {us:.2f}" for name, us in stage_us.items())
         + f"; ceiling with a core per stage {out['ceiling_tps']:,.0f} ticks/s"
     )
+
+
+def churn_and_naive(
+    mode: Mode, out: dict[str, Any], system: System, sim: SimProcess, naive_codes: list[str]
+) -> dict[str, Any]:
+    """``churn``, then the naive pipeline on ``naive_codes``: its figures into ``out``; returns its result."""
+    churn(mode, out, system, sim)
+    log(f"naive: one Ray call per tick, {mode.naive} ticks (or {mode.naive_cap_s:g} s)")
+    naive = run_naive(sim, naive_codes, mode.naive, mode.naive_cap_s)
+    out["naive_tps"] = naive["tps"]
+    out["naive_ticks"] = naive["count"]
+    return naive
 
 
 def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
