@@ -63,16 +63,19 @@ def frozen(strategy: Any, tmp_path: Path, what: str = "the strategy") -> Iterato
             release()
 
 
-def run_smoke(command: list[str], tag: str, timeout_s: float) -> tuple[dict[str, Any], list[str]]:
-    """Run ``python <command> --smoke`` from the repository root in a subprocess (``["scripts/bench.py"]``,
-    ``["-m", "scripts.bench.channels"]``); (its last line's ``<tag> {json}``, every line).
+def run_smoke(
+    command: list[str], tag: str, timeout_s: float, extra: list[str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Run ``python <command> --smoke <extra>`` from the repository root in a subprocess
+    (``["scripts/bench.py"]``, ``["-m", "scripts.bench.channels"]``); (its last line's ``<tag> {json}``,
+    every line).
 
     Fails unless that line comes last, the script exits 0 and the JSON says ``"ok": true``.
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)  # a benchmark that uses Ray starts its own local cluster
     proc = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, *command, "--smoke"],
+        [sys.executable, *command, "--smoke", *(extra or [])],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,6 +9,7 @@ with a sane value. Figures are not asserted: the machine is shared and noisy (sc
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 
 from actors.core.settings import TRANSPORTS
 from scripts.bench.channels import ROLES
-from scripts.bench.count import TickCounter, percentiles_ms
+from scripts.bench.count import TickCounter, latency_edges_ms, latency_histogram, percentiles_ms
+from scripts.bench.plots import png_size
 from scripts.bench.report import REQUIRED_KEYS, targets
 from tests.conftest import S, run_smoke
 
@@ -48,6 +50,25 @@ class TickCounterTests:
         assert (p["p50_ms"], p["p99_ms"], p["max_ms"], p["samples"]) == (51.0, 100.0, 100.0, 100)
         assert percentiles_ms([])["samples"] == 0
 
+    def test_latency_histogram_bins_every_sample(self) -> None:
+        edges = latency_edges_ms()
+        hist = latency_histogram([5_000, 10_000, 1_000_000, 1_050_000, 20_000_000_000])
+        assert len(hist) == len(edges) + 1
+        assert sum(hist) == 5
+        assert (hist[0], hist[1], hist[-1]) == (1, 1, 1)  # below 10 us, [10 us, next edge), 10 s and over
+        one_ms = next(i for i, edge in enumerate(edges) if edge >= 1.0)
+        assert hist[one_ms + 1] == 2  # 1.0 and 1.05 ms share the bin that starts at 1 ms
+
+    def test_a_result_with_latencies_carries_their_histogram(self) -> None:
+        c = TickCounter()
+        c.reset(record_latency=True)
+        c.add("A", 1, 1.0)
+        c.latency(0, 2_000_000)
+        assert sum(c.result()["latency_hist"]) == 1
+        assert "latency_hist" not in c.result(percentiles=False)
+        c.reset()
+        assert "latency_hist" not in c.result()  # no samples: no histogram
+
 
 def test_a_figure_not_measured_meets_no_target() -> None:
     # A run that failed early has -1 for its figures: no ratio of two -1s may pass for a target met.
@@ -70,14 +91,17 @@ def test_a_figure_not_measured_meets_no_target() -> None:
 
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
-def test_smoke_run_reports_every_key() -> None:
-    bench, lines = run_smoke(["scripts/bench.py"], "BENCH", SMOKE_TIMEOUT_S * S)
+def test_smoke_run_reports_every_key(tmp_path: Path) -> None:
+    plots = tmp_path / "plots"
+    bench, lines = run_smoke(["scripts/bench.py"], "BENCH", SMOKE_TIMEOUT_S * S, ["--plots", str(plots)])
     for key in REQUIRED_KEYS:
         assert key in bench, key
         assert number(bench[key]), f"{key} = {bench[key]!r}"
         assert bench[key] >= 0, f"{key} = {bench[key]!r}"
     for key, value in bench.items():
-        assert isinstance(value, bool | str) or (number(value) and value >= 0), f"{key} = {value!r}"
+        # A mapping's values are figures as well (stage_us_per_tick).
+        for leaf in value.values() if isinstance(value, dict) else [value]:
+            assert isinstance(leaf, bool | str) or (number(leaf) and leaf >= 0), f"{key} = {value!r}"
     assert isinstance(bench["order_ok"], bool)
     assert bench["transport"] in TRANSPORTS  # the BENCH line names the transport tickvisor read with
     assert isinstance(bench["latency_exact"], bool)
@@ -97,6 +121,21 @@ def test_smoke_run_reports_every_key() -> None:
     stages = ("connection", "decoder", "strategy", "rest", "pipeline", *(f"pipeline_{r}" for r in ROLES))
     for stage in stages:
         assert number(bench.get(f"{stage}_cpu_s_per_mtick")), stage
+    # Per stage in microseconds per tick (the same figures), and the single connection's ceiling they imply.
+    assert sorted(bench["stage_us_per_tick"]) == ["connection", "decoder", "other", "strategy"]
+    assert bench["stage_us_per_tick"]["decoder"] == bench["decoder_cpu_s_per_mtick"]
+    assert bench["stage_us_per_tick"]["other"] == bench["rest_cpu_s_per_mtick"]
+    assert number(bench.get("ceiling_tps"))
+    assert any(line.startswith("| CPU us per tick by stage |") for line in lines)
+    # Both bare clients were timed at the paced rate, beside tickvisor and the pipeline.
+    for key in ("bare_picows_p50_ms", "bare_picows_p99_ms"):
+        assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
+        assert bench[key] > 0, f"{key} = {bench.get(key)!r}"
+    # --plots: every figure written as a PNG with a picture in it.
+    for name in ("latency_cdf.png", "throughput_cpu.png", "stages.png"):
+        width, height = png_size(plots / name)
+        assert width > 0, name
+        assert height > 0, name
     # What the job costs while no tick flows: measured (a Ray job's processes never idle at zero).
     assert number(bench.get("idle_cpu_cores"))
     assert bench["idle_cpu_cores"] > 0

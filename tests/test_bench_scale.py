@@ -4,16 +4,19 @@ report has every key.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from scripts.bench.plots import png_size
 from tests.conftest import S, run_smoke
 
 pytestmark = [pytest.mark.ray]
 
 
 @pytest.mark.timeout(900)
-def test_smoke_run_reports_every_key() -> None:
-    report, _ = run_smoke(["scripts/bench_scale.py"], "SCALE", 600 * S)
+def test_smoke_run_reports_every_key(tmp_path: Path) -> None:
+    report, _ = run_smoke(["scripts/bench_scale.py"], "SCALE", 600 * S, ["--plots", str(tmp_path)])
     assert [(r["codes_per_connection"], r["connections"]) for r in report["runs"]] == [(5, 2)]
     assert [(r["codes_per_connection"], r["connections"], r["tokens"]) for r in report["two_tokens"]] == [
         (5, 2, 2)
@@ -34,3 +37,7 @@ def test_smoke_run_reports_every_key() -> None:
         assert run["reconnect_bound_s"] == run["bound_s"]
     # Two tokens of one connection each are paced apart: no gap to wait for.
     assert report["two_tokens"][0]["bound_s"] == 0.0
+    # --plots: scale.png written, a PNG with a picture in it.
+    width, height = png_size(tmp_path / "scale.png")
+    assert width > 0
+    assert height > 0

@@ -12,7 +12,8 @@ The modules, by what they need:
 * no Ray: ``modes`` (the one table of run sizes), ``config`` (the one config builder, shared with
   tests/conftest.py), ``wait`` (the one polling wait), ``harness`` (the simulator process, the baseline
   client processes, /proc accounting), ``count`` (per-tick counting), ``clients`` (the baselines),
-  ``channels`` (the pipeline), ``pyspy`` (profiles), ``report`` (the table and the BENCH line);
+  ``channels`` (the pipeline), ``pyspy`` (profiles), ``report`` (the table and the BENCH line),
+  ``plots`` (the PNGs of ``--plots``, matplotlib imported only to draw them);
 * Ray: ``job`` (tickvisor's job and the run's Ray), ``phases`` (what ``cli`` measures), ``naive``,
   ``churn``, ``strategy`` (the benchmark's strategy), ``scale``, ``soak`` and ``soak_strategy``.
 

@@ -3,6 +3,7 @@
     python scripts/bench.py            # full: 3 rounds of every throughput figure, about 5 minutes
     python scripts/bench.py --quick    # 1 round, about 4-5 minutes on a 2-core machine
     python scripts/bench.py --smoke    # tiny counts, well under a minute: checks the machinery only
+    python scripts/bench.py --quick --plots DIR   # also the figures as PNGs in DIR (see "Plots")
 
 It prints a markdown table and, as its very last line, ``BENCH {json}``. Every figure is measured in
 this run, beside its baselines: the machine is shared and noisy, the ratios are what count.
@@ -36,12 +37,20 @@ Figures (the BENCH keys):
   ``pipeline_low_p50_ms`` (2k/s). Beside them, tickvisor's burst per stage, from the injection to the
   last tick: ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest
   decoder, the strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
+* Per stage, to size a many-core host from a 2-core run: ``stage_us_per_tick``, a mapping of
+  ``connection``, ``decoder``, ``strategy`` and ``other`` (Ray's and the job's other processes) to CPU
+  microseconds per tick over the throughput burst (the same figures as above: a CPU second per million
+  ticks is a microsecond per tick), and ``ceiling_tps``: the single connection's ceiling on a host with
+  a core per stage, 1e6 / the busiest of the connection, decoder and strategy's microseconds per tick
+  (0.0: not measurable, as in a ``--smoke`` burst shorter than a CPU clock tick). ``other`` is not one
+  of those stages: it is some thirty processes off the ticks' path, which spread over spare cores.
 * Latency from the simulator's send time to the strategy at a paced 20k ticks/s: ``p50_ms``,
   ``p99_ms``. ``latency_exact`` says whether the ticks carried the simulator's ``sent_ns``
   (actors.core.wire.Tick passes it on); if not, the send time is taken from ``tick_time`` (ms, so +-0.5 ms
   per sample).
   ``read_p50_ms``/``read_p99_ms``: the exact connection-read-to-strategy part; ``bare_p50_ms``/
-  ``bare_p99_ms``: the bare client at the same pace, exact. ``latency_tps``: the rate tickvisor delivered
+  ``bare_p99_ms``, ``bare_picows_p50_ms``/``bare_picows_p99_ms``: the bare clients at the same pace, exact
+  (``latency_rate``: that pace). ``latency_tps``: the rate tickvisor delivered
   at that pace (below it, queues grew); ``low_p50_ms``/``low_p99_ms``: tickvisor at ``low_rate`` (2k/s).
 * Liveness, a ``stall`` injected on the live connection, 5 times: ``stall_detect_s``
   (stall to the supervisor's restart decision, median), ``stall_resubscribed_s`` (stall to the server
@@ -74,6 +83,12 @@ Figures (the BENCH keys):
   counts shared pages once); ``idle_cpu_cores``: the same processes' CPU while no tick flows (after
   start-up, before the first burst), in cores: what the job costs while its market is closed.
 
+Plots (``--plots DIR``, scripts/bench/plots.py, matplotlib): ``latency_cdf.png`` (the share of ticks
+delivered within x ms at the paced rate, tickvisor beside the pipeline and both bare clients, from
+histograms of every sample), ``throughput_cpu.png`` (ticks/s and CPU s per Mtick per client) and
+``stages.png`` (CPU us per tick per stage, beside the pipeline's, with the ceiling). Written before the
+BENCH line; a plot that fails fails the run.
+
 Every measured consumer runs at the same niceness (``--niceness``, default 0; Ray's own default for its
 workers is 15), so that on a shared machine none is starved more than the others.
 
@@ -87,26 +102,33 @@ the targets and the BENCH line.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import sys
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from actors.core.settings import TRANSPORTS
 from scripts.bench.harness import hard_cap, log
 from scripts.bench.job import local_ray, setup_environment
-from scripts.bench.modes import mode_of
+from scripts.bench.modes import Mode, mode_of
 from scripts.bench.phases import (
     phase_burst4,
     phase_liveness,
     phase_throughput,
     start_burst4,
     start_liveness,
+    start_throughput,
 )
 from scripts.bench.replay import phase_replay
 from scripts.bench.report import write
+
+if TYPE_CHECKING:
+    from scripts.bench.harness import SimProcess
+    from scripts.bench.job import System
 
 __all__ = ["main"]
 
@@ -141,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run the 4-connection burst once more under py-spy (pinned in scripts/requirements.lock) and "
         "print, per process of the job and the simulator, its samples and top functions by self time",
     )
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="write the figures as PNGs into DIR (created if missing): latency_cdf.png, throughput_cpu.png, "
+        "stages.png",
+    )
     args = p.parse_args(argv)
     mode = mode_of(smoke=args.smoke, quick=args.quick)
     mode = dataclasses.replace(
@@ -153,31 +183,63 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     failed = ""
     profile = ""
+    latency_hist: dict[str, list[int]] = {}
+    smoke = mode.name == "smoke"
     try:
-        phase_replay(mode, out)  # before Ray starts: it needs none
+        if not smoke:
+            phase_replay(mode, out)  # before Ray starts: it needs none
         # Ray prints its workers' deaths (the SIGKILLs are deliberate) on stdout: keep stdout for the report.
         with hard_cap(mode.hard_cap_s), contextlib.redirect_stdout(sys.stderr), local_ray():
-            early = early4 = None
+            early = early4 = early_tp = None
+            beside: concurrent.futures.Future[None] | None = None
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-beside")
             try:
-                # Smoke checks the machinery only: the other systems start beside the first to save time.
-                if mode.name == "smoke":
+                # Smoke checks the machinery, not the figures: the other systems start beside the first
+                # (asked for first: the most waits on it), and the replay and the liveness phase run in a
+                # thread beside the other phases.
+                if smoke:
+                    early_tp = start_throughput(mode, token)
                     early = start_liveness(mode, token)
                     early4 = start_burst4(mode, token)
-                phase_throughput(mode, out, token)
+                    beside = pool.submit(replay_and_liveness, mode, out, token, early)
+                phase_throughput(mode, out, token, latency_hist, early_tp)
                 profile = phase_burst4(mode, out, token, early4, profile=args.profile)
-                phase_liveness(mode, out, token, early)
+                if beside is None:
+                    phase_liveness(mode, out, token, early)
+                else:
+                    beside.result()
             finally:
-                for pair in (early, early4):
+                for pair in (early_tp, early, early4):
                     if pair is not None:
                         pair[0].stop()
+                pool.shutdown(wait=True)
     except Exception as exc:  # noqa: BLE001 - reported in the BENCH line, exit code 1
         failed = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {failed}")
+    if args.plots is not None and not failed:
+        try:
+            from scripts.bench.plots import bench_plots
+
+            for path in bench_plots(out, latency_hist, args.plots):
+                log(f"plot: {path}")
+        except Exception as exc:  # noqa: BLE001 - reported in the BENCH line, exit code 1
+            failed = f"plots: {type(exc).__name__}: {exc}"
+            log(f"FAILED: {failed}")
     out["elapsed_s"] = time.monotonic() - started
     if args.profile and not profile:
         profile = "--profile: not profiled: the run failed before the 4-connection burst"
     write(out, mode, ok=not failed, extra=profile)
     return 1 if failed else 0
+
+
+def replay_and_liveness(
+    mode: Mode, out: dict[str, Any], token: str, started: tuple[SimProcess, System]
+) -> None:
+    """The replay, then the liveness phase on its system already starting: ``--smoke`` runs them in a
+    thread beside the other phases.
+    """
+    phase_replay(mode, out)
+    phase_liveness(mode, out, token, started)
 
 
 if __name__ == "__main__":

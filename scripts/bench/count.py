@@ -5,13 +5,28 @@ design, the bare client, the naive pipeline) do exactly the same work per tick.
 
 A burst's seq numbers grow by exactly one per code (the simulator keeps one counter per code), so
 ``gaps`` counts ticks lost in between and ``out_of_order`` ticks whose seq is not above the last one.
+
+A result with latencies carries them twice: as percentiles and as ``latency_hist``, counts over fixed
+log-spaced bins (``latency_edges_ms``), small enough for a RESULT line and enough for a CDF plot
+(scripts/bench/plots.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from array import array
 from typing import Any
+
+#: The latency histogram's bins: ``HIST_BINS_PER_DECADE`` per decade from ``HIST_LO_NS`` (10 us) over
+#: ``HIST_DECADES`` decades (to 10 s), plus one bin below and one above.
+HIST_LO_NS = 10_000
+HIST_BINS_PER_DECADE = 20
+HIST_DECADES = 6
+_EDGES_NS = [
+    round(HIST_LO_NS * 10 ** (i / HIST_BINS_PER_DECADE))
+    for i in range(HIST_BINS_PER_DECADE * HIST_DECADES + 1)
+]
 
 
 class TickCounter:
@@ -84,6 +99,11 @@ class TickCounter:
             "span_s": span,
             "tps": (self.count - self.first_n) / span if span > 0 else 0.0,
             **(percentiles_ms(self.latency_ns) if percentiles else {}),
+            **(
+                {"latency_hist": latency_histogram(self.latency_ns)}
+                if percentiles and self.latency_ns
+                else {}
+            ),
         }
 
 
@@ -98,6 +118,21 @@ def percentiles_ms(samples_ns: Any) -> dict[str, float]:
         return ordered[min(n - 1, int(q * n))] / 1e6
 
     return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": ordered[-1] / 1e6, "samples": n}
+
+
+def latency_edges_ms() -> list[float]:
+    """The edges of the histogram's inner bins, in milliseconds (one more than the inner bins)."""
+    return [edge / 1e6 for edge in _EDGES_NS]
+
+
+def latency_histogram(samples_ns: Any) -> list[int]:
+    """Counts of nanosecond samples per bin: [below the first edge, each inner bin, at or above the last]."""
+    counts = [0] * (len(_EDGES_NS) + 1)
+    find = bisect.bisect_right
+    edges = _EDGES_NS
+    for sample in samples_ns:
+        counts[find(edges, sample)] += 1
+    return counts
 
 
 def now() -> float:

@@ -37,6 +37,11 @@ class Mode:
     burst4: int = 50_000  # ticks per connection of the 4-connection burst (4 x this in all)
     idle_s: float = 3.0  # the job's CPU while no tick flows is read over this long
     replay_ticks: int = 1_000_000  # ticks of the tape replayed in each format (scripts/bench/replay.py)
+    # Seconds the throughput and liveness simulators keep between subscription requests of one token
+    # (PROTOCOL.md: 3): every baseline client subscribes once, so the vendor's gap costs 3 s a client,
+    # and a reconnection after a kill waits it out. tickvisor paces itself (actors.core.plans) all the
+    # same; smoke, which only checks the machinery, lifts the server's check.
+    sim_token_gap_s: float = 3.0
 
 
 MODES = {
@@ -51,14 +56,15 @@ MODES = {
         stall_trials=1,
         churn_strategies=4,
         churn_rate=5,
-        churn_s=1.5,
+        churn_s=1.0,
         deadline_s=1.5,
         quiet_s=0.0,
         hard_cap_s=200,
         low_s=0.5,
         burst4=750,
-        idle_s=0.5,
+        idle_s=0.3,
         replay_ticks=20_000,
+        sim_token_gap_s=0.0,
     ),
     "quick": Mode(
         "quick",

@@ -11,6 +11,7 @@ Each phase writes its figures into ``out``, the dict scripts/bench/report.py pri
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -298,28 +299,57 @@ def idle(mode: Mode, out: dict[str, Any], job_pids: list[int]) -> None:
     log(f"idle: {out['idle_cpu_cores']:.2f} of a core over {mode.idle_s:g} s, {len(job_pids)} processes")
 
 
-def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
-    """Throughput, latency, churn and cost: simulator without a tick loop (bursts only)."""
-    codes = block(0)
+def start_throughput(mode: Mode, token: str) -> tuple[SimProcess, System]:
+    """The throughput phase's simulator (bursts only) and tickvisor, not waited for."""
     # No heartbeat timeout: the Ray-free pipeline's receiver sends no 22000 (tickvisor does, every 2 s).
-    with SimProcess(
-        token, "--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"
-    ) as sim:
-        log(f"simulator on port {sim.port}; starting tickvisor")
-        system = System.launch(
-            bench_settings(
-                sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
-            ),
-            token,
-            prefix="bench",
-        )
+    sim_args = ["--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600"]
+    sim = SimProcess(token, *sim_args, "--token-gap-s", str(mode.sim_token_gap_s))
+    sim.start()
+    log(f"simulator on port {sim.port}; starting tickvisor")
+    settings = bench_settings(
+        sim.port, [("bench", block(0))], heartbeat_s=2.0, deadline_s=6.0, transport=mode.transport
+    )
+    try:
+        return sim, System.launch(settings, token, prefix="bench", wait=False)
+    except BaseException:
+        sim.stop()
+        raise
+
+
+def phase_throughput(
+    mode: Mode,
+    out: dict[str, Any],
+    token: str,
+    latency_hist: dict[str, list[int]] | None = None,
+    started: tuple[SimProcess, System] | None = None,
+) -> None:
+    """Throughput, latency, churn and cost: simulator without a tick loop (bursts only).
+
+    ``latency_hist`` (if given) gets the histogram of every consumer's latencies at the paced rate, by
+    name (``tickvisor``, ``pipeline``, ``bare``, ``bare_picows``): what ``--plots`` draws. ``started``:
+    what ``start_throughput`` returned, if it was called before.
+    """
+    hists = latency_hist if latency_hist is not None else {}
+    codes = block(0)
+    sim, system = started or start_throughput(mode, token)
+    with sim:
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
+        side_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-side")
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
+            system.wait_started(120.0 * System.scale)
             wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             job_pids = job_processes(sim)
             next_block = iter(range(1, 30))
             idle(mode, out, job_pids)
+            # Smoke checks the machinery, not the figures: churn (on the stock endpoint) and the naive
+            # pipeline (codes of its own) run in a thread beside the measurements.
+            naive_codes = block(next(next_block))
+            side = (
+                side_pool.submit(churn_and_naive, mode, out, system, sim, naive_codes)
+                if mode.name == "smoke"
+                else None
+            )
 
             raw = run_client("raw", sim, block(next(next_block)), mode.burst)
             out["sim_fps"] = raw["tps"]
@@ -332,6 +362,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             stages = stage_pids(system)
             stage_cpu: dict[str, list[float]] = {stage: [] for stage in (*stages, "rest")}
             out["transport"] = mode.transport
+            out["burst"] = mode.burst
             for r in range(mode.rounds):
                 log(f"throughput round {r + 1}/{mode.rounds}: {mode.burst} ticks over 100 codes")
                 runs["bare"].append(run_client("bare", sim, block(next(next_block)), mode.burst))
@@ -376,6 +407,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             out["pipeline_tps"] = median("pipeline", "tps")
             for stage, values in stage_cpu.items():  # from the injection to the last tick
                 out[f"{stage}_cpu_s_per_mtick"] = statistics.median(values)
+            per_stage(out)
             for role in ROLES:
                 out[f"pipeline_{role}_cpu_s_per_mtick"] = cpu_median("pipeline", f"cpu_s_{role}")
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
@@ -397,6 +429,7 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 read_p99_ms=lat["read_p99_ms"],
             )
             out["latency_tps"] = lat["tps"]  # below the pace: the pipeline could not keep up, queues grew
+            out["latency_rate"] = mode.latency_rate
             low = run_tickvisor(
                 system, sim, codes, int(mode.low_rate * mode.latency_s / 2), job_pids, rate=mode.low_rate
             )
@@ -404,7 +437,11 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
             out["tickvisor_out_of_order_dropped"] += low["dropped_out_of_order"]
             bare_lat = run_client("bare", sim, block(next(next_block)), n, rate=mode.latency_rate)
             out.update(bare_p50_ms=bare_lat["p50_ms"], bare_p99_ms=bare_lat["p99_ms"])
-            order.append(lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n)
+            picows_lat = run_client("bare_picows", sim, block(next(next_block)), n, rate=mode.latency_rate)
+            out.update(bare_picows_p50_ms=picows_lat["p50_ms"], bare_picows_p99_ms=picows_lat["p99_ms"])
+            order.append(
+                lat["count"] == n and lat["gaps"] == 0 and bare_lat["count"] == n and picows_lat["count"] == n
+            )
             assert pipeline is not None
             pl_lat = pipeline.measure(sim, n, rate=mode.latency_rate)
             pl_low = pipeline.measure(sim, int(mode.low_rate * mode.latency_s / 2), rate=mode.low_rate)
@@ -414,21 +451,57 @@ def phase_throughput(mode: Mode, out: dict[str, Any], token: str) -> None:
                 pipeline_low_p50_ms=pl_low["p50_ms"],
             )
             order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
+            for name, result in (
+                ("tickvisor", lat), ("pipeline", pl_lat), ("bare", bare_lat), ("bare_picows", picows_lat)
+            ):  # fmt: skip
+                hists[name] = result.get("latency_hist", [])
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]
 
-            churn(mode, out, system, sim)
-
-            log(f"naive: one Ray call per tick, {mode.naive} ticks (or {mode.naive_cap_s:g} s)")
-            naive = run_naive(sim, block(next(next_block)), mode.naive, mode.naive_cap_s)
-            out["naive_tps"] = naive["tps"]
-            out["naive_ticks"] = naive["count"]
+            naive = churn_and_naive(mode, out, system, sim, naive_codes) if side is None else side.result()
             order.append(naive["gaps"] == 0 and naive["out_of_order"] == 0)
             out["order_ok"] = all(order)
         finally:
+            side_pool.shutdown(wait=False, cancel_futures=True)
             if pipeline is not None:
                 pipeline.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             system.stop_quietly()
+
+
+#: The stages of the data path that ``per_stage`` reports: (the BENCH key's stage, its name there).
+STAGES = (("connection", "connection"), ("decoder", "decoder"), ("strategy", "strategy"), ("rest", "other"))
+
+
+def per_stage(out: dict[str, Any]) -> None:
+    """``stage_us_per_tick`` (CPU microseconds per tick of the connection, the busiest decoder, the
+    strategy, and "other": Ray's and the job's other processes) and ``ceiling_tps``, the single
+    connection's ceiling on a host with a core per stage: 1e6 / the busiest data-path stage's
+    microseconds (0.0 when none could be read, as in a burst shorter than a CPU clock tick). "other"
+    is shown but not a stage of that ceiling: it is the sum of some thirty processes, none in the
+    ticks' path, that a many-core host spreads over its spare cores.
+    CPU seconds per million ticks are microseconds per tick: the figures are the ``*_cpu_s_per_mtick``.
+    """
+    stage_us = {name: out.get(f"{key}_cpu_s_per_mtick", 0.0) for key, name in STAGES}
+    out["stage_us_per_tick"] = stage_us
+    busiest = max(us for name, us in stage_us.items() if name != "other")
+    out["ceiling_tps"] = 1e6 / busiest if busiest > 0 else 0.0
+    log(
+        "per stage, CPU us per tick: "
+        + ", ".join(f"{name} {us:.2f}" for name, us in stage_us.items())
+        + f"; ceiling with a core per stage {out['ceiling_tps']:,.0f} ticks/s"
+    )
+
+
+def churn_and_naive(
+    mode: Mode, out: dict[str, Any], system: System, sim: SimProcess, naive_codes: list[str]
+) -> dict[str, Any]:
+    """``churn``, then the naive pipeline on ``naive_codes``: its figures into ``out``; returns its result."""
+    churn(mode, out, system, sim)
+    log(f"naive: one Ray call per tick, {mode.naive} ticks (or {mode.naive_cap_s:g} s)")
+    naive = run_naive(sim, naive_codes, mode.naive, mode.naive_cap_s)
+    out["naive_tps"] = naive["tps"]
+    out["naive_ticks"] = naive["count"]
+    return naive
 
 
 def churn(mode: Mode, out: dict[str, Any], system: System, sim: SimProcess) -> None:
@@ -490,7 +563,17 @@ def start_liveness(mode: Mode, token: str) -> tuple[SimProcess, System]:
     """The liveness phase's simulator (with its tick loop) and tickvisor, not yet waited for: its codes
     are all on the forex endpoint, so the job has no stock endpoint (two processes fewer to start).
     """
-    sim = SimProcess(token, "--tick-rate", "20", "--book-rate", "0", "--codes", "200")
+    sim = SimProcess(
+        token,
+        "--tick-rate",
+        "20",
+        "--book-rate",
+        "0",
+        "--codes",
+        "200",
+        "--token-gap-s",
+        str(mode.sim_token_gap_s),
+    )
     sim.start()
     log(f"liveness simulator on port {sim.port}; starting tickvisor (deadline {mode.deadline_s:g} s)")
     settings = bench_settings(

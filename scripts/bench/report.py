@@ -174,12 +174,22 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f"{f('pipeline_strategy_cpu_s_per_mtick', '.1f')})",
         ),
         row(
+            "CPU us per tick by stage",
+            ", ".join(f"{name} {us:.2f}" for name, us in (g("stage_us_per_tick") or {}).items()) or "n/a",
+            "",
+            "",
+            "",
+            f"ceiling of one connection with a core per stage: {f('ceiling_tps', ',.0f')} ticks/s "
+            "(1e6 / the busiest stage's us per tick)",
+        ),
+        row(
             f"latency p50 / p99 ms @ {mode.latency_rate:.0f}/s",
             pair("p50_ms", "p99_ms"),
             "",
             pair("bare_p50_ms", "bare_p99_ms"),
             "",
-            f"tickvisor exact: {f('latency_exact')}; connection read to strategy "
+            f"tickvisor exact: {f('latency_exact')}; bare picows "
+            f"{pair('bare_picows_p50_ms', 'bare_picows_p99_ms')}; connection read to strategy "
             f"{pair('read_p50_ms', 'read_p99_ms')}; delivered {f('latency_tps', '.0f')}/s",
         ),
         row(

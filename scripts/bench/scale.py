@@ -3,7 +3,8 @@
     python scripts/bench_scale.py                      # the grid of docs/scaling.md
     python scripts/bench_scale.py --codes 5,200 --conns 1,3 --tick-rate 0.5 --window 10
     python scripts/bench_scale.py --two-tokens 100x10  # also 100 codes x 10 connections over two tokens
-    python scripts/bench_scale.py --smoke              # minutes: proves it runs (tests/test_bench_scale.py)
+    python scripts/bench_scale.py --smoke              # seconds: proves it runs (tests/test_bench_scale.py)
+    python scripts/bench_scale.py --plots DIR          # also scale.png in DIR: ticks/s against connections
 
 For each (codes per connection C, connections N) it starts a whole job (actors.control.Job) on a local
 Ray against the simulator (scripts/simulator.py, its own process, plan pro, the vendor's rate limits:
@@ -30,13 +31,16 @@ codes, so the job starts with N connections of C codes. It reports, per run:
   alternating over two tokens, as the pool opens them), whose bound is that of the busier token,
   (ceil(N / 2) - 1) x 3 s: tokens are paced apart, so they subscribe in parallel.
 
-The last line is ``SCALE {json}``. Timings depend on this shared machine's load: compare the ratios
-(``flowing_s`` against ``bound_s``), not the absolute figures, across machines.
+With ``--plots DIR``, ``scale.png`` (scripts/bench/plots.py) draws ticks/s at the strategy against the
+connections, one line per codes per connection beside what the simulator offered; a plot that fails
+fails the run. The last line is ``SCALE {json}``. Timings depend on this shared machine's load: compare
+the ratios (``flowing_s`` against ``bound_s``), not the absolute figures, across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import logging
 import math
@@ -44,6 +48,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from actors.core.normalise import Tick
@@ -222,10 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         "--two-tokens", default="100x10", help="CxN,...: C codes on N connections over two tokens ('' none)"
     )
     p.add_argument("--smoke", action="store_true", help="a tiny grid, for the test suite")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="write scale.png into DIR (created if missing)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         # Two connections: the smallest grid with the per-token pacing in it (one is the trivial case).
-        args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "2", 2.0, 2.0, 120.0
+        # A short window at a faster tick: every code flows, and flows again after the drop, sooner.
+        args.codes, args.conns, args.window, args.tick_rate, args.limit = "5", "2", 1.0, 5.0, 120.0
         args.two_tokens = "5x2"
     grid = [(c, n) for n in map(int, args.conns.split(",")) for c in map(int, args.codes.split(","))]
     if any(n > 10 or n < 1 for _, n in grid):
@@ -246,10 +259,21 @@ def main(argv: list[str] | None = None) -> int:
     most = max(c * n for c, n in [*grid, *two])
     runs: list[dict[str, Any]] = []
     two_runs: list[dict[str, Any]] = []
-    ok = True
     sim_args = ["--plan", "pro", "--codes", str(most), "--tick-rate", str(args.tick_rate)]
     sim_args += ["--more-token", SECOND_TOKEN]
-    with SimProcess(TOKEN, *sim_args) as sim:
+
+    def run_all(sim: Any, tokens: int, todo: list[tuple[int, int]], done: list[dict[str, Any]]) -> bool:
+        ok = True
+        for per_conn, conns in todo:
+            run = one_run(sim, per_conn, conns, args.window, args.tick_rate, args.limit, tokens)
+            done.append(run)
+            ok &= run["all_flowing"] and run["all_reflowing"]
+            print(json.dumps(run), file=sys.stderr, flush=True)
+        return ok
+
+    # Smoke checks the machinery, not the figures: the two-token runs go beside the grid's, against a
+    # simulator of their own (each run drops every socket of its simulator). Otherwise one after another.
+    with SimProcess(TOKEN, *sim_args) as sim, SimProcess(TOKEN, *sim_args) as sim_two:
         for attempt in (1, 2, 3):  # Ray gives its raylet 30 s to register: a loaded machine can miss that
             try:
                 ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
@@ -259,12 +283,13 @@ def main(argv: list[str] | None = None) -> int:
                 if attempt == 3:
                     raise
         try:
-            for tokens, todo, done in ((1, grid, runs), (2, two, two_runs)):
-                for per_conn, conns in todo:
-                    run = one_run(sim, per_conn, conns, args.window, args.tick_rate, args.limit, tokens)
-                    done.append(run)
-                    ok &= run["all_flowing"] and run["all_reflowing"]
-                    print(json.dumps(run), file=sys.stderr, flush=True)
+            if args.smoke:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                    beside = pool.submit(run_all, sim_two, 2, two, two_runs)
+                    ok = run_all(sim, 1, grid, runs)
+                    ok &= beside.result()
+            else:
+                ok = run_all(sim, 1, grid, runs) & run_all(sim_two, 2, two, two_runs)
         finally:
             ray.shutdown()
     slopes: dict[str, float] = {}
@@ -275,6 +300,14 @@ def main(argv: list[str] | None = None) -> int:
             slopes[str(conns)] = round(slope, 2)
     report = {"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "two_tokens": two_runs}
     report["mb_per_1000_codes"] = slopes
+    if args.plots is not None:
+        try:
+            from scripts.bench.plots import scale_plot
+
+            print(f"plot: {scale_plot(report, args.plots)}", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001 - reported in the SCALE line, exit code 1
+            report["ok"] = ok = False
+            report["plots_error"] = f"{type(exc).__name__}: {exc}"
     print("SCALE " + json.dumps(report))
     return 0 if ok else 1
 

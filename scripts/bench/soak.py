@@ -66,6 +66,7 @@ from typing import Any
 
 from actors.core.settings import Settings
 from scripts.bench.config import PATHS, RESTART, build, job_config, strategy
+from scripts.bench.plots import soak_plots, soak_sample, soak_series
 from scripts.bench.wait import WaitTimeoutError, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +118,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-faults", type=int, default=0, help="at most this many faults (default: 1 per second)"
     )
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="write soak.png into DIR: ticks delivered over time, the fault windows shaded by kind",
+    )
     p.add_argument(
         "--verbose", action="store_true", help="show the actors' logs (Ray forwards them to stderr)"
     )
@@ -294,6 +302,7 @@ class Soak:
         self.checker: Any = None
         self.expected_names: set[str] = set()
         self.mute_ok: bool | None = None
+        self.timeline: list[tuple[float, int]] = []  # (time.time(), ticks delivered): --plots draws it
 
     # -- set-up and tear-down ---------------------------------------------------------------------
 
@@ -396,6 +405,7 @@ class Soak:
         self.ledger.add([tuple(t) for t in got["ticks"]], self.held_ever)
         self.ledger.problems.extend(tuple(p) for p in got["problems"])
         self.ledger.missed_reported += got["missed"]
+        soak_sample(self.timeline, time.time(), self.ledger.delivered)
         self.progress()
 
     def progress(self, *, force: bool = False) -> None:
@@ -736,6 +746,7 @@ class Soak:
             "usage": {k: {w: list(u) for w, u in v.items()} for k, v in self.usage.items()},
             "notes": self.notes,
             "violations": self.violations,
+            **soak_series(self.timeline, self.faults),
         }
 
 
@@ -765,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.finish()
         result = soak.report()
+    if args.plots is not None:
+        soak_plots(result, args.plots)
     print("SOAK " + json.dumps(result, sort_keys=True), flush=True)
     return 0 if result["ok"] else 1
 
