@@ -17,7 +17,10 @@ What is checked, beyond exit codes and printed lines:
   commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
   logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
   token nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe``
-  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job.
+  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job;
+* on the same cluster, the README's user-project recipe: tickvisor pre-installed from its wheel (on
+  the ``PYTHONPATH`` and ``PATH`` of ``ray start``), a copy of the README's user project outside the
+  checkout as ``--working-dir``, and its strategy ``desk.vwap:Vwap`` receiving ticks.
 """
 
 from __future__ import annotations
@@ -664,6 +667,10 @@ def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp
 RAY_CLI = Path(sys.executable).parent / "ray"
 # The fenced block right after the marker in README.md ("Running against AllTick").
 RECIPE = re.compile(r"<!-- cluster-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
+# The fenced block right after this marker ("On a cluster: `ray job submit` from your project"), and the
+# files of the user project it runs in (``<!-- user-project: PATH -->`` blocks, as tests/test_replay.py).
+USER_RECIPE = re.compile(r"<!-- user-project-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
+PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
 SUBMITTED = re.compile(r"Job '([\w.-]+)' submitted successfully")
 # configs/simulator.toml: 7 codes, a console on 3 of them, a recorder.
 CONSOLE_VIEW_SIM = re.compile(r"\[console\] 3 codes, \d+(\.\d+)? ticks/s")
@@ -705,9 +712,29 @@ def readme_recipe() -> list[str]:
     """
     blocks = RECIPE.findall((ROOT / "README.md").read_text(encoding="utf-8"))
     assert len(blocks) == 1, f"README.md must hold one fenced block after <!-- cluster-recipe -->: {blocks}"
+    return recipe_commands(blocks[0])
+
+
+def user_project_recipe(into: Path) -> list[str]:
+    """The README's user-project recipe (as ``readme_recipe``), and its project written out ``into``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = USER_RECIPE.findall(text)
+    assert len(blocks) == 1, (
+        f"README.md must hold one fenced block after <!-- user-project-recipe -->: {blocks}"
+    )
+    files = dict(PROJECT_FILE.findall(text))
+    assert {"desk/vwap.py", "config.toml"} <= set(files), set(files)
+    for name, body in {**files, "desk/__init__.py": ""}.items():
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        (into / name).write_text(body + "\n", encoding="utf-8")
+    return recipe_commands(blocks[0])
+
+
+def recipe_commands(block: str) -> list[str]:
+    """A fenced block's commands in order, each as written (continuation lines kept)."""
     commands: list[str] = []
     current: list[str] = []
-    for line in blocks[0].splitlines():
+    for line in block.splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("#")):
             continue
         current.append(line)
@@ -805,10 +832,12 @@ class RayHead:
     ``.venv``. Only these differ: a private HOME (so ``~/.ray/auth_token`` is a fresh one, not the
     developer's), a short private ``RAY_TMPDIR`` (Ray's unix socket paths live under it, and ``ray job``
     finds the head through it) and, on ``ray start --head``, free ports on 127.0.0.1: the machine is
-    shared, Ray's default ports may be taken.
+    shared, Ray's default ports may be taken. tickvisor is pre-installed for the user-project recipe
+    as the README says: ``site`` (the wheel installed with ``--target``) on the ``PYTHONPATH`` and its
+    ``bin`` on the ``PATH`` of ``ray start``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, site: Path) -> None:
         self.base = Path(f"/tmp/rjs{secrets.token_hex(3)}")  # noqa: S108
         self.base.mkdir(mode=0o700)
         self.home = self.base / "home"
@@ -824,8 +853,13 @@ class RayHead:
         self.env["HOME"] = str(self.home)
         self.env["RAY_TMPDIR"] = str(self.base)
         self.env["ALLTICK_TOKEN"] = self.alltick_token
-        self.env["PATH"] = os.pathsep.join([str(RAY_CLI.parent), self.env.get("PATH", "")])
+        self.env["PATH"] = os.pathsep.join([str(site / "bin"), str(RAY_CLI.parent), self.env.get("PATH", "")])
+        self.env["PYTHONPATH"] = str(site)
+        self.site = site
         self.shell = Shell(ROOT, self.env)
+        self.project = self.base / "project"  # the README's user project, outside the checkout
+        self.project.mkdir()
+        self.project_shell = Shell(self.project, self.env)
 
     @property
     def auth_token_file(self) -> Path:
@@ -866,7 +900,8 @@ class RayHead:
 
     def processes(self) -> list[Proc]:
         table = proc_table()
-        mine = {p.pid for p in table.values() if p.sid == self.shell.pid or str(self.base) in p.cmd}
+        sids = {self.shell.pid, self.project_shell.pid}
+        mine = {p.pid for p in table.values() if p.sid in sids or str(self.base) in p.cmd}
         return [table[p] for p in descendants(table, mine) if p in table and table[p].state != "Z"]
 
     def session_logs(self) -> list[Path]:
@@ -881,15 +916,16 @@ class RayHead:
                 break
             kill_all(pids)
         self.shell.close()
+        self.project_shell.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture
-def ray_head() -> Iterator[RayHead]:
+def ray_head(installed_wheel: tuple[Path, Path]) -> Iterator[RayHead]:
     reason = ray_job_cli_available()
     if reason:
         pytest.skip(f"ray job submit is unavailable: {reason}")
-    head = RayHead()
+    head = RayHead(site=installed_wheel[1])
     try:
         yield head
     finally:
@@ -913,8 +949,10 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
 
     Every command must exit 0, except ``ray job logs --follow``: that one is stopped with SIGINT, as a
     user's Ctrl-C, once the job's output shows ticks flowing. Then the job must still run, ``ray job
-    stop`` must stop it cleanly, and the cluster must be left running. Neither the AllTick token nor
-    the cluster token may appear in any output or Ray log file.
+    stop`` must stop it cleanly, and the cluster must be left running. Then, on that cluster, the
+    README's user-project recipe runs as written from a copy of its project: the job runs the
+    pre-installed ``tickvisor`` and its strategy gets ticks, and it stops cleanly too. Neither the
+    AllTick token nor the cluster token may appear in any output or Ray log file.
     """
     commands = readme_recipe()
     assert not any(re.search(r"\bray\s+stop\b", c) for c in commands), (
@@ -924,6 +962,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert len(follows) == 1, f"the recipe must follow the job's logs once: {commands}"
     shell = ray_head.shell
     job_id = ""
+    recipe_sims: set[int] = set()
     for i, command in enumerate(ray_head.adapt(commands)):
         print(f"$ {command}")
         if i != follows[0]:
@@ -956,6 +995,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         running = ray_head.processes()
         assert any("ray::Console" in p.cmd for p in running), [p.cmd[:80] for p in running]
         assert any("-m actors.sim" in p.cmd for p in running), [p.cmd[:80] for p in running]
+        recipe_sims = {p.pid for p in running if "-m actors.sim" in p.cmd}
 
         table = proc_table()
         followers = [p.pid for p in table.values() if p.ppid == shell.pid and "job logs" in p.cmd]
@@ -992,6 +1032,18 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         ), out
 
     assert job_id, "no command of the recipe submitted a job"
+    # The user project's job, on the same cluster: submitted now, checked after the recipe's job.
+    project = ray_head.project_shell
+    user_job = ""
+    print(f"$ cd {ray_head.project}    # the README's user project")
+    for command in user_project_recipe(ray_head.project):
+        print(f"$ {command}")
+        code, out = project.run(command, timeout=180)
+        assert code == 0, f"`{command}` exited {code}:\n{out[-4000:]}"
+        if match := SUBMITTED.search(out):
+            user_job = match[1]
+    assert user_job, "the user-project recipe submitted no job"
+
     token_file = ray_head.auth_token_file
     assert token_file.is_file(), "the recipe left no ~/.ray/auth_token"
     assert token_file.stat().st_mode & 0o077 == 0, oct(token_file.stat().st_mode)
@@ -1014,8 +1066,10 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert code == 0, out[-2000:]
     assert "Active:" in out, out[-2000:]
     # ... and took its simulator with it.
-    sims = [p.cmd for p in ray_head.processes() if "-m actors.sim" in p.cmd]
+    sims = [p.cmd for p in ray_head.processes() if p.pid in recipe_sims]
     assert sims == [], sims
+
+    check_user_project_job(ray_head, user_job)
 
     # Neither token was shown: not by the recipe, not in `ray job list` (runtime environments), not by
     # the job, not in Ray's log files.
@@ -1024,7 +1078,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert job_id in listed, listed[-2000:]
     cluster_token = token_file.read_text(encoding="utf-8").strip()
     assert len(cluster_token) >= 32
-    output = shell.raw()
+    output = shell.raw() + project.raw()
     logs_files = ray_head.session_logs()
     for name, secret in (("ALLTICK_TOKEN", ray_head.alltick_token), ("the cluster token", cluster_token)):
         assert secret.encode() not in output, f"{name} was printed"
@@ -1034,3 +1088,30 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         f"recipe: {len(commands)} commands; job {job_id}; no token in {len(output)} bytes of output "
         f"or {len(logs_files)} Ray log files"
     )
+
+
+def check_user_project_job(ray_head: RayHead, job_id: str) -> None:
+    """The user-project job runs the pre-installed command, its strategy gets ticks, and it stops cleanly."""
+    project = ray_head.project_shell
+
+    def logs() -> str:
+        code, out = project.run(f"ray job logs {job_id}")
+        assert code == 0, out[-2000:]
+        return out
+
+    wait_for(
+        lambda: re.search(STATUS_UP.format(codes=3), logs()), 120, every=1.0, what="the project's job up"
+    )
+    command = str(ray_head.site / "bin" / "tickvisor")
+    drivers = [p.cmd for p in ray_head.processes() if command in p.cmd and "config.toml" in p.cmd]
+    assert drivers, "the job's driver does not run the pre-installed tickvisor"
+    code, out = project.run("tickvisor status --json 2>/dev/null")
+    assert code == 0, out[-3000:]
+    strategies = {s["name"]: s for s in json.loads(out)["strategies"]}
+    assert set(strategies) == {"vwap", "tape"}, strategies
+    assert (strategies["vwap"]["ticks"] or 0) > 0, strategies  # desk.vwap:Vwap, from the --working-dir
+    code, out = project.run(f"ray job stop {job_id}")
+    assert code == 0, out[-2000:]
+    out = logs()
+    assert out.rstrip().endswith("tickvisor: stopped"), out[-4000:]
+    assert "Traceback" not in out, out[-4000:]
