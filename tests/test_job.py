@@ -1093,25 +1093,30 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
 def check_user_project_job(ray_head: RayHead, job_id: str) -> None:
     """The user-project job runs the pre-installed command, its strategy gets ticks, and it stops cleanly."""
     project = ray_head.project_shell
+    since = project.send(f"ray job logs --follow {job_id}")  # it ends when the job does
 
-    def logs() -> str:
-        code, out = project.run(f"ray job logs {job_id}")
-        assert code == 0, out[-2000:]
-        return out
+    def seen(pattern: str) -> re.Match[str] | None:
+        return re.search(pattern, project.output(since))
 
-    wait_for(
-        lambda: re.search(STATUS_UP.format(codes=3), logs()), 120, every=1.0, what="the project's job up"
-    )
-    command = str(ray_head.site / "bin" / "tickvisor")
-    drivers = [p.cmd for p in ray_head.processes() if command in p.cmd and "config.toml" in p.cmd]
+    wait_for(lambda: seen(STATUS_UP.format(codes=3)), 120, every=0.5, what="the project's job up, ticks")
+    command = ray_head.site / "bin" / "tickvisor"
+    drivers = [p.cmd for p in ray_head.processes() if str(command) in p.cmd and "config.toml" in p.cmd]
     assert drivers, "the job's driver does not run the pre-installed tickvisor"
-    code, out = project.run("tickvisor status --json 2>/dev/null")
-    assert code == 0, out[-3000:]
-    strategies = {s["name"]: s for s in json.loads(out)["strategies"]}
+    status = subprocess.run(  # noqa: S603 - the installed command
+        [str(command), "status", "--json"],
+        cwd=ray_head.project,
+        env=ray_head.env,
+        capture_output=True,
+        text=True,
+        timeout=120 * S,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr[-3000:]
+    strategies = {s["name"]: s for s in json.loads(status.stdout)["strategies"]}
     assert set(strategies) == {"vwap", "tape"}, strategies
     assert (strategies["vwap"]["ticks"] or 0) > 0, strategies  # desk.vwap:Vwap, from the --working-dir
-    code, out = project.run(f"ray job stop {job_id}")
+    code, out = ray_head.shell.run(f"ray job stop {job_id}")
     assert code == 0, out[-2000:]
-    out = logs()
+    _, out = project.wait(since, 60, "`ray job logs --follow` to end with the job")
     assert out.rstrip().endswith("tickvisor: stopped"), out[-4000:]
     assert "Traceback" not in out, out[-4000:]
