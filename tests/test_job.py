@@ -1118,5 +1118,7 @@ def check_user_project_job(ray_head: RayHead, job_id: str) -> None:
     code, out = ray_head.shell.run(f"ray job stop {job_id}")
     assert code == 0, out[-2000:]
     _, out = project.wait(since, 60, "`ray job logs --follow` to end with the job")
-    assert out.rstrip().endswith("tickvisor: stopped"), out[-4000:]
+    # The job's last line; the CLI's own lines on the stop follow it.
+    assert "tickvisor: SIGTERM, stopping" in out, out[-4000:]
+    assert "\ntickvisor: stopped\n" in out, out[-4000:]
     assert "Traceback" not in out, out[-4000:]

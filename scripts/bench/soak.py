@@ -1,7 +1,7 @@
 """A soak: the job against the simulator under seeded random faults, checked tick by tick.
 
     python scripts/soak.py --minutes 30 --seed 7
-    python scripts/soak.py --minutes 0.5 --seed 1        # what tests/test_soak.py runs (with --address)
+    python scripts/soak.py --minutes 0.4 --seed 1 --pause 0.2 1    # tests/test_soak.py (with --address)
 
 It starts a local Ray (or joins a running one on this machine, ``--address``) and the simulator (in
 this process, on 127.0.0.1), runs the job with one checking strategy (scripts/bench/soak_strategy.py) on six
