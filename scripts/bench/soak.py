@@ -29,9 +29,10 @@ seeded shuffle of every fault kind (each kind once per round):
                                                  own clock, beside the other faults, not in their turn
 
 A fault has recovered when: a killed actor runs again (a new pid, ALIVE), every desired code delivered
-a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets
-equal the desired union, and every actor of the job is ALIVE, each name once. The soak waits
-``--recovery-timeout`` seconds at most.
+a tick stamped after the injection (after the SIGCONT, or the end of a mute; the session code only while
+its session is open, and after its last open), the server's subscribed sets equal the desired union,
+and every actor of the job is ALIVE, each name once. The soak waits ``--recovery-timeout`` seconds at
+most.
 
 Checked throughout (each an invariant; the exit code is 1 when one breaks):
 
