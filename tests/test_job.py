@@ -909,12 +909,14 @@ class RayHead:
         return [p for d in sessions for p in (d / "logs").rglob("*") if p.is_file()]
 
     def stop(self) -> None:
-        """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes."""
+        """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes
+        (a throwaway cluster: what SIGTERM has not ended within a second gets SIGKILL).
+        """
         for _ in range(3):
             pids = {p.pid for p in self.processes()}
             if not pids:
                 break
-            kill_all(pids)
+            kill_all(pids, grace_s=1.0)
         self.shell.close()
         self.project_shell.close()
         shutil.rmtree(self.base, ignore_errors=True)
