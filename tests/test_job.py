@@ -1096,27 +1096,34 @@ def check_user_project_job(ray_head: RayHead, job_id: str) -> None:
     """The user-project job runs the pre-installed command, its strategy gets ticks, and it stops cleanly."""
     project = ray_head.project_shell
     since = project.send(f"ray job logs --follow {job_id}")  # it ends when the job does
-
-    def seen(pattern: str) -> re.Match[str] | None:
-        return re.search(pattern, project.output(since))
-
-    wait_for(lambda: seen(STATUS_UP.format(codes=3)), 120, every=0.5, what="the project's job up, ticks")
+    wait_for(lambda: "tickvisor: started" in project.output(since), 120, every=0.5, what="the project's job")
     command = ray_head.site / "bin" / "tickvisor"
     drivers = [p.cmd for p in ray_head.processes() if str(command) in p.cmd and "config.toml" in p.cmd]
     assert drivers, "the job's driver does not run the pre-installed tickvisor"
-    status = subprocess.run(  # noqa: S603 - the installed command
-        [str(command), "status", "--json"],
-        cwd=ray_head.project,
-        env=ray_head.env,
-        capture_output=True,
-        text=True,
-        timeout=120 * S,
-        check=False,
-    )
-    assert status.returncode == 0, status.stderr[-3000:]
-    strategies = {s["name"]: s for s in json.loads(status.stdout)["strategies"]}
-    assert set(strategies) == {"vwap", "tape"}, strategies
-    assert (strategies["vwap"]["ticks"] or 0) > 0, strategies  # desk.vwap:Vwap, from the --working-dir
+
+    def flowing() -> dict[str, Any] | None:
+        """The job's status once both connections are up and desk.vwap:Vwap (from the --working-dir) got
+        ticks; the first answer usually.
+        """
+        status = subprocess.run(  # noqa: S603 - the installed command
+            [str(command), "status", "--json"],
+            cwd=ray_head.project,
+            env=ray_head.env,
+            capture_output=True,
+            text=True,
+            timeout=120 * S,
+            check=False,
+        )
+        if status.returncode != 0:  # 1: not up or not in sync yet
+            return None
+        doc: dict[str, Any] = json.loads(status.stdout)
+        vwap = [s for s in doc["strategies"] if s["name"] == "vwap"]
+        return doc if vwap and (vwap[0]["ticks"] or 0) > 0 else None
+
+    doc = wait_for(flowing, 60, every=0.5, what="the project's job up, its strategy getting ticks")
+    assert {s["name"] for s in doc["strategies"]} == {"vwap", "tape"}, doc["strategies"]
+    assert {c["state"] for c in doc["connections"]} == {"up"}, doc["connections"]
+    assert len(doc["codes"]) == 3, doc["codes"]
     code, out = ray_head.shell.run(f"ray job stop {job_id}")
     assert code == 0, out[-2000:]
     _, out = project.wait(since, 60, "`ray job logs --follow` to end with the job")
