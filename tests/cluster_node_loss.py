@@ -43,6 +43,15 @@ STOCK = ["AAPL.US", "TSLA.US", "700.HK", "MSFT.US"]
 FX = ["EURUSD", "BTCUSDT"]
 GROWN = "NVDA.US"  # subscribed while running: a third stock connection opens for it
 TOKEN = "node-loss-token"
+# The GCS declares a node dead after health_check_failure_threshold failed checks, one every
+# health_check_period_ms (Ray's defaults: 5 every 3 s, so 15 s). A removed raylet refuses the check at
+# once, so a check a second finds it in about 5 s; a raylet that is only slow still has
+# health_check_timeout_ms (10 s) to answer each.
+HEAD_NODE_ARGS = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5},
+}
 
 
 def wait(condition: Any, timeout: float, what: str) -> Any:
@@ -60,9 +69,7 @@ def _start_cluster(cluster_class: Any) -> Any:
     # Ray gives a raylet 30 s to register; a loaded machine can miss that: try three times.
     for attempt in (1, 2, 3):
         try:
-            return cluster_class(
-                initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
-            )
+            return cluster_class(initialize_head=True, head_node_args=HEAD_NODE_ARGS)
         except Exception:
             if attempt == 3:
                 raise

@@ -166,6 +166,42 @@ def start_system(
     return system
 
 
+def pip(*args: str) -> None:
+    """Our own interpreter's pip, offline; fails the test with pip's output."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter's pip, no index needed
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120 * S,
+        check=False,
+    )
+    assert done.returncode == 0, f"pip {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the wheel, the directory it is installed in with ``pip install --target``), built once a session.
+
+    The wheel is built offline from a copy of what it is made of (pyproject.toml, README.md, actors/), so
+    the build leaves nothing in the checkout and proves those files are enough. The directory holds the
+    package and ``bin/tickvisor``; put it on ``PYTHONPATH`` (and ``bin`` on ``PATH``) to use it.
+    """
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("package")
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "actors", src / "actors", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp / "dist"), str(src))
+    wheels = list((tmp / "dist").glob("tickvisor-*.whl"))
+    assert len(wheels) == 1, wheels
+    site = tmp / "site"
+    pip("install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheels[0]))
+    return wheels[0], site
+
+
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Any]:
     """The AllTick simulator on 127.0.0.1, fast ticks, test rate limits as the vendor's."""

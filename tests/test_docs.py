@@ -42,7 +42,9 @@ FENCE = re.compile(
     r"(?:^(<!--[^\n]*-->)[ \t]*\n)?^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL
 )
 CHECKED_LANGUAGES = {"python", "toml", "bash", "sh"}
-COVERED = re.compile(r"<!-- (sketch|user-project: \S+|cluster-recipe\b[^>]*|config-fragment) -->")
+COVERED = re.compile(
+    r"<!-- (sketch|user-project: \S+|cluster-recipe\b[^>]*|user-project-recipe\b[^>]*|config-fragment) -->"
+)
 
 # The smallest configuration a fragment is merged into: one endpoint per kind, the bundled simulator.
 BASE_CONFIG = """

@@ -13,11 +13,14 @@ What is checked, beyond exit codes and printed lines:
 * the token (the value of the variable named by ``feed.token_env``) appears in no output, not in the
   actor logs Ray forwards to the driver, not in the log files of the job's Ray session;
 * a bad config exits 2 at once, naming the key, before any Ray starts;
-* the README's cluster recipe runs as written: on a machine with no cluster and no Ray token, its
-  commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
+* the docs' cluster recipe (docs/scaling.md) runs as written: on a machine with no cluster and no Ray
+  token, its commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
   logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
   token nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe``
-  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job.
+  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job;
+* on the same cluster, the docs' user-project recipe: tickvisor pre-installed from its wheel (on
+  the ``PYTHONPATH`` and ``PATH`` of ``ray start``), a copy of the README's user project outside the
+  checkout as ``--working-dir``, and its strategy ``desk.vwap:Vwap`` receiving ticks.
 """
 
 from __future__ import annotations
@@ -662,9 +665,13 @@ def test_a_connection_that_never_opens_names_the_endpoint_and_the_last_error(tmp
 # --- 4. the README's cluster recipe, as written, against a real `ray start --head` -----------------
 
 RAY_CLI = Path(sys.executable).parent / "ray"
-# The fenced block right after the marker in README.md ("Running against AllTick").
+# The fenced block right after the marker in docs/scaling.md ("A cluster with `ray job submit`").
 RECIPE_PAGE = ROOT / "docs" / "scaling.md"  # the docs' "Scaling and clusters"
 RECIPE = re.compile(r"<!-- cluster-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
+# The fenced block right after this marker (docs/scaling.md, "From your own project"), and the files of
+# the user project it runs in (README.md's ``<!-- user-project: PATH -->`` blocks, as tests/test_replay.py).
+USER_RECIPE = re.compile(r"<!-- user-project-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
+PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
 SUBMITTED = re.compile(r"Job '([\w.-]+)' submitted successfully")
 # configs/simulator.toml: 7 codes, a console on 3 of them, a recorder.
 CONSOLE_VIEW_SIM = re.compile(r"\[console\] 3 codes, \d+(\.\d+)? ticks/s")
@@ -706,9 +713,28 @@ def readme_recipe() -> list[str]:
     """
     blocks = RECIPE.findall(RECIPE_PAGE.read_text(encoding="utf-8"))
     assert len(blocks) == 1, f"{RECIPE_PAGE} must hold one fenced block after the marker: {blocks}"
+    return recipe_commands(blocks[0])
+
+
+def user_project_recipe(into: Path) -> list[str]:
+    """The docs' user-project recipe (as ``readme_recipe``), and the README's project written out ``into``."""
+    blocks = USER_RECIPE.findall(RECIPE_PAGE.read_text(encoding="utf-8"))
+    assert len(blocks) == 1, (
+        f"{RECIPE_PAGE} must hold one fenced block after <!-- user-project-recipe -->: {blocks}"
+    )
+    files = dict(PROJECT_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert {"desk/vwap.py", "config.toml"} <= set(files), set(files)
+    for name, body in {**files, "desk/__init__.py": ""}.items():
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        (into / name).write_text(body + "\n", encoding="utf-8")
+    return recipe_commands(blocks[0])
+
+
+def recipe_commands(block: str) -> list[str]:
+    """A fenced block's commands in order, each as written (continuation lines kept)."""
     commands: list[str] = []
     current: list[str] = []
-    for line in blocks[0].splitlines():
+    for line in block.splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("#")):
             continue
         current.append(line)
@@ -806,10 +832,12 @@ class RayHead:
     ``.venv``. Only these differ: a private HOME (so ``~/.ray/auth_token`` is a fresh one, not the
     developer's), a short private ``RAY_TMPDIR`` (Ray's unix socket paths live under it, and ``ray job``
     finds the head through it) and, on ``ray start --head``, free ports on 127.0.0.1: the machine is
-    shared, Ray's default ports may be taken.
+    shared, Ray's default ports may be taken. tickvisor is pre-installed for the user-project recipe
+    as the README says: ``site`` (the wheel installed with ``--target``) on the ``PYTHONPATH`` and its
+    ``bin`` on the ``PATH`` of ``ray start``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, site: Path) -> None:
         self.base = Path(f"/tmp/rjs{secrets.token_hex(3)}")  # noqa: S108
         self.base.mkdir(mode=0o700)
         self.home = self.base / "home"
@@ -825,8 +853,13 @@ class RayHead:
         self.env["HOME"] = str(self.home)
         self.env["RAY_TMPDIR"] = str(self.base)
         self.env["ALLTICK_TOKEN"] = self.alltick_token
-        self.env["PATH"] = os.pathsep.join([str(RAY_CLI.parent), self.env.get("PATH", "")])
+        self.env["PATH"] = os.pathsep.join([str(site / "bin"), str(RAY_CLI.parent), self.env.get("PATH", "")])
+        self.env["PYTHONPATH"] = str(site)
+        self.site = site
         self.shell = Shell(ROOT, self.env)
+        self.project = self.base / "project"  # the README's user project, outside the checkout
+        self.project.mkdir()
+        self.project_shell = Shell(self.project, self.env)
 
     @property
     def auth_token_file(self) -> Path:
@@ -867,7 +900,8 @@ class RayHead:
 
     def processes(self) -> list[Proc]:
         table = proc_table()
-        mine = {p.pid for p in table.values() if p.sid == self.shell.pid or str(self.base) in p.cmd}
+        sids = {self.shell.pid, self.project_shell.pid}
+        mine = {p.pid for p in table.values() if p.sid in sids or str(self.base) in p.cmd}
         return [table[p] for p in descendants(table, mine) if p in table and table[p].state != "Z"]
 
     def session_logs(self) -> list[Path]:
@@ -875,22 +909,25 @@ class RayHead:
         return [p for d in sessions for p in (d / "logs").rglob("*") if p.is_file()]
 
     def stop(self) -> None:
-        """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes."""
+        """Never `ray stop` (it stops every Ray on the machine): kill exactly this cluster's processes
+        (a throwaway cluster: what SIGTERM has not ended within a second gets SIGKILL).
+        """
         for _ in range(3):
             pids = {p.pid for p in self.processes()}
             if not pids:
                 break
-            kill_all(pids)
+            kill_all(pids, grace_s=1.0)
         self.shell.close()
+        self.project_shell.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture
-def ray_head() -> Iterator[RayHead]:
+def ray_head(installed_wheel: tuple[Path, Path]) -> Iterator[RayHead]:
     reason = ray_job_cli_available()
     if reason:
         pytest.skip(f"ray job submit is unavailable: {reason}")
-    head = RayHead()
+    head = RayHead(site=installed_wheel[1])
     try:
         yield head
     finally:
@@ -914,8 +951,10 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
 
     Every command must exit 0, except ``ray job logs --follow``: that one is stopped with SIGINT, as a
     user's Ctrl-C, once the job's output shows ticks flowing. Then the job must still run, ``ray job
-    stop`` must stop it cleanly, and the cluster must be left running. Neither the AllTick token nor
-    the cluster token may appear in any output or Ray log file.
+    stop`` must stop it cleanly, and the cluster must be left running. Then, on that cluster, the
+    README's user-project recipe runs as written from a copy of its project: the job runs the
+    pre-installed ``tickvisor`` and its strategy gets ticks, and it stops cleanly too. Neither the
+    AllTick token nor the cluster token may appear in any output or Ray log file.
     """
     commands = readme_recipe()
     assert not any(re.search(r"\bray\s+stop\b", c) for c in commands), (
@@ -925,6 +964,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert len(follows) == 1, f"the recipe must follow the job's logs once: {commands}"
     shell = ray_head.shell
     job_id = ""
+    recipe_sims: set[int] = set()
     for i, command in enumerate(ray_head.adapt(commands)):
         print(f"$ {command}")
         if i != follows[0]:
@@ -957,6 +997,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         running = ray_head.processes()
         assert any("ray::Console" in p.cmd for p in running), [p.cmd[:80] for p in running]
         assert any("-m actors.sim" in p.cmd for p in running), [p.cmd[:80] for p in running]
+        recipe_sims = {p.pid for p in running if "-m actors.sim" in p.cmd}
 
         table = proc_table()
         followers = [p.pid for p in table.values() if p.ppid == shell.pid and "job logs" in p.cmd]
@@ -993,6 +1034,18 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         ), out
 
     assert job_id, "no command of the recipe submitted a job"
+    # The user project's job, on the same cluster: submitted now, checked after the recipe's job.
+    project = ray_head.project_shell
+    user_job = ""
+    print(f"$ cd {ray_head.project}    # the README's user project")
+    for command in user_project_recipe(ray_head.project):
+        print(f"$ {command}")
+        code, out = project.run(command, timeout=180)
+        assert code == 0, f"`{command}` exited {code}:\n{out[-4000:]}"
+        if match := SUBMITTED.search(out):
+            user_job = match[1]
+    assert user_job, "the user-project recipe submitted no job"
+
     token_file = ray_head.auth_token_file
     assert token_file.is_file(), "the recipe left no ~/.ray/auth_token"
     assert token_file.stat().st_mode & 0o077 == 0, oct(token_file.stat().st_mode)
@@ -1015,8 +1068,10 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert code == 0, out[-2000:]
     assert "Active:" in out, out[-2000:]
     # ... and took its simulator with it.
-    sims = [p.cmd for p in ray_head.processes() if "-m actors.sim" in p.cmd]
+    sims = [p.cmd for p in ray_head.processes() if p.pid in recipe_sims]
     assert sims == [], sims
+
+    check_user_project_job(ray_head, user_job)
 
     # Neither token was shown: not by the recipe, not in `ray job list` (runtime environments), not by
     # the job, not in Ray's log files.
@@ -1025,7 +1080,7 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
     assert job_id in listed, listed[-2000:]
     cluster_token = token_file.read_text(encoding="utf-8").strip()
     assert len(cluster_token) >= 32
-    output = shell.raw()
+    output = shell.raw() + project.raw()
     logs_files = ray_head.session_logs()
     for name, secret in (("ALLTICK_TOKEN", ray_head.alltick_token), ("the cluster token", cluster_token)):
         assert secret.encode() not in output, f"{name} was printed"
@@ -1035,3 +1090,44 @@ def test_ray_job_submit_joins_the_cluster_and_leaves_it_running(ray_head: RayHea
         f"recipe: {len(commands)} commands; job {job_id}; no token in {len(output)} bytes of output "
         f"or {len(logs_files)} Ray log files"
     )
+
+
+def check_user_project_job(ray_head: RayHead, job_id: str) -> None:
+    """The user-project job runs the pre-installed command, its strategy gets ticks, and it stops cleanly."""
+    project = ray_head.project_shell
+    since = project.send(f"ray job logs --follow {job_id}")  # it ends when the job does
+    wait_for(lambda: "tickvisor: started" in project.output(since), 120, every=0.5, what="the project's job")
+    command = ray_head.site / "bin" / "tickvisor"
+    drivers = [p.cmd for p in ray_head.processes() if str(command) in p.cmd and "config.toml" in p.cmd]
+    assert drivers, "the job's driver does not run the pre-installed tickvisor"
+
+    def flowing() -> dict[str, Any] | None:
+        """The job's status once both connections are up and desk.vwap:Vwap (from the --working-dir) got
+        ticks; the first answer usually.
+        """
+        status = subprocess.run(  # noqa: S603 - the installed command
+            [str(command), "status", "--json"],
+            cwd=ray_head.project,
+            env=ray_head.env,
+            capture_output=True,
+            text=True,
+            timeout=120 * S,
+            check=False,
+        )
+        if status.returncode != 0:  # 1: not up or not in sync yet
+            return None
+        doc: dict[str, Any] = json.loads(status.stdout)
+        vwap = [s for s in doc["strategies"] if s["name"] == "vwap"]
+        return doc if vwap and (vwap[0]["ticks"] or 0) > 0 else None
+
+    doc = wait_for(flowing, 60, every=0.5, what="the project's job up, its strategy getting ticks")
+    assert {s["name"] for s in doc["strategies"]} == {"vwap", "tape"}, doc["strategies"]
+    assert {c["state"] for c in doc["connections"]} == {"up"}, doc["connections"]
+    assert len(doc["codes"]) == 3, doc["codes"]
+    code, out = ray_head.shell.run(f"ray job stop {job_id}")
+    assert code == 0, out[-2000:]
+    _, out = project.wait(since, 60, "`ray job logs --follow` to end with the job")
+    # The job's last line; the CLI's own lines on the stop follow it.
+    assert "tickvisor: SIGTERM, stopping" in out, out[-4000:]
+    assert "\ntickvisor: stopped\n" in out, out[-4000:]
+    assert "Traceback" not in out, out[-4000:]

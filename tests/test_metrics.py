@@ -102,8 +102,9 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
     port = free_port()
     args = ["--config", str(config), "--namespace", f"tv-metrics-{uuid.uuid4().hex[:8]}"]
     args += ["--status-every", "0", "--metrics-port", str(port)]
-    # Ray sends each process's values every 10 s by default: every 2 s here, so each wait below is shorter.
-    env = job_env(TICKVISOR_TEST_TOKEN=TEST_TOKEN, RAY_metrics_report_interval_ms="2000")
+    # Ray sends each process's values every 10 s by default: every second here (as tickvisor hands them
+    # to Ray), so each wait below is shorter.
+    env = job_env(TICKVISOR_TEST_TOKEN=TEST_TOKEN, RAY_metrics_report_interval_ms="1000")
     job = start_job(jobs, args, env)
 
     def scraped(condition: Callable[[dict[str, list[tuple[str, float]]]], bool]) -> Callable[[], Any]:
@@ -173,7 +174,7 @@ def test_a_job_exports_its_metrics_through_ray(jobs: Callable[..., Job], sim: An
             and total(s, "ray_tickvisor_silence_detect_seconds_count", 'connection="stock-0"') >= 1
             and total(s, "ray_tickvisor_reconnects_total", 'cause="ConnectionSilent"') >= 1
         ),
-        90, every=2.0, what="drops, a silence and a reconnect in the metrics",
+        90, every=1.0, what="drops, a silence and a reconnect in the metrics",
     )  # fmt: skip
     assert set(samples) <= exported(), sorted(set(samples) - exported())
     silence = total(samples, "ray_tickvisor_silence_detect_seconds_sum", 'connection="stock-0"')

@@ -3,7 +3,8 @@
 The ``tickvisor`` command then runs from another directory with nothing of the checkout on ``sys.path``.
 
 The wheel is built offline from a copy of what it is made of (pyproject.toml, README.md, actors/), so
-the build leaves nothing in the checkout and proves those files are enough. The job test starts a
+the build leaves nothing in the checkout and proves those files are enough (tests/conftest.py
+``installed_wheel``, shared with the cluster test of tests/test_job.py). The job test starts a
 local Ray of its own (marker ``ray``); every wait is bounded, and nothing is timed.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -53,35 +53,13 @@ class Installed(NamedTuple):
         return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-def _pip(*args: str) -> None:
-    done = subprocess.run(  # noqa: S603 - our own interpreter's pip, no index needed
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-        capture_output=True,
-        text=True,
-        timeout=120 * S,
-        check=False,
-    )
-    assert done.returncode == 0, f"pip {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-
-
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    tmp = tmp_path_factory.mktemp("package")
-    src = tmp / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "actors", src / "actors", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp / "dist"), str(src))
-    wheels = list((tmp / "dist").glob("tickvisor-*.whl"))
-    assert len(wheels) == 1, wheels
-    site = tmp / "site"
-    _pip("install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheels[0]))
-    cwd = tmp / "elsewhere"
-    cwd.mkdir()
+def installed(installed_wheel: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    wheel, site = installed_wheel
+    cwd = tmp_path_factory.mktemp("elsewhere")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "RAY_ADDRESS", "VIRTUAL_ENV"}}
     env["PYTHONPATH"] = str(site)  # what --target needs; the checkout is on no path
-    return Installed(wheels[0], site, cwd, env)
+    return Installed(wheel, site, cwd, env)
 
 
 def test_the_wheel_holds_every_module_and_the_package_data(installed: Installed) -> None:

@@ -315,7 +315,7 @@ class Restarted:
 @pytest.fixture(scope="module")
 def restarted(ray_session: None) -> Iterator[Restarted]:
     """A system on a SimProcess that was SIGKILLed and started again on its port after 3 s."""
-    sim = SimProcess()
+    sim = SimProcess(tick_rate=25.0)  # seq 50 (below) in 2 s
     sim.start()
     system = start_system(sim, collector_toml("collector", CODES))
     seen = Restarted(system, sim)

@@ -1,7 +1,8 @@
 """Trading sessions through the whole system: real Ray, the real simulator on 127.0.0.1.
 
-Two stock codes follow an explicit window computed from the test's own start time: open since
-yesterday, closed for CLOSED_S seconds after the close, then open again. The simulator stops pushing
+Two stock codes follow explicit windows computed from the test's own start time: open, then closed
+for CLOSED_S seconds after each of a few closes OPEN_S apart; the test takes the first close still ahead
+once the system runs (a fast start waits less, a slow one takes a later close). The simulator stops pushing
 both at the close (its ``mute`` fault, as a closed market does) and pushes one again at the open. A
 code with the session ``always`` goes stale as it always did.
 The pure rules are tested in test_codeliveness_sessions.py; the status document in test_status.py.
@@ -9,7 +10,6 @@ The pure rules are tested in test_codeliveness_sessions.py; the status document 
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import math
@@ -20,12 +20,17 @@ from typing import Any, cast
 import pytest
 
 from actors.core.settings import parse_settings
+from scripts.bench.soak_sessions import Schedule
 from tests.conftest import TEST_TOKEN, S, System, system_toml, wait_for
 
-# The close is START_MARGIN_S after the module's start (the system starts meanwhile, in about 15 s), the
-# open CLOSED_S later: the module takes about a minute.
-START_MARGIN_S = 40.0
-CLOSED_S = 12.0
+# The first close is FIRST_CLOSE_S after the module's start (the system starts meanwhile, in about 15 s),
+# then one every CLOSED_S + OPEN_S; the test needs LEAD_S before its close. OPEN_S leaves the checks
+# after an open time to finish before the next close.
+FIRST_CLOSE_S = 20.0
+CLOSED_S = 8.0
+OPEN_S = 25.0
+CLOSES = 4
+LEAD_S = 3.0
 pytestmark = [
     pytest.mark.ray,
     pytest.mark.usefixtures("ray_session"),
@@ -38,15 +43,12 @@ STALE_AFTER_S = 3.0
 OPEN_GRACE_S = 2.0
 
 
-def hhmmss(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
-
-
 @pytest.fixture(scope="module")
-def window() -> tuple[float, float]:
-    """(close, open), wall-clock epoch seconds."""
-    close = float(math.ceil(time.time() + START_MARGIN_S))  # windows name whole seconds
-    return close, close + CLOSED_S
+def schedule() -> Schedule:
+    """The closed stretches (close, open), wall-clock epoch seconds."""
+    first = float(math.ceil(time.time() + FIRST_CLOSE_S))  # windows name whole seconds
+    period = CLOSED_S + OPEN_S
+    return Schedule(tuple((first + k * period, first + k * period + CLOSED_S) for k in range(CLOSES)))
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +62,9 @@ def sim() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def system(sim: Any, window: tuple[float, float]) -> Iterator[System]:
-    close, opens = window
-    # Open every day from the open until the next day's close: open now (since yesterday), closed for
-    # the CLOSED_S seconds between the close and the open.
-    spec = f"Mon-Sun {hhmmss(opens)}-{hhmmss(close)} UTC"
+def system(sim: Any, schedule: Schedule) -> Iterator[System]:
+    # Open every day outside the closed stretches: open now (since yesterday's last open).
+    spec = schedule.spec()
     strategies = f"""
 [[strategies]]
 name = "watcher"
@@ -105,12 +105,12 @@ def told(system: System, event: str, code: str) -> list[float]:
     return [s for e, c, s in collected(system)["health"] if (e, c) == (event, code)]
 
 
-def sessions_told(system: System, code: str) -> list[tuple[bool, float]]:
-    return [(is_open, at) for c, is_open, at in collected(system)["sessions"] if c == code]
+def sessions_told(system: System, code: str, since: float) -> list[tuple[bool, float]]:
+    return [(is_open, at) for c, is_open, at in collected(system)["sessions"] if c == code and at >= since]
 
 
-def told_twice(system: System, code: str) -> bool:
-    return len(sessions_told(system, code)) == 2
+def told_twice(system: System, code: str, since: float) -> bool:
+    return len(sessions_told(system, code, since)) == 2
 
 
 def test_a_code_with_session_always_goes_stale_as_before(system: System, sim: Any) -> None:
@@ -124,10 +124,11 @@ def test_a_code_with_session_always_goes_stale_as_before(system: System, sim: An
 
 
 def test_a_held_code_through_the_close_is_closed_then_at_the_open_muted_is_stale_and_ticking_ok(
-    system: System, sim: Any, window: tuple[float, float]
+    system: System, sim: Any, schedule: Schedule
 ) -> None:
-    close, opens = window
-    assert time.time() < close - 1.0, "the system took longer to start than START_MARGIN_S"
+    ahead = [(c, o) for c, o in schedule.closed if c - time.time() >= LEAD_S]
+    assert ahead, f"the system took longer to start than the last close ({CLOSES} closes)"
+    close, opens = ahead[0]
     wait_for(lambda: all(state_of(system, c) == "ok" for c in (MUTED, TICKING)), 20, what="both codes ok")
     assert health_of(system, MUTED).session.startswith("Mon-Sun ")
     # The market closes: the simulator stops pushing both codes (a second early: no tick after the close).
@@ -135,8 +136,9 @@ def test_a_held_code_through_the_close_is_closed_then_at_the_open_muted_is_stale
     for code in (MUTED, TICKING):
         sim.inject("mute", code=code)
     for code in (MUTED, TICKING):
-        wait_for(functools.partial(sessions_told, system, code), 30, what=f"on_session({code}, open=False)")
-        assert sessions_told(system, code) == [(False, close)]
+        told_close = functools.partial(sessions_told, system, code, close)
+        wait_for(told_close, 30, what=f"on_session({code}, open=False)")
+        assert told_close() == [(False, close)]
     wait_for(lambda: all(state_of(system, c) == "closed" for c in (MUTED, TICKING)), 10, what="both closed")
     assert health_of(system, MUTED).opens_at == opens
     # CLOSED_S seconds without ticks while closed (longer than stale_after_s): nobody is told it is stale.
@@ -145,8 +147,10 @@ def test_a_held_code_through_the_close_is_closed_then_at_the_open_muted_is_stale
     assert told(system, "stale", TICKING) == []
     sim.inject("clear", code=TICKING)  # the market opens: one code ticks again
     for code in (MUTED, TICKING):
-        wait_for(functools.partial(told_twice, system, code), 30, what=f"on_session({code}, open=True)")
-        assert sessions_told(system, code)[1] == (True, opens)
+        wait_for(
+            functools.partial(told_twice, system, code, close), 30, what=f"on_session({code}, open=True)"
+        )
+        assert sessions_told(system, code, close)[1] == (True, opens)
     [silent] = wait_for(
         lambda: told(system, "stale", MUTED), 6 * (STALE_AFTER_S + OPEN_GRACE_S), what=f"on_stale({MUTED})"
     )

@@ -1,7 +1,7 @@
 """A soak: the job against the simulator under seeded random faults, checked tick by tick.
 
     python scripts/soak.py --minutes 30 --seed 7
-    python scripts/soak.py --minutes 0.5 --seed 1        # what tests/test_soak.py runs (with --address)
+    python scripts/soak.py --minutes 0.4 --seed 1 --pause 0.2 1    # tests/test_soak.py (with --address)
 
 It starts a local Ray (or joins a running one on this machine, ``--address``) and the simulator (in
 this process, on 127.0.0.1), runs the job with one checking strategy (scripts/bench/soak_strategy.py) on six
@@ -20,16 +20,19 @@ seeded shuffle of every fault kind (each kind once per round):
                                                  the registry, heartbeat, strategy or supervisor (pids
                                                  from Ray's GCS actor table)
     sigstop                                      SIGSTOP of a connection's process, SIGCONT 1-4 s later
-
-Trading sessions are not among the faults yet: the job runs with ``"*" = "always"``. A session change
-needs a window fixed in the config before the start, with minute resolution, and a code whose market
-is closed delivers no tick for that minute, which every fault's recovery check would wait for; the
-close and open are covered by tests/test_sessions_system.py instead.
+    session                                      the trading session of one code (700.HK) closes and
+                                                 opens on a seeded table of explicit windows drawn at
+                                                 the start (``Mon-Sun HH:MM:SS-HH:MM:SS UTC``, open and
+                                                 closed stretches of 20-40 s, 10-20 s in a soak under a
+                                                 minute); the simulator mutes the code while it is
+                                                 closed (scripts/bench/soak_sessions.py). It runs on its
+                                                 own clock, beside the other faults, not in their turn
 
 A fault has recovered when: a killed actor runs again (a new pid, ALIVE), every desired code delivered
-a tick stamped after the injection (after the SIGCONT, or the end of a mute), the server's subscribed sets
-equal the desired union, and every actor of the job is ALIVE, each name once. The soak waits
-``--recovery-timeout`` seconds at most.
+a tick stamped after the injection (after the SIGCONT, or the end of a mute; the session code only while
+its session is open, and after its last open), the server's subscribed sets equal the desired union,
+and every actor of the job is ALIVE, each name once. The soak waits ``--recovery-timeout`` seconds at
+most.
 
 Checked throughout (each an invariant; the exit code is 1 when one breaks):
 
@@ -38,7 +41,12 @@ Checked throughout (each an invariant; the exit code is 1 when one breaks):
 * no tick lost outside the fault windows: a gap in a code's seq whose span (the tick_time of the ticks
   on both sides) overlaps no window [injection - 0.5 s, recovery + 1 s];
 * every fault recovers; the server's sets equal the desired union after each recovery;
-* no actor orphaned or duplicated; a clean stop at the end leaves no actor of the job (GCS).
+* no actor orphaned or duplicated; a clean stop at the end leaves no actor of the job (GCS);
+* the session code never gets ``on_stale`` while its session is closed (``stale_after_s`` is shorter than
+  a closed stretch); it gets ``on_session`` at each close and open (excused inside a kill's window); it
+  ticks again within ``open_grace_s + stale_after_s`` of each open (excused where a fault overlaps).
+  A closed stretch is a fault window of kind ``session``, and the recovery checks of the other faults
+  leave the code out while it is closed.
 
 It prints a progress line every ``--progress-every`` seconds and a table at the end, then one last
 line ``SOAK {json}`` for programs. Bounded: ``--minutes`` of faults (plus start and stop), at most
@@ -49,6 +57,7 @@ held, 1 one broke, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import logging
@@ -67,6 +76,7 @@ from typing import Any
 from actors.core.settings import Settings
 from scripts.bench.config import PATHS, RESTART, build, job_config, strategy
 from scripts.bench.plots import soak_plots, soak_sample, soak_series
+from scripts.bench.soak_sessions import MUTE_BEFORE_S, UNMUTE_AFTER_S, Closer, Schedule
 from scripts.bench.wait import WaitTimeoutError, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +105,11 @@ SIM_FAULTS = (
 STRATEGY = "soak"
 TOKEN = "soak-token-" + uuid.uuid4().hex[:8]
 TOKEN_ENV = "TICKVISOR_SOAK_TOKEN"  # noqa: S105 - the name of the variable, not a token
+#: The code whose trading session opens and closes during the soak (scripts/bench/soak_sessions.py).
+SESSION_CODE = "700.HK"
+STALE_AFTER_S = 8.0  # per-code liveness: short enough that a closed stretch (20-40 s) would go stale...
+OPEN_GRACE_S = 2.0  # ... if the session were ignored; at the open the code has this on top to tick
+STALE_MARGIN_S = 2.0  # an on_stale decided just before a close may arrive this long after it
 WINDOW_BEFORE_S = 0.5  # a fault window opens this long before the injection...
 WINDOW_AFTER_S = 1.0  # ... and closes this long after the recovery
 POLL_S = 0.25
@@ -147,15 +162,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def soak_settings(port: int) -> Settings:
+def soak_settings(port: int, session: str = "always") -> Settings:
     """The job under test: liveness deadlines short enough to see faults, loose enough for a shared
-    machine.
+    machine; ``SESSION_CODE`` follows ``session``, every other code is always open.
     """
     feed = {
         "token_env": TOKEN_ENV,
         "heartbeat_interval_s": 1.0,
         "silence_deadline_s": 3.0,
         "ping_deadline_s": 5.0,
+        "stale_after_s": STALE_AFTER_S,
+        "open_grace_s": OPEN_GRACE_S,
+        "sessions": {"*": "always", SESSION_CODE: session},
     }
     symbols = [c for codes in CODES.values() for c in codes]
     doc = job_config(
@@ -303,6 +321,15 @@ class Soak:
         self.expected_names: set[str] = set()
         self.mute_ok: bool | None = None
         self.timeline: list[tuple[float, int]] = []  # (time.time(), ticks delivered): --plots draws it
+        # the trading session of SESSION_CODE (drawn at the start) and what the strategy was told of it
+        self.schedule = Schedule(())
+        self.closer: Closer | None = None
+        self.closer_stop = threading.Event()
+        self.session_ticks: list[int] = []  # tick_time (ms) of every tick of SESSION_CODE
+        self.sessions_told: list[tuple[bool, float]] = []  # (open, at) of each on_session(SESSION_CODE)
+        self.stale_told: list[tuple[str, float, float]] = []  # (code, silent_for_s, arrived) of each on_stale
+        self.began_wall = 0.0  # time.time() when the faults began, and when the last drain ended
+        self.ended_wall = 0.0
 
     # -- set-up and tear-down ---------------------------------------------------------------------
 
@@ -316,6 +343,21 @@ class Soak:
             token=TOKEN, tick_rate=self.args.tick_rate, heartbeat_timeout=10.0, seed=self.args.seed
         )
         self.sim.start()
+        # The session's stretches start now: the job's start-up (up to 180 s) and the faults fit in them.
+        # They last 20-40 s, shorter in a soak under a minute (but longer than STALE_AFTER_S) to show some.
+        span = 180.0 + self.args.minutes * 60 + 60.0
+        stretch = min(20.0, max(STALE_AFTER_S + 2.0, self.args.minutes * 60 / 3))
+        rng = random.Random(f"sessions {self.args.seed}")
+        self.schedule = Schedule.draw(time.time(), span, rng, (stretch, 2 * stretch))
+        sim = self.sim
+        self.closer = Closer(
+            self.schedule,
+            mute=lambda: sim.inject("mute", code=SESSION_CODE),
+            unmute=lambda: sim.inject("clear", code=SESSION_CODE),
+            clock=time.time,
+            stop=self.closer_stop,
+        )
+        self.closer.start()
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
@@ -344,7 +386,7 @@ class Soak:
                 ray.shutdown()
                 if attempt == 2:
                     raise
-        settings = soak_settings(self.sim.port)
+        settings = soak_settings(self.sim.port, self.schedule.spec())
         self.job = Job.start(settings, TOKEN, prefix="soak", timeout=180.0)
         self.checker = self.job.actor(f"strategy:{STRATEGY}")
         deadline = time.monotonic() + 60
@@ -358,6 +400,9 @@ class Soak:
     def finish(self) -> None:
         import ray
 
+        self.closer_stop.set()
+        if self.closer is not None:
+            self.closer.join(5.0)
         for pid in list(self.stopped_pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -406,6 +451,11 @@ class Soak:
         self.ledger.problems.extend(tuple(p) for p in got["problems"])
         self.ledger.missed_reported += got["missed"]
         soak_sample(self.timeline, time.time(), self.ledger.delivered)
+        self.session_ticks.extend(tt for code, _, tt in got["ticks"] if code == SESSION_CODE)
+        self.sessions_told.extend(
+            (is_open, at) for code, is_open, at in got["sessions"] if code == SESSION_CODE
+        )
+        self.stale_told.extend((code, silent, arrived) for code, silent, arrived in got["stale"])
         self.progress()
 
     def progress(self, *, force: bool = False) -> None:
@@ -463,6 +513,7 @@ class Soak:
     def run(self) -> None:
         kinds = self.kinds()
         self.began = time.monotonic()
+        self.began_wall = time.time()
         end = self.began + self.args.minutes * 60
         self.record_usage("start")
         queue: list[str] = []
@@ -481,6 +532,7 @@ class Soak:
                 self.violations.append(f"{fault.kind} ({fault.target}) did not recover: {fault.problem}")
                 break  # the job's state is unknown now: stop injecting
         self.sleep(2.0)  # the last ticks reach the strategy
+        self.ended_wall = time.time()
         self.record_usage("end")
         self.progress(force=True)
 
@@ -499,7 +551,7 @@ class Soak:
         if kind.startswith("reply:"):
             return self.inject_reply(int(kind.split(":")[1]), endpoint, now)
         if kind == "mute":
-            code = self.rng.choice(CODES[endpoint])
+            code = self.rng.choice([c for c in CODES[endpoint] if c != SESSION_CODE])
             try:
                 self.sim.inject("mute", path=path, code=code)
             except (ValueError, TypeError) as exc:
@@ -508,7 +560,7 @@ class Soak:
                 return None
             fault = Fault(kind, code, now)
             self.sleep(self.rng.uniform(2.0, 4.0))
-            self.sim.inject("clear", path=path)
+            self.sim.inject("clear", code=code)
             fault.since = time.time()
             return fault
         if kind.startswith("kill:"):
@@ -582,7 +634,7 @@ class Soak:
         if missing:
             return f"actors not alive: {sorted(missing)}"
         desired = self.desired()
-        stale = sorted(c for c in desired if not self.ledger.fresh({c}, int(fault.since * 1000)))
+        stale = sorted(c for c in desired if not self.fresh_since(c, fault.since))
         if stale:
             return f"no tick since the injection on {stale}"
         server = self.server_union()
@@ -596,6 +648,28 @@ class Soak:
         if fault.kind == "reply:600" and not any(c == fault.code for c, _ in self.ledger.problems):
             return f"the strategy was not told that {fault.code} was refused"
         return ""
+
+    def fresh_since(self, code: str, since: float) -> bool:
+        """Whether ``code`` delivered a tick stamped after ``since``: the session code, while its market
+        is closed, is not asked, and once it opens, ticks from after the open count.
+        """
+        if code == SESSION_CODE and self.closer is not None:
+            if self.closer.muted:
+                return True
+            since = max(since, self.schedule.last_open(time.time()))
+        return self.ledger.fresh({code}, int(since * 1000))
+
+    def clear_faults(self) -> None:
+        """Clear every simulator fault (stalled or blackholed sockets close now), keeping a closed
+        market muted.
+        """
+        if self.closer is None:
+            self.sim.inject("clear")
+            return
+        with self.closer.lock:
+            self.sim.inject("clear")
+            if self.closer.muted:
+                self.sim.inject("mute", code=SESSION_CODE)
 
     def diagnosis(self) -> str:
         """What the server, the registry and the decoders say, for a fault that did not recover."""
@@ -634,13 +708,85 @@ class Soak:
         if self.stop.is_set() and fault.recovered is None:
             fault.problem = f"interrupted: {missing}"
         with contextlib.suppress(Exception):
-            self.sim.inject("clear")  # stale stalled or blackholed sockets close now
+            self.clear_faults()
 
     # -- the report -----------------------------------------------------------------------------------
 
+    def session_faults(self, now: float) -> list[Fault]:
+        """Each closed stretch of the session begun by ``now``, as a fault window of kind ``session``: from
+        the simulator's mute before the close to its unmute after the open.
+        """
+        return [
+            Fault(
+                "session",
+                SESSION_CODE,
+                close - MUTE_BEFORE_S,
+                recovered=opens + UNMUTE_AFTER_S if opens + UNMUTE_AFTER_S <= now else None,
+            )
+            for close, opens in self.schedule.closed
+            if close - MUTE_BEFORE_S <= now
+        ]
+
+    def check_sessions(self) -> dict[str, Any]:
+        """The session's invariants, over the closes and opens between the first fault and the last drain:
+        no on_stale of SESSION_CODE while closed, an on_session at each close and open (a change inside a
+        kill's window is excused: the strategy or the registry may have been down), and a tick again within
+        open_grace_s + stale_after_s of each open (excused where another fault's window overlaps that).
+        """
+        now = time.time()
+        closed = self.schedule.closed
+        windows = [f.window(now) for f in self.faults]
+        kills = [f.window(now) for f in self.faults if f.kind.startswith("kill:")]
+        stale_closed = [
+            (silent, arrived)
+            for code, silent, arrived in self.stale_told
+            if code == SESSION_CODE and any(c + STALE_MARGIN_S < arrived < o for c, o in closed)
+        ]
+        for silent, arrived in stale_closed:
+            self.violations.append(
+                f"on_stale({SESSION_CODE}, {silent:.1f}) arrived at {arrived:.1f}, its session closed"
+            )
+        changes = [
+            (at, is_open)
+            for at, is_open in self.schedule.changes()
+            if self.began_wall <= at <= self.ended_wall - 2.0
+        ]
+        told = excused = 0
+        for at, is_open in changes:
+            if any(o == is_open and abs(t - at) < 0.5 for o, t in self.sessions_told):
+                told += 1
+            elif any(a <= at <= b for a, b in kills):
+                excused += 1
+            else:
+                self.violations.append(f"no on_session({SESSION_CODE}, {is_open}, {at:.0f})")
+        ticks = sorted(self.session_ticks)
+        due_s = OPEN_GRACE_S + STALE_AFTER_S
+        opens = [at for at, is_open in changes if is_open and at + due_s + 1.0 <= self.ended_wall]
+        ticked = 0
+        for at in opens:
+            i = bisect.bisect_left(ticks, int(at * 1000))
+            if i < len(ticks) and ticks[i] <= (at + due_s) * 1000:
+                ticked += 1
+            elif any(a <= at + due_s and b >= at for a, b in windows):
+                excused += 1
+            else:
+                self.violations.append(
+                    f"{SESSION_CODE} did not tick within {due_s:g} s of its open at {at:.0f}"
+                )
+        return {
+            "code": SESSION_CODE,
+            "changes": len(changes),
+            "closes": sum(1 for _, is_open in changes if not is_open),
+            "opens": sum(1 for _, is_open in changes if is_open),
+            "told": told,
+            "ticked_after_open": ticked,
+            "excused": excused,
+            "stale_while_closed": len(stale_closed),
+        }
+
     def lost_outside_windows(self) -> list[Gap]:
         now = time.time()
-        windows = [f.window(now) for f in self.faults]
+        windows = [f.window(now) for f in (*self.faults, *self.session_faults(now))]
         return [
             g
             for g in self.ledger.gaps
@@ -654,7 +800,9 @@ class Soak:
         for gap in self.ledger.gaps:
             lo, hi = gap.after_ms / 1000, gap.before_ms / 1000
             overlaps = [
-                (min(hi, end) - max(lo, start), f.kind) for f in self.faults for start, end in [f.window(now)]
+                (min(hi, end) - max(lo, start), f.kind)
+                for f in (*self.faults, *self.session_faults(now))
+                for start, end in [f.window(now)]
             ]
             best = max(overlaps, default=(-1.0, ""))
             if best[0] >= 0:
@@ -665,6 +813,7 @@ class Soak:
         led = self.ledger
         outside = self.lost_outside_windows()
         lost_kind = self.lost_by_kind()
+        sessions = self.check_sessions()
         if led.duplicates:
             self.violations.append(f"{led.duplicates} ticks delivered twice")
         if led.out_of_order:
@@ -686,6 +835,24 @@ class Soak:
                 row["recovered"] += 1
                 row["total_s"] += took
                 row["slowest_s"] = max(row["slowest_s"], took)
+        # A closed stretch within the faults' time counts as a session fault, recovered at the open.
+        for f in self.session_faults(time.time()):
+            if self.began_wall <= f.injected and f.recovered is not None and f.recovered <= self.ended_wall:
+                row = by_kind.setdefault(
+                    "session",
+                    {
+                        "injected": 0,
+                        "recovered": 0,
+                        "slowest_s": 0.0,
+                        "total_s": 0.0,
+                        "lost": lost_kind["session"],
+                    },
+                )
+                took = f.recovered - f.injected
+                row["injected"] += 1
+                row["recovered"] += 1
+                row["total_s"] += took
+                row["slowest_s"] = max(row["slowest_s"], took)
         lines = [
             "",
             "fault kind            injected  recovered  mean s  slowest s  ticks lost in its windows",
@@ -697,7 +864,8 @@ class Soak:
                 f"{row['slowest_s']:>10.2f}"
                 f" {row['lost']:>10}"
             )
-        lines.append(f"{'all':<20} {len(self.faults):>9} {sum(r['recovered'] for r in by_kind.values()):>10}")
+        injected = sum(r["injected"] for r in by_kind.values())
+        lines.append(f"{'all':<20} {injected:>9} {sum(r['recovered'] for r in by_kind.values()):>10}")
         lines += [
             "",
             f"ticks delivered                 {led.delivered}",
@@ -710,6 +878,12 @@ class Soak:
             ),
             f"lost outside fault windows      {sum(g.missing for g in outside)}",
             f"reported missed (on_missed)     {led.missed_reported}",
+            (
+                f"session changes of {SESSION_CODE}      {sessions['changes']} ({sessions['closes']} closes, "
+                f"{sessions['opens']} opens; told {sessions['told']}, ticked after the open "
+                f"{sessions['ticked_after_open']}, excused {sessions['excused']}, stale while closed "
+                f"{sessions['stale_while_closed']})"
+            ),
             (
                 f"subscriptions lost              {sum(len(f.lost_codes) for f in lost_subs)} "
                 f"(after {len(lost_subs)} of {len(self.faults)} recoveries)"
@@ -743,10 +917,11 @@ class Soak:
             "lost_inside": sum(g.missing for g in led.gaps) - sum(g.missing for g in outside),
             "lost_outside": sum(g.missing for g in outside),
             "subscriptions_lost": sum(len(f.lost_codes) for f in lost_subs),
+            "sessions": sessions,
             "usage": {k: {w: list(u) for w, u in v.items()} for k, v in self.usage.items()},
             "notes": self.notes,
             "violations": self.violations,
-            **soak_series(self.timeline, self.faults),
+            **soak_series(self.timeline, [*self.faults, *self.session_faults(time.time())]),
         }
 
 
