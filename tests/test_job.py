@@ -14,8 +14,8 @@ What is checked, beyond exit codes and printed lines:
   actor logs Ray forwards to the driver, not in the log files of the job's Ray session;
 * a bad config exits 2 at once, naming the key, before any Ray starts;
 * the docs' cluster recipe (docs/scaling.md) runs as written: on a machine with no cluster and no Ray
-  token, its commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
-  logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
+  token, its commands start a ``ray start --head`` cluster with token authentication, submit the job,
+  follow its logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
   token nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe``
   (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job;
 * on the same cluster, the docs' user-project recipe: tickvisor pre-installed from its wheel (on
