@@ -13,11 +13,11 @@ What is checked, beyond exit codes and printed lines:
 * the token (the value of the variable named by ``feed.token_env``) appears in no output, not in the
   actor logs Ray forwards to the driver, not in the log files of the job's Ray session;
 * a bad config exits 2 at once, naming the key, before any Ray starts;
-* the docs' cluster recipe (docs/scaling.md) runs as written: on a machine with no cluster and no Ray
-  token, its commands start a ``ray start --head`` cluster with token authentication, submit the job,
-  follow its logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick
-  token nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe``
-  (accepted, and refused with exit 2) and ``unsubscribe`` reach the submitted job;
+* the docs' cluster recipe (docs/scaling.md) runs as written: on a machine with no cluster and no Ray token,
+  its commands start a ``ray start --head`` cluster with token authentication, submit the job, follow its
+  logs and stop it cleanly; the job joins that cluster and leaves it running, and neither the AllTick token
+  nor the cluster token is shown. While it runs, ``status``, ``status --json``, ``subscribe`` (accepted, and
+  refused with exit 2) and ``unsubscribe`` reach the submitted job;
 * on the same cluster, the docs' user-project recipe: tickvisor pre-installed from its wheel (on
   the ``PYTHONPATH`` and ``PATH`` of ``ray start``), a copy of the README's user project outside the
   checkout as ``--working-dir``, and its strategy ``desk.vwap:Vwap`` receiving ticks.
