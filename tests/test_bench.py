@@ -76,18 +76,22 @@ def test_a_figure_not_measured_meets_no_target() -> None:
     out |= {"bare_cpu_s_per_mtick": -1.0, "transport": "picows"}
     rows = targets(out)
     assert [met for *_, met in rows] == [False] * len(rows)
-    ratio_rows = [row for row in rows if row[0].startswith(("tps /", "cpu_s_per_mtick /"))]
-    assert len(ratio_rows) == 5
+    ratio_rows = [row for row in rows if " / " in row[0]]
+    assert len(ratio_rows) == 7
     assert all(value == "n/a" for _, value, _, _ in ratio_rows)
     # Measured, the same rows are judged on the figures.
-    out |= {"tps": 120.0, "seed_tps": 10.0, "bare_tps": 100.0, "bare_picows_tps": 130.0, "naive_tps": 1.0}
-    out |= {"cpu_s_per_mtick": 4.0, "bare_cpu_s_per_mtick": 10.0}
+    out |= {"tps": 120.0, "seed_tps": 10.0, "bare_tps": 100.0, "pipeline_tps": 130.0, "naive_tps": 1.0}
+    out |= {"cpu_s_per_mtick": 4.0, "pipeline_cpu_s_per_mtick": 3.5}
+    out |= {"p50_ms": 0.5, "pipeline_p50_ms": 0.3, "p99_ms": 0.7, "bare_p99_ms": 0.5, "idle_cpu_cores": 0.04}
     met = {name: ok for name, _, _, ok in targets(out)}
     assert met["tps / seed_tps"]
     assert met["tps / naive_tps"]
-    assert met["tps / bare_picows_tps"]
-    assert not met["tps / bare_tps"]  # 1.2x, 3x wanted
-    assert met["cpu_s_per_mtick / bare_cpu_s_per_mtick"]  # 0.4x, at most 0.5x wanted
+    assert met["tps / pipeline_tps"]  # 0.92x, at least 0.85x wanted
+    assert not met["tps / bare_tps"]  # 1.2x, 1.3x wanted
+    assert met["cpu_s_per_mtick / pipeline_cpu_s_per_mtick"]  # 1.14x, at most 1.2x wanted
+    assert not met["p50_ms / pipeline_p50_ms"]  # 1.67x, at most 1.3x wanted
+    assert met["p99_ms / bare_p99_ms"]  # 1.4x, at most 1.5x wanted
+    assert met["idle_cpu_cores"]
 
 
 @pytest.mark.timeout(SMOKE_TIMEOUT_S * S + 30)
