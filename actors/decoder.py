@@ -194,7 +194,7 @@ class Decoder:
         now_ms = received_ns // 1_000_000  # the connection's wall-clock read time (0: unknown)
         if batch.ticks:
             self._ticks += len(batch.ticks)
-            delivered += self._send(TICKS, self._router.route(batch.ticks, now_ms))
+            delivered += self._send(TICKS, self._router.route(batch.ticks, now_ms, sound=batch.sound))
             if self._watch:
                 self._tell_watched(batch.ticks, now_ms)
         if batch.books:

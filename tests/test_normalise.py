@@ -92,6 +92,32 @@ class TestPushDecode:
         )
         assert batch.ticks[0].received_ns == batch.books[0].received_ns == 456
 
+    def test_a_batch_is_sound_when_every_price_is_above_zero_and_no_volume_negative(self) -> None:
+        def push(price: str, volume: str = "10", seq: int | str = 1) -> bytes:
+            data = {
+                "code": "EURUSD",
+                "seq": seq,
+                "tick_time": 1732550400123,
+                "price": price,
+                "volume": volume,
+            }
+            return msgspec.json.encode({"cmd_id": 22998, "data": data})
+
+        sound = {
+            ("189.23", "0.5", "10.", "100"): True,
+            ("189.23", "0"): False,
+            ("0.000", "1"): False,
+            ("00.0",): False,
+            (".0",): False,
+        }
+        for prices, want in sound.items():
+            for seq in (1, "1"):  # the usual form and the general path alike
+                batch = normalise.decode_batch([push(p, seq=seq) for p in prices])
+                assert batch.sound is want, (prices, seq)
+                assert len(batch.ticks) == len(prices)
+        for price, volume in (("-1", "10"), ("1e3", "10"), ("1.5", "-1")):  # unusual: checked tick by tick
+            assert normalise.decode_batch([push(price, volume)]).sound is False
+
     def test_tick_time_seconds_become_milliseconds(self) -> None:
         def tick_time(value: object) -> int:
             raw = {"cmd_id": 22998, "data": {"code": "EURUSD", "seq": 1, "tick_time": value, "price": "1"}}

@@ -210,7 +210,7 @@ def test_delivered_seqs_rise_except_at_a_reported_reset(ticks: list[tuple[int, i
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["A.US", "A.US", "B.US", "GHOST.US", ""]),
+            st.sampled_from(["A.US", "A.US", "B.US", "C.US", "GHOST.US", ""]),
             st.integers(0, 4),  # seq: small, so that the next seq (the inline path) comes often
             st.integers(-1, 4),  # tick_time step
             st.sampled_from(["1.0", "1.0", "0.5", "0", "-1", "1e-3"]),
@@ -220,19 +220,24 @@ def test_delivered_seqs_rise_except_at_a_reported_reset(ticks: list[tuple[int, i
     ),
     st.sampled_from([0, T0, T0 + 2 * 3_600_000, T0 - 120_000]),
     st.integers(1, 4),
+    st.booleans(),
 )
 def test_sift_judges_as_the_whole_check_and_fans_out_in_order(
-    ticks: list[tuple[str, int, int, str, str]], now_ms: int, split: int
+    ticks: list[tuple[str, int, int, str, str]], now_ms: int, split: int, sound: bool
 ) -> None:
     # sift judges the usual tick inline; record by record it must decide, count and report what the
     # whole check (TickCheck._check) decides, and hand each delivered record to every holder in order.
-    routes = {"A.US": ("s1",), "B.US": ("s1", "s2"), "": ("s1",)}
+    # With sound=True (the caller vouches for every price and volume) only sound records are fed.
+    shared = ("s1",)
+    routes = {"A.US": shared, "B.US": ("s1", "s2"), "": shared, "C.US": ("s1",)}
     records = [tick(seq, T0 + t, price, volume, code) for code, seq, t, price, volume in ticks]
+    if sound:
+        records = [r for r in records if positive(r.price) and not negative(r.volume)]
     fast, slow = TickCheck(), TickCheck()
     got: dict[str, list[Tick | BookTick]] = {}
     ghosts = 0
     for at in range(0, len(records), split):  # batches of various sizes: marks carry over
-        out, n = fast.sift(records[at : at + split], now_ms, routes)
+        out, n = fast.sift(records[at : at + split], now_ms, routes, sound=sound)
         ghosts += n
         for name, recs in out.items():
             got.setdefault(name, []).extend(recs)

@@ -113,6 +113,9 @@ class DecodedBatch(msgspec.Struct, gc=False):
     responses: list[AnyResponse]
     errors: list[MalformedFrame]
     usual: bool = True  # every frame was in the usual form (``decode_batch``'s ``usual``)
+    #: Every tick's price is an unsigned decimal above zero and every volume unsigned (checked for the
+    #: whole batch at once): the per-tick check need not look at them again (``TickCheck.sift``).
+    sound: bool = False
 
 
 # re.ASCII: without it \d also matches other scripts' digits ("\u0661\u0662\u0663").
@@ -203,7 +206,7 @@ def _normalise_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick
     the field-by-field checks with their exact message.
     """
     fast = _fast_trades([trade], received_ns)
-    return _checked_trade(trade, frame, received_ns) if fast is None else fast[0]
+    return _checked_trade(trade, frame, received_ns) if fast is None else fast[0][0]
 
 
 def _checked_trade(trade: Trade, frame: bytes | str, received_ns: int) -> Tick:
@@ -285,10 +288,10 @@ def _decode_usual_batch(frames: Sequence[bytes | str], received_ns: int) -> Deco
             responses.append(push)  # type: ignore[arg-type]  # the union's other members are responses
     if not trades:
         return DecodedBatch([], books, responses, errors)
-    ticks = _fast_trades(trades, received_ns, checked=True)
-    if ticks is None:  # a price or volume out of the ordinary: the general path's checks, in order
+    fast = _fast_trades(trades, received_ns, checked=True)
+    if fast is None:  # a price or volume out of the ordinary: the general path's checks, in order
         return None
-    return DecodedBatch(ticks, books, responses, errors)
+    return DecodedBatch(fast[0], books, responses, errors, sound=fast[1])
 
 
 def _decode_general_batch(frames: Sequence[bytes | str], received_ns: int) -> DecodedBatch:
@@ -316,19 +319,22 @@ def _decode_general_batch(frames: Sequence[bytes | str], received_ns: int) -> De
                     responses.append(response)  # type: ignore[arg-type]
         except MalformedFrame as exc:
             errors.append((at, exc))
-    ticks = _fast_trades(trades, received_ns) if trades else []
-    if ticks is None:  # something unusual in the batch: trade by trade, each to its exact verdict
-        ticks = []
+    fast = _fast_trades(trades, received_ns) if trades else ([], True)
+    ticks = fast[0] if fast is not None else []
+    if fast is None:  # something unusual in the batch: trade by trade, each to its exact verdict
         for (at, frame), trade in zip(trade_frames, trades, strict=True):
             try:
                 ticks.append(_normalise_trade(trade, frame, received_ns))
             except MalformedFrame as exc:
                 errors.append((at, exc))
         errors.sort(key=lambda error: error[0])
-    return DecodedBatch(ticks, books, responses, [exc for _, exc in errors])
+    return DecodedBatch(
+        ticks, books, responses, [exc for _, exc in errors], sound=fast is not None and fast[1]
+    )
 
 
 _TWO_POINTS: Final = re.compile(rb"\.[0-9]*\.")  # within one value: they are separated by commas
+_ZERO: Final = re.compile(rb",[0.]+(?=,)")  # a plain value without a digit above 0: not above zero
 # Integers as JSON reads them, in range for a seq and for a tick_time in milliseconds (up to _INT64_MAX:
 # a higher one, still valid, goes trade by trade).
 _decode_seqs = msgspec.json.Decoder(list[Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]]).decode
@@ -339,19 +345,22 @@ _decode_times = msgspec.json.Decoder(
 
 def _fast_trades(
     trades: Sequence[Trade | _UsualTrade], received_ns: int, *, checked: bool = False
-) -> list[Tick] | None:
+) -> tuple[list[Tick], bool] | None:
     """The Ticks of the usual trades, each field checked once for the whole batch (a few byte-string
     operations in C instead of a dozen Python calls per tick): integer seq and tick_time in
     milliseconds (as numbers or digit strings), plain decimal strings; the same result as
     ``_checked_trade`` for each. None when any trade is unusual. ``checked``: the trades are
-    ``_UsualTrade``s, whose seq and tick_time msgspec checked already.
+    ``_UsualTrade``s, whose seq and tick_time msgspec checked already. With the Ticks comes whether
+    every price is above zero (``DecodedBatch.sound``; a plain volume is never negative).
     """
+    prices = _plain_text([t.price for t in trades], required=True)
     if not (
-        _all_plain([t.price for t in trades], required=True)
+        prices is not None
         and _all_plain([t.volume for t in trades], required=False)
         and _all_plain([t.turnover for t in trades], required=False)
     ):
         return None
+    sound = _ZERO.search(prices) is None
     if checked:
         # Once per batch: with checked=True the caller passes _UsualTrades (_decode_usual_batch).
         usual = cast("Sequence[_UsualTrade]", trades)
@@ -368,7 +377,7 @@ def _fast_trades(
                 t.sent_ns,
             )
             for t in usual
-        ]
+        ], sound
     seqs = _uints([t.seq for t in trades], _decode_seqs, 0)
     times = _uints([t.tick_time for t in trades], _decode_times, SECONDS_BELOW)
     if seqs is None or times is None:
@@ -376,7 +385,7 @@ def _fast_trades(
     return [
         Tick(t.code, seq, tick_time, t.price, t.volume, t.turnover, t.trade_direction, received_ns, t.sent_ns)
         for t, seq, tick_time in zip(trades, seqs, times, strict=True)
-    ]
+    ], sound
 
 
 def _uints(values: list[int | str], decode: Callable[[bytes], list[int]], low: int) -> list[int] | None:
@@ -407,11 +416,17 @@ def _all_plain(values: list[str], *, required: bool) -> bool:
     """Every value ASCII digits with at most one point and at least one digit (or empty, when not
     ``required``).
     """
+    return _plain_text(values, required=required) is not None
+
+
+def _plain_text(values: list[str], *, required: bool) -> bytes | None:
+    """``b",v1,v2,...,"`` when ``_all_plain(values)``, else None."""
     text = f",{','.join(values)},".encode()
-    return (
+    plain = (
         not text.translate(None, b"0123456789,.")  # digits, points and the commas between only
         and text.count(b",") == len(values) + 1  # no comma inside a value
         and b",.," not in text  # a lone point
         and (not required or b",," not in text)
         and _TWO_POINTS.search(text) is None
     )
+    return text if plain else None

@@ -70,8 +70,12 @@ class Router:
             if version < self.routes_version:
                 return False
             self.routes_version = version
-        self._routes = {code: tuple(names) for code, names in routes.items()}
-        self._book_routes = {code: tuple(names) for code, names in book_routes.items()}
+        # Codes held by the same strategies share one tuple: the per-tick fan-out tells them by identity.
+        shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._routes = {code: shared.setdefault(tuple(names), tuple(names)) for code, names in routes.items()}
+        self._book_routes = {
+            code: shared.setdefault(tuple(names), tuple(names)) for code, names in book_routes.items()
+        }
         # Rule 2: the marks of codes nobody holds any more go (and do not pile up with every code).
         self.trades.forget(self._routes)
         self.books.forget(self._book_routes)
@@ -81,12 +85,15 @@ class Router:
         """The strategies that hold ``code`` now."""
         return (self._book_routes if books else self._routes).get(code, ())
 
-    def route(self, records: Iterable[Any], now_ms: int, *, books: bool = False) -> dict[str, list[Any]]:
+    def route(
+        self, records: Iterable[Any], now_ms: int, *, books: bool = False, sound: bool = False
+    ) -> dict[str, list[Any]]:
         """The records each strategy gets, in arrival order (``now_ms``: when they were received);
-        ghosts and whatever the check drops are counted.
+        ghosts and whatever the check drops are counted. ``sound``: as ``TickCheck.sift``'s (trades only).
         """
         check = self.books if books else self.trades
-        out, ghosts = check.sift(records, now_ms, self._book_routes if books else self._routes)
+        routes = self._book_routes if books else self._routes
+        out, ghosts = check.sift(records, now_ms, routes, sound=sound and not books)
         self.ghosts += ghosts
         return out
 

@@ -160,6 +160,8 @@ class TickCheck:
         records: Iterable[normalise.Tick | normalise.BookTick],
         now_ms: int,
         routes: Mapping[str, Sequence[str]],
+        *,
+        sound: bool = False,
     ) -> tuple[dict[str, list[normalise.Tick | normalise.BookTick]], int]:
         """Judge every record (as ``check``) and hand each delivered one to every name ``routes`` gives
         for its code, in arrival order: returns the records per name, and how many were ghosts (a code
@@ -167,7 +169,9 @@ class TickCheck:
 
         One pass, the decoder's hot loop: the usual tick (the next seq, time not going back nor far
         from now, a price with a leading non-zero digit and no minus sign on the volume) is judged
-        inline, anything else by the whole check.
+        inline, anything else by the whole check. ``sound``: the caller vouches that every record is a
+        ``Tick`` whose price is above zero and whose volume is not negative (``DecodedBatch.sound``),
+        so the inline judgement skips those; the whole check still looks at everything.
         """
         out: dict[str, list[normalise.Tick | normalise.BookTick]] = {}
         ghosts = 0
@@ -175,6 +179,10 @@ class TickCheck:
         low, high = (
             (now_ms - self._past_ms, now_ms + self._future_ms) if now_ms > 0 else (0, normalise.UINT64_MAX)
         )
+        # The buckets of the last targets seen: codes held by the same strategies share one tuple
+        # (Router.set_routes), so a run of them costs one identity test a record.
+        last_targets: Sequence[str] | None = None
+        buckets: list[list[normalise.Tick | normalise.BookTick]] = []
         for rec in records:
             code = rec.code
             targets = routes.get(code)
@@ -184,25 +192,35 @@ class TickCheck:
             marks = marks_of(code)
             if (
                 marks is not None
-                and type(rec) is tick
                 and (seq := rec.seq) == marks.seq + 1
                 and marks.time_ms <= (ms := rec.tick_time) <= high
                 and low <= ms
-                and (rec.price[:1] in nonzero or positive(rec.price))
-                and not rec.volume.startswith("-")
+                and (
+                    sound
+                    or (
+                        type(rec) is tick
+                        and (rec.price[:1] in nonzero or positive(rec.price))
+                        and not rec.volume.startswith("-")
+                    )
+                )
             ):
                 marks.seq = seq
                 marks.time_ms = ms
                 marks.seen_ms = now_ms
             elif not full(rec, now_ms):
                 continue
-            if targets:
+            if targets is last_targets:
+                for bucket in buckets:
+                    bucket.append(rec)
+            elif targets:
+                buckets = []
                 for name in targets:
-                    bucket = out.get(name)
-                    if bucket is None:
-                        out[name] = [rec]
-                    else:
-                        bucket.append(rec)
+                    held = out.get(name)
+                    if held is None:
+                        held = out[name] = []
+                    held.append(rec)
+                    buckets.append(held)
+                last_targets = targets
         return out, ghosts
 
     def _check(self, rec: normalise.Tick | normalise.BookTick, now_ms: int) -> bool:  # noqa: C901, PLR0912 - the checks of PROTOCOL.md, one after the other, in order
