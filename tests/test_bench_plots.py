@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from scripts.bench.plots import png_size, soak_plot, soak_plots, soak_sample, soak_series
+from scripts.bench.plots import plot_report, png_size, soak_plot, soak_sample, soak_series
 
 
 def test_the_soak_timeline_keeps_one_sample_a_second() -> None:
@@ -50,7 +50,7 @@ def test_a_soak_plot_that_fails_fails_the_report(tmp_path: Path) -> None:
     in_the_way = tmp_path / "file"
     in_the_way.write_text("")
     result = {"ok": True, "timeline": [[0.0, 0], [1.0, 5]], "windows": []}
-    soak_plots(result, in_the_way / "plots")  # a directory under a file: cannot be made
+    plot_report(soak_plot, result, in_the_way / "plots")  # a directory under a file: cannot be made
     assert result["ok"] is False
     assert "plots_error" in result
 

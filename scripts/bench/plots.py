@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from scripts.bench.count import latency_edges_ms
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["bench_plots", "png_size", "scale_plot", "soak_plot", "soak_plots", "soak_sample", "soak_series"]
+__all__ = ["bench_plots", "plot_report", "png_size", "scale_plot", "soak_plot", "soak_sample", "soak_series"]
 
 #: The latency plot's consumers: (name in ``latency_hist``, prefix of its percentiles in the BENCH line,
 #: label).
@@ -289,17 +291,20 @@ def soak_series(timeline: list[tuple[float, int]], faults: list[Any]) -> dict[st
     }
 
 
-def soak_plots(result: dict[str, Any], directory: Path) -> None:
-    """``soak_plot`` for scripts/soak.py ``--plots``: the path on stderr; a failure marks ``result`` not ok
-    (``plots_error`` says why), as any broken part of the run does.
+def plot_report(
+    draw: Callable[[dict[str, Any], Path], Path], report: dict[str, Any], directory: Path
+) -> None:
+    """``draw(report, directory)`` for a ``--plots`` option (``scale_plot``, ``soak_plot``): the path on
+    stderr; a failure marks ``report`` not ok (``plots_error`` says why), as any broken part of the run
+    does, so the SCALE / SOAK line and the exit code tell it.
     """
     import sys
 
     try:
-        sys.stderr.write(f"plot: {soak_plot(result, directory)}\n")
-    except Exception as exc:  # noqa: BLE001 - reported in the SOAK line, exit code 1
-        result["ok"] = False
-        result["plots_error"] = f"{type(exc).__name__}: {exc}"
+        sys.stderr.write(f"plot: {draw(report, directory)}\n")
+    except Exception as exc:  # noqa: BLE001 - reported in the report's JSON line, exit code 1
+        report["ok"] = False
+        report["plots_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def soak_plot(report: dict[str, Any], directory: Path) -> Path:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import logging
 import math
@@ -272,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         return ok
 
     # Smoke checks the machinery, not the figures: the two-token runs go beside the grid's, against a
-    # simulator of their own (each run drops every socket of its simulator). Otherwise one after another.
-    with SimProcess(TOKEN, *sim_args) as sim, SimProcess(TOKEN, *sim_args) as sim_two:
+    # simulator of their own (each run drops every socket of its simulator). Otherwise one after another,
+    # on the one simulator.
+    beside = args.smoke and bool(two)
+    with (
+        SimProcess(TOKEN, *sim_args) as sim,
+        SimProcess(TOKEN, *sim_args) if beside else contextlib.nullcontext(sim) as sim_two,
+    ):
         for attempt in (1, 2, 3):  # Ray gives its raylet 30 s to register: a loaded machine can miss that
             try:
                 ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 if attempt == 3:
                     raise
         try:
-            if args.smoke:
+            if beside:
                 with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                     beside = pool.submit(run_all, sim_two, 2, two, two_runs)
                     ok = run_all(sim, 1, grid, runs)
@@ -301,13 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {"ok": ok, "tick_rate": args.tick_rate, "runs": runs, "two_tokens": two_runs}
     report["mb_per_1000_codes"] = slopes
     if args.plots is not None:
-        try:
-            from scripts.bench.plots import scale_plot
+        from scripts.bench.plots import plot_report, scale_plot
 
-            print(f"plot: {scale_plot(report, args.plots)}", file=sys.stderr, flush=True)
-        except Exception as exc:  # noqa: BLE001 - reported in the SCALE line, exit code 1
-            report["ok"] = ok = False
-            report["plots_error"] = f"{type(exc).__name__}: {exc}"
+        plot_report(scale_plot, report, args.plots)
+        ok = report["ok"]
     print("SCALE " + json.dumps(report))
     return 0 if ok else 1
 

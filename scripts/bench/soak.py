@@ -75,7 +75,7 @@ from typing import Any
 
 from actors.core.settings import Settings
 from scripts.bench.config import PATHS, RESTART, build, job_config, strategy
-from scripts.bench.plots import soak_plots, soak_sample, soak_series
+from scripts.bench.plots import plot_report, soak_plot, soak_sample, soak_series
 from scripts.bench.soak_sessions import MUTE_BEFORE_S, UNMUTE_AFTER_S, Closer, Schedule
 from scripts.bench.wait import WaitTimeoutError, wait_for
 
@@ -952,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         soak.finish()
         result = soak.report()
     if args.plots is not None:
-        soak_plots(result, args.plots)
+        plot_report(soak_plot, result, args.plots)
     print("SOAK " + json.dumps(result, sort_keys=True), flush=True)
     return 0 if result["ok"] else 1
 
