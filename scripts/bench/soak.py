@@ -823,8 +823,14 @@ class Soak:
         if outside:
             self.violations.append(f"{sum(g.missing for g in outside)} ticks lost outside the fault windows")
         lost_subs = [f for f in self.faults if f.lost_codes]
+        # A closed stretch within the faults' time counts as a session fault, recovered at the open.
+        closed = [
+            f
+            for f in self.session_faults(time.time())
+            if self.began_wall <= f.injected and f.recovered is not None and f.recovered <= self.ended_wall
+        ]
         by_kind: dict[str, dict[str, Any]] = {}
-        for f in self.faults:
+        for f in (*self.faults, *closed):
             row = by_kind.setdefault(
                 f.kind,
                 {"injected": 0, "recovered": 0, "slowest_s": 0.0, "total_s": 0.0, "lost": lost_kind[f.kind]},
@@ -832,24 +838,6 @@ class Soak:
             row["injected"] += 1
             if f.recovered is not None:
                 took = f.recovered - f.injected
-                row["recovered"] += 1
-                row["total_s"] += took
-                row["slowest_s"] = max(row["slowest_s"], took)
-        # A closed stretch within the faults' time counts as a session fault, recovered at the open.
-        for f in self.session_faults(time.time()):
-            if self.began_wall <= f.injected and f.recovered is not None and f.recovered <= self.ended_wall:
-                row = by_kind.setdefault(
-                    "session",
-                    {
-                        "injected": 0,
-                        "recovered": 0,
-                        "slowest_s": 0.0,
-                        "total_s": 0.0,
-                        "lost": lost_kind["session"],
-                    },
-                )
-                took = f.recovered - f.injected
-                row["injected"] += 1
                 row["recovered"] += 1
                 row["total_s"] += took
                 row["slowest_s"] = max(row["slowest_s"], took)
