@@ -7,8 +7,9 @@ websockets client, each at the same paced rate, in turn, ``--reps`` times.
 Each round bursts ``rate x seconds`` ticks into each consumer one after the other (so they share the
 machine's noise) and prints their p50 and p99 in ms; the last line, ``LATENCY {json}``, has every round
 and the medians. Before the rounds, one unpaced 200k-tick burst warms tickvisor up as the full benchmark's
-throughput phase does. It uses the full benchmark's parts (scripts/bench/phases.py ``run_tickvisor``,
-scripts/bench/harness.py ``run_client``, scripts/bench/channels.py ``Pipeline``) and the same job.
+throughput phase does. It uses the full benchmark's parts (scripts/bench/phases.py
+``start_throughput`` and ``run_tickvisor``, scripts/bench/harness.py ``run_client``,
+scripts/bench/channels.py ``Pipeline``) and the same job.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -25,9 +25,10 @@ import uuid
 from typing import Any
 
 from scripts.bench.channels import Pipeline
-from scripts.bench.harness import FOREX_PATH, SimProcess, block, log, run_client, tree
-from scripts.bench.job import System, bench_settings, in_sync, local_ray, setup_environment
-from scripts.bench.phases import run_tickvisor
+from scripts.bench.harness import FOREX_PATH, block, log, run_client
+from scripts.bench.job import System, in_sync, local_ray, setup_environment
+from scripts.bench.modes import mode_of
+from scripts.bench.phases import job_processes, run_tickvisor, start_throughput
 from scripts.bench.wait import wait_for
 
 __all__ = ["main"]
@@ -41,19 +42,15 @@ def rounds(reps: int, rate: float, seconds: float, token: str) -> dict[str, list
     codes = block(0)
     out: dict[str, list[dict[str, float]]] = {name: [] for name in CONSUMERS}
     n = int(rate * seconds)
-    # No heartbeat timeout: the pipeline's receiver sends no 22000 (as in scripts/bench/phases.py).
-    sim_args = ("--tick-rate", "0", "--book-rate", "0", "--codes", "3000", "--heartbeat-timeout", "3600")
-    with SimProcess(token, *sim_args) as sim:
-        system = System.launch(
-            bench_settings(sim.port, [("bench", codes)], heartbeat_s=2.0, deadline_s=6.0),
-            token,
-            prefix="bench",
-        )
+    # The throughput phase's simulator (bursts only) and job, as the full benchmark starts them.
+    sim, system = start_throughput(mode_of(smoke=False, quick=True), token)
+    with sim:
         workdir = tempfile.mkdtemp(prefix="tv-latency-")
         pipeline: Pipeline | None = None
         try:
+            system.wait_started(120.0 * System.scale)
             wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
-            job_pids = [pid for pid in tree(os.getpid(), exclude=[sim.pid]) if pid != os.getpid()]
+            job_pids = job_processes(sim)
             run_tickvisor(system, sim, codes, WARM_UP_TICKS, job_pids)
             pipeline = Pipeline("picows", "uds").start(sim, block(1), workdir)
             for r in range(reps):
