@@ -31,6 +31,7 @@ from actors.cli import build_parser
 from actors.core import sessions
 from actors.core.settings import Settings, parse_settings
 from actors.sim.cli import _parser as simulator_parser
+from tests.config_text import ENDPOINTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -45,18 +46,6 @@ CHECKED_LANGUAGES = {"python", "toml", "bash", "sh"}
 COVERED = re.compile(
     r"<!-- (sketch|user-project: \S+|cluster-recipe\b[^>]*|user-project-recipe\b[^>]*|config-fragment) -->"
 )
-
-# The smallest configuration a fragment is merged into: one endpoint per kind, the bundled simulator.
-BASE_CONFIG = """
-[endpoints.stock]
-url = "ws://127.0.0.1:0/quote-stock-b-ws-api"
-
-[endpoints.forex_crypto]
-url = "ws://127.0.0.1:0/quote-b-ws-api"
-
-[simulator]
-enabled = true
-"""
 
 
 def pages() -> dict[Path, str]:
@@ -237,7 +226,7 @@ def config_fragments() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("where", "fragment"), config_fragments())
 def test_a_configuration_fragment_is_valid_as_written(where: str, fragment: str) -> None:
-    settings = parse_settings(BASE_CONFIG + "\n" + fragment, source=where)
+    settings = parse_settings(ENDPOINTS + "\n" + fragment, source=where)  # a fragment joins both endpoints
     assert isinstance(settings, Settings)
 
 
