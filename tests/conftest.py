@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -164,6 +165,21 @@ def start_system(
     if in_sync:
         wait_for(lambda: system.registry().in_sync, 20, what="first subscription in sync")
     return system
+
+
+#: A file of the README's user project: the fenced block after ``<!-- user-project: PATH -->``.
+README_PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
+
+
+def write_readme_project(into: Path) -> set[str]:
+    """Write the README's user project, as written, into ``into`` (with the empty ``desk/__init__.py`` it
+    says to add); returns the paths of the files the README shows.
+    """
+    files = dict(README_PROJECT_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    for name, body in {**files, "desk/__init__.py": ""}.items():
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        (into / name).write_text(body + "\n", encoding="utf-8")
+    return set(files)
 
 
 def pip(*args: str) -> None:

@@ -51,7 +51,7 @@ import pytest
 
 from scripts.bench.wait import WaitTimeoutError
 from scripts.bench.wait import wait_for as poll
-from tests.conftest import ROOT, S, wait_for
+from tests.conftest import ROOT, S, wait_for, write_readme_project
 
 STOP_PROMISE_S = 10.0  # supervisor.py: "SIGINT or SIGTERM stops it cleanly within 10 s"
 RECORDED_KEYS = {"code", "seq", "tick_time", "price", "volume", "turnover", "trade_direction", "received_ns"}
@@ -668,10 +668,9 @@ RAY_CLI = Path(sys.executable).parent / "ray"
 # The fenced block right after the marker in docs/scaling.md ("A cluster with `ray job submit`").
 RECIPE_PAGE = ROOT / "docs" / "scaling.md"  # the docs' "Scaling and clusters"
 RECIPE = re.compile(r"<!-- cluster-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
-# The fenced block right after this marker (docs/scaling.md, "From your own project"), and the files of
-# the user project it runs in (README.md's ``<!-- user-project: PATH -->`` blocks, as tests/test_replay.py).
+# The fenced block right after this marker (docs/scaling.md, "From your own project"); it runs in the
+# README's user project (tests/conftest.py ``write_readme_project``).
 USER_RECIPE = re.compile(r"<!-- user-project-recipe\b[^>]*-->\s*```(?:sh|bash)\n(.*?)\n```", re.DOTALL)
-PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
 SUBMITTED = re.compile(r"Job '([\w.-]+)' submitted successfully")
 # configs/simulator.toml: 7 codes, a console on 3 of them, a recorder.
 CONSOLE_VIEW_SIM = re.compile(r"\[console\] 3 codes, \d+(\.\d+)? ticks/s")
@@ -722,11 +721,8 @@ def user_project_recipe(into: Path) -> list[str]:
     assert len(blocks) == 1, (
         f"{RECIPE_PAGE} must hold one fenced block after <!-- user-project-recipe -->: {blocks}"
     )
-    files = dict(PROJECT_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
-    assert {"desk/vwap.py", "config.toml"} <= set(files), set(files)
-    for name, body in {**files, "desk/__init__.py": ""}.items():
-        (into / name).parent.mkdir(parents=True, exist_ok=True)
-        (into / name).write_text(body + "\n", encoding="utf-8")
+    files = write_readme_project(into)
+    assert {"desk/vwap.py", "config.toml"} <= files, files
     return recipe_commands(blocks[0])
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from actors.replay import MAX_BATCH, Pacer, Tally, batches, replay_tape
 from actors.strategy import Strategy
 from actors.tape import JsonlWriter
 from actors.testing import StrategyHarness
-from tests.conftest import ROOT, S
+from tests.conftest import ROOT, S, write_readme_project
 
 T0_MS = 1_800_000_000_000
 FIELDS = ("code", "seq", "tick_time", "price", "volume", "turnover", "trade_direction")
@@ -397,16 +396,11 @@ def test_replaying_a_simulator_tape_delivers_exactly_the_recorded_ticks_in_order
 
 # --- the README's user project, as written -----------------------------------------------------------
 
-PROJECT_FILE = re.compile(r"<!-- user-project: (\S+) -->\s*```\w*\n(.*?)\n```", re.DOTALL)
-
 
 def test_the_readmes_user_project_checks_tests_and_replays_as_written(tmp_path: Path) -> None:
-    files = dict(PROJECT_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
-    assert set(files) == {"desk/vwap.py", "config.toml", "tests/test_vwap.py"}, set(files)
     project = tmp_path / "project"
-    for name, text in {**files, "desk/__init__.py": ""}.items():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        (project / name).write_text(text + "\n", encoding="utf-8")
+    files = write_readme_project(project)
+    assert files == {"desk/vwap.py", "config.toml", "tests/test_vwap.py"}, files
     checked = run(["check", "--config", "config.toml"], project, 60 * S)
     assert checked.returncode == 0, checked.stderr
     assert "vwap  desk.vwap:Vwap  3 codes" in checked.stdout
