@@ -72,10 +72,13 @@ class Router:
             self.routes_version = version
         # Codes held by the same strategies share one tuple: the per-tick fan-out tells them by identity.
         shared: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._routes = {code: shared.setdefault(tuple(names), tuple(names)) for code, names in routes.items()}
-        self._book_routes = {
-            code: shared.setdefault(tuple(names), tuple(names)) for code, names in book_routes.items()
-        }
+
+        def one(names: Iterable[str]) -> tuple[str, ...]:
+            names = tuple(names)
+            return shared.setdefault(names, names)
+
+        self._routes = {code: one(names) for code, names in routes.items()}
+        self._book_routes = {code: one(names) for code, names in book_routes.items()}
         # Rule 2: the marks of codes nobody holds any more go (and do not pile up with every code).
         self.trades.forget(self._routes)
         self.books.forget(self._book_routes)
