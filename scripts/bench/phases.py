@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from scripts.bench.channels import ROLES, Pipeline, per_mtick
+from scripts.bench.channels import IDLE_S, ROLES, Pipeline, per_mtick
 from scripts.bench.harness import (
     FOREX_PATH,
     STOCK_PATH,
@@ -72,6 +72,10 @@ def run_tickvisor(
     first: tuple[int, float] | None = None
     last_change, last_count = time.monotonic(), -1
     deadline = time.monotonic() + 60 + count / (rate or 5000)
+    if rate is not None:
+        # Paced: nothing polls the job while the ticks flow, as nothing polls the bare client or the
+        # pipeline (each reports when done): the strategy waits for the last tick itself.
+        system.get(strategy.bench_wait.remote(count, IDLE_S), timeout=deadline - time.monotonic())
     while True:
         cpu = meter()
         result = system.get(strategy.bench_result.remote(False))  # counts only: no pause in the strategy
