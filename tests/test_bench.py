@@ -120,6 +120,12 @@ def test_smoke_run_reports_every_key(tmp_path: Path) -> None:
         assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
         assert bench[key] > 0, f"{key} = {bench.get(key)!r}"
     assert any(line.startswith("| Ray-free pipeline:") for line in lines)
+    # And the same pipeline fused (two processes, the receiver decoding): the floor of one hop less.
+    for key in ("fused_pipeline_tps", "fused_pipeline_p50_ms", "fused_pipeline_p99_ms"):
+        assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
+        assert bench[key] > 0, f"{key} = {bench.get(key)!r}"
+    assert number(bench.get("fused_pipeline_cpu_s_per_mtick"))
+    assert any(line.startswith("| the same, fused") for line in lines)
     # CPU per stage, tickvisor's and the pipeline's: a number each (>= 0 above; a smoke burst lasts a few
     # clock ticks of the CPU counters, so one may read 0).
     stages = ("connection", "decoder", "strategy", "rest", "pipeline", *(f"pipeline_{r}" for r in ROLES))

@@ -354,46 +354,86 @@ def decoder_process(conn: Connection, channel: str, workdir: str, strategy_addre
     async def main() -> None:
         inbox, address = await listen(channel, workdir, "decoder")
         outboxes = {STRATEGY: await connect(channel, strategy_address)}
-        routes: dict[str, tuple[str, ...]] = {}  # code -> strategies; every code goes to STRATEGY here
+        fan_out = FanOut()
         decode = msgspec.msgpack.Decoder(FrameBatch).decode
-        encode = msgspec.msgpack.Encoder().encode
         conn.send(("ready", address))
         while True:
             batch = decode(await inbox.recv())
-            decoded = decode_batch(batch.frames, batch.received_ns)
-            per_strategy: dict[str, list[Tick]] = {}
-            for tick in decoded.ticks:
-                targets = routes.get(tick.code)
-                if targets is None:
-                    targets = routes[tick.code] = (STRATEGY,)
-                for name in targets:
-                    per_strategy.setdefault(name, []).append(tick)
-            for name, ticks in per_strategy.items():
-                await outboxes[name].send(encode(ticks))  # -> the strategy
+            for name, payload in fan_out(batch.frames, batch.received_ns):
+                await outboxes[name].send(payload)  # -> the strategy
 
     _process(conn, main)
 
 
-def receiver_process(  # noqa: PLR0917 - the pipeline's coordinates
-    conn: Connection, receiver: str, channel: str, url: str, codes: list[str], decoder_address: str
+class FanOut:
+    """The decoder's work on one batch: ``decode_batch``, the ticks routed by code, one msgpack
+    ``list[Tick]`` per strategy. The decoder process runs it; a fused receiver runs it itself.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[str, ...]] = {}  # code -> strategies; every code goes to STRATEGY here
+        self.encode = msgspec.msgpack.Encoder().encode
+
+    def __call__(self, frames: list[bytes], received_ns: int) -> list[tuple[str, bytes]]:
+        """(strategy, its encoded ticks) for each strategy that has ticks in this batch."""
+        routes = self.routes
+        per_strategy: dict[str, list[Tick]] = {}
+        for tick in decode_batch(frames, received_ns).ticks:
+            targets = routes.get(tick.code)
+            if targets is None:
+                targets = routes[tick.code] = (STRATEGY,)
+            for name in targets:
+                per_strategy.setdefault(name, []).append(tick)
+        return [(name, self.encode(ticks)) for name, ticks in per_strategy.items()]
+
+
+def receiver_process(  # noqa: PLR0917 - the pipeline's coordinates, passed by multiprocessing positionally
+    conn: Connection,
+    receiver: str,
+    channel: str,
+    url: str,
+    codes: list[str],
+    downstream: str,
+    fused: bool,  # noqa: FBT001
 ) -> None:
-    """The receiver: subscribes ``codes`` on ``url``, then forwards raw frames in batches to the decoder."""
+    """The receiver: subscribes ``codes`` on ``url``, then forwards raw frames in batches to the decoder
+    at ``downstream``; ``fused``: decodes and routes them itself (``FanOut``) and sends the strategy at
+    ``downstream`` its ticks (two processes, no decoder).
+    """
 
     async def main() -> None:
-        outbox = await connect(channel, decoder_address)
+        outbox = await connect(channel, downstream)
+        pack = fused_packer() if fused else frame_packer()
         if receiver == "websockets":
-            await receive_websockets(conn, url, codes, outbox)
+            await receive_websockets(conn, url, codes, outbox, pack)
         elif receiver == "picows":
-            await receive_picows(conn, url, codes, outbox)
+            await receive_picows(conn, url, codes, outbox, pack)
         else:
             raise ValueError(f"unknown receiver {receiver!r}, expected one of {RECEIVERS}")
 
     _process(conn, main)
 
 
-async def receive_websockets(conn: Connection, url: str, codes: list[str], outbox: Channel) -> None:
-    """websockets: a batch goes when websockets holds no further received frame, or at BATCH_MAX_FRAMES."""
+#: What a receiver sends for one batch of frames read at ``received_ns``: the messages for downstream.
+Packer = Callable[[list[bytes], int], list[bytes]]
+
+
+def frame_packer() -> Packer:
+    """The raw frames as one ``FrameBatch``, for the decoder."""
     encode = msgspec.msgpack.Encoder().encode
+    return lambda frames, received_ns: [encode(FrameBatch(received_ns, frames))]
+
+
+def fused_packer() -> Packer:
+    """The frames decoded and routed here (``FanOut``): the strategy's encoded ticks."""
+    fan_out = FanOut()
+    return lambda frames, received_ns: [payload for _, payload in fan_out(frames, received_ns)]
+
+
+async def receive_websockets(
+    conn: Connection, url: str, codes: list[str], outbox: Channel, pack: Packer
+) -> None:
+    """websockets: a batch goes when websockets holds no further received frame, or at BATCH_MAX_FRAMES."""
     async with ws_connect(
         url, compression=None, ping_interval=None, max_queue=None, max_size=MAX_FRAME_BYTES
     ) as ws:
@@ -407,16 +447,16 @@ async def receive_websockets(conn: Connection, url: str, codes: list[str], outbo
                 first_ns = time_ns()
                 while len(buffered) and len(frames) < BATCH_MAX_FRAMES:
                     frames.append(await recv(decode=False))
-                await outbox.send(encode(FrameBatch(first_ns, frames)))  # -> the decoder
+                for payload in pack(frames, first_ns):
+                    await outbox.send(payload)  # -> the decoder (fused: the strategy)
 
 
-async def receive_picows(conn: Connection, url: str, codes: list[str], outbox: Channel) -> None:
+async def receive_picows(conn: Connection, url: str, codes: list[str], outbox: Channel, pack: Packer) -> None:
     """picows: a batch goes at a frame that is ``last_in_buffer``, or at BATCH_MAX_FRAMES.
 
     picows calls back synchronously for each frame, so the batches wait in a queue for a sending task;
     with ``PICOWS_MAX_UNSENT`` batches queued the socket is no longer read until the channel takes them.
     """
-    encode = msgspec.msgpack.Encoder().encode
     unsent: deque[bytes] = deque()
     wake = asyncio.Event()
     frames: list[bytes] = []
@@ -429,7 +469,7 @@ async def receive_picows(conn: Connection, url: str, codes: list[str], outbox: C
             first_ns = time.time_ns()
         frames.append(payload)
         if last_in_buffer or len(frames) >= BATCH_MAX_FRAMES:
-            unsent.append(encode(FrameBatch(first_ns, frames)))
+            unsent.extend(pack(frames, first_ns))
             frames = []
             wake.set()
             if len(unsent) >= PICOWS_MAX_UNSENT and not paused:
@@ -442,7 +482,7 @@ async def receive_picows(conn: Connection, url: str, codes: list[str], outbox: C
         await wake.wait()
         wake.clear()
         while unsent:
-            await outbox.send(unsent.popleft())  # -> the decoder
+            await outbox.send(unsent.popleft())  # -> the decoder (fused: the strategy)
         if paused:
             paused.pop().resume_reading()  # type: ignore[attr-defined]
 
@@ -473,18 +513,22 @@ def expect(conn: Connection, proc: BaseProcess, what: str, timeout: float) -> An
 
 @dataclass
 class Pipeline:
-    """One variant's three processes, subscribed to its codes on the simulator."""
+    """One variant's three processes, subscribed to its codes on the simulator; ``fused``: two, the
+    receiver decoding and routing itself (what the design would cost with the decode in the connection
+    actor's process: one process hop less per batch).
+    """
 
     receiver: str
     channel: str
+    fused: bool = False
     sim_conn: int = 0
     procs: dict[str, BaseProcess] = field(default_factory=dict)
     conns: dict[str, Connection] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """``receiver/channel``."""
-        return f"{self.receiver}/{self.channel}"
+        """``receiver/channel``, ``+fused`` when fused."""
+        return f"{self.receiver}/{self.channel}" + ("+fused" if self.fused else "")
 
     def _spawn(self, role: str, target: Callable[..., None], *args: Any) -> Any:
         ctx = multiprocessing.get_context("spawn")
@@ -495,13 +539,17 @@ class Pipeline:
         return expect(ours, proc, "ready", START_TIMEOUT_S)
 
     def start(self, sim: SimProcess, codes: list[str], workdir: str) -> Pipeline:
-        """Start the strategy, the decoder and the receiver, in that order (each connects downstream)."""
+        """Start the strategy, the decoder (unless fused) and the receiver, in that order (each connects
+        downstream).
+        """
         workdir = tempfile.mkdtemp(prefix=f"{self.receiver[:2]}-{self.channel}-", dir=workdir)
         try:
-            strategy = self._spawn("strategy", strategy_process, self.channel, workdir)
-            decoder = self._spawn("decoder", decoder_process, self.channel, workdir, strategy)
+            downstream = strategy = self._spawn("strategy", strategy_process, self.channel, workdir)
+            if not self.fused:
+                downstream = self._spawn("decoder", decoder_process, self.channel, workdir, strategy)
+            url = sim.url(FOREX_PATH)
             self._spawn(
-                "receiver", receiver_process, self.receiver, self.channel, sim.url(FOREX_PATH), codes, decoder
+                "receiver", receiver_process, self.receiver, self.channel, url, codes, downstream, self.fused
             )
             self.sim_conn = sim.find_conn(codes)
         except BaseException:
@@ -522,7 +570,7 @@ class Pipeline:
         sim.fault("burst", conn=self.sim_conn, count=count, **({"rate": rate} if rate else {}))
         result: dict[str, Any] = expect(strategy, proc, "result", 30 + IDLE_S + count / (rate or 5000))
         after = self.cpu()
-        for role in ROLES:
+        for role in self.procs:
             result[f"cpu_s_{role}"] = after[role] - before[role]
         result["cpu_s"] = sum(after.values()) - sum(before.values())
         log(

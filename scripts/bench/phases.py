@@ -338,6 +338,7 @@ def phase_throughput(
     sim, system = started or start_throughput(mode, token)
     with sim:
         pipeline: Pipeline | None = None  # the Ray-free pipeline: a floor for the design (see Pipeline)
+        fused: Pipeline | None = None  # the same, decoding in its receiver: the floor of one hop less
         side_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-side")
         workdir = tempfile.mkdtemp(prefix="tv-bench-")
         try:
@@ -359,7 +360,7 @@ def phase_throughput(
             out["sim_fps"] = raw["tps"]
 
             runs: dict[str, list[dict[str, Any]]] = {
-                "tickvisor": [], "bare": [], "bare_picows": [], "seed": [], "pipeline": []
+                "tickvisor": [], "bare": [], "bare_picows": [], "seed": [], "pipeline": [], "fused": []
             }  # fmt: skip
             # Per stage, to set beside the pipeline's: the connection holding the codes, its decoder, the
             # strategy; "rest" is every other process of the job (Ray's own, the actors that only wait).
@@ -390,8 +391,12 @@ def phase_throughput(
                     out["pss_mb"] = pss_mb(pids)
                     out["job_processes"] = len(pids)
                     pipeline = Pipeline(mode.transport, "uds").start(sim, block(next(next_block)), workdir)
+                    fused = Pipeline(mode.transport, "uds", fused=True)
+                    fused.start(sim, block(next(next_block)), workdir)
                 assert pipeline is not None
+                assert fused is not None
                 runs["pipeline"].append(pipeline.measure(sim, mode.burst))
+                runs["fused"].append(fused.measure(sim, mode.burst))
                 runs["seed"].append(run_client("seed", sim, block(next(next_block)), mode.burst))
 
             def median(name: str, key: str) -> float:
@@ -409,6 +414,8 @@ def phase_throughput(
             for name in ("bare", "bare_picows", "seed", "pipeline"):
                 out[f"{name}_cpu_s_per_mtick"] = cpu_median(name)
             out["pipeline_tps"] = median("pipeline", "tps")
+            out["fused_pipeline_tps"] = median("fused", "tps")
+            out["fused_pipeline_cpu_s_per_mtick"] = cpu_median("fused")
             for stage, values in stage_cpu.items():  # from the injection to the last tick
                 out[f"{stage}_cpu_s_per_mtick"] = statistics.median(values)
             per_stage(out)
@@ -455,6 +462,12 @@ def phase_throughput(
                 pipeline_low_p50_ms=pl_low["p50_ms"],
             )
             order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
+            assert fused is not None
+            fused_lat = fused.measure(sim, n, rate=mode.latency_rate)
+            out.update(fused_pipeline_p50_ms=fused_lat["p50_ms"], fused_pipeline_p99_ms=fused_lat["p99_ms"])
+            order.append(
+                fused_lat["count"] == n and fused_lat["gaps"] == 0 and fused_lat["out_of_order"] == 0
+            )
             for name, result in (
                 ("tickvisor", lat), ("pipeline", pl_lat), ("bare", bare_lat), ("bare_picows", picows_lat)
             ):  # fmt: skip
@@ -466,8 +479,9 @@ def phase_throughput(
             out["order_ok"] = all(order)
         finally:
             side_pool.shutdown(wait=False, cancel_futures=True)
-            if pipeline is not None:
-                pipeline.stop()
+            for floor in (pipeline, fused):
+                if floor is not None:
+                    floor.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             system.stop_quietly()
 

@@ -276,6 +276,17 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             f"{f('low_rate', '.0f')}/s {f('pipeline_low_p50_ms')}",
         ),
         row(
+            "the same, fused (decoding in its receiver): ticks/s, CPU s per Mtick, p50 / p99 ms",
+            f"{f('fused_pipeline_tps', '.0f')}, {f('fused_pipeline_cpu_s_per_mtick', '.1f')}, "
+            f"{pair('fused_pipeline_p50_ms', 'fused_pipeline_p99_ms')}",
+            "",
+            "",
+            "",
+            "two processes: what the decode in the connection actor's process would make the floor; "
+            f"its p99 over bare websockets' {times(r, 'fused_pipeline_p99_ms', 'bare_p99_ms')} (the "
+            f"three-process pipeline's {times(r, 'pipeline_p99_ms', 'bare_p99_ms')})",
+        ),
+        row(
             "memory",
             f"RSS {f('rss_mb', '.0f')} MB (PSS {f('pss_mb', '.0f')} MB), {f('job_processes')} processes; "
             f"idle (no tick flowing) {f('idle_cpu_cores')} of a core",
