@@ -1,5 +1,6 @@
-"""The latency phase of scripts/bench.py alone, repeated: tickvisor, the Ray-free pipeline and the bare
-websockets client, each at the same paced rate, in turn, ``--reps`` times.
+"""The latency phase of scripts/bench.py alone, repeated: tickvisor, the Ray-free pipeline (three
+processes, and fused: two) and the bare websockets client, each at the same paced rate, in turn,
+``--reps`` times.
 
     python -m scripts.bench.latency                 # 5 rounds of 3 s at 20k ticks/s, about 2 minutes
     python -m scripts.bench.latency --reps 9 --rate 2000
@@ -34,7 +35,7 @@ from scripts.bench.wait import wait_for
 __all__ = ["main"]
 
 WARM_UP_TICKS = 200_000
-CONSUMERS = ("tickvisor", "pipeline", "bare")
+CONSUMERS = ("tickvisor", "pipeline", "fused", "bare")
 
 
 def rounds(reps: int, rate: float, seconds: float, token: str) -> dict[str, list[dict[str, float]]]:
@@ -46,18 +47,19 @@ def rounds(reps: int, rate: float, seconds: float, token: str) -> dict[str, list
     sim, system = start_throughput(mode_of(smoke=False, quick=True), token)
     with sim:
         workdir = tempfile.mkdtemp(prefix="tv-latency-")
-        pipeline: Pipeline | None = None
+        floors: list[Pipeline] = []
         try:
             system.wait_started(120.0 * System.scale)
             wait_for(lambda: in_sync(system, sim, FOREX_PATH, set(codes)), 30, what="tickvisor subscribed")
             job_pids = job_processes(sim)
             run_tickvisor(system, sim, codes, WARM_UP_TICKS, job_pids)
-            pipeline = Pipeline("picows", "uds").start(sim, block(1), workdir)
+            for k, fused in enumerate((False, True)):
+                floors.append(Pipeline("picows", "uds", fused=fused).start(sim, block(1 + k), workdir))
             for r in range(reps):
                 tv = run_tickvisor(system, sim, codes, n, job_pids, rate=rate)
-                pl = pipeline.measure(sim, n, rate=rate)
-                bare = run_client("bare", sim, block(2 + r), n, rate=rate)
-                for name, result in zip(CONSUMERS, (tv, pl, bare), strict=True):
+                pl, fused_pl = (floor.measure(sim, n, rate=rate) for floor in floors)
+                bare = run_client("bare", sim, block(3 + r), n, rate=rate)
+                for name, result in zip(CONSUMERS, (tv, pl, fused_pl, bare), strict=True):
                     out[name].append({"p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"]})
                 ok = tv["count"] == n and tv["gaps"] == 0 and tv["missed"] == 0
                 log(
@@ -68,8 +70,8 @@ def rounds(reps: int, rate: float, seconds: float, token: str) -> dict[str, list
                     + ("" if ok else f"; tickvisor got {tv['count']} of {n}, gaps {tv['gaps']}")
                 )
         finally:
-            if pipeline is not None:
-                pipeline.stop()
+            for floor in floors:
+                floor.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             system.stop_quietly()
     return out
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     medians["p99_over_bare"] = medians["tickvisor_p99_ms"] / medians["bare_p99_ms"]
     medians["pipeline_p99_over_bare"] = medians["pipeline_p99_ms"] / medians["bare_p99_ms"]
+    medians["fused_p99_over_bare"] = medians["fused_p99_ms"] / medians["bare_p99_ms"]
     print("LATENCY " + json.dumps({"rate": args.rate, "seconds": args.seconds, "rounds": got, **medians}))
     return 0
 

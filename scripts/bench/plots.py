@@ -35,6 +35,7 @@ __all__ = ["bench_plots", "plot_report", "png_size", "scale_plot", "soak_plot", 
 LATENCY_CONSUMERS = (
     ("tickvisor", "", "tickvisor"),
     ("pipeline", "pipeline_", "Ray-free pipeline"),
+    ("fused", "fused_pipeline_", "Ray-free pipeline, fused (2 processes)"),
     ("bare", "bare_", "bare websockets client"),
     ("bare_picows", "bare_picows_", "bare picows client"),
 )
