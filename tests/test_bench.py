@@ -125,6 +125,13 @@ def test_smoke_run_reports_every_key(tmp_path: Path) -> None:
         assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
         assert bench[key] > 0, f"{key} = {bench.get(key)!r}"
     assert number(bench.get("fused_pipeline_cpu_s_per_mtick"))
+    # CPU per tick at the paced rate too (a few ticks a batch: the wake-ups per batch count).
+    for key in (
+        "paced_cpu_s_per_mtick",
+        "pipeline_paced_cpu_s_per_mtick",
+        "fused_pipeline_paced_cpu_s_per_mtick",
+    ):
+        assert number(bench.get(key)), f"{key} = {bench.get(key)!r}"
     assert any(line.startswith("| the same, fused") for line in lines)
     # CPU per stage, tickvisor's and the pipeline's: a number each (>= 0 above; a smoke burst lasts a few
     # clock ticks of the CPU counters, so one may read 0).

@@ -34,9 +34,12 @@ Figures (the BENCH keys):
 * The Ray-free pipeline, measured beside tickvisor in each round and at both paces: ``pipeline_tps``,
   ``pipeline_cpu_s_per_mtick`` (its three processes; per process ``pipeline_{receiver,decoder,
   strategy}_cpu_s_per_mtick``), ``pipeline_p50_ms``/``pipeline_p99_ms`` (20k/s) and
-  ``pipeline_low_p50_ms`` (2k/s). Beside them, tickvisor's burst per stage, from the injection to the
-  last tick: ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest
-  decoder, the strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
+  ``pipeline_low_p50_ms`` (2k/s); the same pipeline fused (two processes: its receiver decodes and
+  routes, no decoder process; the floor of one process hop less): ``fused_pipeline_tps``,
+  ``fused_pipeline_cpu_s_per_mtick``, ``fused_pipeline_p50_ms``/``fused_pipeline_p99_ms``.
+  Beside them, tickvisor's burst per stage, from the injection to the last tick:
+  ``{connection,decoder,strategy}_cpu_s_per_mtick`` (the forex connection, the busiest decoder, the
+  strategy) and ``rest_cpu_s_per_mtick`` (every other process of the job).
 * Per stage, to size a many-core host from a 2-core run: ``stage_us_per_tick``, a mapping of
   ``connection``, ``decoder``, ``strategy`` and ``other`` (Ray's and the job's other processes) to CPU
   microseconds per tick over the throughput burst (the same figures as above: a CPU second per million
@@ -52,6 +55,11 @@ Figures (the BENCH keys):
   ``bare_p99_ms``, ``bare_picows_p50_ms``/``bare_picows_p99_ms``: the bare clients at the same pace, exact
   (``latency_rate``: that pace). ``latency_tps``: the rate tickvisor delivered
   at that pace (below it, queues grew); ``low_p50_ms``/``low_p99_ms``: tickvisor at ``low_rate`` (2k/s).
+  ``paced_cpu_s_per_mtick``: the whole job's CPU per tick over the paced run (ticks come a few dozen a
+  batch there, so every stage's wake-up per batch counts: several times the burst's figure);
+  ``pipeline_paced_cpu_s_per_mtick``, ``fused_pipeline_paced_cpu_s_per_mtick``: the pipelines' own.
+  The paced run into tickvisor is not polled while it runs (the strategy reports when done), like the
+  pipelines' and the bare clients'.
 * Liveness, a ``stall`` injected on the live connection, 5 times: ``stall_detect_s``
   (stall to the supervisor's restart decision, median), ``stall_resubscribed_s`` (stall to the server
   accepting the full set on a new connection, median), ``deadline_s`` (the configured silence deadline);

@@ -465,11 +465,16 @@ def phase_throughput(
             assert fused is not None
             fused_lat = fused.measure(sim, n, rate=mode.latency_rate)
             out.update(fused_pipeline_p50_ms=fused_lat["p50_ms"], fused_pipeline_p99_ms=fused_lat["p99_ms"])
+            # CPU per tick at the pace: ~25 ticks a batch, so each stage's wake-up per batch counts.
+            out["paced_cpu_s_per_mtick"] = lat.get("cpu_s_per_mtick", -1.0)
+            out["pipeline_paced_cpu_s_per_mtick"] = per_mtick(pl_lat, "cpu_s")
+            out["fused_pipeline_paced_cpu_s_per_mtick"] = per_mtick(fused_lat, "cpu_s")
             order.append(
                 fused_lat["count"] == n and fused_lat["gaps"] == 0 and fused_lat["out_of_order"] == 0
             )
             for name, result in (
-                ("tickvisor", lat), ("pipeline", pl_lat), ("bare", bare_lat), ("bare_picows", picows_lat)
+                ("tickvisor", lat), ("pipeline", pl_lat), ("fused", fused_lat), ("bare", bare_lat),
+                ("bare_picows", picows_lat),
             ):  # fmt: skip
                 hists[name] = result.get("latency_hist", [])
             out["tickvisor_out_of_order_dropped"] += lat["dropped_out_of_order"]

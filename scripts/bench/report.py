@@ -204,7 +204,10 @@ def table(r: dict[str, Any], mode: Mode) -> str:
             "",
             f"tickvisor exact: {f('latency_exact')}; bare picows "
             f"{pair('bare_picows_p50_ms', 'bare_picows_p99_ms')}; connection read to strategy "
-            f"{pair('read_p50_ms', 'read_p99_ms')}; delivered {f('latency_tps', '.0f')}/s",
+            f"{pair('read_p50_ms', 'read_p99_ms')}; delivered {f('latency_tps', '.0f')}/s; CPU s per Mtick "
+            f"at this pace {f('paced_cpu_s_per_mtick', '.1f')} (the whole job; pipeline "
+            f"{f('pipeline_paced_cpu_s_per_mtick', '.1f')}, fused "
+            f"{f('fused_pipeline_paced_cpu_s_per_mtick', '.1f')})",
         ),
         row(
             f"latency p50 / p99 ms @ {f('low_rate', '.0f')}/s",
