@@ -1,7 +1,7 @@
 """Benchmark tickvisor against the simulator on 127.0.0.1, beside its baselines, in one run.
 
     python scripts/bench.py            # full: 3 rounds of every throughput figure, about 5 minutes
-    python scripts/bench.py --quick    # 1 round, about 4-5 minutes on a 2-core machine
+    python scripts/bench.py --quick    # 1 round, about 2-3 minutes on a 2-core machine
     python scripts/bench.py --smoke    # tiny counts, well under a minute: checks the machinery only
     python scripts/bench.py --quick --plots DIR   # also the figures as PNGs in DIR (see "Plots")
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table and the BENCH line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="one round; about 4-5 minutes on 2 cores")
+    group.add_argument("--quick", action="store_true", help="one round; about 2-3 minutes on 2 cores")
     group.add_argument(
         "--smoke", action="store_true", help="tiny counts: checks the machinery, not the figures"
     )
