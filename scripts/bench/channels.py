@@ -425,7 +425,9 @@ def frame_packer() -> Packer:
 
 
 def fused_packer() -> Packer:
-    """The frames decoded and routed here (``FanOut``): the strategy's encoded ticks."""
+    """The frames decoded and routed here (``FanOut``): the strategy's encoded ticks. A fused receiver
+    sends to one strategy (``STRATEGY``, where ``FanOut`` routes every code), so the names are dropped.
+    """
     fan_out = FanOut()
     return lambda frames, received_ns: [payload for _, payload in fan_out(frames, received_ns)]
 
@@ -560,8 +562,8 @@ class Pipeline:
     def measure(self, sim: SimProcess, count: int, rate: float | None = None) -> dict[str, Any]:
         """Burst ``count`` ticks (paced at ``rate`` per second, or unpaced); the strategy's result.
 
-        The result has ``cpu_s``, the CPU seconds of the three processes from the injection to the last
-        tick, and each one's share (``cpu_s_receiver``, ``cpu_s_decoder``, ``cpu_s_strategy``).
+        The result has ``cpu_s``, the CPU seconds of its processes from the injection to the last tick,
+        and each one's share (``cpu_s_receiver``, ``cpu_s_decoder`` unless fused, ``cpu_s_strategy``).
         """
         strategy, proc = self.conns["strategy"], self.procs["strategy"]
         strategy.send(("measure", count, rate is not None))
@@ -580,7 +582,7 @@ class Pipeline:
         return result
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of each of the three processes (every thread: pyzmq's I/O thread too)."""
+        """CPU seconds so far of each of its processes (every thread: pyzmq's I/O thread too)."""
         return {role: cpu_seconds([proc.pid]) for role, proc in self.procs.items() if proc.pid is not None}
 
     def stop(self) -> None:

@@ -2,7 +2,7 @@
 processes, and fused: two) and the bare websockets client, each at the same paced rate, in turn,
 ``--reps`` times.
 
-    python -m scripts.bench.latency                 # 5 rounds of 3 s at 20k ticks/s, about 2 minutes
+    python -m scripts.bench.latency                 # 5 rounds of 3 s at 20k ticks/s, about 80 s
     python -m scripts.bench.latency --reps 9 --rate 2000
 
 Each round bursts ``rate x seconds`` ticks into each consumer one after the other (so they share the

@@ -69,34 +69,19 @@ def run_tickvisor(
     injected_cpu = meter()
     for conn in conns:
         sim.fault("burst", conn=conn, count=per_conn, **({"rate": rate} if rate else {}))
-    first: tuple[int, float] | None = None
-    last_change, last_count = time.monotonic(), -1
     deadline = time.monotonic() + 60 + count / (rate or 5000)
-    if rate is not None:
+    if rate is None:
+        result = poll_burst(system, strategy, meter, count, deadline, injected_cpu)
+    else:
         # Paced: nothing polls the job while the ticks flow, as nothing polls the bare client or the
-        # pipeline (each reports when done): the strategy waits for the last tick itself.
+        # pipeline (each reports when done): the strategy waits for the last tick itself. The CPU is the
+        # whole paced run's, from the injection on.
         system.get(strategy.bench_wait.remote(count, IDLE_S), timeout=deadline - time.monotonic())
-    while True:
         cpu = meter()
-        result = system.get(strategy.bench_result.remote(False))  # counts only: no pause in the strategy
-        n = result["count"]
-        if n and first is None:
-            first = (n, cpu)
-        now = time.monotonic()
-        if n != last_count:
-            last_change, last_count = now, n
-        if (
-            n + result["dropped_out_of_order"] + result["missed"] >= count
-            or now - last_change > 5.0
-            or now > deadline
-        ):
-            break
-        time.sleep(0.1)
-    result = system.get(strategy.bench_result.remote(True))  # now the percentiles too
-    if first is not None and n - first[0] >= n // 2:  # sampled inside the burst
-        result["cpu_s_per_mtick"] = (cpu - first[1]) / (n - first[0]) * 1e6
-    elif n:  # a burst shorter than the sampling: from the injection on (the simulator's encoding included)
-        result["cpu_s_per_mtick"] = (cpu - injected_cpu) / n * 1e6
+        result = system.get(strategy.bench_result.remote(True))
+        if result["count"]:
+            result["cpu_s_per_mtick"] = (cpu - injected_cpu) / result["count"] * 1e6
+    n = result["count"]
     after = [system.get(d.statistics.remote()) for d in decoders]
     # How the work was cut: the fewer and fuller the batches, the less each tick pays for its hops.
     batches = sum(a.batches - b.batches for a, b in zip(after, before, strict=True))
@@ -110,6 +95,38 @@ def run_tickvisor(
         + f"; frames per decoder batch {result['frames_per_decoder_batch']:.1f}, ticks per on_ticks"
         f" {result['ticks_per_strategy_batch']:.1f}"
     )
+    return result
+
+
+def poll_burst(  # noqa: PLR0917 - run_tickvisor's state, handed over
+    system: System, strategy: Any, meter: CpuMeter, count: int, deadline: float, injected_cpu: float
+) -> dict[str, Any]:
+    """An unpaced burst: the strategy's counts every 0.1 s until ``count`` ticks are accounted for (or
+    none came for 5 s, or ``deadline``); its result with ``cpu_s_per_mtick``, sampled inside the burst.
+    """
+    first: tuple[int, float] | None = None
+    last_change, last_count = time.monotonic(), -1
+    while True:
+        cpu = meter()
+        result = system.get(strategy.bench_result.remote(False))  # counts only: no pause in the strategy
+        n = result["count"]
+        if n and first is None:
+            first = (n, cpu)
+        now = time.monotonic()
+        if n != last_count:
+            last_change, last_count = now, n
+        if (
+            n + result["dropped_out_of_order"] + result["missed"] >= count
+            or now - last_change > IDLE_S
+            or now > deadline
+        ):
+            break
+        time.sleep(0.1)
+    result = system.get(strategy.bench_result.remote(True))  # now the percentiles too
+    if first is not None and n - first[0] >= n // 2:  # sampled inside the burst
+        result["cpu_s_per_mtick"] = (cpu - first[1]) / (n - first[0]) * 1e6
+    elif n:  # a burst shorter than the sampling: from the injection on
+        result["cpu_s_per_mtick"] = (cpu - injected_cpu) / n * 1e6
     return result
 
 

@@ -36,14 +36,15 @@ class BenchStrategy(Strategy):
         # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns, this
         # thread's and this process's CPU ns (see bench_trace).
         self.trace = array("q")
-        self.wanted = 0  # bench_wait: the count that ends the measurement
-        self.reached = asyncio.Event()
+        self.waiting: tuple[int, asyncio.Event] | None = (
+            None  # bench_wait's: the count that ends it, its event
+        )
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         counter = self.counter
         counter.add_batch(ticks, time.monotonic())
-        if self.wanted and counter.count >= self.wanted:
-            self.reached.set()
+        if self.waiting is not None:
+            self._check_waiting()
         if counter.record_latency:
             now_ns = time.time_ns()
             worst = worst_read = 0
@@ -71,24 +72,47 @@ class BenchStrategy(Strategy):
         self.base_missed, self.base_out_of_order = stats.missed, stats.out_of_order
         self.base_batches = stats.batches
 
+    async def on_missed(self, count: int) -> None:
+        await super().on_missed(count)
+        if self.waiting is not None:
+            self._check_waiting()
+
+    def _accounted(self) -> int:
+        """Ticks since ``bench_reset`` that arrived, or that the counter or the base class dropped."""
+        delivery = self._delivery
+        return (
+            self.counter.count
+            + self.counter.out_of_order
+            + delivery.missed
+            - self.base_missed
+            + delivery.out_of_order
+            - self.base_out_of_order
+        )
+
+    def _check_waiting(self) -> None:
+        waiting = self.waiting
+        if waiting is not None and self._accounted() >= waiting[0]:
+            waiting[1].set()
+
     async def bench_wait(self, count: int, idle_s: float) -> int:
-        """Wait here until ``count`` ticks arrived since ``bench_reset``, or none for ``idle_s``; the count.
+        """Wait here until ``count`` ticks since ``bench_reset`` are accounted for (arrived, or dropped
+        and counted), or none came for ``idle_s``; returns the ticks that arrived.
 
         The paced (latency) runs wait on this one call, as the bare client waits on its own pipe: a poll
         every 0.1 s (a Ray call into this process, /proc reads in the driver) landed on about one batch
         in a hundred and so on the p99 that the other consumers are measured without.
         """
-        self.wanted = count
-        self.reached.clear()
-        counter, seen = self.counter, -1
+        mine = self.waiting = (count, asyncio.Event())
+        seen = -1
         try:
-            while counter.count < count and counter.count != seen:  # ends when the ticks stop coming
-                seen = counter.count
+            while (now := self._accounted()) < count and now != seen:  # ends when the ticks stop coming
+                seen = now
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.reached.wait(), idle_s)
+                    await asyncio.wait_for(mine[1].wait(), idle_s)
         finally:
-            self.wanted = 0
-        return counter.count
+            if self.waiting is mine:  # not a later call's
+                self.waiting = None
+        return self.counter.count
 
     async def bench_result(self, final: bool = True) -> dict[str, Any]:  # noqa: FBT001, FBT002 - a Ray method
         """The measurement so far, with the base class's own counters. The latency percentiles only
