@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from scripts.bench.channels import IDLE_S, ROLES, Pipeline, per_mtick
+from scripts.bench.channels import IDLE_S, ROLES, Pipeline, in_order, per_mtick
 from scripts.bench.harness import (
     FOREX_PATH,
     STOCK_PATH,
@@ -250,11 +250,7 @@ def phase_burst4(
             out["burst4_connections"] = len(conns)
             out["burst4_decoders"] = len(roles["decoder"])
             out["burst4_ticks"] = result["count"]
-            out["burst4_order_ok"] = (
-                result["count"] == mode.burst4 * len(conns)
-                and result["gaps"] == 0
-                and result["out_of_order"] == 0
-            )
+            out["burst4_order_ok"] = in_order(result, mode.burst4 * len(conns))
             for role, pids in roles.items():
                 out[f"burst4_{role}_cpu_s_per_mtick"] = sum(used[p] for p in pids) / n * 1e6
             decoders = sorted(used[p] for p in roles["decoder"])
@@ -347,8 +343,8 @@ def phase_throughput(
     """Throughput, latency, churn and cost: simulator without a tick loop (bursts only).
 
     ``latency_hist`` (if given) gets the histogram of every consumer's latencies at the paced rate, by
-    name (``tickvisor``, ``pipeline``, ``bare``, ``bare_picows``): what ``--plots`` draws. ``started``:
-    what ``start_throughput`` returned, if it was called before.
+    name (``tickvisor``, ``pipeline``, ``fused``, ``bare``, ``bare_picows``): what ``--plots`` draws.
+    ``started``: what ``start_throughput`` returned, if it was called before.
     """
     hists = latency_hist if latency_hist is not None else {}
     codes = block(0)
@@ -408,8 +404,9 @@ def phase_throughput(
                     out["pss_mb"] = pss_mb(pids)
                     out["job_processes"] = len(pids)
                     pipeline = Pipeline(mode.transport, "uds").start(sim, block(next(next_block)), workdir)
-                    fused = Pipeline(mode.transport, "uds", fused=True)
-                    fused.start(sim, block(next(next_block)), workdir)
+                    fused = Pipeline(mode.transport, "uds", fused=True).start(
+                        sim, block(next(next_block)), workdir
+                    )
                 assert pipeline is not None
                 assert fused is not None
                 runs["pipeline"].append(pipeline.measure(sim, mode.burst))
@@ -440,11 +437,7 @@ def phase_throughput(
                 out[f"pipeline_{role}_cpu_s_per_mtick"] = cpu_median("pipeline", f"cpu_s_{role}")
             out["tickvisor_missed"] = sum(r["missed"] for r in runs["tickvisor"])
             out["tickvisor_out_of_order_dropped"] = sum(r["dropped_out_of_order"] for r in runs["tickvisor"])
-            order = [
-                r["count"] == mode.burst and r["gaps"] == 0 and r["out_of_order"] == 0
-                for rs in runs.values()
-                for r in rs
-            ]
+            order = [in_order(r, mode.burst) for rs in runs.values() for r in rs]
 
             log(f"latency: paced {mode.latency_rate:.0f} ticks/s for {mode.latency_s:g} s")
             n = int(mode.latency_rate * mode.latency_s)
@@ -478,7 +471,7 @@ def phase_throughput(
                 pipeline_p99_ms=pl_lat["p99_ms"],
                 pipeline_low_p50_ms=pl_low["p50_ms"],
             )
-            order.append(pl_lat["count"] == n and pl_lat["gaps"] == 0 and pl_lat["out_of_order"] == 0)
+            order.append(in_order(pl_lat, n))
             assert fused is not None
             fused_lat = fused.measure(sim, n, rate=mode.latency_rate)
             out.update(fused_pipeline_p50_ms=fused_lat["p50_ms"], fused_pipeline_p99_ms=fused_lat["p99_ms"])
@@ -486,9 +479,7 @@ def phase_throughput(
             out["paced_cpu_s_per_mtick"] = lat.get("cpu_s_per_mtick", -1.0)
             out["pipeline_paced_cpu_s_per_mtick"] = per_mtick(pl_lat, "cpu_s")
             out["fused_pipeline_paced_cpu_s_per_mtick"] = per_mtick(fused_lat, "cpu_s")
-            order.append(
-                fused_lat["count"] == n and fused_lat["gaps"] == 0 and fused_lat["out_of_order"] == 0
-            )
+            order.append(in_order(fused_lat, n))
             for name, result in (
                 ("tickvisor", lat), ("pipeline", pl_lat), ("fused", fused_lat), ("bare", bare_lat),
                 ("bare_picows", picows_lat),

@@ -36,9 +36,8 @@ class BenchStrategy(Strategy):
         # Per batch while timing: arrival (time_ns), ticks, worst send-to-here and read-to-here ns, this
         # thread's and this process's CPU ns (see bench_trace).
         self.trace = array("q")
-        self.waiting: tuple[int, asyncio.Event] | None = (
-            None  # bench_wait's: the count that ends it, its event
-        )
+        # bench_wait's, while one waits: the count that ends it, and its event
+        self.waiting: tuple[int, asyncio.Event] | None = None
 
     async def on_ticks(self, ticks: list[Tick]) -> None:
         counter = self.counter
@@ -74,8 +73,7 @@ class BenchStrategy(Strategy):
 
     async def on_missed(self, count: int) -> None:
         await super().on_missed(count)
-        if self.waiting is not None:
-            self._check_waiting()
+        self._check_waiting()
 
     def _accounted(self) -> int:
         """Ticks since ``bench_reset`` that arrived, or that the counter or the base class dropped."""
